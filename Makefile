@@ -1,0 +1,39 @@
+# gesturert: set-up and the jobs the README names. Every target sets up first,
+# so `make demo` and `make test` each work on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck pytest bundle bench clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 first: the CPU build lies on disk here; an unpinned torch would pull a
+# multi-GB CUDA build. tensorrt-stubs needs --no-deps (it depends on tensorrt, whose
+# libraries cannot be installed on a machine without a GPU).
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[cpu,train,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps tensorrt-stubs==10.13.0.35.1
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/gesturert demo
+
+lint: setup
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+# pytest exits 5 when it collects no test: that must fail loudly, not pass.
+pytest: setup
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .stubs .pytest_cache .mypy_cache .ruff_cache

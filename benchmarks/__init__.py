@@ -1,0 +1,1 @@
+"""Benchmarks over sdk and export: latency, throughput, features, trtexec."""

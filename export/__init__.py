@@ -1,0 +1,1 @@
+"""Export: torch -> ONNX -> TensorRT, the bundle writer, parity checks. May import train, sdk."""

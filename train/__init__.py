@@ -1,0 +1,1 @@
+"""Training: PyTorch models, data, losses, metrics and training loops. May import sdk."""
