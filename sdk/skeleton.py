@@ -27,6 +27,7 @@ is fixed.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,9 @@ HAND_BONES = tuple(
     pair for f in range(5) for pair in [(0, 1 + 4 * f)] + [(1 + 4 * f + j, 2 + 4 * f + j)
                                                            for j in range(3)]
 )
+
+#: Joints in an OpenPose-137 file: BODY_25 + face 70 + two hands of 21.
+OPENPOSE_NUM_JOINTS = len(BODY25_NAMES) + len(FACE_NAMES) + 2 * len(HAND_NAMES)
 
 
 @dataclass(frozen=True)
@@ -117,11 +121,13 @@ class Skeleton:
         Returns:
             (..., J, C) array (a copy).
         """
+        keypoints = np.asarray(keypoints)
         if self.source_indices is None:
             return np.array(keypoints, copy=True)
-        if keypoints.shape[-2] != 137:
+        if keypoints.ndim < 2 or keypoints.shape[-2] != OPENPOSE_NUM_JOINTS:
             raise ValueError(
-                f"expected OpenPose-137 keypoints with shape (..., 137, C), got {keypoints.shape}"
+                f"expected OpenPose keypoints with shape (..., {OPENPOSE_NUM_JOINTS}, C), "
+                f"got {keypoints.shape}"
             )
         return keypoints[..., list(self.source_indices), :]
 
@@ -137,23 +143,60 @@ class Skeleton:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Skeleton:
+        """Rebuild a skeleton from :meth:`to_dict`; ValueError names what is malformed."""
         try:
+            source = data.get("source_indices")
             skeleton = cls(
                 name=str(data["name"]),
-                joint_names=tuple(data["joint_names"]),
-                groups={k: tuple(int(i) for i in v) for k, v in data["groups"].items()},
-                bones=tuple((int(a), int(b)) for a, b in data["bones"]),
-                source_indices=None if data.get("source_indices") is None
-                else tuple(int(i) for i in data["source_indices"]),
-                root=int(data.get("root", -1)),
+                joint_names=_names(data["joint_names"]),
+                groups={str(k): _indices(v) for k, v in data["groups"].items()},
+                bones=tuple(_pair(b) for b in data["bones"]),
+                source_indices=None if source is None else _indices(source),
+                root=operator.index(data.get("root", -1)),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"malformed skeleton in manifest: {exc!r}") from exc
-        n = skeleton.num_joints
-        bad = [b for b in skeleton.bones if not (0 <= b[0] < n and 0 <= b[1] < n)]
-        if bad:
-            raise ValueError(f"skeleton {skeleton.name!r} has bones outside 0..{n - 1}: {bad[:3]}")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(
+                f"malformed skeleton in manifest: {exc!r}; expected the dict that "
+                "Skeleton.to_dict() writes"
+            ) from exc
+        skeleton._check_indices()
         return skeleton
+
+    def _check_indices(self) -> None:
+        """Raise ValueError if any bone, group, root or source index is out of range."""
+        n = self.num_joints
+        where = f"skeleton {self.name!r} with {n} joints"
+        bad = [b for b in self.bones if not (0 <= b[0] < n and 0 <= b[1] < n)]
+        if bad:
+            raise ValueError(f"{where} has bones outside 0..{n - 1}: {bad[:3]}")
+        for group, idx in self.groups.items():
+            if any(not 0 <= i < n for i in idx):
+                raise ValueError(f"{where}: group {group!r} has indices outside 0..{n - 1}")
+        if not -1 <= self.root < n:
+            raise ValueError(f"{where}: root {self.root} is not -1 (none) or in 0..{n - 1}")
+        if self.source_indices is not None:
+            if len(self.source_indices) != n:
+                raise ValueError(
+                    f"{where}: {len(self.source_indices)} source_indices, expected one per joint"
+                )
+            if any(not 0 <= i < OPENPOSE_NUM_JOINTS for i in self.source_indices):
+                raise ValueError(f"{where}: source_indices outside 0..{OPENPOSE_NUM_JOINTS - 1}")
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"joint_names must be a list of strings, got {value!r:.60}")
+    return tuple(value)
+
+
+def _indices(value: Any) -> tuple[int, ...]:
+    """A list of integer indices (floats such as 1.5 are rejected, not truncated)."""
+    return tuple(operator.index(i) for i in value)
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    a, b = _indices(value)
+    return a, b
 
 
 def _openpose_137() -> Skeleton:
@@ -163,7 +206,9 @@ def _openpose_137() -> Skeleton:
         + tuple(f"left_hand_{n}" for n in HAND_NAMES)
         + tuple(f"right_hand_{n}" for n in HAND_NAMES)
     )
-    face0, lh0, rh0 = 25, 95, 116
+    face0 = len(BODY25_NAMES)
+    lh0 = face0 + len(FACE_NAMES)
+    rh0 = lh0 + len(HAND_NAMES)
     bones = (
         list(BODY25_BONES)
         + [(face0 + a, face0 + b) for a, b in FACE_BONES]
@@ -184,7 +229,9 @@ def _openpose_137() -> Skeleton:
 OPENPOSE_137 = _openpose_137()
 
 # Upper-body layout: OpenPose index of each joint, in order (see the module docstring).
-_UPPER_SOURCE = (1, 0, 2, 3, 4, 5, 6, 7, 15, 16) + tuple(range(25, 137))
+_UPPER_SOURCE = (1, 0, 2, 3, 4, 5, 6, 7, 15, 16) + tuple(
+    range(len(BODY25_NAMES), OPENPOSE_NUM_JOINTS)  # face and both hands: OpenPose 25-136
+)
 
 
 def _upper_body_122() -> Skeleton:
