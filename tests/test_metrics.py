@@ -1,0 +1,161 @@
+"""train.metrics: FGD, beat consistency, ROC AUC, keypoint errors, lip sync, diversity."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from sdk.skeleton import LIP_BOTTOM, LIP_TOP, MODEL_SKELETON
+from train.metrics import (
+    beat_consistency,
+    detector_frame_auc,
+    diversity,
+    fgd,
+    frechet_distance,
+    l1_error,
+    lip_sync_correlation,
+    motion_beat_times,
+    pck,
+    roc_auc,
+    sequence_beat_consistency,
+)
+
+J = MODEL_SKELETON.num_joints
+FPS = 15
+
+
+# ---- FGD ----
+def test_fgd_of_identical_sets_is_zero() -> None:
+    x = np.random.default_rng(0).normal(size=(500, 8))
+    assert fgd(x, x) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fgd_grows_with_the_squared_mean_shift() -> None:
+    x = np.random.default_rng(1).normal(size=(400, 6))
+    shifts = [0.5, 1.0, 2.0]
+    values = [fgd(x, x + s) for s in shifts]  # same covariance: FGD = ||delta||^2 = 6 s^2
+    np.testing.assert_allclose(values, [6 * s**2 for s in shifts], rtol=1e-6)
+
+
+def test_frechet_distance_matches_closed_form_for_diagonal_gaussians() -> None:
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
+    expected = np.sum((np.sqrt(a) - np.sqrt(b)) ** 2) + 2.0**2
+    mu2 = np.array([2.0, 0.0, 0.0])
+    assert frechet_distance(np.zeros(3), np.diag(a), mu2, np.diag(b)) == pytest.approx(expected)
+
+
+def test_frechet_distance_matches_the_sqrtm_formula() -> None:
+    from scipy import linalg
+
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
+    s1, s2 = a @ a.T + 0.1 * np.eye(5), b @ b.T + 0.1 * np.eye(5)
+    mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
+    reference = (np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2)
+                 - 2 * np.trace(linalg.sqrtm(s1 @ s2).real))
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-9)
+
+
+def test_frechet_distance_survives_singular_covariances() -> None:
+    sigma = np.zeros((4, 4))
+    sigma[0, 0] = 1.0  # rank 1
+    assert frechet_distance(np.zeros(4), sigma, np.ones(4), sigma) == pytest.approx(4.0, abs=1e-4)
+
+
+# ---- beat consistency ----
+def test_beat_consistency_formula() -> None:
+    audio = np.array([1.0, 2.0])
+    assert beat_consistency(audio, audio) == pytest.approx(1.0)
+    expected = np.mean([1.0, np.exp(-(0.1**2) / (2 * 0.1**2))])
+    assert beat_consistency(audio, np.array([1.0, 2.1, 5.0])) == pytest.approx(expected)
+    assert beat_consistency(audio, np.zeros(0)) == 0.0
+
+
+def _beat_motion(stop_frames: np.ndarray, frames: int) -> np.ndarray:
+    """Right forearm swinging between two angles, pausing (zero velocity) at stop_frames."""
+    rng = np.random.default_rng(3)
+    poses = np.repeat(rng.uniform(-0.5, 0.5, (1, J, 2)), frames, axis=0)
+    knots = np.concatenate([[0], stop_frames, [frames - 1]])
+    angle = np.zeros(frames)
+    for k, (lo, hi) in enumerate(itertools.pairwise(knots)):
+        u = (np.arange(lo, hi + 1) - lo) / max(hi - lo, 1)
+        ease = u * u * (3 - 2 * u)  # smoothstep: zero velocity at both knots
+        angle[lo : hi + 1] = (ease if k % 2 == 0 else 1 - ease) * 1.2
+    elbow, wrist = 3, 4  # right elbow and wrist in UPPER_BODY_122
+    poses[:, wrist, 0] = poses[:, elbow, 0] + 0.5 * np.cos(angle)
+    poses[:, wrist, 1] = poses[:, elbow, 1] + 0.5 * np.sin(angle)
+    return poses
+
+
+def test_motion_beats_sit_on_velocity_minima() -> None:
+    stops = np.array([15, 30, 45])
+    found = motion_beat_times(_beat_motion(stops, 60), FPS)
+    np.testing.assert_allclose(found * FPS, stops, atol=1)
+
+
+def _click_track(times_s: np.ndarray, seconds: float, rate: int = 16000) -> np.ndarray:
+    audio = np.zeros(int(seconds * rate), np.float32)
+    burst = np.random.default_rng(5).normal(0, 0.5, 400).astype(np.float32) * np.hanning(400)
+    for t in times_s:
+        i = int(t * rate)
+        audio[i : i + 400] += burst.astype(np.float32)
+    return audio
+
+
+def test_bc_is_high_on_onsets_and_low_when_shuffled() -> None:
+    beat_frames = np.arange(9, 120, 9)  # every 0.6 s
+    audio = _click_track(beat_frames / FPS, 8.4)
+    on_beat = sequence_beat_consistency(_beat_motion(beat_frames, 126), audio)
+    off_beat = sequence_beat_consistency(_beat_motion(beat_frames[:-1] + 4, 126), audio)
+    assert on_beat > 0.85
+    assert off_beat < 0.2
+
+
+# ---- ROC AUC ----
+def test_roc_auc_known_cases() -> None:
+    assert roc_auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert roc_auc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+    assert roc_auc([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1]) == 0.5  # ties count one half
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75  # sklearn's doc example
+    with pytest.raises(ValueError, match="both classes"):
+        roc_auc([0.1, 0.2], [1, 1])
+
+
+def test_detector_frame_auc_pools_sequences() -> None:
+    scores = [np.array([0.9, 0.1, 0.2]), np.array([0.7, 0.3])]
+    truth = [np.array([1.0, 0.0, 0.0]), np.array([1.0, 0.0])]
+    assert detector_frame_auc(scores, truth) == 1.0
+    with pytest.raises(ValueError, match="sequence 1"):
+        detector_frame_auc(scores, [truth[0], np.zeros(3)])
+
+
+# ---- keypoints ----
+def test_l1_and_pck_known_values() -> None:
+    gt = np.zeros((2, 3, 2))
+    gt[:, 1] = [10.0, 0.0]  # bounding box 10 wide: PCK radius 0.2 * 10 = 2
+    pred = gt.copy()
+    pred[:, 2, 0] += 3.0  # one joint of three off by 3 > 2
+    assert l1_error(pred, gt) == pytest.approx(3.0 * 2 / (2 * 3 * 2))
+    assert pck(pred, gt) == pytest.approx(2 / 3)
+    assert pck(gt, gt) == 1.0
+
+
+def test_lip_sync_correlation_follows_the_inner_lip_opening() -> None:
+    t = np.arange(60)
+    opening = 0.1 + 0.05 * np.sin(t / 3.0)
+    gt = np.zeros((60, J, 2))
+    gt[:, LIP_BOTTOM, 1] = opening
+    pred = gt.copy()
+    pred[:, LIP_BOTTOM, 1] = 2 * opening + 1  # same shape, other scale: r = 1
+    assert lip_sync_correlation(pred, gt) == pytest.approx(1.0)
+    pred[:, LIP_BOTTOM, 1] = opening[::-1]
+    assert lip_sync_correlation(pred, gt) < 0.5
+    assert LIP_TOP != LIP_BOTTOM
+
+
+def test_diversity_is_zero_for_identical_features_and_seeded() -> None:
+    assert diversity(np.ones((10, 4))) == 0.0
+    x = np.random.default_rng(0).normal(size=(50, 4))
+    assert diversity(x, seed=1) == diversity(x, seed=1) > 0
