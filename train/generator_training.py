@@ -1,0 +1,276 @@
+"""Training loop of the salient-posture generator (``gesturert train generator``).
+
+Batches are dicts of windows (train/data/windows.py): ``features`` (B, T+L, feature_dim)
+raw, ``pose`` (B, T, J, 2) standardised, ``seq_label`` (B,) in {0, 1}. Noise per window
+is ``sdk.noise.frame_noise`` with a seed drawn from torch's global RNG, so training
+sees the distribution serving uses and a resumed run draws what the uninterrupted one
+did. The feature statistics are measured on the training windows before step 0 and
+stored in the model's buffers.
+
+Outputs in ``--out``: ``generator.pt`` (the checkpoint; resume reads it) and ``tb/``
+(TensorBoard scalars: train/* every ``run.log_every`` steps, val/* every ``run.eval_every``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from sdk.features import FeatureConfig
+from sdk.noise import frame_noise
+from sdk.normalization import PoseNormalization
+from train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from train.config import OptimConfig, RunConfig, config_to_dict
+from train.loop import (
+    DistributedContext,
+    ResumableBatchSampler,
+    ScalarLogger,
+    init_distributed,
+    learning_rate,
+    make_optimizer,
+    progress_bar,
+    reduce_mean,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    shutdown_distributed,
+)
+from train.losses import GeneratorLossConfig, generator_loss, joint_weights, weighted_pose_error
+from train.models.generator import GeneratorConfig, SalientPostureGenerator
+
+CHECKPOINT_NAME = "generator.pt"
+_STAT_WINDOWS = 512  # windows sampled to measure the feature mean/std
+
+
+@dataclass(frozen=True)
+class GeneratorDataConfig:
+    """How windows are cut from the corpus.
+
+    Attributes:
+        window_frames: T, supervised pose frames per window (the input has T + L).
+        stride_frames: frames between consecutive window starts.
+        val_fraction: fraction of clips held out when the corpus has no dev split.
+    """
+
+    window_frames: int = 64
+    stride_frames: int = 16
+    val_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class GeneratorTrainingConfig:
+    """Everything ``gesturert train generator`` reads (train/configs/generator.yaml)."""
+
+    model: GeneratorConfig = field(default_factory=GeneratorConfig)
+    loss: GeneratorLossConfig = field(default_factory=GeneratorLossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    data: GeneratorDataConfig = field(default_factory=GeneratorDataConfig)
+
+
+@dataclass
+class GeneratorData:
+    """Training input: map-style datasets of window dicts and the corpus statistics."""
+
+    train: Dataset[dict[str, Any]]
+    val: Dataset[dict[str, Any]] | None
+    features: FeatureConfig
+    normalization: PoseNormalization | None
+
+
+def draw_noise(batch: int, frames: int, dim: int, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
+    """(batch, frames, dim) float32 ``frame_noise`` rows, one random stream seed per window."""
+    seeds = torch.randint(0, 2**62, (batch,), generator=generator).tolist()
+    return torch.from_numpy(np.stack([frame_noise(int(s), 0, frames, dim) for s in seeds]))
+
+
+def feature_statistics(dataset: Dataset[dict[str, Any]], max_windows: int = _STAT_WINDOWS
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (feature_dim,) float32 of the raw features of up to ``max_windows``
+    evenly spaced windows; the std is floored at 1e-3 (constant channels)."""
+    size = len(dataset)  # type: ignore[arg-type]
+    if size == 0:
+        raise ValueError("the training set has no windows; is the data directory empty?")
+    picks = np.unique(np.linspace(0, size - 1, min(size, max_windows)).astype(np.int64))
+    frames = np.concatenate([np.asarray(dataset[int(i)]["features"], dtype=np.float64)
+                             for i in picks])
+    return frames.mean(0).astype(np.float32), np.maximum(frames.std(0), 1e-3).astype(np.float32)
+
+
+def _batch_to(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:
+    features = torch.as_tensor(batch["features"], dtype=torch.float32).to(device)
+    pose = torch.as_tensor(batch["pose"], dtype=torch.float32).to(device)
+    label = torch.as_tensor(batch["seq_label"], dtype=torch.float32).reshape(-1).to(device)
+    return features, pose, label
+
+
+@torch.no_grad()
+def evaluate_generator(model: SalientPostureGenerator, dataset: Dataset[dict[str, Any]],
+                       config: GeneratorTrainingConfig, device: torch.device,
+                       max_batches: int = 16) -> dict[str, float]:
+    """Held-out losses; noise from a fixed generator so evaluation leaves the global RNG
+    (and so training) untouched."""
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=config.run.batch_size, shuffle=False)
+    generator = torch.Generator().manual_seed(12345)
+    weights = joint_weights(config.loss)
+    sums: dict[str, float] = {}
+    count = 0
+    for i, batch in enumerate(loader):
+        if i >= max_batches:
+            break
+        features, pose, label = _batch_to(batch, device)
+        noise = draw_noise(features.shape[0], features.shape[1], config.model.noise_dim,
+                           generator).to(device)
+        out = model(features, noise, pose)
+        _, parts = generator_loss(out, pose, label, config.loss)
+        parts["generation_l1"] = weighted_pose_error(out.aligned_poses, pose, weights, "l1")
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        count += 1
+    model.train(was_training)
+    return {k: v / max(count, 1) for k, v in sums.items()}
+
+
+def train_generator(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: str | Path,
+                    resume: bool = False, device: str | None = None,
+                    show_progress: bool = True, stop_after: int | None = None
+                    ) -> dict[str, float]:
+    """Train (or resume) the generator; writes ``out_dir/generator.pt``.
+
+    ``stop_after`` ends this invocation after that many steps (a time-boxed job) with a
+    checkpoint; ``resume=True`` later continues on the same schedule (``run.steps``).
+
+    Returns the last logged training losses and the final held-out losses (``val_*``).
+    """
+    out_dir = Path(out_dir)
+    context = init_distributed(device)
+    try:
+        return _train(config, data, out_dir, resume, context, show_progress, stop_after)
+    finally:
+        shutdown_distributed(context)
+
+
+def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, resume: bool,
+           context: DistributedContext, show_progress: bool, stop_after: int | None
+           ) -> dict[str, float]:
+    run = config.run
+    if run.threads > 0:
+        torch.set_num_threads(run.threads)
+    seed_everything(run.seed + context.rank)
+    model = SalientPostureGenerator(config.model).to(context.device)
+    optimizer = make_optimizer(model.parameters(), config.optim)
+    config_dict = config_to_dict(config)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    start_step = 0
+    if resume:
+        ckpt = load_checkpoint(ckpt_path, "generator", data.features)
+        if ckpt.model_config != config_dict["model"]:
+            raise CheckpointError(
+                f"--resume: the model config differs from the one in {ckpt_path}; resume with "
+                f"the same model settings or start a new --out directory")
+        model.load_state_dict(ckpt.model)
+        if ckpt.optimizer is not None:
+            optimizer.load_state_dict(ckpt.optimizer)
+        if ckpt.rng is not None and context.rank == 0:
+            set_rng_state(ckpt.rng)
+        start_step = ckpt.step
+    else:
+        mean, std = feature_statistics(data.train)
+        model.set_feature_normalization(mean, std)
+    net: torch.nn.Module = model
+    if context.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[context.device.index] if context.device.type == "cuda" else None)
+    stop = run.steps if stop_after is None else min(run.steps, start_step + stop_after)
+    sampler = ResumableBatchSampler(len(data.train), run.batch_size, run.seed,  # type: ignore[arg-type]
+                                    start_step, stop, context.rank, context.world_size)
+    loader = DataLoader(data.train, batch_sampler=sampler, num_workers=run.num_workers,
+                        pin_memory=context.device.type == "cuda")
+    logger = ScalarLogger(out_dir / "tb" if context.is_main else None)
+    bar = progress_bar(run.steps, start_step, show_progress and context.is_main, "generator")
+
+    def checkpoint(step: int, extra: dict[str, Any] | None = None) -> None:
+        if context.is_main:
+            save_checkpoint(ckpt_path, kind="generator", config=config_dict, model=model,
+                            features=data.features, normalization=data.normalization,
+                            optimizer=optimizer, step=step, rng=rng_state(), extra=extra)
+
+    net.train()
+    sums: dict[str, float] = {}
+    summed = 0
+    last: dict[str, float] = {}
+    step = start_step
+    started = time.perf_counter()
+    for batch in loader:
+        features, pose, label = _batch_to(batch, context.device)
+        noise = draw_noise(features.shape[0], features.shape[1],
+                           config.model.noise_dim).to(context.device)
+        lr = learning_rate(step, run.steps, config.optim)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        out = net(features, noise, pose)
+        loss, parts = generator_loss(out, pose, label, config.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        optimizer.step()
+        step += 1
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        summed += 1
+        bar.update(1)
+        if step % run.log_every == 0 or step == stop:
+            last = reduce_mean({k: v / summed for k, v in sums.items()}, context)
+            sums, summed = {}, 0
+            logger.log(step, {**last, "lr": lr}, "train/")
+            bar.set_postfix(loss=f"{last['total']:.4f}", gen=f"{last['generation']:.4f}")
+        if data.val is not None and run.eval_every > 0 and step % run.eval_every == 0 \
+                and step < stop and context.is_main:
+            logger.log(step, evaluate_generator(model, data.val, config, context.device), "val/")
+        if step % run.checkpoint_every == 0 and step < stop:
+            checkpoint(step)
+    bar.close()
+    result = dict(last)
+    result["seconds"] = time.perf_counter() - started
+    if data.val is not None and context.is_main:
+        val = evaluate_generator(model, data.val, config, context.device)
+        logger.log(step, val, "val/")
+        result.update({f"val_{k}": v for k, v in val.items()})
+    checkpoint(step, extra={"final": result})
+    logger.close()
+    return result
+
+
+def load_generator_data(data_dir: str | Path, config: GeneratorTrainingConfig) -> GeneratorData:
+    """Windows of the corpus at ``data_dir`` (train/data/windows.py) and its statistics."""
+    from train.data import windows
+
+    return windows.generator_data(Path(data_dir), config)  # type: ignore[no-any-return]
+
+
+def train_generator_main(args: Any) -> int:
+    """``gesturert train generator``: returns 0 on success, 2 on bad input."""
+    from train.config import load_config
+
+    try:
+        config = load_config(GeneratorTrainingConfig, args.config, args.overrides)
+        data = load_generator_data(args.data, config)
+        result = train_generator(config, data, args.out, resume=args.resume, device=args.device,
+                                 show_progress=not getattr(args, "no_progress", False))
+    except (ValueError, FileNotFoundError) as exc:  # CheckpointError is a ValueError
+        print(f"gesturert train generator: {exc}", file=sys.stderr)
+        return 2
+    summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.items()))
+    print(f"generator trained: {Path(args.out) / CHECKPOINT_NAME} ({summary})")
+    return 0
