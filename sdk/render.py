@@ -132,8 +132,11 @@ def render_video_frames(
         pick = np.isin(groups, names)
         if not pick.any():
             continue
-        cover = rasterize_segments(pixels, bones[pick], widths[pick], height, width)
-        canvas += (_rgb(colour, f"colour of {names}") - canvas) * cover[..., None]
+        cover = rasterize_segments(pixels, bones[pick], widths[pick], height, width).reshape(-1)
+        drawn = np.flatnonzero(cover)  # blend only covered pixels: most of a canvas is empty
+        flat = canvas.reshape(-1, 3)
+        rgb = _rgb(colour, f"colour of {names}")
+        flat[drawn] += (rgb - flat[drawn]) * cover[drawn, None]
 
     if saliency is not None:
         _draw_saliency_bar(canvas, _check_saliency(saliency, n_frames))
