@@ -1,0 +1,100 @@
+"""PoseSyncNet: the contrastive loss, a few training steps, ONNX export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sdk.pose_image import ImagingConfig
+from train.models.posesync import PoseSyncConfig, PoseSyncNet, contrastive_loss
+
+IMAGE = (ImagingConfig().height, ImagingConfig().width)
+TINY = PoseSyncConfig(audio_channels=(8, 8), pose_channels=(8, 8), hidden_dim=32,
+                      embedding_dim=16)
+
+
+def test_contrastive_loss_matches_the_equation_on_hand_made_pairs() -> None:
+    audio = torch.tensor([[0.0, 0.0], [3.0, 4.0], [3.0, 4.0], [1.0, 0.0]])
+    pose = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    labels = torch.tensor([1.0, 1.0, 0.0, 0.0])  # d = 0, 5, 5, 1; margin 6
+    # 1/(2N) [1*0^2 + 1*5^2 + max(6-5,0)^2 + max(6-1,0)^2] = (0 + 25 + 1 + 25) / 8
+    loss = contrastive_loss(audio, pose, labels, margin=6.0)
+    assert loss.item() == pytest.approx(51.0 / 8.0)
+    far = contrastive_loss(audio[1:3], pose[1:3], torch.tensor([0.0, 0.0]), margin=2.0)
+    assert far.item() == 0.0  # negatives beyond the margin cost nothing
+
+
+def test_contrastive_loss_gradient_is_finite_at_zero_distance() -> None:
+    audio = torch.zeros(2, 3, requires_grad=True)
+    contrastive_loss(audio, torch.zeros(2, 3), torch.tensor([1.0, 0.0]), 1.0).backward()
+    assert audio.grad is not None and torch.isfinite(audio.grad).all()
+
+
+def test_contrastive_loss_rejects_mismatched_labels() -> None:
+    with pytest.raises(ValueError, match="labels"):
+        contrastive_loss(torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(2), 1.0)
+
+
+def test_embeddings_are_unit_length_with_contract_shapes() -> None:
+    model = PoseSyncNet(TINY, IMAGE)
+    audio, pose = model(torch.randn(5, 13, 60), torch.rand(5, 9, *IMAGE))
+    assert audio.shape == pose.shape == (5, 16)
+    torch.testing.assert_close(audio.norm(dim=1), torch.ones(5))
+    torch.testing.assert_close(pose.norm(dim=1), torch.ones(5))
+
+
+def _toy_batch(rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pose images whose bright column follows an audio coefficient (so sync is learnable)."""
+    signal = rng.uniform(0, 1, (n, 9))
+    mfcc = np.repeat(signal[:, None, :], 60 // 9 + 1, axis=2)[:, :, :60].repeat(13, axis=1)
+    images = np.zeros((n, 9, *IMAGE), np.float32)
+    cols = (signal * (IMAGE[1] - 1)).astype(int)
+    for b in range(n):
+        images[b, np.arange(9), :, cols[b]] = 1.0
+    return torch.from_numpy(mfcc.astype(np.float32)), torch.from_numpy(images)
+
+
+def test_a_few_training_steps_lower_the_loss() -> None:
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = PoseSyncNet(TINY, IMAGE)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    mfcc, images = _toy_batch(rng, 32)
+    shuffled = torch.roll(images, 1, dims=0)
+    inputs = (torch.cat([mfcc, mfcc]), torch.cat([images, shuffled]))
+    labels = torch.cat([torch.ones(32), torch.zeros(32)])
+    losses = []
+    for _ in range(20):
+        loss = contrastive_loss(*model(*inputs), labels, TINY.margin)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3])
+
+
+@pytest.mark.slow
+def test_onnx_export_with_dynamic_batch_matches_torch(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    path = tmp_path / "posesync.onnx"
+    torch.manual_seed(1)
+    model = PoseSyncNet(TINY, IMAGE).eval()
+    model.set_mfcc_stats(torch.randn(13), torch.rand(13) + 0.5)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    example = (torch.randn(2, 13, 60), torch.rand(2, 9, *IMAGE))
+    torch.onnx.export(model, example, str(path), dynamo=True,
+                      input_names=["mfcc", "pose_images"], output_names=["audio_emb", "pose_emb"],
+                      dynamic_shapes={"mfcc": {0: batch}, "pose_images": {0: batch}})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in (1, 7):
+        mfcc, images = torch.randn(n, 13, 60) * 20, torch.rand(n, 9, *IMAGE)
+        got = session.run(None, {"mfcc": mfcc.numpy(), "pose_images": images.numpy()})
+        with torch.no_grad():
+            want = model(mfcc, images)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == (n, TINY.embedding_dim)
+            np.testing.assert_allclose(g, w.numpy(), atol=1e-4)
