@@ -1,0 +1,206 @@
+// Streaming MFCC for many audio streams at once, and the gathers that turn MFCC frames
+// into the generator's feature frames (engine input) and PoseSyncNet's MFCC clips.
+//
+// The numpy reference (the spec) is sdk/mfcc.py; the host side is sdk/cuda/mfcc.py.
+// Every FeatureConfig number arrives as a -D define (sdk/cuda/nvrtc.py: feature_defines);
+// none is written here. The window, mel and DCT matrices arrive as device arrays
+// (MfccMatrices), so the kernel computes exactly what the reference multiplies.
+//
+// Per stream slot s (device state, owned by CudaMfcc):
+//   stream_pos[s]                      int64, samples received so far
+//   audio_ring[s][GRT_N_FFT]           the last GRT_N_FFT samples, sample p at p % GRT_N_FFT
+//   mfcc_ring[s][ring_frames][N_MFCC]  MFCC frames, frame j at j % ring_frames
+// MFCC frame j (center=True, zero padded) is the windowed span of samples
+// [j*HOP - N_FFT/2, j*HOP + N_FFT/2); it is final once j*HOP + N_FFT/2 samples arrived.
+// Samples before 0 are zeros. A frame still to be computed starts later than
+// pos - N_FFT, so a ring of N_FFT samples always holds the tail it needs.
+//
+// One accept is two launches on the same CUDA stream:
+//   mfcc_frames  grid (max new frames per item, items), one block per new MFCC frame:
+//                frame -> window -> power spectrum -> mel -> log10 floor -> DCT.
+//   mfcc_commit  grid (items): appends the new tail to the ring and advances stream_pos.
+// Both read stream_pos from the device, so a captured CUDA graph of an accept with fixed
+// chunk lengths stays valid when replayed (positions advance on the device).
+//
+// Power spectrum: a direct DFT per frame (GRT_N_FREQS bins x GRT_N_FFT samples) with
+// twiddles cos/sin(2*pi*i/N_FFT) tabulated once per block in shared memory and indexed by
+// (k*t) mod N_FFT. At N_FFT = 512 this is ~0.26 MFLOP per frame (100 frames/s per stream),
+// simpler to verify than an FFT and accurate to float32 rounding of 512-term sums.
+//
+// items layout: int64 triples (slot, offset into `audio`, length) per grid row blockIdx.y.
+// A slot appears at most once per launch (the host checks).
+
+#ifndef GRT_N_FFT
+#error "compile with the FeatureConfig defines from sdk/cuda/nvrtc.py (feature_defines)"
+#endif
+
+#define GRT_ACCEPT_FIELDS 3
+
+// MFCC frames that are final after n samples: j with j*HOP + N_FFT/2 <= n.
+__device__ __forceinline__ long long grt_frames_ready(long long n)
+{
+    return n >= GRT_N_FFT / 2 ? (n - GRT_N_FFT / 2) / GRT_HOP_LENGTH + 1 : 0;
+}
+
+// First MFCC frame of feature frame k: floor(k * sample_rate / (fps * hop)).
+__device__ __forceinline__ long long grt_mfcc_start(long long k)
+{
+    return (k * GRT_SAMPLE_RATE) / ((long long)GRT_FPS * GRT_HOP_LENGTH);
+}
+
+extern "C" __global__ void mfcc_frames(
+    const long long* __restrict__ items,      // (n_items, 3): slot, offset, length
+    const float* __restrict__ audio,          // new samples of all items, concatenated
+    const float* __restrict__ audio_ring,     // (max_streams, N_FFT)
+    const long long* __restrict__ stream_pos, // (max_streams,)
+    float* __restrict__ mfcc_ring,            // (max_streams, ring_frames, N_MFCC)
+    int ring_frames,
+    const float* __restrict__ window,         // (N_FFT,) Hann, zero padded to N_FFT
+    const float* __restrict__ mel,            // (N_MELS, N_FREQS)
+    const float* __restrict__ dct)            // (N_MFCC, N_MELS)
+{
+    __shared__ float frame[GRT_N_FFT];
+    __shared__ float twiddle_cos[GRT_N_FFT];
+    __shared__ float twiddle_sin[GRT_N_FFT];
+    __shared__ float power[GRT_N_FREQS];
+    __shared__ float log_mel[GRT_N_MELS];
+
+    const long long* item = items + GRT_ACCEPT_FIELDS * (long long)blockIdx.y;
+    const long long slot = item[0];
+    const long long offset = item[1];
+    const long long length = item[2];
+    const long long pos0 = stream_pos[slot];
+    const long long first = grt_frames_ready(pos0);
+    const long long count = grt_frames_ready(pos0 + length) - first;
+    if ((long long)blockIdx.x >= count) {
+        return;  // the whole block leaves together
+    }
+    const long long j = first + blockIdx.x;
+    const long long start = j * GRT_HOP_LENGTH - GRT_N_FFT / 2;
+    const float* ring = audio_ring + slot * GRT_N_FFT;
+
+    for (int t = threadIdx.x; t < GRT_N_FFT; t += blockDim.x) {
+        const long long p = start + t;
+        float x = 0.0f;
+        if (p >= pos0) {
+            x = audio[offset + (p - pos0)];  // p < pos0 + length: the frame is final
+        } else if (p >= 0) {
+            x = ring[p % GRT_N_FFT];
+        }
+        frame[t] = x * window[t];
+        float s, c;
+        sincospif(2.0f * (float)t / (float)GRT_N_FFT, &s, &c);  // exact argument
+        twiddle_cos[t] = c;
+        twiddle_sin[t] = s;
+    }
+    __syncthreads();
+
+    for (int k = threadIdx.x; k < GRT_N_FREQS; k += blockDim.x) {
+        float re = 0.0f;
+        float im = 0.0f;
+        int index = 0;  // (k * t) mod N_FFT
+        for (int t = 0; t < GRT_N_FFT; ++t) {
+            re += frame[t] * twiddle_cos[index];
+            im -= frame[t] * twiddle_sin[index];
+            index += k;
+            if (index >= GRT_N_FFT) {
+                index -= GRT_N_FFT;
+            }
+        }
+        power[k] = re * re + im * im;
+    }
+    __syncthreads();
+
+    for (int m = threadIdx.x; m < GRT_N_MELS; m += blockDim.x) {
+        const float* row = mel + m * GRT_N_FREQS;
+        float energy = 0.0f;
+        for (int k = 0; k < GRT_N_FREQS; ++k) {
+            energy += row[k] * power[k];
+        }
+        log_mel[m] = 10.0f * log10f(fmaxf(energy, GRT_AMIN));
+    }
+    __syncthreads();
+
+    float* out = mfcc_ring + (slot * ring_frames + j % ring_frames) * GRT_N_MFCC;
+    for (int c = threadIdx.x; c < GRT_N_MFCC; c += blockDim.x) {
+        const float* row = dct + c * GRT_N_MELS;
+        float value = 0.0f;
+        for (int m = 0; m < GRT_N_MELS; ++m) {
+            value += row[m] * log_mel[m];
+        }
+        out[c] = value;
+    }
+}
+
+extern "C" __global__ void mfcc_commit(
+    const long long* __restrict__ items,  // (n_items, 3): slot, offset, length
+    const float* __restrict__ audio,
+    float* __restrict__ audio_ring,       // (max_streams, N_FFT)
+    long long* __restrict__ stream_pos)   // (max_streams,)
+{
+    const long long* item = items + GRT_ACCEPT_FIELDS * (long long)blockIdx.x;
+    const long long slot = item[0];
+    const long long offset = item[1];
+    const long long length = item[2];
+    const long long pos0 = stream_pos[slot];
+    const long long keep = length < GRT_N_FFT ? length : GRT_N_FFT;
+    float* ring = audio_ring + slot * GRT_N_FFT;
+    for (long long i = length - keep + threadIdx.x; i < length; i += blockDim.x) {
+        ring[(pos0 + i) % GRT_N_FFT] = audio[offset + i];
+    }
+    __syncthreads();  // every thread has read pos0 before it moves
+    if (threadIdx.x == 0) {
+        stream_pos[slot] = pos0 + length;
+    }
+}
+
+// out[b, t, :] = feature frame (first_b + t) of stream slot_b: MFCC frames
+// [mfcc_start(k), mfcc_start(k) + MFCC_CONTEXT) flattened frame-major (FEATURE_DIM values).
+// items: int64 pairs (slot, first feature frame) per grid row. out: (n_items, num_frames,
+// FEATURE_DIM) float32, contiguous: the generator engine's `features` input.
+extern "C" __global__ void gather_feature_frames(
+    const long long* __restrict__ items,
+    int num_frames,
+    const float* __restrict__ mfcc_ring,
+    int ring_frames,
+    float* __restrict__ out)
+{
+    const long long slot = items[2 * (long long)blockIdx.y];
+    const long long first = items[2 * (long long)blockIdx.y + 1];
+    const long long total = (long long)num_frames * GRT_FEATURE_DIM;
+    float* row = out + (long long)blockIdx.y * total;
+    const float* ring = mfcc_ring + slot * ring_frames * GRT_N_MFCC;
+    for (long long v = (long long)blockIdx.x * blockDim.x + threadIdx.x; v < total;
+         v += (long long)gridDim.x * blockDim.x) {
+        const long long t = v / GRT_FEATURE_DIM;
+        const int r = (int)(v % GRT_FEATURE_DIM);
+        const long long j = grt_mfcc_start(first + t) + r / GRT_N_MFCC;
+        row[v] = ring[(j % ring_frames) * GRT_N_MFCC + r % GRT_N_MFCC];
+    }
+}
+
+// out[b*stride_b + t*stride_t + c*stride_c] = coefficient c of MFCC frame (first_b + t) of
+// stream slot_b. Time-major (T, N_MFCC) clips: stride_t = N_MFCC, stride_c = 1;
+// PoseSyncNet's (N_MFCC, T) clips: stride_t = 1, stride_c = T. Strides in elements.
+extern "C" __global__ void gather_mfcc(
+    const long long* __restrict__ items,  // (n_items, 2): slot, first MFCC frame
+    int num_frames,
+    const float* __restrict__ mfcc_ring,
+    int ring_frames,
+    float* __restrict__ out,
+    long long stride_b,
+    long long stride_t,
+    long long stride_c)
+{
+    const long long slot = items[2 * (long long)blockIdx.y];
+    const long long first = items[2 * (long long)blockIdx.y + 1];
+    const long long total = (long long)num_frames * GRT_N_MFCC;
+    const float* ring = mfcc_ring + slot * ring_frames * GRT_N_MFCC;
+    for (long long v = (long long)blockIdx.x * blockDim.x + threadIdx.x; v < total;
+         v += (long long)gridDim.x * blockDim.x) {
+        const long long t = v / GRT_N_MFCC;
+        const int c = (int)(v % GRT_N_MFCC);
+        out[blockIdx.y * stride_b + t * stride_t + c * stride_c] =
+            ring[((first + t) % ring_frames) * GRT_N_MFCC + c];
+    }
+}

@@ -1,0 +1,95 @@
+"""Run the CUDA kernels of sdk/cuda on the CPU: a KernelRunner backed by g++ and ctypes.
+
+``build_emulator(defines, out_dir)`` compiles ``harness.cpp`` (which #includes the
+``.cu`` files after ``cuda_emu.h``) with the same ``-D`` defines NVRTC gets, into a shared
+library. :class:`EmulatedRunner` implements :class:`sdk.cuda.launch.KernelRunner` with
+host memory, so ``CudaMfcc`` / ``CudaPoseImager`` run unchanged on top of it and the CPU
+tests cover their bookkeeping as well as the kernels.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sdk.cuda import nvrtc
+
+HERE = Path(__file__).resolve().parent
+HARNESS = HERE / "harness.cpp"
+
+
+def build_emulator(defines: nvrtc.Defines, out_dir: Path) -> Path:
+    """Compile the harness into ``out_dir/cuda_emu.so``; returns its path.
+
+    -ffp-contract=off keeps ``a*b + c`` unfused, like the numpy references (NVCC fuses,
+    which the GPU tests allow for in their tolerances).
+    """
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        raise RuntimeError("the CUDA emulation tests need a C++17 compiler (g++) on PATH")
+    library = out_dir / "cuda_emu.so"
+    command = [compiler, "-std=c++17", "-O2", "-ffp-contract=off", "-shared", "-fPIC",
+               f"-I{HERE}", f"-I{nvrtc.SOURCE_DIR}", *nvrtc.define_flags(defines),
+               str(HARNESS), "-o", str(library)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"building the CUDA emulator failed:\n{' '.join(command)}\n"
+                           f"{result.stderr}")
+    return library
+
+
+class EmulatedModule:
+    def __init__(self, library: ctypes.CDLL) -> None:
+        self._library = library
+        self.launches: list[tuple[str, tuple[int, int, int], tuple[int, int, int]]] = []
+
+    def launch(self, kernel: str, grid: tuple[int, int, int], block: tuple[int, int, int],
+               args: Sequence[ctypes._SimpleCData]) -> None:
+        function = getattr(self._library, f"emu_{kernel}")
+        function.restype = ctypes.c_int
+        dims = [ctypes.c_uint(int(n)) for n in (*grid, *block)]
+        if min(grid) <= 0 or min(block) <= 0:
+            raise ValueError(f"{kernel}: empty launch grid={grid} block={block}")
+        self.launches.append((kernel, grid, block))
+        if function(*dims, *args) != 0:
+            raise RuntimeError(f"{kernel}: a block broke the __syncthreads contract")
+
+
+class EmulatedRunner:
+    """KernelRunner on host memory: 'device' pointers are addresses of numpy buffers."""
+
+    def __init__(self, library_path: Path) -> None:
+        self.module = EmulatedModule(ctypes.CDLL(str(library_path)))
+        self._buffers: dict[int, np.ndarray] = {}
+
+    def load(self, source: str, defines: nvrtc.Defines) -> EmulatedModule:
+        del source, defines  # the library holds every kernel, built with these defines
+        return self.module
+
+    def alloc(self, nbytes: int) -> int:
+        # Filled with NaN bytes so that reading memory nobody wrote shows up in results.
+        buffer = np.full(-(-nbytes // 4), np.nan, dtype=np.float32)
+        ptr = buffer.ctypes.data
+        self._buffers[ptr] = buffer
+        return ptr
+
+    def free(self, ptr: int) -> None:
+        del self._buffers[ptr]
+
+    def upload(self, dst: int, src: np.ndarray) -> None:
+        src = np.ascontiguousarray(src)
+        ctypes.memmove(dst, src.ctypes.data, src.nbytes)
+
+    def download(self, dst: np.ndarray, src: int) -> None:
+        ctypes.memmove(dst.ctypes.data, src, dst.nbytes)
+
+    def wait_for(self, producer_stream: int | None) -> None:
+        del producer_stream
+
+    def synchronize(self) -> None:
+        pass
