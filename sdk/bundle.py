@@ -86,6 +86,8 @@ class GeneratorSpec:
     state_size: S, floats of state per stream.
     chunk_frames: feature frames per step the runtime uses by default.
     batch_profile: (min, opt, max) streams per step that engines are built for.
+    frames_profile: (min, opt, max) feature frames per step (Tc) that engines are built
+        for; a TensorRT engine refuses a step with more than max frames.
     """
 
     model: ModelSpec
@@ -94,11 +96,13 @@ class GeneratorSpec:
     state_size: int
     chunk_frames: int = 1
     batch_profile: tuple[int, int, int] = (1, 16, 256)
+    frames_profile: tuple[int, int, int] = (1, 1, 64)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["model"] = self.model.to_dict()
         d["batch_profile"] = list(self.batch_profile)
+        d["frames_profile"] = list(self.frames_profile)
         return d
 
     @classmethod
@@ -110,6 +114,7 @@ class GeneratorSpec:
             int(d["state_size"]),
             int(d.get("chunk_frames", 1)),
             tuple(int(v) for v in d.get("batch_profile", (1, 16, 256))),  # type: ignore[arg-type]
+            tuple(int(v) for v in d.get("frames_profile", (1, 1, 64))),  # type: ignore[arg-type]
         )
 
 
