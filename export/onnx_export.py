@@ -1,0 +1,164 @@
+"""torch -> ONNX for the two bundle models, with the names and dynamic axes of the contract.
+
+``generator.onnx`` is ``SalientPostureGenerator.step`` (docs/architecture.md, "The generator
+step contract"): inputs ``features`` (B, Tc, 91), ``noise`` (B, Tc, noise_dim), ``state``
+(B, S); outputs ``poses`` (B, Tc, 122, 2), ``saliency`` (B, Tc), ``state_out`` (B, S), with B
+and Tc dynamic (axis names ``batch`` and ``frames``). ``posesync.onnx`` is
+``PoseSyncNet.forward``: ``mfcc`` (B, 13, 60), ``pose_images`` (B, 9, H, W) -> ``audio_emb``,
+``pose_emb`` (B, E), B dynamic.
+
+Both go through torch's dynamo exporter (``torch.onnx.export(dynamo=True)``, which needs
+``onnxscript``) with ``torch.export.Dim`` dynamic shapes, then ``onnx.checker`` with full
+shape inference. :func:`read_model_spec` reads the I/O back from the file, so the manifest
+describes what was written, not what we meant to write.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from sdk.bundle import ModelSpec, TensorSpec
+from train.models.generator import GeneratorStep, SalientPostureGenerator
+from train.models.posesync import PoseSyncNet
+
+GENERATOR_INPUTS = ("features", "noise", "state")
+GENERATOR_OUTPUTS = ("poses", "saliency", "state_out")
+POSESYNC_INPUTS = ("mfcc", "pose_images")
+POSESYNC_OUTPUTS = ("audio_emb", "pose_emb")
+BATCH_AXIS = "batch"  # streams (generator) or clips (posesync)
+FRAMES_AXIS = "frames"  # feature frames per step (generator)
+MIN_OPSET = 17
+DEFAULT_OPSET = 18
+# Example sizes traced by the exporter: > 1 so that no dynamic axis is specialised to 1.
+_EXAMPLE_BATCH = 2
+_EXAMPLE_FRAMES = 3
+
+_ONNX_DTYPES: dict[int, str] = {
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.BOOL: "bool",
+}
+
+
+class OnnxExportError(RuntimeError):
+    """The ONNX file could not be produced or does not pass the checker."""
+
+
+def _check_opset(opset: int) -> None:
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be >= {MIN_OPSET} (dynamo export, TensorRT 10), got {opset}")
+
+
+def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path,
+            input_names: Sequence[str], output_names: Sequence[str],
+            dynamic_shapes: dict[str, dict[int, torch.export.Dim]], opset: int) -> None:
+    _check_opset(opset)
+    was_training = module.training
+    module.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # The dynamo exporter is chatty about things that do not concern a model
+            # without torchvision ops or with axes named once: keep real warnings only.
+            warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            program = torch.onnx.export(
+                module, args, dynamo=True, input_names=list(input_names),
+                output_names=list(output_names), dynamic_shapes=dynamic_shapes,
+                opset_version=opset, verbose=False,
+            )
+        if program is None:  # only the legacy exporter returns None
+            raise OnnxExportError(f"{path}: the exporter returned no program")
+        program.save(str(path))
+    except OnnxExportError:
+        raise
+    except Exception as exc:  # torch.export / onnxscript raise many types
+        raise OnnxExportError(
+            f"{path}: torch.onnx.export (dynamo) failed: {exc.__class__.__name__}: {exc}"
+        ) from exc
+    finally:
+        module.train(was_training)
+    check_onnx(path)
+
+
+def export_generator(generator: SalientPostureGenerator, path: str | Path,
+                     opset: int = DEFAULT_OPSET) -> ModelSpec:
+    """Export ``generator.step`` to ``path``; returns the I/O read back from the file.
+
+    Args:
+        generator: the trained generator (its ``step`` is what is exported).
+        path: where to write ``generator.onnx``.
+        opset: ONNX opset (>= 17).
+    """
+    config = generator.config
+    batch = torch.export.Dim(BATCH_AXIS, min=1)
+    frames = torch.export.Dim(FRAMES_AXIS, min=1)
+    args = (
+        torch.randn(_EXAMPLE_BATCH, _EXAMPLE_FRAMES, config.feature_dim),
+        torch.randn(_EXAMPLE_BATCH, _EXAMPLE_FRAMES, config.noise_dim),
+        torch.randn(_EXAMPLE_BATCH, generator.state_size),
+    )
+    dynamic = {"features": {0: batch, 1: frames}, "noise": {0: batch, 1: frames},
+               "state": {0: batch}}
+    path = Path(path)
+    _export(GeneratorStep(generator), args, path, GENERATOR_INPUTS, GENERATOR_OUTPUTS,
+            dynamic, opset)
+    return read_model_spec(path)
+
+
+def export_posesync(posesync: PoseSyncNet, path: str | Path, opset: int = DEFAULT_OPSET
+                    ) -> ModelSpec:
+    """Export ``PoseSyncNet.forward`` to ``path`` with a dynamic batch axis.
+
+    Example inputs: ``mfcc`` (2, *posesync.mfcc_shape), ``pose_images`` (2, clip_frames, H, W).
+    """
+    batch = torch.export.Dim(BATCH_AXIS, min=1)
+    args = (torch.randn(_EXAMPLE_BATCH, *posesync.mfcc_shape),
+            torch.rand(_EXAMPLE_BATCH, posesync.config.clip_frames, *posesync.image_shape))
+    dynamic = {"mfcc": {0: batch}, "pose_images": {0: batch}}
+    path = Path(path)
+    _export(posesync, args, path, POSESYNC_INPUTS, POSESYNC_OUTPUTS, dynamic, opset)
+    return read_model_spec(path)
+
+
+def check_onnx(path: str | Path) -> None:
+    """``onnx.checker`` with full (strict) shape inference; raises OnnxExportError."""
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise OnnxExportError(f"{path}: onnx.checker failed: {exc}") from exc
+
+
+def _tensor_spec(value: onnx.ValueInfoProto) -> TensorSpec:
+    tensor = value.type.tensor_type
+    dtype = _ONNX_DTYPES.get(tensor.elem_type, onnx.TensorProto.DataType.Name(tensor.elem_type))
+    shape: list[int | str] = []
+    for dim in tensor.shape.dim:
+        if dim.HasField("dim_value"):
+            shape.append(int(dim.dim_value))
+        elif dim.dim_param:
+            shape.append(str(dim.dim_param))
+        else:
+            raise OnnxExportError(f"tensor {value.name!r} has an unnamed dynamic axis")
+    return TensorSpec(value.name, dtype, tuple(shape))
+
+
+def read_model_spec(path: str | Path) -> ModelSpec:
+    """I/O names, dtypes and shapes (ints or axis names) and opset of an ONNX file."""
+    path = Path(path)
+    model = onnx.load(str(path), load_external_data=False)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return ModelSpec(
+        file=path.name,
+        inputs=tuple(_tensor_spec(v) for v in model.graph.input),
+        outputs=tuple(_tensor_spec(v) for v in model.graph.output),
+        opset=int(opset),
+    )
