@@ -87,7 +87,7 @@ def test_face_decoder_writes_only_face_joints() -> None:
     with torch.no_grad():
         before = model(features, noise).poses
         assert model.face_head is not None
-        model.face_head.bias.add_(1.0)
+        torch.nn.init.constant_(model.face_head.bias, 1.0)
         after = model(features, noise).poses
     moved = (after - before).abs().amax(dim=(0, 1, 3)) > 0
     assert moved.nonzero().flatten().tolist() == list(MODEL_SKELETON.groups["face"])

@@ -120,7 +120,9 @@ def evaluate_generator(model: SalientPostureGenerator, dataset: Dataset[dict[str
     (and so training) untouched."""
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=config.run.batch_size, shuffle=False)
+    # DataLoader draws its worker base seed from the global RNG unless given a generator
+    loader = DataLoader(dataset, batch_size=config.run.batch_size, shuffle=False,
+                        generator=torch.Generator())
     generator = torch.Generator().manual_seed(12345)
     weights = joint_weights(config.loss)
     sums: dict[str, float] = {}
@@ -194,8 +196,11 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
     stop = run.steps if stop_after is None else min(run.steps, start_step + stop_after)
     sampler = ResumableBatchSampler(len(data.train), run.batch_size, run.seed,  # type: ignore[arg-type]
                                     start_step, stop, context.rank, context.world_size)
+    # a private generator: creating the iterator must not advance the global RNG, or a
+    # resumed run would draw other noise than the uninterrupted one
     loader = DataLoader(data.train, batch_sampler=sampler, num_workers=run.num_workers,
-                        pin_memory=context.device.type == "cuda")
+                        pin_memory=context.device.type == "cuda",
+                        generator=torch.Generator().manual_seed(run.seed + start_step))
     logger = ScalarLogger(out_dir / "tb" if context.is_main else None)
     bar = progress_bar(run.steps, start_step, show_progress and context.is_main, "generator")
 
