@@ -225,3 +225,26 @@ def test_train_generator_command_rejects_a_bad_override(
                    "--set", "model.no_such_key=1"])
     assert args.func(args) == 2
     assert "unknown config key" in capsys.readouterr().err
+
+
+def _ddp_worker(rank: int, out_dir: str, port: int) -> None:
+    import os
+
+    os.environ.update({"WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    config, data = _tiny_training(steps=4)
+    train_generator(config, data, out_dir, device="cpu", show_progress=False)
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_trains_and_rank0_checkpoints(tmp_path: Path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(str(tmp_path), port), nprocs=2, join=True)
+    ckpt = load_checkpoint(tmp_path / "generator.pt", "generator")
+    assert ckpt.step == 4
