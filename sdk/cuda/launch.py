@@ -15,7 +15,7 @@ cuda-python is imported lazily, inside :class:`CudaRunner`.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -219,7 +219,3 @@ class CudaRunner:
             d.cuStreamDestroy(self.stream)
             self.owns_stream = False
 
-
-def defines_key(defines: Mapping[str, int | float]) -> str:
-    """A stable text form of a define set (for logs and cache names)."""
-    return ",".join(f"{k}={v}" for k, v in sorted(defines.items()))

@@ -35,6 +35,11 @@
 #endif
 
 #define GRT_ACCEPT_FIELDS 3
+#define GRT_DFT_LANES 8  // partial sums per DFT bin; divides N_FFT (checked below)
+
+#if GRT_N_FFT % GRT_DFT_LANES != 0
+#error "GRT_N_FFT must be a multiple of GRT_DFT_LANES"
+#endif
 
 // MFCC frames that are final after n samples: j with j*HOP + N_FFT/2 <= n.
 __device__ __forceinline__ long long grt_frames_ready(long long n)
@@ -96,16 +101,29 @@ extern "C" __global__ void mfcc_frames(
     __syncthreads();
 
     for (int k = threadIdx.x; k < GRT_N_FREQS; k += blockDim.x) {
+        // GRT_DFT_LANES interleaved partial sums: shorter rounding chains, more ILP.
+        float re_part[GRT_DFT_LANES];
+        float im_part[GRT_DFT_LANES];
+        for (int lane = 0; lane < GRT_DFT_LANES; ++lane) {
+            re_part[lane] = 0.0f;
+            im_part[lane] = 0.0f;
+        }
+        int index = 0;  // (k * t) mod N_FFT
+        for (int t = 0; t < GRT_N_FFT; t += GRT_DFT_LANES) {
+            for (int lane = 0; lane < GRT_DFT_LANES; ++lane) {
+                re_part[lane] += frame[t + lane] * twiddle_cos[index];
+                im_part[lane] -= frame[t + lane] * twiddle_sin[index];
+                index += k;
+                if (index >= GRT_N_FFT) {
+                    index -= GRT_N_FFT;
+                }
+            }
+        }
         float re = 0.0f;
         float im = 0.0f;
-        int index = 0;  // (k * t) mod N_FFT
-        for (int t = 0; t < GRT_N_FFT; ++t) {
-            re += frame[t] * twiddle_cos[index];
-            im -= frame[t] * twiddle_sin[index];
-            index += k;
-            if (index >= GRT_N_FFT) {
-                index -= GRT_N_FFT;
-            }
+        for (int lane = 0; lane < GRT_DFT_LANES; ++lane) {
+            re += re_part[lane];
+            im += im_part[lane];
         }
         power[k] = re * re + im * im;
     }

@@ -94,9 +94,14 @@ def compile_source(
     Raises:
         RuntimeError: with NVRTC's log when the source does not compile.
     """
-    if not isinstance(arch, int) or arch < 50:
+    return compile_text(read_source(name), name, defines, arch, use_cache=use_cache)
+
+
+def compile_text(source: str, name: str, defines: Defines, arch: int, *,
+                 use_cache: bool = True) -> bytes:
+    """Like :func:`compile_source` for source text (``name`` is used in messages)."""
+    if isinstance(arch, bool) or not isinstance(arch, int) or arch < 50:
         raise ValueError(f"arch must be a compute capability like 86 (sm_86), got {arch!r}")
-    source = read_source(name)
     options = [f"--gpu-architecture=sm_{arch}", "--std=c++17", *define_flags(defines)]
     key = hashlib.sha256(
         "\0".join([source, *options, repr(nvrtc_version())]).encode()

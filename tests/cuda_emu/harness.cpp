@@ -6,6 +6,7 @@
 
 #include "mfcc.cu"
 #include "pose_image.cu"
+#include "selftest.cu"
 
 #define EMU_PARAMS(...) __VA_ARGS__
 #define EMU_KERNEL(name, params, args)                                                  \
@@ -45,3 +46,6 @@ EMU_KERNEL(preview_rgb,
             int bar_rows, int height, int width, unsigned char* out),
            (pixels, n_joints, bones, reach, layer_end, n_layers, layer_rgb, background,
             saliency, bar_rgb, bar_rows, height, width, out))
+EMU_KERNEL(selftest_shift, (const float* in, float* out, int use_barrier),
+           (in, out, use_barrier))
+EMU_KERNEL(selftest_divergent_barrier, (float* out), (out))
