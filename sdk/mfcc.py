@@ -1,0 +1,446 @@
+"""Reference MFCC (numpy only), offline and streaming, and the generator's feature frames.
+
+This is the spec the CUDA kernel matches. For a :class:`~sdk.features.FeatureConfig`
+``c`` and float32 mono audio ``y`` at ``c.sample_rate``, MFCC frame ``j`` is::
+
+    x      = y, treated as zeros before sample 0 and after its end (forever)
+    frame  = x[j*hop - n_fft//2 : j*hop + n_fft//2]                    (n_fft,)
+    power  = |rfft(frame * window)|**2                                 (n_freqs,)
+    mel_db = 10 * log10(max(amin, mel @ power))                        (n_mels,)
+    mfcc   = dct @ mel_db                                              (n_mfcc,)
+
+with ``window``, ``mel`` and ``dct`` from :class:`MfccMatrices` (made by librosa in
+``export/feature_matrices.py`` and shipped in ``sdk/data/mfcc_default.npz``). This is
+``librosa.feature.mfcc`` as written in ``sdk/features.py`` (center=True, constant
+padding, power_to_db(ref=1, top_db=None), DCT-II ortho); all arithmetic is float32, which
+matches librosa (float32 too) to ~5e-7 of the coefficient range on speech and noise
+(tests/test_mfcc.py asserts <= 1e-5).
+
+Streaming: :class:`StreamingMfcc` keeps only the last ``n_fft`` samples (plus the
+chunk being processed) and emits frame ``j`` as soon as sample ``j*hop + n_fft//2 - 1``
+has arrived. Offline and streaming call the same frame kernel on the same samples, so
+the outputs agree for any chunking (the test bounds the difference at 1e-5 absolute,
+which is what BLAS summation order can change; observed max given in the test).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdk.features import DEFAULT_FEATURES, FeatureConfig
+
+DEFAULT_MATRICES_PATH = Path(__file__).resolve().parent / "data" / "mfcc_default.npz"
+"""The shipped matrices for DEFAULT_FEATURES (regenerate: python -m export.feature_matrices)."""
+
+
+def _as_readonly_f32(name: str, array: Any, shape: tuple[int, ...]) -> np.ndarray:
+    out = np.ascontiguousarray(array, dtype=np.float32)
+    if out.shape != shape:
+        raise ValueError(f"MfccMatrices.{name}: expected shape {shape}, got {out.shape}")
+    if not np.isfinite(out).all():
+        raise ValueError(f"MfccMatrices.{name} contains NaN or Inf")
+    out.flags.writeable = False
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class MfccMatrices:
+    """The constant arrays of the MFCC front end for one FeatureConfig (all float32).
+
+    window: (n_fft,) periodic Hann of ``win_length`` zero-padded centred in ``n_fft``
+        (librosa ``pad_center(get_window("hann", win_length, fftbins=True), size=n_fft)``).
+    mel: (n_mels, n_freqs) Slaney mel filterbank (``librosa.filters.mel(..., htk=False,
+        norm="slaney")``), applied to the power spectrum.
+    dct: (n_mfcc, n_mels) first rows of the orthonormal DCT-II matrix.
+    provenance: free text naming the library calls and versions that made the arrays.
+    """
+
+    config: FeatureConfig
+    window: np.ndarray
+    mel: np.ndarray
+    dct: np.ndarray
+    provenance: str = ""
+    # derived once for the kernel: the transposed filterbank, and the transposed DCT with
+    # the dB factor 10 folded in.
+    _mel_t: np.ndarray = field(init=False, repr=False)
+    _dct_db_t: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        c = self.config
+        set_ = object.__setattr__
+        set_(self, "window", _as_readonly_f32("window", self.window, (c.n_fft,)))
+        set_(self, "mel", _as_readonly_f32("mel", self.mel, (c.n_mels, c.n_freqs)))
+        set_(self, "dct", _as_readonly_f32("dct", self.dct, (c.n_mfcc, c.n_mels)))
+        set_(self, "_mel_t", np.ascontiguousarray(self.mel.T))
+        set_(self, "_dct_db_t", np.ascontiguousarray((np.float32(10.0) * self.dct).T))
+
+    def save(self, path: str | Path) -> None:
+        """Write an .npz: window, mel, dct, config_json, config_hash, provenance."""
+        np.savez(
+            path,
+            window=self.window,
+            mel=self.mel,
+            dct=self.dct,
+            config_json=np.array(json.dumps(self.config.to_dict(), sort_keys=True)),
+            config_hash=np.array(self.config.config_hash()),
+            provenance=np.array(self.provenance),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, config: FeatureConfig) -> MfccMatrices:
+        """Read matrices written by :meth:`save` and check they were made for ``config``.
+
+        Raises:
+            ValueError: the file is missing keys, or its FeatureConfig hash differs from
+                ``config.config_hash()`` (the matrices belong to other MFCC parameters).
+        """
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"window", "mel", "dct", "config_json", "config_hash"} - set(data.files)
+            if missing:
+                raise ValueError(
+                    f"{path}: not an MFCC matrices file (missing {sorted(missing)}); write it "
+                    f"with MfccMatrices.save or python -m export.feature_matrices"
+                )
+            stored_hash = str(data["config_hash"])
+            if stored_hash != config.config_hash():
+                raise ValueError(
+                    f"{path}: MFCC matrices were computed for FeatureConfig hash {stored_hash} "
+                    f"({data['config_json']}), but the config in use has hash "
+                    f"{config.config_hash()} ({config.to_dict()}); regenerate them for this "
+                    f"config (export.feature_matrices.compute_mfcc_matrices)"
+                )
+            provenance = str(data["provenance"]) if "provenance" in data.files else ""
+            return cls(config, data["window"], data["mel"], data["dct"], provenance)
+
+    @classmethod
+    def default(cls) -> MfccMatrices:
+        """The shipped matrices for DEFAULT_FEATURES (loaded once, then shared: read-only)."""
+        return _load_default()
+
+
+@functools.lru_cache(maxsize=1)
+def _load_default() -> MfccMatrices:
+    return MfccMatrices.load(DEFAULT_MATRICES_PATH, DEFAULT_FEATURES)
+
+
+def _check_matrices(config: FeatureConfig, matrices: MfccMatrices) -> None:
+    if matrices.config != config:
+        raise ValueError(
+            f"MfccMatrices were made for FeatureConfig hash {matrices.config.config_hash()}, "
+            f"not for the config given (hash {config.config_hash()}); build matching ones"
+        )
+
+
+def _as_samples(samples: Any, name: str) -> np.ndarray:
+    """float (N,) samples as a finite float32 (N,) array (no copy when already one)."""
+    array = samples if isinstance(samples, np.ndarray) else np.asarray(samples)
+    if array.ndim != 1 or array.dtype.kind != "f":
+        raise ValueError(
+            f"{name}: expected float mono samples of shape (N,), got dtype {array.dtype} "
+            f"shape {array.shape}; convert with sdk.audio.to_float_mono"
+        )
+    if array.dtype != np.float32:
+        array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name}: contains NaN or Inf; audio samples must be finite")
+    return array
+
+
+class _FrameKernel:
+    """The MFCC of frames cut from a float32 signal; owns its scratch (one per stream).
+
+    Every frame goes through the same arithmetic whatever batch it came in: the FFT and
+    the elementwise steps work row by row, and the two matrix products always run on
+    blocks of exactly ``BLAS_ROWS`` rows (the last block zero-padded). BLAS picks its
+    kernel, and so its summation order, by matrix shape (OpenBLAS: a gemv path for one
+    row, a "small matrix" kernel below M*N*K = 1e6), so letting the row count follow the
+    chunk size made streaming and offline differ in the last bit; with a fixed shape they
+    agree exactly for any chunking.
+    """
+
+    BLAS_ROWS = 32
+    FFT_ROWS = 256  # frames per FFT batch: bounds the scratch (~1.3 MB) for huge chunks
+
+    def __init__(self, config: FeatureConfig, matrices: MfccMatrices) -> None:
+        self.matrices = matrices
+        self.hop = config.hop_length
+        self.n_fft = config.n_fft
+        self.amin = np.float32(config.amin)
+        self._rows = 0  # scratch capacity in frames, grown on demand up to FFT_ROWS
+        self._grow(self.BLAS_ROWS)
+
+    def _grow(self, rows: int) -> None:
+        rows = min(max(rows, self._rows), self.FFT_ROWS)
+        if rows == self._rows:
+            return
+        n_freqs = self.matrices.mel.shape[1]
+        self._windowed = np.empty((rows, self.n_fft), dtype=np.float32)
+        self._spectrum = np.empty((rows, n_freqs), dtype=np.complex64)
+        # power rows are padded to a multiple of BLAS_ROWS with zeros for the last block
+        padded = -(-rows // self.BLAS_ROWS) * self.BLAS_ROWS
+        self._power = np.zeros((padded, n_freqs), dtype=np.float32)
+        self._rows = rows
+
+    def _cepstra(self, power: np.ndarray, out: np.ndarray) -> None:
+        """(BLAS_ROWS, n_freqs) power spectra -> MFCC of the first len(out) rows into out."""
+        mel_power = power @ self.matrices._mel_t  # (BLAS_ROWS, n_mels)
+        np.maximum(mel_power, self.amin, out=mel_power)
+        np.log10(mel_power, out=mel_power)
+        out[:] = (mel_power @ self.matrices._dct_db_t)[: len(out)]
+
+    def __call__(self, signal: np.ndarray, count: int) -> np.ndarray:
+        """float32 (count, n_mfcc); frame i is ``signal[i*hop : i*hop + n_fft]``.
+
+        ``signal``: float32 (>= (count-1)*hop + n_fft,), unit stride.
+        """
+        self._grow(count)
+        out = np.empty((count, self.matrices.dct.shape[0]), dtype=np.float32)
+        item = signal.itemsize
+        for first in range(0, count, self._rows):
+            rows = min(self._rows, count - first)
+            frames = np.ndarray((rows, self.n_fft), np.float32, buffer=signal,
+                                offset=first * self.hop * item, strides=(self.hop * item, item))
+            windowed, spectrum = self._windowed[:rows], self._spectrum[:rows]
+            np.multiply(frames, self.matrices.window, out=windowed)
+            np.fft.rfft(windowed, axis=1, out=spectrum)  # type: ignore[arg-type]  # stubs: c128 only
+            power = self._power[:rows]
+            np.abs(spectrum, out=power)
+            np.square(power, out=power)
+            padded_rows = -(-rows // self.BLAS_ROWS) * self.BLAS_ROWS
+            self._power[rows:padded_rows] = 0.0
+            for block in range(0, rows, self.BLAS_ROWS):
+                end = min(block + self.BLAS_ROWS, rows)
+                self._cepstra(self._power[block:block + self.BLAS_ROWS],
+                              out[first + block:first + end])
+        return out
+
+
+def mfcc_offline(audio: Any, config: FeatureConfig, matrices: MfccMatrices,
+                 num_frames: int | None = None) -> np.ndarray:
+    """MFCC of a whole clip: float32 (M, n_mfcc), time-major.
+
+    Args:
+        audio: float (N,) mono at ``config.sample_rate``.
+        num_frames: M; default ``config.num_mfcc_frames(N)`` (= librosa's count). Any
+            M >= 0 is allowed: frames past the audio are those of trailing silence.
+    """
+    _check_matrices(config, matrices)
+    samples = _as_samples(audio, "mfcc_offline audio")
+    total = config.num_mfcc_frames(len(samples)) if num_frames is None else int(num_frames)
+    if total < 0:
+        raise ValueError(f"num_frames must be >= 0, got {num_frames}")
+    pad, hop = config.n_fft // 2, config.hop_length
+    length = max(pad + len(samples), (total - 1) * hop + config.n_fft)
+    padded = np.zeros(length, dtype=np.float32)
+    padded[pad:pad + len(samples)] = samples
+    return _FrameKernel(config, matrices)(padded, total)
+
+
+class StreamingMfcc:
+    """MFCC of a stream fed in chunks of any size; output equals :func:`mfcc_offline`.
+
+    ``accept`` returns the frames that became final; ``finish`` returns the rest, so the
+    concatenation equals ``mfcc_offline(all_audio, num_frames=max(default, min_frames))``.
+    Memory is O(n_fft + chunk): only the unconsumed tail is kept.
+    """
+
+    def __init__(self, config: FeatureConfig, matrices: MfccMatrices) -> None:
+        _check_matrices(config, matrices)
+        self.config = config
+        self.matrices = matrices
+        self._kernel = _FrameKernel(config, matrices)
+        self._buffer = np.zeros(4 * config.n_fft, dtype=np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream (keeps the allocated buffer)."""
+        self._start = 0  # buffer index where frame `frames_emitted` begins
+        self._end = self.config.n_fft // 2  # the centre padding: n_fft//2 leading zeros
+        self._buffer[: self._end] = 0.0
+        self.frames_emitted = 0  # MFCC frames returned so far
+        self.samples_received = 0
+        self.finished = False
+
+    def _append(self, samples: np.ndarray) -> None:
+        needed = self._end - self._start + len(samples)
+        if self._end + len(samples) > len(self._buffer):
+            tail = self._buffer[self._start:self._end]
+            if needed > len(self._buffer):
+                grown = np.empty(max(2 * len(self._buffer), needed), dtype=np.float32)
+                grown[: len(tail)] = tail
+                self._buffer = grown
+            else:
+                self._buffer[: len(tail)] = tail  # memmove semantics: overlapping is safe
+            self._end -= self._start
+            self._start = 0
+        self._buffer[self._end:self._end + len(samples)] = samples
+        self._end += len(samples)
+
+    def _emit(self, count: int) -> np.ndarray:
+        if count <= 0:
+            return np.zeros((0, self.config.n_mfcc), dtype=np.float32)
+        out = self._kernel(self._buffer[self._start:], count)
+        self._start += count * self.config.hop_length
+        self.frames_emitted += count
+        return out
+
+    def accept(self, samples: Any) -> np.ndarray:
+        """Feed float (n,) samples; returns float32 (m, n_mfcc) newly final frames."""
+        if self.finished:
+            raise RuntimeError("StreamingMfcc.accept after finish(); call reset() first")
+        chunk = _as_samples(samples, "StreamingMfcc.accept samples")
+        self._append(chunk)
+        self.samples_received += len(chunk)
+        available = self._end - self._start - self.config.n_fft
+        return self._emit(available // self.config.hop_length + 1 if available >= 0 else 0)
+
+    def finish(self, min_frames: int | None = None) -> np.ndarray:
+        """End the stream: float32 (m, n_mfcc), the frames up to
+        ``max(config.num_mfcc_frames(samples_received), min_frames)`` (trailing silence)."""
+        if self.finished:
+            raise RuntimeError("StreamingMfcc.finish called twice; call reset() first")
+        total = max(self.config.num_mfcc_frames(self.samples_received), min_frames or 0)
+        remaining = total - self.frames_emitted
+        if remaining > 0:
+            length = (remaining - 1) * self.config.hop_length + self.config.n_fft
+            zeros = length - (self._end - self._start)
+            if zeros > 0:
+                self._append(np.zeros(zeros, dtype=np.float32))
+        self.finished = True
+        return self._emit(remaining)
+
+
+def _feature_frames_ready(config: FeatureConfig, n_mfcc_frames: int) -> int:
+    """How many feature frames (from 0) MFCC frames 0..n_mfcc_frames-1 suffice for.
+
+    Frame k needs mfcc_start(k) + mfcc_context <= n, i.e. k*sr < (c + 1)*fps*hop with
+    c = n - mfcc_context; the count is ceil((c + 1) * fps * hop / sr).
+    """
+    c = n_mfcc_frames - config.mfcc_context
+    if c < 0:
+        return 0
+    return -(-((c + 1) * config.fps * config.hop_length) // config.sample_rate)
+
+
+def feature_frames(mfcc: np.ndarray, config: FeatureConfig, first: int, count: int
+                   ) -> np.ndarray:
+    """Stack MFCC frames into feature frames ``first .. first+count-1``.
+
+    Args:
+        mfcc: float32 (M, n_mfcc), MFCC frames 0..M-1 of the clip; M must be at least
+            ``config.mfcc_frames_needed(first + count)``.
+
+    Returns:
+        float32 (count, feature_dim): row k-first = ``mfcc[mfcc_start(k) : mfcc_start(k) +
+        mfcc_context]`` flattened frame-major (``[c0..c12 of j0, c0..c12 of j0+1, ...]``).
+    """
+    mfcc = np.asarray(mfcc, dtype=np.float32)
+    if mfcc.ndim != 2 or mfcc.shape[1] != config.n_mfcc:
+        raise ValueError(f"mfcc: expected shape (M, {config.n_mfcc}), got {mfcc.shape}")
+    if first < 0 or count < 0:
+        raise ValueError(f"first and count must be >= 0, got first={first}, count={count}")
+    needed = config.mfcc_frames_needed(first + count)
+    if count and mfcc.shape[0] < needed:
+        raise ValueError(
+            f"feature frames {first}..{first + count - 1} need {needed} MFCC frames, got "
+            f"{mfcc.shape[0]}; compute them with mfcc_offline(..., num_frames={needed})"
+        )
+    starts = config.mfcc_start(np.arange(first, first + count))
+    index = starts[:, None] + np.arange(config.mfcc_context)  # (count, mfcc_context)
+    return mfcc[index].reshape(count, config.feature_dim)
+
+
+def extract_features(audio: Any, config: FeatureConfig, matrices: MfccMatrices,
+                     num_frames: int | None = None) -> np.ndarray:
+    """Feature frames of a whole clip: float32 (num_frames, feature_dim).
+
+    ``num_frames`` defaults to ``config.num_pose_frames(N)``; frames past the audio are
+    built from the MFCC of trailing silence.
+    """
+    samples = _as_samples(audio, "extract_features audio")
+    if num_frames is None:
+        num_frames = config.num_pose_frames(len(samples))
+    if num_frames < 0:
+        raise ValueError(f"num_frames must be >= 0, got {num_frames}")
+    m = max(config.num_mfcc_frames(len(samples)), config.mfcc_frames_needed(num_frames))
+    return feature_frames(mfcc_offline(samples, config, matrices, m), config, 0, num_frames)
+
+
+class StreamingFeatureExtractor:
+    """Streaming MFCC plus stacking: audio chunks in, feature frames (n, 91) out.
+
+    ``accept`` returns the feature frames whose 7 MFCC frames are all final; ``finish``
+    returns the rest up to ``total_frames``. Concatenated, they equal
+    ``extract_features(all_audio, config, matrices, total_frames)`` for any chunking.
+    Keeps only the MFCC frames still needed by frames not yet emitted.
+    """
+
+    def __init__(self, config: FeatureConfig, matrices: MfccMatrices) -> None:
+        self.config = config
+        self.mfcc = StreamingMfcc(config, matrices)
+        self._history = np.zeros((4 * config.mfcc_context, config.n_mfcc), dtype=np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream."""
+        self.mfcc.reset()
+        self._history_first = 0  # MFCC index of _history[0]
+        self._history_len = 0
+        self.frames_emitted = 0
+
+    @property
+    def samples_received(self) -> int:
+        return self.mfcc.samples_received
+
+    @property
+    def finished(self) -> bool:
+        return self.mfcc.finished
+
+    def _store(self, new_mfcc: np.ndarray) -> None:
+        keep_from = int(self.config.mfcc_start(self.frames_emitted)) - self._history_first
+        kept = self._history[keep_from:self._history_len]
+        needed = len(kept) + len(new_mfcc)
+        if needed > len(self._history):
+            self._history = np.zeros((2 * needed, self.config.n_mfcc), dtype=np.float32)
+        self._history[: len(kept)] = kept  # numpy copes with the overlap
+        self._history[len(kept):needed] = new_mfcc
+        self._history_first += keep_from
+        self._history_len = needed
+
+    def _emit_until(self, end: int) -> np.ndarray:
+        count = end - self.frames_emitted
+        if count <= 0:
+            return np.zeros((0, self.config.feature_dim), dtype=np.float32)
+        starts = self.config.mfcc_start(np.arange(self.frames_emitted, end)) - self._history_first
+        index = starts[:, None] + np.arange(self.config.mfcc_context)
+        out = self._history[index].reshape(count, self.config.feature_dim)
+        self.frames_emitted = end
+        return out
+
+    def accept(self, samples: Any) -> np.ndarray:
+        """Feed float (n,) samples; returns float32 (k, feature_dim) newly computable frames."""
+        self._store(self.mfcc.accept(samples))
+        ready = _feature_frames_ready(self.config, self.mfcc.frames_emitted)
+        return self._emit_until(ready)
+
+    def finish(self, total_frames: int | None = None) -> np.ndarray:
+        """End the stream: float32 (k, feature_dim), feature frames up to ``total_frames``.
+
+        ``total_frames`` defaults to ``config.num_pose_frames(samples_received)``; pass more
+        (e.g. + the generator's lookahead) to get frames of trailing silence.
+        """
+        if total_frames is None:
+            total_frames = self.config.num_pose_frames(self.samples_received)
+        if total_frames < self.frames_emitted:
+            raise ValueError(
+                f"total_frames={total_frames} but {self.frames_emitted} feature frames were "
+                f"already emitted; pass total_frames >= {self.frames_emitted}"
+            )
+        self._store(self.mfcc.finish(min_frames=self.config.mfcc_frames_needed(total_frames)))
+        return self._emit_until(total_frames)
