@@ -1,0 +1,91 @@
+"""``gesturert data ...``: make and inspect corpora in the SDT layout.
+
+* ``gesturert data synth --out DIR --speakers N --minutes M [--seed S] [--overwrite]``
+  writes a synthetic corpus with ground-truth saliency (:mod:`train.data.synth`).
+* ``gesturert data info DIR`` prints clips per speaker and split, and the salient-frame
+  fraction where the corpus has ground truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+
+def register_data(subparsers: Any) -> None:
+    """Add the ``data`` command and its subcommands to the gesturert CLI."""
+    parser = subparsers.add_parser("data", help="make and inspect training corpora (SDT layout)")
+    sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    parser.set_defaults(func=lambda _args: (parser.print_help(), 2)[1])
+
+    synth = sub.add_parser("synth", help="write a synthetic speaker corpus with ground truth")
+    synth.add_argument("--out", required=True, type=Path, help="corpus directory to write")
+    synth.add_argument("--speakers", type=int, default=1, help="number of speakers (default 1)")
+    synth.add_argument("--minutes", type=float, default=10.0,
+                       help="minutes of talk per speaker (default 10)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--overwrite", action="store_true",
+                       help="replace speaker directories that already exist")
+    synth.add_argument("--no-progress", action="store_true", help="no progress bar")
+    synth.set_defaults(func=_run_synth)
+
+    info = sub.add_parser("info", help="summarise a corpus in the SDT layout")
+    info.add_argument("root", type=Path, help="corpus directory (ROOT/<speaker>/processed_137.csv)")
+    info.set_defaults(func=_run_info)
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sdk.features import DEFAULT_FEATURES
+    from train.data.sdt import SDT_CLIP_FRAMES
+    from train.data.synth import synthesize_corpus
+
+    if args.speakers < 1 or not args.minutes > 0:
+        print(f"gesturert data synth: need --speakers >= 1 and --minutes > 0, got "
+              f"{args.speakers} and {args.minutes}", file=sys.stderr)
+        return 2
+    clip_s = SDT_CLIP_FRAMES / DEFAULT_FEATURES.fps
+    total = args.speakers * int(args.minutes * 60.0 // clip_s)
+    started = time.perf_counter()
+    with tqdm(total=total, unit="clip", desc="synth", disable=args.no_progress) as bar:
+        try:
+            summary = synthesize_corpus(args.out, args.speakers, args.minutes, args.seed,
+                                        overwrite=args.overwrite, on_clip=lambda: bar.update(1))
+        except (ValueError, FileExistsError) as exc:
+            bar.close()
+            print(f"gesturert data synth: {exc}", file=sys.stderr)
+            return 2
+    print(f"wrote {len(summary.speakers)} speaker(s) x {summary.clips_per_speaker} clips "
+          f"({summary.seconds_per_speaker / 60:.2f} min each, "
+          f"{100 * summary.salient_frame_fraction:.1f}% salient frames) to {summary.root} "
+          f"in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from train.data.sdt import list_speakers, load_speaker
+
+    try:
+        speakers = list_speakers(args.root)
+        if not speakers:
+            raise FileNotFoundError(f"{args.root}: no <speaker>/processed_137.csv under it")
+        for speaker in speakers:
+            clips = load_speaker(args.root, speaker)
+            splits = Counter(c.split for c in clips)
+            frames = sum(c.num_frames for c in clips)
+            per_split = ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
+            line = f"{speaker}: {len(clips)} clips ({per_split}), {frames} frames"
+            truth = [c.saliency for c in clips if c.saliency is not None]
+            if len(truth) == len(clips):
+                salient = sum(float(s.sum()) for s in truth)
+                line += f", {100 * salient / max(frames, 1):.1f}% salient frames"
+            print(line)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"gesturert data info: {exc}", file=sys.stderr)
+        return 2
+    return 0

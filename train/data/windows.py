@@ -1,0 +1,286 @@
+"""Training windows over an SDT corpus: features with lookahead, poses, saliency labels.
+
+Clips (:mod:`train.data.sdt`) that tile an interval (same speaker, split and interval_id,
+each ``start`` equal to the previous ``end``) are joined into one *sequence*; other
+clips are sequences of their own (real SDT clips overlap and stay separate). Per
+sequence, MFCC and feature frames (``sdk.mfcc``) are computed once, in ``__init__``,
+over the sequence audio followed by silence, exactly as a stream over that audio would.
+
+A window is pose frames [s, s + T) of a sequence with s + T <= its length. Starts step
+by ``stride_frames`` and are rounded down to a multiple of ``frame_alignment(config)``
+(3 frames = 200 ms = 20 MFCC hops at 15 fps / 100 Hz), so the window's first sample and
+first MFCC frame fall on the same instant and window-local frame i maps to MFCC frame
+``config.mfcc_start(i)`` as in a stream that starts at the window. Each item is a dict:
+
+* ``features`` float32 (T + L, feature_dim): raw feature frames s .. s+T+L-1; frames
+  past the sequence end are features of trailing silence.
+* ``pose`` float32 (T, 122, 2) standardised; ``canonical`` float32 (T, 122, 2).
+* ``saliency`` float32 (T,) frame ground truth in {0, 1}, NaN when the corpus has none;
+  ``posture`` int64 (T,) posture ids, -1 = none or unknown.
+* ``seq_label`` float32 (): 1 if the window holds a salient posture. With ground truth:
+  1 iff any frame's saliency is 1. Without: 1 iff the window's wrist motion range
+  (:func:`wrist_motion_range`) exceeds ``motion_threshold``, by default Otsu's
+  threshold (:func:`otsu_threshold`) of that range over this dataset's windows, which
+  splits large-range windows from beat-and-sway windows without assuming how many there
+  are (pass the training set's threshold to the validation set). On the synthetic corpus
+  this proxy agrees with the ground-truth label on about 90% of windows; the misses are
+  windows that hold only the first or last frames of a posture.
+* ``audio`` float32 (ceil(T * sr / fps),): the window's samples (zero padded at the end).
+* ``mfcc`` float32 (mfcc_start(T), n_mfcc): MFCC frames of the window's time span
+  (PoseSyncNet clips of 9 frames at i use rows [mfcc_start(i), mfcc_start(i) + 60)).
+* ``sequence``, ``start`` int64: where the window comes from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from sdk.features import DEFAULT_FEATURES, FeatureConfig
+from sdk.mfcc import MfccMatrices, feature_frames, mfcc_offline
+from sdk.normalization import PoseNormalization
+from sdk.skeleton import UPPER_BODY_122
+from train.data.sdt import SdtClip, clip_sample_range
+
+WRISTS = (UPPER_BODY_122.joint_names.index("right_wrist"),
+          UPPER_BODY_122.joint_names.index("left_wrist"))
+
+
+def frame_alignment(config: FeatureConfig) -> int:
+    """Smallest number of pose frames that spans a whole number of MFCC hops (3)."""
+    hop_fps = config.fps * config.hop_length
+    return hop_fps // math.gcd(config.sample_rate, hop_fps)
+
+
+@dataclass(frozen=True)
+class PoseSequence:
+    """Clips of one interval joined in time.
+
+    audio: float32 (N,); pose_px: float32 (F, 137, 2); saliency float32 (F,) or None;
+    posture int16 (F,) or None; start: first frame in the interval.
+    """
+
+    speaker: str
+    split: str
+    interval_id: str
+    start: int
+    audio: np.ndarray
+    pose_px: np.ndarray
+    saliency: np.ndarray | None
+    posture: np.ndarray | None
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.pose_px.shape[0])
+
+
+def join_clips(clips: Sequence[SdtClip]) -> list[PoseSequence]:
+    """Join clips that tile an interval into sequences (order: speaker, interval, start)."""
+    ordered = sorted(clips, key=lambda c: (c.speaker, c.split, c.interval_id, c.start))
+    groups: list[list[SdtClip]] = []
+    for clip in ordered:
+        last = groups[-1][-1] if groups else None
+        if last is not None and (last.speaker, last.split, last.interval_id, last.end) == (
+                clip.speaker, clip.split, clip.interval_id, clip.start):
+            groups[-1].append(clip)
+        else:
+            groups.append([clip])
+    out = []
+    for group in groups:
+        has_truth = all(c.saliency is not None and c.posture is not None for c in group)
+        out.append(PoseSequence(
+            speaker=group[0].speaker, split=group[0].split, interval_id=group[0].interval_id,
+            start=group[0].start, audio=np.concatenate([c.audio for c in group]),
+            pose_px=np.concatenate([c.pose_px for c in group]),
+            saliency=np.concatenate([c.saliency for c in group]) if has_truth else None,  # type: ignore[misc]
+            posture=np.concatenate([c.posture for c in group]) if has_truth else None,  # type: ignore[misc]
+        ))
+    return out
+
+
+def wrist_motion_range(canonical: np.ndarray) -> float:
+    """Largest peak-to-peak displacement of either wrist along x or y (canonical units).
+
+    canonical: (T, 122, 2). The sequence-level saliency proxy for data without ground
+    truth: salient postures are large-range motions (see PAPER.md).
+    """
+    wrists = canonical[:, list(WRISTS)]  # (T, 2, 2)
+    return float(np.max(wrists.max(axis=0) - wrists.min(axis=0)))
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold of a 1-D sample: the cut maximising the between-class variance.
+
+    Returns the midpoint between the two values around the best cut; inf for fewer than
+    two distinct values (then no window is labelled salient).
+    """
+    x = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    if x.size < 2 or x[0] == x[-1]:
+        return math.inf
+    n = x.size
+    k = np.arange(1, n)
+    cumulative = np.cumsum(x)
+    mean_low = cumulative[:-1] / k
+    mean_high = (cumulative[-1] - cumulative[:-1]) / (n - k)
+    between = k * (n - k) * (mean_low - mean_high) ** 2
+    between[x[1:] == x[:-1]] = -1.0  # only cut between distinct values
+    best = int(np.argmax(between))
+    return float(0.5 * (x[best] + x[best + 1]))
+
+
+class WindowDataset(Dataset):  # type: ignore[type-arg]
+    """Map-style dataset of training windows (see the module docstring).
+
+    Args:
+        clips: loaded clips (any speakers and splits; filter before).
+        normalization: standardises canonical poses (mean/std per joint and axis).
+        window_frames: T. lookahead_frames: L. stride_frames: step between window starts.
+        scales: speaker -> pixels per canonical unit; default normalization.scale_px.
+        matrices: MFCC matrices; default ``MfccMatrices.default()`` (DEFAULT_FEATURES).
+        motion_threshold: wrist-range threshold for windows without ground truth;
+            default: :func:`otsu_threshold` of this dataset's window ranges.
+    """
+
+    def __init__(self, clips: Sequence[SdtClip], normalization: PoseNormalization,
+                 window_frames: int = 64, lookahead_frames: int = 0, stride_frames: int = 16,
+                 config: FeatureConfig = DEFAULT_FEATURES,
+                 scales: Mapping[str, float] | None = None,
+                 matrices: MfccMatrices | None = None,
+                 motion_threshold: float | None = None) -> None:
+        if window_frames < 1 or lookahead_frames < 0 or stride_frames < 1:
+            raise ValueError(f"need window_frames >= 1, lookahead_frames >= 0, stride_frames "
+                             f">= 1; got {window_frames}, {lookahead_frames}, {stride_frames}")
+        if normalization.num_joints != UPPER_BODY_122.num_joints:
+            raise ValueError(f"normalization has {normalization.num_joints} joints, expected "
+                             f"{UPPER_BODY_122.num_joints} (UPPER_BODY_122)")
+        self.config, self.normalization = config, normalization
+        self.window_frames, self.lookahead_frames = window_frames, lookahead_frames
+        matrices = MfccMatrices.default() if matrices is None else matrices
+        self.sequences = join_clips(clips)
+        self.mfcc: list[np.ndarray] = []  # per sequence (M, n_mfcc)
+        self.features: list[np.ndarray] = []  # per sequence (F + L, feature_dim)
+        self.canonical: list[np.ndarray] = []  # per sequence (F, 122, 2)
+        for seq in self.sequences:
+            frames = seq.num_frames + lookahead_frames
+            mfcc = mfcc_offline(seq.audio, config, matrices,
+                                max(config.mfcc_frames_needed(frames),
+                                    config.mfcc_start(seq.num_frames)))
+            self.mfcc.append(mfcc)
+            self.features.append(feature_frames(mfcc, config, 0, frames))
+            if scales is not None and seq.speaker not in scales:
+                raise ValueError(f"no pixel scale for speaker {seq.speaker!r}; scales has "
+                                 f"{sorted(scales)}")
+            scale = normalization.scale_px if scales is None else scales[seq.speaker]
+            model_px = UPPER_BODY_122.from_openpose(seq.pose_px)
+            self.canonical.append(((model_px - model_px[:, :1]) / np.float32(scale))
+                                  .astype(np.float32))
+        align = frame_alignment(config)
+        self.windows: list[tuple[int, int]] = []
+        for i, seq in enumerate(self.sequences):
+            starts = range(0, seq.num_frames - window_frames + 1, stride_frames)
+            self.windows.extend((i, s) for s in sorted({s - s % align for s in starts}))
+        ranges = [wrist_motion_range(self.canonical[i][s:s + window_frames])
+                  for i, s in self.windows]
+        self.motion_ranges = np.asarray(ranges, dtype=np.float64)
+        if motion_threshold is None:
+            motion_threshold = otsu_threshold(self.motion_ranges)
+        self.motion_threshold = motion_threshold
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self.windows):
+            raise IndexError(f"window {index} out of range 0..{len(self.windows) - 1}")
+        i, s = self.windows[index]
+        seq, t, cfg = self.sequences[i], self.window_frames, self.config
+        canonical = self.canonical[i][s:s + t]
+        if seq.saliency is not None and seq.posture is not None:
+            saliency = seq.saliency[s:s + t].astype(np.float32)
+            posture = seq.posture[s:s + t].astype(np.int64)
+            label = float(saliency.max() > 0.5)
+        else:
+            saliency = np.full(t, np.nan, dtype=np.float32)
+            posture = np.full(t, -1, dtype=np.int64)
+            label = float(self.motion_ranges[index] > self.motion_threshold)
+        a, b = clip_sample_range(s, s + t, cfg)
+        audio = np.zeros(b - a, dtype=np.float32)
+        piece = seq.audio[a:b]
+        audio[: piece.shape[0]] = piece
+        m0 = int(cfg.mfcc_start(s))
+        return {
+            "features": self.features[i][s:s + t + self.lookahead_frames],
+            "pose": self.normalization.standardize(canonical),
+            "canonical": canonical,
+            "saliency": saliency,
+            "posture": posture,
+            "seq_label": np.float32(label),
+            "audio": audio,
+            "mfcc": self.mfcc[i][m0:m0 + int(cfg.mfcc_start(t))],
+            "sequence": np.int64(i),
+            "start": np.int64(s),
+        }
+
+    def feature_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std (feature_dim,) float32 of the raw feature frames of every sequence
+        (each frame once; lookahead frames past a sequence end excluded); std floored at
+        1e-3."""
+        return feature_statistics(self)
+
+
+def feature_statistics(dataset: WindowDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (feature_dim,) float32 over the dataset's sequences (see the method)."""
+    frames = [f[: s.num_frames] for f, s in zip(dataset.features, dataset.sequences,
+                                                 strict=True)]
+    if not frames:
+        raise ValueError("feature_statistics: the dataset has no sequences")
+    stacked = np.concatenate(frames).astype(np.float64)
+    return (stacked.mean(axis=0).astype(np.float32),
+            np.maximum(stacked.std(axis=0), 1e-3).astype(np.float32))
+
+
+def generator_data(data_dir: Path, config: Any) -> Any:
+    """Train/val windows of an SDT corpus for ``train.generator_training``.
+
+    ``config`` is a GeneratorTrainingConfig: ``config.data`` (window_frames, stride_frames,
+    val_fraction) and ``config.model.lookahead_frames`` are read. Every speaker under
+    ``data_dir`` is used. Training clips: split ``train``; validation: ``dev``, or the
+    last ``val_fraction`` of each speaker's training clips when there is no dev split.
+    Poses are canonical per speaker and standardised with statistics pooled over the
+    training clips (:func:`train.data.sdt.compute_normalization`).
+    """
+    from train.data.sdt import compute_normalization, list_speakers, load_speaker, speaker_scales
+    from train.generator_training import GeneratorData
+
+    speakers = list_speakers(Path(data_dir))
+    if not speakers:
+        raise FileNotFoundError(f"{data_dir}: no <speaker>/processed_137.csv under it")
+    train_clips: list[SdtClip] = []
+    val_clips: list[SdtClip] = []
+    for speaker in speakers:
+        clips = load_speaker(Path(data_dir), speaker)
+        train = [c for c in clips if c.split == "train"]
+        dev = [c for c in clips if c.split == "dev"]
+        if not dev and len(train) > 1:
+            keep = len(train) - max(1, round(config.data.val_fraction * len(train)))
+            train, dev = train[:keep], train[keep:]
+        train_clips += train
+        val_clips += dev
+    if not train_clips:
+        raise ValueError(f"{data_dir}: no clips in the 'train' split")
+    normalization = compute_normalization(train_clips)
+    scales = speaker_scales(train_clips)
+    kwargs = dict(window_frames=config.data.window_frames,
+                  lookahead_frames=config.model.lookahead_frames,
+                  stride_frames=config.data.stride_frames, scales=scales)
+    train_set = WindowDataset(train_clips, normalization, **kwargs)
+    val_set = WindowDataset(val_clips, normalization, motion_threshold=train_set.motion_threshold,
+                            **kwargs) if val_clips else None
+    return GeneratorData(train=train_set, val=val_set, features=DEFAULT_FEATURES,
+                         normalization=normalization)
