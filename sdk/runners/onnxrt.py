@@ -1,0 +1,126 @@
+"""ONNX Runtime runner: CPU execution provider by default, CUDA / TensorRT EPs with onnxruntime-gpu.
+
+onnxruntime is imported when a runner is activated, never at module import. With a GPU
+provider in the session the runner uses IO binding: inputs are bound from host memory
+and outputs to host buffers ORT allocates, so ORT does the one copy each way itself
+instead of ``session.run``'s extra staging.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdk.runners.base import Runner, RunnerError, TensorMeta
+
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
+
+def available_providers() -> list[str]:
+    """Execution providers this onnxruntime build offers ([] when onnxruntime is absent)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return []
+    return list(ort.get_available_providers())
+
+
+class OnnxRuntimeRunner(Runner):
+    """Runs an ONNX model with onnxruntime.
+
+    Args:
+        model_path: the .onnx file.
+        providers: execution providers in priority order (default: CPU only). Entries
+            may be names or ``(name, options)`` pairs, as onnxruntime takes them.
+        intra_op_num_threads: threads per operator (0: onnxruntime's default, all cores).
+        name: what to call the runner in messages (default: the file name).
+
+    ``infer`` returns fresh arrays (onnxruntime allocates them per call).
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        providers: Sequence[str | tuple[str, dict[str, Any]]] = (CPU_PROVIDER,),
+        intra_op_num_threads: int = 0,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name or f"onnxruntime:{Path(model_path).name}")
+        if intra_op_num_threads < 0:
+            raise ValueError(f"intra_op_num_threads must be >= 0, got {intra_op_num_threads}")
+        self.model_path = Path(model_path)
+        self.requested_providers = list(providers)
+        self.intra_op_num_threads = intra_op_num_threads
+        self._session: Any = None
+        self._output_names: list[str] = []
+        self._use_io_binding = False
+
+    @property
+    def providers(self) -> list[str]:
+        """Providers the active session actually uses (ORT drops unavailable ones)."""
+        if self._session is None:
+            raise RunnerError(f"{self.name}: not active")
+        return list(self._session.get_providers())
+
+    def _activate(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RunnerError(
+                f"{self.name}: onnxruntime is not installed; pip install 'gesturert[cpu]' "
+                f"(or onnxruntime-gpu)"
+            ) from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_num_threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(
+                str(self.model_path), sess_options=options, providers=self.requested_providers
+            )
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+            raise RunnerError(f"{self.name}: onnxruntime could not load the model: {exc}") from exc
+        self._output_names = [o.name for o in self._session.get_outputs()]
+        self._use_io_binding = any(p != CPU_PROVIDER for p in self._session.get_providers())
+
+    def _deactivate(self) -> None:
+        self._session = None
+
+    def _read_input_metadata(self) -> dict[str, TensorMeta]:
+        meta: dict[str, TensorMeta] = {}
+        for arg in self._session.get_inputs():
+            if arg.type not in _ORT_TYPES:
+                raise RunnerError(f"{self.name}: input {arg.name} has unsupported type {arg.type}")
+            shape = tuple(d if isinstance(d, int) else str(d) for d in arg.shape)
+            meta[arg.name] = TensorMeta(arg.name, np.dtype(_ORT_TYPES[arg.type]), shape)
+        return meta
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            if not self._use_io_binding:
+                values = self._session.run(self._output_names, dict(feed))
+                return dict(zip(self._output_names, values, strict=True))
+            binding = self._session.io_binding()
+            for name, array in feed.items():
+                binding.bind_cpu_input(name, np.ascontiguousarray(array))
+            for name in self._output_names:
+                binding.bind_output(name, "cpu")
+            self._session.run_with_iobinding(binding)
+            return dict(zip(self._output_names, binding.copy_outputs_to_cpu(), strict=True))
+        except Exception as exc:
+            raise RunnerError(f"{self.name}: inference failed: {exc}") from exc

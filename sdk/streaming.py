@@ -1,0 +1,525 @@
+"""StreamingGenerator: speech chunks in, pose frames out, many streams batched per step.
+
+The shape is sherpa-onnx's: one shared generator (bundle, backend session or engine)
+and one light :class:`Stream` per speaker::
+
+    gen = StreamingGenerator("bundle/", backend="auto")
+    s = gen.create_stream(seed=0)
+    s.accept_waveform(samples, sample_rate=48000)   # any size, rate, dtype; (N,) or (N, C)
+    while gen.is_ready(s):
+        gen.step([s])                                # or many ready streams at once
+    frames = s.pop_frames()                          # PoseFrames
+    s.input_finished()                               # then step until not ready: the tail
+
+Per stream: a soxr resampler to the bundle rate -> a streaming MFCC feature extractor ->
+a queue of feature frames. A step takes ``chunk_frames`` feature frames from each
+stream (streams may be at different positions), adds ``frame_noise(seed, t, ...)``,
+gathers the streams' states, runs the model, scatters the states back, drops the first
+``lookahead_frames`` outputs of a stream (negative frame indices), and turns standardised
+poses into pixels with the manifest's PoseNormalization.
+
+**Frame accounting.** ``sample_rate``-Hz input of N samples becomes
+``model_rate_samples(N, sample_rate, model_rate) = floor(N * model_rate / sample_rate + 1/2)``
+samples at the model rate (soxr's output length; identity at the model rate). After
+``input_finished`` a stream yields exactly ``FeatureConfig.num_pose_frames`` of that many
+frames, numbered 0, 1, ... with ``time = index / fps``. To get the last one out, the
+runtime feeds features of trailing silence for ``lookahead_frames`` more input frames
+(rounded up to whole steps; outputs past the end are dropped).
+
+**Errors.** Bad input raises :class:`StreamError` (a ValueError) naming the problem,
+before anything changes: the stream stays usable and keeps everything it had accepted.
+An empty chunk is accepted and does nothing. Multi-channel (N, C) input is averaged.
+A stream's sample rate is fixed by its first non-empty chunk until ``reset``.
+
+**Thread safety.** All methods of :class:`StreamingGenerator` and :class:`Stream` may
+be called from any thread. ``step``/``reset``/``create_stream``/``generate`` serialise on
+the generator's lock (one model call at a time). A stream's own methods take that
+stream's lock, so a producer thread may ``accept_waveform`` and a consumer thread
+``pop_frames`` while a third thread steps; feed one stream from one thread at a time
+(chunks from two threads interleave in an unspecified order). The lock order is
+generator, then stream; stream methods never take the generator's lock except
+``Stream.close``. Output arrays are the caller's (fresh copies).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from sdk.audio import AudioError, StreamingResampler, to_float_mono
+from sdk.bundle import Bundle, BundleError, Manifest, load_bundle
+from sdk.frames import PoseFrames
+from sdk.mfcc import MfccMatrices, StreamingFeatureExtractor
+from sdk.noise import frame_noise
+from sdk.runners.base import FEATURES, NOISE, STATE, GeneratorStepper
+from sdk.runners.select import BackendChoice, BackendConfig, create_stepper
+
+_MAX_BLOCK_SECONDS = 10  # long chunks are processed in blocks of this many input seconds
+
+
+class StreamError(ValueError):
+    """Bad input to a stream or a misuse of one; the stream is unchanged and still usable."""
+
+
+def model_rate_samples(n_samples: int, sample_rate: int, model_rate: int) -> int:
+    """Samples at ``model_rate`` that ``n_samples`` at ``sample_rate`` resample to.
+
+    ``floor(n * model_rate / sample_rate + 1/2)`` (round half up), the total output of
+    :class:`sdk.audio.StreamingResampler` after ``flush`` (exactly ``n`` when the rates match).
+    """
+    return (2 * n_samples * model_rate + sample_rate) // (2 * sample_rate)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Everything :class:`StreamingGenerator` needs.
+
+    Attributes:
+        bundle: bundle directory or .tar.
+        backend: backend choice and set-up (``BackendConfig(backend="auto")``).
+        chunk_frames: feature frames each stream contributes per step (None: the
+            manifest's ``generator.chunk_frames``). Larger = fewer model calls, more latency.
+        max_batch: most streams per model call; larger ``step`` calls are split (None:
+            the backend's limit, if any).
+        verify_bundle: check every file's sha256 at load.
+    """
+
+    bundle: str | os.PathLike[str]
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    chunk_frames: int | None = None
+    max_batch: int | None = None
+    verify_bundle: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_frames", "max_batch"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value <= 0):
+                raise ValueError(f"GeneratorConfig.{name} must be a positive int or None, "
+                                 f"got {value!r}")
+
+
+class _FeatureQueue:
+    """FIFO of feature frames (float32 rows of ``dim``) fed in blocks, taken in chunks."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._blocks: list[np.ndarray] = []
+        self._offset = 0  # rows of _blocks[0] already taken
+        self.size = 0
+
+    def push(self, frames: np.ndarray) -> None:
+        if len(frames):
+            self._blocks.append(frames)
+            self.size += len(frames)
+
+    def peek(self, n: int) -> np.ndarray:
+        """The first ``n`` rows (n <= size), float32 (n, dim), without removing them."""
+        parts, need, offset = [], n, self._offset
+        for block in self._blocks:
+            part = block[offset:offset + need]
+            parts.append(part)
+            need -= len(part)
+            offset = 0
+            if need == 0:
+                break
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def drop(self, n: int) -> None:
+        self.size -= n
+        n += self._offset
+        while self._blocks and n >= len(self._blocks[0]):
+            n -= len(self._blocks.pop(0))
+        self._offset = n
+
+    def clear(self) -> None:
+        self._blocks, self._offset, self.size = [], 0, 0
+
+
+def _check_rate(sample_rate: Any) -> int:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer) \
+            or sample_rate <= 0:
+        raise StreamError(f"sample_rate must be a positive integer number of Hz, got "
+                          f"{sample_rate!r}")
+    return int(sample_rate)
+
+
+class Stream:
+    """One speaker's audio in, pose frames out. Made by :meth:`StreamingGenerator.create_stream`.
+
+    A context manager: leaving the ``with`` block (or :meth:`close`) frees its state slot.
+    """
+
+    def __init__(self, generator: StreamingGenerator, seed: int, slot: int) -> None:
+        self._generator = generator
+        self.seed = seed
+        self._slot = slot
+        self._lock = threading.Lock()
+        features = generator.manifest.features
+        self._extractor = StreamingFeatureExtractor(features, generator._matrices)
+        self._queue = _FeatureQueue(features.feature_dim)
+        self._closed = False
+        self._finalizer = weakref.finalize(self, generator._slots_dropped.put, slot)
+        self._start_over()
+
+    def _start_over(self) -> None:
+        """Forget all input and output (caller holds the lock or owns the stream)."""
+        self._extractor.reset()
+        self._queue.clear()
+        self._resampler: StreamingResampler | None = None
+        self._input_rate: int | None = None
+        self._input_samples = 0  # at the input rate
+        self._model_samples = 0  # at the model rate, after resampling
+        self._fed = 0  # feature frames already stepped (the next step's input index t)
+        self._total_frames: int | None = None  # pose frames in all, known after input_finished
+        self._pending: list[PoseFrames] = []
+        self._emitted = 0
+
+    # ---- input ----
+    def accept_waveform(self, samples: Any, sample_rate: int) -> None:
+        """Append audio.
+
+        Args:
+            samples: (N,) mono or (N, C) channels-last (C <= 32, averaged); int16
+                (/32768), int32 (/2**31), float32 or float64 (in [-1, 1]); finite. N may be 0
+                (nothing happens) or any length (long input is processed in 10 s blocks).
+            sample_rate: positive int Hz; the same for every chunk until ``reset``.
+        Raises:
+            StreamError: bad dtype/shape/values/rate, a rate change, input after
+                ``input_finished``, or a closed stream. Nothing is changed then.
+        """
+        rate = _check_rate(sample_rate)
+        try:
+            mono = to_float_mono(samples, name="samples")
+        except AudioError as exc:
+            raise StreamError(str(exc)) from exc
+        with self._lock:
+            self._check_usable("accept_waveform")
+            if self._input_rate is not None and rate != self._input_rate:
+                raise StreamError(
+                    f"sample_rate changed from {self._input_rate} to {rate} Hz within a stream; "
+                    f"resample the audio yourself or reset(stream) to start at a new rate"
+                )
+            if mono.size == 0:
+                return
+            if self._resampler is None:
+                self._input_rate = rate
+                self._resampler = StreamingResampler(rate, self._generator.manifest.features
+                                                     .sample_rate)
+            block = _MAX_BLOCK_SECONDS * rate
+            for first in range(0, mono.size, block):
+                self._push_model_rate(self._resampler.process(mono[first:first + block]))
+            self._input_samples += mono.size
+
+    def _push_model_rate(self, samples: np.ndarray) -> None:
+        self._model_samples += samples.size
+        self._queue.push(self._extractor.accept(samples))
+
+    def input_finished(self) -> None:
+        """No more audio: the stream will emit the frames of its tail. Idempotent."""
+        with self._lock:
+            if self._closed:
+                raise StreamError("input_finished on a closed stream")
+            if self._total_frames is not None:
+                return
+            if self._resampler is not None:
+                self._push_model_rate(self._resampler.flush())
+            gen = self._generator
+            total = gen.manifest.features.num_pose_frames(self._model_samples)
+            inputs = 0 if total == 0 else total + gen.lookahead_frames
+            chunk = gen.chunk_frames
+            inputs = -(-inputs // chunk) * chunk  # whole steps; outputs past the end dropped
+            self._queue.push(self._extractor.finish(inputs))
+            self._total_frames = total
+
+    def _check_usable(self, what: str) -> None:
+        if self._closed:
+            raise StreamError(f"{what} on a closed stream; create a new one")
+        if self._total_frames is not None:
+            raise StreamError(f"{what} after input_finished(); reset(stream) to start over")
+
+    # ---- output ----
+    def pop_frames(self) -> PoseFrames:
+        """All frames produced since the last pop (possibly none), oldest first."""
+        with self._lock:
+            frames = PoseFrames.concatenate(self._pending, self._generator.num_joints)
+            self._pending = []
+        return frames
+
+    # ---- state ----
+    @property
+    def sample_rate(self) -> int | None:
+        """The input rate fixed by the first non-empty chunk (None before)."""
+        return self._input_rate
+
+    @property
+    def num_samples_accepted(self) -> int:
+        """Input samples (per channel) accepted since creation or reset."""
+        return self._input_samples
+
+    @property
+    def num_model_samples(self) -> int:
+        """Samples at the model rate so far (final after ``input_finished``)."""
+        return self._model_samples
+
+    @property
+    def num_frames_emitted(self) -> int:
+        """Pose frames produced so far (popped or not)."""
+        return self._emitted
+
+    @property
+    def num_frames_total(self) -> int | None:
+        """Pose frames the stream will produce in all; None until ``input_finished``."""
+        return self._total_frames
+
+    @property
+    def is_input_finished(self) -> bool:
+        return self._total_frames is not None
+
+    @property
+    def is_done(self) -> bool:
+        """Input finished and every frame produced."""
+        return self._total_frames is not None and self._emitted == self._total_frames
+
+    def close(self) -> None:
+        """Free the stream's state slot; the stream cannot be used afterwards. Idempotent."""
+        with self._generator._lock, self._lock:
+            if not self._closed:
+                self._closed = True
+                self._finalizer.detach()
+                if not self._generator._closed:
+                    self._generator._stepper.release_slot(self._slot)
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class StreamingGenerator:
+    """The shared generator: a bundle's model on one backend, stepping many streams.
+
+    Args:
+        source: a bundle path, or a :class:`GeneratorConfig`.
+        backend: "auto" | "onnxruntime" | "onnxruntime-cpu" | "onnxruntime-gpu" |
+            "tensorrt", or a :class:`BackendConfig`; overrides the config's backend.
+    Raises:
+        BundleError: the bundle is missing, corrupt, or inconsistent with its model.
+        BackendError: the requested backend cannot run here.
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | GeneratorConfig,
+                 backend: str | BackendConfig | None = None) -> None:
+        config = source if isinstance(source, GeneratorConfig) else GeneratorConfig(source)
+        if isinstance(backend, str):
+            config = GeneratorConfig(config.bundle, BackendConfig(backend), config.chunk_frames,
+                                     config.max_batch, config.verify_bundle)
+        elif isinstance(backend, BackendConfig):
+            config = GeneratorConfig(config.bundle, backend, config.chunk_frames,
+                                     config.max_batch, config.verify_bundle)
+        self.config = config
+        self.bundle: Bundle = load_bundle(config.bundle, verify=config.verify_bundle)
+        manifest = self.manifest
+        spec = manifest.generator
+        try:
+            self._matrices = MfccMatrices.load(self.bundle.path(manifest.mfcc_matrices),
+                                               manifest.features)
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"{self.bundle.path(manifest.mfcc_matrices)}: {exc}") from exc
+        self.num_joints = manifest.normalization.num_joints
+        if manifest.skeleton.num_joints != self.num_joints:
+            raise BundleError(f"{self.bundle.root}: skeleton has {manifest.skeleton.num_joints} "
+                              f"joints, normalisation {self.num_joints}; re-export")
+        self.lookahead_frames = spec.lookahead_frames
+        self.chunk_frames = config.chunk_frames or spec.chunk_frames
+        self._lock = threading.RLock()
+        self._slots_dropped: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._closed = True
+        self._stepper: GeneratorStepper
+        self.backend: BackendChoice
+        self._stepper, self.backend = create_stepper(self.bundle, config.backend)
+        self._closed = False
+        self._check_model()
+        limits = [b for b in (config.max_batch, self._stepper.max_batch) if b is not None]
+        self.max_batch: int | None = min(limits) if limits else None
+
+    def _check_model(self) -> None:
+        """The model's inputs must agree with the manifest (feature, noise and state sizes)."""
+        meta = getattr(getattr(self._stepper, "runner", None), "get_input_metadata", None)
+        if meta is None:
+            return
+        spec, features = self.manifest.generator, self.manifest.features
+        expected = {FEATURES: features.feature_dim, NOISE: spec.noise_dim, STATE: spec.state_size}
+        for name, size in expected.items():
+            last = meta()[name].shape[-1]
+            if isinstance(last, int) and last != size:
+                self.close()
+                raise BundleError(f"{self.bundle.root}: generator input {name} has last axis "
+                                  f"{last}, the manifest says {size}; re-export the bundle")
+
+    @property
+    def manifest(self) -> Manifest:
+        """The bundle's manifest (every value training used and serving needs)."""
+        return self.bundle.manifest
+
+    @property
+    def fps(self) -> int:
+        return int(self.manifest.features.fps)
+
+    @property
+    def backend_name(self) -> str:
+        """"tensorrt" | "onnxruntime-gpu" | "onnxruntime-cpu"."""
+        return self.backend.backend
+
+    @property
+    def algorithmic_latency_seconds(self) -> float:
+        """Longest wait, over frames, from the end of a frame's audio to the step that
+        can produce it: lookahead + the MFCC window + waiting for a whole chunk (compute
+        time not included)."""
+        f, chunk = self.manifest.features, self.chunk_frames
+        worst = 0.0
+        for k in range(3 * chunk * f.fps):  # the pattern repeats every fps frames and chunk
+            last_input = -(-(k + self.lookahead_frames + 1) // chunk) * chunk  # inputs needed
+            needed = f.samples_needed_for_mfcc(f.mfcc_frames_needed(last_input))
+            worst = max(worst, needed / f.sample_rate - (k + 1) / f.fps)
+        return worst
+
+    # ---- streams ----
+    def create_stream(self, seed: int = 0) -> Stream:
+        """A new stream whose noise is ``frame_noise(seed, ...)``; seed in [0, 2**63)."""
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) \
+                or not 0 <= seed < 2**63:
+            raise StreamError(f"seed must be an int in [0, 2**63), got {seed!r}")
+        with self._lock:
+            self._check_open()
+            self._release_dropped()
+            return Stream(self, int(seed), self._stepper.allocate_slot())
+
+    def is_ready(self, stream: Stream) -> bool:
+        """True when ``stream`` has a whole step of features queued."""
+        with stream._lock:
+            return not stream._closed and stream._queue.size >= self.chunk_frames
+
+    def reset(self, stream: Stream) -> None:
+        """Start ``stream`` over (same seed): input, state and unpopped frames are dropped."""
+        self._check_own(stream)
+        with self._lock, stream._lock:
+            self._check_open()
+            if stream._closed:
+                raise StreamError("reset on a closed stream; create a new one")
+            self._stepper.reset_slot(stream._slot)
+            stream._start_over()
+
+    def step(self, streams: Iterable[Stream]) -> None:
+        """Advance every stream by one step of ``chunk_frames`` frames, batched.
+
+        Raises:
+            StreamError: a stream is not ready, closed, repeated, or from another generator.
+                Checked before anything runs: no stream is changed then.
+        """
+        streams = list(streams)
+        for stream in streams:
+            self._check_own(stream)
+        if len({id(s) for s in streams}) != len(streams):
+            raise StreamError("step got the same stream twice")
+        with self._lock:
+            self._check_open()
+            self._release_dropped()
+            chunk = self.chunk_frames
+            for i, stream in enumerate(streams):
+                with stream._lock:
+                    if stream._closed or stream._queue.size < chunk:
+                        raise StreamError(
+                            f"stream {i} of {len(streams)} is not ready (it has "
+                            f"{stream._queue.size} of the {chunk} feature frames a step needs"
+                            f"{', and is closed' if stream._closed else ''}); step only streams "
+                            f"for which is_ready() is True"
+                        )
+            size = self.max_batch or len(streams) or 1
+            for first in range(0, len(streams), size):
+                self._step_batch(streams[first:first + size])
+
+    def _step_batch(self, streams: Sequence[Stream]) -> None:
+        chunk, spec = self.chunk_frames, self.manifest.generator
+        features, noise, starts = [], [], []
+        for stream in streams:
+            with stream._lock:
+                features.append(stream._queue.peek(chunk))
+                starts.append(stream._fed)
+            noise.append(frame_noise(stream.seed, starts[-1], chunk, spec.noise_dim))
+        out = self._stepper.step(np.stack(features), np.stack(noise), [s._slot for s in streams])
+        norm = self.manifest.normalization
+        keypoints = norm.canonical_to_pixels(norm.destandardize(out.poses))  # (B, Tc, J, 2)
+        saliency = np.array(out.saliency, dtype=np.float32)  # a copy: out may be reused
+        for b, stream in enumerate(streams):
+            index = np.arange(starts[b] - self.lookahead_frames,
+                              starts[b] - self.lookahead_frames + chunk, dtype=np.int64)
+            with stream._lock:
+                stream._queue.drop(chunk)
+                stream._fed += chunk
+                end = stream._total_frames
+                keep = (index >= 0) & (index < (end if end is not None else np.inf))
+                if keep.any():
+                    stream._pending.append(PoseFrames(
+                        keypoints=keypoints[b][keep], saliency=saliency[b][keep],
+                        time=index[keep] / np.float64(self.fps), index=index[keep]))
+                    stream._emitted += int(keep.sum())
+
+    def generate(self, audio: Any, sample_rate: int, seed: int = 0) -> PoseFrames:
+        """Offline convenience: all frames of ``audio``; the same numbers as streaming it."""
+        with self.create_stream(seed) as stream:
+            stream.accept_waveform(audio, sample_rate)
+            stream.input_finished()
+            while self.is_ready(stream):
+                self.step([stream])
+            return stream.pop_frames()
+
+    # ---- lifecycle ----
+    def _check_own(self, stream: Any) -> None:
+        if not isinstance(stream, Stream) or stream._generator is not self:
+            raise StreamError(f"expected a Stream made by this generator's create_stream, got "
+                              f"{type(stream).__name__}")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StreamError("the StreamingGenerator is closed")
+
+    def _release_dropped(self) -> None:
+        """Free slots of streams garbage-collected without close() (caller holds the lock)."""
+        while True:
+            try:
+                slot = self._slots_dropped.get_nowait()
+            except queue.Empty:
+                return
+            self._stepper.release_slot(slot)
+
+    def close(self) -> None:
+        """Free the backend; streams of this generator cannot step afterwards. Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._stepper.close()
+
+    def __enter__(self) -> StreamingGenerator:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        """One line: bundle, backend and why, lookahead, chunking."""
+        return (f"bundle {self.bundle.root} | backend {self.backend.describe()} | lookahead "
+                f"{self.lookahead_frames} frames | {self.chunk_frames} frame(s)/step at "
+                f"{self.fps} fps")
+
