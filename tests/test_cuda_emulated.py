@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cuda_emu.emulator import EmulatedRunner, build_emulator
+from cuda_emu.fake_driver import FakeDriver
 
 from sdk.cuda import nvrtc
 from sdk.cuda.launch import pointer
@@ -279,3 +280,43 @@ def test_emulator_reports_a_barrier_not_every_thread_reaches(runner: EmulatedRun
     with pytest.raises(RuntimeError, match="__syncthreads"):
         runner.module.launch("selftest_divergent_barrier", (1, 1, 1), (64, 1, 1),
                              [pointer(out.ctypes.data)])
+
+
+# ---- the production CUDA runner, on a fake driver that launches the emulator ----
+def test_cuda_runner_host_path_on_a_fake_driver(
+    emulator_library: Path, matrices: MfccMatrices, speech_16k: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import cuda.bindings
+
+    from sdk.cuda.launch import CudaRunner
+
+    fake = FakeDriver(emulator_library)
+    monkeypatch.setattr(cuda.bindings, "driver", fake)
+    monkeypatch.setenv("GESTURERT_CACHE", str(tmp_path))
+    runner = CudaRunner()
+    assert runner.arch == 86
+    gpu = CudaMfcc(CONFIG, matrices, max_streams=2, max_chunk_samples=3000, runner=runner)
+    audio = speech_16k[:20000]
+    for start in range(0, audio.size, 2500):  # more uploads than pinned staging slots
+        gpu.accept([1, 0], [audio[start:start + 2500], audio[start:start + 2500] * 0.5])
+    k = int(gpu.feature_frames_ready([0])[0])
+    features = runner.alloc(2 * k * CONFIG.feature_dim * 4)
+    gpu.write_features([0, 1], [0, 0], k, features)
+    got = np.empty((2, k, CONFIG.feature_dim), dtype=np.float32)
+    runner.download(got, features)
+    assert np.abs(got[1] - extract_features(audio, CONFIG, matrices, k)).max() <= MFCC_ATOL
+    assert np.abs(got[0] - extract_features(audio * 0.5, CONFIG, matrices, k)).max() <= MFCC_ATOL
+
+    imager = CudaPoseImager(MODEL_SKELETON, ImagingConfig(), runner=runner)
+    canonical = random_poses(np.random.default_rng(5), (3,))
+    images = np.zeros((3, 48, 48), dtype=np.float32)
+    imager.images(canonical, images.ctypes.data)
+    np.testing.assert_array_equal(images, pose_images(canonical, MODEL_SKELETON,
+                                                      ImagingConfig()))
+    assert set(fake.launched) == {"mfcc_frames", "mfcc_commit", "gather_feature_frames",
+                                  "pose_images"}
+    assert len(list((tmp_path / "kernels").glob("*.sm86.*.cubin"))) == 2  # cached cubins
+    gpu.close()
+    imager.close()
+    runner.close()

@@ -34,6 +34,7 @@ from sdk.mfcc import MfccMatrices
 SOURCE = "mfcc.cu"
 FRAME_THREADS = 128  # threads per MFCC frame block (257 bins: 3 per thread)
 GATHER_THREADS = 256
+MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y: streams per launch
 _F32 = np.dtype(np.float32)
 StreamIds = Sequence[int] | np.ndarray
 
@@ -67,6 +68,9 @@ class CudaMfcc:
                             max_chunk_samples), ("history_frames", history_frames)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"CudaMfcc: {name} must be a positive int, got {value!r}")
+        if max_streams > MAX_GRID_Y:
+            raise ValueError(f"CudaMfcc: max_streams must be <= {MAX_GRID_Y} (one grid row "
+                             f"per stream), got {max_streams}; use several CudaMfcc objects")
         if runner is None:
             from sdk.cuda.launch import CudaRunner
 

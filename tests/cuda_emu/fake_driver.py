@@ -1,0 +1,158 @@
+"""A stand-in for ``cuda.bindings.driver`` that runs launches on the CPU emulator.
+
+It lets the CPU tests drive :class:`sdk.cuda.launch.CudaRunner` itself (result-tuple
+unpacking, pinned staging, the kernelParams pointer array, NVRTC compile + cache) with
+no GPU: "device" memory is host memory, and cuLaunchKernel reads each argument from the
+void** array with the C type parsed from the kernel's signature in the .cu source (so
+an argument packed with the wrong type or order reads garbage and the test fails).
+Types, enums and handles are the real cuda-python ones.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cuda.bindings import driver as real
+
+from sdk.cuda import nvrtc
+
+_SIGNATURE = re.compile(r'extern "C" __global__ void (\w+)\((.*?)\)', re.S)
+
+
+def kernel_signatures() -> dict[str, list[Any]]:
+    """Kernel name -> ctypes type of each parameter, from the sdk/cuda/*.cu sources."""
+    out: dict[str, list[Any]] = {}
+    for path in nvrtc.SOURCE_DIR.glob("*.cu"):
+        code = re.sub(r"//[^\n]*", "", path.read_text())
+        for name, params in _SIGNATURE.findall(code):
+            types: list[Any] = []  # ctypes scalar classes
+            for param in params.split(","):
+                if "*" in param:
+                    types.append(ctypes.c_void_p)
+                elif "long long" in param:
+                    types.append(ctypes.c_longlong)
+                elif "float" in param:
+                    types.append(ctypes.c_float)
+                elif "int" in param:
+                    types.append(ctypes.c_int)
+                else:
+                    raise ValueError(f"{path.name}: {name}: unknown parameter type {param!r}")
+            out[name] = types
+    return out
+
+
+class FakeDriver:
+    """The subset of the driver API that CudaRunner uses, on host memory."""
+
+    CUresult = real.CUresult
+    CUdevice_attribute = real.CUdevice_attribute
+    CUstream_flags = real.CUstream_flags
+    CUevent_flags = real.CUevent_flags
+    CUdeviceptr = real.CUdeviceptr
+    CUstream = real.CUstream
+
+    def __init__(self, library: Path, compute_capability: tuple[int, int] = (8, 6)) -> None:
+        self.library = ctypes.CDLL(str(library))
+        self.signatures = kernel_signatures()
+        self.compute_capability = compute_capability
+        self.memory: dict[int, np.ndarray] = {}
+        self.launched: list[str] = []
+        self.modules_loaded: list[bytes] = []
+        self.ok = real.CUresult.CUDA_SUCCESS
+
+    def _alloc(self, nbytes: int) -> int:
+        buffer = np.full(-(-nbytes // 4), np.nan, dtype=np.float32)
+        self.memory[buffer.ctypes.data] = buffer
+        return buffer.ctypes.data
+
+    def cuInit(self, flags: int) -> tuple[Any]:
+        return (self.ok,)
+
+    def cuDeviceGet(self, ordinal: int) -> tuple[Any, int]:
+        return self.ok, ordinal
+
+    def cuDevicePrimaryCtxRetain(self, device: int) -> tuple[Any, str]:
+        return self.ok, "context"
+
+    def cuCtxSetCurrent(self, context: Any) -> tuple[Any]:
+        return (self.ok,)
+
+    def cuDeviceGetAttribute(self, attribute: Any, device: int) -> tuple[Any, int]:
+        major = attribute == real.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+        return self.ok, self.compute_capability[0 if major else 1]
+
+    def cuStreamCreate(self, flags: Any) -> tuple[Any, Any]:
+        return self.ok, real.CUstream(0x5EED)
+
+    def cuModuleLoadData(self, image: bytes) -> tuple[Any, str]:
+        assert image[:4] == b"\x7fELF", "CudaRunner must load an NVRTC cubin"
+        self.modules_loaded.append(image)
+        return self.ok, "module"
+
+    def cuModuleGetFunction(self, module: Any, name: bytes) -> tuple[Any, str]:
+        if name.decode() not in self.signatures:
+            return real.CUresult.CUDA_ERROR_NOT_FOUND, ""
+        return self.ok, name.decode()
+
+    def cuLaunchKernel(self, function: str, gx: int, gy: int, gz: int, bx: int, by: int,
+                       bz: int, shared: int, stream: Any, params: int, extra: int
+                       ) -> tuple[Any]:
+        types = self.signatures[function]
+        pointers = (ctypes.c_void_p * len(types)).from_address(params)
+        values = [t.from_address(p) for t, p in zip(types, pointers, strict=True)]
+        args = [t(v.value) for t, v in zip(types, values, strict=True)]
+        dims = [ctypes.c_uint(n) for n in (gx, gy, gz, bx, by, bz)]
+        if getattr(self.library, f"emu_{function}")(*dims, *args) != 0:
+            return (real.CUresult.CUDA_ERROR_LAUNCH_FAILED,)
+        self.launched.append(function)
+        return (self.ok,)
+
+    def cuMemAlloc(self, nbytes: int) -> tuple[Any, Any]:
+        return self.ok, real.CUdeviceptr(self._alloc(nbytes))
+
+    def cuMemFree(self, ptr: Any) -> tuple[Any]:
+        del self.memory[int(ptr)]
+        return (self.ok,)
+
+    def cuMemHostAlloc(self, nbytes: int, flags: int) -> tuple[Any, int]:
+        return self.ok, self._alloc(nbytes)
+
+    def cuMemFreeHost(self, ptr: int) -> tuple[Any]:
+        del self.memory[int(ptr)]
+        return (self.ok,)
+
+    def cuMemcpyHtoDAsync(self, dst: Any, src: int, nbytes: int, stream: Any) -> tuple[Any]:
+        ctypes.memmove(int(dst), int(src), nbytes)
+        return (self.ok,)
+
+    def cuMemcpyDtoH(self, dst: int, src: Any, nbytes: int) -> tuple[Any]:
+        ctypes.memmove(int(dst), int(src), nbytes)
+        return (self.ok,)
+
+    def cuEventCreate(self, flags: Any) -> tuple[Any, str]:
+        return self.ok, "event"
+
+    def cuEventRecord(self, event: Any, stream: Any) -> tuple[Any]:
+        return (self.ok,)
+
+    def cuEventSynchronize(self, event: Any) -> tuple[Any]:
+        return (self.ok,)
+
+    def cuEventDestroy(self, event: Any) -> tuple[Any]:
+        return (self.ok,)
+
+    def cuStreamWaitEvent(self, stream: Any, event: Any, flags: int) -> tuple[Any]:
+        return (self.ok,)
+
+    def cuStreamSynchronize(self, stream: Any) -> tuple[Any]:
+        return (self.ok,)
+
+    def cuStreamDestroy(self, stream: Any) -> tuple[Any]:
+        return (self.ok,)
+
+    def cuGetErrorName(self, err: Any) -> tuple[Any, bytes]:
+        return self.ok, err.name.encode()
