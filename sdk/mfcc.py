@@ -16,11 +16,11 @@ padding, power_to_db(ref=1, top_db=None), DCT-II ortho); all arithmetic is float
 matches librosa (float32 too) to ~5e-7 of the coefficient range on speech and noise
 (tests/test_mfcc.py asserts <= 1e-5).
 
-Streaming: :class:`StreamingMfcc` keeps only the last ``n_fft`` samples (plus the
-chunk being processed) and emits frame ``j`` as soon as sample ``j*hop + n_fft//2 - 1``
-has arrived. Offline and streaming call the same frame kernel on the same samples, so
-the outputs agree for any chunking (the test bounds the difference at 1e-5 absolute,
-which is what BLAS summation order can change; observed max given in the test).
+Streaming: :class:`StreamingMfcc` keeps only the unconsumed tail (< n_fft samples plus
+the chunk being processed) and emits frame ``j`` as soon as sample
+``j*hop + n_fft//2 - 1`` has arrived (``FeatureConfig.samples_needed_for_mfcc``). Offline
+and streaming run the same frame kernel with fixed matrix-product shapes, so their
+outputs are bit-identical for any chunking, 1-sample chunks included (tested).
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ class MfccMatrices:
         set_(self, "_dct_db_t", np.ascontiguousarray((np.float32(10.0) * self.dct).T))
 
     def save(self, path: str | Path) -> None:
-        """Write an .npz: window, mel, dct, config_json, config_hash, provenance."""
+        """Write an .npz (numpy adds the suffix if missing): window, mel, dct, config_json,
+        config_hash, provenance. This is the bundle's ``mfcc_matrices.npz``."""
         np.savez(
             path,
             window=self.window,
@@ -247,15 +248,19 @@ class StreamingMfcc:
 
     ``accept`` returns the frames that became final; ``finish`` returns the rest, so the
     concatenation equals ``mfcc_offline(all_audio, num_frames=max(default, min_frames))``.
-    Memory is O(n_fft + chunk): only the unconsumed tail is kept.
+    Memory is constant: the unconsumed tail (< n_fft samples) plus one piece of at most
+    ``PIECE_FRAMES`` hops; longer chunks are processed piece by piece.
     """
+
+    PIECE_FRAMES = _FrameKernel.FFT_ROWS
 
     def __init__(self, config: FeatureConfig, matrices: MfccMatrices) -> None:
         _check_matrices(config, matrices)
         self.config = config
         self.matrices = matrices
         self._kernel = _FrameKernel(config, matrices)
-        self._buffer = np.zeros(4 * config.n_fft, dtype=np.float32)
+        self._piece = self.PIECE_FRAMES * config.hop_length  # samples
+        self._buffer = np.zeros(config.n_fft + self._piece, dtype=np.float32)
         self.reset()
 
     def reset(self) -> None:
@@ -267,24 +272,18 @@ class StreamingMfcc:
         self.samples_received = 0
         self.finished = False
 
-    def _append(self, samples: np.ndarray) -> None:
-        needed = self._end - self._start + len(samples)
-        if self._end + len(samples) > len(self._buffer):
-            tail = self._buffer[self._start:self._end]
-            if needed > len(self._buffer):
-                grown = np.empty(max(2 * len(self._buffer), needed), dtype=np.float32)
-                grown[: len(tail)] = tail
-                self._buffer = grown
-            else:
-                self._buffer[: len(tail)] = tail  # memmove semantics: overlapping is safe
-            self._end -= self._start
-            self._start = 0
-        self._buffer[self._end:self._end + len(samples)] = samples
-        self._end += len(samples)
-
-    def _emit(self, count: int) -> np.ndarray:
-        if count <= 0:
+    def _consume(self, piece: np.ndarray) -> np.ndarray:
+        """Append <= self._piece samples, return the frames that became final."""
+        if self._end + len(piece) > len(self._buffer):  # move the tail (< n_fft) to the front
+            tail = self._end - self._start
+            self._buffer[:tail] = self._buffer[self._start:self._end]  # numpy handles overlap
+            self._start, self._end = 0, tail
+        self._buffer[self._end:self._end + len(piece)] = piece
+        self._end += len(piece)
+        available = self._end - self._start - self.config.n_fft
+        if available < 0:
             return np.zeros((0, self.config.n_mfcc), dtype=np.float32)
+        count = available // self.config.hop_length + 1
         out = self._kernel(self._buffer[self._start:], count)
         self._start += count * self.config.hop_length
         self.frames_emitted += count
@@ -295,25 +294,27 @@ class StreamingMfcc:
         if self.finished:
             raise RuntimeError("StreamingMfcc.accept after finish(); call reset() first")
         chunk = _as_samples(samples, "StreamingMfcc.accept samples")
-        self._append(chunk)
         self.samples_received += len(chunk)
-        available = self._end - self._start - self.config.n_fft
-        return self._emit(available // self.config.hop_length + 1 if available >= 0 else 0)
+        if len(chunk) <= self._piece:
+            return self._consume(chunk)
+        step = self._piece
+        return np.concatenate([self._consume(chunk[i:i + step])
+                               for i in range(0, len(chunk), step)])
 
     def finish(self, min_frames: int | None = None) -> np.ndarray:
         """End the stream: float32 (m, n_mfcc), the frames up to
         ``max(config.num_mfcc_frames(samples_received), min_frames)`` (trailing silence)."""
         if self.finished:
             raise RuntimeError("StreamingMfcc.finish called twice; call reset() first")
-        total = max(self.config.num_mfcc_frames(self.samples_received), min_frames or 0)
-        remaining = total - self.frames_emitted
-        if remaining > 0:
-            length = (remaining - 1) * self.config.hop_length + self.config.n_fft
-            zeros = length - (self._end - self._start)
-            if zeros > 0:
-                self._append(np.zeros(zeros, dtype=np.float32))
         self.finished = True
-        return self._emit(remaining)
+        total = max(self.config.num_mfcc_frames(self.samples_received), min_frames or 0)
+        parts = [np.zeros((0, self.config.n_mfcc), dtype=np.float32)]
+        while self.frames_emitted < total:  # feed exactly the zeros the last frame needs
+            last_end = (total - 1 - self.frames_emitted) * self.config.hop_length + \
+                self.config.n_fft
+            zeros = min(self._piece, last_end - (self._end - self._start))
+            parts.append(self._consume(np.zeros(zeros, dtype=np.float32)))
+        return np.concatenate(parts)
 
 
 def _feature_frames_ready(config: FeatureConfig, n_mfcc_frames: int) -> int:

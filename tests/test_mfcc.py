@@ -151,13 +151,19 @@ def test_streaming_mfcc_emits_each_frame_as_soon_as_it_is_final(matrices: MfccMa
         assert len(stream.accept(np.zeros(1, np.float32))) == 1
 
 
-def test_streaming_mfcc_keeps_only_a_short_tail(matrices: MfccMatrices,
-                                                rng: np.random.Generator) -> None:
-    stream = StreamingMfcc(C, matrices)
+def test_streaming_mfcc_memory_does_not_grow_with_chunks_or_stream_length(
+        matrices: MfccMatrices, rng: np.random.Generator) -> None:
     chunk = (0.1 * rng.standard_normal(3200)).astype(np.float32)
-    for _ in range(200):  # 40 s of audio
-        stream.accept(chunk)
-    assert stream._buffer.size <= 4 * C.n_fft + 2 * len(chunk)
+    long_chunk = (0.1 * rng.standard_normal(60 * C.sample_rate)).astype(np.float32)
+    audio = np.concatenate([np.tile(chunk, 50), long_chunk])
+    total = C.num_mfcc_frames(len(audio)) + 20000  # plus 200 s of trailing silence
+    stream = StreamingMfcc(C, matrices)
+    size = stream._buffer.size
+    parts = [stream.accept(chunk) for _ in range(50)]  # 10 s in 200 ms chunks
+    parts.append(stream.accept(long_chunk))  # one minute at once
+    parts.append(stream.finish(min_frames=total))
+    assert stream._buffer.size == size
+    np.testing.assert_array_equal(np.concatenate(parts), mfcc_offline(audio, C, matrices, total))
 
 
 def test_streaming_mfcc_rejects_bad_samples_and_use_after_finish(
