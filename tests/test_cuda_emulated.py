@@ -18,6 +18,7 @@ from cuda_emu.emulator import EmulatedRunner, build_emulator
 from cuda_emu.fake_driver import FakeDriver
 
 from sdk.cuda import nvrtc
+from sdk.cuda.interop import device_array
 from sdk.cuda.launch import pointer
 from sdk.cuda.mfcc import CudaMfcc
 from sdk.cuda.pose import CudaPoseImager
@@ -320,3 +321,55 @@ def test_cuda_runner_host_path_on_a_fake_driver(
     gpu.close()
     imager.close()
     runner.close()
+
+
+# ---- device arrays from other libraries ----
+class FakeCai:
+    def __init__(self, shape: tuple[int, ...], typestr: str = "<f4",
+                 strides: tuple[int, ...] | None = None, stream: int | None = None) -> None:
+        self.__cuda_array_interface__ = {"shape": shape, "typestr": typestr, "data": (4096, False),
+                                         "strides": strides, "version": 3, "stream": stream}
+
+
+class CudaLabelledDlpack:  # a host array's DLPack capsule, presented as if on CUDA
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __dlpack__(self, stream: int | None = None) -> object:
+        return self.array.__dlpack__()
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (2, 0)
+
+
+def test_cuda_array_interface_views_are_checked() -> None:
+    view = device_array(FakeCai((2, 3), stream=77), np.float32, (2, 3))
+    assert (view.ptr, view.shape, view.stream) == (4096, (2, 3), 77)
+    assert device_array(FakeCai((2, 3), strides=(12, 4))).shape == (2, 3)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        device_array(FakeCai((2, 3), strides=(4, 8)))
+    with pytest.raises(TypeError, match="float32"):
+        device_array(FakeCai((2, 3), typestr="<f2"))
+    with pytest.raises(ValueError, match=r"expected shape \(3, 2\)"):
+        device_array(FakeCai((2, 3)), np.float32, (3, 2))
+    with pytest.raises(TypeError, match="not CUDA"):
+        device_array(np.zeros(3, np.float32))  # numpy is not a device array
+    with pytest.raises(TypeError, match="CuPy, PyTorch"):
+        device_array([1.0, 2.0])
+    with pytest.raises(TypeError, match="explicit shape"):
+        device_array(4096)
+
+
+def test_dlpack_capsules_are_read_without_a_library() -> None:
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    view = device_array(CudaLabelledDlpack(array), np.float32, (3, 4))
+    assert view.ptr == array.ctypes.data and view.owner is not None
+    with pytest.raises(ValueError, match="C-contiguous"):
+        device_array(CudaLabelledDlpack(array.T))
+    with pytest.raises(TypeError, match="not CUDA"):
+        device_array(_HostDlpack(array))
+
+
+class _HostDlpack(CudaLabelledDlpack):
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)

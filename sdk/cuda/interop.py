@@ -127,7 +127,10 @@ _DL_CODES = {0: "i", 1: "u", 2: "f"}
 def _from_dlpack(obj: Any, what: str, consumer_stream: int | None) -> DeviceArray:
     device_type, _ = obj.__dlpack_device__()
     if int(device_type) not in (_KDL_CUDA, _KDL_CUDA_MANAGED):
-        raise TypeError(f"{what}: DLPack array lives on device type {device_type}, not CUDA")
+        raise TypeError(
+            f"{what}: DLPack array lives on device type {device_type}, not CUDA (2); "
+            "host arrays go through the host API (accept / numpy inputs) instead"
+        )
     # DLPack's stream argument: 1 names the legacy default stream (0 is not allowed).
     capsule = obj.__dlpack__(stream=1 if not consumer_stream else int(consumer_stream))
     get = ctypes.pythonapi.PyCapsule_GetPointer
