@@ -51,8 +51,8 @@ POSTURE_ARMS: tuple[tuple[ArmPose, ArmPose | None], ...] = (
     (ArmPose(200.0, 265.0, 0.0, _OPEN, 0.4), None),  # raise_hand
     (ArmPose(135.0, 170.0, 5.0, _OPEN, 0.8), ArmPose(135.0, 170.0, 5.0, _OPEN, 0.8)),  # spread
     (ArmPose(150.0, 185.0, 0.0, (0.6, 0.0, 0.9, 0.9, 0.9), 0.0), None),  # point
-    (ArmPose(108.0, 345.0, -10.0, _RELAXED, 0.0),  # hands_together
-     ArmPose(108.0, 345.0, -10.0, _RELAXED, 0.0)),
+    (ArmPose(120.0, 320.0, 0.0, _RELAXED, 0.0),  # hands_together (fingertips meet)
+     ArmPose(120.0, 320.0, 0.0, _RELAXED, 0.0)),
     (ArmPose(195.0, 255.0, 0.0, _OPEN, 0.6), ArmPose(195.0, 255.0, 0.0, _OPEN, 0.6)),  # both up
 )
 

@@ -19,12 +19,12 @@ first MFCC frame fall on the same instant and window-local frame i maps to MFCC 
   ``posture`` int64 (T,) posture ids, -1 = none or unknown.
 * ``seq_label`` float32 (): 1 if the window holds a salient posture. With ground truth:
   1 iff any frame's saliency is 1. Without: 1 iff the window's wrist motion range
-  (:func:`wrist_motion_range`) exceeds ``motion_threshold``, by default Otsu's
-  threshold (:func:`otsu_threshold`) of that range over this dataset's windows, which
-  splits large-range windows from beat-and-sway windows without assuming how many there
-  are (pass the training set's threshold to the validation set). On the synthetic corpus
-  this proxy agrees with the ground-truth label on about 90% of windows; the misses are
-  windows that hold only the first or last frames of a posture.
+  (:func:`wrist_motion_range`) exceeds ``motion_threshold``, by default
+  :func:`motion_label_threshold` of this dataset's window ranges: Otsu's threshold on
+  their logarithm, which splits large-range windows from beat-and-sway windows without
+  assuming how many there are (pass the training set's threshold to the validation
+  set). On the synthetic corpus this proxy agrees with the ground-truth label on over
+  90% of windows; the misses hold only the first or last frames of a posture.
 * ``audio`` float32 (ceil(T * sr / fps),): the window's samples (zero padded at the end).
 * ``mfcc`` float32 (mfcc_start(T), n_mfcc): MFCC frames of the window's time span
   (PoseSyncNet clips of 9 frames at i use rows [mfcc_start(i), mfcc_start(i) + 60)).
@@ -134,6 +134,16 @@ def otsu_threshold(values: np.ndarray) -> float:
     return float(0.5 * (x[best] + x[best + 1]))
 
 
+def motion_label_threshold(ranges: np.ndarray) -> float:
+    """Wrist-range threshold (canonical units) separating salient windows: Otsu on log range.
+
+    The log makes the cut scale-free: idle/beat windows (~0.1 shoulder widths) and
+    posture windows (0.3-1.5) separate by ratio, not by difference.
+    """
+    logs = np.log(np.maximum(np.asarray(ranges, dtype=np.float64), 1e-6))
+    return float(np.exp(otsu_threshold(logs)))
+
+
 class WindowDataset(Dataset):  # type: ignore[type-arg]
     """Map-style dataset of training windows (see the module docstring).
 
@@ -144,7 +154,7 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
         scales: speaker -> pixels per canonical unit; default normalization.scale_px.
         matrices: MFCC matrices; default ``MfccMatrices.default()`` (DEFAULT_FEATURES).
         motion_threshold: wrist-range threshold for windows without ground truth;
-            default: :func:`otsu_threshold` of this dataset's window ranges.
+            default: :func:`motion_label_threshold` of this dataset's window ranges.
     """
 
     def __init__(self, clips: Sequence[SdtClip], normalization: PoseNormalization,
@@ -189,7 +199,7 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
                   for i, s in self.windows]
         self.motion_ranges = np.asarray(ranges, dtype=np.float64)
         if motion_threshold is None:
-            motion_threshold = otsu_threshold(self.motion_ranges)
+            motion_threshold = motion_label_threshold(self.motion_ranges)
         self.motion_threshold = motion_threshold
 
     def __len__(self) -> int:
