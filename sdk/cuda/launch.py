@@ -99,7 +99,9 @@ class CudaRunner:
             .cuda_stream`` or the generator's stream); None creates a non-blocking stream
             owned by this runner.
     Uploads go through a few pinned staging buffers, each reused only after the copy that
-    read it has finished, so callers may reuse their arrays at once.
+    read it has finished, so callers may reuse their arrays at once. The driver API needs
+    the context current on the calling thread: it is made current here; other threads call
+    :meth:`make_current` first.
     """
 
     PINNED_SLOTS = 4
@@ -131,6 +133,10 @@ class CudaRunner:
         self._slots = [_PinnedSlot() for _ in range(self.PINNED_SLOTS)]
         self._next_slot = 0
         self._modules: dict[tuple[str, tuple[tuple[str, int | float], ...]], CudaModule] = {}
+
+    def make_current(self) -> None:
+        """Make this runner's (primary) context current on the calling thread."""
+        self.check(self.driver.cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
 
     @property
     def stream_handle(self) -> int:

@@ -24,8 +24,10 @@
 //
 // Power spectrum: a direct DFT per frame (GRT_N_FREQS bins x GRT_N_FFT samples) with
 // twiddles cos/sin(2*pi*i/N_FFT) tabulated once per block in shared memory and indexed by
-// (k*t) mod N_FFT. At N_FFT = 512 this is ~0.26 MFLOP per frame (100 frames/s per stream),
-// simpler to verify than an FFT and accurate to float32 rounding of 512-term sums.
+// (k*t) mod N_FFT, summed in GRT_DFT_LANES interleaved partial sums. At N_FFT = 512 this is
+// 2 x 257 x 512 = 263k multiply-adds per frame (100 frames/s per stream): simpler to verify
+// than an FFT; measured 5.2e-4 max abs from the numpy FFT reference on speech (c0 range
+// +-589), i.e. ~1e-6 of the range, the size of the reference's own float32 error.
 //
 // items layout: int64 triples (slot, offset into `audio`, length) per grid row blockIdx.y.
 // A slot appears at most once per launch (the host checks).
