@@ -137,6 +137,18 @@ class FeatureConfig:
             return 0
         return int(self.mfcc_start(n_feature_frames - 1)) + self.mfcc_context
 
+    def feature_frames_ready(self, n_mfcc_frames: Any) -> Any:
+        """Feature frames (from 0) that MFCC frames 0 .. n_mfcc_frames-1 suffice for.
+
+        Frame k needs ``mfcc_start(k) + mfcc_context <= n``, i.e. ``k*sr < (c+1)*fps*hop``
+        with ``c = n - mfcc_context``; the count is ``ceil((c+1)*fps*hop / sr)`` (0 if c < 0).
+        ``n_mfcc_frames`` is an int (returns int) or an integer array (returns int64 array).
+        """
+        spare = np.asarray(n_mfcc_frames, dtype=np.int64) - self.mfcc_context
+        den = self.fps * self.hop_length
+        ready = np.where(spare >= 0, -(-((spare + 1) * den) // self.sample_rate), 0)
+        return int(ready) if ready.ndim == 0 else ready
+
     def samples_needed_for_mfcc(self, n_mfcc_frames: int) -> int:
         """Samples that must have arrived before MFCC frames 0..n-1 are final.
 

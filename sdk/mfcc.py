@@ -317,18 +317,6 @@ class StreamingMfcc:
         return np.concatenate(parts)
 
 
-def _feature_frames_ready(config: FeatureConfig, n_mfcc_frames: int) -> int:
-    """How many feature frames (from 0) MFCC frames 0..n_mfcc_frames-1 suffice for.
-
-    Frame k needs mfcc_start(k) + mfcc_context <= n, i.e. k*sr < (c + 1)*fps*hop with
-    c = n - mfcc_context; the count is ceil((c + 1) * fps * hop / sr).
-    """
-    c = n_mfcc_frames - config.mfcc_context
-    if c < 0:
-        return 0
-    return -(-((c + 1) * config.fps * config.hop_length) // config.sample_rate)
-
-
 def feature_frames(mfcc: np.ndarray, config: FeatureConfig, first: int, count: int
                    ) -> np.ndarray:
     """Stack MFCC frames into feature frames ``first .. first+count-1``.
@@ -427,7 +415,7 @@ class StreamingFeatureExtractor:
     def accept(self, samples: Any) -> np.ndarray:
         """Feed float (n,) samples; returns float32 (k, feature_dim) newly computable frames."""
         self._store(self.mfcc.accept(samples))
-        ready = _feature_frames_ready(self.config, self.mfcc.frames_emitted)
+        ready = self.config.feature_frames_ready(self.mfcc.frames_emitted)
         return self._emit_until(ready)
 
     def finish(self, total_frames: int | None = None) -> np.ndarray:

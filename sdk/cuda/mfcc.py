@@ -127,10 +127,9 @@ class CudaMfcc:
     def feature_frames_ready(self, stream_ids: StreamIds) -> np.ndarray:
         """int64 (n,): feature frames computable so far per stream (k with
         ``mfcc_start(k) + mfcc_context <= mfcc_frames_ready``)."""
-        c = self.config
-        spare = self.mfcc_frames_ready(stream_ids) - c.mfcc_context
-        den = c.fps * c.hop_length
-        return np.where(spare >= 0, -(-((spare + 1) * den) // c.sample_rate), 0)
+        return np.asarray(
+            self.config.feature_frames_ready(self.mfcc_frames_ready(stream_ids)), dtype=np.int64
+        ).reshape(-1)
 
     def samples_received(self, stream_ids: StreamIds) -> np.ndarray:
         """int64 (n,): samples accepted so far per stream."""
