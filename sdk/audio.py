@@ -163,8 +163,9 @@ class StreamingResampler:
 def resample(samples: Any, in_rate: int, out_rate: int) -> np.ndarray:
     """Resample a whole clip: float32 (floor(N * out_rate / in_rate + 1/2),) mono.
 
-    ``samples``: anything :func:`to_float_mono` accepts, at ``in_rate`` Hz. Defined as :class:`StreamingResampler` over one chunk plus ``flush()``, so offline
-    and streaming resampling agree exactly.
+    ``samples``: anything :func:`to_float_mono` accepts, at ``in_rate`` Hz. Defined as
+    :class:`StreamingResampler` over one chunk plus ``flush()``, so offline and streaming
+    resampling agree exactly.
     """
     resampler = StreamingResampler(in_rate, out_rate)
     head = resampler.process(samples)
