@@ -63,6 +63,7 @@ from sdk.runners.base import FEATURES, NOISE, STATE, GeneratorStepper
 from sdk.runners.select import BackendChoice, BackendConfig, create_stepper
 
 _MAX_BLOCK_SECONDS = 10  # long chunks are processed in blocks of this many input seconds
+_NOISE_BLOCK_FRAMES = 256  # frame_noise is drawn per stream this many frames at a time
 
 
 class StreamError(ValueError):
@@ -182,6 +183,18 @@ class Stream:
         self._total_frames: int | None = None  # pose frames in all, known after input_finished
         self._pending: list[PoseFrames] = []
         self._emitted = 0
+        self._noise = np.zeros((0, self._generator.manifest.generator.noise_dim), np.float32)
+        self._noise_first = 0  # feature frame of _noise[0]
+
+    def _noise_for(self, first: int, count: int) -> np.ndarray:
+        """``frame_noise(seed, first, count, noise_dim)``, drawn in blocks (a pure function of
+        (seed, frame), so blocks change nothing but the number of calls)."""
+        offset = first - self._noise_first
+        if offset < 0 or offset + count > len(self._noise):
+            size = max(count, _NOISE_BLOCK_FRAMES)
+            self._noise = frame_noise(self.seed, first, size, self._noise.shape[1])
+            self._noise_first, offset = first, 0
+        return self._noise[offset:offset + count]
 
     # ---- input ----
     def accept_waveform(self, samples: Any, sample_rate: int) -> None:
@@ -450,13 +463,13 @@ class StreamingGenerator:
                 self._step_batch(streams[first:first + size])
 
     def _step_batch(self, streams: Sequence[Stream]) -> None:
-        chunk, spec = self.chunk_frames, self.manifest.generator
+        chunk = self.chunk_frames
         features, noise, starts = [], [], []
         for stream in streams:
             with stream._lock:
                 features.append(stream._queue.peek(chunk))
                 starts.append(stream._fed)
-            noise.append(frame_noise(stream.seed, starts[-1], chunk, spec.noise_dim))
+                noise.append(stream._noise_for(stream._fed, chunk))
         out = self._stepper.step(np.stack(features), np.stack(noise), [s._slot for s in streams])
         norm = self.manifest.normalization
         keypoints = norm.canonical_to_pixels(norm.destandardize(out.poses))  # (B, Tc, J, 2)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -197,4 +198,13 @@ def build_tiny_bundle(root: Path, config: TinyBundleConfig | None = None) -> Pat
         training={"source": "tests/helpers_bundle.py (random weights)"},
     )
     write_bundle_manifest(root, manifest)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny bundle, built once per test session (shared by every module importing this)."""
+    root = tmp_path_factory.getbasetemp() / "tiny_bundle"
+    if not (root / "manifest.json").is_file():
+        build_tiny_bundle(root)
     return root
