@@ -53,6 +53,14 @@ def test_consistency_is_one_minus_cosine_and_reweighted() -> None:
                         abs_tol=1e-6)
 
 
+def test_centering_removes_a_shared_offset() -> None:
+    offset = torch.tensor([100.0, 0.0, 0.0])
+    a = torch.tensor([[[0.0, 1.0, 0.0], [0.0, -1.0, 0.0]]]) + offset
+    b = torch.tensor([[[0.0, -1.0, 0.0], [0.0, 1.0, 0.0]]]) + offset  # anti-correlated
+    assert float(consistency_loss(a, b)) < 1e-3
+    assert math.isclose(float(consistency_loss(a, b, center=True)), 2.0, abs_tol=1e-5)
+
+
 def test_reweighting_makes_the_salient_frame_dominate() -> None:
     a = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
     b = torch.tensor([[[0.0, 1.0], [1.0, 0.0]]])  # frame 0 mismatched

@@ -105,6 +105,15 @@ def feature_statistics(dataset: Dataset[dict[str, Any]], max_windows: int = _STA
     return frames.mean(0).astype(np.float32), np.maximum(frames.std(0), 1e-3).astype(np.float32)
 
 
+_BATCH_KEYS = ("features", "pose", "seq_label")
+
+
+def collate_windows(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack the keys training reads (windows carry more: audio, mfcc, ...)."""
+    return {k: torch.as_tensor(np.stack([np.asarray(item[k]) for item in items]))
+            for k in _BATCH_KEYS}
+
+
 def _batch_to(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:
     features = torch.as_tensor(batch["features"], dtype=torch.float32).to(device)
     pose = torch.as_tensor(batch["pose"], dtype=torch.float32).to(device)
@@ -122,7 +131,7 @@ def evaluate_generator(model: SalientPostureGenerator, dataset: Dataset[dict[str
     model.eval()
     # DataLoader draws its worker base seed from the global RNG unless given a generator
     loader = DataLoader(dataset, batch_size=config.run.batch_size, shuffle=False,
-                        generator=torch.Generator())
+                        collate_fn=collate_windows, generator=torch.Generator())
     generator = torch.Generator().manual_seed(12345)
     weights = joint_weights(config.loss)
     sums: dict[str, float] = {}
@@ -187,7 +196,8 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
             set_rng_state(ckpt.rng)
         start_step = ckpt.step
     else:
-        mean, std = feature_statistics(data.train)
+        exact = getattr(data.train, "feature_statistics", None)  # WindowDataset: every frame
+        mean, std = exact() if callable(exact) else feature_statistics(data.train)
         model.set_feature_normalization(mean, std)
     net: torch.nn.Module = model
     if context.enabled:
@@ -199,7 +209,7 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
     # a private generator: creating the iterator must not advance the global RNG, or a
     # resumed run would draw other noise than the uninterrupted one
     loader = DataLoader(data.train, batch_sampler=sampler, num_workers=run.num_workers,
-                        pin_memory=context.device.type == "cuda",
+                        collate_fn=collate_windows, pin_memory=context.device.type == "cuda",
                         generator=torch.Generator().manual_seed(run.seed + start_step))
     logger = ScalarLogger(out_dir / "tb" if context.is_main else None)
     bar = progress_bar(run.steps, start_step, show_progress and context.is_main, "generator")
@@ -259,9 +269,10 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
 
 def load_generator_data(data_dir: str | Path, config: GeneratorTrainingConfig) -> GeneratorData:
     """Windows of the corpus at ``data_dir`` (train/data/windows.py) and its statistics."""
-    from train.data import windows
+    from train.data.windows import generator_data
 
-    return windows.generator_data(Path(data_dir), config)  # type: ignore[no-any-return]
+    data: GeneratorData = generator_data(Path(data_dir), config)
+    return data
 
 
 def train_generator_main(args: Any) -> int:

@@ -36,6 +36,7 @@ class GeneratorLossConfig:
         consistency_weight: the joint-manifold consistency term.
         saliency_alpha: reweighting strength, w = 1 + alpha * score (0 = no reweighting).
         detector_weight: top-k BCE of the detector.
+        center_embeddings: compare batch-centred embeddings (see :func:`consistency_loss`).
         body_weight / face_weight / lips_weight / hands_weight: per-group joint weights
             (lips are part of face; the lips weight wins there).
     """
@@ -47,6 +48,7 @@ class GeneratorLossConfig:
     consistency_weight: float = 0.5
     saliency_alpha: float = 2.0
     detector_weight: float = 0.5
+    center_embeddings: bool = True
     body_weight: float = 1.0
     face_weight: float = 1.0
     lips_weight: float = 2.0
@@ -56,7 +58,7 @@ class GeneratorLossConfig:
         if self.kind not in ("l1", "l2"):
             raise ValueError(f"loss kind must be 'l1' or 'l2', got {self.kind!r}")
         for name, value in self.__dict__.items():
-            if name != "kind" and not float(value) >= 0:
+            if name not in ("kind", "center_embeddings") and not float(value) >= 0:
                 raise ValueError(f"GeneratorLossConfig.{name} must be >= 0, got {value}")
 
 
@@ -123,16 +125,23 @@ def saliency_weights(scores: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 def consistency_loss(audio_emb: torch.Tensor, pose_emb: torch.Tensor,
-                     weights: torch.Tensor | None = None) -> torch.Tensor:
+                     weights: torch.Tensor | None = None, center: bool = False) -> torch.Tensor:
     """Weighted mean over frames of 1 - cos(audio_emb, pose_emb).
 
     Args:
         audio_emb, pose_emb: (B, T, E) matched embeddings.
         weights: (B, T) frame weights (mean 1), or None for a plain mean.
+        center: subtract each embedding's batch mean (over B and T) first. Without it a
+            large shared offset vector in both embeddings makes every cosine ~1 and the
+            loss stops comparing what varies; the mean is a training-batch statistic of
+            the loss only, the model itself stays streaming.
     """
     if audio_emb.shape != pose_emb.shape:
         raise ValueError(f"embedding shapes differ: {tuple(audio_emb.shape)} vs "
                          f"{tuple(pose_emb.shape)}")
+    if center:
+        audio_emb = audio_emb - audio_emb.mean(dim=(0, 1), keepdim=True)
+        pose_emb = pose_emb - pose_emb.mean(dim=(0, 1), keepdim=True)
     dissimilarity = 1.0 - F.cosine_similarity(audio_emb, pose_emb, dim=-1, eps=1e-6)  # (B, T)
     if weights is None:
         return dissimilarity.mean()
@@ -160,7 +169,8 @@ def generator_loss(out: GeneratorOutput, pose: torch.Tensor, seq_label: torch.Te
         + velocity_error(out.recon_poses, pose, w_joint, config.kind),
         "consistency": consistency_loss(
             out.aligned_audio_emb, out.pose_emb,
-            saliency_weights(out.aligned_saliency, config.saliency_alpha)),
+            saliency_weights(out.aligned_saliency, config.saliency_alpha),
+            center=config.center_embeddings),
         "detector": detector_loss(out.seq_score, seq_label),
     }
     total = (config.generation_weight * parts["generation"]
