@@ -21,7 +21,6 @@ destandardised to canonical units, then ``sdk.psd.offset_sweep`` with the ORT Po
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,31 +96,19 @@ def load_generator(path: str | Path) -> tuple[SalientPostureGenerator, Checkpoin
 
 def load_posesync(path: str | Path, features: FeatureConfig
                   ) -> tuple[PoseSyncNet, ImagingConfig, Checkpoint]:
-    """PoseSyncNet of a ``posesync`` checkpoint trained on ``features``, and its imaging.
-
-    The imaging config is read from the training config's ``imaging`` section.
-    """
+    """PoseSyncNet of a ``posesync`` checkpoint trained on ``features``, and its imaging."""
     checkpoint = load_checkpoint(path, "posesync", expected_features=features)
-    imaging_dict = checkpoint.config.get("imaging")
-    if not isinstance(imaging_dict, dict):
-        raise CheckpointError(
-            f"checkpoint {path}: its training config has no 'imaging' section; PoseSyncNet's "
-            "pose images cannot be reproduced without it. Re-train or re-save the checkpoint "
-            "with the ImagingConfig used for the data."
-        )
     try:
-        imaging = ImagingConfig.from_dict(
-            {**dataclasses.asdict(ImagingConfig()), **imaging_dict})
         config = config_from_dict(PoseSyncConfig, checkpoint.model_config, "model")
     except ValueError as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from exc
-    model = PoseSyncNet(config, (imaging.height, imaging.width), features)
+    model = PoseSyncNet(config, checkpoint.features)
     try:
         model.load_state_dict(checkpoint.model)
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {path}: weights do not fit the PoseSyncNet its "
                               f"config describes ({exc})") from exc
-    return model.eval(), imaging, checkpoint
+    return model.eval(), config.imaging, checkpoint
 
 
 def load_export_inputs(generator_ckpt: str | Path, posesync_ckpt: str | Path) -> ExportInputs:
