@@ -155,8 +155,10 @@ def test_parity_failure_names_tensor_and_leaves_no_manifest(
         exported: Path, checkpoints: tuple[Path, Path], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     inputs = load_export_inputs(*checkpoints)
+    head = inputs.generator.detector[-1]
+    assert isinstance(head, torch.nn.Conv1d) and head.bias is not None
     with torch.no_grad():  # the PyTorch model drifts from the (good) ONNX file in saliency only
-        inputs.generator.detector[-1].bias.add_(0.5)
+        head.bias.add_(0.5)
 
     def copy_exported(model: object, path: Path, opset: int = 18) -> object:
         shutil.copyfile(exported / Path(path).name, path)
