@@ -13,16 +13,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_bundle import tiny_bundle  # noqa: F401  (session fixture)
+from helpers_bundle import TINY_GENERATOR, tiny_bundle  # noqa: F401  (session fixture)
 
 from sdk.bundle import Bundle, EngineRecord, load_bundle, write_bundle_manifest
+from sdk.features import DEFAULT_FEATURES
 from sdk.runners import select
 from sdk.runners.base import HostStateStepper, RunnerError, RunnerInputError
 from sdk.runners.onnxrt import CPU_PROVIDER, CUDA_PROVIDER, OnnxRuntimeRunner
 from sdk.runners.select import BackendConfig, BackendError, choose_backend, create_stepper
 from sdk.runners.tensorrt import batch_buckets, contiguous_runs
+from train.models.generator import SalientPostureGenerator
 
-F, N, S = 91, 4, 64  # the tiny bundle's feature, noise and state sizes
+F = DEFAULT_FEATURES.feature_dim
+N, S = TINY_GENERATOR.noise_dim, SalientPostureGenerator(TINY_GENERATOR).state_size
 
 
 def feed(batch: int, frames: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -32,6 +35,11 @@ def feed(batch: int, frames: int, seed: int = 0) -> dict[str, np.ndarray]:
         "noise": rng.normal(0, 1, (batch, frames, N)).astype(np.float32),
         "state": rng.normal(0, 0.5, (batch, S)).astype(np.float32),
     }
+
+
+def test_sizes_are_the_bundles(tiny_bundle: Path) -> None:  # noqa: F811
+    spec = load_bundle(tiny_bundle).manifest.generator
+    assert (spec.noise_dim, spec.state_size) == (N, S)
 
 
 @pytest.fixture()
@@ -64,7 +72,7 @@ def test_runner_is_a_context_manager_with_metadata_and_timing(runner: OnnxRuntim
     (lambda f: f.update(extra=np.zeros(1, np.float32)), r"unexpected \['extra'\]"),
     (lambda f: f.update(state=f["state"].astype(np.float64)), "must be float32, got float64"),
     (lambda f: f.update(features=f["features"][..., :90]), r"shape \(batch, frames, 91\)"),
-    (lambda f: f.update(state=f["state"][0]), r"shape \(batch, 64\), got \(64,\)"),
+    (lambda f: f.update(state=f["state"][0]), rf"shape \(batch, {S}\), got \({S},\)"),
     (lambda f: f.update(noise=[[0.0] * N]), "must be a numpy array"),
 ])
 def test_runner_checks_every_feed_against_the_inputs(runner: OnnxRuntimeRunner, change: object,
