@@ -6,7 +6,8 @@ Thin and typed over the TensorRT Python API (10.x; 11.x has the same calls):
   types come from the ONNX graph, not from builder precision flags. TensorRT 11 removed
   the FP16 builder flag, so fp16 engines are built from an fp16 *graph*: onnxconverter-
   common's ``convert_float_to_float16(keep_io_types=True)`` writes
-  ``engines/<model>-fp16.onnx`` with float32 inputs and outputs, and that is parsed;
+  ``engines/<model>-fp16.onnx`` with float32 inputs and outputs (and the in-model input
+  normalisation still in fp32), and that is parsed;
 * ``OnnxParser.parse_from_file`` with every parser error reported (node, code, text);
 * one optimization profile from the manifest: every dynamic axis named ``batch`` gets the
   (min, opt, max) batch profile and ``frames`` the generator's ``frames_profile``;
@@ -98,11 +99,37 @@ def model_profiles(bundle: Bundle, model: str, batch: tuple[int, int, int] | Non
     return spec, profile_shapes(spec, axes)
 
 
+_INPUT_PRELUDE_OPS = frozenset({"Sub", "Div", "Mul", "Add"})
+
+
+def input_prelude_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the elementwise nodes that only read graph inputs and constants.
+
+    These are the in-model input normalisations (``(features - mean) / std``): raw MFCCs
+    reach several hundred, where fp16 spacing is ~0.25-0.5, so they stay fp32 and the
+    cast to fp16 happens on the standardised values.
+    """
+    available = {v.name for v in model.graph.input} | {i.name for i in model.graph.initializer}
+    kept: list[str] = []
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            available.update(node.output)
+        elif node.op_type in _INPUT_PRELUDE_OPS and all(i in available for i in node.input):
+            kept.append(node.name)
+            available.update(node.output)
+    return kept
+
+
 def convert_to_fp16(onnx_path: Path, out_path: Path) -> Path:
-    """fp16 copy of an fp32 ONNX graph keeping float32 I/O (onnxconverter-common)."""
+    """fp16 copy of an fp32 ONNX graph keeping float32 I/O (onnxconverter-common).
+
+    The input normalisation (:func:`input_prelude_nodes`) is kept in fp32.
+    """
     from onnxconverter_common import float16
 
-    model = float16.convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True)
+    model = onnx.load(str(onnx_path))
+    model = float16.convert_float_to_float16(model, keep_io_types=True,
+                                             node_block_list=input_prelude_nodes(model))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out_path))
     onnx.checker.check_model(str(out_path), full_check=True)

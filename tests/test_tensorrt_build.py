@@ -69,6 +69,8 @@ def test_fp16_graph_keeps_fp32_io_and_close_outputs(tiny_bundle: Path,  # noqa: 
     graph = onnx.load(str(fp16)).graph
     assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
                for v in (*graph.input, *graph.output))
+    # the input normalisation reads the fp32 features directly (no cast to fp16 before it)
+    assert any(n.op_type == "Sub" and n.input[0] == "features" for n in graph.node)
     gen = load_bundle(tiny_bundle).manifest.generator
     rng = np.random.default_rng(0)
     feed = {"features": rng.normal(-20, 40, (2, 5, 91)).astype(np.float32),
