@@ -43,6 +43,7 @@ generator, then stream; stream methods never take the generator's lock except
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
@@ -334,12 +335,9 @@ class StreamingGenerator:
     def __init__(self, source: str | os.PathLike[str] | GeneratorConfig,
                  backend: str | BackendConfig | None = None) -> None:
         config = source if isinstance(source, GeneratorConfig) else GeneratorConfig(source)
-        if isinstance(backend, str):
-            config = GeneratorConfig(config.bundle, BackendConfig(backend), config.chunk_frames,
-                                     config.max_batch, config.verify_bundle)
-        elif isinstance(backend, BackendConfig):
-            config = GeneratorConfig(config.bundle, backend, config.chunk_frames,
-                                     config.max_batch, config.verify_bundle)
+        if backend is not None:
+            config = dataclasses.replace(config, backend=BackendConfig(backend)
+                                         if isinstance(backend, str) else backend)
         self.config = config
         self.bundle: Bundle = load_bundle(config.bundle, verify=config.verify_bundle)
         manifest = self.manifest
@@ -368,13 +366,11 @@ class StreamingGenerator:
 
     def _check_model(self) -> None:
         """The model's inputs must agree with the manifest (feature, noise and state sizes)."""
-        meta = getattr(getattr(self._stepper, "runner", None), "get_input_metadata", None)
-        if meta is None:
-            return
+        meta = self._stepper.runner.get_input_metadata()
         spec, features = self.manifest.generator, self.manifest.features
         expected = {FEATURES: features.feature_dim, NOISE: spec.noise_dim, STATE: spec.state_size}
         for name, size in expected.items():
-            last = meta()[name].shape[-1]
+            last = meta[name].shape[-1]
             if isinstance(last, int) and last != size:
                 self.close()
                 raise BundleError(f"{self.bundle.root}: generator input {name} has last axis "

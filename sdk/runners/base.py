@@ -202,6 +202,7 @@ class GeneratorStepper(ABC):
 
     backend: str
     state_size: int
+    runner: Runner  # the model's runner (its input metadata, its last inference time)
 
     @property
     def max_batch(self) -> int | None:

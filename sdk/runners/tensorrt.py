@@ -420,6 +420,7 @@ class TensorRTStepper(GeneratorStepper):
     """
 
     backend = "tensorrt"
+    runner: TensorRTRunner
 
     def __init__(self, runner: TensorRTRunner, state_size: int,
                  use_cuda_graphs: bool = True) -> None:
