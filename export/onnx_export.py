@@ -111,7 +111,11 @@ def export_generator(generator: SalientPostureGenerator, path: str | Path,
     path = Path(path)
     _export(GeneratorStep(generator), args, path, GENERATOR_INPUTS, GENERATOR_OUTPUTS,
             dynamic, opset)
-    return read_model_spec(path)
+    b, t, joints = BATCH_AXIS, FRAMES_AXIS, config.num_joints
+    return _check_contract(read_model_spec(path), {
+        "features": (b, t, config.feature_dim), "noise": (b, t, config.noise_dim),
+        "state": (b, generator.state_size), "poses": (b, t, joints, 2), "saliency": (b, t),
+        "state_out": (b, generator.state_size)})
 
 
 def export_posesync(posesync: PoseSyncNet, path: str | Path, opset: int = DEFAULT_OPSET
@@ -126,7 +130,21 @@ def export_posesync(posesync: PoseSyncNet, path: str | Path, opset: int = DEFAUL
     dynamic = {"mfcc": {0: batch}, "pose_images": {0: batch}}
     path = Path(path)
     _export(posesync, args, path, POSESYNC_INPUTS, POSESYNC_OUTPUTS, dynamic, opset)
-    return read_model_spec(path)
+    b, emb = BATCH_AXIS, posesync.config.embedding_dim
+    return _check_contract(read_model_spec(path), {
+        "mfcc": (b, *posesync.mfcc_shape),
+        "pose_images": (b, posesync.config.clip_frames, *posesync.image_shape),
+        "audio_emb": (b, emb), "pose_emb": (b, emb)})
+
+
+def _check_contract(spec: ModelSpec, expected: dict[str, tuple[int | str, ...]]) -> ModelSpec:
+    """The written graph's I/O must be exactly the contract's (names, order, axes)."""
+    got = {t.name: t.shape for t in (*spec.inputs, *spec.outputs)}
+    if got != expected or any(t.dtype != "float32" for t in (*spec.inputs, *spec.outputs)):
+        raise OnnxExportError(
+            f"{spec.file}: I/O {got} (dtypes {[t.dtype for t in (*spec.inputs, *spec.outputs)]})"
+            f" differ from the contract {expected} (float32); see docs/architecture.md")
+    return spec
 
 
 def check_onnx(path: str | Path) -> None:
