@@ -34,9 +34,11 @@ def _tensorrt_reason() -> str | None:
     if gpu is not None:
         return gpu
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt
     except Exception as exc:
         return f"TensorRT libraries are not installed ({exc})"
+    if not hasattr(tensorrt, "Runtime"):  # tensorrt-stubs alone makes `import tensorrt` work
+        return "only the tensorrt type stubs are installed, not TensorRT itself"
     return None
 
 
