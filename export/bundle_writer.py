@@ -21,6 +21,7 @@ destandardised to canonical units, then ``sdk.psd.offset_sweep`` with the ORT Po
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ ENGINES_DIR = "engines"
 BUNDLE_ENTRIES = (MANIFEST_NAME, GENERATOR_FILE, POSESYNC_FILE, MFCC_FILE, ENGINES_DIR)
 SPEECH_SAMPLE = Path(__file__).resolve().parents[1] / "sdk" / "data" / "samples" / "speech_en.flac"
 PSD_SEED = 0  # noise seed of the PSD reference run
+MAX_STEP_FRAMES = 64  # frames per step TensorRT engines accept (4.3 s of catch-up at 15 fps)
 PARITY_SEED = 0
 
 
@@ -77,7 +79,9 @@ class ExportInputs:
 
 
 def _provenance(checkpoint: Checkpoint) -> dict[str, Any]:
-    return {"path": str(checkpoint.path), "step": checkpoint.step, "extra": checkpoint.extra}
+    """Where a model came from, as plain JSON (odd values in ``extra`` become strings)."""
+    extra = json.loads(json.dumps(checkpoint.extra, default=str))
+    return {"path": str(checkpoint.path), "step": checkpoint.step, "extra": extra}
 
 
 def load_generator(path: str | Path) -> tuple[SalientPostureGenerator, Checkpoint]:
@@ -216,48 +220,50 @@ def write_bundle(inputs: ExportInputs, out_dir: str | Path, lookahead_frames: in
         raise ExportError(f"batch profile must be 1 <= min <= opt <= max, got {batch_profile}")
     out = Path(out_dir)
     _prepare_directory(out, overwrite)
-    steps = tqdm(total=5, desc="export", unit="step", disable=not progress)
-    steps.set_postfix_str("generator.onnx")
-    generator_spec = export_generator(inputs.generator, out / GENERATOR_FILE, opset)
-    steps.update()
-    steps.set_postfix_str("posesync.onnx")
-    posesync_spec = export_posesync(inputs.posesync, out / POSESYNC_FILE, opset)
-    steps.update()
-    compute_mfcc_matrices(inputs.features).save(out / MFCC_FILE)
-    steps.set_postfix_str("parity")
-    _, speech_features, speech_clips = speech_inputs(inputs.features, trained)
-    gen_parity = generator_parity(inputs.generator, out / GENERATOR_FILE, speech_features,
-                                  seed=PARITY_SEED)
-    sync_parity = posesync_parity(inputs.posesync, out / POSESYNC_FILE, speech_clips,
-                                  seed=PARITY_SEED)
-    steps.update()
-    steps.set_postfix_str("PSD reference")
-    psd_reference = measure_psd_reference(out / GENERATOR_FILE, out / POSESYNC_FILE, inputs,
-                                          trained)
-    steps.update()
-    trt = [check_model(out / f, name=f) for f in (GENERATOR_FILE, POSESYNC_FILE)]
-    manifest = Manifest(
-        features=inputs.features,
-        skeleton=MODEL_SKELETON,
-        normalization=inputs.normalization,
-        imaging=inputs.imaging.to_dict(),
-        generator=GeneratorSpec(generator_spec, trained, inputs.generator.config.noise_dim,
-                                inputs.generator.state_size, chunk_frames, batch_profile),
-        posesync=PoseSyncSpec(posesync_spec, inputs.posesync.config.clip_frames,
-                              inputs.posesync.mfcc_shape[1],
-                              inputs.posesync.config.embedding_dim),
-        mfcc_matrices=MFCC_FILE,
-        psd_reference=psd_reference,
-        training={
-            "checkpoints": inputs.provenance,
-            "parity": {"generator": gen_parity.to_dict(), "posesync": sync_parity.to_dict()},
-            "tensorrt_check": {r.model: [str(i) for i in r.issues] for r in trt},
-        },
-    )
-    steps.set_postfix_str(MANIFEST_NAME)
-    written = write_bundle_manifest(out, manifest)
-    steps.update()
-    steps.close()
+    with tqdm(total=5, desc="export", unit="step", disable=not progress) as steps:
+        steps.set_postfix_str("generator.onnx")
+        generator_spec = export_generator(inputs.generator, out / GENERATOR_FILE, opset)
+        steps.update()
+        steps.set_postfix_str("posesync.onnx")
+        posesync_spec = export_posesync(inputs.posesync, out / POSESYNC_FILE, opset)
+        compute_mfcc_matrices(inputs.features).save(out / MFCC_FILE)
+        steps.update()
+        steps.set_postfix_str("parity")
+        _, speech_features, speech_clips = speech_inputs(inputs.features, trained)
+        gen_parity = generator_parity(inputs.generator, out / GENERATOR_FILE, speech_features,
+                                      seed=PARITY_SEED)
+        sync_parity = posesync_parity(inputs.posesync, out / POSESYNC_FILE, speech_clips,
+                                      seed=PARITY_SEED)
+        steps.update()
+        steps.set_postfix_str("PSD reference")
+        psd_reference = measure_psd_reference(out / GENERATOR_FILE, out / POSESYNC_FILE,
+                                              inputs, trained)
+        steps.update()
+        trt = [check_model(out / f, name=f) for f in (GENERATOR_FILE, POSESYNC_FILE)]
+        config = inputs.generator.config
+        manifest = Manifest(
+            features=inputs.features,
+            skeleton=MODEL_SKELETON,
+            normalization=inputs.normalization,
+            imaging=inputs.imaging.to_dict(),
+            generator=GeneratorSpec(generator_spec, trained, config.noise_dim,
+                                    inputs.generator.state_size, chunk_frames, batch_profile,
+                                    (1, chunk_frames, max(MAX_STEP_FRAMES, chunk_frames))),
+            posesync=PoseSyncSpec(posesync_spec, inputs.posesync.config.clip_frames,
+                                  inputs.posesync.mfcc_shape[1],
+                                  inputs.posesync.config.embedding_dim),
+            mfcc_matrices=MFCC_FILE,
+            psd_reference=psd_reference,
+            training={
+                "checkpoints": inputs.provenance,
+                "parity": {"generator": gen_parity.to_dict(),
+                           "posesync": sync_parity.to_dict()},
+                "tensorrt_check": {r.model: [str(i) for i in r.issues] for r in trt},
+            },
+        )
+        steps.set_postfix_str(MANIFEST_NAME)
+        written = write_bundle_manifest(out, manifest)
+        steps.update()
     return written
 
 

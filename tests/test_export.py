@@ -106,6 +106,7 @@ def test_bundle_has_contract_tensors_and_verified_checksums(exported: Path) -> N
         "saliency": ("batch", "frames"), "state_out": ("batch", s)}
     assert s == SalientPostureGenerator(TINY_GENERATOR).state_size
     assert gen.lookahead_frames == TINY_GENERATOR.lookahead_frames
+    assert (gen.chunk_frames, gen.frames_profile) == (1, (1, 1, bundle_writer.MAX_STEP_FRAMES))
     sync = bundle.manifest.posesync
     assert sync is not None and sync.embedding_dim == TINY_POSESYNC.embedding_dim
     assert [t.shape for t in sync.model.inputs] == [("batch", 13, 60), ("batch", 9, 16, 16)]
