@@ -14,7 +14,8 @@ and ``tensorrt_bindings/*.pyi`` into site-packages, but mypy cannot use them as 
 
 This script copies both packages into ``.stubs/`` (replacing an earlier copy), renames
 ``in`` parameters to ``in_``, gives ``add_scale_nd``'s ``channel_axis`` a default and
-adds the per-module ``ignore-errors`` comment, then checks that every patched file parses. Run it after installing the stubs::
+adds the per-module ``ignore-errors`` comment, then checks that every patched file
+parses. Run it after installing the stubs::
 
     .venv/bin/python scripts/patch_trt_stubs.py
 
