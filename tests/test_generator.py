@@ -86,7 +86,7 @@ def test_face_decoder_writes_only_face_joints() -> None:
     features, noise = _inputs(TINY, batch=1, frames=10)
     with torch.no_grad():
         before = model(features, noise).poses
-        assert model.face_head is not None
+        assert model.face_head is not None and model.face_head.bias is not None
         torch.nn.init.constant_(model.face_head.bias, 1.0)
         after = model(features, noise).poses
     moved = (after - before).abs().amax(dim=(0, 1, 3)) > 0

@@ -61,7 +61,7 @@ class CausalConv1d(nn.Module):
 
 
 class CausalConvStack(nn.Module):
-    """An input projection and residual causal conv blocks: ``h = h + act(conv(h))``.
+    """An input projection and residual causal conv blocks: ``h = h + drop(act(conv(h)))``.
 
     Args:
         in_channels: input channels.
@@ -70,11 +70,14 @@ class CausalConvStack(nn.Module):
         dilations: one block per entry; the receptive field is
             ``1 + (kernel_size - 1) * sum(dilations)`` frames, all in the past.
         negative_slope: LeakyReLU slope.
+        dropout: dropout on each block's residual branch while training.
     """
 
     def __init__(self, in_channels: int, hidden: int, kernel_size: int,
-                 dilations: Sequence[int], negative_slope: float = 0.2) -> None:
+                 dilations: Sequence[int], negative_slope: float = 0.2,
+                 dropout: float = 0.0) -> None:
         super().__init__()
+        self.dropout = nn.Dropout(dropout)  # training only: identity in eval and export
         self.input_proj = nn.Conv1d(in_channels, hidden, 1)
         blocks = [CausalConv1d(hidden, hidden, kernel_size, d) for d in dilations]
         self._cache_shapes = [(b.in_channels, b.context) for b in blocks]
@@ -102,7 +105,7 @@ class CausalConvStack(nn.Module):
         new_caches = []
         for block, cache in zip(self.blocks, caches, strict=True):
             y, new_cache = block(h, cache)
-            h = h + self.act(y)
+            h = h + self.dropout(self.act(y))
             new_caches.append(new_cache)
         return h, join_state(new_caches, state)
 
