@@ -138,3 +138,28 @@ def test_cli_prints_commands_and_run_without_trtexec_exits_2(
     monkeypatch.setenv("PATH", str(tmp_path))  # no trtexec anywhere
     assert gesturert(["trtexec", str(tiny_bundle), "--out", str(tmp_path), "--run"]) == 2
     assert "trtexec is not on PATH" in capsys.readouterr().err
+
+
+def test_run_executes_build_then_benchmark_and_writes_the_summary_json(
+        tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A stand-in trtexec on PATH: logs its argv, prints the sample summary when benchmarking."""
+    import json
+
+    bin_dir, out = tmp_path / "bin", tmp_path / "out"
+    bin_dir.mkdir()
+    (tmp_path / "summary.txt").write_text(TRTEXEC_OUTPUT)
+    fake = bin_dir / "trtexec"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls.log"}\n'
+                    f'case "$*" in *--loadEngine=*) cat {tmp_path / "summary.txt"};; esac\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    assert gesturert(["trtexec", str(tiny_bundle), "--out", str(out), "--run"]) == 0
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert [("--skipInference" in c, "--loadEngine=" in c) for c in calls] == [
+        (True, False), (False, True)] * 2
+    records = json.loads((out / "trtexec_summary.json").read_text())
+    assert [r["model"] for r in records] == ["generator", "posesync"]
+    assert records[0]["throughput_qps"] == pytest.approx(21834.6)
+    assert records[0]["latency_ms"]["p99"] == pytest.approx(0.0527344)
+    gen = load_bundle(tiny_bundle).manifest.generator
+    assert records[0]["shapes"]["state"] == [gen.batch_profile[1], gen.state_size]
