@@ -11,12 +11,17 @@ setup: $(STAMP)
 
 # torch==2.13.0 first: the CPU build lies on disk here; an unpinned torch would pull a
 # multi-GB CUDA build. tensorrt-stubs needs --no-deps (it depends on tensorrt, whose
-# libraries cannot be installed on a machine without a GPU).
+# libraries cannot be installed on a machine without a GPU); its .pyi files need a small
+# patch before mypy accepts them (scripts/patch_trt_stubs.py writes them to .stubs/).
+# tritonclient: only its model_config protobuf is used, to validate Triton configs, so
+# --no-deps keeps its pinned extras (ml-dtypes) out.
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[cpu,demo,train,dev]'
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps tensorrt-stubs==10.13.0.35.1
+	$(BIN)/python scripts/patch_trt_stubs.py
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps tritonclient==2.73.0
 	touch $(STAMP)
 
 demo: setup
