@@ -37,6 +37,7 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # libsndfile's open log says "data : <declared> (should be <present>)" for a short WAV.
 _SHORT_DATA_CHUNK = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _STREAMED_SIZE_MARKERS = (0, 0xFFFFFFFF)  # sizes written by writers that stream to a pipe
+_MISLEADING_OPEN_ERROR = "File does not exist or is not a regular file"
 
 
 class AudioError(ValueError):
@@ -174,6 +175,10 @@ def resample(samples: Any, in_rate: int, out_rate: int) -> np.ndarray:
 
 def _describe_open_failure(path: str, exc: Exception) -> str:
     detail = str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
+    if detail.startswith(_MISLEADING_OPEN_ERROR):
+        # libsndfile's last-resort message after every format probe failed (the file
+        # exists: load_audio checked); saying it may not exist would mislead.
+        detail = "format not recognised"
     with open(path, "rb") as handle:
         head = handle.read(64)
     if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
