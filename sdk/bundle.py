@@ -28,6 +28,8 @@ from sdk.skeleton import Skeleton
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+MANIFEST_HASH_KEY = "manifest_sha256"
+"""Key of the manifest's own checksum: :func:`manifest_digest` of the other keys."""
 
 
 class BundleError(RuntimeError):
@@ -273,8 +275,17 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def manifest_digest(data: dict[str, Any]) -> str:
+    """Hex sha256 of a manifest dict without its ``manifest_sha256``: the canonical JSON
+    (sorted keys, no whitespace), so it survives re-indenting but not an edited value."""
+    body = {k: v for k, v in data.items() if k != MANIFEST_HASH_KEY}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def write_bundle_manifest(root: Path, manifest: Manifest) -> Manifest:
-    """Hash every file under ``root`` (but the manifest) and write manifest.json atomically.
+    """Hash every file under ``root`` (but the manifest) and write manifest.json atomically,
+    with its own checksum under ``manifest_sha256`` (checked by :func:`load_bundle`).
 
     Returns the manifest as written (with ``files``, ``created_at`` and ``sdk_version`` set).
     """
@@ -292,7 +303,9 @@ def write_bundle_manifest(root: Path, manifest: Manifest) -> Manifest:
         sdk_version=__version__,
         created_at=manifest.created_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    text = json.dumps(manifest.to_dict(), indent=1)
+    data = manifest.to_dict()
+    data[MANIFEST_HASH_KEY] = manifest_digest(data)
+    text = json.dumps(data, indent=1)
     fd, tmp = tempfile.mkstemp(dir=root, prefix=".manifest.", suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
@@ -330,7 +343,8 @@ def load_bundle(path: str | os.PathLike[str], verify: bool = True) -> Bundle:
     """Open a bundle directory or .tar, check its format version and every file's sha256.
 
     Raises:
-        BundleError naming the file: missing manifest or listed file, checksum mismatch,
+        BundleError naming the file: missing manifest or listed file, checksum mismatch
+        (of a listed file, or of the manifest itself when it carries ``manifest_sha256``),
         newer format, malformed manifest.
     """
     path = Path(path)
@@ -344,6 +358,18 @@ def load_bundle(path: str | os.PathLike[str], verify: bool = True) -> Bundle:
         data = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{manifest_path}: not valid JSON ({exc}); re-export the bundle") from exc
+    if not isinstance(data, dict):
+        raise BundleError(f"{manifest_path}: holds JSON {type(data).__name__}, not a manifest "
+                          f"object; re-export the bundle")
+    version = data.get("format_version")
+    newer = isinstance(version, int) and version > FORMAT_VERSION  # from_dict says so
+    if verify and not newer and MANIFEST_HASH_KEY in data \
+            and data[MANIFEST_HASH_KEY] != manifest_digest(data):
+        raise BundleError(
+            f"{manifest_path}: its contents do not match its {MANIFEST_HASH_KEY}; the manifest "
+            f"was edited after export (values in it would not match the models): re-export "
+            f"the bundle, or rebuild engines with gesturert build-engine, which rewrites it"
+        )
     manifest = Manifest.from_dict(data, source=str(manifest_path))
     required = {manifest.generator.model.file, manifest.mfcc_matrices}
     if manifest.posesync is not None:

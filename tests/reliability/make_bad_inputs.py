@@ -178,7 +178,7 @@ def load_all(out_dir: str | Path) -> None:
         try:
             audio = load_audio(Path(out_dir) / entry.name)
         except AudioError as exc:
-            result = {"status": "error", "message": str(exc)}
+            result: dict[str, object] = {"status": "error", "message": str(exc)}
         else:
             result = {"status": "ok", "samples": int(audio.size), "dtype": str(audio.dtype),
                       "finite": bool(np.isfinite(audio).all())}

@@ -145,7 +145,8 @@ def test_every_loadable_file_streams_at_its_own_rate_with_exact_frames(
         dtype = _SUBTYPE_DTYPE[soundfile.info(str(path)).subtype]
         raw, rate = soundfile.read(str(path), dtype=dtype, always_2d=entry.channels > 1)
         assert rate == entry.rate and raw.shape[0] == entry.frames
-        chunks, first = [], 0
+        chunks: list[tuple[Any, int]] = []
+        first = 0
         while first < len(raw):
             size = sizes[len(chunks) % len(sizes)]
             chunks.append((raw[first:first + size], rate))
@@ -184,8 +185,8 @@ def test_a_refused_chunk_mid_stream_loses_nothing(gen: StreamingGenerator, make_
     chunks = [(audio[i:i + 4800], 48000) for i in range(0, len(audio), 4800)]
     clean = run_stream(gen, chunks, seed=5)
     bad = make_bad(audio[:960])
-    refused = run_stream(gen, chunks, seed=5, refused=(bad, 48000 if bad_rate is None else bad_rate, message),
-                         refuse_at=6)
+    rate = 48000 if bad_rate is None else bad_rate
+    refused = run_stream(gen, chunks, seed=5, refused=(bad, rate, message), refuse_at=6)
     assert_valid_frames(gen, refused, expected_frames(gen, len(audio), 48000))
     assert_close(gen, refused, clean, 0.0)
 
