@@ -222,6 +222,92 @@ def _embed_batched(
     return np.concatenate(audio_parts), np.concatenate(pose_parts)
 
 
+def sequence_embeddings(
+    embed_fn: EmbedFn,
+    mfcc: np.ndarray,
+    canonical: np.ndarray,
+    *,
+    features: FeatureConfig = DEFAULT_FEATURES,
+    imaging: ImagingConfig | None = None,
+    skeleton: Skeleton = MODEL_SKELETON,
+    clip: PoseSyncClipConfig = DEFAULT_CLIP,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed every clip start that fits a sequence (audio clip i and pose clip i).
+
+    Args:
+        embed_fn: see :data:`EmbedFn`; called with batches of at most ``batch_size``.
+        mfcc: (M, 13) float32 time-major MFCC of the sequence's audio.
+        canonical: (T, J, 2) float32 canonical poses of the same sequence.
+    Returns:
+        (audio_emb (n, E), pose_emb (n, E)) float64, n = ``clip.num_clips(T, M)``;
+        row i belongs to the clip starting at pose frame i.
+    """
+    mfcc = np.asarray(mfcc, dtype=np.float32)
+    canonical = np.asarray(canonical, dtype=np.float32)
+    if mfcc.ndim != 2:
+        raise ValueError(f"mfcc must be (M, {features.n_mfcc}), got shape {mfcc.shape}")
+    n = clip.num_clips(canonical.shape[0], mfcc.shape[0], features)
+    if n == 0:
+        raise ValueError(
+            f"the sequence holds no whole clip ({clip.clip_frames} pose frames and their "
+            f"MFCC frames): got {canonical.shape[0]} pose frames, {mfcc.shape[0]} MFCC frames"
+        )
+    starts = np.arange(n)
+    return _embed_batched(
+        embed_fn,
+        audio_clips(mfcc, starts, features, clip),
+        pose_clips(canonical, starts, imaging, skeleton, clip),
+        batch_size,
+    )
+
+
+def sweep_embeddings(
+    audio_emb: np.ndarray, pose_emb: np.ndarray, max_offset: int = DEFAULT_MAX_OFFSET
+) -> OffsetSweep:
+    """The offset sweep over the per-clip embeddings of one sequence.
+
+    Offset ``o`` averages ``d(audio[i], pose[i + o])`` over the audio clips ``i`` for which
+    every offset in ``[-max_offset, max_offset]`` has a pose clip, so all offsets are
+    averaged over the same audio; ``psd`` averages all n aligned pairs.
+
+    Args:
+        audio_emb, pose_emb: (n, E) embeddings of clips 0 .. n-1 (:func:`sequence_embeddings`).
+        max_offset: K, pose frames either side.
+    Raises:
+        ValueError: fewer than ``2 * max_offset + 1`` clips (the sequence needs
+        ``clip_frames + 2 * max_offset`` pose frames with their audio).
+    """
+    if not isinstance(max_offset, int) or max_offset < 0:
+        raise ValueError(f"max_offset must be an int >= 0, got {max_offset!r}")
+    audio_emb = np.asarray(audio_emb, dtype=np.float64)
+    pose_emb = np.asarray(pose_emb, dtype=np.float64)
+    distances = clip_distances(audio_emb, pose_emb)
+    n = audio_emb.shape[0]
+    if n < 2 * max_offset + 1:
+        raise ValueError(
+            f"an offset sweep of ±{max_offset} frames needs at least {2 * max_offset + 1} clips "
+            f"({2 * max_offset} pose frames more than one clip, with their audio); this "
+            f"sequence has {n} clips. Use a longer sequence or a smaller max_offset."
+        )
+    offsets = np.arange(-max_offset, max_offset + 1)
+    audio_index = np.arange(max_offset, n - max_offset)  # (m,) shared by every offset
+    pose_index = audio_index[None, :] + offsets[:, None]  # (2K+1, m)
+    diff = audio_emb[audio_index][None, :, :] - pose_emb[pose_index]  # (2K+1, m, E)
+    mean_distance = np.linalg.norm(diff, axis=2).mean(axis=1)
+    best = int(np.argmin(mean_distance))
+    min_distance = float(mean_distance[best])
+    return OffsetSweep(
+        offsets=offsets,
+        mean_distance=mean_distance,
+        best_offset=int(offsets[best]),
+        min_distance=min_distance,
+        confidence=float(np.median(mean_distance) - min_distance),
+        psd=psd(distances),
+        num_clips=n,
+    )
+
+
 def offset_sweep(
     embed_fn: EmbedFn,
     mfcc: np.ndarray,
@@ -236,14 +322,12 @@ def offset_sweep(
 ) -> OffsetSweep:
     """PSD and the SyncNet-style offset sweep of one sequence.
 
-    Every clip start that fits (see :meth:`PoseSyncClipConfig.num_clips`) is embedded once
-    (audio and pose); offset ``o`` then averages ``d(audio[i], pose[i + o])`` over the audio
-    clips ``i`` for which every offset in ``[-max_offset, max_offset]`` has a pose clip, so
-    all offsets are averaged over the same audio.
+    :func:`sequence_embeddings` then :func:`sweep_embeddings`: every clip start that fits
+    (see :meth:`PoseSyncClipConfig.num_clips`) is embedded once, audio and pose.
 
     Args:
         embed_fn: (mfcc clips (B, 13, 60), pose clips (B, 9, H, W)) -> (audio_emb (B, E),
-            pose_emb (B, E)), numpy in and out; called with batches of ``batch_size``.
+            pose_emb (B, E)), numpy in and out.
         mfcc: (M, 13) float32 time-major MFCC of the sequence's audio.
         canonical: (T, J, 2) float32 canonical poses of the same sequence.
         max_offset: K, pose frames either side.
@@ -255,38 +339,8 @@ def offset_sweep(
     """
     if not isinstance(max_offset, int) or max_offset < 0:
         raise ValueError(f"max_offset must be an int >= 0, got {max_offset!r}")
-    mfcc = np.asarray(mfcc, dtype=np.float32)
-    canonical = np.asarray(canonical, dtype=np.float32)
-    if mfcc.ndim != 2:
-        raise ValueError(f"mfcc must be (M, {features.n_mfcc}), got shape {mfcc.shape}")
-    n = clip.num_clips(canonical.shape[0], mfcc.shape[0], features)
-    if n < 2 * max_offset + 1:
-        raise ValueError(
-            f"an offset sweep of ±{max_offset} frames needs at least {2 * max_offset + 1} clips "
-            f"({clip.clip_frames + 2 * max_offset} pose frames with their audio); this sequence "
-            f"has {canonical.shape[0]} pose frames and {mfcc.shape[0]} MFCC frames ({n} clips). "
-            "Use a longer sequence or a smaller max_offset."
-        )
-    starts = np.arange(n)
-    audio_emb, pose_emb = _embed_batched(
-        embed_fn,
-        audio_clips(mfcc, starts, features, clip),
-        pose_clips(canonical, starts, imaging, skeleton, clip),
-        batch_size,
+    audio_emb, pose_emb = sequence_embeddings(
+        embed_fn, mfcc, canonical, features=features, imaging=imaging, skeleton=skeleton,
+        clip=clip, batch_size=batch_size,
     )
-    offsets = np.arange(-max_offset, max_offset + 1)
-    audio_index = np.arange(max_offset, n - max_offset)  # (m,) shared by every offset
-    pose_index = audio_index[None, :] + offsets[:, None]  # (2K+1, m)
-    diff = audio_emb[audio_index][None, :, :] - pose_emb[pose_index]  # (2K+1, m, E)
-    mean_distance = np.linalg.norm(diff, axis=2).mean(axis=1)
-    best = int(np.argmin(mean_distance))
-    min_distance = float(mean_distance[best])
-    return OffsetSweep(
-        offsets=offsets,
-        mean_distance=mean_distance,
-        best_offset=int(offsets[best]),
-        min_distance=min_distance,
-        confidence=float(np.median(mean_distance) - min_distance),
-        psd=psd(clip_distances(audio_emb, pose_emb)),
-        num_clips=n,
-    )
+    return sweep_embeddings(audio_emb, pose_emb, max_offset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,48 @@ def test_diversity_is_zero_for_identical_features_and_seeded() -> None:
     assert diversity(np.ones((10, 4))) == 0.0
     x = np.random.default_rng(0).normal(size=(50, 4))
     assert diversity(x, seed=1) == diversity(x, seed=1) > 0
+
+
+# ---- FGD feature extractor ----
+def test_fgd_autoencoder_learns_and_encodes_windows() -> None:
+    import torch
+
+    from train.models.fgd import FGDConfig, PoseAutoencoder, fgd_features, pose_windows
+
+    torch.manual_seed(0)
+    config = FGDConfig(window_frames=16, channels=32, down_channels=(32, 16), latent_dim=8)
+    model = PoseAutoencoder(config)
+    t = np.arange(64)[:, None, None]
+    phase = np.random.default_rng(0).uniform(0, 6, (1, J, 2))
+    sequence = np.sin(t / 4.0 + phase).astype(np.float32)  # (64, J, 2) smooth motion
+    windows = torch.from_numpy(pose_windows(sequence, 16, stride=4))  # (13, 16, J, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(25):
+        loss = (model(windows)[0] - windows).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
+    features = fgd_features(model, [sequence, sequence[:40]])
+    assert features.shape == (4 + 2, 8)  # non-overlapping 16-frame windows: 4 + 2
+    with pytest.raises(ValueError, match="window"):
+        model.encode(torch.zeros(1, 15, J, 2))
+
+
+def test_fgd_training_writes_a_checkpoint_and_sanity_fgds(tmp_path: Path) -> None:
+    from train.checkpoint import load_model
+    from train.config import RunConfig
+    from train.data.synth import synthesize_corpus
+    from train.fgd_training import CHECKPOINT_NAME, FGDTrainingConfig, load_fgd_data, train_fgd
+    from train.models.fgd import FGDConfig, PoseAutoencoder
+
+    synthesize_corpus(tmp_path / "corpus", speakers=1, minutes=0.8, seed=5)
+    config = FGDTrainingConfig(
+        model=FGDConfig(window_frames=16, channels=32, down_channels=(32, 16), latent_dim=8),
+        run=RunConfig(steps=3, batch_size=8, log_every=1, eval_every=0, threads=1))
+    data = load_fgd_data(tmp_path / "corpus", config)
+    result = train_fgd(config, data, tmp_path / "run", device="cpu", show_progress=False)
+    assert np.isfinite(result["loss"]) and result["val_fgd_heldout_vs_frozen"] >= 0
+    assert isinstance(load_model(tmp_path / "run" / CHECKPOINT_NAME, "fgd"), PoseAutoencoder)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,7 +41,7 @@ def test_contrastive_loss_rejects_mismatched_labels() -> None:
 
 
 def test_embeddings_are_unit_length_with_contract_shapes() -> None:
-    model = PoseSyncNet(TINY, IMAGE)
+    model = PoseSyncNet(TINY)
     audio, pose = model(torch.randn(5, 13, 60), torch.rand(5, 9, *IMAGE))
     assert audio.shape == pose.shape == (5, 16)
     torch.testing.assert_close(audio.norm(dim=1), torch.ones(5))
@@ -60,7 +62,7 @@ def _toy_batch(rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Te
 def test_a_few_training_steps_lower_the_loss() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    model = PoseSyncNet(TINY, IMAGE)
+    model = PoseSyncNet(TINY)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     mfcc, images = _toy_batch(rng, 32)
     shuffled = torch.roll(images, 1, dims=0)
@@ -82,7 +84,7 @@ def test_onnx_export_with_dynamic_batch_matches_torch(tmp_path: Path) -> None:
 
     path = tmp_path / "posesync.onnx"
     torch.manual_seed(1)
-    model = PoseSyncNet(TINY, IMAGE).eval()
+    model = PoseSyncNet(TINY).eval()
     model.set_mfcc_stats(torch.randn(13), torch.rand(13) + 0.5)
     batch = torch.export.Dim("batch", min=1, max=1024)
     example = (torch.randn(2, 13, 60), torch.rand(2, 9, *IMAGE))
@@ -98,3 +100,64 @@ def test_onnx_export_with_dynamic_batch_matches_torch(tmp_path: Path) -> None:
         for g, w in zip(got, want, strict=True):
             assert g.shape == (n, TINY.embedding_dim)
             np.testing.assert_allclose(g, w.numpy(), atol=1e-4)
+
+
+# ---- training on a tiny synthetic corpus ----
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from train.data.synth import synthesize_corpus
+
+    root = tmp_path_factory.mktemp("synth")
+    synthesize_corpus(root, speakers=1, minutes=0.8, seed=3)  # 11 clips: 2 held out
+    return root
+
+
+def _tiny_training_config(steps: int) -> Any:
+    from train.config import RunConfig, config_from_dict
+    from train.posesync_training import PoseSyncTrainingConfig
+
+    config = config_from_dict(PoseSyncTrainingConfig, {
+        "model": {"audio_channels": [8, 8], "pose_channels": [8, 8], "hidden_dim": 32,
+                  "embedding_dim": 16, "imaging": {"height": 24, "width": 24}},
+        "data": {"max_offset": 5},
+    })
+    run = RunConfig(steps=steps, batch_size=16, log_every=2, checkpoint_every=100,
+                    eval_every=0, threads=1)
+    return dataclasses.replace(config, run=run)
+
+
+def test_training_writes_a_loadable_checkpoint_with_held_out_metrics(
+        tiny_corpus: Path, tmp_path: Path) -> None:
+    from train.checkpoint import load_model
+    from train.posesync_data import load_sync_corpus
+    from train.posesync_training import CHECKPOINT_NAME, train_posesync
+
+    config = _tiny_training_config(steps=4)
+    corpus = load_sync_corpus(tiny_corpus, config.model.imaging)
+    assert corpus.held_out and corpus.num_clips > 100
+    result = train_posesync(config, corpus, tmp_path, device="cpu", show_progress=False)
+    assert np.isfinite(result["loss"])
+    assert 0.0 <= result["val_auc"] <= 1.0 and 0.0 <= result["val_offset_accuracy"] <= 1.0
+    model = load_model(tmp_path / CHECKPOINT_NAME, "posesync")
+    assert isinstance(model, PoseSyncNet) and model.image_shape == (24, 24)
+    mean, _ = corpus.mfcc_statistics()
+    torch.testing.assert_close(model.mfcc_mean.reshape(-1), torch.from_numpy(mean))
+
+
+def test_resumed_training_equals_uninterrupted_training(tiny_corpus: Path, tmp_path: Path
+                                                        ) -> None:
+    from train.checkpoint import load_checkpoint
+    from train.posesync_data import load_sync_corpus
+    from train.posesync_training import CHECKPOINT_NAME, train_posesync
+
+    config = _tiny_training_config(steps=4)
+    corpus = load_sync_corpus(tiny_corpus, config.model.imaging)
+    train_posesync(config, corpus, tmp_path / "full", device="cpu", show_progress=False)
+    train_posesync(config, corpus, tmp_path / "split", device="cpu", show_progress=False,
+                   stop_after=2)
+    train_posesync(config, corpus, tmp_path / "split", resume=True, device="cpu",
+                   show_progress=False)
+    full = load_checkpoint(tmp_path / "full" / CHECKPOINT_NAME).model
+    split = load_checkpoint(tmp_path / "split" / CHECKPOINT_NAME).model
+    for name, value in full.items():
+        torch.testing.assert_close(split[name], value, msg=name)

@@ -20,7 +20,7 @@ Choices the paper leaves open (kept in :class:`PoseSyncConfig`):
   be at least 60 degrees apart.
 * MFCC standardisation lives **inside** the model (buffers ``mfcc_mean``/``mfcc_std``, per
   coefficient, set from the training corpus), so ONNX takes raw MFCCs like the generator.
-* Plain Conv2d / ReLU / Linear only: exports to ONNX with a dynamic batch and runs on
+* Plain Conv2d / BatchNorm / ReLU / Linear only: exports to ONNX with a dynamic batch and runs on
   TensorRT without plugins.
 
 Loss (the supplement's eq.): ``L = 1/(2N) sum_k [y_k d_k^2 + (1 - y_k) max(phi - d_k, 0)^2]``.
@@ -28,35 +28,44 @@ Loss (the supplement's eq.): ``L = 1/(2N) sum_k [y_k d_k^2 + (1 - y_k) max(phi -
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sdk.features import DEFAULT_FEATURES, FeatureConfig
+from sdk.pose_image import ImagingConfig
 from sdk.psd import DEFAULT_CLIP, PoseSyncClipConfig
 
 
 @dataclass(frozen=True)
 class PoseSyncConfig:
-    """PoseSyncNet architecture and loss. Clip geometry comes from the feature/imaging configs.
+    """PoseSyncNet architecture and loss; the MFCC clip length comes from the FeatureConfig.
 
     Attributes:
         clip_frames: pose frames per clip (9, the paper's [P_i ... P_i+8]).
+        imaging: how pose clips are imaged (image size, window, line widths); the model is
+            trained on these images, so the config travels with it into the bundle.
         audio_channels: output channels of the audio conv layers.
         pose_channels: output channels of the pose conv layers (each halves H and W).
         hidden_dim: width of the hidden linear layer of each head.
         embedding_dim: E, size of audio_emb and pose_emb.
+        batch_norm: BatchNorm after every conv and the hidden linear layer (folded into
+            the weights by ONNX Runtime / TensorRT at inference). Without it the
+            contrastive loss tends to sit in the collapsed state (every d equal) for long.
         normalize: L2-normalise both embeddings (d in [0, 2]).
         margin: phi of the contrastive loss, in embedding-distance units.
     """
 
     clip_frames: int = DEFAULT_CLIP.clip_frames
+    imaging: ImagingConfig = field(default_factory=ImagingConfig)
     audio_channels: tuple[int, ...] = (32, 64, 64, 96)
     pose_channels: tuple[int, ...] = (32, 64, 64, 96)
     hidden_dim: int = 256
     embedding_dim: int = 128
+    batch_norm: bool = True
     normalize: bool = True
     margin: float = 1.0
 
@@ -77,25 +86,32 @@ class PoseSyncConfig:
         return PoseSyncClipConfig(self.clip_frames)
 
 
-def _head(in_features: int, hidden: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(),
-                         nn.Linear(hidden, out))
+def _conv(in_ch: int, out_ch: int, stride: int | tuple[int, int], batch_norm: bool
+          ) -> list[nn.Module]:
+    norm: list[nn.Module] = [nn.BatchNorm2d(out_ch)] if batch_norm else []
+    return [nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=not batch_norm),
+            *norm, nn.ReLU()]
+
+
+def _head(in_features: int, hidden: int, out: int, batch_norm: bool) -> nn.Sequential:
+    norm: list[nn.Module] = [nn.BatchNorm1d(hidden)] if batch_norm else []
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden, bias=not batch_norm),
+                         *norm, nn.ReLU(), nn.Linear(hidden, out))
 
 
 class PoseSyncNet(nn.Module):
     """Audio-clip and pose-clip encoders into one embedding space.
 
     Args:
-        config: architecture and loss settings.
-        image_shape: (H, W) of the pose images (from the ImagingConfig used for the data).
+        config: architecture, imaging and loss settings; (H, W) = imaging (height, width).
         features: the feature config; fixes n_mfcc and the clip's MFCC length (13, 60).
     """
 
-    def __init__(self, config: PoseSyncConfig, image_shape: tuple[int, int],
+    def __init__(self, config: PoseSyncConfig,
                  features: FeatureConfig = DEFAULT_FEATURES) -> None:
         super().__init__()
         self.config = config
-        self.image_shape = (int(image_shape[0]), int(image_shape[1]))
+        self.image_shape = (config.imaging.height, config.imaging.width)
         self.mfcc_shape = (features.n_mfcc, config.clip.clip_mfcc_frames(features))
         self.mfcc_mean: torch.Tensor
         self.mfcc_std: torch.Tensor
@@ -108,25 +124,30 @@ class PoseSyncNet(nn.Module):
         in_ch = 1
         for k, ch in enumerate(config.audio_channels):
             stride = 1 if k == 0 else ((1, 2) if k == 1 else 2)
-            layers += [nn.Conv2d(in_ch, ch, 3, stride=stride, padding=1), nn.ReLU()]
+            layers += _conv(in_ch, ch, stride, config.batch_norm)
             in_ch = ch
         self.audio_convs = nn.Sequential(*layers)
         # Pose: (B, 9, H, W); every layer halves H and W.
         layers = []
         in_ch = config.clip_frames
         for ch in config.pose_channels:
-            layers += [nn.Conv2d(in_ch, ch, 3, stride=2, padding=1), nn.ReLU()]
+            layers += _conv(in_ch, ch, 2, config.batch_norm)
             in_ch = ch
         self.pose_convs = nn.Sequential(*layers)
 
+        self.eval()  # BatchNorm: a batch of one for the size probe
         with torch.no_grad():
             audio_flat = self.audio_convs(torch.zeros(1, 1, *self.mfcc_shape)).numel()
             pose_flat = self.pose_convs(torch.zeros(1, config.clip_frames,
                                                     *self.image_shape)).numel()
-        self.audio_head = _head(audio_flat, config.hidden_dim, config.embedding_dim)
-        self.pose_head = _head(pose_flat, config.hidden_dim, config.embedding_dim)
+        self.train()
+        self.audio_head = _head(audio_flat, config.hidden_dim, config.embedding_dim,
+                                config.batch_norm)
+        self.pose_head = _head(pose_flat, config.hidden_dim, config.embedding_dim,
+                               config.batch_norm)
 
-    def set_mfcc_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def set_mfcc_stats(self, mean: torch.Tensor | np.ndarray,
+                       std: torch.Tensor | np.ndarray) -> None:
         """Store per-coefficient MFCC statistics (n_mfcc,) of the training corpus."""
         mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1)
         std = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1)
