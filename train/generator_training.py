@@ -62,7 +62,7 @@ class GeneratorDataConfig:
     """
 
     window_frames: int = 64
-    stride_frames: int = 16
+    stride_frames: int = 3
     val_fraction: float = 0.1
     feature_noise: float = 0.2
 
@@ -76,7 +76,8 @@ class GeneratorTrainingConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     # one torch thread: on the shared 2-core CPU two OpenMP threads ran a step 15x slower
     # (2.3 s vs 0.15 s, measured under load); raise run.threads on a dedicated machine
-    run: RunConfig = field(default_factory=lambda: RunConfig(threads=1))
+    run: RunConfig = field(default_factory=lambda: RunConfig(
+        steps=1500, checkpoint_every=250, eval_every=250, threads=1))
     data: GeneratorDataConfig = field(default_factory=GeneratorDataConfig)
 
 
