@@ -34,6 +34,7 @@ from sdk.psd import DEFAULT_CLIP, audio_clips
 from sdk.skeleton import MODEL_SKELETON
 
 CHUNK_MS = 200.0
+SWEEP_CHUNK_MS = (20.0, 200.0, 1000.0)
 TORCHAUDIO_UNAVAILABLE = ("torchaudio is not installed: no torchaudio build matches torch "
                           "2.13 in this environment")
 
@@ -130,6 +131,7 @@ def mfcc_benchmark(seconds_per_minute: float = 60.0, chunks: int = 200,
         per_chunk["torchaudio"] = TimingSummary.of(
             time_calls(lambda: torchaudio(piece, False), chunks, warmup=5))
         per_minute["torchaudio"] = best_of(lambda: torchaudio(minute, True), 3) * scale
+    result["chunk_size_sweep"] = _chunk_size_sweep(audio, config, matrices, max(10, chunks // 10))
     result["per_chunk_ms"] = {k: v.to_dict() for k, v in per_chunk.items()}
     result["per_minute_s"] = per_minute
     sdk_p50 = per_chunk["sdk_numpy"].p50_ms
@@ -138,6 +140,33 @@ def mfcc_benchmark(seconds_per_minute: float = 60.0, chunks: int = 200,
     result["speedup_per_minute"] = {k: v / per_minute["sdk_numpy_offline"]
                                     for k, v in per_minute.items() if k != "sdk_numpy_offline"}
     return result
+
+
+def _chunk_size_sweep(audio: np.ndarray, config: FeatureConfig, matrices: MfccMatrices,
+                      repeats: int) -> list[dict[str, float]]:
+    """p50 ms per chunk of the sdk stream and of librosa for 20 ms, 200 ms and 1 s chunks:
+    how each cost splits into a fixed per-call part and a per-frame part."""
+    rows = []
+    context = config.n_fft - config.hop_length
+    for chunk_ms in SWEEP_CHUNK_MS:
+        n = round(chunk_ms * config.sample_rate / 1000)
+        stream = StreamingMfcc(config, matrices)
+        position = [0]
+
+        def sdk_chunk(n: int = n, stream: StreamingMfcc = stream,
+                      position: list[int] = position) -> None:
+            first = position[0] % (len(audio) - n)
+            stream.accept(audio[first:first + n])
+            position[0] += n
+
+        def librosa_chunk(piece: np.ndarray = audio[:n + context]) -> None:
+            _librosa_mfcc(piece, config, center=False)
+
+        sdk = TimingSummary.of(time_calls(sdk_chunk, repeats, warmup=3)).p50_ms
+        ref = TimingSummary.of(time_calls(librosa_chunk, repeats, warmup=2)).p50_ms
+        rows.append({"chunk_ms": chunk_ms, "sdk_numpy_p50_ms": sdk, "librosa_p50_ms": ref,
+                     "speedup": ref / sdk})
+    return rows
 
 
 def synthetic_canonical_poses(frames: int, seed: int = 0) -> np.ndarray:

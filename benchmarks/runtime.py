@@ -8,7 +8,9 @@
   audio sample of frame k`` (sample ``ceil((k+1) * rate / fps) - 1``, as in
   ``gesturert stream``): it includes waiting for the lookahead audio, the MFCC window,
   waiting for a whole chunk, and compute. Per-step latency is ``StreamingGenerator.step``
-  alone. Real-time factor = compute seconds / audio seconds.
+  alone (wall time, and the calling thread's CPU time: with one ONNX Runtime thread all
+  of a step's work runs in that thread, so wall - CPU is time the thread was not running,
+  e.g. preempted by other processes). Real-time factor = compute seconds / audio seconds.
 * :func:`stream_scaling` — N streams, each already holding audio, stepped together by one
   batched ``step`` per frame: per-step p50/p99 and frames/s for every N; "streams in real
   time" is the largest N whose step takes less than one frame period per frame.
@@ -69,6 +71,7 @@ class ChunkRun:
 
     chunk_ms: float
     step: TimingSummary
+    step_cpu: TimingSummary  # calling thread's CPU time per step (all of it with 1 ORT thread)
     end_to_end: TimingSummary
     real_time_factor: float
     frames: int
@@ -78,6 +81,7 @@ class ChunkRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {"chunk_ms": self.chunk_ms, "step_ms": self.step.to_dict(),
+                "step_cpu_ms": self.step_cpu.to_dict(),
                 "end_to_end_ms": self.end_to_end.to_dict(),
                 "real_time_factor": self.real_time_factor, "frames": self.frames,
                 "audio_seconds": self.audio_seconds}
@@ -90,6 +94,7 @@ def chunk_latency(generator: StreamingGenerator, audio: np.ndarray, chunk_ms: fl
     total = len(audio)
     fps = generator.fps
     step_times: list[float] = []
+    step_cpu: list[float] = []  # CPU time of the calling thread per step
     latencies: list[float] = []
     clock = compute = 0.0
     frames = 0
@@ -99,9 +104,10 @@ def chunk_latency(generator: StreamingGenerator, audio: np.ndarray, chunk_ms: fl
         begin = time.perf_counter()
         work()
         while generator.is_ready(stream):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             generator.step([stream])
             step_times.append(time.perf_counter() - t0)
+            step_cpu.append(time.thread_time() - c0)
         got = stream.pop_frames()
         spent = time.perf_counter() - begin
         clock += spent
@@ -116,8 +122,8 @@ def chunk_latency(generator: StreamingGenerator, audio: np.ndarray, chunk_ms: fl
             clock = max(clock, (first + len(piece)) / rate)  # the chunk has arrived
             handle(stream, lambda piece=piece: stream.accept_waveform(piece, rate))
         handle(stream, stream.input_finished)
-    return ChunkRun(chunk_ms, TimingSummary.of(step_times), TimingSummary.of(latencies),
-                    compute / (total / rate), frames, total / rate,
+    return ChunkRun(chunk_ms, TimingSummary.of(step_times), TimingSummary.of(step_cpu),
+                    TimingSummary.of(latencies), compute / (total / rate), frames, total / rate,
                     np.asarray(step_times) * 1e3, np.asarray(latencies) * 1e3)
 
 
