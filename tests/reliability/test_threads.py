@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -82,7 +83,7 @@ def assert_same(gen: StreamingGenerator, got: PoseFrames, want: PoseFrames) -> N
 def chunks_of(audio: np.ndarray, seed: int) -> list[np.ndarray]:
     sizes = np.random.default_rng(seed).integers(1, 6000, 400)
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    return [audio[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if a < len(audio)]
+    return [audio[a:b] for a, b in itertools.pairwise(bounds) if a < len(audio)]
 
 
 def test_8_threads_each_driving_their_own_streams(
