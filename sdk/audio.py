@@ -29,6 +29,15 @@ from sdk.features import DEFAULT_FEATURES
 MAX_CHANNELS = 32
 """Most channels accepted in an (N, C) array; more almost always means (C, N) was passed."""
 
+MIN_SAMPLE_RATE = 4000
+"""Lowest sample rate accepted, Hz. Lower rates in files are corrupt headers in practice,
+and resampling them to 16 kHz multiplies memory by 16000 / rate (a WAV claiming 1 Hz
+asked for 10 GB)."""
+
+MAX_SAMPLE_RATE = 768000
+"""Highest sample rate accepted, Hz (the top rate of audio interfaces; soxr does not
+return for rates near 2**63)."""
+
 RESAMPLE_QUALITY = "HQ"
 """soxr quality preset (soxr's own default: 20-bit precision, steep low-pass)."""
 
@@ -44,9 +53,14 @@ class AudioError(ValueError):
     """Audio input that cannot be used; the message names the input and the problem."""
 
 
-def _check_rate(name: str, rate: Any) -> int:
+def check_sample_rate(name: str, rate: Any) -> int:
+    """``rate`` as an int, or :class:`AudioError` unless it is an integer number of Hz in
+    [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]; ``name`` is what the message calls it."""
     if isinstance(rate, bool) or not isinstance(rate, numbers.Integral) or rate <= 0:
         raise AudioError(f"{name} must be a positive integer number of Hz, got {rate!r}")
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{name} {rate} Hz is outside the supported {MIN_SAMPLE_RATE}.."
+                         f"{MAX_SAMPLE_RATE} Hz; resample the audio to a common rate first")
     return int(rate)
 
 
@@ -119,8 +133,8 @@ class StreamingResampler:
     """
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
-        self.in_rate = _check_rate("in_rate", in_rate)
-        self.out_rate = _check_rate("out_rate", out_rate)
+        self.in_rate = check_sample_rate("in_rate", in_rate)
+        self.out_rate = check_sample_rate("out_rate", out_rate)
         self._stream: soxr.ResampleStream | None = None
         if self.in_rate != self.out_rate:
             self._stream = soxr.ResampleStream(
@@ -200,9 +214,10 @@ def load_audio(path: str | os.PathLike[str], target_rate: int = DEFAULT_FEATURES
 
     Raises:
         AudioError: the file is missing, a directory, unreadable, empty (0 bytes or no
-            samples), not audio, truncated, or contains NaN/Inf. The message names the file.
+            samples), not audio, truncated, declares a rate outside
+            [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE], or contains NaN/Inf. The message names the file.
     """
-    target_rate = _check_rate("target_rate", target_rate)
+    target_rate = check_sample_rate("target_rate", target_rate)
     name = os.fspath(path)
     if not os.path.exists(name):
         raise AudioError(f"audio file {name!r} does not exist")
@@ -218,6 +233,12 @@ def load_audio(path: str | os.PathLike[str], target_rate: int = DEFAULT_FEATURES
         raise AudioError(f"audio file {name!r} {_describe_open_failure(name, exc)}") from exc
     with sound:
         declared_frames, rate, log = sound.frames, sound.samplerate, sound.extra_info
+        if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+            raise AudioError(
+                f"audio file {name!r} declares a sample rate of {rate} Hz, outside the "
+                f"supported {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz; its header is probably "
+                f"corrupt (or resample the file to a common rate first)"
+            )
         try:
             data = sound.read(dtype="float32", always_2d=True)
         except (soundfile.SoundFileError, RuntimeError) as exc:

@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from sdk.audio import AudioError, StreamingResampler, to_float_mono
+from sdk.audio import AudioError, StreamingResampler, check_sample_rate, to_float_mono
 from sdk.bundle import Bundle, BundleError, Manifest, load_bundle
 from sdk.frames import PoseFrames
 from sdk.mfcc import MfccMatrices, StreamingFeatureExtractor
@@ -147,11 +147,10 @@ class _FeatureQueue:
 
 
 def _check_rate(sample_rate: Any) -> int:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer) \
-            or sample_rate <= 0:
-        raise StreamError(f"sample_rate must be a positive integer number of Hz, got "
-                          f"{sample_rate!r}")
-    return int(sample_rate)
+    try:
+        return check_sample_rate("sample_rate", sample_rate)
+    except AudioError as exc:
+        raise StreamError(str(exc)) from exc
 
 
 class Stream:
@@ -205,7 +204,8 @@ class Stream:
             samples: (N,) mono or (N, C) channels-last (C <= 32, averaged); int16
                 (/32768), int32 (/2**31), float32 or float64 (in [-1, 1]); finite. N may be 0
                 (nothing happens) or any length (long input is processed in 10 s blocks).
-            sample_rate: positive int Hz; the same for every chunk until ``reset``.
+            sample_rate: int Hz in [4000, 768000] (``sdk.audio.MIN_SAMPLE_RATE``,
+                ``MAX_SAMPLE_RATE``); the same for every chunk until ``reset``.
         Raises:
             StreamError: bad dtype/shape/values/rate, a rate change, input after
                 ``input_finished``, or a closed stream. Nothing is changed then.

@@ -141,6 +141,12 @@ def write_corpus(out_dir: str | Path) -> list[CorpusFile]:
     bad_channels[22:24] = (0).to_bytes(2, "little")  # fmt chunk: 0 channels
     write_error("zero_channels.wav", bytes(bad_channels), "broken or truncated WAV header",
                 "a WAV whose fmt chunk says 0 channels")
+    for rate, label in ((1, "1hz"), (2**31 - 1, "2ghz")):  # a corrupt rate field in the header
+        wrong_rate = bytearray(_wav_bytes(speechlike(MODEL_RATE, 10.0), MODEL_RATE, "PCM_16"))
+        wrong_rate[24:28] = rate.to_bytes(4, "little")
+        write_error(f"rate_{label}.wav", bytes(wrong_rate),
+                    f"declares a sample rate of {rate} Hz, outside the supported",
+                    f"a 10 s WAV whose header claims {rate} Hz (1 Hz asked soxr for 10 GB)")
     flac = _wav_bytes(speechlike(48000, 1.2), 48000, "PCM_16", "FLAC")
     write_error("truncated.flac", flac[: len(flac) * 6 // 10],
                 "truncated|could not be decoded", "a FLAC cut in the middle of its frames")

@@ -171,12 +171,15 @@ BAD_CHUNKS = [
     (lambda x: x, 44100, "sample_rate changed from 48000 to 44100"),
     (lambda x: x, 0, "positive integer"),
     (lambda x: x, 48000.0, "positive integer"),
+    (lambda x: x, 1, "sample_rate 1 Hz is outside the supported 4000..768000 Hz"),
+    (lambda x: x, 2**63 - 1, "is outside the supported"),  # soxr never returned for this
 ]
 
 
 @pytest.mark.parametrize("make_bad, bad_rate, message", BAD_CHUNKS,
                          ids=["nan", "inf", "int8", "channels-first", "3-d", "40-channels",
-                              "rate-change", "rate-zero", "rate-float"])
+                              "rate-change", "rate-zero", "rate-float", "rate-1hz",
+                              "rate-2**63"])
 def test_a_refused_chunk_mid_stream_loses_nothing(gen: StreamingGenerator, make_bad: Any,
                                                   bad_rate: int | None, message: str) -> None:
     """48 kHz stereo float64 in 0.1 s chunks; a bad chunk offered before chunk 6 is refused
