@@ -300,7 +300,8 @@ def write_sliding_window_report(sw: dict[str, Any], out_dir: Path) -> list[Path]
     paths[0].write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
     header = ["# Stateful vs sliding window", "",
               f"- machine: {info['cpu_model']}, {info['cpu_cores']} cores; load average "
-              f"{info['load_average']}; git {info['git_sha']}; {info['timestamp']}", ""]
+              f"{' / '.join(f'{v:.2f}' for v in info['load_average'] or ())}; git "
+              f"{info['git_sha']}; {info['timestamp']}", ""]
     goals = _goal_table(doc["goals"])
     paths[1].write_text("\n".join(header + goals + sliding_window_lines(sw)
                                   + ["![sliding window](sliding_window.png)", ""]))

@@ -49,7 +49,9 @@ LOOKAHEADS = (0, 2, 4, 8)
 BATCHES = (1, 16, 64)  # streams per model call
 EQUAL_TOLERANCE = 1e-4
 FRAME_PERIOD_S = 1.0 / DEFAULT_FEATURES.fps
-METHOD = ("stateful: generator.onnx (export_generator), 1 frame per step with the (B, S) state; "
+METHOD = ("fresh untrained generators of the default config (train/configs/generator.yaml) "
+          "with each lookahead; "
+          "stateful: generator.onnx (export_generator), 1 frame per step with the (B, S) state; "
           "sliding window: the same generator exported stateless over the last W = receptive "
           "field frames, re-run for every output frame, last output kept; both ONNX Runtime "
           "CPU, 1 intra-op thread")
