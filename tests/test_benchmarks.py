@@ -139,3 +139,34 @@ def test_sliding_window_equals_stateful_steps_frame_by_frame() -> None:
             first = max(0, t - window + 1)
             w_poses, _ = WindowGenerator(model)(features[:, first:t + 1], noise[:, first:t + 1])
             assert float((poses[:, 0] - w_poses).abs().max()) <= 1e-5
+
+
+TRTEXEC_SUMMARY = """\
+[11/24/2026-10:15:12] [I] === Performance summary ===
+[11/24/2026-10:15:12] [I] Throughput: 1234.5 qps
+[11/24/2026-10:15:12] [I] Latency: min = 0.5 ms, max = 2 ms, mean = 0.8 ms, median = 0.75 ms, \
+percentile(99%) = 1.5 ms
+[11/24/2026-10:15:12] [I] Total Host Walltime: 10 s
+"""
+
+
+def test_trtexec_numbers_are_merged_when_trtexec_is_on_path(
+        tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from benchmarks.runtime import trtexec_numbers
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no trtexec anywhere
+    assert trtexec_numbers(tiny_bundle, tmp_path / "none") == {
+        "status": "skipped: trtexec not found"}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "summary.txt").write_text(TRTEXEC_SUMMARY)
+    fake = bin_dir / "trtexec"  # a stand-in: prints the summary when benchmarking an engine
+    fake.write_text(f'#!/bin/sh\ncase "$*" in *--loadEngine=*) cat {tmp_path / "summary.txt"};;'
+                    " esac\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    numbers = trtexec_numbers(tiny_bundle, tmp_path / "trtexec")
+    assert numbers["status"] == "ran"
+    assert [r["model"] for r in numbers["records"]] == ["generator", "posesync"]
+    assert numbers["records"][0]["throughput_qps"] == pytest.approx(1234.5)
+    assert numbers["records"][0]["latency_ms"]["p99"] == pytest.approx(1.5)
