@@ -58,10 +58,11 @@ def check_sample_rate(name: str, rate: Any) -> int:
     [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]; ``name`` is what the message calls it."""
     if isinstance(rate, bool) or not isinstance(rate, numbers.Integral) or rate <= 0:
         raise AudioError(f"{name} must be a positive integer number of Hz, got {rate!r}")
+    rate = int(rate)
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise AudioError(f"{name} {rate} Hz is outside the supported {MIN_SAMPLE_RATE}.."
                          f"{MAX_SAMPLE_RATE} Hz; resample the audio to a common rate first")
-    return int(rate)
+    return rate
 
 
 def _first_non_finite(samples: np.ndarray) -> int | None:

@@ -47,7 +47,6 @@ import dataclasses
 import os
 import queue
 import threading
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -55,20 +54,15 @@ from typing import Any
 
 import numpy as np
 
-from sdk.audio import AudioError, StreamingResampler, check_sample_rate, to_float_mono
 from sdk.bundle import Bundle, BundleError, Manifest, load_bundle
 from sdk.frames import PoseFrames
-from sdk.mfcc import MfccMatrices, StreamingFeatureExtractor
-from sdk.noise import frame_noise
+from sdk.mfcc import MfccMatrices
 from sdk.runners.base import FEATURES, NOISE, STATE, GeneratorStepper
 from sdk.runners.select import BackendChoice, BackendConfig, create_stepper
+from sdk.stream import Stream, StreamError
 
-_MAX_BLOCK_SECONDS = 10  # long chunks are processed in blocks of this many input seconds
-_NOISE_BLOCK_FRAMES = 256  # frame_noise is drawn per stream this many frames at a time
-
-
-class StreamError(ValueError):
-    """Bad input to a stream or a misuse of one; the stream is unchanged and still usable."""
+__all__ = ["GeneratorConfig", "Stream", "StreamError", "StreamingGenerator",
+           "model_rate_samples"]
 
 
 def model_rate_samples(n_samples: int, sample_rate: int, model_rate: int) -> int:
@@ -107,217 +101,6 @@ class GeneratorConfig:
                                       or value <= 0):
                 raise ValueError(f"GeneratorConfig.{name} must be a positive int or None, "
                                  f"got {value!r}")
-
-
-class _FeatureQueue:
-    """FIFO of feature frames (float32 rows of ``dim``) fed in blocks, taken in chunks."""
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-        self._blocks: list[np.ndarray] = []
-        self._offset = 0  # rows of _blocks[0] already taken
-        self.size = 0
-
-    def push(self, frames: np.ndarray) -> None:
-        if len(frames):
-            self._blocks.append(frames)
-            self.size += len(frames)
-
-    def peek(self, n: int) -> np.ndarray:
-        """The first ``n`` rows (n <= size), float32 (n, dim), without removing them."""
-        parts, need, offset = [], n, self._offset
-        for block in self._blocks:
-            part = block[offset:offset + need]
-            parts.append(part)
-            need -= len(part)
-            offset = 0
-            if need == 0:
-                break
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def drop(self, n: int) -> None:
-        self.size -= n
-        n += self._offset
-        while self._blocks and n >= len(self._blocks[0]):
-            n -= len(self._blocks.pop(0))
-        self._offset = n
-
-    def clear(self) -> None:
-        self._blocks, self._offset, self.size = [], 0, 0
-
-
-def _check_rate(sample_rate: Any) -> int:
-    try:
-        return check_sample_rate("sample_rate", sample_rate)
-    except AudioError as exc:
-        raise StreamError(str(exc)) from exc
-
-
-class Stream:
-    """One speaker's audio in, pose frames out. Made by :meth:`StreamingGenerator.create_stream`.
-
-    A context manager: leaving the ``with`` block (or :meth:`close`) frees its state slot.
-    """
-
-    def __init__(self, generator: StreamingGenerator, seed: int, slot: int) -> None:
-        self._generator = generator
-        self.seed = seed
-        self._slot = slot
-        self._lock = threading.Lock()
-        features = generator.manifest.features
-        self._extractor = StreamingFeatureExtractor(features, generator._matrices)
-        self._queue = _FeatureQueue(features.feature_dim)
-        self._closed = False
-        self._finalizer = weakref.finalize(self, generator._slots_dropped.put, slot)
-        self._start_over()
-
-    def _start_over(self) -> None:
-        """Forget all input and output (caller holds the lock or owns the stream)."""
-        self._extractor.reset()
-        self._queue.clear()
-        self._resampler: StreamingResampler | None = None
-        self._input_rate: int | None = None
-        self._input_samples = 0  # at the input rate
-        self._model_samples = 0  # at the model rate, after resampling
-        self._fed = 0  # feature frames already stepped (the next step's input index t)
-        self._total_frames: int | None = None  # pose frames in all, known after input_finished
-        self._pending: list[PoseFrames] = []
-        self._emitted = 0
-        self._noise = np.zeros((0, self._generator.manifest.generator.noise_dim), np.float32)
-        self._noise_first = 0  # feature frame of _noise[0]
-
-    def _noise_for(self, first: int, count: int) -> np.ndarray:
-        """``frame_noise(seed, first, count, noise_dim)``, drawn in blocks (a pure function of
-        (seed, frame), so blocks change nothing but the number of calls)."""
-        offset = first - self._noise_first
-        if offset < 0 or offset + count > len(self._noise):
-            size = max(count, _NOISE_BLOCK_FRAMES)
-            self._noise = frame_noise(self.seed, first, size, self._noise.shape[1])
-            self._noise_first, offset = first, 0
-        return self._noise[offset:offset + count]
-
-    # ---- input ----
-    def accept_waveform(self, samples: Any, sample_rate: int) -> None:
-        """Append audio.
-
-        Args:
-            samples: (N,) mono or (N, C) channels-last (C <= 32, averaged); int16
-                (/32768), int32 (/2**31), float32 or float64 (in [-1, 1]); finite. N may be 0
-                (nothing happens) or any length (long input is processed in 10 s blocks).
-            sample_rate: int Hz in [4000, 768000] (``sdk.audio.MIN_SAMPLE_RATE``,
-                ``MAX_SAMPLE_RATE``); the same for every chunk until ``reset``.
-        Raises:
-            StreamError: bad dtype/shape/values/rate, a rate change, input after
-                ``input_finished``, or a closed stream. Nothing is changed then.
-        """
-        rate = _check_rate(sample_rate)
-        try:
-            mono = to_float_mono(samples, name="samples")
-        except AudioError as exc:
-            raise StreamError(str(exc)) from exc
-        with self._lock:
-            self._check_usable("accept_waveform")
-            if self._input_rate is not None and rate != self._input_rate:
-                raise StreamError(
-                    f"sample_rate changed from {self._input_rate} to {rate} Hz within a stream; "
-                    f"resample the audio yourself or reset(stream) to start at a new rate"
-                )
-            if mono.size == 0:
-                return
-            if self._resampler is None:
-                self._input_rate = rate
-                self._resampler = StreamingResampler(rate, self._generator.manifest.features
-                                                     .sample_rate)
-            block = _MAX_BLOCK_SECONDS * rate
-            for first in range(0, mono.size, block):
-                self._push_model_rate(self._resampler.process(mono[first:first + block]))
-            self._input_samples += mono.size
-
-    def _push_model_rate(self, samples: np.ndarray) -> None:
-        self._model_samples += samples.size
-        self._queue.push(self._extractor.accept(samples))
-
-    def input_finished(self) -> None:
-        """No more audio: the stream will emit the frames of its tail. Idempotent."""
-        with self._lock:
-            if self._closed:
-                raise StreamError("input_finished on a closed stream")
-            if self._total_frames is not None:
-                return
-            if self._resampler is not None:
-                self._push_model_rate(self._resampler.flush())
-            gen = self._generator
-            total = gen.manifest.features.num_pose_frames(self._model_samples)
-            inputs = 0 if total == 0 else total + gen.lookahead_frames
-            chunk = gen.chunk_frames
-            inputs = -(-inputs // chunk) * chunk  # whole steps; outputs past the end dropped
-            self._queue.push(self._extractor.finish(inputs))
-            self._total_frames = total
-
-    def _check_usable(self, what: str) -> None:
-        if self._closed:
-            raise StreamError(f"{what} on a closed stream; create a new one")
-        if self._total_frames is not None:
-            raise StreamError(f"{what} after input_finished(); reset(stream) to start over")
-
-    # ---- output ----
-    def pop_frames(self) -> PoseFrames:
-        """All frames produced since the last pop (possibly none), oldest first."""
-        with self._lock:
-            frames = PoseFrames.concatenate(self._pending, self._generator.num_joints)
-            self._pending = []
-        return frames
-
-    # ---- state ----
-    @property
-    def sample_rate(self) -> int | None:
-        """The input rate fixed by the first non-empty chunk (None before)."""
-        return self._input_rate
-
-    @property
-    def num_samples_accepted(self) -> int:
-        """Input samples (per channel) accepted since creation or reset."""
-        return self._input_samples
-
-    @property
-    def num_model_samples(self) -> int:
-        """Samples at the model rate so far (final after ``input_finished``)."""
-        return self._model_samples
-
-    @property
-    def num_frames_emitted(self) -> int:
-        """Pose frames produced so far (popped or not)."""
-        return self._emitted
-
-    @property
-    def num_frames_total(self) -> int | None:
-        """Pose frames the stream will produce in all; None until ``input_finished``."""
-        return self._total_frames
-
-    @property
-    def is_input_finished(self) -> bool:
-        return self._total_frames is not None
-
-    @property
-    def is_done(self) -> bool:
-        """Input finished and every frame produced."""
-        return self._total_frames is not None and self._emitted == self._total_frames
-
-    def close(self) -> None:
-        """Free the stream's state slot; the stream cannot be used afterwards. Idempotent."""
-        with self._generator._lock, self._lock:
-            if not self._closed:
-                self._closed = True
-                self._finalizer.detach()
-                if not self._generator._closed:
-                    self._generator._stepper.release_slot(self._slot)
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 class StreamingGenerator:
