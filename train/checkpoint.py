@@ -15,7 +15,9 @@ A checkpoint holds everything export and resume need, and nothing they must re-d
     extra           free-form plain data (e.g. final metrics)
 
 Files are written to a temporary file in the same directory and moved into place with
-``os.replace``, so a crash mid-write never leaves a truncated checkpoint behind.
+``os.replace``, so a crash mid-write never leaves a truncated checkpoint behind. A process
+killed mid-write leaves its partial temporary file (``.NAME.*.tmp``); the next successful
+save of the same checkpoint removes it (one writer per checkpoint path, as with DDP rank 0).
 """
 
 from __future__ import annotations
@@ -109,6 +111,8 @@ def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any],
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by writers killed mid-write
+        stale.unlink(missing_ok=True)
     return path
 
 
