@@ -13,9 +13,9 @@ import torch
 from sdk.pose_image import ImagingConfig
 from train.models.posesync import PoseSyncConfig, PoseSyncNet, contrastive_loss
 
-IMAGE = (ImagingConfig().height, ImagingConfig().width)
 TINY = PoseSyncConfig(audio_channels=(8, 8), pose_channels=(8, 8), hidden_dim=32,
-                      embedding_dim=16)
+                      embedding_dim=16, imaging=ImagingConfig(height=32, width=32))
+IMAGE = (TINY.imaging.height, TINY.imaging.width)
 
 
 def test_contrastive_loss_matches_the_equation_on_hand_made_pairs() -> None:
@@ -161,3 +161,15 @@ def test_resumed_training_equals_uninterrupted_training(tiny_corpus: Path, tmp_p
     split = load_checkpoint(tmp_path / "split" / CHECKPOINT_NAME).model
     for name, value in full.items():
         torch.testing.assert_close(split[name], value, msg=name)
+
+
+def test_shipped_config_builds_the_contract_model() -> None:
+    from train.cli import CONFIG_DIR
+    from train.config import load_config
+    from train.posesync_training import PoseSyncTrainingConfig
+
+    config = load_config(PoseSyncTrainingConfig, CONFIG_DIR / "posesync.yaml")
+    model = PoseSyncNet(config.model)
+    assert model.mfcc_shape == (13, 60)
+    assert model.image_shape == (config.model.imaging.height, config.model.imaging.width)
+    assert config.model.normalize and config.model.margin > 0

@@ -195,8 +195,9 @@ class SyncCorpus:
 
 
 def load_sync_corpus(root: Path, imaging: ImagingConfig,
-                     features: FeatureConfig = DEFAULT_FEATURES) -> SyncCorpus:
+                     features: FeatureConfig = DEFAULT_FEATURES,
+                     clip: PoseSyncClipConfig = DEFAULT_CLIP) -> SyncCorpus:
     """Sequences of the corpus at ``root`` imaged and featurised for PoseSyncNet."""
     sequences = load_corpus_sequences(root, features)
     return SyncCorpus([s for s in sequences if not s.held_out],
-                      [s for s in sequences if s.held_out], imaging, features)
+                      [s for s in sequences if s.held_out], imaging, features, clip)

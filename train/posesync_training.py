@@ -129,7 +129,8 @@ def evaluate_posesync(model: PoseSyncNet, corpus: SyncCorpus, data: PoseSyncData
     aligned, shifted, best, psds = [], [], [], []
     for seq in corpus.held_out:
         audio_emb, pose_emb = sequence_embeddings(embed, seq.mfcc, seq.canonical,
-                                                  features=features, imaging=corpus.imaging)
+                                                  features=features, imaging=corpus.imaging,
+                                                  clip=corpus.clip)
         n = audio_emb.shape[0]
         aligned.append(clip_distances(audio_emb, pose_emb))
         i = np.arange(n)
@@ -182,6 +183,9 @@ def _train(config: PoseSyncTrainingConfig, corpus: SyncCorpus, out_dir: Path, re
            device: torch.device, show_progress: bool, stop_after: int | None
            ) -> dict[str, float]:
     run = config.run
+    if corpus.imaging != config.model.imaging or corpus.clip != config.model.clip:
+        raise ValueError("the corpus was imaged or clipped differently from model.imaging / "
+                         "model.clip_frames; load it with the model config's settings")
     if run.threads > 0:
         torch.set_num_threads(run.threads)
     seed_everything(run.seed)
@@ -258,7 +262,8 @@ def train_posesync_main(args: Any) -> int:
 
     try:
         config = load_config(PoseSyncTrainingConfig, args.config, args.overrides)
-        corpus = load_sync_corpus(Path(args.data), config.model.imaging)
+        corpus = load_sync_corpus(Path(args.data), config.model.imaging,
+                                  clip=config.model.clip)
         result = train_posesync(config, corpus, args.out, resume=args.resume,
                                 device=args.device,
                                 show_progress=not getattr(args, "no_progress", False))

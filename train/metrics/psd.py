@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from sdk.features import DEFAULT_FEATURES, FeatureConfig
-from sdk.pose_image import ImagingConfig
 from sdk.psd import DEFAULT_MAX_OFFSET, EmbedFn, OffsetSweep, offset_sweep
 from train.models.posesync import PoseSyncNet
 
@@ -49,15 +48,21 @@ class PSDSummary:
     sweeps: tuple[OffsetSweep, ...]
 
 
-def psd_of_sequences(embed_fn: EmbedFn, mfccs: Sequence[np.ndarray],
-                     canonicals: Sequence[np.ndarray], imaging: ImagingConfig | None = None,
-                     features: FeatureConfig = DEFAULT_FEATURES,
+def psd_of_sequences(model: PoseSyncNet, mfccs: Sequence[np.ndarray],
+                     canonicals: Sequence[np.ndarray], features: FeatureConfig = DEFAULT_FEATURES,
                      max_offset: int = DEFAULT_MAX_OFFSET) -> PSDSummary:
-    """Offset sweep of every (mfcc (M, 13), canonical poses (T, J, 2)) pair, pooled."""
+    """Offset sweep of every (mfcc (M, 13), canonical poses (T, J, 2)) pair, pooled.
+
+    The poses are imaged with the model's own ``config.imaging`` (what it was trained on).
+    Each sequence needs ``clip_frames + 2 * max_offset`` frames (39 by default).
+    """
     if len(mfccs) != len(canonicals) or not mfccs:
         raise ValueError(f"need as many MFCC as pose sequences (>= 1), got {len(mfccs)} and "
                          f"{len(canonicals)}")
-    sweeps = tuple(offset_sweep(embed_fn, m, c, max_offset, features=features, imaging=imaging)
+    embed_fn = torch_embed_fn(model)
+    imaging = model.config.imaging
+    sweeps = tuple(offset_sweep(embed_fn, m, c, max_offset, features=features, imaging=imaging,
+                                clip=model.config.clip)
                    for m, c in zip(mfccs, canonicals, strict=True))
     best = np.array([s.best_offset for s in sweeps])
     return PSDSummary(
