@@ -45,6 +45,7 @@ from sdk.bundle import (
 from sdk.features import FeatureConfig
 from sdk.normalization import PoseNormalization
 from sdk.pose_image import ImagingConfig
+from sdk.runners.base import MFCC_CLIPS, POSE_IMAGES
 from sdk.skeleton import MODEL_SKELETON
 from train.checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint
 from train.config import config_from_dict
@@ -187,7 +188,7 @@ def measure_psd_reference(generator_onnx: Path, posesync_onnx: Path, inputs: Exp
     posesync = ort.InferenceSession(str(posesync_onnx), providers=["CPUExecutionProvider"])
 
     def embed(mfcc_clips: np.ndarray, pose_clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        audio_emb, pose_emb = posesync.run(None, {"mfcc": mfcc_clips, "pose_images": pose_clips})
+        audio_emb, pose_emb = posesync.run(None, {MFCC_CLIPS: mfcc_clips, POSE_IMAGES: pose_clips})
         return audio_emb, pose_emb
 
     sweep = offset_sweep(embed, mfcc, canonical, features=inputs.features,

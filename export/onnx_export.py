@@ -24,13 +24,25 @@ import torch
 from torch import nn
 
 from sdk.bundle import ModelSpec, TensorSpec
+from sdk.runners.base import (
+    AUDIO_EMB,
+    FEATURES,
+    GENERATOR_INPUTS,
+    GENERATOR_OUTPUTS,
+    MFCC_CLIPS,
+    NOISE,
+    POSE_EMB,
+    POSE_IMAGES,
+    POSES,
+    POSESYNC_INPUTS,
+    POSESYNC_OUTPUTS,
+    SALIENCY,
+    STATE,
+    STATE_OUT,
+)
 from train.models.generator import GeneratorStep, SalientPostureGenerator
 from train.models.posesync import PoseSyncNet
 
-GENERATOR_INPUTS = ("features", "noise", "state")
-GENERATOR_OUTPUTS = ("poses", "saliency", "state_out")
-POSESYNC_INPUTS = ("mfcc", "pose_images")
-POSESYNC_OUTPUTS = ("audio_emb", "pose_emb")
 BATCH_AXIS = "batch"  # streams (generator) or clips (posesync)
 FRAMES_AXIS = "frames"  # feature frames per step (generator)
 MIN_OPSET = 17
@@ -106,16 +118,16 @@ def export_generator(generator: SalientPostureGenerator, path: str | Path,
         torch.randn(_EXAMPLE_BATCH, _EXAMPLE_FRAMES, config.noise_dim),
         torch.randn(_EXAMPLE_BATCH, generator.state_size),
     )
-    dynamic = {"features": {0: batch, 1: frames}, "noise": {0: batch, 1: frames},
-               "state": {0: batch}}
+    dynamic = {FEATURES: {0: batch, 1: frames}, NOISE: {0: batch, 1: frames},
+               STATE: {0: batch}}
     path = Path(path)
     _export(GeneratorStep(generator), args, path, GENERATOR_INPUTS, GENERATOR_OUTPUTS,
             dynamic, opset)
     b, t, joints = BATCH_AXIS, FRAMES_AXIS, config.num_joints
     return _check_contract(read_model_spec(path), {
-        "features": (b, t, config.feature_dim), "noise": (b, t, config.noise_dim),
-        "state": (b, generator.state_size), "poses": (b, t, joints, 2), "saliency": (b, t),
-        "state_out": (b, generator.state_size)})
+        FEATURES: (b, t, config.feature_dim), NOISE: (b, t, config.noise_dim),
+        STATE: (b, generator.state_size), POSES: (b, t, joints, 2), SALIENCY: (b, t),
+        STATE_OUT: (b, generator.state_size)})
 
 
 def export_posesync(posesync: PoseSyncNet, path: str | Path, opset: int = DEFAULT_OPSET
@@ -127,14 +139,14 @@ def export_posesync(posesync: PoseSyncNet, path: str | Path, opset: int = DEFAUL
     batch = torch.export.Dim(BATCH_AXIS, min=1)
     args = (torch.randn(_EXAMPLE_BATCH, *posesync.mfcc_shape),
             torch.rand(_EXAMPLE_BATCH, posesync.config.clip_frames, *posesync.image_shape))
-    dynamic = {"mfcc": {0: batch}, "pose_images": {0: batch}}
+    dynamic = {MFCC_CLIPS: {0: batch}, POSE_IMAGES: {0: batch}}
     path = Path(path)
     _export(posesync, args, path, POSESYNC_INPUTS, POSESYNC_OUTPUTS, dynamic, opset)
     b, emb = BATCH_AXIS, posesync.config.embedding_dim
     return _check_contract(read_model_spec(path), {
-        "mfcc": (b, *posesync.mfcc_shape),
-        "pose_images": (b, posesync.config.clip_frames, *posesync.image_shape),
-        "audio_emb": (b, emb), "pose_emb": (b, emb)})
+        MFCC_CLIPS: (b, *posesync.mfcc_shape),
+        POSE_IMAGES: (b, posesync.config.clip_frames, *posesync.image_shape),
+        AUDIO_EMB: (b, emb), POSE_EMB: (b, emb)})
 
 
 def _check_contract(spec: ModelSpec, expected: dict[str, tuple[int | str, ...]]) -> ModelSpec:

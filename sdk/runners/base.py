@@ -38,6 +38,13 @@ SALIENCY = "saliency"  # float32 (B, Tc)
 STATE_OUT = "state_out"  # float32 (B, S)
 GENERATOR_INPUTS = (FEATURES, NOISE, STATE)
 GENERATOR_OUTPUTS = (POSES, SALIENCY, STATE_OUT)
+# The PoseSyncNet contract (docs/architecture.md).
+MFCC_CLIPS = "mfcc"  # float32 (B, n_mfcc, clip_mfcc_frames)
+POSE_IMAGES = "pose_images"  # float32 (B, clip_frames, H, W)
+AUDIO_EMB = "audio_emb"  # float32 (B, E)
+POSE_EMB = "pose_emb"  # float32 (B, E)
+POSESYNC_INPUTS = (MFCC_CLIPS, POSE_IMAGES)
+POSESYNC_OUTPUTS = (AUDIO_EMB, POSE_EMB)
 
 
 class RunnerError(RuntimeError):
