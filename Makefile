@@ -40,5 +40,9 @@ pytest: setup
 
 test: lint typecheck pytest
 
+# Full benchmark on this machine (JSON + Markdown + PNG under benchmarks/results/).
+bench: setup
+	$(BIN)/gesturert bench --compare-sliding-window
+
 clean:
 	rm -rf $(VENV) .stubs .pytest_cache .mypy_cache .ruff_cache
