@@ -135,9 +135,9 @@ def render_motion(script: Script, profile: SpeakerProfile, envelope: np.ndarray,
 
     dominant, other = idle_arm(phase[0], phase[1], 1.0), idle_arm(phase[2], phase[3], 0.5)
     weight, posture = posture_weights(script)
-    if include_postures:
+    active = posture >= 0
+    if include_postures and np.any(active):  # a short interval may hold no posture at all
         deltas = [posture_delta(p, profile.gesture_scale) for p in range(NUM_POSTURES)]
-        active = posture >= 0
         dominant[active] += weight[active, None] * np.stack(
             [deltas[p][0] for p in posture[active]]).reshape(-1, 9)
         other[active] += weight[active, None] * np.stack(
