@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -315,17 +316,23 @@ def write_bundle_manifest(root: Path, manifest: Manifest) -> Manifest:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle on disk. ``root`` is the directory (a tar is unpacked first)."""
+    """A verified bundle on disk. ``root`` is the directory (a tar is unpacked first).
+
+    ``unpacked_dir``: the temporary directory a ``.tar`` was unpacked into (None for a
+    directory bundle). Whoever holds the Bundle removes it when done
+    (:meth:`sdk.streaming.StreamingGenerator.close` does).
+    """
 
     root: Path
     manifest: Manifest
+    unpacked_dir: Path | None = None
 
     def path(self, relative: str) -> Path:
         return self.root / relative
 
 
-def _unpack_tar(path: Path) -> Path:
-    target = Path(tempfile.mkdtemp(prefix="gesturert-bundle-"))
+def _unpack_tar(path: Path, target: Path) -> Path:
+    """Unpack the tar at ``path`` into ``target``; returns the directory of its manifest."""
     try:
         with tarfile.open(path) as tar:
             tar.extractall(target, filter="data")
@@ -342,6 +349,9 @@ def _unpack_tar(path: Path) -> Path:
 def load_bundle(path: str | os.PathLike[str], verify: bool = True) -> Bundle:
     """Open a bundle directory or .tar, check its format version and every file's sha256.
 
+    A .tar is unpacked into a new temporary directory, ``Bundle.unpacked_dir``; the caller
+    removes it when done (it is removed here when the bundle is refused).
+
     Raises:
         BundleError naming the file: missing manifest or listed file, checksum mismatch
         (of a listed file, or of the manifest itself when it carries ``manifest_sha256``),
@@ -350,7 +360,18 @@ def load_bundle(path: str | os.PathLike[str], verify: bool = True) -> Bundle:
     path = Path(path)
     if not path.exists():
         raise BundleError(f"{path}: no such bundle (expected a directory or .tar)")
-    root = _unpack_tar(path) if path.is_file() else path
+    if path.is_dir():
+        return _load_directory(path, verify)
+    unpacked = Path(tempfile.mkdtemp(prefix="gesturert-bundle-"))
+    try:
+        bundle = _load_directory(_unpack_tar(path, unpacked), verify)
+    except BaseException:
+        shutil.rmtree(unpacked, ignore_errors=True)  # a refused tar leaves nothing behind
+        raise
+    return dataclasses.replace(bundle, unpacked_dir=unpacked)
+
+
+def _load_directory(root: Path, verify: bool) -> Bundle:
     manifest_path = root / MANIFEST_NAME
     if not manifest_path.is_file():
         raise BundleError(f"{root}: no {MANIFEST_NAME}; this is not a gesturert bundle")
@@ -374,6 +395,7 @@ def load_bundle(path: str | os.PathLike[str], verify: bool = True) -> Bundle:
     required = {manifest.generator.model.file, manifest.mfcc_matrices}
     if manifest.posesync is not None:
         required.add(manifest.posesync.model.file)
+    required.update(engine.file for engine in manifest.engines)  # an engine runs unverified else
     unlisted = sorted(required - set(manifest.files))
     if unlisted:
         raise BundleError(f"{manifest_path}: files {unlisted} are not listed with a checksum")

@@ -46,7 +46,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
+import shutil
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -123,6 +125,9 @@ class StreamingGenerator:
                                          if isinstance(backend, str) else backend)
         self.config = config
         self.bundle: Bundle = load_bundle(config.bundle, verify=config.verify_bundle)
+        # a .tar bundle's unpacked copy goes with the generator (close, or garbage collection)
+        self._remove_unpacked = None if self.bundle.unpacked_dir is None else weakref.finalize(
+            self, shutil.rmtree, self.bundle.unpacked_dir, ignore_errors=True)
         manifest = self.manifest
         spec = manifest.generator
         try:
@@ -296,11 +301,14 @@ class StreamingGenerator:
             self._stepper.release_slot(slot)
 
     def close(self) -> None:
-        """Free the backend; streams of this generator cannot step afterwards. Idempotent."""
+        """Free the backend (and a .tar bundle's unpacked copy); streams of this generator
+        cannot step afterwards. Idempotent."""
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self._stepper.close()
+            if self._remove_unpacked is not None:
+                self._remove_unpacked()
 
     def __enter__(self) -> StreamingGenerator:
         return self

@@ -6,11 +6,15 @@ or silent wrong output; ONNX Runtime replaces a mismatched engine only when aske
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ import numpy as np
 import pytest
 from helpers_bundle import tiny_bundle  # noqa: F401  (session fixture)
 
+import sdk.bundle as sdk_bundle
 import sdk.runners.tensorrt as trt_module
 from export.bundle_writer import GENERATOR_FILE, MFCC_FILE, POSESYNC_FILE
 from reliability.make_bad_inputs import speechlike
@@ -124,6 +129,50 @@ def test_a_corrupt_bundle_tar_is_refused(tmp_path: Path) -> None:
     tar.write_bytes(np.random.default_rng(1).bytes(10240))
     with pytest.raises(BundleError, match="cannot unpack the bundle tar"):
         open_cpu(tar)
+
+
+def _tar(root: Path, out: Path) -> Path:
+    with tarfile.open(out, "w") as tar:
+        tar.add(root, arcname="bundle")
+    return out
+
+
+def test_a_tar_bundle_leaves_no_unpacked_copy_behind(
+        bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closed, garbage-collected or refused: the temporary unpacked copy is removed."""
+    made: list[Path] = []
+    mkdtemp = tempfile.mkdtemp
+
+    def recording_mkdtemp(*args: Any, **kwargs: Any) -> str:
+        made.append(Path(mkdtemp(*args, **kwargs)))
+        return str(made[-1])
+
+    monkeypatch.setattr(sdk_bundle.tempfile, "mkdtemp", recording_mkdtemp)
+    tar = _tar(bundle, tmp_path / "bundle.tar")
+    with open_cpu(tar) as gen:
+        assert gen.bundle.unpacked_dir == made[0] and made[0].is_dir()
+        assert len(gen.generate(np.zeros(16000, np.float32), 16000)) == gen.fps
+    assert not made[0].exists()
+    dropped = open_cpu(tar)
+    assert made[1].is_dir()
+    del dropped
+    gc.collect()
+    assert not made[1].exists()
+    data = bytearray((bundle / MFCC_FILE).read_bytes())
+    data[100] ^= 0xFF
+    (bundle / MFCC_FILE).write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="does not match the manifest"):
+        open_cpu(_tar(bundle, tmp_path / "tampered.tar"))
+    assert len(made) == 3 and not made[2].exists()
+
+
+def test_an_engine_without_a_checksum_is_refused(bundle: Path) -> None:
+    data = read_manifest(bundle)
+    del data["files"][ENGINE_FILE]
+    write_manifest(bundle, data, rehash=True)
+    with pytest.raises(BundleError, match=re.escape(f"files {[ENGINE_FILE]} are not listed "
+                                                    "with a checksum")):
+        open_cpu(bundle)
 
 
 # ---- manifest ----
