@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,21 @@ def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any],
     return path
 
 
+def _damaged_member(path: Path) -> str | None:
+    """The first member of a zip-format checkpoint whose CRC-32 does not match, else None.
+
+    torch.load does not check the CRCs torch.save writes, so a flipped bit in a weight
+    would load silently; this reads the file once more to check them.
+    """
+    if not zipfile.is_zipfile(path):
+        return None  # torch.load reports what is wrong with it
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:  # zlib/zip structure errors
+        return f"its zip structure ({exc})"
+
+
 def load_checkpoint(path: str | Path, expected_kind: str | None = None,
                     expected_features: FeatureConfig | None = None) -> Checkpoint:
     """Read a checkpoint onto the CPU and check it.
@@ -125,12 +141,17 @@ def load_checkpoint(path: str | Path, expected_kind: str | None = None,
         expected_kind: fail unless the checkpoint is of this kind.
         expected_features: fail unless the checkpoint was trained on these features.
     Raises:
-        CheckpointError: missing/unreadable file, wrong kind, feature mismatch.
+        CheckpointError: missing, unreadable or corrupt file (zip CRC mismatch), wrong
+            kind, feature mismatch.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; train one with "
                               f"`gesturert train {expected_kind or '<kind>'} --out DIR`")
+    damaged = _damaged_member(path)
+    if damaged is not None:
+        raise CheckpointError(f"checkpoint {path} is corrupt: {damaged} fails its CRC check "
+                              f"(a disk or copy error); use an earlier copy or retrain")
     try:
         data = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:

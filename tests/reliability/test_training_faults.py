@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 
 from sdk.features import DEFAULT_FEATURES
 from train import checkpoint as checkpoint_module
-from train.checkpoint import load_checkpoint, load_model, save_checkpoint
+from train.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from train.models.generator import GeneratorConfig, SalientPostureGenerator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +71,31 @@ def test_a_write_failing_halfway_leaves_the_previous_checkpoint(
     assert _temp_files(tmp_path, path.name) == []  # the partial temp file is removed
     assert load_checkpoint(path).step == 1
     load_model(path, "generator")  # loads and fits the model
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "flipped-header",
+                                    "one-bit-in-a-weight"])
+def test_a_damaged_checkpoint_is_refused_naming_it(tmp_path: Path, damage: str) -> None:
+    """What a kill during a non-atomic copy (or a bad disk) would leave."""
+    torch.manual_seed(0)
+    path = _save(tmp_path / "generator.pt", SalientPostureGenerator(TINY), step=4)
+    data = path.read_bytes()
+    damaged = {"empty": b"", "truncated": data[: len(data) // 2],
+               "garbage": bytes(range(256)) * 64,
+               "flipped-header": data[:64] + bytes(b ^ 0xFF for b in data[64:4096])
+               + data[4096:]}
+    with zipfile.ZipFile(path) as archive:  # torch.load alone loaded this one silently
+        largest = max(archive.infolist(), key=lambda info: info.file_size)
+    bit = bytearray(data)
+    bit[largest.header_offset + 200] ^= 0x40  # inside the largest weight tensor's bytes
+    damaged["one-bit-in-a-weight"] = bytes(bit)
+    path.write_bytes(damaged[damage])
+    refusals = r"could not be read|not a gesturert checkpoint|is corrupt: .* fails its CRC"
+    with pytest.raises(CheckpointError, match=refusals) as info:
+        load_model(path, "generator")
+    assert str(path) in str(info.value)
+    if damage == "one-bit-in-a-weight":
+        assert "fails its CRC check" in str(info.value)
 
 
 _WRITER = """
