@@ -1,0 +1,432 @@
+"""``gesturert validate``: prove a deployed bundle computes what was trained, with PSD.
+
+    gesturert validate BUNDLE [--audio a.wav b.wav ...] [--backends torch,onnxruntime,tensorrt]
+                       [--generator generator.pt] [--posesync-backend onnxruntime-cpu]
+                       [--out out/validate] [--seed 0]
+
+For every audio file and every backend that can run here, the generator runs **offline**
+(one pass) and **streaming** (the audio fed in random chunk sizes, stepping as it becomes
+ready). Each output is scored with the bundle's PoseSyncNet: PSD and the offset sweep
+(best offset in pose frames, confidence = median - min). Backends: ``torch`` (the PyTorch
+checkpoint given with ``--generator``, run through ``model.step``; the reference when
+given), ``onnxruntime`` (GPU provider when present, else CPU), ``onnxruntime-cpu``,
+``onnxruntime-gpu``, ``tensorrt`` (a bundle engine for this GPU). One that cannot run
+here is reported as skipped, with why. Without ``torch``, the first backend that runs
+(offline) is the reference.
+
+The shipped speech sample is always validated too, with the noise seed of the manifest's
+``psd_reference`` (``export.bundle_writer.PSD_SEED``): its rows are compared with that
+reference, measured at export the same way (ORT, one step, first L outputs dropped,
+``sdk.psd``). ``--seed`` sets the noise seed of the runs on your own audio.
+
+Checks (a row fails naming each one out of tolerance):
+
+* keypoints: max abs difference from the reference run, in standardised model units (the
+  units of export parity), <= 1e-4 (fp32) / 2e-2 (fp16 engines); saliency the same;
+* PSD: relative difference from the reference (the manifest's on the sample, the
+  reference run's on your audio) <= ``tolerance_fp32`` (0.5 %) / ``tolerance_fp16`` (2 %);
+* offset: the same best offset as the reference (0 frames apart). When the sweep is flat
+  (the distance at the reference offset is within the PSD tolerance of the minimum, as
+  for an untrained model), the offsets count as agreeing and the table says "flat".
+
+Writes ``validate.json`` and ``validate.md`` to ``--out``; prints the table. Exit codes:
+0 all within tolerance, 1 something out of tolerance (named on stderr), 2 unusable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.bundle_writer import PSD_SEED, SPEECH_SAMPLE
+from sdk.audio import AudioError, load_audio
+from sdk.bundle import Bundle, BundleError, load_bundle
+from sdk.demo import FramesPsd, frames_psd, posesync_embed_fn
+from sdk.frames import PoseFrames
+from sdk.mfcc import MfccMatrices, extract_features
+from sdk.noise import frame_noise
+from sdk.psd import EmbedFn
+from sdk.runners.select import BackendConfig, BackendError, match_engine
+from sdk.streaming import StreamingGenerator
+
+TORCH = "torch"
+SDK_BACKENDS = ("onnxruntime", "onnxruntime-cpu", "onnxruntime-gpu", "tensorrt")
+VALIDATE_BACKENDS = (TORCH, *SDK_BACKENDS)
+DEFAULT_BACKENDS = "torch,onnxruntime,tensorrt"
+POSESYNC_BACKENDS = ("onnxruntime-cpu", "onnxruntime-gpu", "tensorrt")
+KEYPOINT_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs, standardised units
+MAX_STREAM_CHUNK_SECONDS = 0.5  # random streaming chunks are 1 sample .. this long
+EXIT_OK, EXIT_OUT_OF_TOLERANCE, EXIT_UNUSABLE = 0, 1, 2
+
+# (audio (N,) at the model rate, seed) -> standardised poses (T, J, 2), saliency (T,)
+GenerateFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+class ValidateError(RuntimeError):
+    """Validation cannot run (bad bundle, audio, checkpoint or backend list)."""
+
+
+@dataclass
+class Row:
+    """One generator output of the validation table (differences vs the reference run)."""
+
+    audio: str
+    backend: str
+    mode: str  # "offline" | "streaming"
+    precision: str
+    frames: int
+    psd: float
+    psd_reference: float
+    psd_rel_diff: float
+    offset: int
+    offset_reference: int
+    offset_flat: bool
+    confidence: float
+    keypoints_max_abs: float | None = None
+    keypoints_mean_abs: float | None = None
+    saliency_max_abs: float | None = None
+    saliency_agreement: float | None = None  # fraction of frames on the same side of 0.5
+    is_reference: bool = False
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Output:
+    standardized: np.ndarray  # (T, J, 2)
+    saliency: np.ndarray  # (T,)
+    scores: FramesPsd
+
+
+# ---------------------------------------------------------------- backends
+def _sdk_backend(bundle: Bundle, name: str) -> tuple[StreamingGenerator, str]:
+    """The bundle on an sdk backend and its precision; BackendError when it cannot run."""
+    generator = StreamingGenerator(bundle.root, backend=BackendConfig(name))
+    engine = generator.backend.engine
+    return generator, engine.precision if engine is not None else "fp32"
+
+
+def _sdk_runs(generator: StreamingGenerator, rng: np.random.Generator) -> dict[str, GenerateFn]:
+    """Offline (``generate``) and streaming (random chunk sizes) runs on an sdk backend."""
+    norm, rate = generator.manifest.normalization, generator.manifest.features.sample_rate
+
+    def standardized(frames: PoseFrames) -> tuple[np.ndarray, np.ndarray]:
+        canonical = norm.pixels_to_canonical(frames.keypoints)
+        return norm.standardize(canonical), frames.saliency
+
+    def offline(audio: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return standardized(generator.generate(audio, rate, seed))
+
+    def streaming(audio: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        parts = []
+        with generator.create_stream(seed) as stream:
+            first, longest = 0, max(2, int(MAX_STREAM_CHUNK_SECONDS * rate))
+            while first < audio.size:
+                size = int(np.exp(rng.uniform(0, np.log(longest))))  # log-uniform sizes
+                stream.accept_waveform(audio[first:first + size], rate)
+                first += size
+                while generator.is_ready(stream):
+                    generator.step([stream])
+                parts.append(stream.pop_frames())
+            stream.input_finished()
+            while generator.is_ready(stream):
+                generator.step([stream])
+            parts.append(stream.pop_frames())
+        return standardized(PoseFrames.concatenate(parts, generator.num_joints))
+
+    return {"offline": offline, "streaming": streaming}
+
+
+def _torch_runs(bundle: Bundle, checkpoint: Path, matrices: MfccMatrices,
+                rng: np.random.Generator) -> dict[str, GenerateFn]:
+    """model.step of the checkpoint on the bundle's features: one step, and random chunks."""
+    import torch
+
+    from export.bundle_writer import load_generator
+    from export.parity import random_chunks
+
+    manifest = bundle.manifest
+    model, _ = load_generator(checkpoint)
+    spec, config = manifest.generator, model.config
+    if (config.lookahead_frames, config.noise_dim, model.state_size) != \
+            (spec.lookahead_frames, spec.noise_dim, spec.state_size):
+        raise ValidateError(
+            f"--generator {checkpoint}: lookahead/noise/state sizes "
+            f"{(config.lookahead_frames, config.noise_dim, model.state_size)} differ from the "
+            f"bundle's {(spec.lookahead_frames, spec.noise_dim, spec.state_size)}; pass the "
+            "checkpoint this bundle was exported from")
+    lookahead, features = spec.lookahead_frames, manifest.features
+
+    def run(audio: np.ndarray, seed: int, chunked: bool) -> tuple[np.ndarray, np.ndarray]:
+        total = features.num_pose_frames(audio.size)
+        inputs = extract_features(audio, features, matrices, total + lookahead)
+        noise = frame_noise(seed, 0, inputs.shape[0], spec.noise_dim)
+        chunks = random_chunks(inputs.shape[0], rng, 16) if chunked else [inputs.shape[0]]
+        state = model.init_state(1)
+        poses, saliency, first = [], [], 0
+        with torch.no_grad():
+            for size in chunks:
+                p, s, state = model.step(torch.from_numpy(inputs[None, first:first + size]),
+                                         torch.from_numpy(noise[None, first:first + size]), state)
+                poses.append(p[0].numpy())
+                saliency.append(s[0].numpy())
+                first += size
+        keep = slice(lookahead, lookahead + total)
+        return np.concatenate(poses)[keep], np.concatenate(saliency)[keep]
+
+    return {"offline": lambda a, s: run(a, s, False), "streaming": lambda a, s: run(a, s, True)}
+
+
+def _posesync_embed(bundle: Bundle, backend: str) -> tuple[EmbedFn, Any]:
+    if backend == "onnxruntime-cpu":
+        return posesync_embed_fn(bundle)
+    spec = bundle.manifest.posesync
+    if spec is None:
+        raise ValidateError(f"{bundle.root}: the bundle has no posesync model; no PSD")
+    if backend == "onnxruntime-gpu":
+        from sdk.runners.onnxrt import CPU_PROVIDER, CUDA_PROVIDER, OnnxRuntimeRunner
+
+        return posesync_embed_fn(bundle, OnnxRuntimeRunner(
+            bundle.path(spec.model.file), providers=(CUDA_PROVIDER, CPU_PROVIDER)))
+    from sdk.runners.tensorrt import (
+        RunnerError,
+        TensorRTRunner,
+        cuda_compute_capability,
+        tensorrt_version,
+    )
+
+    try:
+        engine, why = match_engine(bundle.manifest.engines, cuda_compute_capability(0),
+                                   tensorrt_version(), model="posesync")
+    except RunnerError as exc:
+        raise ValidateError(f"--posesync-backend tensorrt cannot run here: {exc}") from exc
+    if engine is None:
+        raise ValidateError(f"--posesync-backend tensorrt: {why}")
+    return posesync_embed_fn(bundle, TensorRTRunner(bundle.path(engine.file)))
+
+
+# ---------------------------------------------------------------- comparison
+def _compare(row: Row, out: _Output, ref: _Output | None, tol_psd: float, tol_kp: float
+             ) -> None:
+    """Fill ``row``'s differences from the reference run and name what is out of tolerance."""
+    where = f"{row.backend} {row.mode} on {row.audio}"
+    if ref is not None and not row.is_reference:
+        if out.standardized.shape != ref.standardized.shape:
+            row.failures.append(f"{where}: {out.standardized.shape[0]} frames, the reference "
+                                f"has {ref.standardized.shape[0]}")
+        else:
+            diff = np.abs(out.standardized.astype(np.float64) - ref.standardized)
+            row.keypoints_max_abs, row.keypoints_mean_abs = float(diff.max()), float(diff.mean())
+            row.saliency_max_abs = float(np.max(np.abs(out.saliency - ref.saliency)))
+            row.saliency_agreement = float(np.mean((out.saliency >= 0.5)
+                                                   == (ref.saliency >= 0.5)))
+            if not row.keypoints_max_abs <= tol_kp:  # NaN fails too
+                row.failures.append(f"{where}: keypoints max abs {row.keypoints_max_abs:.3g} "
+                                    f"> {tol_kp:.0e} (standardised units)")
+            if not row.saliency_max_abs <= tol_kp:
+                row.failures.append(f"{where}: saliency max abs {row.saliency_max_abs:.3g} "
+                                    f"> {tol_kp:.0e}")
+    if not row.psd_rel_diff <= tol_psd:
+        row.failures.append(f"{where}: PSD {row.psd:.5f} is {100 * row.psd_rel_diff:.3f}% from "
+                            f"the reference {row.psd_reference:.5f} (tolerance "
+                            f"{100 * tol_psd:.2g}%)")
+    if row.offset != row.offset_reference and not row.offset_flat:
+        row.failures.append(f"{where}: sync offset estimate {row.offset:+d} frames, the "
+                            f"reference says {row.offset_reference:+d}")
+
+
+def _row(audio: str, backend: str, mode: str, precision: str, out: _Output,
+         psd_ref: float, offset_ref: int, tol_psd: float) -> Row:
+    sweep = out.scores.sweep
+    at_ref = np.flatnonzero(sweep.offsets == offset_ref)
+    flat = bool(at_ref.size and sweep.mean_distance[at_ref[0]] - sweep.min_distance
+                <= tol_psd * sweep.min_distance)
+    return Row(audio=audio, backend=backend, mode=mode, precision=precision,
+               frames=int(out.standardized.shape[0]), psd=sweep.psd, psd_reference=psd_ref,
+               psd_rel_diff=abs(sweep.psd - psd_ref) / abs(psd_ref) if psd_ref else np.inf,
+               offset=sweep.best_offset, offset_reference=offset_ref,
+               offset_flat=flat and sweep.best_offset != offset_ref,
+               confidence=sweep.confidence)
+
+
+# ---------------------------------------------------------------- the run
+def validate(bundle_path: Path, audio_paths: list[Path], backends: list[str],
+             generator_ckpt: Path | None = None, posesync_backend: str = "onnxruntime-cpu",
+             seed: int = 0) -> tuple[list[Row], dict[str, str]]:
+    """Run the validation; returns the table rows and {backend: why skipped}.
+
+    Raises:
+        ValidateError / BundleError / AudioError: the inputs cannot be validated.
+    """
+    bundle = load_bundle(bundle_path)
+    manifest = bundle.manifest
+    matrices = MfccMatrices.load(bundle.path(manifest.mfcc_matrices), manifest.features)
+    reference_psd = manifest.psd_reference
+    rng = np.random.default_rng(seed)
+    runs: dict[str, tuple[dict[str, GenerateFn], str]] = {}
+    skipped: dict[str, str] = {}
+    generators: list[StreamingGenerator] = []
+    for name in backends:
+        if name == TORCH:
+            if generator_ckpt is None:
+                skipped[name] = "no --generator checkpoint given (the PyTorch reference)"
+                continue
+            try:
+                runs[name] = (_torch_runs(bundle, generator_ckpt, matrices, rng), "fp32")
+            except ImportError as exc:
+                skipped[name] = f"torch is not installed ({exc}); pip install 'gesturert[train]'"
+            continue
+        try:
+            generator, precision = _sdk_backend(bundle, name)
+        except BackendError as exc:
+            skipped[name] = str(exc)
+            continue
+        if generator.backend_name in {g.backend_name for g in generators}:
+            skipped[name] = f"same as {generator.backend_name}, already run"
+            generator.close()
+            continue
+        generators.append(generator)
+        runs[generator.backend_name] = (_sdk_runs(generator, rng), precision)
+    if not runs:
+        raise ValidateError(f"no backend of {backends} can run here: {skipped}")
+    inputs = [(p, seed) for p in audio_paths]
+    if reference_psd is not None and SPEECH_SAMPLE.resolve() not in \
+            {p.resolve() for p in audio_paths}:
+        inputs.insert(0, (SPEECH_SAMPLE, PSD_SEED))
+    embed, sync_runner = _posesync_embed(bundle, posesync_backend)
+    rows: list[Row] = []
+    try:
+        for path, run_seed in inputs:
+            audio = load_audio(path, manifest.features.sample_rate)
+            is_sample = path.resolve() == SPEECH_SAMPLE.resolve() and run_seed == PSD_SEED
+            reference: _Output | None = None
+            for backend, (modes, precision) in runs.items():
+                for mode, generate in modes.items():
+                    standardized, saliency = generate(audio, run_seed)
+                    canonical = manifest.normalization.destandardize(standardized)
+                    out = _Output(standardized, saliency,
+                                  frames_psd(manifest, matrices, embed, audio, canonical))
+                    if reference is None:
+                        reference = out
+                    if is_sample and reference_psd is not None:
+                        psd_ref, offset_ref = reference_psd.value, reference_psd.offset
+                    else:
+                        psd_ref = reference.scores.sweep.psd
+                        offset_ref = reference.scores.sweep.best_offset
+                    tol_psd = (reference_psd.tolerance_fp16 if precision == "fp16" else
+                               reference_psd.tolerance_fp32) if reference_psd is not None \
+                        else {"fp32": 0.005, "fp16": 0.02}[precision]
+                    row = _row(path.name, backend, mode, precision, out, psd_ref, offset_ref,
+                               tol_psd)
+                    row.is_reference = out is reference
+                    _compare(row, out, reference, tol_psd, KEYPOINT_TOLERANCE[precision])
+                    rows.append(row)
+    finally:
+        sync_runner.deactivate()
+        for generator in generators:
+            generator.close()
+    return rows, skipped
+
+
+# ---------------------------------------------------------------- report
+COLUMNS = ("audio", "backend", "mode", "prec", "frames", "kp max", "kp mean", "sal max",
+           "sal agree", "PSD", "ref PSD", "ΔPSD %", "offset", "conf", "status")
+
+
+def _cells(row: Row) -> tuple[str, ...]:
+    def num(v: float | None, fmt: str) -> str:
+        return "ref" if row.is_reference else ("-" if v is None else format(v, fmt))
+
+    offset = f"{row.offset:+d}" + (" (flat)" if row.offset_flat else "")
+    return (row.audio, row.backend, row.mode, row.precision, str(row.frames),
+            num(row.keypoints_max_abs, ".2e"), num(row.keypoints_mean_abs, ".2e"),
+            num(row.saliency_max_abs, ".2e"),
+            num(None if row.saliency_agreement is None else 100 * row.saliency_agreement,
+                ".1f"),
+            f"{row.psd:.5f}", f"{row.psd_reference:.5f}", f"{100 * row.psd_rel_diff:.4f}",
+            offset, f"{row.confidence:.4f}", "FAIL" if row.failures else "ok")
+
+
+def format_table(rows: list[Row]) -> str:
+    """The rows as a Markdown table (also what is printed)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, bundle: Path, rows: list[Row], skipped: dict[str, str]
+                 ) -> tuple[Path, Path]:
+    """``validate.json`` (every number) and ``validate.md`` (the table); returns both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failures = [f for r in rows for f in r.failures]
+    data = {"bundle": str(bundle), "passed": not failures, "failures": failures,
+            "skipped": skipped, "keypoint_tolerance": KEYPOINT_TOLERANCE,
+            "rows": [asdict(r) for r in rows]}
+    json_path, md_path = out_dir / "validate.json", out_dir / "validate.md"
+    json_path.write_text(json.dumps(data, indent=1, allow_nan=True))
+    skipped_md = "".join(f"- skipped {k}: {v}\n" for k, v in skipped.items())
+    verdict = "PASSED" if not failures else "FAILED:\n" + "".join(f"- {f}\n" for f in failures)
+    md_path.write_text(f"# gesturert validate {bundle}\n\n{format_table(rows)}\n\n"
+                       f"{skipped_md}\n{verdict}\n")
+    return json_path, md_path
+
+
+def register_validate(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "validate", help="PSD validation of a bundle on every backend vs the reference",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bundle", type=Path, help="bundle directory or .tar")
+    parser.add_argument("--audio", type=Path, nargs="+", default=[],
+                        help="speech files to validate on (the shipped sample is always added)")
+    parser.add_argument("--backends", default=DEFAULT_BACKENDS,
+                        help=f"comma-separated, of {','.join(VALIDATE_BACKENDS)} "
+                        f"(default {DEFAULT_BACKENDS})")
+    parser.add_argument("--generator", type=Path, default=None,
+                        help="generator checkpoint the bundle was exported from (PyTorch "
+                        "reference)")
+    parser.add_argument("--posesync-backend", choices=POSESYNC_BACKENDS,
+                        default="onnxruntime-cpu",
+                        help="where PoseSyncNet runs (default onnxruntime-cpu, as at export)")
+    parser.add_argument("--out", type=Path, default=Path("out/validate"),
+                        help="directory for validate.json and validate.md (default out/validate)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="noise seed of the runs on --audio, and of the random chunking")
+    parser.set_defaults(func=run_validate)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """The ``validate`` command; returns the exit code."""
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = sorted(set(backends) - set(VALIDATE_BACKENDS))
+    if unknown or not backends:
+        print(f"gesturert validate: --backends {args.backends!r}: unknown {unknown}; expected "
+              f"a comma-separated list of {', '.join(VALIDATE_BACKENDS)}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    from train.checkpoint import CheckpointError
+
+    try:
+        rows, skipped = validate(args.bundle, list(args.audio), backends, args.generator,
+                                 args.posesync_backend, args.seed)
+    except (ValidateError, BundleError, AudioError, CheckpointError, BackendError,
+            ValueError) as exc:
+        print(f"gesturert validate: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    print(format_table(rows))
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
+    json_path, md_path = write_report(args.out, args.bundle, rows, skipped)
+    print(f"wrote {json_path}, {md_path}")
+    failures = [f for r in rows for f in r.failures]
+    if failures:
+        print(f"gesturert validate: {len(failures)} check(s) out of tolerance:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
+        return EXIT_OUT_OF_TOLERANCE
+    print("validate: all within tolerance")
+    return EXIT_OK

@@ -1,0 +1,324 @@
+"""``gesturert demo``: the main job on the shipped default bundle, end to end.
+
+    gesturert demo [--audio my.wav] [--bundle DIR] [--out out/demo] [--no-video]
+                   [--backend auto] [--chunk-ms 20] [--realtime] [--seed 0]
+
+Streams the speech (default: the shipped sample ``sdk/data/samples/speech_en.flac``)
+through the bundle (default: the shipped ``sdk/data/default_bundle/``) in ``--chunk-ms``
+chunks as ``gesturert stream`` does (same simulation, same latency accounting; without
+``--realtime`` chunks are handed over as fast as possible), then scores the frames with
+the bundle's PoseSyncNet (PSD, offset sweep) and writes to ``--out``:
+
+* ``demo.mp4``: the skeleton video with the speech as its audio track (ffmpeg from
+  imageio-ffmpeg: raw RGB frames piped in, the wav as a second input); ``demo.gif``
+  (no sound) when ffmpeg is not available;
+* ``demo.png``: saliency and per-clip sync distance over time, and the offset sweep;
+* ``frames.npz``: the pose frames (keypoints in pixels, saliency, time, index).
+
+matplotlib and imageio-ffmpeg (the ``demo`` extra) are imported only when writing.
+The PSD helpers here (:func:`posesync_embed_fn`, :func:`frames_psd`) are also what
+``gesturert validate`` scores every backend with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from sdk.audio import AudioError, load_audio
+from sdk.bundle import Bundle, BundleError, Manifest
+from sdk.cli_commands import _percentiles, _simulate
+from sdk.frames import PoseFrames
+from sdk.mfcc import MfccMatrices, mfcc_offline
+from sdk.pose_image import ImagingConfig
+from sdk.psd import (
+    DEFAULT_MAX_OFFSET,
+    EmbedFn,
+    OffsetSweep,
+    PoseSyncClipConfig,
+    clip_distances,
+    sequence_embeddings,
+    sweep_embeddings,
+)
+from sdk.render import fit_to_canvas, render_video_frames
+from sdk.runners.base import AUDIO_EMB, MFCC_CLIPS, POSE_EMB, POSE_IMAGES, Runner
+from sdk.runners.onnxrt import OnnxRuntimeRunner
+from sdk.runners.select import BACKENDS, BackendConfig, BackendError
+from sdk.skeleton import Skeleton
+from sdk.stream import StreamError
+from sdk.streaming import GeneratorConfig, StreamingGenerator
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+DEFAULT_BUNDLE = DATA_DIR / "default_bundle"
+SPEECH_SAMPLE = DATA_DIR / "samples" / "speech_en.flac"
+DEFAULT_OUT = Path("out/demo")
+VIDEO_SIZE = (320, 320)  # (width, height) pixels; even, as yuv420p needs
+RENDER_BATCH = 32  # frames rendered per batch (a float32 canvas of 32 frames is ~57 MB)
+
+
+# ---------------------------------------------------------------- PSD of generated frames
+@dataclass(frozen=True)
+class FramesPsd:
+    """PoseSyncNet's verdict on one generated sequence.
+
+    Attributes:
+        sweep: the offset sweep (``sweep.psd`` = PSD, ``best_offset`` in pose frames,
+            ``confidence`` = median - min).
+        clip_distance: (n,) float64 d of the aligned clip starting at pose frame i.
+        clip_time: (n,) float64 seconds, the centre of clip i.
+    """
+
+    sweep: OffsetSweep
+    clip_distance: np.ndarray
+    clip_time: np.ndarray
+
+
+def posesync_embed_fn(bundle: Bundle, runner: Runner | None = None) -> tuple[EmbedFn, Runner]:
+    """An :data:`sdk.psd.EmbedFn` over the bundle's ``posesync.onnx`` (ONNX Runtime CPU).
+
+    Pass ``runner`` to use another backend (an active runner of the same model). Returns
+    the function and the runner (the caller deactivates it).
+    Raises:
+        BundleError: the bundle has no PoseSyncNet.
+    """
+    spec = bundle.manifest.posesync
+    if spec is None:
+        raise BundleError(f"{bundle.root}: the bundle has no posesync model, so no PSD; "
+                          "re-export it with a PoseSyncNet checkpoint")
+    if runner is None:
+        runner = OnnxRuntimeRunner(bundle.path(spec.model.file), intra_op_num_threads=1)
+    runner.activate()
+
+    def embed(mfcc_clips: np.ndarray, pose_clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = runner.infer({MFCC_CLIPS: mfcc_clips, POSE_IMAGES: pose_clips})
+        return np.array(out[AUDIO_EMB]), np.array(out[POSE_EMB])
+
+    return embed, runner
+
+
+def frames_psd(manifest: Manifest, matrices: MfccMatrices, embed_fn: EmbedFn,
+               audio: np.ndarray, canonical: np.ndarray,
+               max_offset: int = DEFAULT_MAX_OFFSET) -> FramesPsd:
+    """PSD and offset sweep of poses generated from ``audio``.
+
+    The same measurement as the manifest's ``psd_reference``: MFCC of the whole audio
+    (``mfcc_offline``, default frame count), poses imaged with the manifest's imaging,
+    every clip start that fits, ``sdk.psd.sweep_embeddings``.
+
+    Args:
+        audio: (N,) float32 mono at ``manifest.features.sample_rate``.
+        canonical: (T, J, 2) float32 poses in canonical units (root at 0), frames 0..T-1.
+        max_offset: sweep ±K frames; lowered to what a short sequence allows.
+    Raises:
+        ValueError: the sequence holds fewer than 3 clips (about clip_frames + 2 frames).
+    """
+    features = manifest.features
+    if manifest.posesync is None:
+        raise BundleError("the bundle has no posesync model, so no PSD")
+    clip = PoseSyncClipConfig(manifest.posesync.clip_frames)
+    mfcc = mfcc_offline(audio, features, matrices)
+    n = clip.num_clips(canonical.shape[0], mfcc.shape[0], features)
+    if n < 3:
+        raise ValueError(f"PSD needs at least 3 clips of {clip.clip_frames} frames; the "
+                         f"sequence has {canonical.shape[0]} frames ({n} clips): use longer audio")
+    audio_emb, pose_emb = sequence_embeddings(
+        embed_fn, mfcc, canonical, features=features, clip=clip, skeleton=manifest.skeleton,
+        imaging=ImagingConfig.from_dict(manifest.imaging))
+    sweep = sweep_embeddings(audio_emb, pose_emb, min(max_offset, (n - 1) // 2))
+    times = (np.arange(n) + clip.clip_frames / 2) / features.fps
+    return FramesPsd(sweep, clip_distances(audio_emb, pose_emb), times)
+
+
+# ---------------------------------------------------------------- outputs
+def write_video(path: Path, pixels: np.ndarray, saliency: np.ndarray, fps: int,
+                audio: np.ndarray, sample_rate: int, skeleton: Skeleton,
+                size: tuple[int, int] = VIDEO_SIZE) -> Path:
+    """Render poses and write ``path`` (.mp4 with the audio; .gif without ffmpeg).
+
+    Args:
+        pixels: (T, J, 2) keypoints in any pixel frame (fitted to the canvas here).
+        saliency: (T,) float32 in [0, 1], drawn as the bottom bar.
+        audio: (N,) float32 mono at ``sample_rate``, the mp4's sound track.
+        skeleton: the joint layout (the bundle manifest's ``skeleton``).
+    Returns:
+        The file written (the .gif path when falling back).
+    """
+    fitted = fit_to_canvas(pixels, size)
+    width, height = size
+    batches = (render_video_frames(fitted[i:i + RENDER_BATCH], skeleton, size,
+                                   saliency=saliency[i:i + RENDER_BATCH])
+               for i in range(0, len(fitted), RENDER_BATCH))
+    try:
+        import imageio_ffmpeg
+
+        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as exc:
+        gif = path.with_suffix(".gif")
+        print(f"ffmpeg unavailable ({exc}); writing {gif} without sound instead "
+              "(pip install 'gesturert[demo]' for the mp4)", file=sys.stderr)
+        return _write_gif(gif, np.concatenate(list(batches)), fps)
+    with tempfile.TemporaryDirectory(prefix="gesturert-demo-") as tmp:
+        wav = Path(tmp) / "speech.wav"
+        soundfile.write(wav, audio, sample_rate, subtype="PCM_16")
+        command = [ffmpeg, "-y", "-loglevel", "error",
+                   "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+                   "-framerate", str(fps), "-i", "-", "-i", str(wav),
+                   "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                   "-c:a", "aac", "-movflags", "+faststart", str(path)]
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert process.stdin is not None and process.stderr is not None  # PIPE set above
+        try:
+            for batch in batches:
+                process.stdin.write(np.ascontiguousarray(batch).tobytes())
+        except BrokenPipeError:
+            pass  # ffmpeg stopped early: its message follows
+        process.stdin.close()
+        error = process.stderr.read().decode(errors="replace")
+        if process.wait() != 0:
+            raise RuntimeError(f"ffmpeg failed writing {path}: {error.strip()}")
+    return path
+
+
+def _write_gif(path: Path, rgb: np.ndarray, fps: int) -> Path:
+    """(T, H, W, 3) uint8 -> an animated GIF through Pillow (matplotlib's dependency)."""
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in rgb]
+    images[0].save(path, save_all=True, append_images=images[1:], loop=0,
+                   duration=round(1000 / fps))
+    return path
+
+
+def write_plot(path: Path, frames: PoseFrames, scores: FramesPsd | None) -> Path:
+    """PNG: saliency over time, per-clip sync distance d over time, the offset sweep."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 3 if scores is not None else 1
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 2.4 * panels), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(frames.time, frames.saliency, color="tab:red", lw=1.2)
+    ax.set(ylabel="saliency", ylim=(-0.02, 1.02), xlabel="time (s)",
+           title="salient-posture score per frame")
+    if scores is not None:
+        sweep = scores.sweep
+        ax = axes[1, 0]
+        ax.plot(scores.clip_time, scores.clip_distance, color="tab:blue", lw=1.2,
+                label="d of the clip centred here")
+        ax.axhline(sweep.psd, color="k", ls="--", lw=1, label=f"PSD {sweep.psd:.4f}")
+        ax.set(ylabel="sync distance d", xlabel="time (s)",
+               title="PoseSyncNet distance over time (lower = better in sync)")
+        ax.legend(loc="upper right", fontsize=8)
+        ax = axes[2, 0]
+        ax.plot(sweep.offsets, sweep.mean_distance, "o-", color="tab:green", ms=3)
+        ax.axvline(sweep.best_offset, color="k", ls=":", lw=1)
+        ax.set(xlabel="offset (pose frames; + = poses lag the audio)", ylabel="mean d",
+               title=f"offset sweep: best {sweep.best_offset:+d} frames, confidence "
+                     f"{sweep.confidence:.4f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- the command
+def register_demo(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "demo", help="stream speech through the default bundle: summary, video, plot",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--audio", type=Path, default=SPEECH_SAMPLE,
+                        help="speech file (default: the shipped sample speech_en.flac)")
+    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE,
+                        help="bundle directory or .tar (default: sdk/data/default_bundle)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="output directory (default out/demo)")
+    parser.add_argument("--no-video", action="store_true", help="skip the video")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="inference backend (default auto)")
+    parser.add_argument("--chunk-ms", type=float, default=20.0,
+                        help="audio chunk length in milliseconds (default 20)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="hand chunks over at the pace of live audio (default: no waiting)")
+    parser.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
+    parser.set_defaults(func=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """The ``demo`` command; returns the exit code (2 for unusable input)."""
+    if not args.chunk_ms > 0:
+        print(f"gesturert demo: --chunk-ms must be > 0, got {args.chunk_ms}", file=sys.stderr)
+        return 2
+    if not args.bundle.exists():
+        hint = (" The default bundle ships with the repository (sdk/data/default_bundle); "
+                "restore it from git, or pass --bundle DIR with a bundle made by "
+                "gesturert export." if args.bundle == DEFAULT_BUNDLE else "")
+        print(f"gesturert demo: no bundle at {args.bundle}.{hint}", file=sys.stderr)
+        return 2
+    try:
+        recording, rate = soundfile.read(args.audio, dtype="float32", always_2d=True)
+        generator = StreamingGenerator(GeneratorConfig(args.bundle, BackendConfig(args.backend)))
+    except (OSError, RuntimeError, ValueError) as exc:  # soundfile, BundleError, BackendError
+        print(f"gesturert demo: {exc}", file=sys.stderr)
+        return 2
+    with generator:
+        try:
+            frames, step_times, latencies, wall = _simulate(generator, recording, int(rate), args)
+            speech = load_audio(args.audio, generator.manifest.features.sample_rate)
+        except (StreamError, AudioError, BackendError) as exc:
+            print(f"gesturert demo: {args.audio}: {exc}", file=sys.stderr)
+            return 2
+    manifest = generator.manifest
+    seconds = recording.shape[0] / rate
+    print(f"backend: {generator.backend.describe()}")
+    print(f"audio: {args.audio} ({seconds:.2f} s at {rate} Hz), {args.chunk_ms:g} ms chunks, "
+          f"{'real time' if args.realtime else 'as fast as possible'}; bundle {args.bundle}")
+    print(f"frames: {len(frames)} at {generator.fps} fps, lookahead "
+          f"{generator.lookahead_frames} frames, algorithmic latency "
+          f"{generator.algorithmic_latency_seconds * 1e3:.1f} ms")
+    print(f"step latency (compute): {_percentiles(step_times)} steps")
+    print(f"end-to-end latency: {_percentiles(latencies)} frames")
+    print(f"wall time {wall:.3f} s for {seconds:.2f} s of audio (real-time factor "
+          f"{wall / max(seconds, 1e-9):.3f})")
+    scores = _score(generator.bundle, speech, frames)
+    args.out.mkdir(parents=True, exist_ok=True)
+    npz = args.out / "frames.npz"
+    frames.save_npz(npz, fps=np.array(generator.fps))
+    written = [npz, write_plot(args.out / "demo.png", frames, scores)]
+    if not args.no_video:
+        written.append(write_video(args.out / "demo.mp4", frames.keypoints, frames.saliency,
+                                   generator.fps, speech, manifest.features.sample_rate,
+                                   manifest.skeleton))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _score(bundle: Bundle, speech: np.ndarray, frames: PoseFrames) -> FramesPsd | None:
+    """PSD of the streamed frames, printed; None (with the reason printed) when unavailable."""
+    manifest = bundle.manifest
+    try:
+        matrices = MfccMatrices.load(bundle.path(manifest.mfcc_matrices), manifest.features)
+        embed, runner = posesync_embed_fn(bundle)
+        try:
+            canonical = manifest.normalization.pixels_to_canonical(frames.keypoints)
+            scores = frames_psd(manifest, matrices, embed, speech, canonical)
+        finally:
+            runner.deactivate()
+    except (BundleError, ValueError) as exc:
+        print(f"PSD: not measured ({exc})")
+        return None
+    sweep, reference = scores.sweep, manifest.psd_reference
+    print(f"PSD: {sweep.psd:.4f} over {sweep.num_clips} clips (lower = better in sync); "
+          f"offset estimate {sweep.best_offset:+d} frames (sweep ±{sweep.offsets[-1]}), "
+          f"confidence {sweep.confidence:.4f}"
+          + (f"; the bundle's reference on its sample: {reference.value:.4f}, offset "
+             f"{reference.offset:+d}" if reference is not None else ""))
+    return scores
