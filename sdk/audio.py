@@ -203,22 +203,17 @@ def _describe_open_failure(path: str, exc: Exception) -> str:
     return f"is not a readable audio file in a format libsndfile knows ({detail})"
 
 
-def load_audio(path: str | os.PathLike[str], target_rate: int = DEFAULT_FEATURES.sample_rate
-               ) -> np.ndarray:
-    """Read an audio file as float32 mono at ``target_rate`` Hz.
+def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """Read an audio file as it is: float32 (N, C) samples and the file's rate in Hz.
 
     Any format libsndfile reads (wav, flac, ogg/vorbis, ...); integer PCM is scaled to
-    [-1, 1], channels are averaged, and the rate is changed with :func:`resample`.
-
-    Returns:
-        float32 (N,) samples at ``target_rate``.
+    [-1, 1]. Channels and rate are left as they are (a stream mixes and resamples them).
 
     Raises:
         AudioError: the file is missing, a directory, unreadable, empty (0 bytes or no
             samples), not audio, truncated, declares a rate outside
             [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE], or contains NaN/Inf. The message names the file.
     """
-    target_rate = check_sample_rate("target_rate", target_rate)
     name = os.fspath(path)
     if not os.path.exists(name):
         raise AudioError(f"audio file {name!r} does not exist")
@@ -261,5 +256,29 @@ def load_audio(path: str | os.PathLike[str], target_rate: int = DEFAULT_FEATURES
     if data.shape[0] == 0:
         hint = " (the stream ends unexpectedly: truncated?)" if "unexpectedly" in log else ""
         raise AudioError(f"audio file {name!r} contains no audio samples{hint}")
-    mono = to_float_mono(data, name=f"audio file {name!r}")
+    bad = _first_non_finite(data)
+    if bad is not None:
+        raise AudioError(
+            f"audio file {name!r}: contains NaN or Inf (first at sample {bad} of "
+            f"{data.shape[0]}); audio samples must be finite"
+        )
+    return data, int(rate)
+
+
+def load_audio(path: str | os.PathLike[str], target_rate: int = DEFAULT_FEATURES.sample_rate
+               ) -> np.ndarray:
+    """Read an audio file as float32 mono at ``target_rate`` Hz.
+
+    :func:`read_audio` (every check), then channels are averaged and the rate is changed
+    with :func:`resample`.
+
+    Returns:
+        float32 (N,) samples at ``target_rate``.
+
+    Raises:
+        AudioError: as :func:`read_audio`, naming the file.
+    """
+    target_rate = check_sample_rate("target_rate", target_rate)
+    data, rate = read_audio(path)
+    mono = to_float_mono(data, name=f"audio file {os.fspath(path)!r}")
     return resample(mono, rate, target_rate)

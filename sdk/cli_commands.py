@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
-from sdk.audio import AudioError
+from sdk.audio import AudioError, read_audio
 from sdk.bundle import BundleError
 from sdk.frames import PoseFrames
 from sdk.runners.select import BACKENDS, BackendConfig, BackendError
@@ -63,9 +62,9 @@ def run_stream(args: argparse.Namespace) -> int:
     if not args.chunk_ms > 0:
         print(f"gesturert stream: --chunk-ms must be > 0, got {args.chunk_ms}", file=sys.stderr)
         return 2
-    try:
-        audio, rate = soundfile.read(args.audio, dtype="float32", always_2d=True)
-    except (OSError, RuntimeError) as exc:  # soundfile's errors derive from these
+    try:  # the checks of load_audio (truncated files, NaN, absurd rates), at the file's rate
+        audio, rate = read_audio(args.audio)
+    except AudioError as exc:
         print(f"gesturert stream: cannot read audio {args.audio}: {exc}", file=sys.stderr)
         return 2
     try:

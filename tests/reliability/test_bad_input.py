@@ -25,6 +25,7 @@ from helpers_bundle import tiny_bundle  # noqa: F401  (session fixture)
 from reliability.make_bad_inputs import CorpusFile, speechlike, write_corpus
 from sdk import StreamingGenerator
 from sdk.audio import AudioError, load_audio
+from sdk.features import DEFAULT_FEATURES
 from sdk.frames import PoseFrames
 from sdk.runners.select import BackendConfig
 from sdk.streaming import GeneratorConfig, StreamError, model_rate_samples
@@ -157,6 +158,32 @@ def test_every_loadable_file_streams_at_its_own_rate_with_exact_frames(
         assert_valid_frames(gen, streamed, expected_frames(gen, entry.frames, rate))
         offline = gen.generate(load_audio(path), gen.manifest.features.sample_rate, seed=k)
         assert_close(gen, streamed, offline, TOLERANCE)
+
+
+def test_the_stream_command_streams_or_refuses_every_corpus_file(
+        tiny_bundle: Path, corpus: tuple[Path, list[CorpusFile]], tmp_path: Path,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``gesturert stream`` (in-process): exit 0 with exactly the right frames, or exit 2
+    with the load_audio message. It read files with soundfile alone before, so a
+    truncated WAV streamed its first half silently."""
+    from sdk.cli import main
+
+    root, entries = corpus
+    for entry in entries:
+        out = tmp_path / f"{entry.name}.npz"
+        code = main(["stream", str(tiny_bundle), str(root / entry.name), "--out", str(out),
+                     "--backend", "onnxruntime-cpu", "--chunk-ms", "7"])
+        err = capsys.readouterr().err
+        if entry.expect == "ok":
+            assert code == 0, (entry.name, err)
+            frames = np.load(out)["index"]
+            features = DEFAULT_FEATURES
+            assert len(frames) == features.num_pose_frames(model_rate_samples(
+                entry.frames, entry.rate, features.sample_rate)), entry.name
+        else:
+            assert code == 2 and not out.exists(), (entry.name, err)
+            assert entry.name in err and re.search(entry.message, err), (entry.name, err)
+            assert "Traceback" not in err
 
 
 # ---- chunks ----
