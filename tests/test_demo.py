@@ -1,0 +1,118 @@
+"""``gesturert demo``: summary, a video with as many frames as generated and a sound
+track, the saliency/PSD plot; the GIF fallback; clear errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import soundfile
+from helpers_bundle import tiny_bundle  # noqa: F401  (session fixture)
+from PIL import Image
+
+import sdk.demo
+from sdk.audio import load_audio
+from sdk.cli import main
+from sdk.demo import DEFAULT_BUNDLE, SPEECH_SAMPLE, write_video
+from sdk.features import DEFAULT_FEATURES
+from sdk.skeleton import MODEL_SKELETON
+
+SHORT_SECONDS = 3.0
+
+
+@pytest.fixture(scope="module")
+def short_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 s of the speech sample at 44.1 kHz (the stream resamples it)."""
+    audio = load_audio(SPEECH_SAMPLE, 44100)[: int(SHORT_SECONDS * 44100)]
+    path = tmp_path_factory.mktemp("demo_audio") / "short.wav"
+    soundfile.write(path, audio, 44100)
+    return path
+
+
+def _streams(video: Path) -> str:
+    """The stream lines ffmpeg prints for a file (``ffmpeg -i`` exits 1: no output named)."""
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(video)],
+                           capture_output=True, text=True, check=False)
+    return "\n".join(line for line in probe.stderr.splitlines() if "Stream #" in line)
+
+
+def test_demo_writes_video_with_audio_plot_and_summary(
+        tiny_bundle: Path, short_speech: Path, tmp_path: Path,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--audio", str(short_speech), "--bundle", str(tiny_bundle),
+                 "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    frames = np.load(tmp_path / "frames.npz")
+    n_audio = round(SHORT_SECONDS * DEFAULT_FEATURES.sample_rate)
+    expected = DEFAULT_FEATURES.num_pose_frames(n_audio)
+    assert len(frames["index"]) == expected
+    assert f"frames: {expected} at 15 fps" in out
+    assert out.startswith("backend: onnxruntime-cpu")
+    assert re.search(r"step latency \(compute\): p50 [\d.]+ ms, p99 [\d.]+ ms", out)
+    assert re.search(rf"end-to-end latency: p50 [\d.]+ ms, p99 [\d.]+ ms over {expected} frames",
+                     out)
+    assert re.search(r"PSD: [\d.]+ over \d+ clips .* offset estimate [+-]\d+ frames .* "
+                     r"confidence [\d.]+", out)
+
+    video = tmp_path / "demo.mp4"
+    counted, seconds = imageio_ffmpeg.count_frames_and_secs(str(video))
+    assert counted == expected
+    assert seconds == pytest.approx(expected / 15, abs=0.1)
+    streams = _streams(video)
+    assert "Video: h264" in streams and "Audio: aac" in streams
+    with Image.open(tmp_path / "demo.png") as png:
+        assert png.format == "PNG" and png.size[0] > 300
+
+
+def test_demo_without_video_writes_plot_only(tiny_bundle: Path, short_speech: Path,  # noqa: F811
+                                             tmp_path: Path) -> None:
+    assert main(["demo", "--audio", str(short_speech), "--bundle", str(tiny_bundle),
+                 "--out", str(tmp_path), "--no-video"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.png", "frames.npz"]
+
+
+def test_video_falls_back_to_gif_without_ffmpeg(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    def no_ffmpeg() -> str:
+        raise RuntimeError("no ffmpeg exe could be found")
+
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", no_ffmpeg)
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(0, 100, (5, MODEL_SKELETON.num_joints, 2)).astype(np.float32)
+    written = write_video(tmp_path / "v.mp4", pixels, np.linspace(0, 1, 5, dtype=np.float32),
+                          15, np.zeros(16000, np.float32), 16000, MODEL_SKELETON, (64, 48))
+    assert written == tmp_path / "v.gif" and not (tmp_path / "v.mp4").exists()
+    with Image.open(written) as gif:
+        assert gif.n_frames == 5 and gif.size == (64, 48)
+
+
+def test_demo_names_a_missing_default_bundle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "default_bundle"
+    monkeypatch.setattr(sdk.demo, "DEFAULT_BUNDLE", missing)
+    assert main(["demo", "--bundle", str(missing), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"no bundle at {missing}" in err and "ships with the repository" in err
+
+
+def test_demo_rejects_unreadable_audio(tiny_bundle: Path, tmp_path: Path,  # noqa: F811
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio")
+    assert main(["demo", "--audio", str(text), "--bundle", str(tiny_bundle),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "notes.wav" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (DEFAULT_BUNDLE / "manifest.json").is_file(),
+                    reason="the shipped default bundle (sdk/data/default_bundle) is not here")
+def test_demo_runs_on_the_shipped_default_bundle(short_speech: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--audio", str(short_speech), "--out", str(tmp_path),
+                 "--no-video"]) == 0
+    assert "PSD: " in capsys.readouterr().out
