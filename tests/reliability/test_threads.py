@@ -5,6 +5,7 @@
    streams, one thread stepping every ready stream in one batched call, consumer threads
    popping frames.
 3. Streams created and closed from many threads at once: slots neither leak nor collide.
+4. Streams and the generator closed while other threads feed and step them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from reliability.make_bad_inputs import speechlike
 from sdk import StreamingGenerator
 from sdk.frames import PoseFrames
 from sdk.runners.select import BackendConfig
-from sdk.streaming import GeneratorConfig, Stream
+from sdk.streaming import GeneratorConfig, Stream, StreamError
 
 THREADS = 8
 TOLERANCE = 0.0  # measured bit-identical on ONNX Runtime CPU, batched or not
@@ -188,3 +189,39 @@ def test_streams_created_and_closed_from_many_threads_reuse_their_slots(
     assert len(used) <= THREADS, f"{len(used)} slots used by {THREADS} live streams at most"
     with gen.create_stream() as stream:
         assert stream._slot in used
+
+
+def test_closing_streams_and_the_generator_under_other_threads_ends_cleanly(
+        tiny_bundle: Path) -> None:  # noqa: F811
+    """Steppers and feeders racing with close(): every failure is a StreamError saying
+    the stream or generator is closed; nothing hangs, nothing else is raised."""
+    config = GeneratorConfig(tiny_bundle, BackendConfig("onnxruntime-cpu", intra_op_num_threads=1))
+    gen = StreamingGenerator(config)
+    streams = [gen.create_stream(seed=i) for i in range(THREADS)]
+    audio = speechlike(16000, 0.25)[:, 0].astype(np.float32)
+    refusals: list[str] = []
+    lock = threading.Lock()
+
+    def work(k: int) -> None:
+        stream = streams[k]
+        for round_ in range(200):
+            try:
+                if k % 2 == 0 and round_ == 20 + 10 * k:
+                    stream.close()  # half the streams close themselves mid-run
+                if k == THREADS - 1 and round_ == 150:
+                    gen.close()  # and one thread closes the generator under everyone
+                stream.accept_waveform(audio, 16000)
+                ready = [s for s in streams if gen.is_ready(s)]
+                if ready:
+                    gen.step(ready)
+                stream.pop_frames()
+            except StreamError as exc:
+                assert "closed" in str(exc) or "not ready" in str(exc), exc
+                with lock:
+                    refusals.append(str(exc))
+
+    run_threads(THREADS, work)
+    assert gen._closed and any("StreamingGenerator is closed" in r for r in refusals)
+    assert any("closed stream" in r for r in refusals)
+    for stream in streams:
+        stream.close()  # still fine after everything
