@@ -1,0 +1,169 @@
+"""Reproduce the default bundle shipped in ``sdk/data/default_bundle/``, end to end.
+
+    .venv/bin/python scripts/make_default_bundle.py [--minutes 20] [--work runs/default_bundle]
+
+Stages, each one of the project's own commands run in a subprocess and timed:
+
+1. ``gesturert data synth --out WORK/corpus --speakers 1 --minutes 20 --seed 0``;
+2. ``gesturert train posesync``, ``gesturert train fgd``, ``gesturert train generator``
+   with the default configs (train/configs/*.yaml) on that corpus, each with
+   ``--set run.threads=1`` (a machine setting, not a model one: on the shared 2-core CPU
+   two OpenMP threads per process ran several times slower; ``--threads 0`` = torch's
+   default);
+3. ``gesturert export`` of the generator and PoseSyncNet into ``WORK/bundle``;
+4. the bundle replaces ``--dest`` (default ``sdk/data/default_bundle/``);
+5. with ``--evaluate``: ``gesturert evaluate`` on the corpus's held-out split into
+   ``--results``.
+
+Prints the time of every stage and writes them, with the machine (CPU model, cores, load
+average), to ``RESULTS/default_training.json`` and ``.md``. The training of the three
+models is deterministic for a seed on one machine; ONNX files differ between runs only
+where floating-point results of the CPU differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DEST = REPO / "sdk" / "data" / "default_bundle"
+DEFAULT_RESULTS = REPO / "benchmarks" / "results" / "training"
+TRAINING_STAGES = ("posesync", "fgd", "generator")
+
+
+def run_stage(name: str, args: list[str], timings: dict[str, float], quiet: bool) -> None:
+    """Run ``gesturert ARGS`` in this Python; record its wall time; stop on failure."""
+    command = [sys.executable, "-m", "sdk.cli", *args]
+    print(f"[{name}] gesturert {' '.join(args)}", flush=True)
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE if quiet else None,
+                            stderr=subprocess.STDOUT if quiet else None, text=True)
+    timings[name] = time.perf_counter() - started
+    if result.returncode != 0:
+        if quiet and result.stdout:
+            print(result.stdout[-4000:], file=sys.stderr)
+        raise SystemExit(f"[{name}] failed with exit code {result.returncode}")
+    print(f"[{name}] done in {timings[name]:.1f} s", flush=True)
+
+
+def replace_bundle(bundle: Path, dest: Path) -> None:
+    """Copy ``bundle`` over ``dest`` (a directory holding only a bundle, or absent)."""
+    if dest.exists():
+        if not (dest / "manifest.json").is_file() and any(dest.iterdir()):
+            raise SystemExit(f"{dest} exists and is not a bundle; refusing to replace it")
+        shutil.rmtree(dest)
+    shutil.copytree(bundle, dest)
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def timing_markdown(report: dict[str, Any]) -> str:
+    from train.evaluation import machine_line
+
+    lines = ["# Default models: training time", "",
+             f"Command: `{report['command']}`", "",
+             f"Machine: {machine_line(report['machine'])}.", "",
+             "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
+    lines += ["", f"Training (posesync + fgd + generator): "
+              f"{report['training_seconds'] / 60:.1f} min; whole run "
+              f"{report['total_seconds'] / 60:.1f} min. Corpus: {report['speakers']} speaker(s) "
+              f"x {report['minutes']} min, seed {report['seed']}. Bundle: "
+              f"{report['bundle_bytes'] / 1e6:.2f} MB "
+              f"({', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in report['files'].items())})."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=20.0,
+                        help="minutes of synthetic talk (default 20)")
+    parser.add_argument("--speakers", type=int, default=1, help="synthetic speakers (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of each training (default 1; 0 = torch's default)")
+    parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "default_bundle",
+                        help="work directory: corpus, runs, bundle (default runs/default_bundle)")
+    parser.add_argument("--dest", type=Path, default=DEFAULT_DEST,
+                        help="where the finished bundle goes (default sdk/data/default_bundle)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help="where the timing (and evaluation) reports go")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="also run gesturert evaluate on the held-out split")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="MODEL:KEY=VALUE",
+                        help="config override for one model, e.g. generator:run.steps=100 "
+                             "(tests; the shipped bundle uses none)")
+    parser.add_argument("--quiet", action="store_true", help="hide the commands' output")
+    args = parser.parse_args(argv)
+    if not args.minutes > 0 or args.speakers < 1 or args.threads < 0:
+        parser.error(f"need --minutes > 0, --speakers >= 1, --threads >= 0; got "
+                     f"{args.minutes}, {args.speakers}, {args.threads}")
+    overrides = {k: ["--set", f"run.threads={args.threads}"] for k in TRAINING_STAGES}
+    for item in args.overrides:
+        model, sep, setting = item.partition(":")
+        if not sep or model not in overrides or "=" not in setting:
+            parser.error(f"--set expects MODEL:KEY=VALUE with MODEL in {TRAINING_STAGES}, "
+                         f"got {item!r}")
+        overrides[model] += ["--set", setting]
+
+    work = args.work.resolve()
+    corpus, bundle = work / "corpus", work / "bundle"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    run_stage("synth", ["data", "synth", "--out", str(corpus), "--minutes", str(args.minutes),
+                        "--speakers", str(args.speakers), "--seed", str(args.seed),
+                        "--no-progress"], timings, args.quiet)
+    for model in TRAINING_STAGES:
+        run_stage(f"train {model}", ["train", model, "--data", str(corpus), "--out",
+                                     str(work / model), "--no-progress", *overrides[model]],
+                  timings, args.quiet)
+    run_stage("export", ["export", "--generator", str(work / "generator" / "generator.pt"),
+                         "--posesync", str(work / "posesync" / "posesync.pt"),
+                         "--out", str(bundle), "--quiet"], timings, args.quiet)
+    replace_bundle(bundle, args.dest.resolve())
+    total = time.perf_counter() - started
+    if args.evaluate:
+        run_stage("evaluate", ["evaluate", "--generator", str(work / "generator" / "generator.pt"),
+                               "--posesync", str(work / "posesync" / "posesync.pt"),
+                               "--fgd", str(work / "fgd" / "fgd.pt"), "--data", str(corpus),
+                               "--out", str(args.results)], timings, args.quiet)
+
+    from train.evaluation import machine_description
+
+    dest = args.dest.resolve()
+    report = {
+        "command": "python scripts/make_default_bundle.py " + " ".join(
+            argv if argv is not None else sys.argv[1:]),
+        "minutes": args.minutes, "speakers": args.speakers, "seed": args.seed,
+        "seconds": {k: round(v, 1) for k, v in timings.items()},
+        "training_seconds": round(sum(timings[f"train {m}"] for m in TRAINING_STAGES), 1),
+        "total_seconds": round(total, 1),
+        "bundle_bytes": directory_bytes(dest),
+        "files": {p.name: p.stat().st_size for p in sorted(dest.rglob("*")) if p.is_file()},
+        "machine": machine_description(),
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "default_training.json").write_text(
+        json.dumps(report, indent=2, sort_keys=True) + "\n")
+    markdown = timing_markdown(report)
+    (args.results / "default_training.md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""``gesturert evaluate``: the table end to end on a tiny corpus, baselines, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers_training import TinyRun, make_tiny_run
+
+from sdk.cli import main
+from train.evaluation import (
+    METHODS,
+    HeldOutSequence,
+    acceptance_checks,
+    load_eval_models,
+    load_generator_checkpoint,
+    load_held_out,
+    min_sequence_frames,
+    shuffled_audio,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    return make_tiny_run(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def report(tiny: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("eval")
+    assert main(["evaluate", "--generator", str(tiny.generator), "--posesync", str(tiny.posesync),
+                 "--fgd", str(tiny.fgd), "--data", str(tiny.corpus), "--out", str(out)]) == 0
+    markdown = (out / "evaluation.md").read_text()
+    for method in METHODS:
+        assert f"| {method} |" in markdown
+    assert "PoseSyncNet on held-out ground truth: ROC AUC" in markdown
+    return json.loads((out / "evaluation.json").read_text())
+
+
+def test_evaluate_writes_every_metric_for_every_method(report: dict) -> None:
+    assert report["sequences"] == 2  # the dev+val pairs of the 1.5-minute corpus
+    for method in METHODS:
+        row = report["methods"][method]
+        for key in ("fgd", "bc", "psd", "offset_at_zero", "diversity", "l1", "pck", "lip_sync"):
+            assert np.isfinite(row[key]), (method, key)
+    assert 0.0 <= report["methods"]["generator"]["detector_auc"] <= 1.0
+    assert 0.0 <= report["posesync"]["auc"] <= 1.0
+    assert report["machine"]["cores"] >= 1 and report["machine"]["cpu"]
+    assert {c["criterion"] for c in report["acceptance"]} and all(
+        isinstance(c["passed"], bool) for c in report["acceptance"])
+
+
+def test_ground_truth_and_mean_pose_rows_have_their_exact_values(report: dict) -> None:
+    truth, still = report["methods"]["ground_truth"], report["methods"]["mean_pose"]
+    assert truth["l1"] == 0.0 and truth["pck"] == 1.0
+    assert truth["lip_sync"] == pytest.approx(1.0)
+    assert truth["fgd"] == pytest.approx(0.0, abs=1e-6)  # the reference set itself
+    # a pose held still has no motion beat, no lip motion, no spread
+    assert still["bc"] == 0.0
+    assert still["lip_sync"] == pytest.approx(0.0, abs=1e-9)
+    assert still["diversity"] == pytest.approx(0.0, abs=1e-9)
+    assert np.isnan(still["detector_auc"])
+
+
+def test_audio_shuffled_baseline_changes_what_the_generator_makes(report: dict) -> None:
+    gen, shuffled = report["methods"]["generator"], report["methods"]["audio_shuffled"]
+    assert gen["l1"] != shuffled["l1"] or gen["lip_sync"] != shuffled["lip_sync"]
+
+
+def test_shuffled_audio_comes_from_the_next_sequence_at_the_right_length() -> None:
+    def seq(audio: np.ndarray) -> HeldOutSequence:
+        return HeldOutSequence("s", audio, np.zeros((3, 122, 2), np.float32), None,
+                               None)  # type: ignore[arg-type]
+
+    a, b = np.arange(10, dtype=np.float32), -np.arange(6, dtype=np.float32) - 1
+    assert np.array_equal(shuffled_audio([seq(a), seq(b)], 0), np.pad(b, (0, 4)))
+    assert np.array_equal(shuffled_audio([seq(a), seq(b)], 1), a[:6])
+    assert np.array_equal(shuffled_audio([seq(a)], 0), np.roll(a, 5))
+
+
+def test_acceptance_checks_compare_against_both_baselines() -> None:
+    good = {"fgd": 1.0, "bc": 0.5, "psd": 0.5, "detector_auc": 0.9, "offset_at_zero": 1.0}
+    rows = {"generator": good, "ground_truth": good,
+            "mean_pose": {**good, "fgd": 5.0, "bc": 0.0, "psd": 0.9},
+            "audio_shuffled": {**good, "fgd": 0.8, "bc": 0.4, "psd": 0.7}}
+    checks = {c["criterion"]: c["passed"] for c in acceptance_checks({"auc": 0.97}, rows)}
+    assert checks["generator FGD below mean pose and audio-shuffled"] is False  # 1.0 > 0.8
+    assert checks["generator BC above mean pose and audio-shuffled"] is True
+    assert checks["PoseSyncNet held-out ROC AUC >= 0.95"] is True
+
+
+def test_generated_sequences_cover_the_held_out_frames(tiny: TinyRun) -> None:
+    from train.evaluation import generate
+
+    models = load_eval_models(tiny.posesync, tiny.fgd)
+    sequences = load_held_out(tiny.corpus, min_sequence_frames(models))
+    model, normalization = load_generator_checkpoint(tiny.generator)
+    poses, saliency = generate(model, normalization, sequences[0].audio, sequences[0].num_frames)
+    assert poses.shape == sequences[0].canonical.shape and saliency.shape == (poses.shape[0],)
+    assert np.all(poses[:, 0] == 0.0)  # root exactly at the neck in canonical units
+
+
+def test_missing_checkpoint_is_a_clear_error(tiny: TinyRun, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--generator", str(tmp_path / "nope.pt"), "--posesync",
+                 str(tiny.posesync), "--fgd", str(tiny.fgd), "--data", str(tiny.corpus)]) == 2
+    assert "--generator" in capsys.readouterr().err
+
+
+def test_checkpoints_of_the_wrong_kind_are_refused(tiny: TinyRun,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--generator", str(tiny.generator), "--posesync", str(tiny.fgd),
+                 "--fgd", str(tiny.posesync), "--data", str(tiny.corpus)]) == 2
+    assert "gesturert evaluate:" in capsys.readouterr().err

@@ -1,0 +1,423 @@
+"""``gesturert evaluate``: the generator's held-out metrics against baselines.
+
+    gesturert evaluate --generator runs/gen/generator.pt --posesync runs/sync/posesync.pt \\
+        --fgd runs/fgd/fgd.pt --data corpus/ [--out results/] [--seed 0]
+
+Held-out data: the corpus's ``dev``/``val``/``test`` clips, joined into sequences
+(train.posesync_data.load_corpus_sequences), none of which any model trained on. Each
+sequence is generated in one pass from a zero state (what a stream of that audio gives:
+forward == step by step), noise ``frame_noise(seed, ...)``.
+
+Rows (methods), each a list of canonical pose sequences scored the same way:
+
+* ``generator``: the model driven by the sequence's own audio;
+* ``audio_shuffled``: the same model driven by the next held-out sequence's audio
+  (cropped or padded with silence to length; with one sequence, its own audio rotated by
+  half its length), scored against the sequence's true audio and poses;
+* ``mean_pose``: the training mean pose (standardised zeros) held still;
+* ``ground_truth``: the held-out poses themselves (upper bound where meaningful).
+
+Columns: FGD (train.metrics.fgd over the FGD autoencoder's latents of windows every
+``FGD_STRIDE`` frames; lower is better), BC (beat consistency, higher), PSD and the
+offset sweep (mean |best offset| and the fraction of sequences at 0; lower PSD is better),
+diversity (HA2G, FGD latents), L1 and PCK@0.2 against the ground truth (canonical units:
+shoulder widths), lip-sync correlation (Pearson r of inner-lip opening, mean over
+sequences), detector frame AUC (generated saliency vs the corpus's ground truth).
+PoseSyncNet itself is checked too: ROC AUC of ``-d`` for aligned vs shifted ground-truth
+clips (shifts 3..15 frames, as in training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sdk.features import DEFAULT_FEATURES, FeatureConfig
+from sdk.mfcc import MfccMatrices, feature_frames, mfcc_offline
+from sdk.noise import frame_noise
+from sdk.normalization import PoseNormalization
+from sdk.psd import DEFAULT_MAX_OFFSET, clip_distances, sequence_embeddings
+from train.metrics import (
+    audio_beat_times,
+    beat_consistency,
+    detector_frame_auc,
+    diversity,
+    fgd,
+    l1_error,
+    lip_sync_correlation,
+    motion_beat_times,
+    pck,
+    roc_auc,
+)
+from train.metrics.beat import motion_change_scale
+from train.metrics.psd import psd_of_sequences, torch_embed_fn
+from train.models.fgd import PoseAutoencoder, fgd_features
+from train.models.generator import SalientPostureGenerator
+from train.models.posesync import PoseSyncNet
+
+FGD_STRIDE = 8  # frames between FGD windows (4 windows per 32-frame span)
+SHIFT_RANGE = (3, 15)  # |shift| of PoseSyncNet's held-out negatives, pose frames (training's)
+SHIFT_SEED = 1234
+METHODS = ("generator", "audio_shuffled", "mean_pose", "ground_truth")
+# (key, heading, format, better): better "low"/"high"/"" (no direction)
+COLUMNS = (
+    ("fgd", "FGD ↓", ".3f", "low"), ("bc", "BC ↑", ".3f", "high"),
+    ("psd", "PSD ↓", ".3f", "low"), ("offset_at_zero", "offset 0", ".0%", "high"),
+    ("mean_abs_offset", "mean abs offset (frames)", ".2f", "low"),
+    ("diversity", "diversity", ".2f", ""), ("l1", "L1 ↓", ".3f", "low"),
+    ("pck", "PCK ↑", ".3f", "high"), ("lip_sync", "lip-sync r ↑", ".3f", "high"),
+    ("detector_auc", "detector AUC ↑", ".3f", "high"),
+)
+
+
+@dataclass(frozen=True)
+class HeldOutSequence:
+    """One held-out sequence: audio (N,) float32 16 kHz, canonical (T, 122, 2) float32 poses
+    (undetected joints 0), saliency (T,) ground truth or None, the speaker's normalization."""
+
+    name: str
+    audio: np.ndarray
+    canonical: np.ndarray
+    saliency: np.ndarray | None
+    normalization: PoseNormalization
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.canonical.shape[0])
+
+
+@dataclass
+class EvalModels:
+    """The two judges: PoseSyncNet (PSD) and the FGD autoencoder, on the CPU in eval mode."""
+
+    posesync: PoseSyncNet
+    fgd: PoseAutoencoder
+
+
+def min_sequence_frames(models: EvalModels, max_offset: int = DEFAULT_MAX_OFFSET) -> int:
+    """Frames a sequence needs for the offset sweep and one FGD window."""
+    return max(models.posesync.config.clip_frames + 2 * max_offset,
+               models.fgd.config.window_frames)
+
+
+def load_held_out(data_dir: Path, min_frames: int,
+                  features: FeatureConfig = DEFAULT_FEATURES) -> list[HeldOutSequence]:
+    """Held-out sequences of at least ``min_frames`` frames; raises when there is none."""
+    from train.posesync_data import load_corpus_sequences
+
+    out = [HeldOutSequence(f"{s.interval_id}@{s.start}", s.audio,
+                           np.nan_to_num(s.canonical, nan=0.0).astype(np.float32), s.saliency,
+                           s.normalization)
+           for s in load_corpus_sequences(Path(data_dir), features)
+           if s.held_out and s.num_frames >= min_frames]
+    if not out:
+        raise ValueError(f"{data_dir}: no held-out (dev/val/test) sequence of at least "
+                         f"{min_frames} frames; the synthetic corpus needs >= 2 minutes")
+    return out
+
+
+def load_eval_models(posesync_ckpt: str | Path, fgd_ckpt: str | Path) -> EvalModels:
+    """Both judges from their checkpoints (train/checkpoint.py checks their kinds)."""
+    from train.checkpoint import load_model
+
+    sync = load_model(posesync_ckpt, "posesync", DEFAULT_FEATURES)
+    encoder = load_model(fgd_ckpt, "fgd", DEFAULT_FEATURES)
+    if not isinstance(sync, PoseSyncNet) or not isinstance(encoder, PoseAutoencoder):
+        raise ValueError("--posesync / --fgd do not hold a PoseSyncNet / FGD autoencoder")
+    return EvalModels(sync, encoder)
+
+
+def load_generator_checkpoint(path: str | Path
+                              ) -> tuple[SalientPostureGenerator, PoseNormalization]:
+    """The generator in eval mode and the pose normalization it was trained with."""
+    from train.checkpoint import load_checkpoint, load_model
+
+    model = load_model(path, "generator", DEFAULT_FEATURES)
+    normalization = load_checkpoint(path, "generator").normalization
+    if not isinstance(model, SalientPostureGenerator) or normalization is None:
+        raise ValueError(f"{path}: not a generator checkpoint with a pose normalization")
+    return model, normalization
+
+
+@torch.no_grad()
+def generate(model: SalientPostureGenerator, normalization: PoseNormalization,
+             audio: np.ndarray, num_frames: int, seed: int = 0,
+             features: FeatureConfig = DEFAULT_FEATURES) -> tuple[np.ndarray, np.ndarray]:
+    """Poses of pose frames 0..T-1 for (N,) audio: canonical (T, 122, 2), saliency (T,).
+
+    One forward pass over T + L feature frames from a zero state (== streaming).
+    """
+    frames = num_frames + model.config.lookahead_frames
+    mfcc = mfcc_offline(audio, features, MfccMatrices.default(),
+                        max(features.mfcc_frames_needed(frames), 1))
+    feats = torch.from_numpy(feature_frames(mfcc, features, 0, frames))[None]
+    noise = torch.from_numpy(frame_noise(seed, 0, frames, model.config.noise_dim))[None]
+    model.eval()
+    out = model(feats, noise)
+    poses = out.aligned_poses[0].numpy()
+    return (normalization.destandardize(poses).astype(np.float32),
+            out.aligned_saliency[0].numpy().astype(np.float32))
+
+
+def shuffled_audio(sequences: Sequence[HeldOutSequence], index: int) -> np.ndarray:
+    """Another sequence's audio with sequence ``index``'s length (see the module doc)."""
+    own = sequences[index].audio
+    if len(sequences) == 1:
+        return np.roll(own, own.shape[0] // 2)
+    other = sequences[(index + 1) % len(sequences)].audio[: own.shape[0]]
+    return np.pad(other, (0, own.shape[0] - other.shape[0]))
+
+
+@dataclass
+class References:
+    """What every method is scored against, computed once."""
+
+    real_fgd: np.ndarray  # (N, latent) FGD features of the held-out poses
+    change_scale: np.ndarray  # (bones,) BC envelope scale of the held-out poses
+    audio_beats: list[np.ndarray]  # per sequence, onset times (s)
+    mfcc: list[np.ndarray]  # per sequence, (M, 13) MFCC for PSD clips
+
+
+def make_references(sequences: Sequence[HeldOutSequence], models: EvalModels,
+                    features: FeatureConfig = DEFAULT_FEATURES) -> References:
+    from train.posesync_data import sequence_mfcc
+
+    clip = models.posesync.config.clip
+    return References(
+        real_fgd=fgd_features(models.fgd, [_standardized(s, s.canonical) for s in sequences],
+                              FGD_STRIDE),
+        change_scale=motion_change_scale([s.canonical for s in sequences]),
+        audio_beats=[audio_beat_times(s.audio, features.sample_rate) for s in sequences],
+        mfcc=[sequence_mfcc(s.audio, s.num_frames, features, clip) for s in sequences])
+
+
+def _standardized(seq: HeldOutSequence, canonical: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(seq.normalization.standardize(canonical), nan=0.0).astype(np.float32)
+
+
+def score_method(poses: Sequence[np.ndarray], saliency: Sequence[np.ndarray] | None,
+                 sequences: Sequence[HeldOutSequence], models: EvalModels,
+                 refs: References) -> dict[str, float]:
+    """Every column for one method: ``poses`` per sequence (T_k, 122, 2) canonical,
+    ``saliency`` per sequence (T_k,) or None (no detector)."""
+    gen_fgd = fgd_features(models.fgd, [_standardized(s, p) for s, p in
+                                        zip(sequences, poses, strict=True)], FGD_STRIDE)
+    bcs = [beat_consistency(beats, motion_beat_times(p, change_scale=refs.change_scale))
+           for p, beats in zip(poses, refs.audio_beats, strict=True) if beats.size]
+    sweep = psd_of_sequences(models.posesync, refs.mfcc, list(poses))
+    truth = np.concatenate([s.canonical for s in sequences])
+    pred = np.concatenate(poses)
+    result = {
+        "fgd": fgd(refs.real_fgd, gen_fgd),
+        "bc": float(np.mean(bcs)) if bcs else float("nan"),
+        "psd": sweep.psd,
+        "offset_at_zero": sweep.offset_accuracy,
+        "mean_abs_offset": sweep.mean_abs_offset,
+        "mean_offset": float(np.mean([s.best_offset for s in sweep.sweeps])),
+        "sweep_confidence": float(np.mean([s.confidence for s in sweep.sweeps])),
+        "diversity": diversity(gen_fgd),
+        "l1": l1_error(pred, truth),
+        "pck": pck(pred, truth),
+        "lip_sync": float(np.mean([lip_sync_correlation(p, s.canonical)
+                                   for p, s in zip(poses, sequences, strict=True)])),
+        "detector_auc": float("nan"),
+    }
+    truth_saliency = [s.saliency for s in sequences]
+    if saliency is not None and all(t is not None for t in truth_saliency):
+        labels = [t for t in truth_saliency if t is not None]
+        if 0 < sum(float(t.sum()) for t in labels) < sum(t.size for t in labels):
+            result["detector_auc"] = detector_frame_auc(list(saliency), labels)
+    return result
+
+
+def posesync_separation(sequences: Sequence[HeldOutSequence], models: EvalModels,
+                        refs: References) -> dict[str, float]:
+    """ROC AUC of ``-d`` for aligned vs shifted ground-truth clips, and the mean distances."""
+    embed = torch_embed_fn(models.posesync)
+    rng = np.random.default_rng(SHIFT_SEED)
+    aligned, shifted = [], []
+    for seq, mfcc in zip(sequences, refs.mfcc, strict=True):
+        audio_emb, pose_emb = sequence_embeddings(
+            embed, mfcc, seq.canonical, imaging=models.posesync.config.imaging,
+            clip=models.posesync.config.clip)
+        n = audio_emb.shape[0]
+        i = np.arange(n)
+        shift = rng.integers(SHIFT_RANGE[0], SHIFT_RANGE[1] + 1, n) * rng.choice([-1, 1], n)
+        j = np.where((i + shift >= 0) & (i + shift < n), i + shift, i - shift)
+        ok = (j >= 0) & (j < n)
+        aligned.append(clip_distances(audio_emb, pose_emb))
+        shifted.append(clip_distances(audio_emb[i[ok]], pose_emb[j[ok]]))
+    d_pos, d_neg = np.concatenate(aligned), np.concatenate(shifted)
+    labels = np.concatenate([np.ones(d_pos.size), np.zeros(d_neg.size)])
+    return {"auc": roc_auc(-np.concatenate([d_pos, d_neg]), labels),
+            "d_aligned": float(d_pos.mean()), "d_shifted": float(d_neg.mean()),
+            "clips": float(d_pos.size)}
+
+
+def evaluate_generator_model(model: SalientPostureGenerator, normalization: PoseNormalization,
+                             sequences: Sequence[HeldOutSequence], models: EvalModels,
+                             refs: References, seed: int = 0, baselines: bool = True
+                             ) -> dict[str, dict[str, float]]:
+    """Scores per method (``METHODS``; only ``generator`` without ``baselines``)."""
+    made = [generate(model, normalization, s.audio, s.num_frames, seed) for s in sequences]
+    rows = {"generator": score_method([m[0] for m in made], [m[1] for m in made], sequences,
+                                      models, refs)}
+    if baselines:
+        shuffled = [generate(model, normalization, shuffled_audio(sequences, i), s.num_frames,
+                             seed) for i, s in enumerate(sequences)]
+        rows["audio_shuffled"] = score_method([m[0] for m in shuffled],
+                                              [m[1] for m in shuffled], sequences, models, refs)
+        still = [np.broadcast_to(normalization.destandardize(
+            np.zeros(s.canonical.shape[1:], np.float32)), s.canonical.shape).astype(np.float32)
+            for s in sequences]
+        rows["mean_pose"] = score_method(still, None, sequences, models, refs)
+        rows["ground_truth"] = score_method([s.canonical for s in sequences], None, sequences,
+                                            models, refs)
+    return rows
+
+
+def acceptance_checks(posesync: dict[str, float], rows: dict[str, dict[str, float]]
+                      ) -> list[dict[str, Any]]:
+    """Issue 3's acceptance criteria that this evaluation measures, each with pass/fail."""
+    gen, mean, shuf = rows["generator"], rows["mean_pose"], rows["audio_shuffled"]
+    checks = [
+        ("PoseSyncNet held-out ROC AUC >= 0.95", posesync["auc"], posesync["auc"] >= 0.95),
+        ("offset sweep finds 0 on >= 90% of held-out sequences",
+         rows["ground_truth"]["offset_at_zero"], rows["ground_truth"]["offset_at_zero"] >= 0.9),
+        ("generator FGD below mean pose and audio-shuffled", gen["fgd"],
+         gen["fgd"] < min(mean["fgd"], shuf["fgd"])),
+        ("generator BC above mean pose and audio-shuffled", gen["bc"],
+         gen["bc"] > max(mean["bc"], shuf["bc"])),
+        ("generator PSD below mean pose and audio-shuffled", gen["psd"],
+         gen["psd"] < min(mean["psd"], shuf["psd"])),
+        ("detector frame AUC >= 0.85", gen["detector_auc"], gen["detector_auc"] >= 0.85),
+    ]
+    return [{"criterion": c, "value": float(v), "passed": bool(p)} for c, v, p in checks]
+
+
+def machine_description() -> dict[str, Any]:
+    """CPU model (/proc/cpuinfo), cores, load average and Python/torch versions, now."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": [round(x, 2) for x in load],
+            "python": platform.python_version(), "torch": torch.__version__,
+            "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def format_value(value: float, fmt: str) -> str:
+    return "—" if value is None or not np.isfinite(value) else format(value, fmt)
+
+
+def markdown_table(rows: dict[str, dict[str, float]], first: str = "method",
+                   extra: Sequence[tuple[str, str, str]] = ()) -> str:
+    """A Markdown table: one row per key of ``rows``, ``extra`` (key, heading, fmt) columns
+    first, then ``COLUMNS``."""
+    columns = list(extra) + [(k, h, f) for k, h, f, _ in COLUMNS]
+    lines = ["| " + " | ".join([first] + [h for _, h, _ in columns]) + " |",
+             "|" + "---|" * (len(columns) + 1)]
+    for name, row in rows.items():
+        lines.append("| " + " | ".join([name] + [format_value(row.get(k, float("nan")), f)
+                                                 for k, _, f in columns]) + " |")
+    return "\n".join(lines)
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    load = ", ".join(f"{x:.2f}" for x in machine["load_average"])
+    return (f"{machine['cpu']}, {machine['cores']} cores, load average {load} "
+            f"({machine['date_utc']}; torch {machine['torch']})")
+
+
+def evaluation_markdown(report: dict[str, Any]) -> str:
+    sync = report["posesync"]
+    lines = [
+        "# Held-out evaluation", "",
+        f"Data: `{report['data']}`, {report['sequences']} held-out sequences "
+        f"({report['frames']} frames). Machine: {machine_line(report['machine'])}.", "",
+        markdown_table(report["methods"]), "",
+        f"PoseSyncNet on held-out ground truth: ROC AUC {sync['auc']:.3f} (aligned vs "
+        f"shifted by {SHIFT_RANGE[0]}..{SHIFT_RANGE[1]} frames, {int(sync['clips'])} clips), "
+        f"mean d aligned {sync['d_aligned']:.3f}, shifted {sync['d_shifted']:.3f}.", "",
+        "| acceptance (issue 3) | value | passed |", "|---|---|---|",
+    ]
+    lines += [f"| {c['criterion']} | {c['value']:.3f} | {'yes' if c['passed'] else 'NO'} |"
+              for c in report["acceptance"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], markdown: str, out: Path, stem: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    (out / f"{stem}.md").write_text(markdown)
+
+
+def run_evaluation(generator_ckpt: Path, posesync_ckpt: Path, fgd_ckpt: Path, data: Path,
+                   seed: int = 0) -> dict[str, Any]:
+    """The whole ``gesturert evaluate`` report as a JSON-able dict."""
+    torch.set_num_threads(1)
+    models = load_eval_models(posesync_ckpt, fgd_ckpt)
+    model, normalization = load_generator_checkpoint(generator_ckpt)
+    sequences = load_held_out(data, min_sequence_frames(models))
+    refs = make_references(sequences, models)
+    rows = evaluate_generator_model(model, normalization, sequences, models, refs, seed)
+    sync = posesync_separation(sequences, models, refs)
+    return {"data": str(data), "sequences": len(sequences),
+            "frames": sum(s.num_frames for s in sequences), "seed": seed,
+            "checkpoints": {"generator": str(generator_ckpt), "posesync": str(posesync_ckpt),
+                            "fgd": str(fgd_ckpt)},
+            "lookahead_frames": model.config.lookahead_frames, "methods": rows,
+            "posesync": sync, "acceptance": acceptance_checks(sync, rows),
+            "machine": machine_description()}
+
+
+def register_evaluate(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "evaluate", help="held-out metrics of a trained generator, with baselines",
+        description="FGD, BC, PSD (+ offset sweep), diversity, L1, PCK, lip-sync and detector "
+                    "AUC of a generator on a corpus's held-out split, next to mean-pose, "
+                    "audio-shuffled and ground-truth rows; Markdown + JSON.")
+    parser.add_argument("--generator", required=True, type=Path, help="generator.pt checkpoint")
+    parser.add_argument("--posesync", required=True, type=Path, help="posesync.pt checkpoint")
+    parser.add_argument("--fgd", required=True, type=Path, help="fgd.pt checkpoint")
+    parser.add_argument("--data", required=True, type=Path,
+                        help="corpus directory (SDT layout); its dev/val/test clips are scored")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="directory for evaluation.md and evaluation.json (default: print)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed of the generator")
+    parser.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    for name in ("generator", "posesync", "fgd"):
+        if not getattr(args, name).is_file():
+            print(f"gesturert evaluate: --{name} {getattr(args, name)} is not a file; pass the "
+                  f"checkpoint written by `gesturert train {name}`", file=sys.stderr)
+            return 2
+    try:
+        report = run_evaluation(args.generator, args.posesync, args.fgd, args.data, args.seed)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"gesturert evaluate: {exc}", file=sys.stderr)
+        return 2
+    markdown = evaluation_markdown(report)
+    print(markdown)
+    if args.out is not None:
+        write_report(report, markdown, args.out, "evaluation")
+        print(f"wrote {args.out / 'evaluation.md'} and {args.out / 'evaluation.json'}")
+    return 0
