@@ -319,8 +319,8 @@ class Bundle:
     """A verified bundle on disk. ``root`` is the directory (a tar is unpacked first).
 
     ``unpacked_dir``: the temporary directory a ``.tar`` was unpacked into (None for a
-    directory bundle). Whoever holds the Bundle removes it when done
-    (:meth:`sdk.streaming.StreamingGenerator.close` does).
+    directory bundle). Whoever holds the Bundle removes it when done (a
+    :class:`~sdk.streaming.StreamingGenerator` does when it is garbage-collected).
     """
 
     root: Path

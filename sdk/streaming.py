@@ -125,7 +125,8 @@ class StreamingGenerator:
                                          if isinstance(backend, str) else backend)
         self.config = config
         self.bundle: Bundle = load_bundle(config.bundle, verify=config.verify_bundle)
-        # a .tar bundle's unpacked copy goes with the generator (close, or garbage collection)
+        # a .tar bundle's unpacked copy goes when the generator is garbage-collected (not at
+        # close: callers may still read the bundle's files, e.g. the demo scores with posesync)
         self._remove_unpacked = None if self.bundle.unpacked_dir is None else weakref.finalize(
             self, shutil.rmtree, self.bundle.unpacked_dir, ignore_errors=True)
         manifest = self.manifest
@@ -301,14 +302,11 @@ class StreamingGenerator:
             self._stepper.release_slot(slot)
 
     def close(self) -> None:
-        """Free the backend (and a .tar bundle's unpacked copy); streams of this generator
-        cannot step afterwards. Idempotent."""
+        """Free the backend; streams of this generator cannot step afterwards. Idempotent."""
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self._stepper.close()
-            if self._remove_unpacked is not None:
-                self._remove_unpacked()
 
     def __enter__(self) -> StreamingGenerator:
         return self

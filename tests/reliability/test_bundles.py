@@ -139,7 +139,8 @@ def _tar(root: Path, out: Path) -> Path:
 
 def test_a_tar_bundle_leaves_no_unpacked_copy_behind(
         bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Closed, garbage-collected or refused: the temporary unpacked copy is removed."""
+    """A generator's unpacked copy lives while the generator object does (files stay
+    readable after close) and goes with it; a refused tar leaves nothing."""
     made: list[Path] = []
     mkdtemp = tempfile.mkdtemp
 
@@ -152,8 +153,11 @@ def test_a_tar_bundle_leaves_no_unpacked_copy_behind(
     with open_cpu(tar) as gen:
         assert gen.bundle.unpacked_dir == made[0] and made[0].is_dir()
         assert len(gen.generate(np.zeros(16000, np.float32), 16000)) == gen.fps
+    assert gen.bundle.path(POSESYNC_FILE).is_file()  # closed, still readable
+    del gen
+    gc.collect()
     assert not made[0].exists()
-    dropped = open_cpu(tar)
+    dropped = open_cpu(tar)  # never closed
     assert made[1].is_dir()
     del dropped
     gc.collect()
