@@ -23,7 +23,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
 def _ablate(tiny: TinyRun, out: Path, *what: str) -> dict:
     sets = [a for item in TINY_GENERATOR for a in ("--set", item)]
     assert main(["ablate", *what, "--data", str(tiny.corpus), "--posesync", str(tiny.posesync),
-                 "--fgd", str(tiny.fgd), "--out", str(out), "--steps", "2", *sets]) == 0
+                 "--fgd", str(tiny.fgd), "--out", str(out), "--runs", str(out / "runs"),
+                 "--steps", "2", *sets]) == 0
     stem = f"ablation_{what[0]}"
     markdown = (out / f"{stem}.md").read_text()
     report = json.loads((out / f"{stem}.json").read_text())

@@ -24,8 +24,8 @@ variants is what the tables are for. Variants:
   of a stream stepping one frame at a time (:func:`algorithmic_latency_ms`).
 
 Outputs in ``--out`` (default benchmarks/results/ablations): ``ablation_<what>.json``,
-``ablation_<what>.md`` (+ ``ablation_lookahead.png``), and the checkpoints under
-``runs/<what>/<variant>/`` (not meant to be committed).
+``ablation_<what>.md`` (+ ``ablation_lookahead.png``); the checkpoints go under
+``--runs`` (default ``runs/ablations``, git-ignored) as ``<what>/<variant>/generator.pt``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ from sdk.features import DEFAULT_FEATURES, FeatureConfig
 
 ABLATION_STEPS = 400  # optimizer steps per variant (the default config trains 1500)
 SHARED_OVERRIDES = ("run.eval_every=0", "run.threads=1")
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "ablations"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "ablations"
+DEFAULT_RUNS = REPO / "runs" / "ablations"
 LOOKAHEAD_PLOT = (("fgd", "FGD (lower is better)"), ("bc", "BC (higher is better)"),
                   ("psd", "PSD (lower is better)"), ("detector_auc", "detector frame AUC"))
 
@@ -82,7 +84,7 @@ def algorithmic_latency_ms(lookahead_frames: int, features: FeatureConfig = DEFA
 
 
 def run_ablation(what: str, variants: list[Variant], data_dir: Path, posesync_ckpt: Path,
-                 fgd_ckpt: Path, out: Path, steps: int = ABLATION_STEPS,
+                 fgd_ckpt: Path, runs: Path, steps: int = ABLATION_STEPS,
                  config_path: Path | None = None, extra_overrides: tuple[str, ...] = (),
                  seed: int = 0, show_progress: bool = False) -> dict[str, Any]:
     """Train every variant, score it on the held-out split; returns the JSON-able report."""
@@ -125,7 +127,7 @@ def run_ablation(what: str, variants: list[Variant], data_dir: Path, posesync_ck
         key = (config.model.lookahead_frames, config.data)
         if key not in datasets:
             datasets[key] = load_generator_data(data_dir, config)
-        run_dir = out / "runs" / what / variant.name.replace(" ", "_").replace("=", "")
+        run_dir = runs / what / variant.name.replace(" ", "_").replace("=", "")
         started = time.perf_counter()
         losses = train_generator(config, datasets[key], run_dir, device="cpu",
                                  show_progress=show_progress)
@@ -182,8 +184,8 @@ def plot_lookahead(report: dict[str, Any], path: Path) -> None:
 
     rows = sorted(report["variants"].values(), key=lambda r: r["latency_ms"])
     latency = [r["latency_ms"] for r in rows]
-    fig, axes = plt.subplots(1, len(LOOKAHEAD_PLOT), figsize=(4 * len(LOOKAHEAD_PLOT), 3.4))
-    for ax, (key, label) in zip(axes, LOOKAHEAD_PLOT, strict=True):
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6.5))
+    for ax, (key, label) in zip(axes.ravel(), LOOKAHEAD_PLOT, strict=True):
         ax.plot(latency, [r[key] for r in rows], "o-")
         for r in rows:
             ax.annotate(f"L={r['lookahead_frames']}", (r["latency_ms"], r[key]),
@@ -191,7 +193,8 @@ def plot_lookahead(report: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("algorithmic latency (ms)")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Generator quality vs lookahead ({report['steps']} training steps each)")
+    fig.suptitle(f"Generator quality vs lookahead ({report['steps']} training steps each, "
+                 f"{report['sequences']} held-out sequences)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -221,6 +224,8 @@ def register_ablate(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         p.add_argument("--fgd", required=True, type=Path, help="fgd.pt checkpoint")
         p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                        help="results directory (default benchmarks/results/ablations)")
+        p.add_argument("--runs", type=Path, default=DEFAULT_RUNS,
+                       help="where the variants' checkpoints go (default runs/ablations)")
         p.add_argument("--steps", type=int, default=ABLATION_STEPS,
                        help=f"training steps per variant (default {ABLATION_STEPS})")
         p.add_argument("--config", type=Path, default=None,
@@ -255,7 +260,7 @@ def _run_ablate(args: argparse.Namespace) -> int:
             return 2
     try:
         report = run_ablation(args.ablation, _variants(args), args.data, args.posesync,
-                              args.fgd, args.out, args.steps, args.config,
+                              args.fgd, args.runs, args.steps, args.config,
                               tuple(args.overrides), args.seed, args.progress)
     except (ValueError, FileNotFoundError) as exc:
         print(f"gesturert ablate: {exc}", file=sys.stderr)

@@ -352,6 +352,12 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
         f"Data: `{report['data']}`, {report['sequences']} held-out sequences "
         f"({report['frames']} frames). Machine: {machine_line(report['machine'])}.", "",
         markdown_table(report["methods"]), "",
+        "Rows: `generator` driven by its own audio; `audio_shuffled`: the same model driven "
+        "by another held-out sequence's audio, scored against this sequence; `mean_pose`: "
+        "the training mean pose held still; `ground_truth`: the held-out poses (its FGD is 0 "
+        "by construction: it is the reference set). FGD, diversity: FGD-autoencoder latents "
+        f"of {FGD_STRIDE}-frame-hop windows; L1, PCK@0.2: canonical units (shoulder widths); "
+        "offset 0: share of sequences whose PSD offset sweep (±15 frames) is best at 0.", "",
         f"PoseSyncNet on held-out ground truth: ROC AUC {sync['auc']:.3f} (aligned vs "
         f"shifted by {SHIFT_RANGE[0]}..{SHIFT_RANGE[1]} frames, {int(sync['clips'])} clips), "
         f"mean d aligned {sync['d_aligned']:.3f}, shifted {sync['d_shifted']:.3f}.", "",
