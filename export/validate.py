@@ -54,7 +54,7 @@ from sdk.mfcc import MfccMatrices, extract_features
 from sdk.noise import frame_noise
 from sdk.psd import EmbedFn
 from sdk.runners.select import BackendConfig, BackendError, match_engine
-from sdk.streaming import StreamingGenerator
+from sdk.streaming import GeneratorConfig, StreamingGenerator
 
 TORCH = "torch"
 SDK_BACKENDS = ("onnxruntime", "onnxruntime-cpu", "onnxruntime-gpu", "tensorrt")
@@ -63,6 +63,7 @@ DEFAULT_BACKENDS = "torch,onnxruntime,tensorrt"
 POSESYNC_BACKENDS = ("onnxruntime-cpu", "onnxruntime-gpu", "tensorrt")
 KEYPOINT_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs, standardised units
 MAX_STREAM_CHUNK_SECONDS = 0.5  # random streaming chunks are 1 sample .. this long
+MAX_STREAM_STEP_FRAMES = 8  # streaming runs step 2 .. this many frames at a time (random)
 EXIT_OK, EXIT_OUT_OF_TOLERANCE, EXIT_UNUSABLE = 0, 1, 2
 
 # (audio (N,) at the model rate, seed) -> standardised poses (T, J, 2), saliency (T,)
@@ -79,7 +80,7 @@ class Row:
 
     audio: str
     backend: str
-    mode: str  # "offline" | "streaming"
+    mode: str  # "offline" | "streaming/<frames per step>" | "streaming/random" (torch)
     precision: str
     frames: int
     psd: float
@@ -105,42 +106,47 @@ class _Output:
 
 
 # ---------------------------------------------------------------- backends
-def _sdk_backend(bundle: Bundle, name: str) -> tuple[StreamingGenerator, str]:
+def _sdk_backend(bundle: Bundle, name: str, chunk_frames: int | None = None
+                 ) -> tuple[StreamingGenerator, str]:
     """The bundle on an sdk backend and its precision; BackendError when it cannot run."""
-    generator = StreamingGenerator(bundle.root, backend=BackendConfig(name))
+    generator = StreamingGenerator(GeneratorConfig(bundle.root, BackendConfig(name),
+                                                   chunk_frames=chunk_frames))
     engine = generator.backend.engine
     return generator, engine.precision if engine is not None else "fp32"
 
 
-def _sdk_runs(generator: StreamingGenerator, rng: np.random.Generator) -> dict[str, GenerateFn]:
-    """Offline (``generate``) and streaming (random chunk sizes) runs on an sdk backend."""
-    norm, rate = generator.manifest.normalization, generator.manifest.features.sample_rate
+def _sdk_runs(offline_gen: StreamingGenerator, streaming_gen: StreamingGenerator,
+              rng: np.random.Generator) -> dict[str, GenerateFn]:
+    """Offline (``generate``) runs, and streaming runs: audio in random chunk sizes into a
+    generator stepping ``streaming_gen.chunk_frames`` frames at a time."""
+    norm = offline_gen.manifest.normalization
+    rate = offline_gen.manifest.features.sample_rate
 
     def standardized(frames: PoseFrames) -> tuple[np.ndarray, np.ndarray]:
         canonical = norm.pixels_to_canonical(frames.keypoints)
         return norm.standardize(canonical), frames.saliency
 
     def offline(audio: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        return standardized(generator.generate(audio, rate, seed))
+        return standardized(offline_gen.generate(audio, rate, seed))
 
     def streaming(audio: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        parts = []
-        with generator.create_stream(seed) as stream:
+        gen, parts = streaming_gen, []
+        with gen.create_stream(seed) as stream:
             first, longest = 0, max(2, int(MAX_STREAM_CHUNK_SECONDS * rate))
             while first < audio.size:
                 size = int(np.exp(rng.uniform(0, np.log(longest))))  # log-uniform sizes
                 stream.accept_waveform(audio[first:first + size], rate)
                 first += size
-                while generator.is_ready(stream):
-                    generator.step([stream])
+                while gen.is_ready(stream):
+                    gen.step([stream])
                 parts.append(stream.pop_frames())
             stream.input_finished()
-            while generator.is_ready(stream):
-                generator.step([stream])
+            while gen.is_ready(stream):
+                gen.step([stream])
             parts.append(stream.pop_frames())
-        return standardized(PoseFrames.concatenate(parts, generator.num_joints))
+        return standardized(PoseFrames.concatenate(parts, gen.num_joints))
 
-    return {"offline": offline, "streaming": streaming}
+    return {"offline": offline, f"streaming/{streaming_gen.chunk_frames}": streaming}
 
 
 def _torch_runs(bundle: Bundle, checkpoint: Path, matrices: MfccMatrices,
@@ -180,7 +186,8 @@ def _torch_runs(bundle: Bundle, checkpoint: Path, matrices: MfccMatrices,
         keep = slice(lookahead, lookahead + total)
         return np.concatenate(poses)[keep], np.concatenate(saliency)[keep]
 
-    return {"offline": lambda a, s: run(a, s, False), "streaming": lambda a, s: run(a, s, True)}
+    return {"offline": lambda a, s: run(a, s, False),
+            "streaming/random": lambda a, s: run(a, s, True)}
 
 
 def _posesync_embed(bundle: Bundle, backend: str) -> tuple[EmbedFn, Any]:
@@ -287,12 +294,16 @@ def validate(bundle_path: Path, audio_paths: list[Path], backends: list[str],
         except BackendError as exc:
             skipped[name] = str(exc)
             continue
-        if generator.backend_name in {g.backend_name for g in generators}:
+        if generator.backend_name in runs:
             skipped[name] = f"same as {generator.backend_name}, already run"
             generator.close()
             continue
         generators.append(generator)
-        runs[generator.backend_name] = (_sdk_runs(generator, rng), precision)
+        frames_max = manifest.generator.frames_profile[2]  # TensorRT engines' limit
+        chunk = int(rng.integers(2, max(3, min(MAX_STREAM_STEP_FRAMES, frames_max) + 1)))
+        streaming, _ = _sdk_backend(bundle, name, chunk_frames=chunk)
+        generators.append(streaming)
+        runs[generator.backend_name] = (_sdk_runs(generator, streaming, rng), precision)
     if not runs:
         raise ValidateError(f"no backend of {backends} can run here: {skipped}")
     inputs = [(p, seed) for p in audio_paths]
@@ -349,7 +360,7 @@ def _cells(row: Row) -> tuple[str, ...]:
             num(row.saliency_max_abs, ".2e"),
             num(None if row.saliency_agreement is None else 100 * row.saliency_agreement,
                 ".1f"),
-            f"{row.psd:.5f}", f"{row.psd_reference:.5f}", f"{100 * row.psd_rel_diff:.4f}",
+            f"{row.psd:.5f}", f"{row.psd_reference:.5f}", f"{100 * row.psd_rel_diff:.1e}",
             offset, f"{row.confidence:.4f}", "FAIL" if row.failures else "ok")
 
 
