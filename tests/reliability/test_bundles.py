@@ -1,7 +1,8 @@
 """Tampered and mismatched bundles: every listed file changed or missing, manifests newer,
 edited or malformed, engines for another GPU or TensorRT build, broken models loaded
-without verification. Each ends in an error naming the file and what to do, never a crash
-or silent wrong output; ONNX Runtime replaces a mismatched engine only when asked to."""
+without verification, a backend failing mid-run. Each ends in an error naming the file
+and what to do, never a crash or silent wrong output; ONNX Runtime replaces a mismatched
+engine only when asked to."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from sdk.bundle import (
     write_bundle_manifest,
 )
 from sdk.runners import select
+from sdk.runners.base import RunnerError
 from sdk.runners.onnxrt import CPU_PROVIDER
 from sdk.runners.select import BackendConfig, BackendError
 from sdk.streaming import GeneratorConfig
@@ -324,3 +326,44 @@ def test_a_garbage_engine_claiming_this_gpu_fails_cleanly_in_a_subprocess(bundle
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "refused:" in done.stdout and "rebuild it" in done.stdout, done.stdout
+
+
+# ---- backend faults ----
+def test_a_failed_inference_changes_no_stream_and_a_retry_gives_the_same_frames(
+        bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backend raising mid-run (a lost GPU, a driver error) propagates as RunnerError;
+    no stream moves, so stepping again gives the frames of a run without the fault."""
+    audio = speechlike(16000, 3.0)[:, 0]
+    with open_cpu(bundle) as gen:
+        want = [gen.generate(audio, 16000, seed=s) for s in (1, 2)]
+        runner = gen._stepper.runner
+        infer = runner.infer
+        calls = {"n": 0}
+
+        def flaky(feeds: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] % 7 == 0:
+                raise RunnerError(f"{runner.name}: inference failed: simulated device loss")
+            return infer(feeds)
+
+        monkeypatch.setattr(runner, "infer", flaky)
+        streams = [gen.create_stream(seed=s) for s in (1, 2)]
+        for stream in streams:
+            stream.accept_waveform(audio, 16000)
+            stream.input_finished()
+        failures = 0
+        while any(gen.is_ready(s) for s in streams):
+            ready = [s for s in streams if gen.is_ready(s)]
+            before = [(s.num_frames_emitted, s._fed) for s in ready]
+            try:
+                gen.step(ready)
+            except RunnerError as exc:
+                assert "simulated device loss" in str(exc)
+                assert [(s.num_frames_emitted, s._fed) for s in ready] == before
+                failures += 1
+        assert failures > 3
+        for stream, expected in zip(streams, want, strict=True):
+            got = stream.pop_frames()
+            np.testing.assert_array_equal(got.index, expected.index)
+            np.testing.assert_array_equal(got.keypoints, expected.keypoints)
+            stream.close()
