@@ -205,3 +205,23 @@ def test_fgd_training_writes_a_checkpoint_and_sanity_fgds(tmp_path: Path) -> Non
     result = train_fgd(config, data, tmp_path / "run", device="cpu", show_progress=False)
     assert np.isfinite(result["loss"]) and result["val_fgd_heldout_vs_frozen"] >= 0
     assert isinstance(load_model(tmp_path / "run" / CHECKPOINT_NAME, "fgd"), PoseAutoencoder)
+
+
+def test_psd_of_sequences_images_with_the_models_own_imaging() -> None:
+    import torch
+
+    from sdk.pose_image import ImagingConfig
+    from train.metrics.psd import psd_of_sequences
+    from train.models.posesync import PoseSyncConfig, PoseSyncNet
+
+    torch.manual_seed(0)
+    model = PoseSyncNet(PoseSyncConfig(audio_channels=(4, 4), pose_channels=(4, 4),
+                                       hidden_dim=8, embedding_dim=4,
+                                       imaging=ImagingConfig(height=20, width=28)))
+    rng = np.random.default_rng(0)
+    poses = [rng.uniform(-1, 1, (30, J, 2)).astype(np.float32) for _ in range(2)]
+    mfccs = [rng.normal(size=(200, 13)).astype(np.float32) for _ in range(2)]
+    summary = psd_of_sequences(model, mfccs, poses, max_offset=5)
+    assert len(summary.sweeps) == 2 and summary.sweeps[0].offsets.tolist() == list(range(-5, 6))
+    assert 0.0 <= summary.psd <= 2.0  # unit embeddings
+    assert 0.0 <= summary.offset_accuracy <= 1.0
