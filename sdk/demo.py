@@ -221,6 +221,7 @@ def write_plot(path: Path, frames: PoseFrames, scores: FramesPsd | None) -> Path
         ax = axes[2, 0]
         ax.plot(sweep.offsets, sweep.mean_distance, "o-", color="tab:green", ms=3)
         ax.axvline(sweep.best_offset, color="k", ls=":", lw=1)
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.set(xlabel="offset (pose frames; + = poses lag the audio)", ylabel="mean d",
                title=f"offset sweep: best {sweep.best_offset:+d} frames, confidence "
                      f"{sweep.confidence:.4f}")

@@ -2,8 +2,10 @@
 reference in docs/cli.md is what the argparse parsers print.
 
 Blocks run in order, per file, in a fresh working directory holding ``bundle/`` (a copy
-of the tiny test bundle, standing in for any bundle the docs name) and ``speech.wav``
-(3 s of the shipped speech sample):
+of the tiny test bundle, standing in for any bundle the docs name), ``speech.wav`` (3 s of
+the shipped speech sample), and the repository paths the README names:
+``sdk/data/samples/speech_en.flac`` (the sample) and ``sdk/data/default_bundle`` (the tiny
+bundle again, so the README's code is checked whether or not the shipped bundle is here):
 
 * ``python`` blocks are executed, sharing one namespace per file;
 * ``sh``/``bash`` blocks: every command must be ``gesturert ...``; each runs in-process
@@ -89,11 +91,16 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 
 def cli_reference() -> str:
-    """``gesturert --help`` and every subcommand's (nested ones too), as Markdown."""
+    """``gesturert --help`` and every subcommand's (nested ones too), as Markdown.
+
+    Rendered with a fixed width and ``XDG_CACHE_HOME=~/.cache`` so that defaults under
+    the home directory (the benchmark bundle cache) read the same on every machine.
+    """
     from sdk.cli import build_parser
 
-    old = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = HELP_COLUMNS  # argparse wraps to the terminal width
+    fixed = {"COLUMNS": HELP_COLUMNS, "XDG_CACHE_HOME": "~/.cache"}
+    saved = {key: os.environ.get(key) for key in fixed}
+    os.environ.update(fixed)
     try:
         parser = build_parser()
         parts = ["### `gesturert`\n\n```text\n" + parser.format_help() + "```\n"]
@@ -106,10 +113,11 @@ def cli_reference() -> str:
         for name, sub in sorted(_subparsers(parser).items()):
             add(f"gesturert {name}", sub)
     finally:
-        if old is None:
-            del os.environ["COLUMNS"]
-        else:
-            os.environ["COLUMNS"] = old
+        for key, value in saved.items():
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
     return "\n".join(parts)
 
 
@@ -140,6 +148,10 @@ def workspace(docs_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     shutil.copytree(docs_bundle, tmp_path / "bundle")
     soundfile.write(tmp_path / "speech.wav", load_audio(SPEECH_SAMPLE)[:48000], 16000)
+    data = tmp_path / "sdk" / "data"
+    shutil.copytree(docs_bundle, data / "default_bundle")
+    (data / "samples").mkdir()
+    shutil.copy(SPEECH_SAMPLE, data / "samples" / SPEECH_SAMPLE.name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -185,6 +197,18 @@ def test_code_blocks_run(path: Path, workspace: Path, capsys: pytest.CaptureFixt
             code = main(words[1:])
             printed = capsys.readouterr()
             assert code == 0, f"{block.where()}: `{command}` exited {code}:\n{printed.err}"
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
+def test_relative_links_and_pictures_exist(path: Path) -> None:
+    for target in LINK.findall(path.read_text()):
+        if target.startswith(("http://", "https://", "mailto:", "#")):
+            continue
+        resolved = (path.parent / target.split("#", 1)[0]).resolve()
+        assert resolved.exists(), f"{path.relative_to(ROOT)} links to missing {target}"
 
 
 def test_cli_reference_matches_the_parsers() -> None:
