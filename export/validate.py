@@ -36,18 +36,19 @@ Writes ``validate.json`` and ``validate.md`` to ``--out``; prints the table. Exi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from export.bundle_writer import PSD_SEED, SPEECH_SAMPLE
+from export.validate_report import KEYPOINT_TOLERANCE, Row, format_table, write_report
 from sdk.audio import AudioError, load_audio
-from sdk.bundle import Bundle, BundleError, load_bundle
+from sdk.bundle import Bundle, BundleError, PsdReference, load_bundle
 from sdk.demo import FramesPsd, frames_psd, posesync_embed_fn
 from sdk.frames import PoseFrames
 from sdk.mfcc import MfccMatrices, extract_features
@@ -61,7 +62,6 @@ SDK_BACKENDS = ("onnxruntime", "onnxruntime-cpu", "onnxruntime-gpu", "tensorrt")
 VALIDATE_BACKENDS = (TORCH, *SDK_BACKENDS)
 DEFAULT_BACKENDS = "torch,onnxruntime,tensorrt"
 POSESYNC_BACKENDS = ("onnxruntime-cpu", "onnxruntime-gpu", "tensorrt")
-KEYPOINT_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs, standardised units
 MAX_STREAM_CHUNK_SECONDS = 0.5  # random streaming chunks are 1 sample .. this long
 MAX_STREAM_STEP_FRAMES = 8  # streaming runs step 2 .. this many frames at a time (random)
 EXIT_OK, EXIT_OUT_OF_TOLERANCE, EXIT_UNUSABLE = 0, 1, 2
@@ -72,30 +72,6 @@ GenerateFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 class ValidateError(RuntimeError):
     """Validation cannot run (bad bundle, audio, checkpoint or backend list)."""
-
-
-@dataclass
-class Row:
-    """One generator output of the validation table (differences vs the reference run)."""
-
-    audio: str
-    backend: str
-    mode: str  # "offline" | "streaming/<frames per step>" | "streaming/random" (torch)
-    precision: str
-    frames: int
-    psd: float
-    psd_reference: float
-    psd_rel_diff: float
-    offset: int
-    offset_reference: int
-    offset_flat: bool
-    confidence: float
-    keypoints_max_abs: float | None = None
-    keypoints_mean_abs: float | None = None
-    saliency_max_abs: float | None = None
-    saliency_agreement: float | None = None  # fraction of frames on the same side of 0.5
-    is_reference: bool = False
-    failures: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -263,22 +239,15 @@ def _row(audio: str, backend: str, mode: str, precision: str, out: _Output,
 
 
 # ---------------------------------------------------------------- the run
-def validate(bundle_path: Path, audio_paths: list[Path], backends: list[str],
-             generator_ckpt: Path | None = None, posesync_backend: str = "onnxruntime-cpu",
-             seed: int = 0) -> tuple[list[Row], dict[str, str]]:
-    """Run the validation; returns the table rows and {backend: why skipped}.
+Runs = dict[str, tuple[dict[str, GenerateFn], str]]  # backend -> ({mode: run}, precision)
 
-    Raises:
-        ValidateError / BundleError / AudioError: the inputs cannot be validated.
-    """
-    bundle = load_bundle(bundle_path)
-    manifest = bundle.manifest
-    matrices = MfccMatrices.load(bundle.path(manifest.mfcc_matrices), manifest.features)
-    reference_psd = manifest.psd_reference
-    rng = np.random.default_rng(seed)
-    runs: dict[str, tuple[dict[str, GenerateFn], str]] = {}
+
+def _open_backends(bundle: Bundle, backends: list[str], generator_ckpt: Path | None,
+                   matrices: MfccMatrices, rng: np.random.Generator, stack: ExitStack
+                   ) -> tuple[Runs, dict[str, str]]:
+    """Load every backend that can run here (closed by ``stack``); the rest, with why."""
+    runs: Runs = {}
     skipped: dict[str, str] = {}
-    generators: list[StreamingGenerator] = []
     for name in backends:
         if name == TORCH:
             if generator_ckpt is None:
@@ -294,98 +263,72 @@ def validate(bundle_path: Path, audio_paths: list[Path], backends: list[str],
         except BackendError as exc:
             skipped[name] = str(exc)
             continue
+        stack.enter_context(generator)
         if generator.backend_name in runs:
             skipped[name] = f"same as {generator.backend_name}, already run"
-            generator.close()
             continue
-        generators.append(generator)
-        frames_max = manifest.generator.frames_profile[2]  # TensorRT engines' limit
+        frames_max = bundle.manifest.generator.frames_profile[2]  # TensorRT engines' limit
         chunk = int(rng.integers(2, max(3, min(MAX_STREAM_STEP_FRAMES, frames_max) + 1)))
-        streaming, _ = _sdk_backend(bundle, name, chunk_frames=chunk)
-        generators.append(streaming)
+        streaming = stack.enter_context(_sdk_backend(bundle, name, chunk_frames=chunk)[0])
         runs[generator.backend_name] = (_sdk_runs(generator, streaming, rng), precision)
-    if not runs:
-        raise ValidateError(f"no backend of {backends} can run here: {skipped}")
+    return runs, skipped
+
+
+def _validate_audio(path: Path, seed: int, bundle: Bundle, matrices: MfccMatrices, runs: Runs,
+                    embed: EmbedFn) -> list[Row]:
+    """Rows of one audio file: every backend and mode, compared with the reference."""
+    manifest = bundle.manifest
+    audio = load_audio(path, manifest.features.sample_rate)
+    manifest_reference = manifest.psd_reference if (
+        path.resolve() == SPEECH_SAMPLE.resolve() and seed == PSD_SEED) else None
+    tolerances = manifest.psd_reference or PsdReference(value=float("nan"))  # defaults
+    reference: _Output | None = None
+    rows = []
+    for backend, (modes, precision) in runs.items():
+        for mode, generate in modes.items():
+            standardized, saliency = generate(audio, seed)
+            canonical = manifest.normalization.destandardize(standardized)
+            out = _Output(standardized, saliency,
+                          frames_psd(manifest, matrices, embed, audio, canonical))
+            reference = reference or out
+            if manifest_reference is not None:
+                psd_ref, offset_ref = manifest_reference.value, manifest_reference.offset
+            else:
+                psd_ref = reference.scores.sweep.psd
+                offset_ref = reference.scores.sweep.best_offset
+            tol_psd = float(getattr(tolerances, f"tolerance_{precision}"))
+            row = _row(path.name, backend, mode, precision, out, psd_ref, offset_ref, tol_psd)
+            row.is_reference = out is reference
+            _compare(row, out, reference, tol_psd, KEYPOINT_TOLERANCE[precision])
+            rows.append(row)
+    return rows
+
+
+def validate(bundle_path: Path, audio_paths: list[Path], backends: list[str],
+             generator_ckpt: Path | None = None, posesync_backend: str = "onnxruntime-cpu",
+             seed: int = 0) -> tuple[list[Row], dict[str, str]]:
+    """Run the validation; returns the table rows and {backend: why skipped}.
+
+    Raises:
+        ValidateError / BundleError / AudioError: the inputs cannot be validated.
+    """
+    bundle = load_bundle(bundle_path)
+    manifest = bundle.manifest
+    matrices = MfccMatrices.load(bundle.path(manifest.mfcc_matrices), manifest.features)
+    rng = np.random.default_rng(seed)
     inputs = [(p, seed) for p in audio_paths]
-    if reference_psd is not None and SPEECH_SAMPLE.resolve() not in \
+    if manifest.psd_reference is not None and SPEECH_SAMPLE.resolve() not in \
             {p.resolve() for p in audio_paths}:
         inputs.insert(0, (SPEECH_SAMPLE, PSD_SEED))
-    embed, sync_runner = _posesync_embed(bundle, posesync_backend)
-    rows: list[Row] = []
-    try:
-        for path, run_seed in inputs:
-            audio = load_audio(path, manifest.features.sample_rate)
-            is_sample = path.resolve() == SPEECH_SAMPLE.resolve() and run_seed == PSD_SEED
-            reference: _Output | None = None
-            for backend, (modes, precision) in runs.items():
-                for mode, generate in modes.items():
-                    standardized, saliency = generate(audio, run_seed)
-                    canonical = manifest.normalization.destandardize(standardized)
-                    out = _Output(standardized, saliency,
-                                  frames_psd(manifest, matrices, embed, audio, canonical))
-                    if reference is None:
-                        reference = out
-                    if is_sample and reference_psd is not None:
-                        psd_ref, offset_ref = reference_psd.value, reference_psd.offset
-                    else:
-                        psd_ref = reference.scores.sweep.psd
-                        offset_ref = reference.scores.sweep.best_offset
-                    tol_psd = (reference_psd.tolerance_fp16 if precision == "fp16" else
-                               reference_psd.tolerance_fp32) if reference_psd is not None \
-                        else {"fp32": 0.005, "fp16": 0.02}[precision]
-                    row = _row(path.name, backend, mode, precision, out, psd_ref, offset_ref,
-                               tol_psd)
-                    row.is_reference = out is reference
-                    _compare(row, out, reference, tol_psd, KEYPOINT_TOLERANCE[precision])
-                    rows.append(row)
-    finally:
-        sync_runner.deactivate()
-        for generator in generators:
-            generator.close()
+    with ExitStack() as stack:
+        runs, skipped = _open_backends(bundle, backends, generator_ckpt, matrices, rng, stack)
+        if not runs:
+            raise ValidateError(f"no backend of {backends} can run here: {skipped}")
+        embed, sync_runner = _posesync_embed(bundle, posesync_backend)
+        stack.callback(sync_runner.deactivate)
+        rows = [row for path, run_seed in inputs
+                for row in _validate_audio(path, run_seed, bundle, matrices, runs, embed)]
     return rows, skipped
-
-
-# ---------------------------------------------------------------- report
-COLUMNS = ("audio", "backend", "mode", "prec", "frames", "kp max", "kp mean", "sal max",
-           "sal agree", "PSD", "ref PSD", "ΔPSD %", "offset", "conf", "status")
-
-
-def _cells(row: Row) -> tuple[str, ...]:
-    def num(v: float | None, fmt: str) -> str:
-        return "ref" if row.is_reference else ("-" if v is None else format(v, fmt))
-
-    offset = f"{row.offset:+d}" + (" (flat)" if row.offset_flat else "")
-    return (row.audio, row.backend, row.mode, row.precision, str(row.frames),
-            num(row.keypoints_max_abs, ".2e"), num(row.keypoints_mean_abs, ".2e"),
-            num(row.saliency_max_abs, ".2e"),
-            num(None if row.saliency_agreement is None else 100 * row.saliency_agreement,
-                ".1f"),
-            f"{row.psd:.5f}", f"{row.psd_reference:.5f}", f"{100 * row.psd_rel_diff:.1e}",
-            offset, f"{row.confidence:.4f}", "FAIL" if row.failures else "ok")
-
-
-def format_table(rows: list[Row]) -> str:
-    """The rows as a Markdown table (also what is printed)."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def write_report(out_dir: Path, bundle: Path, rows: list[Row], skipped: dict[str, str]
-                 ) -> tuple[Path, Path]:
-    """``validate.json`` (every number) and ``validate.md`` (the table); returns both paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    failures = [f for r in rows for f in r.failures]
-    data = {"bundle": str(bundle), "passed": not failures, "failures": failures,
-            "skipped": skipped, "keypoint_tolerance": KEYPOINT_TOLERANCE,
-            "rows": [asdict(r) for r in rows]}
-    json_path, md_path = out_dir / "validate.json", out_dir / "validate.md"
-    json_path.write_text(json.dumps(data, indent=1, allow_nan=True))
-    skipped_md = "".join(f"- skipped {k}: {v}\n" for k, v in skipped.items())
-    verdict = "PASSED" if not failures else "FAILED:\n" + "".join(f"- {f}\n" for f in failures)
-    md_path.write_text(f"# gesturert validate {bundle}\n\n{format_table(rows)}\n\n"
-                       f"{skipped_md}\n{verdict}\n")
-    return json_path, md_path
 
 
 def register_validate(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
