@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-KEYPOINT_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs, standardised units
+KEYPOINT_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs, canonical units (shoulder widths)
 
 
 @dataclass
