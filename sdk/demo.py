@@ -60,6 +60,7 @@ DEFAULT_BUNDLE = DATA_DIR / "default_bundle"
 SPEECH_SAMPLE = DATA_DIR / "samples" / "speech_en.flac"
 DEFAULT_OUT = Path("out/demo")
 VIDEO_SIZE = (320, 320)  # (width, height) pixels; even, as yuv420p needs
+FRAMING_PERCENTILES = (1.0, 99.0)  # of joint coordinates: the box the video frames
 RENDER_BATCH = 32  # frames rendered per batch (a float32 canvas of 32 frames is ~57 MB)
 
 
@@ -150,7 +151,7 @@ def write_video(path: Path, pixels: np.ndarray, saliency: np.ndarray, fps: int,
     Returns:
         The file written (the .gif path when falling back).
     """
-    fitted = fit_to_canvas(pixels, size)
+    fitted = frame_for_video(pixels, size)
     width, height = size
     batches = (render_video_frames(fitted[i:i + RENDER_BATCH], skeleton, size,
                                    saliency=saliency[i:i + RENDER_BATCH])
@@ -184,6 +185,33 @@ def write_video(path: Path, pixels: np.ndarray, saliency: np.ndarray, fps: int,
         if process.wait() != 0:
             raise RuntimeError(f"ffmpeg failed writing {path}: {error.strip()}")
     return path
+
+
+def frame_for_video(pixels: np.ndarray, size: tuple[int, int],
+                    percentiles: tuple[float, float] = FRAMING_PERCENTILES) -> np.ndarray:
+    """Place a pose sequence on the canvas: one scale and offset for all frames.
+
+    Like :func:`sdk.render.fit_to_canvas` (whose transform this reuses), but fitted to the
+    ``percentiles`` of the joint coordinates over the sequence instead of their extremes,
+    so that a few far-off joints (a hand flung out in a few frames) do not shrink the
+    speaker to a dot; those joints run off the canvas instead.
+
+    Args:
+        pixels: (T, J, 2) float32 coordinates, x right, y down; NaN = missing.
+        size: canvas (width, height).
+    Returns:
+        (T, J, 2) float32 canvas pixels.
+    """
+    finite = pixels[np.isfinite(pixels).all(axis=-1)]  # (N, 2)
+    if finite.size == 0:
+        return np.asarray(pixels, np.float32).copy()
+    box = np.percentile(finite, percentiles, axis=0).astype(np.float32)  # (2, 2): lo, hi
+    placed = fit_to_canvas(box[None], size)[0]  # where the box corners land
+    span = np.where(box[1] > box[0], box[1] - box[0], 1.0)
+    scale = float(np.min(np.where(box[1] > box[0], (placed[1] - placed[0]) / span, np.inf)))
+    scale = scale if np.isfinite(scale) else 1.0
+    centre_in, centre_out = box.mean(axis=0), placed.mean(axis=0)
+    return ((pixels - centre_in) * scale + centre_out).astype(np.float32)
 
 
 def _write_gif(path: Path, rgb: np.ndarray, fps: int) -> Path:

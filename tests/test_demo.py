@@ -17,7 +17,7 @@ from PIL import Image
 import sdk.demo
 from sdk.audio import load_audio
 from sdk.cli import main
-from sdk.demo import DEFAULT_BUNDLE, SPEECH_SAMPLE, write_video
+from sdk.demo import DEFAULT_BUNDLE, SPEECH_SAMPLE, frame_for_video, write_video
 from sdk.features import DEFAULT_FEATURES
 from sdk.skeleton import MODEL_SKELETON
 
@@ -116,3 +116,17 @@ def test_demo_runs_on_the_shipped_default_bundle(short_speech: Path, tmp_path: P
     assert main(["demo", "--audio", str(short_speech), "--out", str(tmp_path),
                  "--no-video"]) == 0
     assert "PSD: " in capsys.readouterr().out
+
+
+def test_video_framing_ignores_a_few_far_off_joints() -> None:
+    rng = np.random.default_rng(1)
+    pixels = rng.uniform(600, 700, (50, MODEL_SKELETON.num_joints, 2)).astype(np.float32)
+    pixels[3, 90] = (9000.0, -7000.0)  # one hand joint flung far out in one frame
+    placed = frame_for_video(pixels, (320, 240))
+    typical = np.delete(placed.reshape(-1, 2), 3 * MODEL_SKELETON.num_joints + 90, axis=0)
+    width, height = typical.max(axis=0) - typical.min(axis=0)
+    assert height > 0.8 * 240 and width <= 320  # the speaker fills the canvas, not a dot
+    assert not (0 <= placed[3, 90, 0] < 320)  # the outlier runs off the canvas
+    spans = (placed.max(axis=1) - placed.min(axis=1))[[0, 10]] / (pixels.max(axis=1)
+                                                                 - pixels.min(axis=1))[[0, 10]]
+    assert np.allclose(spans, spans[0, 0], rtol=1e-4)  # one uniform scale for all frames
