@@ -5,9 +5,12 @@
 
 Streams the speech (default: the shipped sample ``sdk/data/samples/speech_en.flac``)
 through the bundle (default: the shipped ``sdk/data/default_bundle/``) in ``--chunk-ms``
-chunks as ``gesturert stream`` does (same simulation, same latency accounting; without
-``--realtime`` chunks are handed over as fast as possible), then scores the frames with
-the bundle's PoseSyncNet (PSD, offset sweep) and writes to ``--out``:
+chunks in simulated real time: without waiting, each chunk "arrives" on a virtual clock
+when its audio would have been spoken, and the end-to-end latency of frame k (its last
+audio sample -> the frame out: lookahead, feature window, chunk wait and compute) is
+measured on that clock (``--realtime`` really waits, as ``gesturert stream --realtime``).
+Then it scores the frames with the bundle's PoseSyncNet (PSD, offset sweep) and writes
+to ``--out``:
 
 * ``demo.mp4``: the skeleton video with the speech as its audio track (ffmpeg from
   imageio-ffmpeg: raw RGB frames piped in, the wav as a second input); ``demo.gif``
@@ -26,6 +29,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,6 +263,55 @@ def write_plot(path: Path, frames: PoseFrames, scores: FramesPsd | None) -> Path
     return path
 
 
+# ---------------------------------------------------------------- streaming
+def stream_on_virtual_clock(generator: StreamingGenerator, audio: np.ndarray, rate: int,
+                            chunk_ms: float, seed: int = 0
+                            ) -> tuple[PoseFrames, list[float], list[float], float]:
+    """Stream ``audio`` in ``chunk_ms`` chunks without waiting, timing latency as if live.
+
+    Chunk i "arrives" on a virtual clock when its last sample would have arrived from a
+    microphone (``end_i / rate`` s after the start); the wall time the generator then
+    spends (steps and pop) is added. Frame k's end-to-end latency = that arrival + that
+    compute - the arrival of frame k's last audio sample (``min(N, ceil((k+1) rate / fps))
+    / rate``): lookahead, MFCC window, chunk wait and compute, as ``gesturert stream
+    --realtime`` measures with real sleeping. After the last chunk, ``input_finished``
+    arrives at ``N / rate``.
+
+    Args:
+        audio: (N,) or (N, C) samples at ``rate`` Hz (any dtype ``accept_waveform`` takes).
+    Returns:
+        (frames, step seconds, end-to-end seconds per frame, wall seconds).
+    """
+    fps, total = generator.fps, audio.shape[0]
+    chunk = max(1, round(chunk_ms * rate / 1000))
+    step_times: list[float] = []
+    latencies: list[float] = []
+    parts: list[PoseFrames] = []
+    start = time.perf_counter()
+    with generator.create_stream(seed=seed) as stream:
+        def drain(arrival: float, handed: float) -> None:
+            while generator.is_ready(stream):
+                begin = time.perf_counter()
+                generator.step([stream])
+                step_times.append(time.perf_counter() - begin)
+            got = stream.pop_frames()
+            compute = time.perf_counter() - handed
+            for k in got.index:
+                complete = min(total, -(-(int(k) + 1) * rate // fps)) / rate
+                latencies.append(arrival + compute - complete)
+            parts.append(got)
+
+        for first in range(0, total, chunk):
+            handed = time.perf_counter()
+            stream.accept_waveform(audio[first:first + chunk], rate)
+            drain(min(first + chunk, total) / rate, handed)
+        handed = time.perf_counter()
+        stream.input_finished()
+        drain(total / rate, handed)
+    frames = PoseFrames.concatenate(parts, generator.num_joints)
+    return frames, step_times, latencies, time.perf_counter() - start
+
+
 # ---------------------------------------------------------------- the command
 def register_demo(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
@@ -276,7 +329,7 @@ def register_demo(subparsers: argparse._SubParsersAction) -> None:  # type: igno
     parser.add_argument("--chunk-ms", type=float, default=20.0,
                         help="audio chunk length in milliseconds (default 20)")
     parser.add_argument("--realtime", action="store_true",
-                        help="hand chunks over at the pace of live audio (default: no waiting)")
+                        help="hand chunks over at the pace of live audio (default: virtual clock)")
     parser.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
     parser.set_defaults(func=run_demo)
 
@@ -300,7 +353,12 @@ def run_demo(args: argparse.Namespace) -> int:
         return 2
     with generator:
         try:
-            frames, step_times, latencies, wall = _simulate(generator, recording, int(rate), args)
+            if args.realtime:  # real sleeping, wall-clock latency (gesturert stream's)
+                frames, step_times, latencies, wall = _simulate(generator, recording, int(rate),
+                                                                args)
+            else:
+                frames, step_times, latencies, wall = stream_on_virtual_clock(
+                    generator, recording, int(rate), args.chunk_ms, args.seed)
             speech = load_audio(args.audio, generator.manifest.features.sample_rate)
         except (StreamError, AudioError, BackendError) as exc:
             print(f"gesturert demo: {args.audio}: {exc}", file=sys.stderr)
@@ -309,12 +367,14 @@ def run_demo(args: argparse.Namespace) -> int:
     seconds = recording.shape[0] / rate
     print(f"backend: {generator.backend.describe()}")
     print(f"audio: {args.audio} ({seconds:.2f} s at {rate} Hz), {args.chunk_ms:g} ms chunks, "
-          f"{'real time' if args.realtime else 'as fast as possible'}; bundle {args.bundle}")
+          f"{'in real time' if args.realtime else 'simulated real time (virtual clock)'}; "
+          f"bundle {args.bundle}")
     print(f"frames: {len(frames)} at {generator.fps} fps, lookahead "
           f"{generator.lookahead_frames} frames, algorithmic latency "
           f"{generator.algorithmic_latency_seconds * 1e3:.1f} ms")
     print(f"step latency (compute): {_percentiles(step_times)} steps")
-    print(f"end-to-end latency: {_percentiles(latencies)} frames")
+    print(f"end-to-end latency (last audio sample of a frame -> the frame out): "
+          f"{_percentiles(latencies)} frames")
     print(f"wall time {wall:.3f} s for {seconds:.2f} s of audio (real-time factor "
           f"{wall / max(seconds, 1e-9):.3f})")
     scores = _score(generator.bundle, speech, frames)
