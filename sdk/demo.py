@@ -366,9 +366,9 @@ def run_demo(args: argparse.Namespace) -> int:
     manifest = generator.manifest
     seconds = recording.shape[0] / rate
     print(f"backend: {generator.backend.describe()}")
-    print(f"audio: {args.audio} ({seconds:.2f} s at {rate} Hz), {args.chunk_ms:g} ms chunks, "
-          f"{'in real time' if args.realtime else 'simulated real time (virtual clock)'}; "
-          f"bundle {args.bundle}")
+    print(f"audio: {_shown(args.audio)} ({seconds:.2f} s at {rate} Hz), {args.chunk_ms:g} ms "
+          f"chunks, {'in real time' if args.realtime else 'simulated real time (virtual clock)'}"
+          f"; bundle {_shown(args.bundle)}")
     print(f"frames: {len(frames)} at {generator.fps} fps, lookahead "
           f"{generator.lookahead_frames} frames, algorithmic latency "
           f"{generator.algorithmic_latency_seconds * 1e3:.1f} ms")
@@ -388,6 +388,14 @@ def run_demo(args: argparse.Namespace) -> int:
                                    manifest.skeleton))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (shorter output)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _score(bundle: Bundle, speech: np.ndarray, frames: PoseFrames) -> FramesPsd | None:
