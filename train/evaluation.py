@@ -18,7 +18,8 @@ Rows (methods), each a list of canonical pose sequences scored the same way:
 * ``ground_truth``: the held-out poses themselves (upper bound where meaningful).
 
 Columns: FGD (train.metrics.fgd over the FGD autoencoder's latents of windows every
-``FGD_STRIDE`` frames; lower is better), BC (beat consistency, higher), PSD and the
+``FGD_STRIDE`` frames; lower is better), BC (beat consistency, higher; HA2G's motion-beat
+threshold), BC@0.1 (the same with ``STRICT_BEAT_THRESHOLD``, see there), PSD and the
 offset sweep (mean |best offset| and the fraction of sequences at 0; lower PSD is better),
 diversity (HA2G, FGD latents), L1 and PCK@0.2 against the ground truth (canonical units:
 shoulder widths), lip-sync correlation (Pearson r of inner-lip opening, mean over
@@ -60,7 +61,7 @@ from train.metrics import (
     pck,
     roc_auc,
 )
-from train.metrics.beat import motion_change_scale
+from train.metrics.beat import MOTION_BEAT_THRESHOLD, motion_change_scale
 from train.metrics.psd import psd_of_sequences, torch_embed_fn
 from train.models.fgd import PoseAutoencoder, fgd_features
 from train.models.generator import SalientPostureGenerator
@@ -69,10 +70,20 @@ from train.models.posesync import PoseSyncNet
 FGD_STRIDE = 8  # frames between FGD windows (4 windows per 32-frame span)
 SHIFT_RANGE = (3, 15)  # |shift| of PoseSyncNet's held-out negatives, pose frames (training's)
 SHIFT_SEED = 1234
+# HA2G's motion-beat threshold (0.001 in normalised envelope units) counts every jitter
+# minimum as a beat: on the synthetic corpus the held-out poses have 4.3 motion beats/s
+# against 6.4 audio onsets/s, so BC sits near 0.75 whatever the alignment (ground truth
+# 0.759 aligned vs 0.757 paired with another sequence's audio). A minimum at least 0.1
+# below a neighbour keeps 2.9 beats/s and separates them (0.62 vs 0.55): BC@0.1.
+STRICT_BEAT_THRESHOLD = 0.1
+# relative difference under which a comparison is a tie, not a win: the audio-shuffled set
+# is the generator's own outputs up to one-sample crops of the audio (FGDs 2e-6 apart)
+TIE_TOLERANCE = 1e-3
 METHODS = ("generator", "audio_shuffled", "mean_pose", "ground_truth")
 # (key, heading, format, better): better "low"/"high"/"" (no direction)
 COLUMNS = (
     ("fgd", "FGD ↓", ".3f", "low"), ("bc", "BC ↑", ".3f", "high"),
+    ("bc_strict", "BC@0.1 ↑", ".3f", "high"),
     ("psd", "PSD ↓", ".3f", "low"), ("offset_at_zero", "offset 0", ".0%", "high"),
     ("mean_abs_offset", "mean abs offset (frames)", ".2f", "low"),
     ("diversity", "diversity", ".2f", ""), ("l1", "L1 ↓", ".3f", "low"),
@@ -213,14 +224,19 @@ def score_method(poses: Sequence[np.ndarray], saliency: Sequence[np.ndarray] | N
     ``saliency`` per sequence (T_k,) or None (no detector)."""
     gen_fgd = fgd_features(models.fgd, [_standardized(s, p) for s, p in
                                         zip(sequences, poses, strict=True)], FGD_STRIDE)
-    bcs = [beat_consistency(beats, motion_beat_times(p, change_scale=refs.change_scale))
-           for p, beats in zip(poses, refs.audio_beats, strict=True) if beats.size]
+    def mean_bc(threshold: float) -> float:
+        values = [beat_consistency(beats, motion_beat_times(
+            p, threshold=threshold, change_scale=refs.change_scale))
+            for p, beats in zip(poses, refs.audio_beats, strict=True) if beats.size]
+        return float(np.mean(values)) if values else float("nan")
+
     sweep = psd_of_sequences(models.posesync, refs.mfcc, list(poses))
     truth = np.concatenate([s.canonical for s in sequences])
     pred = np.concatenate(poses)
     result = {
         "fgd": fgd(refs.real_fgd, gen_fgd),
-        "bc": float(np.mean(bcs)) if bcs else float("nan"),
+        "bc": mean_bc(MOTION_BEAT_THRESHOLD),
+        "bc_strict": mean_bc(STRICT_BEAT_THRESHOLD),
         "psd": sweep.psd,
         "offset_at_zero": sweep.offset_accuracy,
         "mean_abs_offset": sweep.mean_abs_offset,
@@ -291,16 +307,23 @@ def acceptance_checks(posesync: dict[str, float], rows: dict[str, dict[str, floa
                       ) -> list[dict[str, Any]]:
     """Issue 3's acceptance criteria that this evaluation measures, each with pass/fail."""
     gen, mean, shuf = rows["generator"], rows["mean_pose"], rows["audio_shuffled"]
+
+    def below(a: float, b: float) -> bool:  # beyond TIE_TOLERANCE (a tie is no win)
+        return a < b - TIE_TOLERANCE * max(abs(a), abs(b))
+
     checks = [
         ("PoseSyncNet held-out ROC AUC >= 0.95", posesync["auc"], posesync["auc"] >= 0.95),
         ("offset sweep finds 0 on >= 90% of held-out sequences",
          rows["ground_truth"]["offset_at_zero"], rows["ground_truth"]["offset_at_zero"] >= 0.9),
-        ("generator FGD below mean pose and audio-shuffled", gen["fgd"],
-         gen["fgd"] < min(mean["fgd"], shuf["fgd"])),
+        ("generator FGD below mean pose", gen["fgd"], below(gen["fgd"], mean["fgd"])),
+        ("generator FGD below audio-shuffled (see note)", gen["fgd"],
+         below(gen["fgd"], shuf["fgd"])),
         ("generator BC above mean pose and audio-shuffled", gen["bc"],
-         gen["bc"] > max(mean["bc"], shuf["bc"])),
+         below(max(mean["bc"], shuf["bc"]), gen["bc"])),
+        ("generator BC@0.1 above mean pose and audio-shuffled", gen["bc_strict"],
+         below(max(mean["bc_strict"], shuf["bc_strict"]), gen["bc_strict"])),
         ("generator PSD below mean pose and audio-shuffled", gen["psd"],
-         gen["psd"] < min(mean["psd"], shuf["psd"])),
+         below(gen["psd"], min(mean["psd"], shuf["psd"]))),
         ("detector frame AUC >= 0.85", gen["detector_auc"], gen["detector_auc"] >= 0.85),
     ]
     return [{"criterion": c, "value": float(v), "passed": bool(p)} for c, v, p in checks]
@@ -365,6 +388,13 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
     ]
     lines += [f"| {c['criterion']} | {c['value']:.3f} | {'yes' if c['passed'] else 'NO'} |"
               for c in report["acceptance"]]
+    lines += ["", "Note: when every held-out sequence has the same length, the audio-shuffled "
+              "row is the generator's own set of outputs paired with other audio, so its FGD "
+              "(a distance between sets) equals the generator's by construction; only the "
+              "per-sequence columns (BC, PSD, L1, lip sync, detector AUC) test audio "
+              "dependence. BC with HA2G's threshold saturates on this corpus (see "
+              "`STRICT_BEAT_THRESHOLD` in train/evaluation.py); BC@0.1 is the same formula "
+              "with a stricter motion-beat threshold."]
     return "\n".join(lines) + "\n"
 
 
