@@ -20,6 +20,7 @@ from export.bundle_writer import SPEECH_SAMPLE, speech_inputs
 from sdk.audio import load_audio
 from sdk.bundle import load_bundle, write_bundle_manifest
 from sdk.cli import main
+from sdk.demo import DEFAULT_BUNDLE
 from sdk.features import DEFAULT_FEATURES
 from train.checkpoint import save_checkpoint
 from train.models.generator import SalientPostureGenerator
@@ -143,3 +144,14 @@ def test_validate_reports_a_missing_bundle(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(tmp_path / "nope")]) == 2
     assert "no such bundle" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (DEFAULT_BUNDLE / "manifest.json").is_file(),
+                    reason="the shipped default bundle (sdk/data/default_bundle) is not here")
+def test_validate_passes_on_the_shipped_default_bundle(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["validate", str(DEFAULT_BUNDLE), "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    rows = json.loads((tmp_path / "validate.json").read_text())["rows"]
+    assert rows and all(r["audio"] == "speech_en.flac" for r in rows)
+    assert all(r["psd_rel_diff"] <= 0.005 and r["offset"] == r["offset_reference"] for r in rows)
