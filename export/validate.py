@@ -176,8 +176,16 @@ def _posesync_embed(bundle: Bundle, backend: str) -> tuple[EmbedFn, Any]:
     if spec is None:
         raise ValidateError(f"{bundle.root}: the bundle has no posesync model; no PSD")
     if backend == "onnxruntime-gpu":
-        from sdk.runners.onnxrt import CPU_PROVIDER, CUDA_PROVIDER, OnnxRuntimeRunner
+        from sdk.runners.onnxrt import (
+            CPU_PROVIDER,
+            CUDA_PROVIDER,
+            OnnxRuntimeRunner,
+            available_providers,
+        )
 
+        if CUDA_PROVIDER not in available_providers():
+            raise ValidateError("--posesync-backend onnxruntime-gpu: onnxruntime has no "
+                                f"{CUDA_PROVIDER} here (install onnxruntime-gpu)")
         return posesync_embed_fn(bundle, OnnxRuntimeRunner(
             bundle.path(spec.model.file), providers=(CUDA_PROVIDER, CPU_PROVIDER)))
     from sdk.runners.tensorrt import (

@@ -381,7 +381,12 @@ def run_demo(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     npz = args.out / "frames.npz"
     frames.save_npz(npz, fps=np.array(generator.fps))
-    written = [npz, write_plot(args.out / "demo.png", frames, scores)]
+    written = [npz]
+    try:
+        written.append(write_plot(args.out / "demo.png", frames, scores))
+    except ImportError as exc:
+        print(f"plot skipped: matplotlib is not installed ({exc}); "
+              "pip install 'gesturert[demo]'", file=sys.stderr)
     if not args.no_video:
         written.append(write_video(args.out / "demo.mp4", frames.keypoints, frames.saliency,
                                    generator.fps, speech, manifest.features.sample_rate,

@@ -155,3 +155,15 @@ def test_validate_passes_on_the_shipped_default_bundle(
     rows = json.loads((tmp_path / "validate.json").read_text())["rows"]
     assert rows and all(r["audio"] == "speech_en.flac" for r in rows)
     assert all(r["psd_rel_diff"] <= 0.005 and r["offset"] == r["offset_reference"] for r in rows)
+
+
+def test_validate_says_when_the_posesync_gpu_backend_is_missing(
+        tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    assert main(["validate", str(tiny_bundle), "--backends", "onnxruntime-cpu",
+                 "--posesync-backend", "onnxruntime-gpu", "--out", str(tmp_path)]) == 2
+    assert "no CUDAExecutionProvider" in capsys.readouterr().err
