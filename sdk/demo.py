@@ -65,7 +65,7 @@ SPEECH_SAMPLE = DATA_DIR / "samples" / "speech_en.flac"
 DEFAULT_OUT = Path("out/demo")
 VIDEO_SIZE = (320, 320)  # (width, height) pixels; even, as yuv420p needs
 FRAMING_PERCENTILES = (1.0, 99.0)  # of joint coordinates: the box the video frames
-RENDER_BATCH = 32  # frames rendered per batch (a float32 canvas of 32 frames is ~57 MB)
+RENDER_BATCH = 32  # frames rendered per batch (a float32 canvas of 32 frames is ~39 MB)
 
 
 # ---------------------------------------------------------------- PSD of generated frames
@@ -88,7 +88,7 @@ class FramesPsd:
 def posesync_embed_fn(bundle: Bundle, runner: Runner | None = None) -> tuple[EmbedFn, Runner]:
     """An :data:`sdk.psd.EmbedFn` over the bundle's ``posesync.onnx`` (ONNX Runtime CPU).
 
-    Pass ``runner`` to use another backend (an active runner of the same model). Returns
+    Pass ``runner`` (a runner of the same model, activated here) to use another backend. Returns
     the function and the runner (the caller deactivates it).
     Raises:
         BundleError: the bundle has no PoseSyncNet.
