@@ -235,13 +235,13 @@ def _compare(row: Row, out: _Output, ref: _Output | None, tol_psd: float, tol_kp
                             f"reference says {row.offset_reference:+d}")
 
 
-def _row(audio: str, backend: str, mode: str, precision: str, out: _Output,
+def _row(audio: str, seed: int, backend: str, mode: str, precision: str, out: _Output,
          psd_ref: float, offset_ref: int, tol_psd: float) -> Row:
     sweep = out.scores.sweep
     at_ref = np.flatnonzero(sweep.offsets == offset_ref)
     flat = bool(at_ref.size and sweep.mean_distance[at_ref[0]] - sweep.min_distance
                 <= tol_psd * sweep.min_distance)
-    return Row(audio=audio, backend=backend, mode=mode, precision=precision,
+    return Row(audio=audio, seed=seed, backend=backend, mode=mode, precision=precision,
                frames=int(out.canonical.shape[0]), psd=sweep.psd, psd_reference=psd_ref,
                psd_rel_diff=abs(sweep.psd - psd_ref) / abs(psd_ref) if psd_ref else np.inf,
                offset=sweep.best_offset, offset_reference=offset_ref,
@@ -307,7 +307,8 @@ def _validate_audio(path: Path, seed: int, bundle: Bundle, matrices: MfccMatrice
                 psd_ref = reference.scores.sweep.psd
                 offset_ref = reference.scores.sweep.best_offset
             tol_psd = float(getattr(tolerances, f"tolerance_{precision}"))
-            row = _row(path.name, backend, mode, precision, out, psd_ref, offset_ref, tol_psd)
+            row = _row(path.name, seed, backend, mode, precision, out, psd_ref, offset_ref,
+                       tol_psd)
             row.is_reference = out is reference
             _compare(row, out, reference, tol_psd, KEYPOINT_TOLERANCE[precision])
             rows.append(row)
@@ -327,8 +328,8 @@ def validate(bundle_path: Path, audio_paths: list[Path], backends: list[str],
     matrices = MfccMatrices.load(bundle.path(manifest.mfcc_matrices), manifest.features)
     rng = np.random.default_rng(seed)
     inputs = [(p, seed) for p in audio_paths]
-    if manifest.psd_reference is not None and SPEECH_SAMPLE.resolve() not in \
-            {p.resolve() for p in audio_paths}:
+    if manifest.psd_reference is not None and (SPEECH_SAMPLE.resolve(), PSD_SEED) not in \
+            {(p.resolve(), s) for p, s in inputs}:  # the manifest's run, at its seed
         inputs.insert(0, (SPEECH_SAMPLE, PSD_SEED))
     with ExitStack() as stack:
         runs, skipped = _open_backends(bundle, backends, generator_ckpt, matrices, rng, stack)

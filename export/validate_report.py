@@ -19,6 +19,7 @@ class Row:
     """One generator output of the validation table (differences vs the reference run)."""
 
     audio: str
+    seed: int  # noise seed of the run
     backend: str
     mode: str  # "offline" | "streaming/<frames per step>" | "streaming/random" (torch)
     precision: str
@@ -38,9 +39,7 @@ class Row:
     failures: list[str] = field(default_factory=list)
 
 
-
-
-COLUMNS = ("audio", "backend", "mode", "prec", "frames", "kp max", "kp mean", "sal max",
+COLUMNS = ("audio", "seed", "backend", "mode", "prec", "frames", "kp max", "kp mean", "sal max",
            "sal agree", "PSD", "ref PSD", "ΔPSD %", "offset", "conf", "status")
 
 
@@ -49,7 +48,7 @@ def _cells(row: Row) -> tuple[str, ...]:
         return "ref" if row.is_reference else ("-" if v is None else format(v, fmt))
 
     offset = f"{row.offset:+d}" + (" (flat)" if row.offset_flat else "")
-    return (row.audio, row.backend, row.mode, row.precision, str(row.frames),
+    return (row.audio, str(row.seed), row.backend, row.mode, row.precision, str(row.frames),
             num(row.keypoints_max_abs, ".2e"), num(row.keypoints_mean_abs, ".2e"),
             num(row.saliency_max_abs, ".2e"),
             num(None if row.saliency_agreement is None else 100 * row.saliency_agreement,

@@ -87,6 +87,7 @@ def test_validate_passes_on_the_test_bundle_against_pytorch(
     steps = {r["mode"] for r in rows if r["backend"] == "onnxruntime-cpu"} - {"offline"}
     assert len(steps) == 1 and 2 <= int(steps.pop().split("/")[1]) <= 8  # frames per step
     assert [r["is_reference"] for r in rows].count(True) == 2  # torch offline, per audio
+    assert {(r["audio"], r["seed"]) for r in rows} == {("speech_en.flac", 0), ("short.wav", 3)}
     for row in rows:
         if not row["is_reference"]:
             assert row["keypoints_max_abs"] <= 1e-4 and row["saliency_max_abs"] <= 1e-4
