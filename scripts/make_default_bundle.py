@@ -67,7 +67,7 @@ def directory_bytes(path: Path) -> int:
 
 
 def timing_markdown(report: dict[str, Any]) -> str:
-    from train.evaluation import machine_line
+    from train.results_report import machine_line
 
     lines = ["# Default models: training time", "",
              f"Command: `{report['command']}`", "",
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                                "--fgd", str(work / "fgd" / "fgd.pt"), "--data", str(corpus),
                                "--out", str(args.results)], timings, args.quiet)
 
-    from train.evaluation import machine_description
+    from train.results_report import machine_description
 
     dest = args.dest.resolve()
     report = {

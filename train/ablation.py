@@ -97,7 +97,6 @@ def run_ablation(what: str, variants: list[Variant], data_dir: Path, posesync_ck
         load_eval_models,
         load_generator_checkpoint,
         load_held_out,
-        machine_description,
         make_references,
         min_sequence_frames,
         posesync_separation,
@@ -108,6 +107,7 @@ def run_ablation(what: str, variants: list[Variant], data_dir: Path, posesync_ck
         load_generator_data,
         train_generator,
     )
+    from train.results_report import machine_description
 
     if steps < 1:
         raise ValueError(f"--steps must be >= 1, got {steps}")
@@ -152,7 +152,8 @@ def run_ablation(what: str, variants: list[Variant], data_dir: Path, posesync_ck
 
 
 def ablation_markdown(report: dict[str, Any]) -> str:
-    from train.evaluation import machine_line, markdown_table
+    from train.evaluation import metric_columns
+    from train.results_report import machine_line, markdown_table
 
     what = report["what"]
     extra = [("latency_ms", "latency (ms)", ".0f")] if what == "lookahead" else []
@@ -165,7 +166,7 @@ def ablation_markdown(report: dict[str, Any]) -> str:
              f"`{' '.join(report['shared_overrides'])}` + the variant's keys), seed "
              f"{report['seed']}, scored on {report['sequences']} held-out sequences of "
              f"`{report['data']}`. Machine: {machine_line(report['machine'])}.", "",
-             markdown_table(report["variants"], "variant", extra), ""]
+             markdown_table(report["variants"], extra + metric_columns(), "variant"), ""]
     if what == "modules" and {"full", "without separate branch"} <= set(report["variants"]):
         full = report["variants"]["full"]["lip_sync"]
         single = report["variants"]["without separate branch"]["lip_sync"]
@@ -251,7 +252,7 @@ def _variants(args: argparse.Namespace) -> list[Variant]:
 
 
 def _run_ablate(args: argparse.Namespace) -> int:
-    from train.evaluation import write_report
+    from train.results_report import write_report
 
     for name in ("posesync", "fgd"):
         if not getattr(args, name).is_file():

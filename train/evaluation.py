@@ -31,11 +31,7 @@ clips (shifts 3..15 frames, as in training).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +62,12 @@ from train.metrics.psd import psd_of_sequences, torch_embed_fn
 from train.models.fgd import PoseAutoencoder, fgd_features
 from train.models.generator import SalientPostureGenerator
 from train.models.posesync import PoseSyncNet
+from train.results_report import (
+    machine_description,
+    machine_line,
+    markdown_table,
+    write_report,
+)
 
 FGD_STRIDE = 8  # frames between FGD windows (4 windows per 32-frame span)
 SHIFT_RANGE = (3, 15)  # |shift| of PoseSyncNet's held-out negatives, pose frames (training's)
@@ -329,43 +331,9 @@ def acceptance_checks(posesync: dict[str, float], rows: dict[str, dict[str, floa
     return [{"criterion": c, "value": float(v), "passed": bool(p)} for c, v, p in checks]
 
 
-def machine_description() -> dict[str, Any]:
-    """CPU model (/proc/cpuinfo), cores, load average and Python/torch versions, now."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": [round(x, 2) for x in load],
-            "python": platform.python_version(), "torch": torch.__version__,
-            "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-
-
-def format_value(value: float, fmt: str) -> str:
-    return "—" if value is None or not np.isfinite(value) else format(value, fmt)
-
-
-def markdown_table(rows: dict[str, dict[str, float]], first: str = "method",
-                   extra: Sequence[tuple[str, str, str]] = ()) -> str:
-    """A Markdown table: one row per key of ``rows``, ``extra`` (key, heading, fmt) columns
-    first, then ``COLUMNS``."""
-    columns = list(extra) + [(k, h, f) for k, h, f, _ in COLUMNS]
-    lines = ["| " + " | ".join([first] + [h for _, h, _ in columns]) + " |",
-             "|" + "---|" * (len(columns) + 1)]
-    for name, row in rows.items():
-        lines.append("| " + " | ".join([name] + [format_value(row.get(k, float("nan")), f)
-                                                 for k, _, f in columns]) + " |")
-    return "\n".join(lines)
-
-
-def machine_line(machine: dict[str, Any]) -> str:
-    load = ", ".join(f"{x:.2f}" for x in machine["load_average"])
-    return (f"{machine['cpu']}, {machine['cores']} cores, load average {load} "
-            f"({machine['date_utc']}; torch {machine['torch']})")
+def metric_columns() -> list[tuple[str, str, str]]:
+    """(key, heading, format) of ``COLUMNS`` for :func:`train.results_report.markdown_table`."""
+    return [(k, h, f) for k, h, f, _ in COLUMNS]
 
 
 def evaluation_markdown(report: dict[str, Any]) -> str:
@@ -374,7 +342,7 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
         "# Held-out evaluation", "",
         f"Data: `{report['data']}`, {report['sequences']} held-out sequences "
         f"({report['frames']} frames). Machine: {machine_line(report['machine'])}.", "",
-        markdown_table(report["methods"]), "",
+        markdown_table(report["methods"], metric_columns()), "",
         "Rows: `generator` driven by its own audio; `audio_shuffled`: the same model driven "
         "by another held-out sequence's audio, scored against this sequence; `mean_pose`: "
         "the training mean pose held still; `ground_truth`: the held-out poses (its FGD is 0 "
@@ -396,12 +364,6 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
               "`STRICT_BEAT_THRESHOLD` in train/evaluation.py); BC@0.1 is the same formula "
               "with a stricter motion-beat threshold."]
     return "\n".join(lines) + "\n"
-
-
-def write_report(report: dict[str, Any], markdown: str, out: Path, stem: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    (out / f"{stem}.md").write_text(markdown)
 
 
 def run_evaluation(generator_ckpt: Path, posesync_ckpt: Path, fgd_ckpt: Path, data: Path,
