@@ -112,15 +112,21 @@ class StreamingGenerator:
         source: a bundle path, or a :class:`GeneratorConfig`.
         backend: "auto" | "onnxruntime" | "onnxruntime-cpu" | "onnxruntime-gpu" |
             "tensorrt", or a :class:`BackendConfig`; overrides the config's backend.
+            Or a ready :class:`~sdk.runners.base.GeneratorStepper` of this bundle's model
+            (e.g. ``export.torch_runner.TorchGeneratorStepper``): it is used as is, checked
+            against the manifest, and closed with the generator.
     Raises:
         BundleError: the bundle is missing, corrupt, or inconsistent with its model.
         BackendError: the requested backend cannot run here.
     """
 
     def __init__(self, source: str | os.PathLike[str] | GeneratorConfig,
-                 backend: str | BackendConfig | None = None) -> None:
+                 backend: str | BackendConfig | GeneratorStepper | None = None) -> None:
         config = source if isinstance(source, GeneratorConfig) else GeneratorConfig(source)
-        if backend is not None:
+        supplied: GeneratorStepper | None = None
+        if isinstance(backend, GeneratorStepper):
+            supplied = backend
+        elif backend is not None:
             config = dataclasses.replace(config, backend=BackendConfig(backend)
                                          if isinstance(backend, str) else backend)
         self.config = config
@@ -147,7 +153,11 @@ class StreamingGenerator:
         self._closed = True
         self._stepper: GeneratorStepper
         self.backend: BackendChoice
-        self._stepper, self.backend = create_stepper(self.bundle, config.backend)
+        if supplied is not None:
+            self._stepper = supplied
+            self.backend = BackendChoice(supplied.backend, "a stepper supplied by the caller")
+        else:
+            self._stepper, self.backend = create_stepper(self.bundle, config.backend)
         self._closed = False
         self._check_model()
         limits = [b for b in (config.max_batch, self._stepper.max_batch) if b is not None]
