@@ -79,8 +79,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
 @pytest.fixture(scope="module")
 def ort_generator(exported: Exported) -> Iterator[OnnxRuntimeRunner]:
     bundle = load_bundle(exported.bundle)
-    with OnnxRuntimeRunner(bundle.path(bundle.manifest.generator.model.file),
-                           intra_op_num_threads=1) as runner:
+    runner = OnnxRuntimeRunner(bundle.path(bundle.manifest.generator.model.file),
+                               intra_op_num_threads=1)
+    with runner:
         yield runner
 
 
@@ -138,6 +139,7 @@ def test_posesync_runner_equals_onnxruntime(exported: Exported,
         assert set(got) == set(POSESYNC_OUTPUTS)
         audio_emb, pose_emb = torch_runner.embed(feed[MFCC_CLIPS], feed[POSE_IMAGES])
         np.testing.assert_array_equal(audio_emb, got["audio_emb"])
+        np.testing.assert_array_equal(pose_emb, got["pose_emb"])
 
 
 def test_streaming_generator_with_the_torch_stepper_gives_the_onnxruntime_frames(
