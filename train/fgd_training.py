@@ -12,7 +12,6 @@ their first frame (no motion; should be large). Outputs in ``--out``: ``fgd.pt``
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,17 @@ import numpy as np
 import torch
 
 from sdk.features import DEFAULT_FEATURES, FeatureConfig
-from train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from train.config import OptimConfig, RunConfig, config_to_dict
 from train.loop import (
+    CheckpointWriter,
     ResumableBatchSampler,
-    ScalarLogger,
-    init_distributed,
-    learning_rate,
+    StepLoop,
+    configure_process,
     make_optimizer,
-    progress_bar,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-    shutdown_distributed,
+    optimizer_step,
+    resume_from_checkpoint,
+    run_in_one_process,
+    stop_step,
 )
 from train.metrics.fgd import fgd
 from train.models.fgd import FGDConfig, PoseAutoencoder, fgd_features, pose_windows
@@ -119,85 +116,40 @@ def train_fgd(config: FGDTrainingConfig, data: FGDData, out_dir: str | Path,
               resume: bool = False, device: str | None = None, show_progress: bool = True,
               stop_after: int | None = None) -> dict[str, float]:
     """Train (or resume) the FGD autoencoder in one process; writes ``out_dir/fgd.pt``."""
-    out_dir = Path(out_dir)
-    context = init_distributed(device)
-    try:
-        if context.enabled:
-            raise ValueError("FGD encoder training runs in one process; launch it without "
-                             "torchrun")
-        return _train(config, data, out_dir, resume, context.device, show_progress, stop_after)
-    finally:
-        shutdown_distributed(context)
+    return run_in_one_process(device, "FGD encoder", lambda torch_device: _train(
+        config, data, Path(out_dir), resume, torch_device, show_progress, stop_after))
 
 
 def _train(config: FGDTrainingConfig, data: FGDData, out_dir: Path, resume: bool,
            device: torch.device, show_progress: bool, stop_after: int | None
            ) -> dict[str, float]:
     run = config.run
-    if run.threads > 0:
-        torch.set_num_threads(run.threads)
-    seed_everything(run.seed)
+    configure_process(run)
     model = PoseAutoencoder(config.model).to(device)
     optimizer = make_optimizer(model.parameters(), config.optim)
     config_dict = config_to_dict(config)
     ckpt_path = out_dir / CHECKPOINT_NAME
     start_step = 0
     if resume:
-        ckpt = load_checkpoint(ckpt_path, "fgd", data.features)
-        if ckpt.model_config != config_dict["model"]:
-            raise CheckpointError(f"--resume: the model config differs from the one in "
-                                  f"{ckpt_path}; resume with the same model settings")
-        model.load_state_dict(ckpt.model)
-        if ckpt.optimizer is not None:
-            optimizer.load_state_dict(ckpt.optimizer)
-        if ckpt.rng is not None:
-            set_rng_state(ckpt.rng)
-        start_step = ckpt.step
-    stop = run.steps if stop_after is None else min(run.steps, start_step + stop_after)
+        start_step = resume_from_checkpoint(ckpt_path, "fgd", data.features, model, optimizer,
+                                            config_dict["model"])
+    stop = stop_step(run, start_step, stop_after)
     sampler = ResumableBatchSampler(data.train.shape[0], run.batch_size, run.seed, start_step,
                                     stop)
-    logger = ScalarLogger(out_dir / "tb")
-    bar = progress_bar(run.steps, start_step, show_progress, "fgd")
+    loop = StepLoop(
+        run, config.optim, optimizer, start_step, stop,
+        CheckpointWriter(ckpt_path, "fgd", config_dict, model, data.features, optimizer),
+        log_dir=out_dir / "tb", desc="fgd", show_progress=show_progress,
+        evaluate=lambda: evaluate_fgd_model(model, data, config, device))
 
-    def checkpoint(step: int, extra: dict[str, Any] | None = None) -> None:
-        save_checkpoint(ckpt_path, kind="fgd", config=config_dict, model=model,
-                        features=data.features, optimizer=optimizer, step=step,
-                        rng=rng_state(), extra=extra)
+    def train_step(batch: list[int]) -> dict[str, float]:
+        poses = torch.from_numpy(data.train[np.asarray(batch)]).to(device)
+        loss = reconstruction_loss(model(poses)[0], poses, config.data.velocity_weight)
+        optimizer_step(optimizer, loss, model, config.optim.grad_clip)
+        return {"loss": loss.item()}
 
     model.train()
-    step, started, summed, total = start_step, time.perf_counter(), 0, 0.0
-    last: dict[str, float] = {}
-    for batch in sampler:
-        poses = torch.from_numpy(data.train[np.asarray(batch)]).to(device)
-        lr = learning_rate(step, run.steps, config.optim)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss = reconstruction_loss(model(poses)[0], poses, config.data.velocity_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        optimizer.step()
-        step += 1
-        total, summed = total + loss.item(), summed + 1
-        bar.update(1)
-        if step % run.log_every == 0 or step == stop:
-            last = {"loss": total / summed}
-            total, summed = 0.0, 0
-            logger.log(step, {**last, "lr": lr}, "train/")
-            bar.set_postfix(loss=f"{last['loss']:.4f}")
-        if run.eval_every > 0 and step % run.eval_every == 0 and step < stop:
-            logger.log(step, evaluate_fgd_model(model, data, config, device), "val/")
-        if step % run.checkpoint_every == 0 and step < stop:
-            checkpoint(step)
-    bar.close()
-    result = {**last, "seconds": time.perf_counter() - started}
-    val = evaluate_fgd_model(model, data, config, device)
-    logger.log(step, val, "val/")
-    result.update({f"val_{k}": v for k, v in val.items()})
-    checkpoint(step, extra={"final": result})
-    logger.close()
-    return result
+    return loop.train(sampler, train_step)
 
 
 def train_fgd_main(args: Any) -> int:

@@ -21,7 +21,6 @@ training, from a fixed seed), and the offset sweep of sdk.psd per held-out seque
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,19 +30,17 @@ import torch
 
 from sdk.features import DEFAULT_FEATURES, FeatureConfig
 from sdk.psd import DEFAULT_MAX_OFFSET, clip_distances, sequence_embeddings, sweep_embeddings
-from train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from train.config import OptimConfig, RunConfig, config_to_dict
 from train.loop import (
+    CheckpointWriter,
     ResumableBatchSampler,
-    ScalarLogger,
-    init_distributed,
-    learning_rate,
+    StepLoop,
+    configure_process,
     make_optimizer,
-    progress_bar,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-    shutdown_distributed,
+    optimizer_step,
+    resume_from_checkpoint,
+    run_in_one_process,
+    stop_step,
 )
 from train.metrics.auc import roc_auc
 from train.metrics.psd import torch_embed_fn
@@ -167,16 +164,8 @@ def train_posesync(config: PoseSyncTrainingConfig, corpus: SyncCorpus, out_dir: 
     would be needed, so DDP is refused rather than silently duplicated).
     Returns the last logged training loss, seconds, and the held-out metrics (``val_*``).
     """
-    out_dir = Path(out_dir)
-    context = init_distributed(device)
-    try:
-        if context.enabled:
-            raise ValueError("PoseSyncNet training runs in one process; launch it without "
-                             "torchrun")
-        return _train(config, corpus, out_dir, resume, context.device, show_progress,
-                      stop_after)
-    finally:
-        shutdown_distributed(context)
+    return run_in_one_process(device, "PoseSyncNet", lambda torch_device: _train(
+        config, corpus, Path(out_dir), resume, torch_device, show_progress, stop_after))
 
 
 def _train(config: PoseSyncTrainingConfig, corpus: SyncCorpus, out_dir: Path, resume: bool,
@@ -186,74 +175,35 @@ def _train(config: PoseSyncTrainingConfig, corpus: SyncCorpus, out_dir: Path, re
     if corpus.imaging != config.model.imaging or corpus.clip != config.model.clip:
         raise ValueError("the corpus was imaged or clipped differently from model.imaging / "
                          "model.clip_frames; load it with the model config's settings")
-    if run.threads > 0:
-        torch.set_num_threads(run.threads)
-    seed_everything(run.seed)
+    configure_process(run)
     model = PoseSyncNet(config.model, corpus.features).to(device)
     optimizer = make_optimizer(model.parameters(), config.optim)
     config_dict = config_to_dict(config)
     ckpt_path = out_dir / CHECKPOINT_NAME
     start_step = 0
     if resume:
-        ckpt = load_checkpoint(ckpt_path, "posesync", corpus.features)
-        if ckpt.model_config != config_dict["model"]:
-            raise CheckpointError(f"--resume: the model config differs from the one in "
-                                  f"{ckpt_path}; resume with the same model settings")
-        model.load_state_dict(ckpt.model)
-        if ckpt.optimizer is not None:
-            optimizer.load_state_dict(ckpt.optimizer)
-        if ckpt.rng is not None:
-            set_rng_state(ckpt.rng)
-        start_step = ckpt.step
+        start_step = resume_from_checkpoint(ckpt_path, "posesync", corpus.features, model,
+                                            optimizer, config_dict["model"])
     else:
         model.set_mfcc_stats(*corpus.mfcc_statistics())
-    stop = run.steps if stop_after is None else min(run.steps, start_step + stop_after)
+    stop = stop_step(run, start_step, stop_after)
     sampler = ResumableBatchSampler(corpus.num_clips, run.batch_size, run.seed, start_step, stop)
-    logger = ScalarLogger(out_dir / "tb")
-    bar = progress_bar(run.steps, start_step, show_progress, "posesync")
+    loop = StepLoop(
+        run, config.optim, optimizer, start_step, stop,
+        CheckpointWriter(ckpt_path, "posesync", config_dict, model, corpus.features, optimizer),
+        log_dir=out_dir / "tb", desc="posesync", show_progress=show_progress,
+        evaluate=lambda: evaluate_posesync(model, corpus, config.data, corpus.features))
 
-    def checkpoint(step: int, extra: dict[str, Any] | None = None) -> None:
-        save_checkpoint(ckpt_path, kind="posesync", config=config_dict, model=model,
-                        features=corpus.features, optimizer=optimizer, step=step,
-                        rng=rng_state(), extra=extra)
-
-    model.train()
-    step, started, summed, total = start_step, time.perf_counter(), 0, 0.0
-    last: dict[str, float] = {}
-    for anchors in sampler:
+    def train_step(anchors: list[int]) -> dict[str, float]:
         mfcc, images, labels = pair_batch(corpus, torch.as_tensor(anchors), config.data, device)
-        lr = learning_rate(step, run.steps, config.optim)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         audio_emb = model.embed_audio(mfcc)
         pose_emb = model.embed_pose(images)
         loss = contrastive_loss(audio_emb.repeat(2, 1), pose_emb, labels, config.model.margin)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        optimizer.step()
-        step += 1
-        total, summed = total + loss.item(), summed + 1
-        bar.update(1)
-        if step % run.log_every == 0 or step == stop:
-            last = {"loss": total / summed}
-            total, summed = 0.0, 0
-            logger.log(step, {**last, "lr": lr}, "train/")
-            bar.set_postfix(loss=f"{last['loss']:.4f}")
-        if run.eval_every > 0 and step % run.eval_every == 0 and step < stop:
-            logger.log(step, evaluate_posesync(model, corpus, config.data, corpus.features),
-                       "val/")
-        if step % run.checkpoint_every == 0 and step < stop:
-            checkpoint(step)
-    bar.close()
-    result = {**last, "seconds": time.perf_counter() - started}
-    val = evaluate_posesync(model, corpus, config.data, corpus.features)
-    logger.log(step, val, "val/")
-    result.update({f"val_{k}": v for k, v in val.items()})
-    checkpoint(step, extra={"final": result})
-    logger.close()
-    return result
+        optimizer_step(optimizer, loss, model, config.optim.grad_clip)
+        return {"loss": loss.item()}
+
+    model.train()
+    return loop.train(sampler, train_step)
 
 
 def train_posesync_main(args: Any) -> int:
