@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sdk.audio import AudioError, StreamingResampler, check_sample_rate, to_float_mono
+from sdk.feature_frames import StreamingFeatureExtractor
 from sdk.frames import PoseFrames
-from sdk.mfcc import StreamingFeatureExtractor
 from sdk.noise import frame_noise
 
 if TYPE_CHECKING:

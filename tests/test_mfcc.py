@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from export.feature_matrices import compute_mfcc_matrices
+from sdk.feature_frames import StreamingFeatureExtractor
 from sdk.features import DEFAULT_FEATURES, FeatureConfig
 from sdk.mfcc import (
     MfccMatrices,
-    StreamingFeatureExtractor,
     StreamingMfcc,
     extract_features,
     feature_frames,

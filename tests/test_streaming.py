@@ -14,8 +14,9 @@ from helpers_bundle import tiny_bundle  # noqa: F401  (session fixture)
 
 from sdk import StreamingGenerator
 from sdk.audio import resample
+from sdk.feature_frames import StreamingFeatureExtractor
 from sdk.frames import PoseFrames
-from sdk.mfcc import MfccMatrices, StreamingFeatureExtractor, extract_features
+from sdk.mfcc import MfccMatrices, extract_features
 from sdk.noise import frame_noise
 from sdk.runners.select import BackendConfig
 from sdk.streaming import GeneratorConfig, Stream, StreamError, model_rate_samples
