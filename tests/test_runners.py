@@ -21,7 +21,7 @@ from sdk.runners import select
 from sdk.runners.base import HostStateStepper, RunnerError, RunnerInputError
 from sdk.runners.onnxrt import CPU_PROVIDER, CUDA_PROVIDER, OnnxRuntimeRunner
 from sdk.runners.select import BackendConfig, BackendError, choose_backend, create_stepper
-from sdk.runners.tensorrt import batch_buckets, contiguous_runs
+from sdk.runners.tensorrt_graph import batch_buckets, contiguous_runs
 from train.models.generator import SalientPostureGenerator
 
 F = DEFAULT_FEATURES.feature_dim
