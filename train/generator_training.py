@@ -59,19 +59,28 @@ class GeneratorDataConfig:
         val_fraction: fraction of clips held out when the corpus has no dev split.
         feature_noise: std of Gaussian noise added to the training features, in units of
             each feature's std (augmentation against memorising the corpus; 0 = off).
+        audio_augmentation: corrupt each training window's audio before its MFCC
+            (train.data.windows.AudioAugmentation: gain, tilt, resonance, noise) so a
+            model trained on the synthetic corpus holds up on recorded speech.
+        augment_gain_db: gain range +- dB; augment_snr_db: [low, high] SNR of the noise.
     """
 
     window_frames: int = 64
     stride_frames: int = 3
     val_fraction: float = 0.1
     feature_noise: float = 0.2
+    audio_augmentation: bool = True
+    augment_gain_db: float = 12.0
+    augment_snr_db: tuple[float, ...] = (15.0, 40.0)
 
 
 @dataclass(frozen=True)
 class GeneratorTrainingConfig:
     """Everything ``gesturert train generator`` reads (train/configs/generator.yaml)."""
 
-    model: GeneratorConfig = field(default_factory=GeneratorConfig)
+    # the soft input clip is on for new training runs (GeneratorConfig's default, off,
+    # keeps checkpoints from before the option as they were)
+    model: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(feature_clip=3.0))
     loss: GeneratorLossConfig = field(default_factory=GeneratorLossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     # one torch thread: on the shared 2-core CPU two OpenMP threads ran a step 15x slower

@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from scipy.signal import iirpeak, lfilter
 from torch.utils.data import Dataset
 
 from sdk.features import DEFAULT_FEATURES, FeatureConfig
@@ -56,6 +58,44 @@ def frame_alignment(config: FeatureConfig) -> int:
     """Smallest number of pose frames that spans a whole number of MFCC hops (3)."""
     hop_fps = config.fps * config.hop_length
     return hop_fps // math.gcd(config.sample_rate, hop_fps)
+
+
+@dataclass(frozen=True)
+class AudioAugmentation:
+    """Random corruption of a training window's audio before the MFCC (so training sees
+    features the way serving computes them from a recording). Per window, independently:
+
+    * gain: uniform in +-``gain_db`` dB;
+    * tilt: ``y[n] = x[n] - a x[n-1]``, ``a`` uniform in ``tilt`` (pre-/de-emphasis: the
+      spectral slope of another voice, microphone or room);
+    * peak: with probability ``peak_probability``, ``x + g * bandpass(x)`` with ``g``
+      uniform in [-0.7, 2], centre 150-5000 Hz (log-uniform), Q 0.7-3 (a resonance);
+    * noise: with probability ``noise_probability``, white noise through a random tilt
+      filter at an SNR uniform in ``snr_db`` against the sequence's RMS (so pauses get a
+      noise floor as in a recording).
+    """
+
+    gain_db: float = 12.0
+    tilt: tuple[float, float] = (-0.6, 0.95)
+    peak_probability: float = 0.5
+    noise_probability: float = 0.5
+    snr_db: tuple[float, float] = (15.0, 40.0)
+
+    def apply(self, audio: np.ndarray, sequence_rms: float, sample_rate: int,
+              rng: np.random.Generator) -> np.ndarray:
+        """audio float32 (N,) -> float32 (N,) corrupted copy (``audio`` untouched)."""
+        x = np.asarray(audio, dtype=np.float64)
+        x = lfilter([1.0, -rng.uniform(*self.tilt)], [1.0], x)
+        if rng.random() < self.peak_probability:
+            centre = np.exp(rng.uniform(np.log(150.0), np.log(5000.0)))
+            b, a = iirpeak(centre, rng.uniform(0.7, 3.0), fs=sample_rate)
+            x = x + rng.uniform(-0.7, 2.0) * lfilter(b, a, x)
+        x = x * 10.0 ** (rng.uniform(-self.gain_db, self.gain_db) / 20.0)
+        if rng.random() < self.noise_probability and sequence_rms > 0:
+            noise = lfilter([1.0, -rng.uniform(-0.5, 0.99)], [1.0], rng.standard_normal(x.size))
+            noise *= sequence_rms / max(float(np.sqrt(np.mean(noise ** 2))), 1e-12)
+            x = x + noise * 10.0 ** (-rng.uniform(*self.snr_db) / 20.0)
+        return x.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -155,6 +195,9 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
         matrices: MFCC matrices; default ``MfccMatrices.default()`` (DEFAULT_FEATURES).
         motion_threshold: wrist-range threshold for windows without ground truth;
             default: :func:`motion_label_threshold` of this dataset's window ranges.
+        augmentation: when given, every ``__getitem__`` corrupts the window's audio with
+            it (seeded from torch's global RNG) and recomputes ``features`` from the
+            corrupted audio exactly as a stream would (``audio``/``mfcc`` stay clean).
     """
 
     def __init__(self, clips: Sequence[SdtClip], normalization: PoseNormalization,
@@ -162,7 +205,8 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
                  config: FeatureConfig = DEFAULT_FEATURES,
                  scales: Mapping[str, float] | None = None,
                  matrices: MfccMatrices | None = None,
-                 motion_threshold: float | None = None) -> None:
+                 motion_threshold: float | None = None,
+                 augmentation: AudioAugmentation | None = None) -> None:
         if window_frames < 1 or lookahead_frames < 0 or stride_frames < 1:
             raise ValueError(f"need window_frames >= 1, lookahead_frames >= 0, stride_frames "
                              f">= 1; got {window_frames}, {lookahead_frames}, {stride_frames}")
@@ -172,6 +216,7 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
         self.config, self.normalization = config, normalization
         self.window_frames, self.lookahead_frames = window_frames, lookahead_frames
         matrices = MfccMatrices.default() if matrices is None else matrices
+        self.matrices, self.augmentation = matrices, augmentation
         self.sequences = join_clips(clips)
         self.mfcc: list[np.ndarray] = []  # per sequence (M, n_mfcc)
         self.features: list[np.ndarray] = []  # per sequence (F + L, feature_dim)
@@ -190,6 +235,8 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
             model_px = UPPER_BODY_122.from_openpose(seq.pose_px)
             self.canonical.append(((model_px - model_px[:, :1]) / np.float32(scale))
                                   .astype(np.float32))
+        self.sequence_rms = [float(np.sqrt(np.mean(np.square(seq.audio, dtype=np.float64))))
+                             if seq.audio.size else 0.0 for seq in self.sequences]
         align = frame_alignment(config)
         self.windows: list[tuple[int, int]] = []
         for i, seq in enumerate(self.sequences):
@@ -224,8 +271,11 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
         piece = seq.audio[a:b]
         audio[: piece.shape[0]] = piece
         m0 = int(cfg.mfcc_start(s))
+        features = self.features[i][s:s + t + self.lookahead_frames]
+        if self.augmentation is not None:
+            features = self._augmented_features(i, m0)
         return {
-            "features": self.features[i][s:s + t + self.lookahead_frames],
+            "features": features,
             "pose": self.normalization.standardize(canonical),
             "canonical": canonical,
             "saliency": saliency,
@@ -237,10 +287,36 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
             "start": np.int64(s),
         }
 
+    def _augmented_features(self, i: int, m0: int) -> np.ndarray:
+        """(T + L, feature_dim) features of the window whose first MFCC frame is ``m0``,
+        from augmented audio: MFCC frame j is centred on sample j * hop, so the audio
+        from ``m0 * hop - pre`` (pre = whole hops >= n_fft / 2; zeros before the sequence)
+        gives frames m0 - pre/hop, ...; the first pre/hop (front-padded) are dropped."""
+        cfg, seq = self.config, self.sequences[i]
+        assert self.augmentation is not None
+        frames = self.window_frames + self.lookahead_frames
+        needed = int(cfg.mfcc_frames_needed(frames))
+        hop = cfg.hop_length
+        skip = -(-(cfg.n_fft // 2) // hop)
+        first = (m0 - skip) * hop
+        stop = (m0 + needed) * hop + cfg.n_fft // 2
+        segment = np.zeros(stop - first, dtype=np.float32)
+        lo, hi = max(first, 0), min(stop, seq.audio.shape[0])
+        if hi > lo:
+            segment[lo - first:hi - first] = seq.audio[lo:hi]
+        seed = int(torch.randint(0, 2**62, ()).item())
+        corrupted = self.augmentation.apply(segment, self.sequence_rms[i], cfg.sample_rate,
+                                            np.random.default_rng(seed))
+        mfcc = mfcc_offline(corrupted, cfg, self.matrices, skip + needed)[skip:]
+        return feature_frames(mfcc, cfg, 0, frames)
+
     def feature_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std (feature_dim,) float32 of the raw feature frames of every sequence
         (each frame once; lookahead frames past a sequence end excluded); std floored at
-        1e-3."""
+        1e-3. With an augmentation, of augmented windows instead (what training feeds)."""
+        if self.augmentation is not None:
+            from train.generator_training import feature_statistics as window_statistics
+            return window_statistics(self)
         return feature_statistics(self)
 
 
@@ -259,7 +335,8 @@ def generator_data(data_dir: Path, config: Any) -> Any:
     """Train/val windows of an SDT corpus for ``train.generator_training``.
 
     ``config`` is a GeneratorTrainingConfig: ``config.data`` (window_frames, stride_frames,
-    val_fraction) and ``config.model.lookahead_frames`` are read. Every speaker under
+    val_fraction; audio_augmentation, augment_gain_db, augment_snr_db for the training
+    windows only) and ``config.model.lookahead_frames`` are read. Every speaker under
     ``data_dir`` is used. Training clips: split ``train``; validation: ``dev``, or the
     last ``val_fraction`` of each speaker's training clips when there is no dev split.
     Poses are canonical per speaker and standardised with statistics pooled over the
@@ -286,10 +363,14 @@ def generator_data(data_dir: Path, config: Any) -> Any:
         raise ValueError(f"{data_dir}: no clips in the 'train' split")
     normalization = compute_normalization(train_clips)
     scales = speaker_scales(train_clips)
-    kwargs = dict(window_frames=config.data.window_frames,
-                  lookahead_frames=config.model.lookahead_frames,
-                  stride_frames=config.data.stride_frames, scales=scales)
-    train_set = WindowDataset(train_clips, normalization, **kwargs)
+    kwargs: dict[str, Any] = dict(window_frames=config.data.window_frames,
+                                  lookahead_frames=config.model.lookahead_frames,
+                                  stride_frames=config.data.stride_frames, scales=scales)
+    augment = None
+    if getattr(config.data, "audio_augmentation", False):  # absent: a config from before it
+        augment = AudioAugmentation(gain_db=config.data.augment_gain_db,
+                                    snr_db=tuple(config.data.augment_snr_db))
+    train_set = WindowDataset(train_clips, normalization, augmentation=augment, **kwargs)
     val_set = WindowDataset(val_clips, normalization, motion_threshold=train_set.motion_threshold,
                             **kwargs) if val_clips else None
     return GeneratorData(train=train_set, val=val_set, features=DEFAULT_FEATURES,

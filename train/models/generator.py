@@ -81,6 +81,11 @@ class GeneratorConfig:
         dropout: on every residual block while training (identity in eval / export):
             with a 2 s audio context the model otherwise memorises the corpus's
             unpredictable idle motion (train L1 0.26 vs held-out 0.47 without it).
+        feature_clip: c > 0 soft-clips every standardised input feature to (-c, c) with
+            ``c * tanh(x / c)`` (identity near 0): frame-wise, so chunk invariant, and
+            out-of-corpus audio (real speech on a synthetic-corpus model) cannot drive
+            the encoders arbitrarily far from what training saw. 0 = off (checkpoints
+            from before the option).
     """
 
     feature_dim: int = DEFAULT_FEATURES.feature_dim
@@ -104,6 +109,7 @@ class GeneratorConfig:
     detector_hidden: int = 32
     top_k: int = 16
     dropout: float = 0.1
+    feature_clip: float = 0.0
 
     def __post_init__(self) -> None:
         if self.num_joints != MODEL_SKELETON.num_joints:
@@ -118,6 +124,9 @@ class GeneratorConfig:
                 raise ValueError(f"GeneratorConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GeneratorConfig.dropout must be in [0, 1), got {self.dropout}")
+        if not self.feature_clip >= 0.0:
+            raise ValueError(f"GeneratorConfig.feature_clip must be >= 0 (0 = off), got "
+                             f"{self.feature_clip}")
         for name in ("lookahead_frames", "noise_dim"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"GeneratorConfig.{name} must be >= 0, got {getattr(self, name)}")
@@ -259,7 +268,11 @@ class SalientPostureGenerator(nn.Module):
                              torch.Tensor | None]:
         """Shared by step and forward. Returns poses (B,Tc,J,2), saliency (B,Tc),
         audio_emb (B,E,Tc), new state (B,S), face-audio features (B,Hf,Tc) or None."""
-        x = ((features - self.feature_mean) / self.feature_std).transpose(1, 2)  # (B, F, Tc)
+        x = (features - self.feature_mean) / self.feature_std
+        clip = self.config.feature_clip
+        if clip > 0:
+            x = clip * torch.tanh(x / clip)
+        x = x.transpose(1, 2)  # (B, F, Tc)
         sizes = [s.state_size for s in self._streaming_stacks()]
         parts = list(torch.split(state, sizes, dim=1)) if sizes else []
         new_parts: list[torch.Tensor] = []

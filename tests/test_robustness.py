@@ -1,0 +1,133 @@
+"""Robustness to out-of-corpus audio: the measure, the audio augmentation, the soft clip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from sdk.features import DEFAULT_FEATURES as CFG
+from sdk.normalization import PoseNormalization
+from sdk.skeleton import MODEL_SKELETON
+from train.checkpoint import save_checkpoint
+from train.data.sdt import compute_normalization, load_speaker
+from train.data.synth import synthesize_corpus
+from train.data.windows import AudioAugmentation, WindowDataset
+from train.models.generator import GeneratorConfig, SalientPostureGenerator
+from train.robustness import ARM_JOINTS, BODY_HAND_JOINTS, main, measure, pose_robustness
+
+J = MODEL_SKELETON.num_joints
+TINY = GeneratorConfig(
+    lookahead_frames=2, noise_dim=3, face_hidden=8, face_dilations=(1,), body_hidden=16,
+    body_dilations=(1, 2), embedding_dim=8, pose_hidden=16, pose_dilations=(1,),
+    decoder_hidden=16, decoder_dilations=(1,), detector_hidden=4, top_k=4, feature_clip=3.0,
+)
+UNIT = PoseNormalization(anchor_px=(0.0, 0.0), scale_px=100.0, mean=np.zeros((J, 2)),
+                         std=np.ones((J, 2)), image_size=(640, 480))
+
+
+def test_pose_measures_of_known_poses() -> None:
+    z = np.zeros((10, J, 2), np.float32)
+    still = pose_robustness(z, np.zeros(10), UNIT, CFG.fps)
+    assert still["mean_abs_z"] == 0 and still["beyond_4sd"] == 0 and still["motion"] == 0
+    z[:, list(ARM_JOINTS)] = 5.0  # arms far out, the rest at the mean
+    z[1::2, list(BODY_HAND_JOINTS), 0] += 0.1  # body/hands jitter 0.1 units per frame in x
+    saliency = np.r_[np.ones(3), np.zeros(7)]
+    out = pose_robustness(z, saliency, UNIT, CFG.fps)
+    share = 2 * len(ARM_JOINTS) / (2 * len(BODY_HAND_JOINTS))
+    assert out["salient_fraction"] == pytest.approx(0.3)
+    assert out["arm_mean_abs_z"] == pytest.approx(5.0 + 0.1 / 4, abs=1e-5)
+    assert out["beyond_4sd"] == pytest.approx(share)
+    assert out["motion"] == pytest.approx(0.1 * CFG.fps, rel=1e-4)
+    with pytest.raises(ValueError, match="z must be"):
+        pose_robustness(np.zeros((10, J - 1, 2)), np.zeros(10), UNIT, CFG.fps)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> list:
+    root = tmp_path_factory.mktemp("robust")
+    synthesize_corpus(root, speakers=1, minutes=0.5, seed=3)
+    return [c for c in load_speaker(root, "synth_00") if c.split == "train"]
+
+
+def test_identity_augmentation_reproduces_the_stream_features(clips: list) -> None:
+    norm = compute_normalization(clips)
+    clean = WindowDataset(clips, norm, 64, 2, 16)
+    identity = AudioAugmentation(gain_db=0.0, tilt=(0.0, 0.0), peak_probability=0.0,
+                                 noise_probability=0.0)
+    same = WindowDataset(clips, norm, 64, 2, 16, augmentation=identity)
+    for k in range(len(clean)):  # windows at sequence starts and inside sequences
+        np.testing.assert_array_equal(same[k]["features"], clean[k]["features"])
+
+
+def test_augmentation_changes_features_reproducibly(clips: list) -> None:
+    norm = compute_normalization(clips)
+    clean = WindowDataset(clips, norm, 64, 2, 16)
+    noisy = WindowDataset(clips, norm, 64, 2, 16, augmentation=AudioAugmentation())
+    torch.manual_seed(5)
+    first = [noisy[k]["features"] for k in range(4)]
+    torch.manual_seed(5)
+    again = [noisy[k]["features"] for k in range(4)]
+    for a, b, k in zip(first, again, range(4), strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert np.isfinite(a).all() and a.shape == clean[k]["features"].shape
+        assert np.abs(a - clean[k]["features"]).mean() > 0.5  # dB-scale cepstra moved
+    np.testing.assert_array_equal(noisy[0]["pose"], clean[0]["pose"])  # targets untouched
+    _, std = noisy.feature_statistics()  # of augmented windows: wider level spread
+    assert std[0] > clean.feature_statistics()[1][0]
+
+
+def test_gain_shifts_only_the_energy_coefficient(clips: list) -> None:
+    audio = clips[0].audio
+    gain = AudioAugmentation(gain_db=12.0, tilt=(0.0, 0.0), peak_probability=0.0,
+                             noise_probability=0.0)
+    louder = gain.apply(audio, 1.0, CFG.sample_rate, np.random.default_rng(0))
+    db = 20 * np.log10(np.sqrt(np.mean(louder.astype(np.float64) ** 2)
+                               / np.mean(audio.astype(np.float64) ** 2)))
+    assert -12.0 <= db <= 12.0 and abs(db) > 1e-3
+    np.testing.assert_allclose(louder, audio * 10 ** (db / 20), rtol=1e-5, atol=1e-7)
+
+
+def test_soft_clip_bounds_the_encoder_input_and_keeps_streaming_exact() -> None:
+    torch.manual_seed(0)
+    model = SalientPostureGenerator(TINY).eval()
+    g = torch.Generator().manual_seed(1)
+    features = torch.randn(1, 20, TINY.feature_dim, generator=g).sign()
+    noise = torch.randn(1, 20, TINY.noise_dim, generator=g)
+    with torch.no_grad():
+        far = model(features * 1e4, noise).poses
+        farther = model(features * 1e6, noise).poses  # both saturate at +-c
+        torch.testing.assert_close(far, farther)
+        state, chunks = model.init_state(1), []
+        for a, b in ((0, 7), (7, 8), (8, 20)):
+            poses, _, state = model.step(features[:, a:b] * 1e4, noise[:, a:b], state)
+            chunks.append(poses)
+        torch.testing.assert_close(torch.cat(chunks, 1), far, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="feature_clip"):
+        GeneratorConfig(feature_clip=-1.0)
+
+
+def test_measure_command_on_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                         ) -> None:
+    torch.manual_seed(0)
+    model = SalientPostureGenerator(TINY).eval()
+    from train.config import config_to_dict
+    from train.generator_training import GeneratorTrainingConfig
+
+    config = config_to_dict(GeneratorTrainingConfig(model=TINY))
+    ckpt = save_checkpoint(tmp_path / "generator.pt", kind="generator", config=config,
+                           model=model, features=CFG, normalization=UNIT)
+    t = np.arange(int(1.5 * 22050)) / 22050
+    wav = tmp_path / "tone.wav"
+    soundfile.write(wav, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 22050)
+    result = measure(ckpt, wav)
+    assert result["frames"] == CFG.num_pose_frames(int(1.5 * CFG.sample_rate))
+    assert all(np.isfinite(v) for v in result.values())
+    assert 0 <= result["salient_fraction"] <= 1 and result["feature_mean_abs_z"] > 0
+    out = tmp_path / "r.json"
+    assert main([str(ckpt), str(wav), "--json", str(out)]) == 0
+    assert "tone.wav" in capsys.readouterr().out and out.is_file()
+    assert main([str(tmp_path / "missing.pt"), str(wav)]) == 2

@@ -1,0 +1,162 @@
+"""How far a generator's output on some audio strays from the poses it was trained on.
+
+    python -m train.robustness BUNDLE_DIR_OR_GENERATOR_PT AUDIO [AUDIO ...] [--json OUT]
+
+A model trained on the synthetic corpus can behave on held-out synthetic clips and still
+produce an odd skeleton on recorded speech. The numbers here say how odd, per clip, with
+the model's own pose statistics as the reference (the generator outputs *standardised*
+poses: z = (canonical - training mean) / training std, per joint and axis):
+
+* ``salient_fraction``: share of frames with saliency > 0.5 (the synthetic corpus is
+  salient a minority of the time; ~1 throughout means the detector is saturated);
+* ``mean_abs_z``: mean |z| over the body and hand joints (root excluded), frames, axes;
+  ``arm_mean_abs_z``: the same over elbows and wrists only;
+* ``beyond_4sd``: share of body/hand (frame, joint, axis) values with |z| > 4;
+* ``motion``: mean speed of the body/hand joints, canonical units (shoulder widths) per
+  second (0 = a frozen skeleton);
+* with a checkpoint also ``feature_mean_abs_z`` / ``feature_beyond_4sd``: the input
+  features standardised by the model's feature buffers.
+
+A bundle runs through the SDK (``StreamingGenerator.generate``, what ``gesturert demo``
+streams); a checkpoint runs the torch model's ``forward`` on the same features (equal to
+streaming by the chunk-invariance contract).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdk.audio import load_audio
+from sdk.normalization import PoseNormalization
+from sdk.skeleton import MODEL_SKELETON
+
+_ROOT = MODEL_SKELETON.root
+BODY_HAND_JOINTS = tuple(j for j in MODEL_SKELETON.groups["body"] + MODEL_SKELETON.groups[
+    "left_hand"] + MODEL_SKELETON.groups["right_hand"] if j != _ROOT)
+ARM_JOINTS = tuple(MODEL_SKELETON.joint_names.index(n) for n in (
+    "right_elbow", "right_wrist", "left_elbow", "left_wrist"))
+SALIENT = 0.5  # saliency score above which a frame counts as salient
+FAR_SD = 4.0  # |z| beyond which a value counts as far outside the training poses
+
+
+def pose_robustness(z: np.ndarray, saliency: np.ndarray, normalization: PoseNormalization,
+                    fps: int) -> dict[str, float]:
+    """The pose measures of the module docstring.
+
+    Args:
+        z: float (T, J, 2) standardised poses (model output units), T >= 2.
+        saliency: float (T,) scores in [0, 1].
+        normalization: the model's pose statistics (to get canonical units for motion).
+        fps: pose frames per second.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 3 or z.shape[1:] != (MODEL_SKELETON.num_joints, 2) or z.shape[0] < 2:
+        raise ValueError(f"z must be (T >= 2, {MODEL_SKELETON.num_joints}, 2), got {z.shape}")
+    body = np.abs(z[:, list(BODY_HAND_JOINTS)])
+    canonical = normalization.destandardize(z.astype(np.float32))[:, list(BODY_HAND_JOINTS)]
+    speed = np.linalg.norm(np.diff(canonical.astype(np.float64), axis=0), axis=-1) * fps
+    return {
+        "frames": float(z.shape[0]),
+        "salient_fraction": float(np.mean(np.asarray(saliency) > SALIENT)),
+        "mean_saliency": float(np.mean(saliency)),
+        "mean_abs_z": float(body.mean()),
+        "arm_mean_abs_z": float(np.abs(z[:, list(ARM_JOINTS)]).mean()),
+        "beyond_4sd": float(np.mean(body > FAR_SD)),
+        "motion": float(speed.mean()),
+    }
+
+
+def _run_bundle(path: Path, audio_path: Path, seed: int
+                ) -> tuple[np.ndarray, np.ndarray, PoseNormalization, int, None]:
+    from sdk.streaming import StreamingGenerator
+
+    with StreamingGenerator(str(path)) as generator:
+        rate = generator.manifest.features.sample_rate
+        frames = generator.generate(load_audio(audio_path, rate), rate, seed=seed)
+        norm = generator.manifest.normalization
+        z = norm.standardize(norm.pixels_to_canonical(frames.keypoints))
+        return z, frames.saliency, norm, generator.fps, None
+
+
+def _run_checkpoint(path: Path, audio_path: Path, seed: int
+                    ) -> tuple[np.ndarray, np.ndarray, PoseNormalization, int, np.ndarray]:
+    import torch
+
+    from sdk.mfcc import MfccMatrices, extract_features
+    from sdk.noise import frame_noise
+    from train.checkpoint import build_model, load_checkpoint
+
+    ckpt = load_checkpoint(path, "generator")
+    if ckpt.normalization is None:
+        raise ValueError(f"{path}: the checkpoint stores no pose normalization")
+    features_config = ckpt.features
+    audio = load_audio(audio_path, features_config.sample_rate)
+    model: Any = build_model("generator", ckpt.config["model"])
+    model.load_state_dict(ckpt.model)
+    model.eval()
+    lookahead = model.config.lookahead_frames
+    frames = features_config.num_pose_frames(len(audio))
+    feats = extract_features(audio, features_config, MfccMatrices.default(), frames + lookahead)
+    noise = frame_noise(seed, 0, frames + lookahead, model.config.noise_dim)
+    with torch.no_grad():
+        out = model(torch.from_numpy(feats)[None], torch.from_numpy(noise)[None])
+    feature_z = (feats - model.feature_mean.numpy()) / model.feature_std.numpy()
+    return (out.aligned_poses[0].numpy(), out.aligned_saliency[0].numpy(), ckpt.normalization,
+            features_config.fps, feature_z)
+
+
+def measure(model_path: str | Path, audio_path: str | Path, seed: int = 0) -> dict[str, float]:
+    """Robustness measures of one model (bundle directory or generator ``.pt``) on one
+    audio file (any rate; resampled to the model's)."""
+    model_path = Path(model_path)
+    if model_path.is_dir():
+        runner: Any = _run_bundle
+    elif model_path.is_file():
+        runner = _run_checkpoint
+    else:
+        raise FileNotFoundError(f"{model_path}: expected a bundle directory or a generator "
+                                f"checkpoint (.pt)")
+    z, saliency, norm, fps, feature_z = runner(model_path, Path(audio_path), seed)
+    result = pose_robustness(z, saliency, norm, fps)
+    if feature_z is not None:
+        result["feature_mean_abs_z"] = float(np.abs(feature_z).mean())
+        result["feature_beyond_4sd"] = float(np.mean(np.abs(feature_z) > FAR_SD))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path, help="bundle directory or generator checkpoint")
+    parser.add_argument("audio", type=Path, nargs="+", help="audio files")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for path in args.audio:
+            results[str(path)] = measure(args.model, path, args.seed)
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"robustness: {exc}", file=sys.stderr)
+        return 2
+    keys = list(next(iter(results.values())))
+    print("| audio | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for path, row in results.items():
+        print(f"| {Path(path).name} | " + " | ".join(f"{row[k]:.3f}" for k in keys) + " |")
+    if len(results) > 1:
+        print("| mean | " + " | ".join(
+            f"{np.mean([r[k] for r in results.values()]):.3f}" for k in keys) + " |")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"model": str(args.model), "results": results},
+                                        indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
