@@ -52,7 +52,7 @@ from export.bundle_writer import PSD_SEED, SPEECH_SAMPLE
 from export.validate_report import KEYPOINT_TOLERANCE, Row, format_table, write_report
 from sdk.audio import AudioError, load_audio
 from sdk.bundle import Bundle, BundleError, PsdReference, load_bundle
-from sdk.demo import FramesPsd, frames_psd, posesync_embed_fn
+from sdk.bundle_psd import FramesPsd, frames_psd, posesync_embed_fn
 from sdk.frames import PoseFrames
 from sdk.mfcc import MfccMatrices, extract_features
 from sdk.noise import frame_noise
