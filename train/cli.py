@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -67,3 +68,20 @@ def run_train(args: argparse.Namespace) -> int:
         return 2
     main = getattr(module, function_name)
     return int(main(args))
+
+
+def report_training(what: str, train: Callable[[], dict[str, float]], trained: str,
+                    checkpoint: Path) -> int:
+    """Run ``train()`` for ``gesturert train <what>`` and print its outcome.
+
+    Returns 0 after printing ``"<trained>: <checkpoint> (name=value, ...)"``, or 2 after
+    printing a ValueError (CheckpointError included) or FileNotFoundError to stderr.
+    """
+    try:
+        result = train()
+    except (ValueError, FileNotFoundError) as exc:  # CheckpointError is a ValueError
+        print(f"gesturert train {what}: {exc}", file=sys.stderr)
+        return 2
+    summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.items()))
+    print(f"{trained}: {checkpoint} ({summary})")
+    return 0

@@ -11,7 +11,6 @@ their first frame (no motion; should be large). Outputs in ``--out``: ``fgd.pt``
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,16 +153,14 @@ def _train(config: FGDTrainingConfig, data: FGDData, out_dir: Path, resume: bool
 
 def train_fgd_main(args: Any) -> int:
     """``gesturert train fgd``: returns 0 on success, 2 on bad input."""
+    from train.cli import report_training
     from train.config import load_config
 
-    try:
+    def train() -> dict[str, float]:
         config = load_config(FGDTrainingConfig, args.config, args.overrides)
         data = load_fgd_data(Path(args.data), config)
-        result = train_fgd(config, data, args.out, resume=args.resume, device=args.device,
-                           show_progress=not getattr(args, "no_progress", False))
-    except (ValueError, FileNotFoundError) as exc:  # CheckpointError is a ValueError
-        print(f"gesturert train fgd: {exc}", file=sys.stderr)
-        return 2
-    summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.items()))
-    print(f"FGD encoder trained: {Path(args.out) / CHECKPOINT_NAME} ({summary})")
-    return 0
+        return train_fgd(config, data, args.out, resume=args.resume, device=args.device,
+                         show_progress=not getattr(args, "no_progress", False))
+
+    return report_training("fgd", train, "FGD encoder trained",
+                           Path(args.out) / CHECKPOINT_NAME)

@@ -20,7 +20,6 @@ training, from a fixed seed), and the offset sweep of sdk.psd per held-out seque
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,18 +207,16 @@ def _train(config: PoseSyncTrainingConfig, corpus: SyncCorpus, out_dir: Path, re
 
 def train_posesync_main(args: Any) -> int:
     """``gesturert train posesync``: returns 0 on success, 2 on bad input."""
+    from train.cli import report_training
     from train.config import load_config
 
-    try:
+    def train() -> dict[str, float]:
         config = load_config(PoseSyncTrainingConfig, args.config, args.overrides)
         corpus = load_sync_corpus(Path(args.data), config.model.imaging,
                                   clip=config.model.clip)
-        result = train_posesync(config, corpus, args.out, resume=args.resume,
-                                device=args.device,
-                                show_progress=not getattr(args, "no_progress", False))
-    except (ValueError, FileNotFoundError) as exc:  # CheckpointError is a ValueError
-        print(f"gesturert train posesync: {exc}", file=sys.stderr)
-        return 2
-    summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.items()))
-    print(f"posesync trained: {Path(args.out) / CHECKPOINT_NAME} ({summary})")
-    return 0
+        return train_posesync(config, corpus, args.out, resume=args.resume,
+                              device=args.device,
+                              show_progress=not getattr(args, "no_progress", False))
+
+    return report_training("posesync", train, "posesync trained",
+                           Path(args.out) / CHECKPOINT_NAME)
