@@ -55,10 +55,9 @@ class Exported:
     posesync_ckpt: Path
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
-    """Tiny checkpoints (seeded random weights, speech feature statistics) and their bundle."""
-    root = tmp_path_factory.mktemp("torch_runner")
+def export_tiny_checkpoints(root: Path) -> Exported:
+    """Tiny checkpoints (seeded random weights, speech feature statistics) and their
+    bundle under ``root`` (~10 s; also used by tests/test_gpu_pipeline.py)."""
     torch.manual_seed(3)
     generator = SalientPostureGenerator(TINY_GENERATOR)
     _, speech, clips = speech_inputs(DEFAULT_FEATURES, 0)
@@ -74,6 +73,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
                                 model=posesync, features=DEFAULT_FEATURES)
     export_bundle(gen_ckpt, sync_ckpt, root / "bundle", progress=False)
     return Exported(root / "bundle", gen_ckpt, sync_ckpt)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    return export_tiny_checkpoints(tmp_path_factory.mktemp("torch_runner"))
 
 
 @pytest.fixture(scope="module")
