@@ -62,6 +62,18 @@ def replace_bundle(bundle: Path, dest: Path) -> None:
     shutil.copytree(bundle, dest)
 
 
+def source_revision() -> str:
+    """``git describe``-like commit of the code that trained, ``+dirty`` with local edits."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO, text=True, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + ("+dirty" if dirty.strip() else "")
+
+
 def directory_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -70,7 +82,7 @@ def timing_markdown(report: dict[str, Any]) -> str:
     from train.results_report import machine_line
 
     lines = ["# Default models: training time", "",
-             f"Command: `{report['command']}`", "",
+             f"Command: `{report['command']}` (code at {report['revision']})", "",
              f"Machine: {machine_line(report['machine'])}.", "",
              "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
@@ -122,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     timings: dict[str, float] = {}
+    revision = source_revision()
     started = time.perf_counter()
     run_stage("synth", ["data", "synth", "--out", str(corpus), "--minutes", str(args.minutes),
                         "--speakers", str(args.speakers), "--seed", str(args.seed),
@@ -147,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": "python scripts/make_default_bundle.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),
+        "revision": revision,
         "minutes": args.minutes, "speakers": args.speakers, "seed": args.seed,
         "seconds": {k: round(v, 1) for k, v in timings.items()},
         "training_seconds": round(sum(timings[f"train {m}"] for m in TRAINING_STAGES), 1),
