@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers_bundle import tiny_bundle  # noqa: F401  (session fixture)
+from helpers_streaming import run_chunks, step_and_pop
 
 from sdk import StreamingGenerator
 from sdk.audio import resample
@@ -34,22 +35,15 @@ def gen(tiny_bundle: Path) -> Iterator[StreamingGenerator]:  # noqa: F811
 def stream_in_chunks(gen: StreamingGenerator, audio: np.ndarray, rate: int,
                      sizes: Sequence[int], seed: int = 0) -> PoseFrames:
     """Feed ``audio`` in chunks of ``sizes`` (cycled), stepping whenever ready."""
-    parts = []
-    with gen.create_stream(seed) as stream:
+
+    def chunks() -> Iterator[tuple[np.ndarray, int]]:
         first, i = 0, 0
         while first < len(audio):
             size = sizes[i % len(sizes)]
-            stream.accept_waveform(audio[first:first + size], rate)
+            yield audio[first:first + size], rate
             first, i = first + size, i + 1
-            while gen.is_ready(stream):
-                gen.step([stream])
-            parts.append(stream.pop_frames())
-        stream.input_finished()
-        while gen.is_ready(stream):
-            gen.step([stream])
-        parts.append(stream.pop_frames())
-        assert stream.is_done
-    return PoseFrames.concatenate(parts, gen.num_joints)
+
+    return run_chunks(gen, chunks(), seed)
 
 
 def assert_same_frames(gen: StreamingGenerator, got: PoseFrames, want: PoseFrames,
@@ -376,9 +370,7 @@ def test_feeding_from_one_thread_while_stepping_in_another(gen: StreamingGenerat
             gen.step([stream])
         parts.append(stream.pop_frames())
     producer.join()
-    while gen.is_ready(stream):
-        gen.step([stream])
-    parts.append(stream.pop_frames())
+    parts.append(step_and_pop(gen, stream))
     stream.close()
     assert_same_frames(gen, PoseFrames.concatenate(parts, gen.num_joints),
                        gen.generate(audio, 16000, seed=8))

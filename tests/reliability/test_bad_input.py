@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import soundfile
 from helpers_bundle import tiny_bundle  # noqa: F401  (session fixture)
+from helpers_streaming import run_chunks
 
 from reliability.make_bad_inputs import CorpusFile, speechlike, write_corpus
 from sdk import StreamingGenerator
@@ -28,7 +29,7 @@ from sdk.audio import AudioError, load_audio
 from sdk.features import DEFAULT_FEATURES
 from sdk.frames import PoseFrames
 from sdk.runners.select import BackendConfig
-from sdk.streaming import GeneratorConfig, StreamError, model_rate_samples
+from sdk.streaming import GeneratorConfig, Stream, StreamError, model_rate_samples
 
 SCRIPT = Path(__file__).with_name("make_bad_inputs.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -59,25 +60,16 @@ def run_stream(gen: StreamingGenerator, chunks: list[tuple[Any, int]], seed: int
                ) -> PoseFrames:
     """Feed ``chunks`` (samples, rate), stepping whenever ready; before chunk ``refuse_at``
     offer ``refused`` = (samples, rate, message) and check it is refused and changes nothing."""
-    parts = []
-    with gen.create_stream(seed) as stream:
-        for i, (samples, rate) in enumerate(chunks):
-            if refused is not None and i == refuse_at:
-                accepted, emitted = stream.num_samples_accepted, stream.num_frames_emitted
-                with pytest.raises(StreamError, match=refused[2]):
-                    stream.accept_waveform(refused[0], refused[1])
-                assert (stream.num_samples_accepted, stream.num_frames_emitted) == (
-                    accepted, emitted)
-            stream.accept_waveform(samples, rate)
-            while gen.is_ready(stream):
-                gen.step([stream])
-            parts.append(stream.pop_frames())
-        stream.input_finished()
-        while gen.is_ready(stream):
-            gen.step([stream])
-        parts.append(stream.pop_frames())
-        assert stream.is_done
-    return PoseFrames.concatenate(parts, gen.num_joints)
+
+    def refuse(i: int, stream: Stream) -> None:
+        if refused is not None and i == refuse_at:
+            accepted, emitted = stream.num_samples_accepted, stream.num_frames_emitted
+            with pytest.raises(StreamError, match=refused[2]):
+                stream.accept_waveform(refused[0], refused[1])
+            assert (stream.num_samples_accepted, stream.num_frames_emitted) == (
+                accepted, emitted)
+
+    return run_chunks(gen, chunks, seed, refuse)
 
 
 def assert_valid_frames(gen: StreamingGenerator, frames: PoseFrames, count: int) -> None:
