@@ -26,13 +26,17 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sdk.bundle import Bundle, PoseSyncSpec, load_bundle
+from sdk.cuda.launch import KernelRunner
 from sdk.features import FeatureConfig
 from sdk.mfcc import MfccMatrices, extract_features, mfcc_offline
 from sdk.noise import frame_noise
@@ -113,16 +117,64 @@ def samples_to_accept(n_samples: int, input_frames: int, features: FeatureConfig
     return max(n_samples, features.samples_needed_for_mfcc(mfcc_frames))
 
 
+class _StageTimer:
+    """Marks between stages: CUDA events on ``device``'s current stream, else wall clock."""
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.cuda = device.type == "cuda"
+        self._torch = torch
+        self.marks: list[Any] = []
+        self.begin = time.perf_counter()
+
+    def mark(self) -> None:
+        if self.cuda:
+            event = self._torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def seconds(self, names: tuple[str, ...]) -> dict[str, float]:
+        """Seconds between consecutive marks by stage name, and ``wall`` (synchronises)."""
+        if self.cuda:
+            self._torch.cuda.synchronize()
+            spans = [a.elapsed_time(b) / 1e3 for a, b in pairwise(self.marks)]
+        else:
+            spans = [b - a for a, b in pairwise(self.marks)]
+        return {**dict(zip(names, spans, strict=True)), "wall": time.perf_counter() - self.begin}
+
+
+@contextmanager
+def _exact_fp32() -> Iterator[None]:
+    """TF32 off for cuDNN convolutions and matmuls (parity with the fp32 reference)."""
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def run_gpu_pipeline(bundle_path: str | Path, generator_checkpoint: str | Path,
                      posesync_checkpoint: str | Path, audio: Any, *, chunk_samples: int = 320,
                      chunk_frames: int | None = None, seed: int = 0,
-                     max_offset: int = DEFAULT_MAX_OFFSET, device: str = "cuda") -> PipelineResult:
+                     max_offset: int = DEFAULT_MAX_OFFSET, device: str = "cuda",
+                     kernel_runner: KernelRunner | None = None) -> PipelineResult:
     """The GPU pipeline on one clip, streamed in ``chunk_samples`` pieces (20 ms default).
 
     Args:
         audio: float (N,) mono at the bundle's sample rate.
         chunk_frames: feature frames per generator step (None: the manifest's).
-        device: a CUDA torch device ("cuda", "cuda:1").
+        device: the torch device of the models: "cuda" / "cuda:N"; "cpu" only together
+            with an emulating ``kernel_runner``.
+        kernel_runner: where the CUDA kernels run; None: a :class:`CudaRunner` on torch's
+            current stream of ``device``. The tests pass the CPU emulator
+            (tests/cuda_emu) with device="cpu": its device memory is host memory, so torch
+            CPU tensors are handed to the kernels by address.
     """
     import torch
 
@@ -132,7 +184,6 @@ def run_gpu_pipeline(bundle_path: str | Path, generator_checkpoint: str | Path,
         TorchPoseSyncRunner,
         resolve_device,
     )
-    from sdk.cuda.launch import CudaRunner
     from sdk.cuda.mfcc import CudaMfcc
     from sdk.cuda.pose import CudaPoseImager
 
@@ -142,103 +193,108 @@ def run_gpu_pipeline(bundle_path: str | Path, generator_checkpoint: str | Path,
     if chunk_samples <= 0:
         raise ValueError(f"chunk_samples must be > 0, got {chunk_samples}")
     dev = resolve_device(device)
-    if dev.type != "cuda":
-        raise ValueError(f"run_gpu_pipeline needs a CUDA device, got {device!r}; the CPU path "
-                         "is run_cpu_reference")
+    if dev.type != "cuda" and kernel_runner is None:
+        raise ValueError(f"run_gpu_pipeline needs a CUDA device, got {device!r} (a CPU device "
+                         "only with an emulating kernel_runner); the CPU path is "
+                         "run_cpu_reference")
+
+    def kernel_view(tensor: torch.Tensor) -> Any:  # CAI on CUDA, an address on the emulator
+        return tensor if tensor.is_cuda else tensor.data_ptr()
+
     clip = PoseSyncClipConfig(_posesync_spec(bundle).clip_frames)
-    lookahead, tc = manifest.generator.lookahead_frames, chunk_frames or \
-        manifest.generator.chunk_frames
+    lookahead = manifest.generator.lookahead_frames
+    tc = chunk_frames or manifest.generator.chunk_frames
     k = features.num_pose_frames(samples.size)
     inputs = -(-(k + lookahead) // tc) * tc  # feature frames fed, whole steps
     total = samples_to_accept(samples.size, inputs, features)
     m = features.num_mfcc_frames(samples.size)
-    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    with torch.cuda.device(dev):
-        stream = torch.cuda.current_stream(dev)
-        kernels = CudaRunner(device=dev.index or 0, stream=stream.cuda_stream)
+    imaging = ImagingConfig.from_dict(manifest.imaging)
+    with ExitStack() as stack:
+        kernels = kernel_runner
+        if dev.type == "cuda":
+            stack.enter_context(torch.cuda.device(dev))
+            stack.enter_context(_exact_fp32())
+            if kernels is None:
+                from sdk.cuda.launch import CudaRunner
+
+                cuda_runner = CudaRunner(device=dev.index or 0,
+                                         stream=torch.cuda.current_stream(dev).cuda_stream)
+                stack.callback(cuda_runner.close)
+                kernels = cuda_runner
+        assert kernels is not None  # checked above: CUDA makes one, CPU was given one
         matrices = MfccMatrices.load(bundle.path(manifest.mfcc_matrices), features)
         mfcc = CudaMfcc(features, matrices, max_streams=1, max_chunk_samples=chunk_samples,
                         history_frames=features.mfcc_frames_needed(inputs) + m, runner=kernels)
-        imaging = ImagingConfig.from_dict(manifest.imaging)
+        stack.callback(mfcc.close)
         imager = CudaPoseImager(manifest.skeleton, imaging, runner=kernels)
+        stack.callback(imager.close)
         stepper = TorchGeneratorStepper(TorchGeneratorRunner(generator_checkpoint,
                                                              bundle=bundle, device=dev))
+        stack.callback(stepper.close)
         sync = TorchPoseSyncRunner(posesync_checkpoint, bundle=bundle, device=dev)
         sync.activate()
-        try:
-            events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
-            begin = time.perf_counter()
-            events[0].record(stream)
-            slot = stepper.allocate_slot()
-            noise = torch.from_numpy(frame_noise(seed, 0, inputs, manifest.generator.noise_dim)
-                                     ).to(dev)
-            feature_buf = torch.empty(1, tc, features.feature_dim, device=dev)
-            poses = torch.empty(inputs, manifest.skeleton.num_joints, 2, device=dev)
-            saliency = torch.empty(inputs, device=dev)
-            fed = 0
-            for first in range(0, total, chunk_samples):
-                piece = samples[first:first + chunk_samples]
-                if piece.size < min(chunk_samples, total - first):  # the trailing silence
-                    piece = np.concatenate([piece, np.zeros(min(chunk_samples, total - first)
-                                                            - piece.size, np.float32)])
-                mfcc.accept([0], [piece])
-                ready = min(int(mfcc.feature_frames_ready([0])[0]), inputs)
-                while fed + tc <= ready:
-                    mfcc.write_features([0], [fed], tc, feature_buf)
-                    step_poses, step_saliency = stepper.step_tensors(
-                        feature_buf, noise[None, fed:fed + tc], [slot])
-                    poses[fed:fed + tc] = step_poses[0]
-                    saliency[fed:fed + tc] = step_saliency[0]
-                    fed += tc
-            if fed != inputs:
-                raise RuntimeError(f"only {fed} of {inputs} feature frames became ready")
-            mfcc_all = torch.empty(1, m, features.n_mfcc, device=dev)
-            mfcc.write_mfcc([0], [0], m, mfcc_all)
-            events[1].record(stream)
-            norm = manifest.normalization
-            std = torch.from_numpy(np.asarray(norm.std, np.float32)).to(dev)
-            mean = torch.from_numpy(np.asarray(norm.mean, np.float32)).to(dev)
-            standardised = poses[lookahead:lookahead + k].contiguous()
-            canonical = (standardised * std + mean).contiguous()
-            images = torch.empty(k, imaging.height, imaging.width, device=dev)
-            imager.images(canonical, images)
-            events[2].record(stream)
-            n = clip.num_clips(k, m, features)
-            starts = torch.arange(n, device=dev)
-            first_mfcc = torch.from_numpy(np.asarray(features.mfcc_start(np.arange(n)),
-                                                     np.int64)).to(dev)
-            window = torch.arange(clip.clip_mfcc_frames(features), device=dev)
-            audio_clips = mfcc_all[0][first_mfcc[:, None] + window].transpose(1, 2).contiguous()
-            pose_clips = images[starts[:, None] + torch.arange(clip.clip_frames, device=dev)]
-            audio_emb, pose_emb = [], []
-            for lo in range(0, n, EMBED_BATCH):
-                out = sync.infer_tensors({MFCC_CLIPS: audio_clips[lo:lo + EMBED_BATCH],
-                                          POSE_IMAGES: pose_clips[lo:lo + EMBED_BATCH]})
-                audio_emb.append(out[AUDIO_EMB])
-                pose_emb.append(out[POSE_EMB])
-            audio_e = torch.cat(audio_emb).double().cpu().numpy()  # synchronises the stream
-            pose_e = torch.cat(pose_emb).double().cpu().numpy()
-            events[3].record(stream)
-            stream.synchronize()
-            wall = time.perf_counter() - begin
-            sweep = sweep_embeddings(audio_e, pose_e, max_offset)
-            stages = ("mfcc_and_generator", "pose_imaging", "posesync")
-            seconds = {name: events[i].elapsed_time(events[i + 1]) / 1e3
-                       for i, name in enumerate(stages)}
-            seconds["wall"] = wall
-            return PipelineResult(
-                mfcc=mfcc_all[0].cpu().numpy(), poses=standardised.cpu().numpy(),
-                saliency=saliency[lookahead:lookahead + k].cpu().numpy(),
-                canonical=canonical.cpu().numpy(), images=images.cpu().numpy(),
-                audio_emb=audio_e, pose_emb=pose_e, sweep=sweep, seconds=seconds)
-        finally:
-            sync.deactivate()
-            stepper.close()
-            imager.close()
-            mfcc.close()
-            kernels.close()
-            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+        stack.callback(sync.deactivate)
+
+        timer = _StageTimer(dev)
+        timer.mark()
+        slot = stepper.allocate_slot()
+        noise = torch.from_numpy(frame_noise(seed, 0, inputs, manifest.generator.noise_dim)
+                                 ).to(dev)
+        feature_buf = torch.empty(1, tc, features.feature_dim, device=dev)
+        poses = torch.empty(inputs, manifest.skeleton.num_joints, 2, device=dev)
+        saliency = torch.empty(inputs, device=dev)
+        fed = 0
+        for first in range(0, total, chunk_samples):
+            size = min(chunk_samples, total - first)
+            piece = samples[first:first + size]
+            if piece.size < size:  # the trailing silence
+                piece = np.concatenate([piece, np.zeros(size - piece.size, np.float32)])
+            mfcc.accept([0], [piece])
+            ready = min(int(mfcc.feature_frames_ready([0])[0]), inputs)
+            while fed + tc <= ready:
+                mfcc.write_features([0], [fed], tc, kernel_view(feature_buf))
+                step_poses, step_saliency = stepper.step_tensors(
+                    feature_buf, noise[None, fed:fed + tc], [slot])
+                poses[fed:fed + tc] = step_poses[0]
+                saliency[fed:fed + tc] = step_saliency[0]
+                fed += tc
+        if fed != inputs:
+            raise RuntimeError(f"only {fed} of {inputs} feature frames became ready")
+        mfcc_all = torch.empty(m, features.n_mfcc, device=dev)
+        mfcc.write_mfcc([0], [0], m, kernel_view(mfcc_all.unsqueeze(0)))
+        timer.mark()
+        norm = manifest.normalization
+        std = torch.from_numpy(np.asarray(norm.std, np.float32)).to(dev)
+        mean = torch.from_numpy(np.asarray(norm.mean, np.float32)).to(dev)
+        standardised = poses[lookahead:lookahead + k].contiguous()
+        canonical = (standardised * std + mean).contiguous()
+        images = torch.empty(k, imaging.height, imaging.width, device=dev)
+        imager.images(canonical if canonical.is_cuda else canonical.numpy(),
+                      kernel_view(images))
+        timer.mark()
+        n = clip.num_clips(k, m, features)
+        starts = torch.arange(n, device=dev)
+        first_mfcc = torch.from_numpy(np.asarray(features.mfcc_start(np.arange(n)),
+                                                 np.int64)).to(dev)
+        window = torch.arange(clip.clip_mfcc_frames(features), device=dev)
+        audio_clips = mfcc_all[first_mfcc[:, None] + window].transpose(1, 2).contiguous()
+        pose_clips = images[starts[:, None] + torch.arange(clip.clip_frames, device=dev)]
+        audio_emb, pose_emb = [], []
+        for lo in range(0, n, EMBED_BATCH):
+            out = sync.infer_tensors({MFCC_CLIPS: audio_clips[lo:lo + EMBED_BATCH],
+                                      POSE_IMAGES: pose_clips[lo:lo + EMBED_BATCH]})
+            audio_emb.append(out[AUDIO_EMB])
+            pose_emb.append(out[POSE_EMB])
+        timer.mark()
+        seconds = timer.seconds(("mfcc_and_generator", "pose_imaging", "posesync"))
+        audio_e = torch.cat(audio_emb).double().cpu().numpy()  # E floats per clip cross
+        pose_e = torch.cat(pose_emb).double().cpu().numpy()
+        return PipelineResult(
+            mfcc=mfcc_all.cpu().numpy(), poses=standardised.cpu().numpy(),
+            saliency=saliency[lookahead:lookahead + k].cpu().numpy(),
+            canonical=canonical.cpu().numpy(), images=images.cpu().numpy(),
+            audio_emb=audio_e, pose_emb=pose_e,
+            sweep=sweep_embeddings(audio_e, pose_e, max_offset), seconds=seconds)
 
 
 def run_cpu_reference(bundle_path: str | Path, audio: Any, *, seed: int = 0,

@@ -75,9 +75,19 @@ def export_tiny_checkpoints(root: Path) -> Exported:
     return Exported(root / "bundle", gen_ckpt, sync_ckpt)
 
 
-@pytest.fixture(scope="module")
+def exported_once(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    """The tiny checkpoints and bundle, exported once per test session (shared by every
+    module that asks, like helpers_bundle.tiny_bundle)."""
+    root = tmp_path_factory.getbasetemp() / "torch_runner_export"
+    if (root / "bundle" / "manifest.json").is_file():
+        return Exported(root / "bundle", root / "generator.pt", root / "posesync.pt")
+    root.mkdir(parents=True, exist_ok=True)
+    return export_tiny_checkpoints(root)
+
+
+@pytest.fixture(scope="session")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
-    return export_tiny_checkpoints(tmp_path_factory.mktemp("torch_runner"))
+    return exported_once(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

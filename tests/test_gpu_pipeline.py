@@ -1,0 +1,98 @@
+"""benchmarks/gpu_pipeline.py: CUDA MFCC -> torch generator -> CUDA pose imaging -> torch
+PoseSyncNet -> PSD, against the CPU reference (numpy MFCC + ONNX Runtime).
+
+On a GPU (marker ``gpu``; skipped with the reason otherwise) the real pipeline runs; on
+the CPU the same code runs with the kernels on the CPU emulator (tests/cuda_emu) and the
+models on torch's CPU device, which checks everything but the CUDA runtime itself:
+streaming and trailing silence, buffer hand-over, clip cutting, the offset sweep.
+Tolerances: :data:`benchmarks.gpu_pipeline.TOLERANCES` (max abs) and the bundle's fp32
+PSD tolerance (relative), the same best offset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cuda_emu.emulator import EmulatedRunner, build_emulator
+from test_torch_runner import Exported, exported_once
+
+from benchmarks.gpu_pipeline import (
+    TOLERANCES,
+    PipelineResult,
+    compare,
+    run_cpu_reference,
+    run_gpu_pipeline,
+)
+from sdk.bundle import load_bundle
+from sdk.cuda import nvrtc
+from sdk.features import DEFAULT_FEATURES
+
+CLIP_SAMPLES = 64000  # 4 s: 60 pose frames, 52 PoseSyncNet clips (a +-15 sweep needs 31)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    return exported_once(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def reference(exported: Exported, speech_16k: np.ndarray) -> PipelineResult:
+    return run_cpu_reference(exported.bundle, speech_16k[:CLIP_SAMPLES])
+
+
+def assert_matches_reference(got: PipelineResult, want: PipelineResult, bundle: Path) -> None:
+    diffs = compare(got, want)
+    print({name: diffs[name] for name in (*TOLERANCES, "psd_relative")})
+    for name, tolerance in TOLERANCES.items():
+        assert diffs[name] <= tolerance, (name, diffs[name])
+    psd_tolerance = load_bundle(bundle).manifest.psd_reference.tolerance_fp32
+    assert diffs["psd_relative"] <= psd_tolerance
+    assert diffs["best_offset_gpu"] == diffs["best_offset_cpu"]
+
+
+def test_cpu_reference_is_how_export_measured_the_psd(exported: Exported) -> None:
+    from export.bundle_writer import SPEECH_SAMPLE
+    from sdk.audio import load_audio
+
+    audio = load_audio(SPEECH_SAMPLE, DEFAULT_FEATURES.sample_rate)
+    reference = load_bundle(exported.bundle).manifest.psd_reference
+    sweep = run_cpu_reference(exported.bundle, audio).sweep
+    assert sweep.psd == pytest.approx(reference.value, rel=1e-6)
+    assert sweep.best_offset == reference.offset
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("chunk_samples", "chunk_frames"), [(320, None), (1600, 4)])
+def test_pipeline_with_emulated_kernels_matches_the_reference(
+        exported: Exported, reference: PipelineResult, speech_16k: np.ndarray,
+        tmp_path: Path, chunk_samples: int, chunk_frames: int | None) -> None:
+    library = build_emulator(nvrtc.feature_defines(DEFAULT_FEATURES), tmp_path)
+    got = run_gpu_pipeline(exported.bundle, exported.generator_ckpt, exported.posesync_ckpt,
+                           speech_16k[:CLIP_SAMPLES], chunk_samples=chunk_samples,
+                           chunk_frames=chunk_frames, device="cpu",
+                           kernel_runner=EmulatedRunner(library))
+    assert_matches_reference(got, reference, exported.bundle)
+    assert set(got.seconds) == {"mfcc_and_generator", "pose_imaging", "posesync", "wall"}
+
+
+def test_a_cpu_device_without_a_kernel_runner_is_refused(exported: Exported) -> None:
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        run_gpu_pipeline(exported.bundle, exported.generator_ckpt, exported.posesync_ckpt,
+                         np.zeros(16000, np.float32), device="cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("chunk_samples", "chunk_frames"), [(320, None), (16000, 8)])
+def test_gpu_pipeline_matches_the_cpu_reference(
+        exported: Exported, reference: PipelineResult, speech_16k: np.ndarray,
+        chunk_samples: int, chunk_frames: int | None) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip(f"torch {torch.__version__} has no CUDA (a CPU-only build)")
+    got = run_gpu_pipeline(exported.bundle, exported.generator_ckpt, exported.posesync_ckpt,
+                           speech_16k[:CLIP_SAMPLES], chunk_samples=chunk_samples,
+                           chunk_frames=chunk_frames)
+    print("stage seconds:", got.seconds)
+    assert_matches_reference(got, reference, exported.bundle)
