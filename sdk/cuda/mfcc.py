@@ -268,11 +268,7 @@ class CudaMfcc:
                 (the engine's ``features`` input), as CAI/DLPack array or int address.
         """
         c = self.config
-        slots = self._slots(stream_ids, "write_features")
-        first = np.asarray(first_frames, dtype=np.int64).reshape(-1)
-        if first.size != slots.size or (first.size and first.min() < 0) or num_frames < 0:
-            raise ValueError("write_features: one first frame >= 0 per stream and "
-                             f"num_frames >= 0 needed, got {first.tolist()}, {num_frames}")
+        slots, first = self._gather_rows(stream_ids, first_frames, num_frames, "write_features")
         if slots.size == 0 or num_frames == 0:
             return
         view = device_array(out, _F32, (slots.size, num_frames, c.feature_dim),
@@ -281,14 +277,8 @@ class CudaMfcc:
         self._check_frames(slots, c.mfcc_start(first),
                            c.mfcc_start(first + num_frames - 1) + c.mfcc_context,
                            "write_features")
-        self.runner.upload(self._buffers["gather_items"], np.stack([slots, first], axis=1))
-        blocks = -(-num_frames * c.feature_dim // GATHER_THREADS)
-        self.module.launch(
-            "gather_feature_frames", (blocks, slots.size, 1), (GATHER_THREADS, 1, 1),
-            [pointer(self._buffers["gather_items"]), ctypes.c_int(num_frames),
-             pointer(self._buffers["mfcc_ring"]), ctypes.c_int(self.ring_frames),
-             pointer(view.ptr)],
-        )
+        self._launch_gather("gather_feature_frames", slots, first, num_frames,
+                            num_frames * c.feature_dim, [pointer(view.ptr)])
 
     def write_mfcc(self, stream_ids: StreamIds, first_frames: Sequence[int],
                    num_frames: int, out: Any, coefficient_major: bool = False) -> None:
@@ -299,11 +289,7 @@ class CudaMfcc:
                 with ``coefficient_major`` (n, n_mfcc, num_frames) (PoseSyncNet's ``mfcc``).
         """
         c = self.config
-        slots = self._slots(stream_ids, "write_mfcc")
-        first = np.asarray(first_frames, dtype=np.int64).reshape(-1)
-        if first.size != slots.size or (first.size and first.min() < 0) or num_frames < 0:
-            raise ValueError("write_mfcc: one first frame >= 0 per stream and num_frames >= 0 "
-                             f"needed, got {first.tolist()}, {num_frames}")
+        slots, first = self._gather_rows(stream_ids, first_frames, num_frames, "write_mfcc")
         if slots.size == 0 or num_frames == 0:
             return
         shape = ((slots.size, c.n_mfcc, num_frames) if coefficient_major
@@ -311,15 +297,32 @@ class CudaMfcc:
         view = device_array(out, _F32, shape, "write_mfcc out", self.runner_stream)
         self.runner.wait_for(view.stream)
         self._check_frames(slots, first, first + num_frames, "write_mfcc")
-        self.runner.upload(self._buffers["gather_items"], np.stack([slots, first], axis=1))
         stride_t, stride_c = (1, num_frames) if coefficient_major else (c.n_mfcc, 1)
-        blocks = -(-num_frames * c.n_mfcc // GATHER_THREADS)
+        self._launch_gather("gather_mfcc", slots, first, num_frames, num_frames * c.n_mfcc,
+                            [pointer(view.ptr), ctypes.c_longlong(num_frames * c.n_mfcc),
+                             ctypes.c_longlong(stride_t), ctypes.c_longlong(stride_c)])
+
+    def _gather_rows(self, stream_ids: StreamIds, first_frames: Sequence[int],
+                     num_frames: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """Slots and first frames, int64 (n,) each, of a ``what`` request; checked."""
+        slots = self._slots(stream_ids, what)
+        first = np.asarray(first_frames, dtype=np.int64).reshape(-1)
+        if first.size != slots.size or (first.size and first.min() < 0) or num_frames < 0:
+            raise ValueError(f"{what}: one first frame >= 0 per stream and num_frames >= 0 "
+                             f"needed, got {first.tolist()}, {num_frames}")
+        return slots, first
+
+    def _launch_gather(self, kernel: str, slots: np.ndarray, first: np.ndarray,
+                       num_frames: int, values_per_stream: int, out_args: list[Any]) -> None:
+        """Launch gather ``kernel`` over (slot, first frame) rows: one block row per stream,
+        ``GATHER_THREADS`` threads per block over its ``values_per_stream`` floats; the
+        kernel's arguments after the MFCC ring are ``out_args``."""
+        self.runner.upload(self._buffers["gather_items"], np.stack([slots, first], axis=1))
+        blocks = -(-values_per_stream // GATHER_THREADS)
         self.module.launch(
-            "gather_mfcc", (blocks, slots.size, 1), (GATHER_THREADS, 1, 1),
+            kernel, (blocks, slots.size, 1), (GATHER_THREADS, 1, 1),
             [pointer(self._buffers["gather_items"]), ctypes.c_int(num_frames),
-             pointer(self._buffers["mfcc_ring"]), ctypes.c_int(self.ring_frames),
-             pointer(view.ptr), ctypes.c_longlong(num_frames * c.n_mfcc),
-             ctypes.c_longlong(stride_t), ctypes.c_longlong(stride_c)],
+             pointer(self._buffers["mfcc_ring"]), ctypes.c_int(self.ring_frames), *out_args],
         )
 
     def close(self) -> None:
