@@ -186,7 +186,8 @@ class StreamingGenerator:
 
     @property
     def backend_name(self) -> str:
-        """"tensorrt" | "onnxruntime-gpu" | "onnxruntime-cpu"."""
+        """"tensorrt" | "onnxruntime-gpu" | "onnxruntime-cpu", or a supplied stepper's
+        ``backend`` (e.g. "torch-cuda")."""
         return self.backend.backend
 
     @property

@@ -204,6 +204,14 @@ def test_stepper_keeps_state_per_slot_and_resets_it(exported: Exported) -> None:
         stepper.close()
 
 
+def test_a_bundle_alone_finds_the_checkpoints_it_was_exported_from(exported: Exported) -> None:
+    generator = TorchGeneratorRunner(bundle=exported.bundle, device="cpu")
+    posesync = TorchPoseSyncRunner(bundle=exported.bundle, device="cpu")
+    assert (generator.name, posesync.name) == ("torch:generator.pt", "torch:posesync.pt")
+    with pytest.raises(ValueError, match="checkpoint=PATH"):
+        TorchGeneratorRunner(device="cpu")
+
+
 def test_a_checkpoint_that_does_not_fit_the_bundle_is_refused(exported: Exported) -> None:
     other = SalientPostureGenerator(dataclasses.replace(TINY_GENERATOR, noise_dim=5))
     with pytest.raises(RunnerError, match="noise_dim: checkpoint 5, bundle 3"):
