@@ -16,6 +16,8 @@ from cuda_emu.emulator import build_emulator
 from cuda_emu.fake_driver import FakeDriver
 
 from benchmarks import gpu_preprocessing
+from benchmarks.common import TimingSummary
+from benchmarks.gpu_report import markdown
 from benchmarks.gpu_roofline import (
     Cost,
     DeviceSpec,
@@ -154,3 +156,9 @@ def test_the_benchmark_runs_on_the_emulator_and_writes_its_report(
     assert text.count("\n| 20 | ") == 2  # one MFCC row per stream count at 20 ms chunks
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert np.isfinite(result["mfcc"][1]["cuda_mfcc"]["achieved_gflops"])
+    # a machine with torchaudio: its time and the speed-up get their columns
+    result["mfcc"][0]["torchaudio"] = {"available": True, "cuda_speedup": 2.5,
+                                       "gpu": TimingSummary.of([4e-4]).to_dict()}
+    row = next(r for r in markdown(result).splitlines() if r.startswith("| 20 | 1 |"))
+    cells = row.split(" | ")
+    assert (cells[9], cells[11]) == ("400", "2.5")  # torchaudio p50 us, x torchaudio
