@@ -19,21 +19,12 @@ import numpy as np
 import torch
 
 from sdk.features import DEFAULT_FEATURES, FeatureConfig
-from train.config import OptimConfig, RunConfig, config_to_dict
-from train.loop import (
-    CheckpointWriter,
-    ResumableBatchSampler,
-    StepLoop,
-    configure_process,
-    make_optimizer,
-    optimizer_step,
-    resume_from_checkpoint,
-    run_in_one_process,
-    stop_step,
-)
+from train.config import OptimConfig, RunConfig
+from train.loop import configure_process, run_in_one_process
 from train.metrics.fgd import fgd
 from train.models.fgd import FGDConfig, PoseAutoencoder, fgd_features, pose_windows
 from train.posesync_data import load_corpus_sequences
+from train.step_loop import StepLoop, optimizer_step
 
 CHECKPOINT_NAME = "fgd.pt"
 
@@ -122,24 +113,12 @@ def train_fgd(config: FGDTrainingConfig, data: FGDData, out_dir: str | Path,
 def _train(config: FGDTrainingConfig, data: FGDData, out_dir: Path, resume: bool,
            device: torch.device, show_progress: bool, stop_after: int | None
            ) -> dict[str, float]:
-    run = config.run
-    configure_process(run)
+    configure_process(config.run)
     model = PoseAutoencoder(config.model).to(device)
-    optimizer = make_optimizer(model.parameters(), config.optim)
-    config_dict = config_to_dict(config)
-    ckpt_path = out_dir / CHECKPOINT_NAME
-    start_step = 0
-    if resume:
-        start_step = resume_from_checkpoint(ckpt_path, "fgd", data.features, model, optimizer,
-                                            config_dict["model"])
-    stop = stop_step(run, start_step, stop_after)
-    sampler = ResumableBatchSampler(data.train.shape[0], run.batch_size, run.seed, start_step,
-                                    stop)
-    loop = StepLoop(
-        run, config.optim, optimizer, start_step, stop,
-        CheckpointWriter(ckpt_path, "fgd", config_dict, model, data.features, optimizer),
-        log_dir=out_dir / "tb", desc="fgd", show_progress=show_progress,
-        evaluate=lambda: evaluate_fgd_model(model, data, config, device))
+    loop = StepLoop.start(model, config, "fgd", data.features, out_dir, CHECKPOINT_NAME,
+                          resume=resume, stop_after=stop_after, show_progress=show_progress,
+                          evaluate=lambda: evaluate_fgd_model(model, data, config, device))
+    optimizer = loop.optimizer
 
     def train_step(batch: list[int]) -> dict[str, float]:
         poses = torch.from_numpy(data.train[np.asarray(batch)]).to(device)
@@ -148,7 +127,7 @@ def _train(config: FGDTrainingConfig, data: FGDData, out_dir: Path, resume: bool
         return {"loss": loss.item()}
 
     model.train()
-    return loop.train(sampler, train_step)
+    return loop.train(loop.batches(data.train.shape[0]), train_step)
 
 
 def train_fgd_main(args: Any) -> int:

@@ -29,22 +29,13 @@ import torch
 
 from sdk.features import DEFAULT_FEATURES, FeatureConfig
 from sdk.psd import DEFAULT_MAX_OFFSET, clip_distances, sequence_embeddings, sweep_embeddings
-from train.config import OptimConfig, RunConfig, config_to_dict
-from train.loop import (
-    CheckpointWriter,
-    ResumableBatchSampler,
-    StepLoop,
-    configure_process,
-    make_optimizer,
-    optimizer_step,
-    resume_from_checkpoint,
-    run_in_one_process,
-    stop_step,
-)
+from train.config import OptimConfig, RunConfig
+from train.loop import configure_process, run_in_one_process
 from train.metrics.auc import roc_auc
 from train.metrics.psd import torch_embed_fn
 from train.models.posesync import PoseSyncConfig, PoseSyncNet, contrastive_loss
 from train.posesync_data import SyncCorpus, load_sync_corpus
+from train.step_loop import StepLoop, optimizer_step
 
 CHECKPOINT_NAME = "posesync.pt"
 
@@ -170,28 +161,18 @@ def train_posesync(config: PoseSyncTrainingConfig, corpus: SyncCorpus, out_dir: 
 def _train(config: PoseSyncTrainingConfig, corpus: SyncCorpus, out_dir: Path, resume: bool,
            device: torch.device, show_progress: bool, stop_after: int | None
            ) -> dict[str, float]:
-    run = config.run
     if corpus.imaging != config.model.imaging or corpus.clip != config.model.clip:
         raise ValueError("the corpus was imaged or clipped differently from model.imaging / "
                          "model.clip_frames; load it with the model config's settings")
-    configure_process(run)
+    configure_process(config.run)
     model = PoseSyncNet(config.model, corpus.features).to(device)
-    optimizer = make_optimizer(model.parameters(), config.optim)
-    config_dict = config_to_dict(config)
-    ckpt_path = out_dir / CHECKPOINT_NAME
-    start_step = 0
-    if resume:
-        start_step = resume_from_checkpoint(ckpt_path, "posesync", corpus.features, model,
-                                            optimizer, config_dict["model"])
-    else:
-        model.set_mfcc_stats(*corpus.mfcc_statistics())
-    stop = stop_step(run, start_step, stop_after)
-    sampler = ResumableBatchSampler(corpus.num_clips, run.batch_size, run.seed, start_step, stop)
-    loop = StepLoop(
-        run, config.optim, optimizer, start_step, stop,
-        CheckpointWriter(ckpt_path, "posesync", config_dict, model, corpus.features, optimizer),
-        log_dir=out_dir / "tb", desc="posesync", show_progress=show_progress,
+    loop = StepLoop.start(
+        model, config, "posesync", corpus.features, out_dir, CHECKPOINT_NAME, resume=resume,
+        stop_after=stop_after, show_progress=show_progress,
         evaluate=lambda: evaluate_posesync(model, corpus, config.data, corpus.features))
+    if not resume:
+        model.set_mfcc_stats(*corpus.mfcc_statistics())
+    optimizer = loop.optimizer
 
     def train_step(anchors: list[int]) -> dict[str, float]:
         mfcc, images, labels = pair_batch(corpus, torch.as_tensor(anchors), config.data, device)
@@ -202,7 +183,7 @@ def _train(config: PoseSyncTrainingConfig, corpus: SyncCorpus, out_dir: Path, re
         return {"loss": loss.item()}
 
     model.train()
-    return loop.train(sampler, train_step)
+    return loop.train(loop.batches(corpus.num_clips), train_step)
 
 
 def train_posesync_main(args: Any) -> int:
