@@ -143,11 +143,13 @@ class StepLoop:
               stop_after: int | None, show_progress: bool,
               evaluate: Callable[[], dict[str, float]] | None = None,
               normalization: PoseNormalization | None = None,
-              context: DistributedContext | None = None) -> StepLoop:
+              context: DistributedContext | None = None,
+              postfix: Mapping[str, str] | None = None) -> StepLoop:
         """One invocation's loop: an AdamW optimizer over ``model`` (``config.optim``),
         resumed from ``out_dir/checkpoint_name`` when ``resume`` (global RNGs restored on
         rank 0 only), checkpoints of ``kind`` written there and TensorBoard to
-        ``out_dir/tb`` by rank 0. ``context`` None: a single process."""
+        ``out_dir/tb`` by rank 0. ``context`` None: a single process; ``postfix`` None:
+        the progress bar shows ``loss``."""
         is_main = context is None or context.is_main
         optimizer = make_optimizer(model.parameters(), config.optim)
         config_dict = config_to_dict(config)
@@ -162,7 +164,7 @@ class StepLoop:
                                     normalization, enabled=is_main),
                    log_dir=out_dir / "tb" if is_main else None, desc=kind,
                    show_progress=show_progress and is_main, evaluate=evaluate,
-                   context=context)
+                   context=context, postfix=postfix or {"loss": "loss"})
 
     def batches(self, dataset_size: int) -> ResumableBatchSampler:
         """Index batches of steps ``start_step .. stop - 1`` over ``dataset_size`` items
