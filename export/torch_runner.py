@@ -27,6 +27,7 @@ manifest; the bundle's own provenance path is used when ``checkpoint`` is None.
 from __future__ import annotations
 
 import os
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,9 @@ class TorchRunner(Runner):
     def _read_input_metadata(self) -> dict[str, TensorMeta]:
         return dict(self._metadata)
 
+    @abstractmethod
     def _forward(self, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        raise NotImplementedError
+        """The model on its inputs in metadata order; outputs in ``output_names`` order."""
 
     def infer_tensors(self, feed: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Run on tensors already on ``self.device`` (float32, shapes as the metadata says).
@@ -185,7 +187,7 @@ class TorchGeneratorRunner(TorchRunner):
             path = _checkpoint_path(checkpoint, opened, "generator")
             model, loaded = load_generator(path)
             features_hash = loaded.features.config_hash()
-        else:
+        else:  # a model in memory carries no feature hash: only the sizes are checked
             path, features_hash = Path("<model>"), None
         config = model.config
         if opened is not None:
