@@ -47,7 +47,13 @@ from sdk.normalization import PoseNormalization
 from sdk.pose_image import ImagingConfig
 from sdk.runners.base import MFCC_CLIPS, POSE_IMAGES
 from sdk.skeleton import MODEL_SKELETON
-from train.checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint
+from train.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    build_model,
+    load_checkpoint,
+    load_weights,
+)
 from train.config import config_from_dict
 from train.models.generator import SalientPostureGenerator
 from train.models.posesync import PoseSyncConfig, PoseSyncNet
@@ -91,11 +97,7 @@ def load_generator(path: str | Path) -> tuple[SalientPostureGenerator, Checkpoin
     model = build_model("generator", checkpoint.model_config)
     if not isinstance(model, SalientPostureGenerator):
         raise CheckpointError(f"{path}: expected a SalientPostureGenerator, got {type(model)}")
-    try:
-        model.load_state_dict(checkpoint.model)
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path}: weights do not fit the generator its "
-                              f"config describes ({exc})") from exc
+    load_weights(model, checkpoint, path, "the generator")
     return model.eval(), checkpoint
 
 
@@ -108,11 +110,7 @@ def load_posesync(path: str | Path, features: FeatureConfig
     except ValueError as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     model = PoseSyncNet(config, checkpoint.features)
-    try:
-        model.load_state_dict(checkpoint.model)
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path}: weights do not fit the PoseSyncNet its "
-                              f"config describes ({exc})") from exc
+    load_weights(model, checkpoint, path, "the PoseSyncNet")
     return model.eval(), config.imaging, checkpoint
 
 

@@ -201,9 +201,16 @@ def load_model(path: str | Path, kind: str,
     """The trained model of ``kind`` in eval mode on the CPU, rebuilt from its checkpoint."""
     checkpoint = load_checkpoint(path, kind, expected_features)
     model = build_model(kind, checkpoint.model_config)
+    load_weights(model, checkpoint, path, f"the {kind} model")
+    return model.eval()
+
+
+def load_weights(model: nn.Module, checkpoint: Checkpoint, path: str | Path, what: str
+                 ) -> None:
+    """Load ``checkpoint``'s weights into ``model`` (``what``, e.g. "the PoseSyncNet", names
+    it in the error). Raises CheckpointError when they do not fit."""
     try:
         model.load_state_dict(checkpoint.model)
     except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path}: weights do not fit the {kind} model its "
-                              f"config describes ({exc})") from exc
-    return model.eval()
+        raise CheckpointError(f"checkpoint {path}: weights do not fit {what} its config "
+                              f"describes ({exc})") from exc
