@@ -89,6 +89,9 @@ def test_gain_shifts_only_the_energy_coefficient(clips: list) -> None:
                                / np.mean(audio.astype(np.float64) ** 2)))
     assert -12.0 <= db <= 12.0 and abs(db) > 1e-3
     np.testing.assert_allclose(louder, audio * 10 ** (db / 20), rtol=1e-5, atol=1e-7)
+    skipped = AudioAugmentation(probability=0.0).apply(audio, 1.0, CFG.sample_rate,
+                                                       np.random.default_rng(0))
+    np.testing.assert_array_equal(skipped, audio)  # windows not drawn stay clean
 
 
 def test_soft_clip_bounds_the_encoder_input_and_keeps_streaming_exact() -> None:

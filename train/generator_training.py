@@ -62,6 +62,7 @@ class GeneratorDataConfig:
         audio_augmentation: corrupt each training window's audio before its MFCC
             (train.data.windows.AudioAugmentation: gain, tilt, resonance, noise) so a
             model trained on the synthetic corpus holds up on recorded speech.
+        augment_probability: share of training windows corrupted (the rest stay clean).
         augment_gain_db: gain range +- dB; augment_snr_db: [low, high] SNR of the noise.
     """
 
@@ -69,7 +70,8 @@ class GeneratorDataConfig:
     stride_frames: int = 3
     val_fraction: float = 0.1
     feature_noise: float = 0.2
-    audio_augmentation: bool = True
+    audio_augmentation: bool = False
+    augment_probability: float = 1.0
     augment_gain_db: float = 12.0
     augment_snr_db: tuple[float, ...] = (15.0, 40.0)
 
@@ -78,9 +80,7 @@ class GeneratorDataConfig:
 class GeneratorTrainingConfig:
     """Everything ``gesturert train generator`` reads (train/configs/generator.yaml)."""
 
-    # the soft input clip is on for new training runs (GeneratorConfig's default, off,
-    # keeps checkpoints from before the option as they were)
-    model: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(feature_clip=3.0))
+    model: GeneratorConfig = field(default_factory=GeneratorConfig)
     loss: GeneratorLossConfig = field(default_factory=GeneratorLossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     # one torch thread: on the shared 2-core CPU two OpenMP threads ran a step 15x slower

@@ -63,7 +63,8 @@ def frame_alignment(config: FeatureConfig) -> int:
 @dataclass(frozen=True)
 class AudioAugmentation:
     """Random corruption of a training window's audio before the MFCC (so training sees
-    features the way serving computes them from a recording). Per window, independently:
+    features the way serving computes them from a recording). A share ``probability`` of
+    the windows is corrupted (the rest stay clean); per corrupted window, independently:
 
     * gain: uniform in +-``gain_db`` dB;
     * tilt: ``y[n] = x[n] - a x[n-1]``, ``a`` uniform in ``tilt`` (pre-/de-emphasis: the
@@ -75,6 +76,7 @@ class AudioAugmentation:
       noise floor as in a recording).
     """
 
+    probability: float = 1.0
     gain_db: float = 12.0
     tilt: tuple[float, float] = (-0.6, 0.95)
     peak_probability: float = 0.5
@@ -85,6 +87,8 @@ class AudioAugmentation:
               rng: np.random.Generator) -> np.ndarray:
         """audio float32 (N,) -> float32 (N,) corrupted copy (``audio`` untouched)."""
         x = np.asarray(audio, dtype=np.float64)
+        if rng.random() >= self.probability:
+            return x.astype(np.float32)
         x = lfilter([1.0, -rng.uniform(*self.tilt)], [1.0], x)
         if rng.random() < self.peak_probability:
             centre = np.exp(rng.uniform(np.log(150.0), np.log(5000.0)))
@@ -368,7 +372,8 @@ def generator_data(data_dir: Path, config: Any) -> Any:
                                   stride_frames=config.data.stride_frames, scales=scales)
     augment = None
     if getattr(config.data, "audio_augmentation", False):  # absent: a config from before it
-        augment = AudioAugmentation(gain_db=config.data.augment_gain_db,
+        augment = AudioAugmentation(probability=config.data.augment_probability,
+                                    gain_db=config.data.augment_gain_db,
                                     snr_db=tuple(config.data.augment_snr_db))
     train_set = WindowDataset(train_clips, normalization, augmentation=augment, **kwargs)
     val_set = WindowDataset(val_clips, normalization, motion_threshold=train_set.motion_threshold,
