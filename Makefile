@@ -43,7 +43,7 @@ test: lint typecheck pytest
 # Reproduce the shipped default bundle (sdk/data/default_bundle): synthetic corpus ->
 # PoseSyncNet, FGD encoder, generator with the default configs -> export (~15 min on 2 cores).
 bundle: setup
-	$(BIN)/python scripts/make_default_bundle.py
+	$(BIN)/python scripts/make_default_bundle.py --evaluate
 
 # Full benchmark on this machine (JSON + Markdown + PNG under benchmarks/results/).
 bench: setup
