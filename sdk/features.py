@@ -158,6 +158,18 @@ class FeatureConfig:
             return 0
         return (n_mfcc_frames - 1) * self.hop_length + self.n_fft // 2
 
+    def algorithmic_latency_seconds(self, lookahead_frames: int, chunk_frames: int = 1) -> float:
+        """Longest wait, over pose frames, from the end of a frame's audio until the step
+        that produces it can run: the lookahead, the MFCC window's reach and waiting for a
+        whole chunk of ``chunk_frames`` feature frames (compute time not included), seconds.
+        """
+        worst = 0.0
+        for k in range(3 * chunk_frames * self.fps):  # the pattern repeats every fps frames
+            last_input = -(-(k + lookahead_frames + 1) // chunk_frames) * chunk_frames
+            needed = self.samples_needed_for_mfcc(self.mfcc_frames_needed(last_input))
+            worst = max(worst, needed / self.sample_rate - (k + 1) / self.fps)
+        return worst
+
     def frame_times(self, first: int, count: int) -> np.ndarray:
         """Start times in seconds of pose frames first .. first+count-1, float64 (count,)."""
         return (np.arange(first, first + count, dtype=np.float64)) / self.fps

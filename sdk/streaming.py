@@ -195,13 +195,9 @@ class StreamingGenerator:
         """Longest wait, over frames, from the end of a frame's audio to the step that
         can produce it: lookahead + the MFCC window + waiting for a whole chunk (compute
         time not included)."""
-        f, chunk = self.manifest.features, self.chunk_frames
-        worst = 0.0
-        for k in range(3 * chunk * f.fps):  # the pattern repeats every fps frames and chunk
-            last_input = -(-(k + self.lookahead_frames + 1) // chunk) * chunk  # inputs needed
-            needed = f.samples_needed_for_mfcc(f.mfcc_frames_needed(last_input))
-            worst = max(worst, needed / f.sample_rate - (k + 1) / f.fps)
-        return worst
+        return self.manifest.features.algorithmic_latency_seconds(
+            self.lookahead_frames, self.chunk_frames
+        )
 
     # ---- streams ----
     def create_stream(self, seed: int = 0) -> Stream:

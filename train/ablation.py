@@ -72,15 +72,9 @@ def lookahead_variants(frames: list[int]) -> list[Variant]:
 
 def algorithmic_latency_ms(lookahead_frames: int, features: FeatureConfig = DEFAULT_FEATURES,
                            chunk_frames: int = 1) -> float:
-    """Longest wait (ms), over pose frames, from the end of a frame's audio until the input
-    that produces it can be built: the lookahead plus the MFCC window's reach (the rule of
-    ``sdk.streaming.StreamingGenerator.algorithmic_latency_seconds``; compute excluded)."""
-    worst = 0.0
-    for k in range(3 * chunk_frames * features.fps):  # the pattern repeats every fps frames
-        last_input = -(-(k + lookahead_frames + 1) // chunk_frames) * chunk_frames
-        needed = features.samples_needed_for_mfcc(features.mfcc_frames_needed(last_input))
-        worst = max(worst, needed / features.sample_rate - (k + 1) / features.fps)
-    return 1e3 * worst
+    """Algorithmic latency in ms: ``FeatureConfig.algorithmic_latency_seconds`` (lookahead,
+    MFCC window reach and chunk wait; compute excluded)."""
+    return 1e3 * features.algorithmic_latency_seconds(lookahead_frames, chunk_frames)
 
 
 def run_ablation(what: str, variants: list[Variant], data_dir: Path, posesync_ckpt: Path,
