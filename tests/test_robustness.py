@@ -134,3 +134,23 @@ def test_measure_command_on_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureF
     assert main([str(ckpt), str(wav), "--json", str(out)]) == 0
     assert "tone.wav" in capsys.readouterr().out and out.is_file()
     assert main([str(tmp_path / "missing.pt"), str(wav)]) == 2
+
+
+def test_detector_loss_can_skip_augmented_windows() -> None:
+    from train.losses import detector_loss
+
+    scores, labels = torch.tensor([0.9, 0.2, 0.6]), torch.tensor([1.0, 0.0, 0.0])
+    plain = detector_loss(scores, labels)
+    torch.testing.assert_close(detector_loss(scores, labels, torch.ones(3)), plain)
+    clean_only = detector_loss(scores, labels, torch.tensor([1.0, 1.0, 0.0]))
+    torch.testing.assert_close(clean_only, detector_loss(scores[:2], labels[:2]))
+
+
+def test_windows_say_whether_their_features_were_augmented(clips: list) -> None:
+    norm = compute_normalization(clips)
+    never = WindowDataset(clips, norm, 64, 2, 16, augmentation=AudioAugmentation(
+        probability=0.0))
+    always = WindowDataset(clips, norm, 64, 2, 16, augmentation=AudioAugmentation())
+    assert never[0]["augmented"] == 0.0 and always[0]["augmented"] == 1.0
+    np.testing.assert_array_equal(never[0]["features"], WindowDataset(
+        clips, norm, 64, 2, 16)[0]["features"])

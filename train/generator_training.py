@@ -64,6 +64,8 @@ class GeneratorDataConfig:
             model trained on the synthetic corpus holds up on recorded speech.
         augment_probability: share of training windows corrupted (the rest stay clean).
         augment_gain_db: gain range +- dB; augment_snr_db: [low, high] SNR of the noise.
+        clean_detector: the detector loss counts only windows left clean (the synthetic
+            keyword cues the detector learns are what the corruption masks).
     """
 
     window_frames: int = 64
@@ -72,6 +74,7 @@ class GeneratorDataConfig:
     feature_noise: float = 0.2
     audio_augmentation: bool = False
     augment_probability: float = 1.0
+    clean_detector: bool = False
     augment_gain_db: float = 12.0
     augment_snr_db: tuple[float, ...] = (15.0, 40.0)
 
@@ -120,13 +123,13 @@ def feature_statistics(dataset: Dataset[dict[str, Any]], max_windows: int = _STA
     return frames.mean(0).astype(np.float32), np.maximum(frames.std(0), 1e-3).astype(np.float32)
 
 
-_BATCH_KEYS = ("features", "pose", "seq_label")
+_BATCH_KEYS = ("features", "pose", "seq_label", "augmented")
 
 
 def collate_windows(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack the keys training reads (windows carry more: audio, mfcc, ...)."""
     return {k: torch.as_tensor(np.stack([np.asarray(item[k]) for item in items]))
-            for k in _BATCH_KEYS}
+            for k in _BATCH_KEYS if k in items[0]}
 
 
 def _batch_to(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -252,7 +255,10 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
         for group in optimizer.param_groups:
             group["lr"] = lr
         out = net(features, noise, pose)
-        loss, parts = generator_loss(out, pose, label, config.loss)
+        detector_weights = None
+        if config.data.clean_detector and "augmented" in batch:
+            detector_weights = 1.0 - torch.as_tensor(batch["augmented"]).to(label)
+        loss, parts = generator_loss(out, pose, label, config.loss, detector_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.optim.grad_clip > 0:

@@ -110,9 +110,16 @@ def topk_mean(scores: torch.Tensor, k: int) -> torch.Tensor:
     return scores.topk(min(k, scores.shape[1]), dim=1).values.mean(dim=1)
 
 
-def detector_loss(seq_score: torch.Tensor, seq_label: torch.Tensor) -> torch.Tensor:
-    """BCE between sequence predictions (B,) in [0, 1] and labels (B,) in {0, 1}."""
-    return F.binary_cross_entropy(seq_score.float(), seq_label.to(seq_score).float())
+def detector_loss(seq_score: torch.Tensor, seq_label: torch.Tensor,
+                  weights: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE between sequence predictions (B,) in [0, 1] and labels (B,) in {0, 1};
+    ``weights`` (B,) >= 0 weight the windows (weighted mean; 0 when all are 0)."""
+    if weights is None:
+        return F.binary_cross_entropy(seq_score.float(), seq_label.to(seq_score).float())
+    each = F.binary_cross_entropy(seq_score.float(), seq_label.to(seq_score).float(),
+                                  reduction="none")
+    w = weights.to(each)
+    return (each * w).sum() / w.sum().clamp_min(1e-12)
 
 
 def saliency_weights(scores: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -149,7 +156,7 @@ def consistency_loss(audio_emb: torch.Tensor, pose_emb: torch.Tensor,
 
 
 def generator_loss(out: GeneratorOutput, pose: torch.Tensor, seq_label: torch.Tensor,
-                   config: GeneratorLossConfig
+                   config: GeneratorLossConfig, detector_weights: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total training loss of one batch and its parts (detached, for logging).
 
@@ -157,6 +164,7 @@ def generator_loss(out: GeneratorOutput, pose: torch.Tensor, seq_label: torch.Te
         out: forward output with ``pose`` given (pose_emb and recon_poses set).
         pose: (B, T, J, 2) ground-truth standardised poses.
         seq_label: (B,) sequence saliency labels in {0, 1}.
+        detector_weights: (B,) per-window weights of the detector loss (None = all 1).
     """
     if out.pose_emb is None or out.recon_poses is None:
         raise ValueError("generator_loss needs the reconstruction path: call the model with pose")
@@ -171,7 +179,7 @@ def generator_loss(out: GeneratorOutput, pose: torch.Tensor, seq_label: torch.Te
             out.aligned_audio_emb, out.pose_emb,
             saliency_weights(out.aligned_saliency, config.saliency_alpha),
             center=config.center_embeddings),
-        "detector": detector_loss(out.seq_score, seq_label),
+        "detector": detector_loss(out.seq_score, seq_label, detector_weights),
     }
     total = (config.generation_weight * parts["generation"]
              + config.reconstruction_weight * parts["reconstruction"]

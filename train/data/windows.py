@@ -17,6 +17,7 @@ first MFCC frame fall on the same instant and window-local frame i maps to MFCC 
 * ``pose`` float32 (T, 122, 2) standardised; ``canonical`` float32 (T, 122, 2).
 * ``saliency`` float32 (T,) frame ground truth in {0, 1}, NaN when the corpus has none;
   ``posture`` int64 (T,) posture ids, -1 = none or unknown.
+* ``augmented`` float32 (): 1 if ``features`` come from augmented audio, else 0.
 * ``seq_label`` float32 (): 1 if the window holds a salient posture. With ground truth:
   1 iff any frame's saliency is 1. Without: 1 iff the window's wrist motion range
   (:func:`wrist_motion_range`) exceeds ``motion_threshold``, by default
@@ -33,6 +34,7 @@ first MFCC frame fall on the same instant and window-local frame i maps to MFCC 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -276,8 +278,9 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
         audio[: piece.shape[0]] = piece
         m0 = int(cfg.mfcc_start(s))
         features = self.features[i][s:s + t + self.lookahead_frames]
+        augmented = False
         if self.augmentation is not None:
-            features = self._augmented_features(i, m0)
+            features, augmented = self._augmented_features(i, m0, features)
         return {
             "features": features,
             "pose": self.normalization.standardize(canonical),
@@ -285,13 +288,15 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
             "saliency": saliency,
             "posture": posture,
             "seq_label": np.float32(label),
+            "augmented": np.float32(augmented),
             "audio": audio,
             "mfcc": self.mfcc[i][m0:m0 + int(cfg.mfcc_start(t))],
             "sequence": np.int64(i),
             "start": np.int64(s),
         }
 
-    def _augmented_features(self, i: int, m0: int) -> np.ndarray:
+    def _augmented_features(self, i: int, m0: int, clean: np.ndarray
+                            ) -> tuple[np.ndarray, bool]:
         """(T + L, feature_dim) features of the window whose first MFCC frame is ``m0``,
         from augmented audio: MFCC frame j is centred on sample j * hop, so the audio
         from ``m0 * hop - pre`` (pre = whole hops >= n_fft / 2; zeros before the sequence)
@@ -308,11 +313,13 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
         lo, hi = max(first, 0), min(stop, seq.audio.shape[0])
         if hi > lo:
             segment[lo - first:hi - first] = seq.audio[lo:hi]
-        seed = int(torch.randint(0, 2**62, ()).item())
-        corrupted = self.augmentation.apply(segment, self.sequence_rms[i], cfg.sample_rate,
-                                            np.random.default_rng(seed))
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+        if rng.random() >= self.augmentation.probability:
+            return clean, False
+        corrupted = dataclasses.replace(self.augmentation, probability=1.0).apply(
+            segment, self.sequence_rms[i], cfg.sample_rate, rng)
         mfcc = mfcc_offline(corrupted, cfg, self.matrices, skip + needed)[skip:]
-        return feature_frames(mfcc, cfg, 0, frames)
+        return feature_frames(mfcc, cfg, 0, frames), True
 
     def feature_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std (feature_dim,) float32 of the raw feature frames of every sequence
