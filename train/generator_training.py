@@ -72,18 +72,20 @@ class GeneratorDataConfig:
     stride_frames: int = 3
     val_fraction: float = 0.1
     feature_noise: float = 0.2
-    audio_augmentation: bool = False
-    augment_probability: float = 1.0
-    clean_detector: bool = False
-    augment_gain_db: float = 12.0
-    augment_snr_db: tuple[float, ...] = (15.0, 40.0)
+    audio_augmentation: bool = True
+    augment_probability: float = 0.5
+    clean_detector: bool = True
+    augment_gain_db: float = 0.0
+    augment_snr_db: tuple[float, ...] = (20.0, 45.0)
 
 
 @dataclass(frozen=True)
 class GeneratorTrainingConfig:
     """Everything ``gesturert train generator`` reads (train/configs/generator.yaml)."""
 
-    model: GeneratorConfig = field(default_factory=GeneratorConfig)
+    # soft input clip on for new runs; GeneratorConfig's default (off) keeps checkpoints
+    # from before the option as they were
+    model: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(feature_clip=3.0))
     loss: GeneratorLossConfig = field(default_factory=GeneratorLossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     # one torch thread: on the shared 2-core CPU two OpenMP threads ran a step 15x slower
