@@ -170,10 +170,6 @@ class FeatureConfig:
             worst = max(worst, needed / self.sample_rate - (k + 1) / self.fps)
         return worst
 
-    def frame_times(self, first: int, count: int) -> np.ndarray:
-        """Start times in seconds of pose frames first .. first+count-1, float64 (count,)."""
-        return (np.arange(first, first + count, dtype=np.float64)) / self.fps
-
     # ---- identity ----
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
