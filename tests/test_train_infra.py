@@ -23,6 +23,7 @@ from train.generator_training import (
     GeneratorData,
     GeneratorDataConfig,
     GeneratorTrainingConfig,
+    mismatch_audio,
     train_generator,
 )
 from train.loop import ResumableBatchSampler, learning_rate
@@ -177,6 +178,33 @@ def test_a_few_steps_lower_the_loss(tmp_path: Path) -> None:
     assert last["val_generation"] < first["val_generation"]
     assert (tmp_path / "a" / "generator.pt").is_file()
     assert any((tmp_path / "a" / "tb").iterdir())
+
+
+def test_mismatch_audio_gives_every_window_another_windows_audio() -> None:
+    features = torch.arange(5.0)[:, None, None].expand(5, 3, 2)
+    moved = mismatch_audio(features)
+    assert sorted(moved[:, 0, 0].tolist()) == list(range(5))  # a permutation ...
+    assert all(moved[b, 0, 0] != b for b in range(5))  # ... with no window kept
+    assert torch.equal(mismatch_audio(torch.tensor([1.0, 0.0])), torch.tensor([0.0, 1.0]))
+
+
+def test_audio_shuffled_baseline_cannot_learn_the_audio_pose_mapping(tmp_path: Path) -> None:
+    config, data = _tiny_training(steps=60, lr=1e-2)
+    paired = train_generator(config, data, tmp_path / "paired", show_progress=False)
+    baseline = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, shuffle_audio_pairs=True))
+    shuffled = train_generator(baseline, data, tmp_path / "shuffled", show_progress=False)
+    # scored on true pairs: the paired model learned the mapping, the baseline cannot
+    assert paired["val_generation_l1"] < 0.7 * shuffled["val_generation_l1"], (paired, shuffled)
+
+
+def test_audio_shuffled_baseline_needs_two_windows_per_batch(tmp_path: Path) -> None:
+    config, data = _tiny_training(steps=2)
+    config = dataclasses.replace(
+        config, run=dataclasses.replace(config.run, batch_size=1),
+        data=dataclasses.replace(config.data, shuffle_audio_pairs=True))
+    with pytest.raises(ValueError, match="batch_size >= 2"):
+        train_generator(config, data, tmp_path, show_progress=False)
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path: Path) -> None:

@@ -66,6 +66,12 @@ class GeneratorDataConfig:
         augment_gain_db: gain range +- dB; augment_snr_db: [low, high] SNR of the noise.
         clean_detector: the detector loss counts only windows left clean (the synthetic
             keyword cues the detector learns are what the corruption masks).
+        shuffle_audio_pairs: the *audio-shuffled baseline*, not a model to ship: every
+            training window gets the features of the next window in its batch (a fresh
+            random pairing each step; its pose and label stay), so the
+            model cannot learn which motion goes with which audio and can only learn the
+            corpus's motion in general. Scored next to the real generator by
+            ``gesturert evaluate --shuffled-generator``.
     """
 
     window_frames: int = 64
@@ -77,6 +83,7 @@ class GeneratorDataConfig:
     clean_detector: bool = True
     augment_gain_db: float = 0.0
     augment_snr_db: tuple[float, ...] = (20.0, 45.0)
+    shuffle_audio_pairs: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,14 @@ def collate_windows(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack the keys training reads (windows carry more: audio, mfcc, ...)."""
     return {k: torch.as_tensor(np.stack([np.asarray(item[k]) for item in items]))
             for k in _BATCH_KEYS if k in items[0]}
+
+
+def mismatch_audio(values: torch.Tensor) -> torch.Tensor:
+    """(B, ...) per-window audio values (features (B, T, F), augmentation flags (B,)) rolled
+    by one window along the batch: window b gets window b - 1's. A derangement for B >= 2;
+    batches are random windows, so a pose and the audio it now sees come from unrelated
+    places of the corpus."""
+    return torch.roll(values, shifts=1, dims=0)
 
 
 def _batch_to(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -195,6 +210,9 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
            context: DistributedContext, show_progress: bool, stop_after: int | None
            ) -> dict[str, float]:
     run = config.run
+    if config.data.shuffle_audio_pairs and run.batch_size < 2:
+        raise ValueError("data.shuffle_audio_pairs pairs each window with another window of "
+                         f"its batch: it needs run.batch_size >= 2, got {run.batch_size}")
     if run.threads > 0:
         torch.set_num_threads(run.threads)
     seed_everything(run.seed + context.rank)
@@ -248,6 +266,11 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
     started = time.perf_counter()
     for batch in loader:
         features, pose, label = _batch_to(batch, context.device)
+        augmented = batch.get("augmented")
+        if config.data.shuffle_audio_pairs:
+            features = mismatch_audio(features)
+            augmented = None if augmented is None else mismatch_audio(
+                torch.as_tensor(augmented))
         noise = draw_noise(features.shape[0], features.shape[1],
                            config.model.noise_dim).to(context.device)
         if config.data.feature_noise > 0:
@@ -258,8 +281,8 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
             group["lr"] = lr
         out = net(features, noise, pose)
         detector_weights = None
-        if config.data.clean_detector and "augmented" in batch:
-            detector_weights = 1.0 - torch.as_tensor(batch["augmented"]).to(label)
+        if config.data.clean_detector and augmented is not None:
+            detector_weights = 1.0 - torch.as_tensor(augmented).to(label)
         loss, parts = generator_loss(out, pose, label, config.loss, detector_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
