@@ -7,19 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_training import TinyRun, make_tiny_run
+from helpers_training import TINY_GENERATOR, TinyRun, make_tiny_run
 
 from sdk.cli import main
 from train.evaluation import (
     METHODS,
     HeldOutSequence,
-    acceptance_checks,
     load_eval_models,
     load_generator_checkpoint,
     load_held_out,
     min_sequence_frames,
     shuffled_audio,
 )
+from train.evaluation_report import acceptance_checks
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +28,23 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
 
 
 @pytest.fixture(scope="module")
-def report(tiny: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def shuffled_generator(tiny: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny generator's config trained on shuffled audio-pose pairs (the baseline)."""
+    out = tmp_path_factory.mktemp("shuffled")
+    sets = [a for item in [*TINY_GENERATOR, "run.steps=3", "data.shuffle_audio_pairs=true"]
+            for a in ("--set", item)]
+    assert main(["train", "generator", "--data", str(tiny.corpus), "--out", str(out),
+                 "--no-progress", *sets]) == 0
+    return out / "generator.pt"
+
+
+@pytest.fixture(scope="module")
+def report(tiny: TinyRun, shuffled_generator: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("eval")
     assert main(["evaluate", "--generator", str(tiny.generator), "--posesync", str(tiny.posesync),
-                 "--fgd", str(tiny.fgd), "--data", str(tiny.corpus), "--out", str(out)]) == 0
+                 "--fgd", str(tiny.fgd), "--data", str(tiny.corpus), "--out", str(out),
+                 "--shuffled-generator", str(shuffled_generator)]) == 0
     markdown = (out / "evaluation.md").read_text()
     for method in METHODS:
         assert f"| {method} |" in markdown
@@ -65,9 +78,30 @@ def test_ground_truth_and_mean_pose_rows_have_their_exact_values(report: dict) -
     assert np.isnan(still["detector_auc"])
 
 
-def test_audio_shuffled_baseline_changes_what_the_generator_makes(report: dict) -> None:
+def test_other_audio_changes_what_the_generator_makes(report: dict) -> None:
+    gen, other = report["methods"]["generator"], report["methods"]["other_audio"]
+    assert gen["l1"] != other["l1"] or gen["lip_sync"] != other["lip_sync"]
+
+
+def test_audio_shuffled_row_is_the_shuffled_pairs_model(report: dict,
+                                                        shuffled_generator: Path) -> None:
     gen, shuffled = report["methods"]["generator"], report["methods"]["audio_shuffled"]
-    assert gen["l1"] != shuffled["l1"] or gen["lip_sync"] != shuffled["lip_sync"]
+    assert report["checkpoints"]["shuffled_generator"] == str(shuffled_generator)
+    assert gen["l1"] != shuffled["l1"] and np.isfinite(shuffled["detector_auc"])
+    assert set(report["methods"]) == set(METHODS)
+    criteria = [c["criterion"] for c in report["acceptance"]]
+    assert "generator FGD below the audio-shuffled model" in criteria
+    assert not any("not measured" in c for c in criteria)
+
+
+def test_without_a_shuffled_generator_its_checks_say_not_measured(
+        tiny: TinyRun, tmp_path: Path) -> None:
+    assert main(["evaluate", "--generator", str(tiny.generator), "--posesync", str(tiny.posesync),
+                 "--fgd", str(tiny.fgd), "--data", str(tiny.corpus), "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert "audio_shuffled" not in report["methods"]
+    missing = [c for c in report["acceptance"] if "not measured" in c["criterion"]]
+    assert len(missing) == 4 and not any(c["passed"] for c in missing)  # FGD, BC, BC@0.1, PSD
 
 
 def test_shuffled_audio_comes_from_the_next_sequence_at_the_right_length() -> None:
@@ -81,22 +115,26 @@ def test_shuffled_audio_comes_from_the_next_sequence_at_the_right_length() -> No
     assert np.array_equal(shuffled_audio([seq(a)], 0), np.roll(a, 5))
 
 
-def test_acceptance_checks_compare_against_both_baselines() -> None:
+def test_acceptance_checks_compare_against_every_baseline() -> None:
     good = {"fgd": 1.0, "bc": 0.5, "bc_strict": 0.4, "psd": 0.5, "detector_auc": 0.9,
             "offset_at_zero": 1.0}
     rows = {"generator": good, "ground_truth": good,
             "mean_pose": {**good, "fgd": 5.0, "bc": 0.0, "bc_strict": 0.0, "psd": 0.9},
-            "audio_shuffled": {**good, "fgd": 0.8, "bc": 0.4, "bc_strict": 0.45, "psd": 0.7}}
+            "audio_shuffled": {**good, "fgd": 0.8, "bc": 0.4, "bc_strict": 0.45, "psd": 0.7},
+            "other_audio": {**good, "fgd": 0.1, "bc": 0.45, "bc_strict": 0.3, "psd": 0.4}}
     checks = {c["criterion"]: c["passed"] for c in acceptance_checks({"auc": 0.97}, rows)}
     assert checks["generator FGD below mean pose"] is True
-    assert checks["generator FGD below audio-shuffled (see note)"] is False  # 1.0 > 0.8
-    assert checks["generator BC above mean pose and audio-shuffled"] is True
-    assert checks["generator BC@0.1 above mean pose and audio-shuffled"] is False
+    assert checks["generator FGD below the audio-shuffled model"] is False  # 1.0 > 0.8
+    assert checks["generator BC above the audio-shuffled model"] is True
+    assert checks["generator BC@0.1 above the audio-shuffled model"] is False
+    assert checks["generator PSD below other audio"] is False  # 0.5 > 0.4
+    assert checks["generator BC@0.1 above other audio"] is True
+    assert "generator FGD below other audio" not in checks  # equal by construction
     assert checks["PoseSyncNet held-out ROC AUC >= 0.95"] is True
-    # the same set in another order: FGD equal up to round-off is a tie, not a win
+    # FGD equal up to round-off is a tie, not a win
     rows["audio_shuffled"] = {**rows["audio_shuffled"], "fgd": 1.0 + 1e-5}
     checks = {c["criterion"]: c["passed"] for c in acceptance_checks({"auc": 0.97}, rows)}
-    assert checks["generator FGD below audio-shuffled (see note)"] is False
+    assert checks["generator FGD below the audio-shuffled model"] is False
 
 
 def test_generated_sequences_cover_the_held_out_frames(tiny: TinyRun) -> None:
@@ -115,6 +153,10 @@ def test_missing_checkpoint_is_a_clear_error(tiny: TinyRun, tmp_path: Path,
     assert main(["evaluate", "--generator", str(tmp_path / "nope.pt"), "--posesync",
                  str(tiny.posesync), "--fgd", str(tiny.fgd), "--data", str(tiny.corpus)]) == 2
     assert "--generator" in capsys.readouterr().err
+    assert main(["evaluate", "--generator", str(tiny.generator), "--posesync",
+                 str(tiny.posesync), "--fgd", str(tiny.fgd), "--data", str(tiny.corpus),
+                 "--shuffled-generator", str(tmp_path / "nope.pt")]) == 2
+    assert "--shuffled-generator" in capsys.readouterr().err
 
 
 def test_checkpoints_of_the_wrong_kind_are_refused(tiny: TinyRun,
