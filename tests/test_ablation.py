@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers_training import TINY_GENERATOR, TinyRun, make_tiny_run
 
 from sdk.cli import main
 from sdk.features import DEFAULT_FEATURES
-from train.ablation import algorithmic_latency_ms, module_variants
+from train.ablation import algorithmic_latency_ms, mean_row, module_variants
+from train.ablation_report import face_branch_verdict, paired_differences, reference_variant
 from train.checkpoint import load_checkpoint
 
 
@@ -46,6 +48,54 @@ def test_modules_ablation_trains_the_three_variants_and_compares_lip_sync(
                                   "generator.pt", "generator")
     assert no_detector.config["loss"]["detector_weight"] == 0.0
     assert no_detector.config["loss"]["saliency_alpha"] == 0.0
+
+
+def test_training_seeds_train_each_variant_per_seed_in_worker_processes(
+        tiny: TinyRun, tmp_path: Path) -> None:
+    report = _ablate(tiny, tmp_path, "modules", "--train-seeds", "3", "5", "--jobs", "2")
+    assert report["train_seeds"] == [3, 5] and report["jobs"] == 2
+    runs = tmp_path / "runs" / "modules"
+    states = []
+    for seed in (3, 5):
+        ckpt = load_checkpoint(runs / "full" / f"seed{seed}" / "generator.pt", "generator")
+        assert ckpt.config["run"]["seed"] == seed
+        states.append(ckpt.model)
+    assert any(not torch.equal(states[0][n], states[1][n]) for n in states[0])
+    full = report["variants"]["full"]
+    assert set(full["per_seed"]) == {"3", "5"}
+    assert full["lip_sync"] == pytest.approx(
+        (full["per_seed"]["3"]["lip_sync"] + full["per_seed"]["5"]["lip_sync"]) / 2)
+    markdown = (tmp_path / "ablation_modules.md").read_text()
+    assert "## Per training seed" in markdown and "## Seed-paired differences" in markdown
+    assert "means over 2 training seeds" in markdown
+
+
+def _seeded(what: str, values: dict[str, list[float]]) -> dict:
+    variants = {name: {"per_seed": {str(i): {"lip_sync": v, "fgd": 10.0 * v}
+                                    for i, v in enumerate(vals)}}
+                for name, vals in values.items()}
+    for row in variants.values():
+        row.update(mean_row(row["per_seed"]))
+    return {"what": what, "train_seeds": list(range(len(next(iter(values.values()))))),
+            "variants": variants}
+
+
+def test_paired_differences_follow_each_metrics_direction() -> None:
+    report = _seeded("modules", {"without separate branch": [0.90, 0.95, 0.97],
+                                 "full": [0.92, 0.94, 0.99]})
+    assert reference_variant(report) == "full"
+    lip = paired_differences(report, "lip_sync", "without separate branch", "full")
+    assert lip["mean"] == pytest.approx(-0.01) and lip["reference_ahead"] == 2
+    assert lip["std"] == pytest.approx(float(np.std([-0.02, 0.01, -0.02], ddof=1)))
+    fgd = paired_differences(report, "fgd", "without separate branch", "full")
+    assert fgd["reference_ahead"] == 1  # lower FGD is better: full has the lower one once
+    verdict = face_branch_verdict(report)
+    assert "does NOT consistently improve" in verdict and "ahead in 2 of 3 seeds" in verdict
+    report = _seeded("modules", {"full": [0.92, 0.96, 0.99],
+                                 "without separate branch": [0.90, 0.95, 0.97]})
+    assert face_branch_verdict(report).startswith("The separate face branch improves")
+    assert reference_variant(_seeded("topk", {"k=4": [1.0], "k=16": [1.0]})) == "k=16"
+    assert reference_variant(_seeded("topk", {"k=4": [1.0], "k=8": [1.0]})) == "k=4"
 
 
 def test_topk_ablation_sets_k_per_variant(tiny: TinyRun, tmp_path: Path) -> None:
@@ -86,6 +136,10 @@ def test_bad_values_are_clear_errors(tiny: TinyRun, tmp_path: Path,
     assert "--k values must be >= 1" in capsys.readouterr().err
     assert main(["ablate", "lookahead", "--frames", "-1", *common]) == 2
     assert main(["ablate", "modules", *common, "--steps", "0"]) == 2
+    assert main(["ablate", "modules", *common, "--train-seeds", "1", "1"]) == 2
+    assert "--train-seeds must be distinct" in capsys.readouterr().err
+    assert main(["ablate", "modules", *common, "--jobs", "0"]) == 2
+    assert "--jobs must be >= 1" in capsys.readouterr().err
     assert main(["ablate", "modules", "--data", str(tiny.corpus), "--posesync",
                  str(tmp_path / "missing.pt"), "--fgd", str(tiny.fgd)]) == 2
     assert "--posesync" in capsys.readouterr().err

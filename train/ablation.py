@@ -3,6 +3,7 @@
     gesturert ablate topk --k 4 8 16 32 --data DIR --posesync P.pt --fgd F.pt [--out DIR]
     gesturert ablate modules ...     # full / without detector / without separate branch
     gesturert ablate lookahead --frames 0 2 4 8 ...   # quality vs algorithmic latency + PNG
+    gesturert ablate modules --train-seeds 0 1 2 3 4 --jobs 2 ...   # 5 trainings per variant
 
 Every variant is the default generator config (train/configs/generator.yaml, or
 ``--config``) with the shared overrides below, then ``--set`` items, then the variant's own
@@ -23,9 +24,19 @@ variants is what the tables are for. Variants:
 * lookahead: ``model.lookahead_frames = L``; the latency axis is the algorithmic latency
   of a stream stepping one frame at a time (:func:`algorithmic_latency_ms`).
 
+One training per variant differs from the next in its random initialisation and data
+order as much as in its variant: a difference within that spread is noise. With
+``--train-seeds S ...`` every variant trains once per seed (``run.seed = S``); its row is
+the mean over seeds, ``per_seed`` holds each training's scores, and the Markdown adds the
+per-seed values and the seed-paired differences against the first variant (mean, std,
+and in how many seeds the first variant is ahead). ``--jobs N`` trains N of the
+(variant, seed) runs at once in worker processes (each with ``run.threads`` threads);
+scoring stays in this process, so results do not depend on N.
+
 Outputs in ``--out`` (default benchmarks/results/ablations): ``ablation_<what>.json``,
 ``ablation_<what>.md`` (+ ``ablation_lookahead.png``); the checkpoints go under
-``--runs`` (default ``runs/ablations``, git-ignored) as ``<what>/<variant>/generator.pt``.
+``--runs`` (default ``runs/ablations``, git-ignored) as ``<what>/<variant>/generator.pt``
+(``<what>/<variant>/seed<S>/generator.pt`` with ``--train-seeds``).
 """
 
 from __future__ import annotations
@@ -33,9 +44,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from sdk.features import DEFAULT_FEATURES, FeatureConfig
 
@@ -44,8 +58,6 @@ SHARED_OVERRIDES = ("run.eval_every=0", "run.threads=1")
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "ablations"
 DEFAULT_RUNS = REPO / "runs" / "ablations"
-LOOKAHEAD_PLOT = (("fgd", "FGD (lower is better)"), ("bc", "BC (higher is better)"),
-                  ("psd", "PSD (lower is better)"), ("detector_auc", "detector frame AUC"))
 
 
 @dataclass(frozen=True)
@@ -77,15 +89,79 @@ def algorithmic_latency_ms(lookahead_frames: int, features: FeatureConfig = DEFA
     return 1e3 * features.algorithmic_latency_seconds(lookahead_frames, chunk_frames)
 
 
+@dataclass(frozen=True)
+class TrainingJob:
+    """One (variant, seed) training: what a worker process needs to run it."""
+
+    variant: str
+    seed: int | None  # None: the config's run.seed, checkpoint directly in the variant's dir
+    overrides: tuple[str, ...]
+    config_path: Path | None  # None: the dataclass defaults
+    data_dir: Path
+    run_dir: Path
+
+
+def train_job(job: TrainingJob) -> dict[str, Any]:
+    """Train one job (in this or a worker process); returns its losses and seconds."""
+    import torch
+
+    from train.config import load_config
+    from train.generator_training import (
+        GeneratorTrainingConfig,
+        load_generator_data,
+        train_generator,
+    )
+
+    torch.set_num_threads(1)
+    config = load_config(GeneratorTrainingConfig, job.config_path, list(job.overrides))
+    data = load_generator_data(job.data_dir, config)
+    started = time.perf_counter()
+    losses = train_generator(config, data, job.run_dir, device="cpu", show_progress=False)
+    return {"seconds": time.perf_counter() - started,
+            "val_generation_l1": losses.get("val_generation_l1", float("nan")),
+            "lookahead_frames": config.model.lookahead_frames}
+
+
+def training_jobs(what: str, variants: list[Variant], base: tuple[str, ...],
+                  seeds: list[int] | None, config_path: Path | None, data_dir: Path,
+                  runs: Path
+                  ) -> list[TrainingJob]:
+    """Every (variant, seed) training, variant by variant."""
+    jobs = []
+    for variant in variants:
+        variant_dir = runs / what / variant.name.replace(" ", "_").replace("=", "")
+        for seed in (seeds if seeds is not None else [None]):
+            seed_keys = () if seed is None else (f"run.seed={seed}",)
+            jobs.append(TrainingJob(variant.name, seed, (*base, *seed_keys, *variant.overrides),
+                                    config_path, data_dir,
+                                    variant_dir if seed is None else variant_dir / f"seed{seed}"))
+    return jobs
+
+
+def mean_row(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mean over seeds of every numeric value (NaN-aware: a metric missing in every seed
+    stays NaN); the other values from the first seed."""
+    first = next(iter(per_seed.values()))
+    row: dict[str, Any] = {}
+    for key, value in first.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = np.array([float(r[key]) for r in per_seed.values()])
+            row[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        else:
+            row[key] = value
+    return row
+
+
 def run_ablation(what: str, variants: list[Variant], data_dir: Path, posesync_ckpt: Path,
                  fgd_ckpt: Path, runs: Path, steps: int = ABLATION_STEPS,
                  config_path: Path | None = None, extra_overrides: tuple[str, ...] = (),
-                 seed: int = 0, show_progress: bool = False) -> dict[str, Any]:
-    """Train every variant, score it on the held-out split; returns the JSON-able report."""
+                 seed: int = 0, show_progress: bool = False,
+                 train_seeds: list[int] | None = None, jobs: int = 1) -> dict[str, Any]:
+    """Train every variant (once per training seed), score it on the held-out split;
+    returns the JSON-able report. ``show_progress``: a bar over the trainings."""
     import torch
 
     from train.cli import default_config_path
-    from train.config import load_config
     from train.evaluation import evaluate_generator_model as score
     from train.evaluation import (
         load_eval_models,
@@ -95,104 +171,69 @@ def run_ablation(what: str, variants: list[Variant], data_dir: Path, posesync_ck
         min_sequence_frames,
         posesync_separation,
     )
-    from train.generator_training import (
-        GeneratorData,
-        GeneratorTrainingConfig,
-        load_generator_data,
-        train_generator,
-    )
+    from train.loop import progress_bar
     from train.results_report import machine_description
 
     if steps < 1:
         raise ValueError(f"--steps must be >= 1, got {steps}")
     if not variants:
         raise ValueError("nothing to ablate: give at least one variant value")
+    if train_seeds is not None and (not train_seeds or len(set(train_seeds)) != len(train_seeds)):
+        raise ValueError(f"--train-seeds must be distinct seeds, got {train_seeds}")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
     torch.set_num_threads(1)
     models = load_eval_models(posesync_ckpt, fgd_ckpt)
     sequences = load_held_out(data_dir, min_sequence_frames(models))
     refs = make_references(sequences, models)
     base = (*SHARED_OVERRIDES, f"run.steps={steps}", f"run.checkpoint_every={steps}",
             *extra_overrides)
-    config_path = config_path or default_config_path("generator")
-    datasets: dict[tuple[Any, ...], GeneratorData] = {}
-    rows: dict[str, dict[str, Any]] = {}
-    for variant in variants:
-        config = load_config(GeneratorTrainingConfig, config_path, [*base, *variant.overrides])
-        key = (config.model.lookahead_frames, config.data)
-        if key not in datasets:
-            datasets[key] = load_generator_data(data_dir, config)
-        run_dir = runs / what / variant.name.replace(" ", "_").replace("=", "")
-        started = time.perf_counter()
-        losses = train_generator(config, datasets[key], run_dir, device="cpu",
-                                 show_progress=show_progress)
-        seconds = time.perf_counter() - started
-        model, normalization = load_generator_checkpoint(run_dir / "generator.pt")
+    todo = training_jobs(what, variants, base, train_seeds,
+                         config_path or default_config_path("generator"), data_dir, runs)
+    bar = progress_bar(len(todo), 0, show_progress, f"ablate {what}")
+    if jobs == 1:
+        trained = []
+        for job in todo:
+            trained.append(train_job(job))
+            bar.update(1)
+    else:
+        import multiprocessing
+
+        with ProcessPoolExecutor(max_workers=jobs,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            trained = []
+            for result in pool.map(train_job, todo):
+                trained.append(result)
+                bar.update(1)
+    bar.close()
+    per_seed: dict[str, dict[str, dict[str, Any]]] = {}
+    for job, result in zip(todo, trained, strict=True):
+        model, normalization = load_generator_checkpoint(job.run_dir / "generator.pt")
         row: dict[str, Any] = score(model, normalization, sequences, models, refs, seed,
                                     baselines=False)["generator"]
-        row.update(train_seconds=seconds, overrides=list(variant.overrides),
-                   lookahead_frames=config.model.lookahead_frames,
-                   latency_ms=algorithmic_latency_ms(config.model.lookahead_frames),
-                   val_generation_l1=losses.get("val_generation_l1", float("nan")))
-        rows[variant.name] = row
-        print(f"[ablate {what}] {variant.name}: trained in {seconds:.0f} s, FGD {row['fgd']:.3f}, "
+        row.update(train_seconds=result["seconds"],
+                   lookahead_frames=result["lookahead_frames"],
+                   latency_ms=algorithmic_latency_ms(result["lookahead_frames"]),
+                   val_generation_l1=result["val_generation_l1"])
+        per_seed.setdefault(job.variant, {})[str(job.seed)] = row
+        print(f"[ablate {what}] {job.variant}" + ("" if job.seed is None else
+                                                   f" (seed {job.seed})")
+              + f": trained in {result['seconds']:.0f} s, FGD {row['fgd']:.3f}, "
               f"BC {row['bc']:.3f}, PSD {row['psd']:.3f}, lip-sync {row['lip_sync']:.3f}, "
               f"detector AUC {row['detector_auc']:.3f}", flush=True)
+    rows: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        rows[variant.name] = mean_row(per_seed[variant.name])
+        rows[variant.name]["overrides"] = list(variant.overrides)
+        if train_seeds is not None:
+            rows[variant.name]["per_seed"] = per_seed[variant.name]
     return {"what": what, "data": str(data_dir), "steps": steps,
-            "shared_overrides": list(base), "seed": seed,
+            "shared_overrides": list(base), "seed": seed, "train_seeds": train_seeds,
+            "jobs": jobs,
             "checkpoints": {"posesync": str(posesync_ckpt), "fgd": str(fgd_ckpt)},
             "sequences": len(sequences), "variants": rows,
             "posesync": posesync_separation(sequences, models, refs),
             "machine": machine_description()}
-
-
-def ablation_markdown(report: dict[str, Any]) -> str:
-    from train.evaluation import metric_columns
-    from train.results_report import machine_line, markdown_table
-
-    what = report["what"]
-    extra = [("latency_ms", "latency (ms)", ".0f")] if what == "lookahead" else []
-    extra.append(("train_seconds", "train (s)", ".0f"))
-    title = {"topk": "top-k of the salient-posture detector",
-             "modules": "modules (full / without detector / without separate branch)",
-             "lookahead": "lookahead vs quality"}[what]
-    lines = [f"# Ablation: {title}", "",
-             f"Each row: a generator trained {report['steps']} steps (default config + "
-             f"`{' '.join(report['shared_overrides'])}` + the variant's keys), seed "
-             f"{report['seed']}, scored on {report['sequences']} held-out sequences of "
-             f"`{report['data']}`. Machine: {machine_line(report['machine'])}.", "",
-             markdown_table(report["variants"], extra + metric_columns(), "variant"), ""]
-    if what == "modules" and {"full", "without separate branch"} <= set(report["variants"]):
-        full = report["variants"]["full"]["lip_sync"]
-        single = report["variants"]["without separate branch"]["lip_sync"]
-        verdict = "improves" if full > single else "does NOT improve"
-        lines += [f"The separate face branch {verdict} lip-sync correlation: {full:.3f} (full) "
-                  f"vs {single:.3f} (without separate branch).", ""]
-    return "\n".join(lines)
-
-
-def plot_lookahead(report: dict[str, Any], path: Path) -> None:
-    """Four panels (FGD, BC, PSD, detector AUC) against algorithmic latency in ms."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = sorted(report["variants"].values(), key=lambda r: r["latency_ms"])
-    latency = [r["latency_ms"] for r in rows]
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6.5))
-    for ax, (key, label) in zip(axes.ravel(), LOOKAHEAD_PLOT, strict=True):
-        ax.plot(latency, [r[key] for r in rows], "o-")
-        for r in rows:
-            ax.annotate(f"L={r['lookahead_frames']}", (r["latency_ms"], r[key]),
-                        textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_xlabel("algorithmic latency (ms)")
-        ax.set_title(label, fontsize=10)
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"Generator quality vs lookahead ({report['steps']} training steps each, "
-                 f"{report['sequences']} held-out sequences)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def register_ablate(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -229,7 +270,14 @@ def register_ablate(subparsers: argparse._SubParsersAction) -> None:  # type: ig
                        metavar="KEY=VALUE", help="override a generator config key for all "
                        "variants (repeatable)")
         p.add_argument("--seed", type=int, default=0, help="noise seed of the scoring")
-        p.add_argument("--progress", action="store_true", help="show training progress bars")
+        p.add_argument("--train-seeds", type=int, nargs="+", default=None, metavar="S",
+                       help="train every variant once per seed (run.seed=S); rows are means "
+                            "and the report adds per-seed values and seed-paired differences "
+                            "(default: one training with the config's seed)")
+        p.add_argument("--jobs", type=int, default=1,
+                       help="trainings run at once in worker processes (default 1)")
+        p.add_argument("--progress", action="store_true",
+                       help="show a progress bar over the trainings")
         p.set_defaults(func=_run_ablate)
 
 
@@ -246,6 +294,7 @@ def _variants(args: argparse.Namespace) -> list[Variant]:
 
 
 def _run_ablate(args: argparse.Namespace) -> int:
+    from train.ablation_report import ablation_markdown, plot_lookahead
     from train.results_report import write_report
 
     for name in ("posesync", "fgd"):
@@ -256,7 +305,8 @@ def _run_ablate(args: argparse.Namespace) -> int:
     try:
         report = run_ablation(args.ablation, _variants(args), args.data, args.posesync,
                               args.fgd, args.runs, args.steps, args.config,
-                              tuple(args.overrides), args.seed, args.progress)
+                              tuple(args.overrides), args.seed, args.progress,
+                              args.train_seeds, args.jobs)
     except (ValueError, FileNotFoundError) as exc:
         print(f"gesturert ablate: {exc}", file=sys.stderr)
         return 2
