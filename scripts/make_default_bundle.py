@@ -12,8 +12,11 @@ Stages, each one of the project's own commands run in a subprocess and timed:
    default);
 3. ``gesturert export`` of the generator and PoseSyncNet into ``WORK/bundle``;
 4. the bundle replaces ``--dest`` (default ``sdk/data/default_bundle/``);
-5. with ``--evaluate``: ``gesturert evaluate`` on the corpus's held-out split into
-   ``--results``.
+5. with ``--shuffled-baseline``: the audio-shuffled baseline, ``gesturert train
+   generator`` with the same config and ``--set data.shuffle_audio_pairs=true`` (not part
+   of the bundle; timed apart from the three models);
+6. with ``--evaluate``: ``gesturert evaluate`` on the corpus's held-out split into
+   ``--results`` (with ``--shuffled-generator`` when the baseline was trained).
 
 Prints the time of every stage and writes them, with the machine (CPU model, cores, load
 average), to ``RESULTS/default_training.json`` and ``.md``. The training of the three
@@ -111,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the timing (and evaluation) reports go")
     parser.add_argument("--evaluate", action="store_true",
                         help="also run gesturert evaluate on the held-out split")
+    parser.add_argument("--shuffled-baseline", action="store_true",
+                        help="also train the audio-shuffled baseline generator (same config, "
+                             "shuffled audio-pose pairs) for the evaluation's baseline row")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="MODEL:KEY=VALUE",
                         help="config override for one model, e.g. generator:run.steps=100 "
@@ -148,11 +154,18 @@ def main(argv: list[str] | None = None) -> int:
                          "--out", str(bundle), "--quiet"], timings, args.quiet)
     replace_bundle(bundle, args.dest.resolve())
     total = time.perf_counter() - started
+    shuffled = work / "generator_shuffled" / "generator.pt"
+    if args.shuffled_baseline:
+        run_stage("train shuffled baseline",
+                  ["train", "generator", "--data", str(corpus), "--out", str(shuffled.parent),
+                   "--no-progress", *overrides["generator"],
+                   "--set", "data.shuffle_audio_pairs=true"], timings, args.quiet)
     if args.evaluate:
+        baseline = ["--shuffled-generator", str(shuffled)] if args.shuffled_baseline else []
         run_stage("evaluate", ["evaluate", "--generator", str(work / "generator" / "generator.pt"),
                                "--posesync", str(work / "posesync" / "posesync.pt"),
                                "--fgd", str(work / "fgd" / "fgd.pt"), "--data", str(corpus),
-                               "--out", str(args.results)], timings, args.quiet)
+                               "--out", str(args.results), *baseline], timings, args.quiet)
 
     from train.results_report import machine_description
 
