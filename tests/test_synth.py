@@ -144,3 +144,52 @@ def test_cli_synth_rejects_a_corpus_shorter_than_one_clip(tmp_path: Path, capsys
     assert main(["data", "synth", "--out", str(tmp_path), "--minutes", "0.01",
                  "--no-progress"]) == 2
     assert "shorter than one 64-frame clip" in capsys.readouterr().err
+
+
+def _mouth_px(rendered) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """(F, 122, 2) pixels, inner-lip opening (F,) and outer mouth width (F,) in pixels."""
+    pixels = UPPER_BODY_122.from_openpose(rendered.motion.pose.transpose(0, 2, 1)[..., :2])
+    face0 = UPPER_BODY_122.groups["face"][0]
+    width = np.linalg.norm(pixels[:, face0 + 54] - pixels[:, face0 + 48], axis=1)
+    return pixels, np.linalg.norm(pixels[:, LIP_TOP] - pixels[:, LIP_BOTTOM], axis=1), width
+
+
+def test_articulation_shapes_the_mouth_by_vowel_and_changes_nothing_else() -> None:
+    profile = make_speaker_profile(0, 0)
+    plain = synthesize_interval(profile, MINUTE_FRAMES, 0, 0, 0)
+    shaped = synthesize_interval(profile, MINUTE_FRAMES, 0, 0, 0, articulation=True)
+    assert np.array_equal(plain.audio, shaped.audio)
+    p_px, p_open, p_width = _mouth_px(plain)
+    s_px, s_open, s_width = _mouth_px(shaped)
+    face0 = UPPER_BODY_122.groups["face"][0]
+    mouth = list(range(face0 + 48, face0 + 68))
+    others = [j for j in range(UPPER_BODY_122.num_joints) if j not in mouth]
+    # the jaw follows the opening too (chin, lower jaw points), everything else is untouched
+    jaw = [face0 + j for j in range(4, 13)]
+    untouched = [j for j in others if j not in jaw]
+    assert np.array_equal(p_px[:, untouched], s_px[:, untouched])
+    # per vowel, over the frames where it sounds: /a/ opens wider than /i/ and /u/ for the
+    # same loudness; /i/ spreads the lips, /u/ rounds them
+    fps = DEFAULT_FEATURES.fps
+    centre = (np.arange(MINUTE_FRAMES) + 0.5) / fps
+    vowel_of_frame = np.full(MINUTE_FRAMES, -1)
+    for syl in shaped.script.syllables:  # the vowel sounding at the frame's centre
+        vowel_of_frame[(centre >= syl.vowel_onset_s) & (centre < syl.end_s)] = syl.vowel
+    ratio = s_open / np.maximum(p_open, 1e-6)  # opening relative to the loudness-only mouth
+    a_, i_, u_ = (vowel_of_frame == v for v in (0, 1, 2))
+    assert min(a_.sum(), i_.sum(), u_.sum()) > 20
+    assert np.median(ratio[a_]) > 2.0 * np.median(ratio[i_])
+    assert np.median(ratio[a_]) > 2.0 * np.median(ratio[u_])
+    # both renderings share the keypoint jitter, so the width difference is the shaping
+    widen = (s_width - p_width) / np.median(p_width)
+    assert np.median(widen[i_]) > 0.1 and np.median(widen[u_]) < -0.1
+    assert np.median(np.abs(widen[vowel_of_frame < 0])) < 0.02  # at rest between vowels
+
+
+def test_cli_synth_articulation_is_recorded_in_the_profile(tmp_path: Path) -> None:
+    import json
+
+    assert main(["data", "synth", "--out", str(tmp_path), "--minutes", "0.2", "--no-progress",
+                 "--articulation"]) == 0
+    meta = json.loads(next(tmp_path.glob("synth_00/*.json")).read_text())
+    assert meta["articulation"] is True

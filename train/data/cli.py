@@ -1,6 +1,7 @@
 """``gesturert data ...``: make and inspect corpora in the SDT layout.
 
-* ``gesturert data synth --out DIR --speakers N --minutes M [--seed S] [--overwrite]``
+* ``gesturert data synth --out DIR --speakers N --minutes M [--seed S] [--overwrite]
+  [--articulation]``
   writes a synthetic corpus with ground-truth saliency (:mod:`train.data.synth`).
 * ``gesturert data info DIR`` prints clips per speaker and split, and the salient-frame
   fraction where the corpus has ground truth.
@@ -30,6 +31,9 @@ def register_data(subparsers: Any) -> None:
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--overwrite", action="store_true",
                        help="replace speaker directories that already exist")
+    synth.add_argument("--articulation", action="store_true",
+                       help="vowel-dependent mouth shapes: openness and lip spread follow the "
+                            "sounding vowel, not only its loudness (default: loudness only)")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
     synth.set_defaults(func=_run_synth)
 
@@ -55,7 +59,8 @@ def _run_synth(args: argparse.Namespace) -> int:
     with tqdm(total=total, unit="clip", desc="synth", disable=args.no_progress) as bar:
         try:
             summary = synthesize_corpus(args.out, args.speakers, args.minutes, args.seed,
-                                        overwrite=args.overwrite, on_clip=lambda: bar.update(1))
+                                        overwrite=args.overwrite, on_clip=lambda: bar.update(1),
+                                        articulation=args.articulation)
         except (ValueError, FileExistsError) as exc:
             bar.close()
             print(f"gesturert data synth: {exc}", file=sys.stderr)

@@ -70,8 +70,10 @@ def _rng(seed: int, speaker: int, interval: int, stream: int) -> np.random.Gener
 
 def synthesize_interval(profile: SpeakerProfile, num_frames: int, seed: int, speaker: int,
                         interval: int, config: FeatureConfig = DEFAULT_FEATURES,
-                        include_postures: bool = True) -> SynthInterval:
-    """Render interval ``interval`` of speaker index ``speaker`` (pure function of the args)."""
+                        include_postures: bool = True, articulation: bool = False
+                        ) -> SynthInterval:
+    """Render interval ``interval`` of speaker index ``speaker`` (pure function of the args;
+    ``articulation``: vowel-dependent mouth shapes, train.data.synth_motion)."""
     script = make_script(profile, num_frames, _rng(seed, speaker, interval, _STREAM_SCRIPT),
                          config)
     _, n_samples = clip_sample_range(0, num_frames, config)
@@ -80,7 +82,7 @@ def synthesize_interval(profile: SpeakerProfile, num_frames: int, seed: int, spe
                          _rng(seed, speaker, interval, _STREAM_AUDIO), config)
     motion = render_motion(script, profile, envelope,
                            _rng(seed, speaker, interval, _STREAM_MOTION), config,
-                           include_postures=include_postures)
+                           include_postures=include_postures, articulation=articulation)
     return SynthInterval(script, audio, envelope, motion)
 
 
@@ -103,12 +105,14 @@ class CorpusSummary:
 
 def synthesize_corpus(out: Path, speakers: int, minutes: float, seed: int = 0,
                       config: FeatureConfig = DEFAULT_FEATURES, overwrite: bool = False,
-                      on_clip: Callable[[], None] | None = None) -> CorpusSummary:
+                      on_clip: Callable[[], None] | None = None,
+                      articulation: bool = False) -> CorpusSummary:
     """Write a synthetic corpus of ``speakers`` speakers x ``minutes`` minutes under ``out``.
 
     Each speaker gets floor(minutes * 60 * fps / 64) clips of 64 frames. ``on_clip`` is
     called after each clip is written (progress bars). Refuses to overwrite an existing
     speaker directory unless ``overwrite`` (then its clips/ and index are replaced).
+    ``articulation``: vowel-dependent mouth shapes (recorded in each speaker's profile).
     """
     if speakers < 1:
         raise ValueError(f"speakers must be >= 1, got {speakers}")
@@ -134,7 +138,7 @@ def synthesize_corpus(out: Path, speakers: int, minutes: float, seed: int = 0,
         for interval, first in enumerate(range(0, n_clips, CLIPS_PER_INTERVAL)):
             count = min(CLIPS_PER_INTERVAL, n_clips - first)
             rendered = synthesize_interval(profile, count * SDT_CLIP_FRAMES, seed, s, interval,
-                                           config)
+                                           config, articulation=articulation)
             interval_id = f"{profile.name}-{interval:04d}"
             for j in range(count):
                 f0, f1 = j * SDT_CLIP_FRAMES, (j + 1) * SDT_CLIP_FRAMES
@@ -150,6 +154,7 @@ def synthesize_corpus(out: Path, speakers: int, minutes: float, seed: int = 0,
             salient += float(rendered.motion.saliency.sum())
         write_index(speaker_dir, rows)
         meta = {"seed": seed, "speaker_index": s, "posture_names": list(POSTURE_NAMES),
+                "articulation": articulation,
                 "profile": dataclasses.asdict(profile), "features": config.to_dict()}
         (speaker_dir / PROFILE_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     total_frames = speakers * n_clips * SDT_CLIP_FRAMES

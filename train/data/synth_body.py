@@ -155,10 +155,20 @@ _JAW_FOLLOW[[65, 66, 67]] = 1.0  # lower inner lip
 _JAW_FOLLOW[[49, 50, 51, 52, 53, 61, 62, 63]] = -0.15  # upper lip lifts a little
 
 
-def face_points(aperture: np.ndarray) -> np.ndarray:
-    """Face at rest with the mouth opened by ``aperture`` (F,) jaw widths: (F, 70, 2)."""
+LIP_SPREAD_GAIN = 0.25  # relative mouth-width change per unit of lip spread
+_MOUTH = slice(48, 68)  # outer and inner lip points
+
+
+def face_points(aperture: np.ndarray, spread: np.ndarray | None = None) -> np.ndarray:
+    """Face at rest with the mouth opened by ``aperture`` (F,) jaw widths: (F, 70, 2).
+
+    ``spread`` (F,), unitless: the lips widen (> 0) or round (< 0) by ``LIP_SPREAD_GAIN``
+    of their width per unit, about the mouth's centre line (None: never).
+    """
     pts = np.broadcast_to(face_template(), (aperture.shape[0], 70, 2)).copy()
     pts[:, :, 1] += aperture[:, None] * _JAW_FOLLOW[None, :]
+    if spread is not None:
+        pts[:, _MOUTH, 0] *= 1.0 + LIP_SPREAD_GAIN * spread[:, None]
     return pts
 
 

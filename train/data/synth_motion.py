@@ -4,6 +4,9 @@ Per pose frame k (covering audio [k/fps, (k+1)/fps), evaluated at its centre):
 
 * lips: the inner-lip opening follows the *frame voiced envelope* (the mean of the
   per-sample voiced amplitude over the frame's samples, :func:`frame_voiced_envelope`);
+  with ``articulation`` each vowel's samples are first scaled by its openness and the
+  lips widen or round by its spread (``VOWEL_MOUTH_SHAPES``, :func:`vowel_mouth_tracks`),
+  so the mouth also depends on *which* vowel sounds (its formants), as in real speech;
 * beats: accented syllables dip the dominant forearm and hand (the other at half size);
 * salient postures: arm angles and hand shapes blend from rest towards the posture's
   target with the script's weights (> 0 exactly on the posture's frames);
@@ -35,7 +38,13 @@ from train.data.synth_body import (
     posture_delta,
     rotate,
 )
-from train.data.synth_script import NUM_POSTURES, Script, SpeakerProfile, posture_weights
+from train.data.synth_script import (
+    NUM_POSTURES,
+    VOWEL_MOUTH_SHAPES,
+    Script,
+    SpeakerProfile,
+    posture_weights,
+)
 
 LIP_GAIN = 0.09  # mouth aperture (jaw widths) per unit of voiced envelope
 NOD_DROP, NOD_S = 0.04, 0.4  # head drop (canonical) and duration (s) of a nod
@@ -103,9 +112,27 @@ def _pulse(t: np.ndarray, onsets: list[float], duration: float) -> np.ndarray:
     return out
 
 
+def vowel_mouth_tracks(script: Script, envelope: np.ndarray, num_frames: int,
+                       config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per pose frame, float64 (F,) each: the openness-weighted voiced envelope (each
+    sample of the envelope times the openness of the vowel sounding there) and the lip
+    spread (the mean over the frame's samples of the sounding vowel's spread, weighted by
+    how voiced the sample is: ``min(envelope, 1)``; 0 in silence)."""
+    sr = config.sample_rate
+    openness = np.ones(envelope.shape[0])
+    spread = np.zeros(envelope.shape[0])
+    for syl in script.syllables:  # a vowel's envelope lives on [vowel_onset, end)
+        a = round(syl.vowel_onset_s * sr)
+        b = min(round(syl.end_s * sr), envelope.shape[0])
+        openness[a:b], spread[a:b] = VOWEL_MOUTH_SHAPES[syl.vowel]
+    weighted = frame_voiced_envelope(envelope * openness, num_frames, config)
+    lips = frame_voiced_envelope(spread * np.minimum(envelope, 1.0), num_frames, config)
+    return weighted, lips
+
+
 def render_motion(script: Script, profile: SpeakerProfile, envelope: np.ndarray,
                   rng: np.random.Generator, config: FeatureConfig,
-                  include_postures: bool = True) -> SynthMotion:
+                  include_postures: bool = True, articulation: bool = False) -> SynthMotion:
     """Render the keypoints of ``script`` (see the module docstring).
 
     Args:
@@ -114,13 +141,20 @@ def render_motion(script: Script, profile: SpeakerProfile, envelope: np.ndarray,
         include_postures: False renders the same motion without salient postures (the
             ground-truth arrays still describe the script); used to check that postures
             move the body exactly on the frames marked salient.
+        articulation: vowel-dependent mouth shapes (see the module docstring); draws
+            nothing from ``rng``, so everything but the mouth is the same as without.
     """
     n = script.num_frames
     t = (np.arange(n) + 0.5) / config.fps
     phase = rng.uniform(0.0, 2.0 * np.pi, size=8)
     jitter = rng.normal(0.0, profile.noise_px, size=(n, OPENPOSE_137.num_joints, 2))
 
-    aperture = LIP_GAIN * frame_voiced_envelope(envelope, n, config)
+    spread = None
+    if articulation:
+        weighted, spread = vowel_mouth_tracks(script, envelope, n, config)
+        aperture = LIP_GAIN * weighted
+    else:
+        aperture = LIP_GAIN * frame_voiced_envelope(envelope, n, config)
     beats = _pulse(t, [s.vowel_onset_s - BEAT_LEAD_S for s in script.syllables if s.accent],
                    BEAT_S)
     nods = _pulse(t, [s.vowel_onset_s for s in script.syllables if s.keyword >= 0], NOD_S)
@@ -146,7 +180,7 @@ def render_motion(script: Script, profile: SpeakerProfile, envelope: np.ndarray,
     right_chain = arm_chain(right)  # (F, 24, 2): shoulder, elbow, wrist, hand 21
     left_chain = arm_chain(left) * np.array([-1.0, 1.0])
 
-    head = face_points(aperture) * FACE_WIDTH + np.asarray(NOSE_TIP)  # (F, 70, 2)
+    head = face_points(aperture, spread) * FACE_WIDTH + np.asarray(NOSE_TIP)  # (F, 70, 2)
     ears = np.asarray(list(_EARS.values())) * FACE_WIDTH + np.asarray(NOSE_TIP)
     head = np.concatenate([head, np.broadcast_to(ears, (n, 2, 2))], axis=1)  # (F, 72, 2)
     head[..., 1] = HEAD_PIVOT[1] + (head[..., 1] - HEAD_PIVOT[1]) * (1.0 - 0.08 * nods[:, None])

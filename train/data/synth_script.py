@@ -35,6 +35,19 @@ VOWEL_FORMANTS_HZ = (
     (570.0, 840.0, 2410.0),  # o
     (660.0, 1720.0, 2410.0),  # ae
 )
+#: Mouth shape of each vowel (same order): (openness, spread). Openness scales the jaw
+#: opening and follows F1 (open /a/ 1.0 ... close /i/, /u/ about 0.3); spread widens
+#: (+, /i/ /e/) or rounds (-, /u/ /o/) the lips and follows F2 and rounding. Only an
+#: *articulated* corpus (``gesturert data synth --articulation``) uses it: there the
+#: mouth depends on which vowel sounds, not only on how loud it is.
+VOWEL_MOUTH_SHAPES = (
+    (1.0, 0.0),  # a
+    (0.3, 1.0),  # i
+    (0.35, -1.0),  # u
+    (0.65, 0.6),  # e
+    (0.75, -0.7),  # o
+    (0.9, 0.4),  # ae
+)
 #: Unvoiced consonants: (noise band low Hz, high Hz, duration s, gain vs the vowel).
 CONSONANTS = (
     (3500.0, 7500.0, 0.085, 0.35),  # s
