@@ -13,8 +13,10 @@ from train.evaluation_report import COLUMNS, metric_columns
 from train.generator_training import GeneratorTrainingConfig
 from train.results_report import format_value, machine_line, markdown_table
 
-# metrics whose per-seed values and seed-paired differences the Markdown shows
-SEED_METRICS = ("lip_sync", "fgd", "psd", "bc_strict", "detector_auc")
+# metrics whose per-seed values and seed-paired differences the Markdown shows, with the
+# format of those tables (finer than the main table's where seeds differ in the 4th digit)
+SEED_METRICS = {"lip_sync": ".4f", "fgd": ".2f", "psd": ".4f", "bc_strict": ".3f",
+                "detector_auc": ".3f"}
 LOOKAHEAD_PLOT = (("fgd", "FGD (lower is better)"), ("bc", "BC (higher is better)"),
                   ("psd", "PSD (lower is better)"), ("detector_auc", "detector frame AUC"))
 TITLES = {"topk": "top-k of the salient-posture detector",
@@ -50,8 +52,8 @@ def _seed_sections(report: dict[str, Any]) -> list[str]:
     variants, seeds = report["variants"], [str(s) for s in report["train_seeds"]]
     reference = reference_variant(report)
     lines = ["## Per training seed", ""]
-    for key in SEED_METRICS:
-        heading, fmt, _ = _COLUMN[key]
+    for key, fmt in SEED_METRICS.items():
+        heading = _COLUMN[key][0]
         lines += [f"{heading}:", "", "| variant | " + " | ".join(f"seed {s}" for s in seeds)
                   + " | mean | std |", "|" + "---|" * (len(seeds) + 3)]
         for name, row in variants.items():
@@ -71,9 +73,8 @@ def _seed_sections(report: dict[str, Any]) -> list[str]:
         if name == reference:
             continue
         cells = []
-        for key in SEED_METRICS:
+        for key, fmt in SEED_METRICS.items():
             d = paired_differences(report, key, name, reference)
-            fmt = _COLUMN[key][1]
             cells += [f"{format_value(d['mean'], '+' + fmt)} ({format_value(d['std'], fmt)})",
                       f"{d['reference_ahead']}/{d['seeds']}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
