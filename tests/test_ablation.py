@@ -13,7 +13,13 @@ from helpers_training import TINY_GENERATOR, TinyRun, make_tiny_run
 from sdk.cli import main
 from sdk.features import DEFAULT_FEATURES
 from train.ablation import algorithmic_latency_ms, mean_row, module_variants
-from train.ablation_report import face_branch_verdict, paired_differences, reference_variant
+from train.ablation_report import (
+    face_branch_verdict,
+    ordered_variants,
+    paired_differences,
+    plot_lookahead,
+    reference_variant,
+)
 from train.checkpoint import load_checkpoint
 
 
@@ -96,6 +102,23 @@ def test_paired_differences_follow_each_metrics_direction() -> None:
     assert face_branch_verdict(report).startswith("The separate face branch improves")
     assert reference_variant(_seeded("topk", {"k=4": [1.0], "k=16": [1.0]})) == "k=16"
     assert reference_variant(_seeded("topk", {"k=4": [1.0], "k=8": [1.0]})) == "k=4"
+
+
+def test_variants_keep_their_order_through_json_and_seeded_plots_draw(tmp_path: Path) -> None:
+    report = _seeded("topk", {"k=32": [1.0, 2.0], "k=4": [1.0, 2.0], "k=16": [1.0, 2.0]})
+    assert list(ordered_variants(report)) == ["k=4", "k=16", "k=32"]  # natural order
+    report["variant_order"] = ["k=32", "k=4", "k=16"]
+    assert list(ordered_variants(report)) == ["k=32", "k=4", "k=16"]
+    seeded = _seeded("lookahead", {"L=0": [0.5, 0.7], "L=2": [0.6, 0.9]})
+    for name, row in seeded["variants"].items():
+        extra = {"bc": 0.5, "psd": 0.2, "detector_auc": 0.8, "latency_ms": 9.0 + 10 * int(
+            name[2:]), "lookahead_frames": int(name[2:])}
+        row.update(extra)
+        for seed_row in row["per_seed"].values():
+            seed_row.update(extra)
+    seeded.update(steps=2, sequences=3)
+    plot_lookahead(seeded, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_topk_ablation_sets_k_per_variant(tiny: TinyRun, tmp_path: Path) -> None:

@@ -232,6 +232,7 @@ def run_ablation(what: str, variants: list[Variant], data_dir: Path, posesync_ck
             "jobs": jobs,
             "checkpoints": {"posesync": str(posesync_ckpt), "fgd": str(fgd_ckpt)},
             "sequences": len(sequences), "variants": rows,
+            "variant_order": [v.name for v in variants],
             "posesync": posesync_separation(sequences, models, refs),
             "machine": machine_description()}
 

@@ -25,6 +25,22 @@ TITLES = {"topk": "top-k of the salient-posture detector",
 _COLUMN = {key: (heading, fmt, better) for key, heading, fmt, better in COLUMNS}
 
 
+def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key reading digit runs as numbers: k=4 < k=8 < k=16."""
+    import re
+
+    return tuple((0, int(part)) if part.isdigit() else (1, part)
+                 for part in re.split(r"(\d+)", name) if part)
+
+
+def ordered_variants(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The variants in the order they were given (``variant_order``; JSON files sort their
+    keys), else in natural order of their names."""
+    variants = report["variants"]
+    order = report.get("variant_order") or sorted(variants, key=_natural_key)
+    return {name: variants[name] for name in order}
+
+
 def reference_variant(report: dict[str, Any]) -> str:
     """The variant the others are compared with: the default config's (``full``, the
     default k, the default lookahead) when the report has it, else the first."""
@@ -49,7 +65,7 @@ def paired_differences(report: dict[str, Any], key: str, variant: str, reference
 
 
 def _seed_sections(report: dict[str, Any]) -> list[str]:
-    variants, seeds = report["variants"], [str(s) for s in report["train_seeds"]]
+    variants, seeds = ordered_variants(report), [str(s) for s in report["train_seeds"]]
     reference = reference_variant(report)
     lines = ["## Per training seed", ""]
     for key, fmt in SEED_METRICS.items():
@@ -111,7 +127,7 @@ def ablation_markdown(report: dict[str, Any]) -> str:
              f"`{' '.join(report['shared_overrides'])}` + the variant's keys), noise seed "
              f"{report['seed']} when scoring, {report['sequences']} held-out sequences of "
              f"`{report['data']}`. Machine: {machine_line(report['machine'])}.", "",
-             markdown_table(report["variants"], extra + metric_columns(), "variant"), ""]
+             markdown_table(ordered_variants(report), extra + metric_columns(), "variant"), ""]
     if seeds:
         lines += _seed_sections(report)
     if what == "modules" and {"full", "without separate branch"} <= set(report["variants"]):
@@ -129,16 +145,23 @@ def plot_lookahead(report: dict[str, Any], path: Path) -> None:
     rows = sorted(report["variants"].values(), key=lambda r: r["latency_ms"])
     latency = [r["latency_ms"] for r in rows]
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.5))
+    seeds = len(report.get("train_seeds") or [])
     for ax, (key, label) in zip(axes.ravel(), LOOKAHEAD_PLOT, strict=True):
-        ax.plot(latency, [r[key] for r in rows], "o-")
+        if seeds > 1:  # mean over training seeds, error bar: their std
+            spread = [float(np.std([float(v[key]) for v in r["per_seed"].values()], ddof=1))
+                      for r in rows]
+            ax.errorbar(latency, [r[key] for r in rows], yerr=spread, fmt="o-", capsize=3)
+        else:
+            ax.plot(latency, [r[key] for r in rows], "o-")
         for r in rows:
             ax.annotate(f"L={r['lookahead_frames']}", (r["latency_ms"], r[key]),
                         textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xlabel("algorithmic latency (ms)")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Generator quality vs lookahead ({report['steps']} training steps each, "
-                 f"{report['sequences']} held-out sequences)")
+    trainings = f"mean ± std of {seeds} training seeds, " if seeds > 1 else ""
+    fig.suptitle(f"Generator quality vs lookahead ({trainings}{report['steps']} training "
+                 f"steps each, {report['sequences']} held-out sequences)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
