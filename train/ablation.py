@@ -28,8 +28,9 @@ One training per variant differs from the next in its random initialisation and 
 order as much as in its variant: a difference within that spread is noise. With
 ``--train-seeds S ...`` every variant trains once per seed (``run.seed = S``); its row is
 the mean over seeds, ``per_seed`` holds each training's scores, and the Markdown adds the
-per-seed values and the seed-paired differences against the first variant (mean, std,
-and in how many seeds the first variant is ahead). ``--jobs N`` trains N of the
+per-seed values and the seed-paired differences against the default config's variant
+(``train.ablation_report.reference_variant``: mean, std, and in how many seeds it is
+ahead). ``--jobs N`` trains N of the
 (variant, seed) runs at once in worker processes (each with ``run.threads`` threads);
 scoring stays in this process, so results do not depend on N.
 
@@ -101,6 +102,11 @@ class TrainingJob:
     run_dir: Path
 
 
+# windows per (corpus, lookahead, data config), kept for the next job of this process
+# (a worker runs several): loading computes the MFCC of the whole corpus
+_DATASETS: dict[tuple[Any, ...], Any] = {}
+
+
 def train_job(job: TrainingJob) -> dict[str, Any]:
     """Train one job (in this or a worker process); returns its losses and seconds."""
     import torch
@@ -114,7 +120,10 @@ def train_job(job: TrainingJob) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     config = load_config(GeneratorTrainingConfig, job.config_path, list(job.overrides))
-    data = load_generator_data(job.data_dir, config)
+    key = (job.data_dir, config.model.lookahead_frames, config.data)
+    if key not in _DATASETS:
+        _DATASETS[key] = load_generator_data(job.data_dir, config)
+    data = _DATASETS[key]
     started = time.perf_counter()
     losses = train_generator(config, data, job.run_dir, device="cpu", show_progress=False)
     return {"seconds": time.perf_counter() - started,

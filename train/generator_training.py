@@ -67,11 +67,10 @@ class GeneratorDataConfig:
         clean_detector: the detector loss counts only windows left clean (the synthetic
             keyword cues the detector learns are what the corruption masks).
         shuffle_audio_pairs: the *audio-shuffled baseline*, not a model to ship: every
-            training window gets the features of the next window in its batch (a fresh
-            random pairing each step; its pose and label stay), so the
-            model cannot learn which motion goes with which audio and can only learn the
-            corpus's motion in general. Scored next to the real generator by
-            ``gesturert evaluate --shuffled-generator``.
+            training window gets the features of another window of its batch (a fresh
+            random pairing each step; its pose and label stay), so the model cannot learn
+            which motion goes with which audio, only the corpus's motion in general.
+            Scored next to the real generator by ``gesturert evaluate --shuffled-generator``.
     """
 
     window_frames: int = 64
