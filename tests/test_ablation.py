@@ -133,6 +133,29 @@ def test_topk_ablation_sets_k_per_variant(tiny: TinyRun, tmp_path: Path) -> None
     assert any(not torch.equal(states[0][n], states[1][n]) for n in states[0])
 
 
+def test_reuse_trained_scores_finished_trainings_and_retrains_changed_ones(
+        tiny: TinyRun, tmp_path: Path) -> None:
+    first = _ablate(tiny, tmp_path, "topk", "--k", "2", "8")
+    ckpt = tmp_path / "runs" / "topk" / "k2" / "generator.pt"
+    trained = ckpt.read_bytes()
+    again = _ablate(tiny, tmp_path, "topk", "--k", "2", "8", "--reuse-trained")
+    assert ckpt.read_bytes() == trained  # not trained again
+    for name in ("k=2", "k=8"):
+        assert again["variants"][name]["reused"] is True
+        for key in ("fgd", "bc", "psd", "lip_sync", "train_seconds"):
+            assert again["variants"][name][key] == pytest.approx(first["variants"][name][key])
+    assert "2 of the trainings were reused" in (tmp_path / "ablation_topk.md").read_text()
+    # another config (one more step) is no finished training of it: trained anew
+    sets = [a for item in TINY_GENERATOR for a in ("--set", item)]
+    assert main(["ablate", "topk", "--k", "2", "--data", str(tiny.corpus), "--posesync",
+                 str(tiny.posesync), "--fgd", str(tiny.fgd), "--out", str(tmp_path),
+                 "--runs", str(tmp_path / "runs"), "--steps", "3", "--reuse-trained",
+                 *sets]) == 0
+    report = json.loads((tmp_path / "ablation_topk.json").read_text())
+    assert report["variants"]["k=2"]["reused"] is False
+    assert load_checkpoint(ckpt, "generator").step == 3
+
+
 def test_lookahead_ablation_plots_quality_against_latency(tiny: TinyRun, tmp_path: Path) -> None:
     report = _ablate(tiny, tmp_path, "lookahead", "--frames", "0", "3")
     rows = report["variants"]

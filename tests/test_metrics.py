@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -10,17 +9,14 @@ import pytest
 
 from sdk.skeleton import LIP_BOTTOM, LIP_TOP, MODEL_SKELETON
 from train.metrics import (
-    beat_consistency,
     detector_frame_auc,
     diversity,
     fgd,
     frechet_distance,
     l1_error,
     lip_sync_correlation,
-    motion_beat_times,
     pck,
     roc_auc,
-    sequence_beat_consistency,
 )
 
 J = MODEL_SKELETON.num_joints
@@ -63,55 +59,6 @@ def test_frechet_distance_survives_singular_covariances() -> None:
     sigma = np.zeros((4, 4))
     sigma[0, 0] = 1.0  # rank 1
     assert frechet_distance(np.zeros(4), sigma, np.ones(4), sigma) == pytest.approx(4.0, abs=1e-4)
-
-
-# ---- beat consistency ----
-def test_beat_consistency_formula() -> None:
-    audio = np.array([1.0, 2.0])
-    assert beat_consistency(audio, audio) == pytest.approx(1.0)
-    expected = np.mean([1.0, np.exp(-(0.1**2) / (2 * 0.1**2))])
-    assert beat_consistency(audio, np.array([1.0, 2.1, 5.0])) == pytest.approx(expected)
-    assert beat_consistency(audio, np.zeros(0)) == 0.0
-
-
-def _beat_motion(stop_frames: np.ndarray, frames: int) -> np.ndarray:
-    """Right forearm swinging between two angles, pausing (zero velocity) at stop_frames."""
-    rng = np.random.default_rng(3)
-    poses = np.repeat(rng.uniform(-0.5, 0.5, (1, J, 2)), frames, axis=0)
-    knots = np.concatenate([[0], stop_frames, [frames - 1]])
-    angle = np.zeros(frames)
-    for k, (lo, hi) in enumerate(itertools.pairwise(knots)):
-        u = (np.arange(lo, hi + 1) - lo) / max(hi - lo, 1)
-        ease = u * u * (3 - 2 * u)  # smoothstep: zero velocity at both knots
-        angle[lo : hi + 1] = (ease if k % 2 == 0 else 1 - ease) * 1.2
-    elbow, wrist = 3, 4  # right elbow and wrist in UPPER_BODY_122
-    poses[:, wrist, 0] = poses[:, elbow, 0] + 0.5 * np.cos(angle)
-    poses[:, wrist, 1] = poses[:, elbow, 1] + 0.5 * np.sin(angle)
-    return poses
-
-
-def test_motion_beats_sit_on_velocity_minima() -> None:
-    stops = np.array([15, 30, 45])
-    found = motion_beat_times(_beat_motion(stops, 60), FPS)
-    np.testing.assert_allclose(found * FPS, stops, atol=1)
-
-
-def _click_track(times_s: np.ndarray, seconds: float, rate: int = 16000) -> np.ndarray:
-    audio = np.zeros(int(seconds * rate), np.float32)
-    burst = np.random.default_rng(5).normal(0, 0.5, 400).astype(np.float32) * np.hanning(400)
-    for t in times_s:
-        i = int(t * rate)
-        audio[i : i + 400] += burst.astype(np.float32)
-    return audio
-
-
-def test_bc_is_high_on_onsets_and_low_when_shuffled() -> None:
-    beat_frames = np.arange(9, 120, 9)  # every 0.6 s
-    audio = _click_track(beat_frames / FPS, 8.4)
-    on_beat = sequence_beat_consistency(_beat_motion(beat_frames, 126), audio)
-    off_beat = sequence_beat_consistency(_beat_motion(beat_frames[:-1] + 4, 126), audio)
-    assert on_beat > 0.85
-    assert off_beat < 0.2
 
 
 # ---- ROC AUC ----

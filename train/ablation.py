@@ -4,6 +4,7 @@
     gesturert ablate modules ...     # full / without detector / without separate branch
     gesturert ablate lookahead --frames 0 2 4 8 ...   # quality vs algorithmic latency + PNG
     gesturert ablate modules --train-seeds 0 1 2 3 4 --jobs 2 ...   # 5 trainings per variant
+    gesturert ablate modules --train-seeds 0 1 2 3 4 --reuse-trained ...  # re-score them
 
 Every variant is the default generator config (train/configs/generator.yaml, or
 ``--config``) with the shared overrides below, then ``--set`` items, then the variant's own
@@ -44,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +100,7 @@ class TrainingJob:
     config_path: Path | None  # None: the dataclass defaults
     data_dir: Path
     run_dir: Path
+    reuse: bool = False  # keep a finished training of this exact config found in run_dir
 
 
 # windows per (corpus, lookahead, data config), kept for the next job of this process
@@ -107,8 +108,28 @@ class TrainingJob:
 _DATASETS: dict[tuple[Any, ...], Any] = {}
 
 
+def finished_training(ckpt_path: Path, config: Any) -> dict[str, Any] | None:
+    """The final losses (and training seconds) stored in ``ckpt_path`` when it holds the
+    finished training of exactly ``config`` (every key equal, ``run.steps`` steps done);
+    None when there is no such file or it holds another or an unfinished training.
+
+    The checkpoint does not record its corpus: keep one ``--runs`` directory per corpus.
+    """
+    from train.checkpoint import load_checkpoint
+    from train.config import config_to_dict
+
+    if not ckpt_path.is_file():
+        return None
+    ckpt = load_checkpoint(ckpt_path, "generator", DEFAULT_FEATURES)
+    final = ckpt.extra.get("final")
+    if ckpt.config != config_to_dict(config) or ckpt.step != config.run.steps or not final:
+        return None
+    return dict(final)
+
+
 def train_job(job: TrainingJob) -> dict[str, Any]:
-    """Train one job (in this or a worker process); returns its losses and seconds."""
+    """Train one job (in this or a worker process); returns its losses and seconds
+    (``reused``: True when ``job.reuse`` found the training already done)."""
     import torch
 
     from train.config import load_config
@@ -120,21 +141,24 @@ def train_job(job: TrainingJob) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     config = load_config(GeneratorTrainingConfig, job.config_path, list(job.overrides))
+    done = finished_training(job.run_dir / "generator.pt", config) if job.reuse else None
+    if done is not None:
+        return {"seconds": float(done.get("seconds", float("nan"))),
+                "val_generation_l1": float(done.get("val_generation_l1", float("nan"))),
+                "lookahead_frames": config.model.lookahead_frames, "reused": True}
     key = (job.data_dir, config.model.lookahead_frames, config.data)
     if key not in _DATASETS:
         _DATASETS[key] = load_generator_data(job.data_dir, config)
     data = _DATASETS[key]
-    started = time.perf_counter()
     losses = train_generator(config, data, job.run_dir, device="cpu", show_progress=False)
-    return {"seconds": time.perf_counter() - started,
+    return {"seconds": losses["seconds"],  # the training loop's own clock, as stored
             "val_generation_l1": losses.get("val_generation_l1", float("nan")),
-            "lookahead_frames": config.model.lookahead_frames}
+            "lookahead_frames": config.model.lookahead_frames, "reused": False}
 
 
 def training_jobs(what: str, variants: list[Variant], base: tuple[str, ...],
                   seeds: list[int] | None, config_path: Path | None, data_dir: Path,
-                  runs: Path
-                  ) -> list[TrainingJob]:
+                  runs: Path, reuse: bool = False) -> list[TrainingJob]:
     """Every (variant, seed) training, variant by variant."""
     jobs = []
     for variant in variants:
@@ -143,7 +167,8 @@ def training_jobs(what: str, variants: list[Variant], base: tuple[str, ...],
             seed_keys = () if seed is None else (f"run.seed={seed}",)
             jobs.append(TrainingJob(variant.name, seed, (*base, *seed_keys, *variant.overrides),
                                     config_path, data_dir,
-                                    variant_dir if seed is None else variant_dir / f"seed{seed}"))
+                                    variant_dir if seed is None else variant_dir / f"seed{seed}",
+                                    reuse))
     return jobs
 
 
@@ -165,9 +190,12 @@ def run_ablation(what: str, variants: list[Variant], data_dir: Path, posesync_ck
                  fgd_ckpt: Path, runs: Path, steps: int = ABLATION_STEPS,
                  config_path: Path | None = None, extra_overrides: tuple[str, ...] = (),
                  seed: int = 0, show_progress: bool = False,
-                 train_seeds: list[int] | None = None, jobs: int = 1) -> dict[str, Any]:
+                 train_seeds: list[int] | None = None, jobs: int = 1,
+                 reuse_trained: bool = False) -> dict[str, Any]:
     """Train every variant (once per training seed), score it on the held-out split;
-    returns the JSON-able report. ``show_progress``: a bar over the trainings."""
+    returns the JSON-able report. ``show_progress``: a bar over the trainings;
+    ``reuse_trained``: score the finished trainings found under ``runs`` instead of training
+    them again (:func:`finished_training`; rows record ``reused``)."""
     import torch
 
     from train.cli import default_config_path
@@ -198,7 +226,8 @@ def run_ablation(what: str, variants: list[Variant], data_dir: Path, posesync_ck
     base = (*SHARED_OVERRIDES, f"run.steps={steps}", f"run.checkpoint_every={steps}",
             *extra_overrides)
     todo = training_jobs(what, variants, base, train_seeds,
-                         config_path or default_config_path("generator"), data_dir, runs)
+                         config_path or default_config_path("generator"), data_dir, runs,
+                         reuse_trained)
     bar = progress_bar(len(todo), 0, show_progress, f"ablate {what}")
     if jobs == 1:
         trained = []
@@ -223,11 +252,13 @@ def run_ablation(what: str, variants: list[Variant], data_dir: Path, posesync_ck
         row.update(train_seconds=result["seconds"],
                    lookahead_frames=result["lookahead_frames"],
                    latency_ms=algorithmic_latency_ms(result["lookahead_frames"]),
-                   val_generation_l1=result["val_generation_l1"])
+                   val_generation_l1=result["val_generation_l1"],
+                   reused=result["reused"])
         per_seed.setdefault(job.variant, {})[str(job.seed)] = row
         print(f"[ablate {what}] {job.variant}" + ("" if job.seed is None else
                                                    f" (seed {job.seed})")
-              + f": trained in {result['seconds']:.0f} s, FGD {row['fgd']:.3f}, "
+              + (": reused, trained" if result["reused"] else ": trained")
+              + f" in {result['seconds']:.0f} s, FGD {row['fgd']:.3f}, "
               f"BC {row['bc']:.3f}, PSD {row['psd']:.3f}, lip-sync {row['lip_sync']:.3f}, "
               f"detector AUC {row['detector_auc']:.3f}", flush=True)
     rows: dict[str, dict[str, Any]] = {}
@@ -238,7 +269,7 @@ def run_ablation(what: str, variants: list[Variant], data_dir: Path, posesync_ck
             rows[variant.name]["per_seed"] = per_seed[variant.name]
     return {"what": what, "data": str(data_dir), "steps": steps,
             "shared_overrides": list(base), "seed": seed, "train_seeds": train_seeds,
-            "jobs": jobs,
+            "jobs": jobs, "reuse_trained": reuse_trained,
             "checkpoints": {"posesync": str(posesync_ckpt), "fgd": str(fgd_ckpt)},
             "sequences": len(sequences), "variants": rows,
             "variant_order": [v.name for v in variants],
@@ -286,6 +317,10 @@ def register_ablate(subparsers: argparse._SubParsersAction) -> None:  # type: ig
                             "(default: one training with the config's seed)")
         p.add_argument("--jobs", type=int, default=1,
                        help="trainings run at once in worker processes (default 1)")
+        p.add_argument("--reuse-trained", action="store_true",
+                       help="score the finished trainings of the same configs already under "
+                            "--runs instead of training them again (e.g. after a metric "
+                            "changed); a missing or different one is trained")
         p.add_argument("--progress", action="store_true",
                        help="show a progress bar over the trainings")
         p.set_defaults(func=_run_ablate)
@@ -316,7 +351,7 @@ def _run_ablate(args: argparse.Namespace) -> int:
         report = run_ablation(args.ablation, _variants(args), args.data, args.posesync,
                               args.fgd, args.runs, args.steps, args.config,
                               tuple(args.overrides), args.seed, args.progress,
-                              args.train_seeds, args.jobs)
+                              args.train_seeds, args.jobs, args.reuse_trained)
     except (ValueError, FileNotFoundError) as exc:
         print(f"gesturert ablate: {exc}", file=sys.stderr)
         return 2

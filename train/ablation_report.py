@@ -15,7 +15,7 @@ from train.results_report import format_value, machine_line, markdown_table
 
 # metrics whose per-seed values and seed-paired differences the Markdown shows, with the
 # format of those tables (finer than the main table's where seeds differ in the 4th digit)
-SEED_METRICS = {"lip_sync": ".4f", "fgd": ".2f", "psd": ".4f", "bc_strict": ".3f",
+SEED_METRICS = {"lip_sync": ".4f", "fgd": ".2f", "psd": ".4f", "bc": ".3f",
                 "detector_auc": ".3f"}
 LOOKAHEAD_PLOT = (("fgd", "FGD (lower is better)"), ("bc", "BC (higher is better)"),
                   ("psd", "PSD (lower is better)"), ("detector_auc", "detector frame AUC"))
@@ -116,6 +116,13 @@ def face_branch_verdict(report: dict[str, Any]) -> str:
             f"{d['std']:.4f}; sign test p = {0.5 ** n:.3f} if every seed agrees).")
 
 
+def reused_trainings(report: dict[str, Any]) -> int:
+    """How many of the report's trainings were reused (``--reuse-trained``), not run."""
+    rows = [r for v in report["variants"].values()
+            for r in (v.get("per_seed") or {"": v}).values()]
+    return sum(bool(r.get("reused")) for r in rows)
+
+
 def ablation_markdown(report: dict[str, Any]) -> str:
     what, seeds = report["what"], report.get("train_seeds")
     extra = [("latency_ms", "latency (ms)", ".0f")] if what == "lookahead" else []
@@ -128,6 +135,11 @@ def ablation_markdown(report: dict[str, Any]) -> str:
              f"{report['seed']} when scoring, {report['sequences']} held-out sequences of "
              f"`{report['data']}`. Machine: {machine_line(report['machine'])}.", "",
              markdown_table(ordered_variants(report), extra + metric_columns(), "variant"), ""]
+    reused = reused_trainings(report)
+    if reused:
+        lines += [f"{reused} of the trainings were reused from earlier runs of the same "
+                  "configs (`--reuse-trained`): they were scored again, not trained again; "
+                  "their train times are from those runs.", ""]
     if seeds:
         lines += _seed_sections(report)
     if what == "modules" and {"full", "without separate branch"} <= set(report["variants"]):

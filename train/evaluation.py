@@ -25,8 +25,11 @@ Rows (methods), each a list of canonical pose sequences scored the same way:
 * ``ground_truth``: the held-out poses themselves (upper bound where meaningful).
 
 Columns: FGD (train.metrics.fgd over the FGD autoencoder's latents of windows every
-``FGD_STRIDE`` frames; lower is better), BC (beat consistency, higher; HA2G's motion-beat
-threshold), BC@0.1 (the same with ``STRICT_BEAT_THRESHOLD``, see there), PSD and the
+``FGD_STRIDE`` frames; lower is better), BC (beat consistency, higher; DiffGesture's TED
+Gesture formulation: the arms' joint angles), BC at chance (the same motion beats shifted
+against the audio: what beat density alone scores), BC all joints (HA2G's TED Expressive
+formulation, fingers included; see train/metrics/beat.py for why it is not the headline),
+PSD and the
 offset sweep (mean |best offset| and the fraction of sequences at 0; lower PSD is better),
 diversity (HA2G, FGD latents), L1 and PCK@0.2 against the ground truth (canonical units:
 shoulder widths), lip-sync correlation (Pearson r of inner-lip opening, mean over
@@ -53,8 +56,13 @@ from sdk.noise import frame_noise
 from sdk.normalization import PoseNormalization
 from sdk.psd import DEFAULT_MAX_OFFSET, clip_distances, sequence_embeddings
 from train.metrics import (
+    ALL_JOINT_BEATS,
+    ARM_BEATS,
+    BeatFormulation,
+    angle_change_scale,
     audio_beat_times,
     beat_consistency,
+    chance_beat_consistency,
     detector_frame_auc,
     diversity,
     fgd,
@@ -64,7 +72,6 @@ from train.metrics import (
     pck,
     roc_auc,
 )
-from train.metrics.beat import MOTION_BEAT_THRESHOLD, motion_change_scale
 from train.metrics.psd import psd_of_sequences, torch_embed_fn
 from train.models.fgd import PoseAutoencoder, fgd_features
 from train.models.generator import SalientPostureGenerator
@@ -77,12 +84,9 @@ from train.results_report import (
 FGD_STRIDE = 8  # frames between FGD windows (4 windows per 32-frame span)
 SHIFT_RANGE = (3, 15)  # |shift| of PoseSyncNet's held-out negatives, pose frames (training's)
 SHIFT_SEED = 1234
-# HA2G's motion-beat threshold (0.001 in normalised envelope units) counts every jitter
-# minimum as a beat: on the synthetic corpus the held-out poses have 4.3 motion beats/s
-# against 6.4 audio onsets/s, so BC sits near 0.75 whatever the alignment (ground truth
-# 0.759 aligned vs 0.757 paired with another sequence's audio). A minimum at least 0.1
-# below a neighbour keeps 2.9 beats/s and separates them (0.62 vs 0.55): BC@0.1.
-STRICT_BEAT_THRESHOLD = 0.1
+# BC columns: key -> how motion beats are found (train/metrics/beat.py)
+BEAT_FORMULATIONS: dict[str, BeatFormulation] = {"bc": ARM_BEATS,
+                                                 "bc_all_joints": ALL_JOINT_BEATS}
 # rows in table order; "audio_shuffled" only with a shuffled-pairs generator
 METHODS = ("generator", "audio_shuffled", "other_audio", "mean_pose", "ground_truth")
 
@@ -190,7 +194,7 @@ class References:
     """What every method is scored against, computed once."""
 
     real_fgd: np.ndarray  # (N, latent) FGD features of the held-out poses
-    change_scale: np.ndarray  # (bones,) BC envelope scale of the held-out poses
+    change_scale: dict[str, np.ndarray]  # BC column -> (angles,) envelope scale of held-out poses
     audio_beats: list[np.ndarray]  # per sequence, onset times (s)
     mfcc: list[np.ndarray]  # per sequence, (M, 13) MFCC for PSD clips
 
@@ -203,7 +207,8 @@ def make_references(sequences: Sequence[HeldOutSequence], models: EvalModels,
     return References(
         real_fgd=fgd_features(models.fgd, [_standardized(s, s.canonical) for s in sequences],
                               FGD_STRIDE),
-        change_scale=motion_change_scale([s.canonical for s in sequences]),
+        change_scale={key: angle_change_scale([s.canonical for s in sequences], f.angles)
+                      for key, f in BEAT_FORMULATIONS.items()},
         audio_beats=[audio_beat_times(s.audio, features.sample_rate) for s in sequences],
         mfcc=[sequence_mfcc(s.audio, s.num_frames, features, clip) for s in sequences])
 
@@ -219,19 +224,27 @@ def score_method(poses: Sequence[np.ndarray], saliency: Sequence[np.ndarray] | N
     ``saliency`` per sequence (T_k,) or None (no detector)."""
     gen_fgd = fgd_features(models.fgd, [_standardized(s, p) for s, p in
                                         zip(sequences, poses, strict=True)], FGD_STRIDE)
-    def mean_bc(threshold: float) -> float:
-        values = [beat_consistency(beats, motion_beat_times(
-            p, threshold=threshold, change_scale=refs.change_scale))
-            for p, beats in zip(poses, refs.audio_beats, strict=True) if beats.size]
+    fps = DEFAULT_FEATURES.fps
+    motion_beats = {key: [motion_beat_times(p, f, refs.change_scale[key], fps) for p in poses]
+                    for key, f in BEAT_FORMULATIONS.items()}
+    scored = [k for k, beats in enumerate(refs.audio_beats) if beats.size]  # BC needs onsets
+
+    def mean_over_sequences(values: list[float]) -> float:
         return float(np.mean(values)) if values else float("nan")
+
+    bc = {key: mean_over_sequences([beat_consistency(refs.audio_beats[k], beats[k])
+                                    for k in scored])
+          for key, beats in motion_beats.items()}
+    bc["bc_chance"] = mean_over_sequences([chance_beat_consistency(
+        refs.audio_beats[k], motion_beats["bc"][k], sequences[k].num_frames / fps)
+        for k in scored])
 
     sweep = psd_of_sequences(models.posesync, refs.mfcc, list(poses))
     truth = np.concatenate([s.canonical for s in sequences])
     pred = np.concatenate(poses)
     result = {
         "fgd": fgd(refs.real_fgd, gen_fgd),
-        "bc": mean_bc(MOTION_BEAT_THRESHOLD),
-        "bc_strict": mean_bc(STRICT_BEAT_THRESHOLD),
+        **bc,
         "psd": sweep.psd,
         "offset_at_zero": sweep.offset_accuracy,
         "mean_abs_offset": sweep.mean_abs_offset,

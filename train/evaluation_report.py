@@ -16,7 +16,7 @@ TIE_TOLERANCE = 1e-3
 # (key, heading, format, better): better "low"/"high"/"" (no direction)
 COLUMNS = (
     ("fgd", "FGD ↓", ".3f", "low"), ("bc", "BC ↑", ".3f", "high"),
-    ("bc_strict", "BC@0.1 ↑", ".3f", "high"),
+    ("bc_chance", "BC at chance", ".3f", ""), ("bc_all_joints", "BC all joints", ".3f", ""),
     ("psd", "PSD ↓", ".3f", "low"), ("offset_at_zero", "offset 0", ".0%", "high"),
     ("mean_abs_offset", "mean abs offset (frames)", ".2f", "low"),
     ("diversity", "diversity", ".2f", ""), ("l1", "L1 ↓", ".3f", "low"),
@@ -27,8 +27,9 @@ COLUMNS = (
 BASELINES = (("mean_pose", "mean pose"), ("audio_shuffled", "the audio-shuffled model"),
              ("other_audio", "other audio"))
 # (metric key, name, better) of the acceptance comparisons
-COMPARED = (("fgd", "FGD", "low"), ("bc", "BC", "high"), ("bc_strict", "BC@0.1", "high"),
-            ("psd", "PSD", "low"))
+COMPARED = (("fgd", "FGD", "low"), ("bc", "BC", "high"), ("psd", "PSD", "low"))
+# (metric, row) pairs not compared, see acceptance_checks
+NOT_COMPARED = (("fgd", "other_audio"), ("bc", "other_audio"))
 
 
 def beats(a: float, b: float, better: str) -> bool:
@@ -41,8 +42,11 @@ def acceptance_checks(posesync: dict[str, float], rows: dict[str, dict[str, floa
                       ) -> list[dict[str, Any]]:
     """Issue 3's acceptance criteria that this evaluation measures, each with pass/fail.
 
-    The generator against each baseline on FGD, BC, BC@0.1 and PSD, except FGD against
-    ``other_audio`` (the generator's own set re-paired: equal by construction). A missing
+    The generator against each baseline on FGD, BC and PSD, except against ``other_audio``
+    (the generator's own outputs re-paired with other audio) on FGD, a distance between sets
+    that is equal by construction, and on BC, which does not see timing on this corpus: the
+    ground truth's BC is no higher than its own chance level (``bc_chance``, the same beats
+    shifted against the audio). PSD is the timing test against ``other_audio``. A missing
     ``audio_shuffled`` row gives failing "not measured" checks: the criterion is not shown.
     """
     gen = rows["generator"]
@@ -53,7 +57,7 @@ def acceptance_checks(posesync: dict[str, float], rows: dict[str, dict[str, floa
     ]
     for key, metric, better in COMPARED:
         for row, name in BASELINES:
-            if key == "fgd" and row == "other_audio":
+            if (key, row) in NOT_COMPARED:
                 continue
             relation = "below" if better == "low" else "above"
             if row not in rows:
@@ -97,10 +101,16 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
     ]
     lines += [f"| {c['criterion']} | {c['value']:.3f} | {'yes' if c['passed'] else 'NO'} |"
               for c in report["acceptance"]]
-    lines += ["", "Note: `other_audio` re-pairs the generator's own outputs with other audio, "
-              "so its FGD (a distance between sets) equals the generator's by construction and "
-              "is not compared; it tests audio dependence in the per-sequence columns (BC, PSD, "
-              "L1, lip sync, detector AUC). BC with HA2G's threshold saturates on this corpus "
-              "(see `STRICT_BEAT_THRESHOLD` in train/evaluation.py); BC@0.1 is the same "
-              "formula with a stricter motion-beat threshold."]
+    truth = report["methods"]["ground_truth"]
+    lines += ["", "Notes: `other_audio` re-pairs the generator's own outputs with other audio, "
+              "so its FGD (a distance between sets) equals the generator's by construction; "
+              "it is compared on PSD, the timing test. BC (HA2G/DiffGesture's formula on the "
+              "arms' joint angles, DiffGesture's TED Gesture threshold 0.03) scores whether "
+              "there are gesture-sized beats near the audio onsets; `BC at chance` is the same "
+              "motion beats shifted against the audio. Ground truth scores "
+              f"{truth['bc']:.3f} against {truth['bc_chance']:.3f} at chance: with dense "
+              "onsets and beats, BC does not see timing on this corpus, so BC is not compared "
+              "with `other_audio`. `BC all joints` is the TED Expressive formulation (fingers "
+              "included, threshold 0.001): on 2D keypoints it mostly counts jitter (see "
+              "train/metrics/beat.py)."]
     return "\n".join(lines) + "\n"

@@ -7,8 +7,13 @@ PoseSyncNet lives in ``train.metrics.psd`` (imported on its own: it loads torch)
 
 from train.metrics.auc import detector_frame_auc, roc_auc
 from train.metrics.beat import (
+    ALL_JOINT_BEATS,
+    ARM_BEATS,
+    BeatFormulation,
+    angle_change_scale,
     audio_beat_times,
     beat_consistency,
+    chance_beat_consistency,
     motion_beat_times,
     sequence_beat_consistency,
 )
@@ -22,8 +27,13 @@ from train.metrics.keypoints import (
 )
 
 __all__ = [
+    "ALL_JOINT_BEATS",
+    "ARM_BEATS",
+    "BeatFormulation",
+    "angle_change_scale",
     "audio_beat_times",
     "beat_consistency",
+    "chance_beat_consistency",
     "detector_frame_auc",
     "diversity",
     "fgd",
