@@ -14,7 +14,6 @@ Outputs in ``--out``: ``generator.pt`` (the checkpoint; resume reads it) and ``t
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,24 +25,16 @@ from torch.utils.data import DataLoader, Dataset
 from sdk.features import FeatureConfig
 from sdk.noise import frame_noise
 from sdk.normalization import PoseNormalization
-from train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from train.config import OptimConfig, RunConfig, config_to_dict
+from train.config import OptimConfig, RunConfig
 from train.loop import (
     DistributedContext,
-    ResumableBatchSampler,
-    ScalarLogger,
     init_distributed,
-    learning_rate,
-    make_optimizer,
-    progress_bar,
-    reduce_mean,
-    rng_state,
     seed_everything,
-    set_rng_state,
     shutdown_distributed,
 )
 from train.losses import GeneratorLossConfig, generator_loss, joint_weights, weighted_pose_error
 from train.models.generator import GeneratorConfig, SalientPostureGenerator
+from train.step_loop import StepLoop, optimizer_step
 
 CHECKPOINT_NAME = "generator.pt"
 _STAT_WINDOWS = 512  # windows sampled to measure the feature mean/std
@@ -216,23 +207,14 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
         torch.set_num_threads(run.threads)
     seed_everything(run.seed + context.rank)
     model = SalientPostureGenerator(config.model).to(context.device)
-    optimizer = make_optimizer(model.parameters(), config.optim)
-    config_dict = config_to_dict(config)
-    ckpt_path = out_dir / CHECKPOINT_NAME
-    start_step = 0
-    if resume:
-        ckpt = load_checkpoint(ckpt_path, "generator", data.features)
-        if ckpt.model_config != config_dict["model"]:
-            raise CheckpointError(
-                f"--resume: the model config differs from the one in {ckpt_path}; resume with "
-                f"the same model settings or start a new --out directory")
-        model.load_state_dict(ckpt.model)
-        if ckpt.optimizer is not None:
-            optimizer.load_state_dict(ckpt.optimizer)
-        if ckpt.rng is not None and context.rank == 0:
-            set_rng_state(ckpt.rng)
-        start_step = ckpt.step
-    else:
+    val = data.val
+    evaluate = (None if val is None or not context.is_main
+                else lambda: evaluate_generator(model, val, config, context.device))
+    loop = StepLoop.start(model, config, "generator", data.features, out_dir, CHECKPOINT_NAME,
+                          resume=resume, stop_after=stop_after, show_progress=show_progress,
+                          evaluate=evaluate, normalization=data.normalization,
+                          context=context, postfix={"loss": "total", "gen": "generation"})
+    if not resume:
         exact = getattr(data.train, "feature_statistics", None)  # WindowDataset: every frame
         mean, std = exact() if callable(exact) else feature_statistics(data.train)
         model.set_feature_normalization(mean, std)
@@ -240,30 +222,14 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
     if context.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[context.device.index] if context.device.type == "cuda" else None)
-    stop = run.steps if stop_after is None else min(run.steps, start_step + stop_after)
-    sampler = ResumableBatchSampler(len(data.train), run.batch_size, run.seed,  # type: ignore[arg-type]
-                                    start_step, stop, context.rank, context.world_size)
     # a private generator: creating the iterator must not advance the global RNG, or a
     # resumed run would draw other noise than the uninterrupted one
-    loader = DataLoader(data.train, batch_sampler=sampler, num_workers=run.num_workers,
-                        collate_fn=collate_windows, pin_memory=context.device.type == "cuda",
-                        generator=torch.Generator().manual_seed(run.seed + start_step))
-    logger = ScalarLogger(out_dir / "tb" if context.is_main else None)
-    bar = progress_bar(run.steps, start_step, show_progress and context.is_main, "generator")
+    loader = DataLoader(data.train, batch_sampler=loop.batches(len(data.train)),  # type: ignore[arg-type]
+                        num_workers=run.num_workers, collate_fn=collate_windows,
+                        pin_memory=context.device.type == "cuda",
+                        generator=torch.Generator().manual_seed(run.seed + loop.start_step))
 
-    def checkpoint(step: int, extra: dict[str, Any] | None = None) -> None:
-        if context.is_main:
-            save_checkpoint(ckpt_path, kind="generator", config=config_dict, model=model,
-                            features=data.features, normalization=data.normalization,
-                            optimizer=optimizer, step=step, rng=rng_state(), extra=extra)
-
-    net.train()
-    sums: dict[str, float] = {}
-    summed = 0
-    last: dict[str, float] = {}
-    step = start_step
-    started = time.perf_counter()
-    for batch in loader:
+    def train_step(batch: dict[str, Any]) -> dict[str, float]:
         features, pose, label = _batch_to(batch, context.device)
         augmented = batch.get("augmented")
         if config.data.shuffle_audio_pairs:
@@ -275,44 +241,16 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
         if config.data.feature_noise > 0:
             jitter = torch.randn(features.shape).to(context.device)
             features = features + config.data.feature_noise * model.feature_std * jitter
-        lr = learning_rate(step, run.steps, config.optim)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         out = net(features, noise, pose)
         detector_weights = None
         if config.data.clean_detector and augmented is not None:
             detector_weights = 1.0 - torch.as_tensor(augmented).to(label)
         loss, parts = generator_loss(out, pose, label, config.loss, detector_weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        optimizer.step()
-        step += 1
-        for k, v in parts.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-        summed += 1
-        bar.update(1)
-        if step % run.log_every == 0 or step == stop:
-            last = reduce_mean({k: v / summed for k, v in sums.items()}, context)
-            sums, summed = {}, 0
-            logger.log(step, {**last, "lr": lr}, "train/")
-            bar.set_postfix(loss=f"{last['total']:.4f}", gen=f"{last['generation']:.4f}")
-        if data.val is not None and run.eval_every > 0 and step % run.eval_every == 0 \
-                and step < stop and context.is_main:
-            logger.log(step, evaluate_generator(model, data.val, config, context.device), "val/")
-        if step % run.checkpoint_every == 0 and step < stop:
-            checkpoint(step)
-    bar.close()
-    result = dict(last)
-    result["seconds"] = time.perf_counter() - started
-    if data.val is not None and context.is_main:
-        val = evaluate_generator(model, data.val, config, context.device)
-        logger.log(step, val, "val/")
-        result.update({f"val_{k}": v for k, v in val.items()})
-    checkpoint(step, extra={"final": result})
-    logger.close()
-    return result
+        optimizer_step(loop.optimizer, loss, model, config.optim.grad_clip)
+        return {k: float(v) for k, v in parts.items()}
+
+    net.train()
+    return loop.train(loader, train_step)
 
 
 def load_generator_data(data_dir: str | Path, config: GeneratorTrainingConfig) -> GeneratorData:

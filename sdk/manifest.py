@@ -1,0 +1,255 @@
+"""The bundle manifest's schema: what export writes into manifest.json and serving reads.
+
+Frozen dataclasses, each with ``to_dict`` / ``from_dict`` (JSON-able dicts). The manifest is
+the single source of every value training used and serving needs; :mod:`sdk.bundle` writes
+and verifies it on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdk.features import FeatureConfig
+from sdk.normalization import PoseNormalization
+from sdk.skeleton import Skeleton
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+MANIFEST_HASH_KEY = "manifest_sha256"
+"""Key of the manifest's own checksum: :func:`manifest_digest` of the other keys."""
+
+
+class BundleError(RuntimeError):
+    """A bundle cannot be used: names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output. ``shape`` holds ints or axis names ("batch", "frames")."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TensorSpec:
+        return cls(str(d["name"]), str(d["dtype"]), tuple(d["shape"]))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An ONNX model in the bundle and its I/O."""
+
+    file: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    opset: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "opset": self.opset,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        return cls(
+            str(d["file"]),
+            tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
+            tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
+            int(d["opset"]),
+        )
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """The streaming step model (see docs/architecture.md, "The generator step contract").
+
+    lookahead_frames: output delay L in pose frames (algorithmic latency ~ L + 1 frames).
+    noise_dim: values of frame_noise per feature frame.
+    state_size: S, floats of state per stream.
+    chunk_frames: feature frames per step the runtime uses by default.
+    batch_profile: (min, opt, max) streams per step that engines are built for.
+    frames_profile: (min, opt, max) feature frames per step (Tc) that engines are built
+        for; a TensorRT engine refuses a step with more than max frames.
+    """
+
+    model: ModelSpec
+    lookahead_frames: int
+    noise_dim: int
+    state_size: int
+    chunk_frames: int = 1
+    batch_profile: tuple[int, int, int] = (1, 16, 256)
+    frames_profile: tuple[int, int, int] = (1, 1, 64)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model"] = self.model.to_dict()
+        d["batch_profile"] = list(self.batch_profile)
+        d["frames_profile"] = list(self.frames_profile)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GeneratorSpec:
+        return cls(
+            ModelSpec.from_dict(d["model"]),
+            int(d["lookahead_frames"]),
+            int(d["noise_dim"]),
+            int(d["state_size"]),
+            int(d.get("chunk_frames", 1)),
+            tuple(int(v) for v in d.get("batch_profile", (1, 16, 256))),  # type: ignore[arg-type]
+            tuple(int(v) for v in d.get("frames_profile", (1, 1, 64))),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class PoseSyncSpec:
+    """PoseSyncNet: clip_frames pose frames <-> clip_mfcc_frames MFCC frames."""
+
+    model: ModelSpec
+    clip_frames: int
+    clip_mfcc_frames: int
+    embedding_dim: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PoseSyncSpec:
+        return cls(
+            ModelSpec.from_dict(d["model"]),
+            int(d["clip_frames"]),
+            int(d["clip_mfcc_frames"]),
+            int(d["embedding_dim"]),
+        )
+
+
+@dataclass(frozen=True)
+class PsdReference:
+    """PSD the exported model reached at export time, and allowed relative deviations."""
+
+    value: float
+    offset: int = 0
+    confidence: float = 0.0
+    tolerance_fp32: float = 0.005  # relative: 0.5 %
+    tolerance_fp16: float = 0.02  # relative: 2 %
+    audio: str = ""  # what audio it was measured on
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PsdReference:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class EngineRecord:
+    """A TensorRT engine built for one GPU architecture and TensorRT version."""
+
+    model: str  # "generator" | "posesync"
+    file: str
+    compute_capability: str  # e.g. "9.0"
+    tensorrt_version: str
+    precision: str  # "fp32" | "fp16"
+    batch_profile: tuple[int, int, int]
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["batch_profile"] = list(self.batch_profile)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EngineRecord:
+        d = dict(d)
+        d["batch_profile"] = tuple(d["batch_profile"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything serving needs to know, written once by export."""
+
+    features: FeatureConfig
+    skeleton: Skeleton
+    normalization: PoseNormalization
+    imaging: dict[str, Any]  # sdk.pose_image.ImagingConfig.to_dict()
+    generator: GeneratorSpec
+    posesync: PoseSyncSpec | None
+    mfcc_matrices: str
+    psd_reference: PsdReference | None = None
+    engines: tuple[EngineRecord, ...] = ()
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+    training: dict[str, Any] = field(default_factory=dict)  # provenance, free-form
+    format_version: int = FORMAT_VERSION
+    sdk_version: str = ""
+    created_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "sdk_version": self.sdk_version,
+            "created_at": self.created_at,
+            "features": self.features.to_dict(),
+            "feature_hash": self.features.config_hash(),
+            "skeleton": self.skeleton.to_dict(),
+            "normalization": self.normalization.to_dict(),
+            "imaging": dict(self.imaging),
+            "generator": self.generator.to_dict(),
+            "posesync": None if self.posesync is None else self.posesync.to_dict(),
+            "mfcc_matrices": self.mfcc_matrices,
+            "psd_reference": None if self.psd_reference is None else self.psd_reference.to_dict(),
+            "engines": [e.to_dict() for e in self.engines],
+            "files": dict(sorted(self.files.items())),
+            "training": self.training,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = MANIFEST_NAME) -> Manifest:
+        version = d.get("format_version")
+        if not isinstance(version, int):
+            raise BundleError(f"{source}: no integer format_version; this is not a bundle manifest")
+        if version > FORMAT_VERSION:
+            raise BundleError(
+                f"{source}: bundle format {version} is newer than this sdk understands "
+                f"({FORMAT_VERSION}); upgrade gesturert or re-export the bundle with this version"
+            )
+        try:
+            features = FeatureConfig.from_dict(d["features"])
+            if d.get("feature_hash") not in (None, features.config_hash()):
+                raise BundleError(
+                    f"{source}: feature_hash {d['feature_hash']} does not match the feature "
+                    f"config ({features.config_hash()}); the manifest was edited: re-export"
+                )
+            return cls(
+                features=features,
+                skeleton=Skeleton.from_dict(d["skeleton"]),
+                normalization=PoseNormalization.from_dict(d["normalization"]),
+                imaging=dict(d["imaging"]),
+                generator=GeneratorSpec.from_dict(d["generator"]),
+                posesync=None if d.get("posesync") is None
+                else PoseSyncSpec.from_dict(d["posesync"]),
+                mfcc_matrices=str(d["mfcc_matrices"]),
+                psd_reference=None if d.get("psd_reference") is None
+                else PsdReference.from_dict(d["psd_reference"]),
+                engines=tuple(EngineRecord.from_dict(e) for e in d.get("engines", [])),
+                files=dict(d.get("files", {})),
+                training=dict(d.get("training", {})),
+                format_version=version,
+                sdk_version=str(d.get("sdk_version", "")),
+                created_at=str(d.get("created_at", "")),
+            )
+        except BundleError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{source}: malformed manifest ({exc!r}); re-export") from exc
