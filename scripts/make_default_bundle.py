@@ -11,7 +11,9 @@ Stages, each one of the project's own commands run in a subprocess and timed:
    two OpenMP threads per process ran several times slower; ``--threads 0`` = torch's
    default);
 3. ``gesturert export`` of the generator and PoseSyncNet into ``WORK/bundle``;
-4. the bundle replaces ``--dest`` (default ``sdk/data/default_bundle/``);
+4. the bundle replaces ``--dest`` (default ``sdk/data/default_bundle/``); the report says
+   which of its files are byte-identical to those of the bundle it replaced (the manifest
+   aside: it records the time of export), so a rebuild shows whether it reproduced it;
 5. with ``--shuffled-baseline``: the audio-shuffled baseline, ``gesturert train
    generator`` with the same config and ``--set data.shuffle_audio_pairs=true`` (not part
    of the bundle; timed apart from the three models);
@@ -65,6 +67,25 @@ def replace_bundle(bundle: Path, dest: Path) -> None:
     shutil.copytree(bundle, dest)
 
 
+def compare_bundles(old: Path, new: Path) -> dict[str, str] | None:
+    """Per file of either bundle but ``manifest.json``: "identical", "differs" (sha256),
+    "added" (only in ``new``) or "removed" (only in ``old``); None when ``old`` holds no
+    bundle."""
+    from sdk.bundle import MANIFEST_NAME, sha256_file
+
+    if not (old / MANIFEST_NAME).is_file():
+        return None
+
+    def digests(root: Path) -> dict[str, str]:
+        return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*"))
+                if p.is_file() and p.name != MANIFEST_NAME}
+
+    before, after = digests(old), digests(new)
+    return {name: ("added" if name not in before else "removed" if name not in after
+                   else "identical" if before[name] == after[name] else "differs")
+            for name in sorted(set(before) | set(after))}
+
+
 def source_revision() -> str:
     """``git describe``-like commit of the code that trained, ``+dirty`` with local edits."""
     try:
@@ -89,12 +110,22 @@ def timing_markdown(report: dict[str, Any]) -> str:
              f"Machine: {machine_line(report['machine'])}.", "",
              "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
+    extra = sum(report["seconds"].values()) - report["total_seconds"]  # baseline, evaluate
     lines += ["", f"Training (posesync + fgd + generator): "
-              f"{report['training_seconds'] / 60:.1f} min; whole run "
-              f"{report['total_seconds'] / 60:.1f} min. Corpus: {report['speakers']} speaker(s) "
+              f"{report['training_seconds'] / 60:.1f} min; synth to bundle "
+              f"{report['total_seconds'] / 60:.1f} min"
+              + (f", {(report['total_seconds'] + extra) / 60:.1f} min with the stages after "
+                 "the bundle (baseline, evaluation)" if extra > 0.05 else "")
+              + f". Corpus: {report['speakers']} speaker(s) "
               f"x {report['minutes']} min, seed {report['seed']}. Bundle: "
               f"{report['bundle_bytes'] / 1e6:.2f} MB "
               f"({', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in report['files'].items())})."]
+    replaced = report.get("compared_with_replaced")
+    if replaced is not None:
+        other = {k: v for k, v in replaced.items() if v != "identical"}
+        lines += ["", "Against the bundle it replaced (sha256 of every file but the manifest): "
+                  + ("all identical." if not other else
+                     ", ".join(f"{k} {v}" for k, v in other.items()) + "; the rest identical.")]
     return "\n".join(lines) + "\n"
 
 
@@ -152,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     run_stage("export", ["export", "--generator", str(work / "generator" / "generator.pt"),
                          "--posesync", str(work / "posesync" / "posesync.pt"),
                          "--out", str(bundle), "--quiet"], timings, args.quiet)
+    replaced = compare_bundles(args.dest.resolve(), bundle)
     replace_bundle(bundle, args.dest.resolve())
     total = time.perf_counter() - started
     shuffled = work / "generator_shuffled" / "generator.pt"
@@ -179,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "training_seconds": round(sum(timings[f"train {m}"] for m in TRAINING_STAGES), 1),
         "total_seconds": round(total, 1),
         "bundle_bytes": directory_bytes(dest),
+        "compared_with_replaced": replaced,
         "files": {p.name: p.stat().st_size for p in sorted(dest.rglob("*")) if p.is_file()},
         "machine": machine_description(),
     }

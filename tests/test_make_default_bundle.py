@@ -29,6 +29,7 @@ def test_make_default_bundle_trains_exports_and_evaluates_with_the_baseline(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (tmp_path / "bundle" / "manifest.json").is_file()
     timing = json.loads((tmp_path / "results" / "default_training.json").read_text())
+    assert timing["compared_with_replaced"] is None  # --dest held no bundle
     assert {"synth", "train posesync", "train fgd", "train generator", "export",
             "train shuffled baseline", "evaluate"} <= set(timing["seconds"])
     shuffled = tmp_path / "work" / "generator_shuffled" / "generator.pt"
@@ -39,3 +40,36 @@ def test_make_default_bundle_trains_exports_and_evaluates_with_the_baseline(
     assert evaluation["checkpoints"]["shuffled_generator"] == str(shuffled)
     assert {"generator", "audio_shuffled", "other_audio", "mean_pose",
             "ground_truth"} == set(evaluation["methods"])
+
+
+def _load_script():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_default_bundle", REPO / "scripts" / "make_default_bundle.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_rebuild_says_which_files_match_the_bundle_it_replaced(tmp_path: Path) -> None:
+    script = _load_script()
+    old, new = tmp_path / "old", tmp_path / "new"
+    for root, files in ((old, {"a.onnx": b"1", "b.onnx": b"2", "gone.npz": b"3"}),
+                        (new, {"a.onnx": b"1", "b.onnx": b"X", "added.plan": b"4"})):
+        root.mkdir()
+        (root / "manifest.json").write_text(f'{{"created_at": "{root.name}"}}')
+        for name, data in files.items():
+            (root / name).write_bytes(data)
+    assert script.compare_bundles(old, new) == {
+        "a.onnx": "identical", "added.plan": "added", "b.onnx": "differs",
+        "gone.npz": "removed"}
+    assert script.compare_bundles(tmp_path / "absent", new) is None
+    machine = {"cpu": "x", "cores": 1, "load_average": [0.0, 0.0, 0.0], "date_utc": "d",
+               "torch": "t"}
+    report = {"command": "c", "revision": "r", "machine": machine, "seconds": {"synth": 1.0},
+              "training_seconds": 0.0, "total_seconds": 1.0, "speakers": 1, "minutes": 1,
+              "seed": 0, "bundle_bytes": 1, "files": {},
+              "compared_with_replaced": {"a.onnx": "identical", "b.onnx": "differs"}}
+    assert "b.onnx differs; the rest identical." in script.timing_markdown(report)
