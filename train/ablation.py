@@ -141,19 +141,17 @@ def train_job(job: TrainingJob) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     config = load_config(GeneratorTrainingConfig, job.config_path, list(job.overrides))
-    done = finished_training(job.run_dir / "generator.pt", config) if job.reuse else None
-    if done is not None:
-        return {"seconds": float(done.get("seconds", float("nan"))),
-                "val_generation_l1": float(done.get("val_generation_l1", float("nan"))),
-                "lookahead_frames": config.model.lookahead_frames, "reused": True}
-    key = (job.data_dir, config.model.lookahead_frames, config.data)
-    if key not in _DATASETS:
-        _DATASETS[key] = load_generator_data(job.data_dir, config)
-    data = _DATASETS[key]
-    losses = train_generator(config, data, job.run_dir, device="cpu", show_progress=False)
-    return {"seconds": losses["seconds"],  # the training loop's own clock, as stored
-            "val_generation_l1": losses.get("val_generation_l1", float("nan")),
-            "lookahead_frames": config.model.lookahead_frames, "reused": False}
+    final = finished_training(job.run_dir / "generator.pt", config) if job.reuse else None
+    reused = final is not None
+    if final is None:
+        key = (job.data_dir, config.model.lookahead_frames, config.data)
+        if key not in _DATASETS:
+            _DATASETS[key] = load_generator_data(job.data_dir, config)
+        final = train_generator(config, _DATASETS[key], job.run_dir, device="cpu",
+                                show_progress=False)
+    return {"seconds": float(final.get("seconds", float("nan"))),  # the loop's own clock
+            "val_generation_l1": float(final.get("val_generation_l1", float("nan"))),
+            "lookahead_frames": config.model.lookahead_frames, "reused": reused}
 
 
 def training_jobs(what: str, variants: list[Variant], base: tuple[str, ...],
