@@ -159,11 +159,13 @@ class _FrameKernel:
 
     Every frame goes through the same arithmetic whatever batch it came in: the FFT and
     the elementwise steps work row by row, and the two matrix products always run on
-    blocks of exactly ``BLAS_ROWS`` rows (the last block zero-padded). BLAS picks its
-    kernel, and so its summation order, by matrix shape (OpenBLAS: a gemv path for one
-    row, a "small matrix" kernel below M*N*K = 1e6), so letting the row count follow the
-    chunk size made streaming and offline differ in the last bit; with a fixed shape they
-    agree exactly for any chunking.
+    blocks of exactly ``BLAS_ROWS`` rows, frame ``g`` (its index in the stream) always in
+    row ``g % BLAS_ROWS`` (the other rows zero). BLAS picks its kernel, and so its
+    summation order, by matrix shape (OpenBLAS: a gemv path for one row, a "small matrix"
+    kernel below M*N*K = 1e6) and, within a shape, by a row's place in its register tile
+    (seen on AMD EPYC with OpenBLAS's Haswell kernels: the same row gave other bits at
+    another place in the block). Letting either follow the chunking made streaming and
+    offline differ in the last bits; with both fixed they agree exactly for any chunking.
     """
 
     BLAS_ROWS = 32
@@ -184,22 +186,25 @@ class _FrameKernel:
         n_freqs = self.matrices.mel.shape[1]
         self._windowed = np.empty((rows, self.n_fft), dtype=np.float32)
         self._spectrum = np.empty((rows, n_freqs), dtype=np.complex64)
-        # power rows are padded to a multiple of BLAS_ROWS with zeros for the last block
-        padded = -(-rows // self.BLAS_ROWS) * self.BLAS_ROWS
+        # power rows: up to BLAS_ROWS - 1 leading rows (a frame sits at row g % BLAS_ROWS),
+        # then the frames, padded with zeros to whole blocks
+        padded = -(-(rows + self.BLAS_ROWS - 1) // self.BLAS_ROWS) * self.BLAS_ROWS
         self._power = np.zeros((padded, n_freqs), dtype=np.float32)
         self._rows = rows
 
-    def _cepstra(self, power: np.ndarray, out: np.ndarray) -> None:
-        """(BLAS_ROWS, n_freqs) power spectra -> MFCC of the first len(out) rows into out."""
+    def _cepstra(self, power: np.ndarray, out: np.ndarray, row: int) -> None:
+        """(BLAS_ROWS, n_freqs) power spectra -> MFCC of rows row .. row+len(out)-1 into
+        out."""
         mel_power = power @ self.matrices._mel_t  # (BLAS_ROWS, n_mels)
         np.maximum(mel_power, self.amin, out=mel_power)
         np.log10(mel_power, out=mel_power)
-        out[:] = (mel_power @ self.matrices._dct_db_t)[: len(out)]
+        out[:] = (mel_power @ self.matrices._dct_db_t)[row:row + len(out)]
 
-    def __call__(self, signal: np.ndarray, count: int) -> np.ndarray:
+    def __call__(self, signal: np.ndarray, count: int, first_index: int = 0) -> np.ndarray:
         """float32 (count, n_mfcc); frame i is ``signal[i*hop : i*hop + n_fft]``.
 
-        ``signal``: float32 (>= (count-1)*hop + n_fft,), unit stride.
+        ``signal``: float32 (>= (count-1)*hop + n_fft,), unit stride. ``first_index``: the
+        stream's index of frame 0 (it fixes each frame's row in the matrix products).
         """
         self._grow(count)
         out = np.empty((count, self.matrices.dct.shape[0]), dtype=np.float32)
@@ -211,26 +216,32 @@ class _FrameKernel:
             windowed, spectrum = self._windowed[:rows], self._spectrum[:rows]
             np.multiply(frames, self.matrices.window, out=windowed)
             np.fft.rfft(windowed, axis=1, out=spectrum)  # type: ignore[arg-type]  # stubs: c128 only
-            power = self._power[:rows]
+            lead = (first_index + first) % self.BLAS_ROWS  # row of this piece's frame 0
+            end = lead + rows
+            power = self._power[lead:end]
             np.abs(spectrum, out=power)
             np.square(power, out=power)
-            padded_rows = -(-rows // self.BLAS_ROWS) * self.BLAS_ROWS
-            self._power[rows:padded_rows] = 0.0
-            for block in range(0, rows, self.BLAS_ROWS):
-                end = min(block + self.BLAS_ROWS, rows)
+            padded_rows = -(-end // self.BLAS_ROWS) * self.BLAS_ROWS
+            self._power[:lead] = 0.0
+            self._power[end:padded_rows] = 0.0
+            for block in range(0, padded_rows, self.BLAS_ROWS):
+                lo, hi = max(block, lead), min(block + self.BLAS_ROWS, end)
                 self._cepstra(self._power[block:block + self.BLAS_ROWS],
-                              out[first + block:first + end])
+                              out[first + lo - lead:first + hi - lead], lo - block)
         return out
 
 
 def mfcc_offline(audio: Any, config: FeatureConfig, matrices: MfccMatrices,
-                 num_frames: int | None = None) -> np.ndarray:
+                 num_frames: int | None = None, first_index: int = 0) -> np.ndarray:
     """MFCC of a whole clip: float32 (M, n_mfcc), time-major.
 
     Args:
         audio: float (N,) mono at ``config.sample_rate``.
         num_frames: M; default ``config.num_mfcc_frames(N)`` (= librosa's count). Any
             M >= 0 is allowed: frames past the audio are those of trailing silence.
+        first_index: where the clip's frame 0 sits in a longer stream that it was cut
+            from (frame m0 of the stream: ``m0``); frames then equal that stream's to the
+            bit (see ``_FrameKernel``). The values do not depend on it beyond rounding.
     """
     _check_matrices(config, matrices)
     samples = _as_samples(audio, "mfcc_offline audio")
@@ -241,7 +252,7 @@ def mfcc_offline(audio: Any, config: FeatureConfig, matrices: MfccMatrices,
     length = max(pad + len(samples), (total - 1) * hop + config.n_fft)
     padded = np.zeros(length, dtype=np.float32)
     padded[pad:pad + len(samples)] = samples
-    return _FrameKernel(config, matrices)(padded, total)
+    return _FrameKernel(config, matrices)(padded, total, first_index)
 
 
 class StreamingMfcc:
@@ -285,7 +296,7 @@ class StreamingMfcc:
         if available < 0:
             return np.zeros((0, self.config.n_mfcc), dtype=np.float32)
         count = available // self.config.hop_length + 1
-        out = self._kernel(self._buffer[self._start:], count)
+        out = self._kernel(self._buffer[self._start:], count, self.frames_emitted)
         self._start += count * self.config.hop_length
         self.frames_emitted += count
         return out

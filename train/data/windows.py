@@ -318,7 +318,8 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
             return clean, False
         corrupted = dataclasses.replace(self.augmentation, probability=1.0).apply(
             segment, self.sequence_rms[i], cfg.sample_rate, rng)
-        mfcc = mfcc_offline(corrupted, cfg, self.matrices, skip + needed)[skip:]
+        mfcc = mfcc_offline(corrupted, cfg, self.matrices, skip + needed,
+                            first_index=m0 - skip)[skip:]
         return feature_frames(mfcc, cfg, 0, frames), True
 
     def feature_statistics(self) -> tuple[np.ndarray, np.ndarray]:
