@@ -135,6 +135,8 @@ def measure(bundle: Path, plan: BenchPlan, out_dir: Path) -> tuple[dict[str, Any
         generator.close()
     _log(f"cold start x{plan.cold_start_runs}")
     result["cold_start"] = runtime.cold_start(bundle, main_backend, plan.cold_start_runs)
+    _log(f"CLI start x{plan.cold_start_runs}")
+    result["cli_start"] = runtime.cli_start(plan.cold_start_runs)
     result["trtexec"] = runtime.trtexec_numbers(bundle, out_dir / "trtexec")
     return result, samples
 
