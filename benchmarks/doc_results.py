@@ -1,0 +1,492 @@
+"""Numbers in the docs come from committed results files: generated passages + a checker.
+
+A passage of README.md, RELIABILITY.md, benchmarks/README.md or docs/*.md that quotes
+results is a *region*, written from the results by :data:`REGIONS` and marked in the
+Markdown (inline or as a block):
+
+    <!-- results:bench_goals -->
+    ...generated, do not edit...
+    <!-- /results -->
+
+``python -m benchmarks.doc_results`` rewrites every region from the committed results;
+``--check`` only reports stale ones (tests/test_doc_numbers.py runs both checks).
+
+Outside regions, :func:`unsourced_numbers` finds every number that looks measured (a
+decimal, ``~N``, or a number with a unit such as ms, s, x, %, streams, clips/s, px, MiB)
+and accepts it only when :data:`NOT_MEASURED` lists it with the reason it is not a result
+(a spec, a goal, a test's input or bound). Integers without a unit are not checked.
+
+Sources (paths relative to the repository): see :data:`SOURCES`. A new results file:
+add it there, add a generator to :data:`REGIONS`, mark the passage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SOURCES = {
+    "bench": RESULTS / "2core-intel-xeon" / "bench.json",
+    "evaluation": RESULTS / "training" / "evaluation.json",
+    "training": RESULTS / "training" / "default_training.json",
+    "robustness": RESULTS / "robustness" / "robustness.json",
+    "manifest": ROOT / "sdk" / "data" / "default_bundle" / "manifest.json",
+    "ablation_topk": RESULTS / "ablations" / "ablation_topk.json",
+    "ablation_modules": RESULTS / "ablations" / "ablation_modules.json",
+    "ablation_lookahead": RESULTS / "ablations" / "ablation_lookahead.json",
+}
+DOC_FILES = (ROOT / "README.md", ROOT / "RELIABILITY.md", ROOT / "benchmarks" / "README.md",
+             *sorted((ROOT / "docs").glob("*.md")))
+GENERATED_ELSEWHERE = {ROOT / "docs" / "cli.md"}  # written from the argparse parsers
+REGION = re.compile(r"<!-- results:([\w-]+) -->(.*?)<!-- /results -->", re.S)
+COMMAND = "python -m benchmarks.doc_results"
+
+
+@cache
+def load(source: str) -> Any:
+    """The parsed JSON of a :data:`SOURCES` entry."""
+    return json.loads(SOURCES[source].read_text())
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- benchmarks (bench.json)
+def gpu_result_dirs(results: Path = RESULTS) -> list[Path]:
+    """Result directories whose bench.json names at least one GPU of the machine."""
+    found = []
+    for path in sorted(results.glob("*/bench.json")):
+        machine = json.loads(path.read_text()).get("machine", {})
+        if machine.get("gpus"):
+            found.append(path.parent)
+    return found
+
+
+def gpu_status(results: Path = RESULTS) -> str:
+    """Which paths have run on a GPU: generated from the GPU results committed (if any)."""
+    dirs = gpu_result_dirs(results)
+    if dirs:
+        names = ", ".join(f"`benchmarks/results/{d.name}/`" for d in dirs)
+        return (f"GPU results are committed under {names}; paths not listed there have "
+                "still only run through the CPU emulator, NVRTC compiles and type checks.")
+    return ("**Nothing has run on a GPU yet.** No GPU results are committed (no "
+            "`benchmarks/results/<machine>/bench.json` names a GPU). The TensorRT "
+            "runner, the engine builds, ONNX Runtime GPU and the CUDA preprocessing "
+            "kernels have been checked only through the CPU emulator "
+            "(`tests/cuda_emu`), NVRTC compiles of the kernels and type checks against "
+            "the TensorRT stubs; every measured number in these docs is from a CPU.")
+
+
+def bench_run() -> str:
+    bench = load("bench")
+    machine = bench["machine"]
+    start = ", ".join(f"{x:.2f}" for x in machine["load_average"])
+    end = ", ".join(f"{x:.2f}" for x in bench["load_average_end"])
+    return (f"{machine['cpu_model']}, {machine['cpu_cores']} cores, "
+            f"GPU: {', '.join(machine['gpus']) or 'none'}; ONNX Runtime "
+            f"{machine['libraries']['onnxruntime']} CPU; git {machine['git_sha'][:7]}, "
+            f"{machine['timestamp'][:10]}, `{bench['mode']}` mode; load average (1/5/15 "
+            f"min) {start} at the start, {end} at the end")
+
+
+def _goal_value(goal: dict[str, Any]) -> str:
+    value = goal["measured"]
+    if value is None:
+        return "not measured"
+    units = {"one_stream_step_p99_ms": " ms", "cold_start_s": " s",
+             "mfcc_chunk_speedup_vs_librosa": "x", "sliding_window_flop_ratio": "x",
+             "sliding_window_time_ratio": "x", "streams_in_real_time": " streams"}
+    digits = 0 if goal["goal"] in ("streams_in_real_time", "sliding_window_flop_ratio") else 2
+    return f"{value:.{digits}f}{units.get(goal['goal'], '')}"
+
+
+def bench_goals() -> str:
+    rows = [[g["target"], _goal_value(g), g["status"], g["where"]]
+            for g in load("bench")["goals"]]
+    return _table(["goal", "measured", "status", "measured on"], rows)
+
+
+def bench_latency() -> str:
+    chunks = [c for c in load("bench")["chunks"] if c["threads"] == 1]
+    header = ["one stream (ORT, 1 thread)"] + [f"{c['chunk_ms']:.4g} ms chunks" for c in chunks]
+    return _table(header, [
+        ["end-to-end latency p50 (ms)"] + [f"{c['end_to_end_ms']['p50_ms']:.0f}"
+                                           for c in chunks],
+        ["end-to-end latency p99 (ms)"] + [f"{c['end_to_end_ms']['p99_ms']:.0f}"
+                                           for c in chunks],
+        ["step p99 (ms)"] + [f"{c['step_ms']['p99_ms']:.2f}" for c in chunks],
+        ["real-time factor"] + [f"{c['real_time_factor']:.4f}" for c in chunks],
+    ])
+
+
+def bench_other() -> str:
+    bench = load("bench")
+    im, ps, cs = bench["imaging"], bench["posesync"], bench["cold_start"]
+    split = cs["last_run_split_s"]
+    sweep = bench["mfcc"].get("chunk_size_sweep", [])
+    lines = [
+        f"- pose imaging (numpy): {im['clips_per_second']:.0f} clips/s (batch "
+        f"{im['batch_clips']}); PoseSyncNet through ONNX Runtime CPU: "
+        f"{ps['clips_per_second']:.0f} clips/s (batch {ps['batch_clips']})",
+        f"- cold start to the first frame: {cs['wall_s_median']:.2f} s (median of "
+        f"{cs['runs']} fresh processes; import {split['import_s']:.2f} s, load "
+        f"{split['load_s']:.2f} s, first frame {split['first_frame_s']:.2f} s)",
+        "- MFCC, librosa / sdk time per chunk: " + ", ".join(
+            f"{r['speedup']:.1f}x at {r['chunk_ms']:.0f} ms" for r in sweep),
+    ]
+    cli = bench.get("cli_start")
+    lines.append("- CLI start: " + (", ".join(
+        f"`{case}` {s:.2f} s" for case, s in cli["wall_s_median"].items())
+        + f" (median of {cli['runs']} fresh processes)" if cli else
+        "not measured in this run (`gesturert bench` measures it since issue 15)"))
+    lines.append(f"- trtexec: {bench['trtexec']['status']}")
+    return "\n".join(lines)
+
+
+def _worst_lookahead() -> dict[str, Any]:
+    sw = load("bench")["sliding_window"]
+    return min(sw["lookaheads"], key=lambda la: la["ratio"]["time_best_batch"])
+
+
+def bench_sliding() -> str:
+    la = _worst_lookahead()
+    r, st, win = la["ratio"], la["stateful"], la["sliding_window"]
+    return (f"At lookahead {la['lookahead_frames']} (the worst of those measured) the "
+            f"window is W = {la['window_frames']} frames: the stateful step does "
+            f"{r['flops']:.0f}x fewer FLOPs per frame but takes only {r['time_best_batch']:.1f}x "
+            f"less time best-vs-best (stateful at {st['best_batch']} streams per call, "
+            f"the window at {win['best_batch']}); {r['time_batch1']:.1f}x at one stream, "
+            f"{r['time_batch16']:.1f}x at 16. Streams per core in real time: "
+            f"{st['streams_per_core_real_time']:.0f} stateful vs "
+            f"{win['streams_per_core_real_time']:.0f} sliding window. Both give the same "
+            f"frames (max difference {la['max_abs_difference']:.1e}).")
+
+
+def bench_streams() -> str:
+    counts = [s["streams_in_real_time"]["estimated"] for s in load("bench")["scaling"]]
+    low, high = min(counts), max(counts)
+    return f"{low}–{high}" if low != high else f"{low}"
+
+
+# ---------------------------------------------------------------- training and evaluation
+EVAL_ROWS = (("generator", "generator"), ("audio_shuffled", "audio-shuffled model"),
+             ("other_audio", "other audio"), ("mean_pose", "mean pose"),
+             ("ground_truth", "ground truth"))
+
+
+def _num(value: float | None, fmt: str) -> str:
+    """``value`` formatted; "—" for a missing or NaN one (a column a row has no value in)."""
+    if value is None or value != value:
+        return "—"
+    text = format(value, fmt)
+    return text.lstrip("-") if float(text) == 0 else text  # no "-0.000"
+
+
+def eval_table() -> str:
+    methods = load("evaluation")["methods"]
+    rows = [[name, _num(m["fgd"], ".1f"), _num(m["bc"], ".3f"), _num(m["bc_chance"], ".3f"),
+             _num(m["psd"], ".3f"), _num(m["lip_sync"], ".3f"),
+             _num(m.get("detector_auc"), ".3f"), _num(m["diversity"], ".1f")]
+            for key, name in EVAL_ROWS if (m := methods.get(key))]
+    return _table(["", "FGD ↓", "BC ↑", "BC at chance", "PSD ↓", "lip-sync r ↑",
+                   "detector frame AUC ↑", "diversity"], rows)
+
+
+def eval_acceptance() -> str:
+    rows = [[c["criterion"], f"{c['value']:.3f}",
+             {"passed": "yes", "failed": "NO"}.get(c["status"], c["status"])]
+            for c in load("evaluation")["acceptance"]]
+    return _table(["acceptance (issue 3)", "value", "passed"], rows)
+
+
+def _eval(method: str, key: str, fmt: str = ".3f") -> Callable[[], str]:
+    return lambda: format(load("evaluation")["methods"][method][key], fmt)
+
+
+def eval_posesync() -> str:
+    ev = load("evaluation")
+    zero = ev["methods"]["ground_truth"]["offset_at_zero"]
+    return (f"held-out ROC AUC {ev['posesync']['auc']:.3f}; its offset sweep finds 0 on "
+            f"{round(zero * ev['sequences'])}/{ev['sequences']} sequences")
+
+
+def training_minutes() -> str:
+    return f"{load('training')['training_seconds'] / 60:.1f} min"
+
+
+def training_run_minutes() -> str:
+    return f"{load('training')['minutes']:.1f} min"
+
+
+def robustness_sample() -> str:
+    runs = load("robustness")
+    now = runs["aug_p05_nogain_clean_detector"]["robustness"]["speech_en.flac"]
+    before = runs["base"]["robustness"]["speech_en.flac"]
+    return (f"mean |z| of body and hand joints {now['mean_abs_z']:.2f} on the sample, "
+            f"{now['beyond_4sd']:.2%} of values beyond 4 SD; it was {before['mean_abs_z']:.1f} "
+            f"and {before['beyond_4sd']:.0%} without")
+
+
+def manifest_psd() -> str:
+    return f"{load('manifest')['psd_reference']['value']:.2f}"
+
+
+# ---------------------------------------------------------------- ablations
+def _range(per_seed: dict[str, dict[str, float]], key: str, fmt: str) -> str:
+    values = [run[key] for run in per_seed.values()]
+    return (f"{median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
+            if len(values) > 1 else format(values[0], fmt))
+
+
+def _ablation(source: str) -> Callable[[], str]:
+    def table() -> str:
+        report = load(source)
+        rows = []
+        for name in report["variant_order"]:
+            v = report["variants"][name]
+            seeds = v.get("per_seed", {"-": v})
+            latency = [f"{v['latency_ms']:.0f}"] if source == "ablation_lookahead" else []
+            rows.append([name, *latency, str(len(seeds)), _range(seeds, "detector_auc", ".2f"),
+                         _range(seeds, "fgd", ".0f"), _range(seeds, "psd", ".3f"),
+                         _range(seeds, "lip_sync", ".4f"), _range(seeds, "bc", ".3f"),
+                         _range(seeds, "bc_chance", ".3f")])
+        return (f"{report['steps']} steps per training; median (min–max) over training "
+                f"seeds\n\n" + _table(["variant", *(["latency ms"] if latency else []),
+                                        "seeds", "detector AUC", "FGD", "PSD",
+                                        "lip-sync r", "BC", "BC at chance"], rows))
+    return table
+
+
+REGIONS: dict[str, Callable[[], str]] = {
+    "gpu_status": lambda: gpu_status(),
+    "bench_run": bench_run,
+    "bench_goals": bench_goals,
+    "bench_latency": bench_latency,
+    "bench_other": bench_other,
+    "bench_sliding": bench_sliding,
+    "bench_streams": bench_streams,
+    "eval_table": eval_table,
+    "eval_acceptance": eval_acceptance,
+    "eval_posesync": eval_posesync,
+    "eval_sequences": lambda: str(load("evaluation")["sequences"]),
+    "eval_generator_psd": _eval("generator", "psd", ".2f"),
+    "eval_shuffled_bc": _eval("audio_shuffled", "bc"),
+    "eval_truth_bc": _eval("ground_truth", "bc"),
+    "eval_truth_bc_chance": _eval("ground_truth", "bc_chance"),
+    "eval_generator_bc_all": _eval("generator", "bc_all_joints"),
+    "eval_shuffled_bc_all": _eval("audio_shuffled", "bc_all_joints"),
+    "training_minutes": training_minutes,
+    "training_run_minutes": training_run_minutes,
+    "robustness_sample": robustness_sample,
+    "manifest_psd": manifest_psd,
+    "ablation_topk": _ablation("ablation_topk"),
+    "ablation_modules": _ablation("ablation_modules"),
+    "ablation_lookahead": _ablation("ablation_lookahead"),
+}
+
+
+# ---------------------------------------------------------------- regions
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a doc file; ``str()`` is the message for the person fixing it."""
+
+    path: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        shown = self.path.resolve().relative_to(ROOT) if self.path.resolve().is_relative_to(
+            ROOT) else self.path
+        return f"{shown}:{self.line}: {self.message}"
+
+
+def _line(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def render_regions(text: str, path: Path) -> tuple[str, list[Problem]]:
+    """``text`` with every region regenerated, and the problems (unknown region names)."""
+    problems: list[Problem] = []
+
+    def fill(match: re.Match[str]) -> str:
+        name, old = match.group(1), match.group(2)
+        if name not in REGIONS:
+            problems.append(Problem(path, _line(text, match.start()),
+                                    f"unknown results region '{name}'; known: "
+                                    f"{', '.join(sorted(REGIONS))} (benchmarks/doc_results.py)"))
+            return match.group(0)
+        body = REGIONS[name]()
+        if old.startswith("\n"):  # a block region keeps its own lines
+            body = f"\n{body}\n"
+        return f"<!-- results:{name} -->{body}<!-- /results -->"
+
+    return REGION.sub(fill, text), problems
+
+
+def stale_regions(path: Path) -> list[Problem]:
+    """The regions of ``path`` whose text is not what the results give now."""
+    text = path.read_text()
+    fresh, problems = render_regions(text, path)
+    now = {m.start(): m for m in REGION.finditer(fresh)}
+    for old, new in zip(REGION.finditer(text), now.values(), strict=True):
+        if old.group(0) != new.group(0):
+            problems.append(Problem(path, _line(text, old.start()), (
+                f"results region '{old.group(1)}' is stale: the results give\n"
+                f"{new.group(2).strip()}\nrewrite it with `{COMMAND}`")))
+    return problems
+
+
+def write_regions(paths: tuple[Path, ...] = DOC_FILES) -> list[Path]:
+    """Regenerate every region in place; returns the files that changed."""
+    changed = []
+    for path in paths:
+        text = path.read_text()
+        fresh, problems = render_regions(text, path)
+        if problems:
+            raise ValueError("\n".join(map(str, problems)))
+        if fresh != text:
+            path.write_text(fresh)
+            changed.append(path)
+    return changed
+
+
+# ---------------------------------------------------------------- numbers outside regions
+UNIT = (r"(?:ms|µs|us|s|min|minutes|hours|h|x|×|%|\s%|streams|clips/s|px|GFLOP/s|KB|MB|GB|"
+        r"MiB|GiB|KiB|Hz|kHz|fps|dB)")
+#: Numbers that look measured but are not results: text as written -> why. Shared by every
+#: doc file; add to it only what is a spec, a goal, a test's input or bound, or a version.
+#: An entry no doc uses any more is reported too (tests/test_doc_numbers.py).
+_RATES = "a sample rate used as an input (test files, streams) or the accepted range"
+_INPUT = "an input of a test or benchmark (sizes, durations, counts it is run with)"
+_TOL = "a tolerance or threshold: a spec the code checks against, not a measurement"
+NOT_MEASURED: dict[str, str] = {
+    "16 kHz": "the model's sample rate (sdk/features.py FeatureConfig)",
+    "100 Hz": "the MFCC frame rate, 16 kHz / hop 160 (sdk/features.py)",
+    "15 fps": "the pose frame rate (sdk/features.py FeatureConfig)",
+    "66.7": "the pose frame period 1000/15 ms (sdk/features.py)",
+    "66.7 ms": "the pose frame period 1000/15 ms (sdk/features.py)",
+    "133 ms": "2 frames of lookahead at 15 fps (the default config)",
+    "142.7 ms": "algorithmic latency of L = 2, derived from the feature spec "
+                "(StreamingGenerator.algorithmic_latency_seconds; tests/test_demo.py prints it)",
+    "4 kHz": _RATES, "768 kHz": _RATES, "4000–768000 Hz": _RATES, "8 kHz": _RATES,
+    "22.05": _RATES, "22.05 kHz": _RATES, "44.1": _RATES, "44.1 kHz": _RATES,
+    "48 kHz": _RATES, "48000.0": _RATES, "1 Hz": _RATES, "647 Hz": _RATES,
+    "20 ms": _INPUT, "200 ms": _INPUT, "1000 ms": _INPUT, "1024 streams": _INPUT,
+    "0.4 s": _INPUT, "0.5 s": _INPUT, "1 s": _INPUT, "3 s": _INPUT, "4 s": _INPUT,
+    "5 s": _INPUT + "; docs/scaling.md: Triton's idle-sequence timeout (config)",
+    "10 s": _INPUT, "300 s": _INPUT, "0.5": _INPUT + "; architecture.md: ImagingConfig",
+    "4.8": _INPUT + " (a 4.8 M-sample chunk)", "16 streams": _INPUT, "2 streams": _INPUT,
+    "4 streams": _INPUT, "4 KB": _INPUT, "24 MiB": _INPUT, "1 MiB": _INPUT, "60 %": _INPUT,
+    "1.1": _INPUT + " (a weight scaled by 1.1, the fault a test injects)",
+    "1 %": _INPUT + " (a PSD reference moved by 1 %, the fault a test injects)",
+    "15.7 s": "the length of the shipped sample file sdk/data/samples/speech_en.flac",
+    "20 minutes": "the size of the synthetic corpus make bundle synthesises (--minutes 20)",
+    "256 streams": "the default TensorRT batch profile's max (manifest batch_profile)",
+    "1.0": "ImagingConfig.half_width (docs/architecture.md), a spec",
+    "2.5": "ImagingConfig.y_max (docs/architecture.md), a spec",
+    "9.0": "an example compute capability string",
+    "3.10": "the Python version required",
+    "16 MiB": _TOL + " (the soak's memory bound)",
+    "10 GB": "the allocation a 1 Hz WAV header made soxr attempt (a fixed bug's description)",
+    "0.5 %": _TOL + " (fp32 PSD, manifest psd_reference.tolerance_fp32)",
+    "2 %": _TOL + " (fp16 PSD, manifest psd_reference.tolerance_fp16)",
+    "0.03": _TOL + " (BC threshold, TED Gesture)", "0.001": _TOL + " (BC all joints)",
+    "1e-6": _TOL, "1e-5": _TOL, "1e-4": _TOL, "1e-3": _TOL, "2e-2": _TOL,
+}
+
+#: (file, text) quoted in a page another engineer is rewriting: allowed until then, and
+#: reported as unused (so deleted here) once the rewrite removes it.
+PENDING_REWRITE: dict[tuple[str, str], str] = {
+    ("docs/validation.md", text): "an older bundle's validation numbers; docs/validation.md "
+    "is rewritten by issue 15 items 1-4 (golden references), which must source its numbers"
+    for text in ("0.27", "3.6e-7", "4.8e-6", "5e-7 %", "6e-5 px", "7e-5 %", "~1e-4",
+                 "1.1e-4")
+}
+
+
+def _scannable(text: str) -> str:
+    """``text`` with what is not prose blanked out (same length, so offsets keep lines):
+    fenced blocks, inline code, HTML comments, regions, link targets."""
+    def blank(match: re.Match[str]) -> str:
+        return re.sub(r"[^\n]", " ", match.group(0))
+
+    for pattern in (r"^```.*?^```", REGION.pattern, r"<!--.*?-->", r"`[^`\n]*`",
+                    r"\]\([^)]*\)"):
+        text = re.sub(pattern, blank, text, flags=re.M | re.S)
+    return text
+
+
+NUMBER = re.compile(
+    r"(?<![\w.+/-])~?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?:\s?[-–]\s?\d+(?:\.\d+)?)?"
+    r"(?:\s?" + UNIT + r"(?![\w/]))?")
+
+
+def _relative(path: Path) -> str:
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
+
+def quoted_numbers(path: Path) -> set[str]:
+    """Every measured-looking number of ``path`` outside regions, as written."""
+    return {m.group(0).strip() for m in NUMBER.finditer(_scannable(path.read_text()))}
+
+
+def unused_exemptions(paths: tuple[Path, ...]) -> list[str]:
+    """NOT_MEASURED / PENDING_REWRITE entries that no doc quotes any more."""
+    quoted = {(_relative(p), n) for p in paths for n in quoted_numbers(p)}
+    anywhere = {n for _, n in quoted}
+    return ([f"NOT_MEASURED['{n}']" for n in NOT_MEASURED if n not in anywhere]
+            + [f"PENDING_REWRITE[{key}]" for key in PENDING_REWRITE if key not in quoted])
+
+
+def unsourced_numbers(path: Path, text: str | None = None) -> list[Problem]:
+    """Measured-looking numbers of ``path`` outside regions and not in NOT_MEASURED."""
+    text = path.read_text() if text is None else text
+    problems = []
+    for match in NUMBER.finditer(_scannable(text)):
+        quoted = match.group(0).strip()
+        has_unit = bool(re.search(UNIT + r"$", quoted)) and not quoted[-1].isdigit()
+        if not (has_unit or "." in quoted or "e" in quoted or quoted.startswith("~")):
+            continue
+        if re.match(r"\d+\.\d+\.\d+", text[match.start():match.end() + 4]):
+            continue  # a version (1.32.0)
+        if quoted in NOT_MEASURED or (_relative(path), quoted) in PENDING_REWRITE:
+            continue
+        problems.append(Problem(path, _line(text, match.start()), (
+            f"'{quoted}' looks like a measured number but is not in a results region. "
+            f"Quote it from a committed results file ({', '.join(sorted(SOURCES))}: "
+            f"benchmarks/doc_results.py SOURCES) through a region <!-- results:NAME --> "
+            f"... <!-- /results --> generated by REGIONS there (`{COMMAND}`), remove it, "
+            f"or, if it is a spec, goal, test input or version, add '{quoted}' to "
+            f"NOT_MEASURED there with the reason")))
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if argv not in ([], ["--check"]):
+        print(f"usage: {COMMAND} [--check]", file=sys.stderr)
+        return 2
+    files = tuple(p for p in DOC_FILES if p not in GENERATED_ELSEWHERE)
+    if argv == ["--check"]:
+        problems = [p for path in files for p in stale_regions(path) + unsourced_numbers(path)]
+        print("\n".join(map(str, problems)) or "every quoted number is sourced")
+        return 1 if problems else 0
+    for path in write_regions(files):
+        print(f"rewrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
