@@ -12,9 +12,12 @@ Markdown (inline or as a block):
 ``--check`` only reports stale ones (tests/test_doc_numbers.py runs both checks).
 
 Outside regions, :func:`unsourced_numbers` finds every number that looks measured (a
-decimal, ``~N``, or a number with a unit such as ms, s, x, %, streams, clips/s, px, MiB)
-and accepts it only when :data:`NOT_MEASURED` lists it with the reason it is not a result
-(a spec, a goal, a test's input or bound). Integers without a unit are not checked.
+decimal, ``1e-4``, ``~N``, or a number with a unit such as ms, s, x, %, streams, clips/s,
+px, MiB) in prose and in quoted output (``text`` blocks), and accepts it only when
+:data:`NOT_MEASURED` lists it with the reason it is not a result (a spec, a goal, a test's
+input or bound). A ``text`` block right after ``<!-- output-checked-by: tests/X.py -->``
+is skipped when that test exists and reads the doc (it compares the quote with a run).
+Not checked: integers without a unit, and code blocks (``sh``, ``python``: commands).
 
 Sources (paths relative to the repository): see :data:`SOURCES`. A new results file:
 add it there, add a generator to :data:`REGIONS`, mark the passage.
@@ -47,7 +50,7 @@ SOURCES = {
 DOC_FILES = (ROOT / "README.md", ROOT / "RELIABILITY.md", ROOT / "benchmarks" / "README.md",
              *sorted((ROOT / "docs").glob("*.md")))
 GENERATED_ELSEWHERE = {ROOT / "docs" / "cli.md"}  # written from the argparse parsers
-REGION = re.compile(r"<!-- results:([\w-]+) -->(.*?)<!-- /results -->", re.S)
+REGION = re.compile(r"<!-- results:([a-z0-9_]+) -->(.*?)<!-- /results -->", re.S)  # NAME: docs
 COMMAND = "python -m benchmarks.doc_results"
 
 
@@ -411,20 +414,51 @@ NOT_MEASURED: dict[str, str] = {
 PENDING_REWRITE: dict[tuple[str, str], str] = {
     ("docs/validation.md", text): "an older bundle's validation numbers; docs/validation.md "
     "is rewritten by issue 15 items 1-4 (golden references), which must source its numbers"
-    for text in ("0.27", "3.6e-7", "4.8e-6", "5e-7 %", "6e-5 px", "7e-5 %", "~1e-4",
-                 "1.1e-4")
+    for text in (
+    "0.0001", "0.0029", "0.00e+00", "0.0348", "0.0349", "0.0e+00", "0.2657", "0.27", "0.4197",
+    "0.65090", "0.67425", "1.19e-07", "1.1e-4", "1.3e-06", "1.40442", "1.40472", "1.44e-07",
+    "1.5e-07", "1.6e-07", "1.7e-06", "1.90e-07", "1.91e-06", "100.0", "1e-04", "2.15e-06",
+    "2.18e-06", "2.20e-07", "2.22e-07", "2.38e-07", "2.8e-06", "2.98e-07", "3.10e-06",
+    "3.34e-06", "3.3e-05", "3.58e-07", "3.5e-09", "3.6e-7", "3.9e-07", "4.0e-07", "4.1e-05",
+    "4.29e-09", "4.5e-07", "4.77e-06", "4.8e-05", "4.8e-6", "5.4e-08", "5.96e-08", "5e-7 %",
+    "6.73e-08", "6.7e-05", "6e-5 px", "7.13e-08", "7.15e-07", "7.22e-08", "7.23e-10",
+    "7.24e-08", "7.27e-08", "7.75e-07", "7e-5 %", "9.05e-09", "~1e-4",
+    )
 }
 
 
-def _scannable(text: str) -> str:
-    """``text`` with what is not prose blanked out (same length, so offsets keep lines):
-    fenced blocks, inline code, HTML comments, regions, link targets."""
-    def blank(match: re.Match[str]) -> str:
-        return re.sub(r"[^\n]", " ", match.group(0))
+FENCE = re.compile(r"^```([\w-]*)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
+CHECKED_OUTPUT = re.compile(r"<!--\s*output-checked-by:\s*(\S+)\s*-->$")
 
-    for pattern in (r"^```.*?^```", REGION.pattern, r"<!--.*?-->", r"`[^`\n]*`",
-                    r"\]\([^)]*\)"):
-        text = re.sub(pattern, blank, text, flags=re.M | re.S)
+
+def _blank(match: re.Match[str]) -> str:
+    return re.sub(r"[^\n]", " ", match.group(0))
+
+
+def _output_checked(text: str, start: int, path: Path) -> bool:
+    """Whether the fence at ``start`` follows ``<!-- output-checked-by: TEST -->`` naming a
+    test file that exists and reads this doc (it compares the quoted output with a run)."""
+    marker = CHECKED_OUTPUT.search(text[:start].rstrip())
+    if marker is None:
+        return False
+    test = ROOT / marker.group(1)
+    return test.is_file() and path.name in test.read_text()
+
+
+def _scannable(text: str, path: Path) -> str:
+    """``text`` with what is not prose blanked out (same length, so offsets keep lines):
+    code blocks, inline code, HTML comments, regions, link targets. A ``text`` block is
+    quoted output and stays, unless a test checks it (:func:`_output_checked`)."""
+    def fence(match: re.Match[str]) -> str:
+        if match.group(1) == "text" and not _output_checked(text, match.start(), path):
+            body_start, body_end = match.span(2)
+            return (" " * (body_start - match.start() - 1) + "\n" + match.group(2)
+                    + " " * (match.end() - body_end))
+        return _blank(match)
+
+    text = FENCE.sub(fence, text)
+    for pattern in (REGION.pattern, r"<!--.*?-->", r"`[^`\n]*`", r"\]\([^)]*\)"):
+        text = re.sub(pattern, _blank, text, flags=re.M | re.S)
     return text
 
 
@@ -440,7 +474,7 @@ def _relative(path: Path) -> str:
 
 def quoted_numbers(path: Path) -> set[str]:
     """Every measured-looking number of ``path`` outside regions, as written."""
-    return {m.group(0).strip() for m in NUMBER.finditer(_scannable(path.read_text()))}
+    return {m.group(0).strip() for m in NUMBER.finditer(_scannable(path.read_text(), path))}
 
 
 def unused_exemptions(paths: tuple[Path, ...]) -> list[str]:
@@ -455,7 +489,7 @@ def unsourced_numbers(path: Path, text: str | None = None) -> list[Problem]:
     """Measured-looking numbers of ``path`` outside regions and not in NOT_MEASURED."""
     text = path.read_text() if text is None else text
     problems = []
-    for match in NUMBER.finditer(_scannable(text)):
+    for match in NUMBER.finditer(_scannable(text, path)):
         quoted = match.group(0).strip()
         has_unit = bool(re.search(UNIT + r"$", quoted)) and not quoted[-1].isdigit()
         if not (has_unit or "." in quoted or "e" in quoted or quoted.startswith("~")):

@@ -51,12 +51,27 @@ def test_the_sources_exist() -> None:
 def test_a_stale_number_outside_a_region_is_named(tmp_path: Path) -> None:
     doc = tmp_path / "page.md"
     doc.write_text("# Speed\n\nThe stateful step takes 6.4x less time, ~950 streams per "
-                   "core.\n\n```text\n12.5 ms in a code block is output, not prose\n```\n")
+                   "core.\n\n```text\nquoted output: 12.5 ms\n```\n\n```sh\n"
+                   "gesturert bench --chunk-ms 20.5  # code, not a quote\n```\n")
     problems = [str(p) for p in unsourced_numbers(doc)]
-    assert len(problems) == 2, problems
+    assert len(problems) == 3, problems
     assert "page.md:3: '6.4x' looks like a measured number" in problems[0]
     assert "'~950 streams'" in problems[1] and "results:NAME" in problems[1]
     assert "NOT_MEASURED" in problems[0]  # says where a spec would go
+    assert "page.md:6: '12.5 ms'" in problems[2]  # quoted output counts too
+
+
+def test_quoted_output_counts_unless_a_test_that_reads_the_doc_checks_it(
+        tmp_path: Path) -> None:
+    block = "\n```text\nPSD: 1.3495 over 227 clips\n```\n"
+    doc = tmp_path / "README.md"  # tests/test_demo.py reads README.md
+    doc.write_text("<!-- output-checked-by: tests/test_demo.py -->" + block)
+    assert unsourced_numbers(doc) == []
+    doc.write_text("<!-- output-checked-by: tests/no_such_test.py -->" + block)
+    assert [str(p).split("'")[1] for p in unsourced_numbers(doc)] == ["1.3495"]
+    other = tmp_path / "other.md"  # test_demo.py does not read other.md
+    other.write_text("<!-- output-checked-by: tests/test_demo.py -->" + block)
+    assert len(unsourced_numbers(other)) == 1
 
 
 def test_an_edited_region_is_stale_and_names_its_region(tmp_path: Path) -> None:
