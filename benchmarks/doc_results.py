@@ -50,7 +50,7 @@ SOURCES = {
 DOC_FILES = (ROOT / "README.md", ROOT / "RELIABILITY.md", ROOT / "benchmarks" / "README.md",
              *sorted((ROOT / "docs").glob("*.md")))
 GENERATED_ELSEWHERE = {ROOT / "docs" / "cli.md"}  # written from the argparse parsers
-REGION = re.compile(r"<!-- results:([a-z0-9_]+) -->(.*?)<!-- /results -->", re.S)  # NAME: docs
+REGION = re.compile(r"<!-- results:([a-z0-9_]+) -->(.*?)<!-- /results -->", re.S)
 COMMAND = "python -m benchmarks.doc_results"
 
 
