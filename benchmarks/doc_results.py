@@ -46,6 +46,7 @@ SOURCES = {
     "ablation_topk": RESULTS / "ablations" / "ablation_topk.json",
     "ablation_modules": RESULTS / "ablations" / "ablation_modules.json",
     "ablation_lookahead": RESULTS / "ablations" / "ablation_lookahead.json",
+    "cli_start": RESULTS / "2core-amd-epyc" / "cli_start.json",
 }
 DOC_FILES = (ROOT / "README.md", ROOT / "RELIABILITY.md", ROOT / "benchmarks" / "README.md",
              *sorted((ROOT / "docs").glob("*.md")))
@@ -183,6 +184,16 @@ def bench_streams() -> str:
     return f"{low}–{high}" if low != high else f"{low}"
 
 
+def cli_start() -> str:
+    report = load("cli_start")
+    machine = report["machine"]
+    load_start = ", ".join(f"{x:.1f}" for x in report["load_average_start"])
+    times = "; ".join(f"`{case}` {s:.2f} s" for case, s in report["wall_s_median"].items())
+    return (f"{times} (fresh processes, medians of {report['runs']}; {machine['cpu_model']}, "
+            f"{machine['cpu_cores']} cores, git {machine['git_sha'][:7]}, load average "
+            f"{load_start} at the start: a shared, busy machine)")
+
+
 # ---------------------------------------------------------------- training and evaluation
 EVAL_ROWS = (("generator", "generator"), ("audio_shuffled", "audio-shuffled model"),
              ("other_audio", "other audio"), ("mean_pose", "mean pose"),
@@ -280,6 +291,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "bench_other": bench_other,
     "bench_sliding": bench_sliding,
     "bench_streams": bench_streams,
+    "cli_start": cli_start,
     "eval_table": eval_table,
     "eval_acceptance": eval_acceptance,
     "eval_posesync": eval_posesync,

@@ -14,8 +14,6 @@
 * :func:`stream_scaling` — N streams, each already holding audio, stepped together by one
   batched ``step`` per frame: per-step p50/p99 and frames/s for every N; "streams in real
   time" is the largest N whose step takes less than one frame period per frame.
-* :func:`cli_start` — fresh interpreters: ``import sdk`` beside ``gesturert --help`` and
-  ``gesturert stream --help`` (what the CLI costs to start).
 * :func:`cold_start` — a fresh interpreter: ``import sdk`` + load the bundle + the first
   pose frame out, wall time measured by the parent from process start.
 * :func:`trtexec_numbers` — ``export/trtexec.py``'s commands when ``trtexec`` is on PATH.
@@ -288,33 +286,6 @@ def cold_start(bundle: str | Path, backend: str, runs: int = 3) -> dict[str, Any
         split = json.loads(done.stdout.strip().splitlines()[-1])
     return {"backend": backend, "runs": runs, "wall_s": walls, "wall_s_median":
             float(np.median(walls)), "wall_s_min": float(min(walls)), "last_run_split_s": split}
-
-
-#: What ``gesturert`` costs to start, beside a bare ``import sdk`` (issue 15): the CLI with
-#: every command's register module (--help), and with one command's (stream --help).
-CLI_START_CASES = {
-    "import sdk": "import sdk",
-    "gesturert --help": "from sdk.cli import main; main(['--help'])",
-    "gesturert stream --help": "from sdk.cli import main; main(['stream', '--help'])",
-}
-
-
-def cli_start(runs: int = 5) -> dict[str, Any]:
-    """Fresh-interpreter wall seconds of each of :data:`CLI_START_CASES`, parent-measured
-    (interpreter start included), the cases interleaved ``runs`` times; medians in
-    ``wall_s_median``."""
-    walls: dict[str, list[float]] = {case: [] for case in CLI_START_CASES}
-    for _ in range(runs):
-        for case, code in CLI_START_CASES.items():
-            begin = time.perf_counter()
-            done = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                                  text=True, cwd=REPO_ROOT, check=False, timeout=300)
-            walls[case].append(time.perf_counter() - begin)
-            if done.returncode != 0:
-                raise RuntimeError(f"`{case}` failed ({done.returncode}): "
-                                   f"{done.stderr.strip()[-2000:]}")
-    return {"runs": runs, "wall_s": walls,
-            "wall_s_median": {case: float(np.median(w)) for case, w in walls.items()}}
 
 
 def trtexec_numbers(bundle: str | Path, out_dir: Path) -> dict[str, Any]:
