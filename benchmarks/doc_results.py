@@ -86,11 +86,14 @@ def gpu_status(results: Path = RESULTS) -> str:
         return (f"GPU results are committed under {names}; paths not listed there have "
                 "still only run through the CPU emulator, NVRTC compiles and type checks.")
     return ("**Nothing has run on a GPU yet.** No GPU results are committed (no "
-            "`benchmarks/results/<machine>/bench.json` names a GPU). The TensorRT "
-            "runner, the engine builds, ONNX Runtime GPU and the CUDA preprocessing "
-            "kernels have been checked only through the CPU emulator "
-            "(`tests/cuda_emu`), NVRTC compiles of the kernels and type checks against "
-            "the TensorRT stubs; every measured number in these docs is from a CPU.")
+            "`benchmarks/results/<machine>/bench.json` names a GPU), and every measured "
+            "number in these docs is from a CPU. What the GPU paths have been through "
+            "instead: the CUDA preprocessing kernels (MFCC, pose images) compile with NVRTC "
+            "for every supported architecture and their logic runs in a CPU emulator "
+            "(`tests/cuda_emu`) against the numpy references; the TensorRT runner and "
+            "engine builds are type-checked against the TensorRT stubs and tested up to "
+            "the TensorRT calls; ONNX Runtime GPU has not run at all. The `gpu`/`tensorrt` "
+            "tests skip here.")
 
 
 def bench_run() -> str:
