@@ -89,6 +89,7 @@ def _bundle(args: argparse.Namespace) -> tuple[Path, str]:
 def measure(bundle: Path, plan: BenchPlan, out_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run every benchmark; returns (result dict, histogram samples)."""
     from benchmarks import features, runtime
+    from benchmarks.cli_start import cli_start
     from sdk.runners.select import BackendConfig
     from sdk.streaming import GeneratorConfig, StreamingGenerator
 
@@ -135,6 +136,8 @@ def measure(bundle: Path, plan: BenchPlan, out_dir: Path) -> tuple[dict[str, Any
         generator.close()
     _log(f"cold start x{plan.cold_start_runs}")
     result["cold_start"] = runtime.cold_start(bundle, main_backend, plan.cold_start_runs)
+    _log(f"CLI start x{plan.cold_start_runs}")
+    result["cli_start"] = cli_start(plan.cold_start_runs)
     result["trtexec"] = runtime.trtexec_numbers(bundle, out_dir / "trtexec")
     return result, samples
 

@@ -159,6 +159,7 @@ def markdown(result: dict[str, Any]) -> str:
     if "torchaudio" in mf:
         out += [f"torchaudio: {mf['torchaudio']}", ""]
     im, ps, cs = result["imaging"], result["posesync"], result["cold_start"]
+    cli = result.get("cli_start")  # absent in results from before issue 15
     out += ["## PSD path and cold start", ""]
     out += _table(["measurement", "value"], [
         [f"pose imaging (numpy), clips/s (batch {im['batch_clips']})", im["clips_per_second"]],
@@ -167,6 +168,8 @@ def markdown(result: dict[str, Any]) -> str:
         [f"cold start ({cs['backend']}), median s of {cs['runs']}", cs["wall_s_median"]],
         ["cold start split (import / load / first frame) s", " / ".join(
             f"{v:.3f}" for v in cs["last_run_split_s"].values())],
+        *([[f"start of `{case}` (fresh process), median s of {cli['runs']}", seconds]
+           for case, seconds in cli["wall_s_median"].items()] if cli else []),
     ])
     out += [f"trtexec: {result['trtexec']['status']}", ""]
     for record in result["trtexec"].get("records", []):

@@ -48,7 +48,6 @@ from typing import Any
 
 import numpy as np
 
-from export.bundle_writer import PSD_SEED, SPEECH_SAMPLE
 from export.validate_report import KEYPOINT_TOLERANCE, Row, format_table, write_report
 from sdk.audio import AudioError, load_audio
 from sdk.bundle import Bundle, BundleError, PsdReference, load_bundle
@@ -288,6 +287,8 @@ def _open_backends(bundle: Bundle, backends: list[str], generator_ckpt: Path | N
 def _validate_audio(path: Path, seed: int, bundle: Bundle, matrices: MfccMatrices, runs: Runs,
                     embed: EmbedFn) -> list[Row]:
     """Rows of one audio file: every backend and mode, compared with the reference."""
+    from export.bundle_writer import PSD_SEED, SPEECH_SAMPLE  # torch: not at CLI start
+
     manifest = bundle.manifest
     audio = load_audio(path, manifest.features.sample_rate)
     manifest_reference = manifest.psd_reference if (
@@ -323,6 +324,8 @@ def validate(bundle_path: Path, audio_paths: list[Path], backends: list[str],
     Raises:
         ValidateError / BundleError / AudioError: the inputs cannot be validated.
     """
+    from export.bundle_writer import PSD_SEED, SPEECH_SAMPLE  # torch: not at CLI start
+
     bundle = load_bundle(bundle_path)
     manifest = bundle.manifest
     matrices = MfccMatrices.load(bundle.path(manifest.mfcc_matrices), manifest.features)

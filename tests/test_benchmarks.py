@@ -31,7 +31,7 @@ def test_quick_bench_writes_json_table_and_plots_with_positive_numbers(
     assert gesturert(["bench", "--quick", "--out", str(out), "--bundle", str(tiny_bundle)]) == 0
     result = json.loads((out / "bench.json").read_text())
     for key in ("machine", "mode", "bundle", "chunks", "scaling", "mfcc", "imaging", "posesync",
-                "cold_start", "trtexec", "goals", "backends_unavailable"):
+                "cold_start", "cli_start", "trtexec", "goals", "backends_unavailable"):
         assert key in result, key
     machine = result["machine"]
     for key in ("cpu_model", "cpu_cores", "gpus", "libraries", "git_sha", "timestamp",
@@ -52,10 +52,14 @@ def test_quick_bench_writes_json_table_and_plots_with_positive_numbers(
     assert result["imaging"]["clips_per_second"] > 0
     assert result["posesync"]["clips_per_second"] > 0
     assert result["cold_start"]["wall_s_median"] > 0
+    assert set(result["cli_start"]["wall_s_median"]) == {
+        "import sdk", "gesturert --help", "gesturert stream --help"}
+    assert all(s > 0 for s in result["cli_start"]["wall_s_median"].values())
     assert result["trtexec"]["status"].startswith(("skipped", "ran", "failed"))
     assert {g["status"] for g in result["goals"]} <= {"met", "missed", "not measured"}
     table = (out / "bench.md").read_text()
     assert "## Goals" in table and "| onnxruntime-cpu |" in table
+    assert "start of `gesturert --help` (fresh process)" in table
     for name in ("latency_vs_streams.png", "latency_histogram.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
 

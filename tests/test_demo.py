@@ -133,3 +133,28 @@ def test_video_framing_ignores_a_few_far_off_joints() -> None:
     spans = (placed.max(axis=1) - placed.min(axis=1))[[0, 10]] / (pixels.max(axis=1)
                                                                  - pixels.min(axis=1))[[0, 10]]
     assert np.allclose(spans, spans[0, 0], rtol=1e-4)  # one uniform scale for all frames
+
+
+@pytest.mark.skipif(not (DEFAULT_BUNDLE / "manifest.json").is_file(),
+                    reason="the shipped default bundle (sdk/data/default_bundle) is not here")
+def test_demo_psd_on_the_shipped_sample_is_the_manifests_reference(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`make demo` (the shipped sample, seed 0) prints the PSD the export recorded, and the
+    README's quoted demo output matches it line for line where it does not depend on
+    timing (the latency lines do)."""
+    import json
+
+    assert main(["demo", "--out", str(tmp_path), "--no-video"]) == 0
+    out = capsys.readouterr().out
+    reference = json.loads((DEFAULT_BUNDLE / "manifest.json").read_text())["psd_reference"]
+    printed = re.search(r"^PSD: ([\d.]+) over \d+ clips .* offset estimate ([+-]\d+) frames",
+                        out, re.M)
+    assert printed, out
+    assert printed.group(1) == f"{reference['value']:.4f}"
+    assert int(printed.group(2)) == reference["offset"]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    quoted = readme.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    timing = ("step latency", "end-to-end latency", "wall time", "wrote ")
+    for line in quoted:
+        if not line.startswith(timing):
+            assert line in out.splitlines(), f"README's demo output line is stale: {line}"

@@ -163,3 +163,32 @@ def test_checkpoints_of_the_wrong_kind_are_refused(tiny: TinyRun,
     assert main(["evaluate", "--generator", str(tiny.generator), "--posesync", str(tiny.fgd),
                  "--fgd", str(tiny.posesync), "--data", str(tiny.corpus)]) == 2
     assert "gesturert evaluate:" in capsys.readouterr().err
+
+
+def test_a_metric_at_its_chance_level_is_not_informative_never_passed() -> None:
+    good = {"fgd": 1.0, "bc": 0.75, "bc_chance": 0.75, "psd": 0.5, "detector_auc": 0.9,
+            "offset_at_zero": 1.0}
+    rows = {"generator": good, "ground_truth": good,
+            "mean_pose": {**good, "fgd": 5.0, "bc": 0.0, "bc_chance": 0.0, "psd": 0.9},
+            "audio_shuffled": {**good, "fgd": 5.0, "bc": 0.25, "bc_chance": 0.23, "psd": 0.9},
+            "other_audio": {**good, "psd": 0.9}}
+    at_chance = {c["criterion"]: c for c in acceptance_checks({"auc": 0.97}, rows)}
+    bc = at_chance["generator BC above the audio-shuffled model"]
+    assert bc["status"] == "not informative (chance 0.750)" and bc["passed"] is False
+    assert at_chance["generator BC above mean pose"]["passed"] is False
+    assert at_chance["generator FGD below mean pose"]["status"] == "passed"  # no chance level
+    rows["generator"] = {**good, "bc": 0.9}  # clearly above its chance level 0.75
+    above = {c["criterion"]: c for c in acceptance_checks({"auc": 0.97}, rows)}
+    assert above["generator BC above the audio-shuffled model"]["status"] == "passed"
+    assert above["generator BC above the audio-shuffled model"]["passed"] is True
+
+
+def test_committed_evaluation_report_is_what_the_report_code_writes_from_its_json() -> None:
+    from train.evaluation_report import evaluation_markdown
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "training"
+    report = json.loads((results / "evaluation.json").read_text())
+    assert report["acceptance"] == acceptance_checks(report["posesync"], report["methods"]), (
+        "evaluation.json's acceptance is stale: python -m train.evaluation_report "
+        "benchmarks/results/training/evaluation.json")
+    assert (results / "evaluation.md").read_text() == evaluation_markdown(report)

@@ -1,14 +1,20 @@
 """The ``gesturert evaluate`` report: issue 3's acceptance checks and the Markdown table.
 
 Reads the JSON-able report of :func:`train.evaluation.run_evaluation`; computes nothing
-from models or data.
+from models or data. A committed report is rewritten from its JSON alone (after a change
+of these rules; no retraining):
+
+    python -m train.evaluation_report benchmarks/results/training/evaluation.json
 """
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
-from train.results_report import machine_line, markdown_table
+from train.results_report import machine_line, markdown_table, write_report
 
 # relative difference under which a comparison is a tie, not a win: the other-audio set is
 # the generator's own outputs up to one-sample crops of the audio (FGDs 2e-6 apart)
@@ -30,6 +36,12 @@ BASELINES = (("mean_pose", "mean pose"), ("audio_shuffled", "the audio-shuffled 
 COMPARED = (("fgd", "FGD", "low"), ("bc", "BC", "high"), ("psd", "PSD", "low"))
 # (metric, row) pairs not compared, see acceptance_checks
 NOT_COMPARED = (("fgd", "other_audio"), ("bc", "other_audio"))
+# metric -> the key of its chance level in the same row: the metric of the same motion
+# with its timing against the audio destroyed (BC: beats shifted against the audio)
+CHANCE_LEVELS = {"bc": "bc_chance"}
+PASSED, FAILED = "passed", "failed"
+# the table's row order (a JSON report read back has its methods sorted by name)
+METHOD_ORDER = ("generator", "audio_shuffled", "other_audio", "mean_pose", "ground_truth")
 
 
 def beats(a: float, b: float, better: str) -> bool:
@@ -48,6 +60,12 @@ def acceptance_checks(posesync: dict[str, float], rows: dict[str, dict[str, floa
     ground truth's BC is no higher than its own chance level (``bc_chance``, the same beats
     shifted against the audio). PSD is the timing test against ``other_audio``. A missing
     ``audio_shuffled`` row gives failing "not measured" checks: the criterion is not shown.
+
+    A comparison on a metric with a chance level (``CHANCE_LEVELS``) is *not informative*
+    when the generator does not beat its own chance level on it (by more than
+    ``TIE_TOLERANCE``): beating a baseline then says nothing about the audio. Its status is
+    "not informative (chance X)" and ``passed`` is False. Each check: ``criterion``,
+    ``value``, ``passed`` (bool), ``status`` ("passed", "failed" or "not informative ...").
     """
     gen = rows["generator"]
     checks: list[tuple[str, float, bool]] = [
@@ -68,12 +86,32 @@ def acceptance_checks(posesync: dict[str, float], rows: dict[str, dict[str, floa
                            beats(gen[key], rows[row][key], better)))
     checks.append(("detector frame AUC >= 0.85", gen["detector_auc"],
                    gen["detector_auc"] >= 0.85))
-    return [{"criterion": c, "value": float(v), "passed": bool(p)} for c, v, p in checks]
+    chance = {key: gen[level] for key, level in CHANCE_LEVELS.items() if level in gen}
+    out = []
+    for criterion, value, passed in checks:
+        status = PASSED if passed else FAILED
+        compared = next((k for k, m, _ in COMPARED if criterion.startswith(f"generator {m} ")),
+                        None)
+        if compared in chance and not beats(gen[compared], chance[compared], "high"):
+            status = f"not informative (chance {chance[compared]:.3f})"
+        out.append({"criterion": criterion, "value": float(value),
+                     "passed": status == PASSED, "status": status})
+    return out
 
 
 def metric_columns() -> list[tuple[str, str, str]]:
     """(key, heading, format) of ``COLUMNS`` for :func:`train.results_report.markdown_table`."""
     return [(k, h, f) for k, h, f, _ in COLUMNS]
+
+
+def _in_table_order(methods: dict[str, Any]) -> dict[str, Any]:
+    order = [m for m in METHOD_ORDER if m in methods] + sorted(set(methods) - set(METHOD_ORDER))
+    return {m: methods[m] for m in order}
+
+
+def _shown(check: dict[str, Any]) -> str:
+    status = check.get("status", PASSED if check["passed"] else FAILED)  # older reports
+    return {PASSED: "yes", FAILED: "NO"}.get(status, status)
 
 
 def evaluation_markdown(report: dict[str, Any]) -> str:
@@ -84,7 +122,7 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
         "# Held-out evaluation", "",
         f"Data: `{report['data']}`, {report['sequences']} held-out sequences "
         f"({report['frames']} frames). Machine: {machine_line(report['machine'])}.", "",
-        markdown_table(report["methods"], metric_columns()), "",
+        markdown_table(_in_table_order(report["methods"]), metric_columns()), "",
         "Rows: `generator` driven by its own audio; `audio_shuffled`: a generator of the same "
         "config and step budget trained on audio-pose pairs shuffled across windows "
         "(`--set data.shuffle_audio_pairs=true`), driven by the sequence's audio; "
@@ -99,7 +137,7 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
         f"mean d aligned {sync['d_aligned']:.3f}, shifted {sync['d_shifted']:.3f}.", "",
         "| acceptance (issue 3) | value | passed |", "|---|---|---|",
     ]
-    lines += [f"| {c['criterion']} | {c['value']:.3f} | {'yes' if c['passed'] else 'NO'} |"
+    lines += [f"| {c['criterion']} | {c['value']:.3f} | {_shown(c)} |"
               for c in report["acceptance"]]
     truth = report["methods"]["ground_truth"]
     lines += ["", "Notes: `other_audio` re-pairs the generator's own outputs with other audio, "
@@ -114,3 +152,17 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
               "included, threshold 0.001): on 2D keypoints it mostly counts jitter (see "
               "train/metrics/beat.py)."]
     return "\n".join(lines) + "\n"
+
+
+def rewrite_from_json(path: Path) -> None:
+    """Recompute the acceptance checks of a committed ``evaluation.json`` with these rules
+    and rewrite it and the ``evaluation.md`` beside it; the measurements are not touched."""
+    report = json.loads(path.read_text())
+    report["acceptance"] = acceptance_checks(report["posesync"], report["methods"])
+    write_report(report, evaluation_markdown(report), path.parent, path.stem)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m train.evaluation_report PATH/evaluation.json")
+    rewrite_from_json(Path(sys.argv[1]))

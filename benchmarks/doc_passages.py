@@ -1,0 +1,291 @@
+"""The passages the docs quote, each generated from a committed results file.
+
+:data:`REGIONS` maps a region name to a function that returns its Markdown from the
+results files of :data:`SOURCES` (paths relative to the repository). The regions, the
+checker of numbers outside them and the command that rewrites them are in
+:mod:`benchmarks.doc_results`. A new results file: add it to SOURCES, a generator here,
+and mark the passage ``<!-- results:NAME -->...<!-- /results -->`` in the doc.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SOURCES = {
+    "bench": RESULTS / "2core-intel-xeon" / "bench.json",
+    "evaluation": RESULTS / "training" / "evaluation.json",
+    "training": RESULTS / "training" / "default_training.json",
+    "robustness": RESULTS / "robustness" / "robustness.json",
+    "manifest": ROOT / "sdk" / "data" / "default_bundle" / "manifest.json",
+    "ablation_topk": RESULTS / "ablations" / "ablation_topk.json",
+    "ablation_modules": RESULTS / "ablations" / "ablation_modules.json",
+    "ablation_lookahead": RESULTS / "ablations" / "ablation_lookahead.json",
+    "cli_start": RESULTS / "2core-amd-epyc" / "cli_start.json",
+}
+
+
+@cache
+def load(source: str) -> Any:
+    """The parsed JSON of a :data:`SOURCES` entry."""
+    return json.loads(SOURCES[source].read_text())
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- benchmarks (bench.json)
+def gpu_result_dirs(results: Path = RESULTS) -> list[Path]:
+    """Result directories whose bench.json names at least one GPU of the machine."""
+    found = []
+    for path in sorted(results.glob("*/bench.json")):
+        machine = json.loads(path.read_text()).get("machine", {})
+        if machine.get("gpus"):
+            found.append(path.parent)
+    return found
+
+
+def gpu_status(results: Path = RESULTS) -> str:
+    """Which paths have run on a GPU: generated from the GPU results committed (if any)."""
+    dirs = gpu_result_dirs(results)
+    if dirs:
+        names = ", ".join(f"`benchmarks/results/{d.name}/`" for d in dirs)
+        return (f"GPU results are committed under {names}; paths not listed there have "
+                "still only run through the CPU emulator, NVRTC compiles and type checks.")
+    return ("**Nothing has run on a GPU yet.** No GPU results are committed (no "
+            "`benchmarks/results/<machine>/bench.json` names a GPU), and every measured "
+            "number in these docs is from a CPU. What the GPU paths have been through "
+            "instead: the CUDA preprocessing kernels (MFCC, pose images) compile with NVRTC "
+            "for every supported architecture and their logic runs in a CPU emulator "
+            "(`tests/cuda_emu`) against the numpy references; the TensorRT runner and "
+            "engine builds are type-checked against the TensorRT stubs and tested up to "
+            "the TensorRT calls; ONNX Runtime GPU has not run at all. The `gpu`/`tensorrt` "
+            "tests skip here.")
+
+
+def bench_run() -> str:
+    bench = load("bench")
+    machine = bench["machine"]
+    start = ", ".join(f"{x:.2f}" for x in machine["load_average"])
+    end = ", ".join(f"{x:.2f}" for x in bench["load_average_end"])
+    return (f"{machine['cpu_model']}, {machine['cpu_cores']} cores, "
+            f"GPU: {', '.join(machine['gpus']) or 'none'}; ONNX Runtime "
+            f"{machine['libraries']['onnxruntime']} CPU; git {machine['git_sha'][:7]}, "
+            f"{machine['timestamp'][:10]}, `{bench['mode']}` mode; load average (1/5/15 "
+            f"min) {start} at the start, {end} at the end")
+
+
+def _goal_value(goal: dict[str, Any]) -> str:
+    value = goal["measured"]
+    if value is None:
+        return "not measured"
+    units = {"one_stream_step_p99_ms": " ms", "cold_start_s": " s",
+             "mfcc_chunk_speedup_vs_librosa": "x", "sliding_window_flop_ratio": "x",
+             "sliding_window_time_ratio": "x", "streams_in_real_time": " streams"}
+    digits = 0 if goal["goal"] in ("streams_in_real_time", "sliding_window_flop_ratio") else 2
+    return f"{value:.{digits}f}{units.get(goal['goal'], '')}"
+
+
+def bench_goals() -> str:
+    rows = [[g["target"], _goal_value(g), g["status"], g["where"]]
+            for g in load("bench")["goals"]]
+    return _table(["goal", "measured", "status", "measured on"], rows)
+
+
+def bench_latency() -> str:
+    chunks = [c for c in load("bench")["chunks"] if c["threads"] == 1]
+    header = ["one stream (ORT, 1 thread)"] + [f"{c['chunk_ms']:.4g} ms chunks" for c in chunks]
+    return _table(header, [
+        ["end-to-end latency p50 (ms)"] + [f"{c['end_to_end_ms']['p50_ms']:.0f}"
+                                           for c in chunks],
+        ["end-to-end latency p99 (ms)"] + [f"{c['end_to_end_ms']['p99_ms']:.0f}"
+                                           for c in chunks],
+        ["step p99 (ms)"] + [f"{c['step_ms']['p99_ms']:.2f}" for c in chunks],
+        ["real-time factor"] + [f"{c['real_time_factor']:.4f}" for c in chunks],
+    ])
+
+
+def bench_other() -> str:
+    bench = load("bench")
+    im, ps, cs = bench["imaging"], bench["posesync"], bench["cold_start"]
+    split = cs["last_run_split_s"]
+    sweep = bench["mfcc"].get("chunk_size_sweep", [])
+    lines = [
+        f"- pose imaging (numpy): {im['clips_per_second']:.0f} clips/s (batch "
+        f"{im['batch_clips']}); PoseSyncNet through ONNX Runtime CPU: "
+        f"{ps['clips_per_second']:.0f} clips/s (batch {ps['batch_clips']})",
+        f"- cold start to the first frame: {cs['wall_s_median']:.2f} s (median of "
+        f"{cs['runs']} fresh processes; import {split['import_s']:.2f} s, load "
+        f"{split['load_s']:.2f} s, first frame {split['first_frame_s']:.2f} s)",
+        "- MFCC, librosa / sdk time per chunk: " + ", ".join(
+            f"{r['speedup']:.1f}x at {r['chunk_ms']:.0f} ms" for r in sweep),
+    ]
+    cli = bench.get("cli_start")
+    lines.append("- CLI start: " + (", ".join(
+        f"`{case}` {s:.2f} s" for case, s in cli["wall_s_median"].items())
+        + f" (median of {cli['runs']} fresh processes)" if cli else
+        "not measured in this run (`gesturert bench` measures it since issue 15)"))
+    lines.append(f"- trtexec: {bench['trtexec']['status']}")
+    return "\n".join(lines)
+
+
+def _worst_lookahead() -> dict[str, Any]:
+    sw = load("bench")["sliding_window"]
+    return min(sw["lookaheads"], key=lambda la: la["ratio"]["time_best_batch"])
+
+
+def bench_sliding() -> str:
+    la = _worst_lookahead()
+    r, st, win = la["ratio"], la["stateful"], la["sliding_window"]
+    return (f"At lookahead {la['lookahead_frames']} (the worst of those measured) the "
+            f"window is W = {la['window_frames']} frames: the stateful step does "
+            f"{r['flops']:.0f}x fewer FLOPs per frame but takes only {r['time_best_batch']:.1f}x "
+            f"less time best-vs-best (stateful at {st['best_batch']} streams per call, "
+            f"the window at {win['best_batch']}); {r['time_batch1']:.1f}x at one stream, "
+            f"{r['time_batch16']:.1f}x at 16. Streams per core in real time: "
+            f"{st['streams_per_core_real_time']:.0f} stateful vs "
+            f"{win['streams_per_core_real_time']:.0f} sliding window. Both give the same "
+            f"frames (max difference {la['max_abs_difference']:.1e}).")
+
+
+def bench_streams() -> str:
+    counts = [s["streams_in_real_time"]["estimated"] for s in load("bench")["scaling"]]
+    low, high = min(counts), max(counts)
+    return f"{low}–{high}" if low != high else f"{low}"
+
+
+def cli_start() -> str:
+    report = load("cli_start")
+    machine = report["machine"]
+    load_start = ", ".join(f"{x:.1f}" for x in report["load_average_start"])
+    times = "; ".join(f"`{case}` {s:.2f} s" for case, s in report["wall_s_median"].items())
+    return (f"{times} (fresh processes, medians of {report['runs']}; {machine['cpu_model']}, "
+            f"{machine['cpu_cores']} cores, git {machine['git_sha'][:7]}, load average "
+            f"{load_start} at the start: a shared, busy machine)")
+
+
+# ---------------------------------------------------------------- training and evaluation
+EVAL_ROWS = (("generator", "generator"), ("audio_shuffled", "audio-shuffled model"),
+             ("other_audio", "other audio"), ("mean_pose", "mean pose"),
+             ("ground_truth", "ground truth"))
+
+
+def _num(value: float | None, fmt: str) -> str:
+    """``value`` formatted; "—" for a missing or NaN one (a column a row has no value in)."""
+    if value is None or value != value:
+        return "—"
+    text = format(value, fmt)
+    return text.lstrip("-") if float(text) == 0 else text  # no "-0.000"
+
+
+def eval_table() -> str:
+    methods = load("evaluation")["methods"]
+    rows = [[name, _num(m["fgd"], ".1f"), _num(m["bc"], ".3f"), _num(m["bc_chance"], ".3f"),
+             _num(m["psd"], ".3f"), _num(m["lip_sync"], ".3f"),
+             _num(m.get("detector_auc"), ".3f"), _num(m["diversity"], ".1f")]
+            for key, name in EVAL_ROWS if (m := methods.get(key))]
+    return _table(["", "FGD ↓", "BC ↑", "BC at chance", "PSD ↓", "lip-sync r ↑",
+                   "detector frame AUC ↑", "diversity"], rows)
+
+
+def eval_acceptance() -> str:
+    rows = [[c["criterion"], f"{c['value']:.3f}",
+             {"passed": "yes", "failed": "NO"}.get(c["status"], c["status"])]
+            for c in load("evaluation")["acceptance"]]
+    return _table(["acceptance (issue 3)", "value", "passed"], rows)
+
+
+def _eval(method: str, key: str, fmt: str = ".3f") -> Callable[[], str]:
+    return lambda: format(load("evaluation")["methods"][method][key], fmt)
+
+
+def eval_posesync() -> str:
+    ev = load("evaluation")
+    zero = ev["methods"]["ground_truth"]["offset_at_zero"]
+    return (f"held-out ROC AUC {ev['posesync']['auc']:.3f}; its offset sweep finds 0 on "
+            f"{round(zero * ev['sequences'])}/{ev['sequences']} sequences")
+
+
+def training_minutes() -> str:
+    return f"{load('training')['training_seconds'] / 60:.1f} min"
+
+
+def training_run_minutes() -> str:
+    return f"{load('training')['minutes']:.1f} min"
+
+
+def robustness_sample() -> str:
+    runs = load("robustness")
+    now = runs["aug_p05_nogain_clean_detector"]["robustness"]["speech_en.flac"]
+    before = runs["base"]["robustness"]["speech_en.flac"]
+    return (f"mean |z| of body and hand joints {now['mean_abs_z']:.2f} on the sample, "
+            f"{now['beyond_4sd']:.2%} of values beyond 4 SD; it was {before['mean_abs_z']:.1f} "
+            f"and {before['beyond_4sd']:.0%} without")
+
+
+def manifest_psd() -> str:
+    return f"{load('manifest')['psd_reference']['value']:.2f}"
+
+
+# ---------------------------------------------------------------- ablations
+def _range(per_seed: dict[str, dict[str, float]], key: str, fmt: str) -> str:
+    values = [run[key] for run in per_seed.values()]
+    return (f"{median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
+            if len(values) > 1 else format(values[0], fmt))
+
+
+def _ablation(source: str) -> Callable[[], str]:
+    def table() -> str:
+        report = load(source)
+        rows = []
+        for name in report["variant_order"]:
+            v = report["variants"][name]
+            seeds = v.get("per_seed", {"-": v})
+            latency = [f"{v['latency_ms']:.0f}"] if source == "ablation_lookahead" else []
+            rows.append([name, *latency, str(len(seeds)), _range(seeds, "detector_auc", ".2f"),
+                         _range(seeds, "fgd", ".0f"), _range(seeds, "psd", ".3f"),
+                         _range(seeds, "lip_sync", ".4f"), _range(seeds, "bc", ".3f"),
+                         _range(seeds, "bc_chance", ".3f")])
+        return (f"{report['steps']} steps per training; median (min–max) over training "
+                f"seeds\n\n" + _table(["variant", *(["latency ms"] if latency else []),
+                                        "seeds", "detector AUC", "FGD", "PSD",
+                                        "lip-sync r", "BC", "BC at chance"], rows))
+    return table
+
+
+REGIONS: dict[str, Callable[[], str]] = {
+    "gpu_status": lambda: gpu_status(),
+    "bench_run": bench_run,
+    "bench_goals": bench_goals,
+    "bench_latency": bench_latency,
+    "bench_other": bench_other,
+    "bench_sliding": bench_sliding,
+    "bench_streams": bench_streams,
+    "cli_start": cli_start,
+    "eval_table": eval_table,
+    "eval_acceptance": eval_acceptance,
+    "eval_posesync": eval_posesync,
+    "eval_sequences": lambda: str(load("evaluation")["sequences"]),
+    "eval_generator_psd": _eval("generator", "psd", ".2f"),
+    "eval_shuffled_bc": _eval("audio_shuffled", "bc"),
+    "eval_truth_bc": _eval("ground_truth", "bc"),
+    "eval_truth_bc_chance": _eval("ground_truth", "bc_chance"),
+    "eval_generator_bc_all": _eval("generator", "bc_all_joints"),
+    "eval_shuffled_bc_all": _eval("audio_shuffled", "bc_all_joints"),
+    "training_minutes": training_minutes,
+    "training_run_minutes": training_run_minutes,
+    "robustness_sample": robustness_sample,
+    "manifest_psd": manifest_psd,
+    "ablation_topk": _ablation("ablation_topk"),
+    "ablation_modules": _ablation("ablation_modules"),
+    "ablation_lookahead": _ablation("ablation_lookahead"),
+}
