@@ -151,3 +151,16 @@ def test_train_refuses_an_existing_run_unless_resume_or_overwrite(
     assert load_checkpoint(out / "generator.pt").extra["final"]
     assert _train(tmp_path / "corpus", out, "--resume") == 0
     assert _train(tmp_path / "corpus", out, "--resume", "--overwrite") == 2
+
+
+def test_the_docs_state_the_minimum_recording_length_of_the_default_config() -> None:
+    from train.cli import default_config_path
+    from train.config import load_config
+    from train.data.check import min_window_seconds
+    from train.generator_training import GeneratorTrainingConfig
+
+    data = load_config(GeneratorTrainingConfig, default_config_path("generator")).data
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    assert (f"the minimum is {min_window_seconds(data.window_frames):.2f} s: "
+            f"{data.window_frames} frames at 15 fps") in text
+    assert "more than half their\njoints missing" in text and data.max_missing_fraction == 0.5
