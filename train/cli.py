@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -67,9 +68,12 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:  # type: ign
 
 def run_directory_problem(out: Path, what: str, resume: bool, overwrite: bool) -> str | None:
     """Why ``--out`` cannot be used as given, or None. With ``overwrite`` (and no
-    problem) the previous run's outputs, ``<what>.pt`` and ``tb/``, are deleted."""
+    problem) the previous run's outputs, ``<what>.pt`` and ``tb/``, are deleted. Under
+    torchrun only rank 0 looks (the others would see rank 0's fresh ``tb/``)."""
     if resume and overwrite:
         return "--resume and --overwrite exclude each other"
+    if os.environ.get("RANK", "0") != "0":
+        return None
     if out.exists() and not out.is_dir():
         return f"--out {out} is a file, expected a run directory"
     if resume or not out.is_dir():
