@@ -31,7 +31,9 @@ def register_real_data(sub: Any) -> None:
     imp.add_argument("audio", type=Path, metavar="AUDIO",
                      help="the video's audio, any format and rate (or a directory of them)")
     imp.add_argument("--fps", required=True, type=float,
-                     help="the video's frame rate (frames of the JSON per second)")
+                     help="the video's frame rate (frames of the JSON per second); the batch "
+                          "form applies it to every video (import videos of other rates "
+                          "one by one)")
     imp.add_argument("--speaker", required=True, help="speaker name (directory in CORPUS_DIR)")
     imp.add_argument("--out", required=True, type=Path, metavar="CORPUS_DIR",
                      help="corpus directory (SDT layout) to add the interval(s) to")
