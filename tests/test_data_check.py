@@ -49,6 +49,8 @@ def test_import_check_and_training_with_missing_joints(tmp_path: Path,
     losses = {}
     for name, corpus in (("faulty", faulty), ("clean", clean)):
         assert _train(corpus, tmp_path / f"run_{name}") == 0
+        dropped = "dropped for more than 50% missing joints" in capsys.readouterr().err
+        assert dropped == (name == "faulty")  # the stretch without anyone
         final = load_checkpoint(tmp_path / f"run_{name}" / "generator.pt").extra["final"]
         losses[name] = {k: final[k] for k in LOSSES}
     for key in LOSSES:

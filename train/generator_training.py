@@ -280,6 +280,12 @@ def train_generator_main(args: Any) -> int:
         require_trainable(Path(args.data), config.data.window_frames,
                           config.data.stride_frames, config.data.max_missing_fraction)
         data = load_generator_data(args.data, config)
+        dropped = getattr(data.train, "dropped_windows", 0)
+        if dropped:
+            print(f"gesturert train generator: {len(data.train)} training windows, "  # type: ignore[arg-type]
+                  f"{dropped} dropped for more than "
+                  f"{100 * config.data.max_missing_fraction:.0f}% missing joints",
+                  file=sys.stderr)
         result = train_generator(config, data, args.out, resume=args.resume, device=args.device,
                                  show_progress=not getattr(args, "no_progress", False))
     except (ValueError, FileNotFoundError) as exc:  # CheckpointError is a ValueError
