@@ -89,13 +89,22 @@ METHODS = ("generator", "audio_shuffled", "other_audio", "mean_pose", "ground_tr
 @dataclass(frozen=True)
 class HeldOutSequence:
     """One held-out sequence: audio (N,) float32 16 kHz, canonical (T, 122, 2) float32 poses
-    (undetected joints 0), saliency (T,) ground truth or None, the speaker's normalization."""
+    (undetected joints 0), saliency (T,) ground truth or None, the speaker's normalization,
+    observed: bool (T, 122) joints the data saw (None: all); L1, PCK and lip sync skip
+    the others."""
 
     name: str
     audio: np.ndarray
     canonical: np.ndarray
     saliency: np.ndarray | None
     normalization: PoseNormalization
+    observed: np.ndarray | None = None
+
+    def observed_canonical(self) -> np.ndarray:
+        """(T, 122, 2) canonical poses, NaN where not observed."""
+        if self.observed is None:
+            return self.canonical
+        return np.where(self.observed[..., None], self.canonical, np.nan).astype(np.float32)
 
     @property
     def num_frames(self) -> int:
@@ -123,7 +132,7 @@ def load_held_out(data_dir: Path, min_frames: int,
 
     out = [HeldOutSequence(f"{s.interval_id}@{s.start}", s.audio,
                            np.nan_to_num(s.canonical, nan=0.0).astype(np.float32), s.saliency,
-                           s.normalization)
+                           s.normalization, s.observed())
            for s in load_corpus_sequences(Path(data_dir), features)
            if s.held_out and s.num_frames >= min_frames]
     if not out:
@@ -235,7 +244,7 @@ def score_method(poses: Sequence[np.ndarray], saliency: Sequence[np.ndarray] | N
         for k in scored])
 
     sweep = psd_of_sequences(models.posesync, refs.mfcc, list(poses))
-    truth = np.concatenate([s.canonical for s in sequences])
+    truth = np.concatenate([s.observed_canonical() for s in sequences])
     pred = np.concatenate(poses)
     result = {
         "fgd": fgd(refs.real_fgd, gen_fgd),
@@ -248,7 +257,7 @@ def score_method(poses: Sequence[np.ndarray], saliency: Sequence[np.ndarray] | N
         "diversity": diversity(gen_fgd),
         "l1": l1_error(pred, truth),
         "pck": pck(pred, truth),
-        "lip_sync": float(np.mean([lip_sync_correlation(p, s.canonical)
+        "lip_sync": float(np.mean([lip_sync_correlation(p, s.observed_canonical())
                                    for p, s in zip(poses, sequences, strict=True)])),
         "detector_auc": float("nan"),
     }

@@ -62,6 +62,8 @@ class GeneratorDataConfig:
             random pairing each step; its pose and label stay), so the model cannot learn
             which motion goes with which audio, only the corpus's motion in general.
             Scored next to the real generator by ``gesturert evaluate --shuffled-generator``.
+        max_missing_fraction: windows with a larger share of their joints unobserved
+            (OpenPose confidence 0) are dropped and counted (train/data/sequences.py).
     """
 
     window_frames: int = 64
@@ -74,6 +76,7 @@ class GeneratorDataConfig:
     augment_gain_db: float = 0.0
     augment_snr_db: tuple[float, ...] = (20.0, 45.0)
     shuffle_audio_pairs: bool = False
+    max_missing_fraction: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ def feature_statistics(dataset: Dataset[dict[str, Any]], max_windows: int = _STA
     return frames.mean(0).astype(np.float32), np.maximum(frames.std(0), 1e-3).astype(np.float32)
 
 
-_BATCH_KEYS = ("features", "pose", "seq_label", "augmented")
+_BATCH_KEYS = ("features", "pose", "seq_label", "augmented", "mask")
 
 
 def collate_windows(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -139,11 +142,16 @@ def mismatch_audio(values: torch.Tensor) -> torch.Tensor:
     return torch.roll(values, shifts=1, dims=0)
 
 
-def _batch_to(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:
+def _batch_to(batch: dict[str, Any], device: torch.device
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """features, pose, seq_label and the joint mask (B, T, J) or None (all observed)."""
     features = torch.as_tensor(batch["features"], dtype=torch.float32).to(device)
     pose = torch.as_tensor(batch["pose"], dtype=torch.float32).to(device)
     label = torch.as_tensor(batch["seq_label"], dtype=torch.float32).reshape(-1).to(device)
-    return features, pose, label
+    mask = batch.get("mask")
+    if mask is not None:
+        mask = torch.as_tensor(mask, dtype=torch.float32).to(device)
+    return features, pose, label, mask
 
 
 @torch.no_grad()
@@ -164,12 +172,13 @@ def evaluate_generator(model: SalientPostureGenerator, dataset: Dataset[dict[str
     for i, batch in enumerate(loader):
         if i >= max_batches:
             break
-        features, pose, label = _batch_to(batch, device)
+        features, pose, label, mask = _batch_to(batch, device)
         noise = draw_noise(features.shape[0], features.shape[1], config.model.noise_dim,
                            generator).to(device)
         out = model(features, noise, pose)
-        _, parts = generator_loss(out, pose, label, config.loss)
-        parts["generation_l1"] = weighted_pose_error(out.aligned_poses, pose, weights, "l1")
+        _, parts = generator_loss(out, pose, label, config.loss, mask=mask)
+        parts["generation_l1"] = weighted_pose_error(out.aligned_poses, pose, weights, "l1",
+                                                     mask)
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + float(v)
         count += 1
@@ -230,7 +239,7 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
                         generator=torch.Generator().manual_seed(run.seed + loop.start_step))
 
     def train_step(batch: dict[str, Any]) -> dict[str, float]:
-        features, pose, label = _batch_to(batch, context.device)
+        features, pose, label, mask = _batch_to(batch, context.device)
         augmented = batch.get("augmented")
         if config.data.shuffle_audio_pairs:
             features = mismatch_audio(features)
@@ -245,7 +254,7 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
         detector_weights = None
         if config.data.clean_detector and augmented is not None:
             detector_weights = 1.0 - torch.as_tensor(augmented).to(label)
-        loss, parts = generator_loss(out, pose, label, config.loss, detector_weights)
+        loss, parts = generator_loss(out, pose, label, config.loss, detector_weights, mask)
         optimizer_step(loop.optimizer, loss, model, config.optim.grad_clip)
         return {k: float(v) for k, v in parts.items()}
 
@@ -264,10 +273,19 @@ def load_generator_data(data_dir: str | Path, config: GeneratorTrainingConfig) -
 def train_generator_main(args: Any) -> int:
     """``gesturert train generator``: returns 0 on success, 2 on bad input."""
     from train.config import load_config
+    from train.data.check import require_trainable
 
     try:
         config = load_config(GeneratorTrainingConfig, args.config, args.overrides)
+        require_trainable(Path(args.data), config.data.window_frames,
+                          config.data.stride_frames, config.data.max_missing_fraction)
         data = load_generator_data(args.data, config)
+        dropped = getattr(data.train, "dropped_windows", 0)
+        if dropped:
+            print(f"gesturert train generator: {len(data.train)} training windows, "  # type: ignore[arg-type]
+                  f"{dropped} dropped for more than "
+                  f"{100 * config.data.max_missing_fraction:.0f}% missing joints",
+                  file=sys.stderr)
         result = train_generator(config, data, args.out, resume=args.resume, device=args.device,
                                  show_progress=not getattr(args, "no_progress", False))
     except (ValueError, FileNotFoundError) as exc:  # CheckpointError is a ValueError

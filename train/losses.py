@@ -1,7 +1,8 @@
 """Losses of the salient-posture generator, on standardised poses.
 
 * generation: L1 (or L2) between generated and ground-truth poses, joints weighted by
-  group (face, lips, hands, body; the root carries no loss, it is exactly 0);
+  group (face, lips, hands, body; the root carries no loss, it is exactly 0); joints the
+  data did not observe (the windows' ``mask``, train/data/sequences.py) carry none either;
 * reconstruction: the same on the reconstruction path (pose encoder -> decoders);
 * velocity: the same on frame-to-frame differences (keeps motion from being smoothed);
 * consistency: 1 - cos(audio_emb, pose_emb) per frame, reweighted by the detector's
@@ -75,32 +76,45 @@ def joint_weights(config: GeneratorLossConfig) -> torch.Tensor:
 
 
 def weighted_pose_error(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
-                        kind: str = "l1") -> torch.Tensor:
+                        kind: str = "l1", mask: torch.Tensor | None = None) -> torch.Tensor:
     """Joint-weighted mean error, scalar.
 
     Args:
         pred, target: (B, T, J, 2) standardised poses.
         weights: (J,) joint weights (not all zero).
         kind: "l1" (mean |d|) or "l2" (mean d²).
+        mask: (B, T, J) 1 where the target joint was observed, 0 where it was not (left
+            out, whatever ``target`` holds there); None: all observed.
     Returns:
-        sum_j w_j * mean_{b,t,xy} err_j / sum_j w_j.
+        sum_{b,t,j} w_j m_btj mean_xy err_btj / sum_{b,t,j} w_j m_btj; without a mask that
+        is sum_j w_j * mean_{b,t,xy} err_j / sum_j w_j. 0 when no weighted joint is observed.
     """
     if pred.shape != target.shape:
         raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs "
                          f"{tuple(target.shape)}")
     diff = pred - target
     err = diff.abs() if kind == "l1" else diff.square()
+    if mask is not None:
+        if mask.shape != pred.shape[:3]:
+            raise ValueError(f"mask shape {tuple(mask.shape)} is not (B, T, J) = "
+                             f"{tuple(pred.shape[:3])}")
+        m = mask.to(err) * weights.to(err)  # (B, T, J)
+        # where() rather than a product: a NaN/Inf left in a masked target stays out
+        per = torch.where(m > 0, err.mean(dim=3), torch.zeros_like(m))
+        return (per * m).sum() / m.sum().clamp_min(1e-12)
     per_joint = err.mean(dim=(0, 1, 3))  # (J,)
     w = weights.to(per_joint)
     return (per_joint * w).sum() / w.sum()
 
 
 def velocity_error(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
-                   kind: str = "l1") -> torch.Tensor:
-    """:func:`weighted_pose_error` of frame differences (B, T-1, J, 2); 0 when T < 2."""
+                   kind: str = "l1", mask: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`weighted_pose_error` of frame differences (B, T-1, J, 2); 0 when T < 2.
+    A difference counts where ``mask`` (B, T, J) has the joint in both frames."""
     if pred.shape[1] < 2:
         return pred.new_zeros(())
-    return weighted_pose_error(pred.diff(dim=1), target.diff(dim=1), weights, kind)
+    both = None if mask is None else mask[:, 1:] * mask[:, :-1]
+    return weighted_pose_error(pred.diff(dim=1), target.diff(dim=1), weights, kind, both)
 
 
 def topk_mean(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -156,7 +170,8 @@ def consistency_loss(audio_emb: torch.Tensor, pose_emb: torch.Tensor,
 
 
 def generator_loss(out: GeneratorOutput, pose: torch.Tensor, seq_label: torch.Tensor,
-                   config: GeneratorLossConfig, detector_weights: torch.Tensor | None = None
+                   config: GeneratorLossConfig, detector_weights: torch.Tensor | None = None,
+                   mask: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total training loss of one batch and its parts (detached, for logging).
 
@@ -165,16 +180,19 @@ def generator_loss(out: GeneratorOutput, pose: torch.Tensor, seq_label: torch.Te
         pose: (B, T, J, 2) ground-truth standardised poses.
         seq_label: (B,) sequence saliency labels in {0, 1}.
         detector_weights: (B,) per-window weights of the detector loss (None = all 1).
+        mask: (B, T, J) observed joints of ``pose`` (None = all); the pose terms skip the
+            others.
     """
     if out.pose_emb is None or out.recon_poses is None:
         raise ValueError("generator_loss needs the reconstruction path: call the model with pose")
     w_joint = joint_weights(config).to(pose.device)
     generated = out.aligned_poses
     parts = {
-        "generation": weighted_pose_error(generated, pose, w_joint, config.kind),
-        "reconstruction": weighted_pose_error(out.recon_poses, pose, w_joint, config.kind),
-        "velocity": velocity_error(generated, pose, w_joint, config.kind)
-        + velocity_error(out.recon_poses, pose, w_joint, config.kind),
+        "generation": weighted_pose_error(generated, pose, w_joint, config.kind, mask),
+        "reconstruction": weighted_pose_error(out.recon_poses, pose, w_joint, config.kind,
+                                              mask),
+        "velocity": velocity_error(generated, pose, w_joint, config.kind, mask)
+        + velocity_error(out.recon_poses, pose, w_joint, config.kind, mask),
         "consistency": consistency_loss(
             out.aligned_audio_emb, out.pose_emb,
             saliency_weights(out.aligned_saliency, config.saliency_alpha),

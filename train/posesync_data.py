@@ -23,6 +23,7 @@ from sdk.normalization import PoseNormalization
 from sdk.pose_image import ImagingConfig
 from sdk.psd import DEFAULT_CLIP, PoseSyncClipConfig, sequence_images
 from train.data.sdt import SdtClip, compute_normalization, list_speakers, load_speaker
+from train.data.sequences import joint_mask
 
 HELD_OUT_SPLITS = ("dev", "val", "test")
 TRAIN_SPLIT = "train"
@@ -35,7 +36,8 @@ class CorpusSequence:
     Attributes:
         speaker, interval_id: where it comes from; start: its first frame in the interval.
         held_out: True for dev/val/test clips.
-        canonical: float32 (T, 122, 2) canonical poses; joints with confidence 0 are NaN.
+        canonical: float32 (T, 122, 2) canonical poses; unobserved joints (confidence 0,
+            or no neck in the frame: train.data.sequences.joint_mask) are NaN.
         audio: float32 (N,) at the feature sample rate.
         normalization: the speaker's statistics (from its training clips).
         saliency: float32 (T,) ground truth, or None when the corpus has none.
@@ -54,6 +56,10 @@ class CorpusSequence:
     def num_frames(self) -> int:
         return int(self.canonical.shape[0])
 
+    def observed(self) -> np.ndarray:
+        """bool (T, 122): joints the data observed (the others are NaN in ``canonical``)."""
+        return np.isfinite(self.canonical).all(axis=-1)
+
     def standardized(self) -> np.ndarray:
         """float32 (T, 122, 2) standardised poses, NaN (undetected) replaced by 0 (the mean)."""
         return np.nan_to_num(self.normalization.standardize(self.canonical), nan=0.0)
@@ -67,8 +73,7 @@ def _role(clip: SdtClip) -> str | None:
 
 def _join(clips: Sequence[SdtClip], normalization: PoseNormalization) -> CorpusSequence:
     canonical = np.concatenate([c.canonical(normalization) for c in clips])
-    seen = np.concatenate([c.model_confidence() for c in clips]) > 0
-    canonical[~seen] = np.nan
+    canonical[~joint_mask(np.concatenate([c.confidence for c in clips]))] = np.nan
     saliency = None
     if all(c.saliency is not None for c in clips):
         saliency = np.concatenate([c.saliency for c in clips if c.saliency is not None])

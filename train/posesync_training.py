@@ -190,9 +190,11 @@ def train_posesync_main(args: Any) -> int:
     """``gesturert train posesync``: returns 0 on success, 2 on bad input."""
     from train.cli import report_training
     from train.config import load_config
+    from train.data.check import require_trainable
 
     def train() -> dict[str, float]:
         config = load_config(PoseSyncTrainingConfig, args.config, args.overrides)
+        require_trainable(Path(args.data), config.model.clip.clip_frames, stride_frames=1)
         corpus = load_sync_corpus(Path(args.data), config.model.imaging,
                                   clip=config.model.clip)
         return train_posesync(config, corpus, args.out, resume=args.resume,

@@ -5,6 +5,7 @@
   writes a synthetic corpus with ground-truth saliency (:mod:`train.data.synth`).
 * ``gesturert data info DIR`` prints clips per speaker and split, and the salient-frame
   fraction where the corpus has ground truth.
+* ``gesturert data import-openpose`` and ``gesturert data check``: :mod:`train.data.cli_real`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def register_data(subparsers: Any) -> None:
     info = sub.add_parser("info", help="summarise a corpus in the SDT layout")
     info.add_argument("root", type=Path, help="corpus directory (ROOT/<speaker>/processed_137.csv)")
     info.set_defaults(func=_run_info)
+
+    from train.data.cli_real import register_real_data  # argparse only; import-openpose, check
+
+    register_real_data(sub)
 
 
 def _run_synth(args: argparse.Namespace) -> int:

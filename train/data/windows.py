@@ -14,7 +14,12 @@ first MFCC frame fall on the same instant and window-local frame i maps to MFCC 
 
 * ``features`` float32 (T + L, feature_dim): raw feature frames s .. s+T+L-1; frames
   past the sequence end are features of trailing silence.
-* ``pose`` float32 (T, 122, 2) standardised; ``canonical`` float32 (T, 122, 2).
+* ``pose`` float32 (T, 122, 2) standardised, masked joints 0 (the training mean);
+  ``canonical`` float32 (T, 122, 2), masked joints NaN.
+* ``mask`` float32 (T, 122): 1 where the joint was observed (confidence > 0, neck too;
+  :mod:`train.data.sequences`), 0 where it was not: losses and metrics skip those.
+  Windows with more than ``max_missing_fraction`` of their joints missing are dropped
+  (``dropped_windows`` counts them).
 * ``saliency`` float32 (T,) frame ground truth in {0, 1}, NaN when the corpus has none;
   ``posture`` int64 (T,) posture ids, -1 = none or unknown.
 * ``augmented`` float32 (): 1 if ``features`` come from augmented audio, else 0.
@@ -51,15 +56,14 @@ from sdk.mfcc import MfccMatrices, feature_frames, mfcc_offline
 from sdk.normalization import PoseNormalization
 from sdk.skeleton import UPPER_BODY_122
 from train.data.sdt import SdtClip, clip_sample_range
+from train.data.sequences import PoseSequence, count_windows, frame_alignment, join_clips
+
+__all__ = ["AudioAugmentation", "PoseSequence", "WindowDataset", "frame_alignment",
+           "generator_data", "join_clips", "motion_label_threshold", "otsu_threshold",
+           "wrist_motion_range"]
 
 WRISTS = (UPPER_BODY_122.joint_names.index("right_wrist"),
           UPPER_BODY_122.joint_names.index("left_wrist"))
-
-
-def frame_alignment(config: FeatureConfig) -> int:
-    """Smallest number of pose frames that spans a whole number of MFCC hops (3)."""
-    hop_fps = config.fps * config.hop_length
-    return hop_fps // math.gcd(config.sample_rate, hop_fps)
 
 
 @dataclass(frozen=True)
@@ -104,60 +108,20 @@ class AudioAugmentation:
         return x.astype(np.float32)
 
 
-@dataclass(frozen=True)
-class PoseSequence:
-    """Clips of one interval joined in time.
-
-    audio: float32 (N,); pose_px: float32 (F, 137, 2); saliency float32 (F,) or None;
-    posture int16 (F,) or None; start: first frame in the interval.
-    """
-
-    speaker: str
-    split: str
-    interval_id: str
-    start: int
-    audio: np.ndarray
-    pose_px: np.ndarray
-    saliency: np.ndarray | None
-    posture: np.ndarray | None
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.pose_px.shape[0])
-
-
-def join_clips(clips: Sequence[SdtClip]) -> list[PoseSequence]:
-    """Join clips that tile an interval into sequences (order: speaker, interval, start)."""
-    ordered = sorted(clips, key=lambda c: (c.speaker, c.split, c.interval_id, c.start))
-    groups: list[list[SdtClip]] = []
-    for clip in ordered:
-        last = groups[-1][-1] if groups else None
-        if last is not None and (last.speaker, last.split, last.interval_id, last.end) == (
-                clip.speaker, clip.split, clip.interval_id, clip.start):
-            groups[-1].append(clip)
-        else:
-            groups.append([clip])
-    out = []
-    for group in groups:
-        has_truth = all(c.saliency is not None and c.posture is not None for c in group)
-        out.append(PoseSequence(
-            speaker=group[0].speaker, split=group[0].split, interval_id=group[0].interval_id,
-            start=group[0].start, audio=np.concatenate([c.audio for c in group]),
-            pose_px=np.concatenate([c.pose_px for c in group]),
-            saliency=np.concatenate([c.saliency for c in group]) if has_truth else None,  # type: ignore[misc]
-            posture=np.concatenate([c.posture for c in group]) if has_truth else None,  # type: ignore[misc]
-        ))
-    return out
-
-
 def wrist_motion_range(canonical: np.ndarray) -> float:
     """Largest peak-to-peak displacement of either wrist along x or y (canonical units).
 
-    canonical: (T, 122, 2). The sequence-level saliency proxy for data without ground
-    truth: salient postures are large-range motions (see PAPER.md).
+    canonical: (T, 122, 2), NaN where a joint is missing (left out); 0 when no wrist is
+    seen. The sequence-level saliency proxy for data without ground truth: salient
+    postures are large-range motions (see PAPER.md).
     """
     wrists = canonical[:, list(WRISTS)]  # (T, 2, 2)
-    return float(np.max(wrists.max(axis=0) - wrists.min(axis=0)))
+    seen = np.isfinite(wrists)
+    if not seen.any():
+        return 0.0
+    high = np.where(seen, wrists, -np.inf).max(axis=0)
+    low = np.where(seen, wrists, np.inf).min(axis=0)
+    return float(np.max(np.where(np.isfinite(high - low), high - low, 0.0)))
 
 
 def otsu_threshold(values: np.ndarray) -> float:
@@ -204,6 +168,7 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
         augmentation: when given, every ``__getitem__`` corrupts the window's audio with
             it (seeded from torch's global RNG) and recomputes ``features`` from the
             corrupted audio exactly as a stream would (``audio``/``mfcc`` stay clean).
+        max_missing_fraction: windows with more of their joints missing are dropped.
     """
 
     def __init__(self, clips: Sequence[SdtClip], normalization: PoseNormalization,
@@ -212,7 +177,8 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
                  scales: Mapping[str, float] | None = None,
                  matrices: MfccMatrices | None = None,
                  motion_threshold: float | None = None,
-                 augmentation: AudioAugmentation | None = None) -> None:
+                 augmentation: AudioAugmentation | None = None,
+                 max_missing_fraction: float = 1.0) -> None:
         if window_frames < 1 or lookahead_frames < 0 or stride_frames < 1:
             raise ValueError(f"need window_frames >= 1, lookahead_frames >= 0, stride_frames "
                              f">= 1; got {window_frames}, {lookahead_frames}, {stride_frames}")
@@ -226,8 +192,9 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
         self.sequences = join_clips(clips)
         self.mfcc: list[np.ndarray] = []  # per sequence (M, n_mfcc)
         self.features: list[np.ndarray] = []  # per sequence (F + L, feature_dim)
-        self.canonical: list[np.ndarray] = []  # per sequence (F, 122, 2)
-        for seq in self.sequences:
+        self.canonical: list[np.ndarray] = []  # per sequence (F, 122, 2), NaN = missing
+        self.masks = [seq.joint_mask() for seq in self.sequences]  # per sequence (F, 122)
+        for seq, mask in zip(self.sequences, self.masks, strict=True):
             frames = seq.num_frames + lookahead_frames
             mfcc = mfcc_offline(seq.audio, config, matrices,
                                 max(config.mfcc_frames_needed(frames),
@@ -239,15 +206,15 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
                                  f"{sorted(scales)}")
             scale = normalization.scale_px if scales is None else scales[seq.speaker]
             model_px = UPPER_BODY_122.from_openpose(seq.pose_px)
-            self.canonical.append(((model_px - model_px[:, :1]) / np.float32(scale))
-                                  .astype(np.float32))
+            canonical = ((model_px - model_px[:, :1]) / np.float32(scale)).astype(np.float32)
+            canonical[~mask] = np.nan
+            self.canonical.append(canonical)
         self.sequence_rms = [float(np.sqrt(np.mean(np.square(seq.audio, dtype=np.float64))))
                              if seq.audio.size else 0.0 for seq in self.sequences]
-        align = frame_alignment(config)
-        self.windows: list[tuple[int, int]] = []
-        for i, seq in enumerate(self.sequences):
-            starts = range(0, seq.num_frames - window_frames + 1, stride_frames)
-            self.windows.extend((i, s) for s in sorted({s - s % align for s in starts}))
+        counted = count_windows(self.masks, window_frames, stride_frames,
+                                frame_alignment(config), max_missing_fraction)
+        self.windows: list[tuple[int, int]] = counted.kept
+        self.dropped_windows = counted.dropped
         ranges = [wrist_motion_range(self.canonical[i][s:s + window_frames])
                   for i, s in self.windows]
         self.motion_ranges = np.asarray(ranges, dtype=np.float64)
@@ -283,8 +250,9 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
             features, augmented = self._augmented_features(i, m0, features)
         return {
             "features": features,
-            "pose": self.normalization.standardize(canonical),
+            "pose": np.nan_to_num(self.normalization.standardize(canonical), nan=0.0),
             "canonical": canonical,
+            "mask": self.masks[i][s:s + t].astype(np.float32),
             "saliency": saliency,
             "posture": posture,
             "seq_label": np.float32(label),
@@ -351,6 +319,8 @@ def generator_data(data_dir: Path, config: Any) -> Any:
     windows only) and ``config.model.lookahead_frames`` are read. Every speaker under
     ``data_dir`` is used. Training clips: split ``train``; validation: ``dev``, or the
     last ``val_fraction`` of each speaker's training clips when there is no dev split.
+    Windows with more than ``config.data.max_missing_fraction`` of their joints missing
+    are dropped (both sets' ``dropped_windows``).
     Poses are canonical per speaker and standardised with statistics pooled over the
     training clips (:func:`train.data.sdt.compute_normalization`).
     """
@@ -375,15 +345,23 @@ def generator_data(data_dir: Path, config: Any) -> Any:
         raise ValueError(f"{data_dir}: no clips in the 'train' split")
     normalization = compute_normalization(train_clips)
     scales = speaker_scales(train_clips)
-    kwargs: dict[str, Any] = dict(window_frames=config.data.window_frames,
-                                  lookahead_frames=config.model.lookahead_frames,
-                                  stride_frames=config.data.stride_frames, scales=scales)
+    kwargs: dict[str, Any] = dict(
+        window_frames=config.data.window_frames, lookahead_frames=config.model.lookahead_frames,
+        stride_frames=config.data.stride_frames, scales=scales,
+        max_missing_fraction=getattr(config.data, "max_missing_fraction", 1.0))
     augment = None
     if getattr(config.data, "audio_augmentation", False):  # absent: a config from before it
         augment = AudioAugmentation(probability=config.data.augment_probability,
                                     gain_db=config.data.augment_gain_db,
                                     snr_db=tuple(config.data.augment_snr_db))
     train_set = WindowDataset(train_clips, normalization, augmentation=augment, **kwargs)
+    if len(train_set) == 0:
+        raise ValueError(
+            f"{data_dir}: no training window of {config.data.window_frames} frames "
+            f"({config.data.window_frames / DEFAULT_FEATURES.fps:.1f} s); "
+            f"{train_set.dropped_windows} dropped for more than "
+            f"{100 * kwargs['max_missing_fraction']:.0f}% missing joints. "
+            "Run `gesturert data check` on it")
     val_set = WindowDataset(val_clips, normalization, motion_threshold=train_set.motion_threshold,
                             **kwargs) if val_clips else None
     return GeneratorData(train=train_set, val=val_set, features=DEFAULT_FEATURES,

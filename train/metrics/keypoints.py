@@ -1,4 +1,8 @@
-"""Keypoint errors: L1, PCK (Speech2Gesture), diversity (HA2G) and lip-sync correlation."""
+"""Keypoint errors: L1, PCK (Speech2Gesture), diversity (HA2G) and lip-sync correlation.
+
+Ground-truth joints the data did not observe are NaN (train.data.sequences) and are left
+out of every score here; predictions are always complete.
+"""
 
 from __future__ import annotations
 
@@ -17,27 +21,42 @@ def _pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p, g
 
 
+def _observed(gt: np.ndarray) -> np.ndarray:
+    """bool (..., J): ground-truth joints with finite coordinates."""
+    return np.isfinite(gt).all(axis=-1)
+
+
 def l1_error(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Mean absolute coordinate error of (..., J, 2) keypoints, in their units."""
+    """Mean absolute coordinate error of (..., J, 2) keypoints, in their units, over the
+    joints observed in ``gt`` (NaN when none is)."""
     p, g = _pair(pred, gt)
-    return float(np.mean(np.abs(p - g)))
+    seen = _observed(g)
+    return float(np.mean(np.abs(p - g)[seen])) if seen.any() else float("nan")
 
 
 def pck(pred: np.ndarray, gt: np.ndarray, alpha: float = PCK_ALPHA) -> float:
     """Percentage of correct keypoints, as Speech2Gesture.
 
     A keypoint is correct when its L2 error is below ``alpha * max(h, w)`` of the
-    ground-truth bounding box of its frame.
+    ground-truth bounding box of its frame (of the observed joints; unobserved ones,
+    NaN in ``gt``, are not counted).
 
     Args:
         pred, gt: (..., J, 2) keypoints (frames in the leading axes).
     Returns:
-        fraction in [0, 1].
+        fraction in [0, 1]; NaN when no joint is observed.
     """
     p, g = _pair(pred, gt)
-    extent = g.max(axis=-2) - g.min(axis=-2)  # (..., 2) bounding box width, height
+    seen = _observed(g)
+    if not seen.any():
+        return float("nan")
+    high = np.where(seen[..., None], g, -np.inf).max(axis=-2)  # (..., 2)
+    low = np.where(seen[..., None], g, np.inf).min(axis=-2)
+    extent = np.where(np.isfinite(high - low), high - low, 0.0)  # bounding box width, height
     radius = alpha * extent.max(axis=-1, keepdims=True)  # (..., 1)
-    return float(np.mean(np.linalg.norm(p - g, axis=-1) < radius))
+    with np.errstate(invalid="ignore"):
+        correct = np.linalg.norm(p - g, axis=-1) < radius
+    return float(np.mean(correct[seen]))
 
 
 def diversity(features: np.ndarray, seed: int = 0) -> float:
@@ -64,10 +83,15 @@ def lip_sync_correlation(pred: np.ndarray, gt: np.ndarray) -> float:
     Args:
         pred, gt: (T, J, 2) keypoints of one sequence (or (..., T, J, 2), pooled).
     Returns:
-        r in [-1, 1]; 0 when either opening is constant (no lip motion to correlate).
+        r in [-1, 1] over the frames whose ground-truth inner lips are observed; 0 when
+        either opening is constant (no lip motion to correlate).
     """
     p, g = _pair(pred, gt)
     a, b = lip_opening(p).ravel(), lip_opening(g).ravel()
+    seen = np.isfinite(b)
+    a, b = a[seen], b[seen]
+    if a.size == 0:
+        return 0.0
     a, b = a - a.mean(), b - b.mean()
     denom = np.sqrt((a @ a) * (b @ b))
     return float(a @ b / denom) if denom > 0 else 0.0
