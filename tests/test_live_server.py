@@ -208,6 +208,12 @@ def test_capacity_refusal_and_health() -> None:
             received[0]["message"]
         assert (close_code, reason) == (1013, "server_full")
         srv.wait_for(lambda s: s["streams"] == 0 and s["streams_open"] == 0)
+        # a pump falling behind (passes of 1 s) refuses new sessions; idle ticks clear it
+        srv.call(lambda: srv.server._pass_seconds.extend([1.0] * 64))
+        received, close_code, _ = asyncio.run(exchange(srv.url, []))
+        assert "overloaded" in received[0]["message"] and close_code == 1013
+        assert http_json(srv.http + "/healthz")[1]["status"] in ("overloaded", "ready")
+        srv.wait_for(lambda s: s["status"] == "ready", timeout=10)
     finally:
         srv.stop()
 

@@ -18,7 +18,8 @@ is closed (error ``slow_consumer``, close 1008) and its stream freed: frames are
 silently dropped.
 
 **Refusal and shutdown.** At ``max_streams`` sessions, or while the pump is overloaded
-(p95 pass time over ``overload_seconds``), a new connection gets error ``server_full``
+(p95 over the last 64 ticks of the worker's time per pass, idle ticks counting 0, over
+``overload_seconds``), a new connection gets error ``server_full``
 and close 1013. :meth:`LiveServer.drain` (SIGTERM/SIGINT in the CLI) reports not-ready
 on ``/healthz``, refuses new sessions, lets running ones finish for ``drain_seconds``,
 then sends their queued frames, error ``shutting_down`` and close 1001.
@@ -397,12 +398,14 @@ class LiveServer:
                 results = await loop.run_in_executor(self._worker, self._work, jobs,
                                                      self._take_to_close())
                 self._deliver(results)
-            self._pass_seconds.append(loop.time() - began)  # idle passes count: ~0 s
+            else:
+                self._pass_seconds.append(0.0)  # idle ticks count, so old load fades
             await asyncio.sleep(max(0.0, self.config.tick_seconds - (loop.time() - began)))
 
     def _work(self, jobs: list[tuple[Session, tuple[np.ndarray | None, bool]]],
               closing: list[Any]) -> list[tuple[Session, Any, Any, str | None]]:
         """Worker thread: close, feed, step every ready stream batched, collect frames."""
+        began = time.perf_counter()
         self._close_streams(closing)
         results: list[tuple[Session, Any, Any, str | None]] = []
         live = []
@@ -419,6 +422,7 @@ class LiveServer:
             gen.step(ready)
             ready = [s for s in ready if gen.is_ready(s)]
         results += [(s, *s.collect(), None) for s in live]
+        self._pass_seconds.append(time.perf_counter() - began)
         return results
 
     def _deliver(self, results: list[tuple[Session, Any, Any, str | None]]) -> None:
