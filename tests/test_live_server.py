@@ -99,6 +99,14 @@ def test_client_writes_the_frames_gesturert_stream_writes(
         np.testing.assert_allclose(got["saliency"], want["saliency"], atol=1e-5)
         for key in ("fps", "joint_names", "bones", "image_size", "backend"):
             np.testing.assert_array_equal(got[key], want[key])
+    # OpenPose JSON through the client: one file per frame, the skeleton from `ready`
+    assert run_command(register_client, "client", [server.url, str(speech_wav), "--out",
+                       str(tmp_path / "op"), "--seed", "5", "--format", "openpose-json"]) == 0
+    files = sorted((tmp_path / "op").glob("op_*_keypoints.json"))
+    with np.load(offline) as want:
+        assert len(files) == len(want["index"])
+        neck = json.loads(files[3].read_text())["people"][0]["pose_keypoints_2d"][3:6]
+        np.testing.assert_allclose(neck, [*want["keypoints"][3, 0], 1.0], atol=1e-3)
     # a different seed gives different frames: the comparison above can fail
     other = tmp_path / "seed6.npz"
     assert run_command(register_client, "client", [server.url, str(speech_wav), "--out",
