@@ -27,8 +27,8 @@ from sdk.cli_commands import register_stream
 from sdk.demo import DEFAULT_BUNDLE
 from sdk.live.cli import register_client
 from sdk.live.client import LiveClientError, stream_audio
+from sdk.live.config import ServerConfig
 from sdk.live.protocol import StartRequest, encode_audio
-from sdk.live.server import ServerConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

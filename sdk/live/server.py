@@ -34,7 +34,6 @@ import json
 import socket
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -45,61 +44,23 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from sdk.live.config import ServerConfig
 from sdk.live.protocol import (
     CLOSE_CODES,
-    PROTOCOL_VERSION,
     WEBSOCKET_PATH,
     ProtocolError,
     decode_audio,
     error_message,
     parse_json_message,
     parse_start,
-    record_bytes,
+    ready_fields,
 )
 from sdk.live.session import LATENCY_WINDOW, CloseRequest, Session
-from sdk.pose_image import bone_groups, bone_half_widths
-from sdk.render import (
-    BACKGROUND,
-    DRAW_ORDER,
-    GROUP_COLORS,
-    OTHER_COLOR,
-    SALIENCY_HIGH,
-    SALIENCY_LOW,
-    SALIENCY_TRACK,
-)
 from sdk.streaming import StreamError, StreamingGenerator
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_FILES = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/javascript"),
                 "/worklet.js": ("worklet.js", "text/javascript")}
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """Limits and timing of :class:`LiveServer` (seconds, bytes, frames)."""
-
-    host: str = "127.0.0.1"
-    port: int = 8765
-    max_streams: int = 256
-    tick_seconds: float = 0.033
-    max_message_bytes: int = 1 << 20
-    max_backlog_seconds: float = 2.0
-    max_outbound_frames: int = 150  # 10 s at 15 fps
-    overload_seconds: float = 0.25
-    start_timeout_seconds: float = 10.0
-    close_timeout_seconds: float = 2.0
-    drain_seconds: float = 10.0
-    reuse_port: bool = False  # SO_REUSEPORT: several processes share one port
-    socket_send_buffer_bytes: int | None = 1 << 16  # SO_SNDBUF per connection (None: OS's)
-
-    def __post_init__(self) -> None:
-        for name in ("max_streams", "max_message_bytes", "max_outbound_frames"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ServerConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("tick_seconds", "max_backlog_seconds", "overload_seconds",
-                     "start_timeout_seconds", "close_timeout_seconds"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"ServerConfig.{name} must be > 0, got {getattr(self, name)}")
 
 
 class LiveServer:
@@ -124,24 +85,7 @@ class LiveServer:
         self.counters: Counter[str] = Counter()
         self._closed_streams = 0  # written by the worker thread only
         self._outbound_peak = 0  # most frames ever queued for one connection
-        skeleton = generator.manifest.skeleton
-        self._ready_fields = {
-            "type": "ready", "protocol": PROTOCOL_VERSION, "fps": generator.fps,
-            "lookahead_frames": generator.lookahead_frames,
-            "chunk_frames": generator.chunk_frames,
-            "algorithmic_latency_ms": round(generator.algorithmic_latency_seconds * 1e3, 3),
-            "backend": generator.backend_name, "num_joints": generator.num_joints,
-            "skeleton": skeleton.to_dict(),
-            "image_size": list(generator.manifest.normalization.image_size),
-            "frame_record_bytes": record_bytes(generator.num_joints),
-            "drawing": {  # sdk.render's look, so the page hard-codes no skeleton or colour
-                "bone_groups": list(bone_groups(skeleton)),
-                "bone_half_widths": [float(w) for w in bone_half_widths(skeleton, 1.5, 0.75)],
-                "group_colors": {g: list(GROUP_COLORS[g]) for g in DRAW_ORDER},
-                "other_color": list(OTHER_COLOR), "background": list(BACKGROUND),
-                "saliency_track": list(SALIENCY_TRACK), "saliency_low": list(SALIENCY_LOW),
-                "saliency_high": list(SALIENCY_HIGH)},
-        }
+        self._ready_fields = ready_fields(generator)
 
     # ---- lifecycle ----
     async def start(self) -> None:
