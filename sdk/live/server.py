@@ -64,7 +64,7 @@ STATIC_FILES = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/ja
 
 
 class LiveServer:
-    """The server; ``await start()``, then ``await drain()`` (or ``await serve_until(event)``)."""
+    """The server: ``await start()``, serve, then ``await drain()``; one asyncio loop."""
 
     def __init__(self, generator: StreamingGenerator, config: ServerConfig) -> None:
         self.generator = generator
@@ -339,16 +339,20 @@ class LiveServer:
             sessions = [s for s in self._sessions.values() if s.has_work()]
             if sessions or self._to_close:
                 jobs = [(s, s.take_audio()) for s in sessions]
-                results = await loop.run_in_executor(self._worker, self._work, jobs,
-                                                     self._take_to_close())
+                results, seconds, batches = await loop.run_in_executor(
+                    self._worker, self._work, jobs, self._take_to_close())
+                self._pass_seconds.append(seconds)  # written here only: the loop reads them
+                self._batch_sizes.extend(batches)
                 self._deliver(results)
             else:
                 self._pass_seconds.append(0.0)  # idle ticks count, so old load fades
             await asyncio.sleep(max(0.0, self.config.tick_seconds - (loop.time() - began)))
 
     def _work(self, jobs: list[tuple[Session, tuple[np.ndarray | None, bool]]],
-              closing: list[Any]) -> list[tuple[Session, Any, Any, str | None]]:
-        """Worker thread: close, feed, step every ready stream batched, collect frames."""
+              closing: list[Any]) -> tuple[list[tuple[Session, Any, Any, str | None]], float,
+                                           list[int]]:
+        """Worker thread: close, feed, step every ready stream batched, collect frames.
+        Returns (per session: frames, encoded message, error), seconds, batch sizes."""
         began = time.perf_counter()
         self._close_streams(closing)
         results: list[tuple[Session, Any, Any, str | None]] = []
@@ -361,13 +365,13 @@ class LiveServer:
                 results.append((session, None, None, str(exc)))
         gen = self.generator
         ready = [s.stream for s in live if s.stream is not None and gen.is_ready(s.stream)]
+        batches = []
         while ready:
-            self._batch_sizes.append(len(ready))
+            batches.append(len(ready))
             gen.step(ready)
             ready = [s for s in ready if gen.is_ready(s)]
         results += [(s, *s.collect(), None) for s in live]
-        self._pass_seconds.append(time.perf_counter() - began)
-        return results
+        return results, time.perf_counter() - began, batches
 
     def _deliver(self, results: list[tuple[Session, Any, Any, str | None]]) -> None:
         now = time.monotonic()
