@@ -219,8 +219,8 @@ def training_minutes() -> str:
     return f"{load('training')['training_seconds'] / 60:.1f} min"
 
 
-def training_run_minutes() -> str:
-    return f"{load('training')['minutes']:.1f} min"
+def training_load() -> str:
+    return f"{load('training')['machine']['load_average'][0]:.1f}"
 
 
 def robustness_sample() -> str:
@@ -282,7 +282,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "eval_generator_bc_all": _eval("generator", "bc_all_joints"),
     "eval_shuffled_bc_all": _eval("audio_shuffled", "bc_all_joints"),
     "training_minutes": training_minutes,
-    "training_run_minutes": training_run_minutes,
+    "training_load": training_load,
     "robustness_sample": robustness_sample,
     "manifest_psd": manifest_psd,
     "ablation_topk": _ablation("ablation_topk"),
