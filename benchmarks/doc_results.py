@@ -147,6 +147,20 @@ NOT_MEASURED: dict[str, str] = {
     "2 %": _TOL + " (fp16 PSD, manifest psd_reference.tolerance_fp16)",
     "0.03": _TOL + " (BC threshold, TED Gesture)", "0.001": _TOL + " (BC all joints)",
     "1e-6": _TOL, "1e-5": _TOL, "1e-4": _TOL, "1e-3": _TOL, "2e-2": _TOL,
+    "1e-4 px": "the rounding of keypoints in the live protocol's JSON frames (a spec)",
+    "1e-3 px": _TOL + " (live client frames vs gesturert stream, tests/test_live_server.py)",
+    "4 MiB": "the WebSocket library's frame limit the live server sets, 4 x max_message_bytes (sdk/live/server.py)",
+    "2 s": "the live server's per-stream audio backlog cap (sdk/live/config.py, a limit)",
+    "64 KiB": "a socket send buffer size the live server sets (sdk/live/server.py)",
+    "32 KiB": "the websockets library's write buffer limit (sdk/live/server.py)",
+    "256 KiB": "the live server's outbound-bytes bound per connection (sdk/live/server.py)",
+    "143 ms": "the shipped bundle's algorithmic latency (L = 2 at 15 fps), derived from the spec",
+    "33 ms": "the live server's stepping tick (sdk/live/config.py), a setting",
+    "250 ms": "the live server's overload threshold (sdk/live/config.py), a setting",
+    "3600s": "a tunnel timeout in the shipped HAProxy/nginx configurations (deploy/), a setting",
+    "0.2 s": "import-openpose's longest interpolated gap (train/data/openpose.py), a setting",
+    "4.27 s": "one training window, 64 frames at 15 fps (train/configs/generator.yaml), a spec",
+    "6 s": _INPUT + " (the docs example's synthetic recording)",
 }
 
 #: (file, text) quoted in a page another engineer is rewriting: allowed until then, and
