@@ -149,7 +149,8 @@ NOT_MEASURED: dict[str, str] = {
     "1e-6": _TOL, "1e-5": _TOL, "1e-4": _TOL, "1e-3": _TOL, "2e-2": _TOL,
     "1e-4 px": "the rounding of keypoints in the live protocol's JSON frames (a spec)",
     "1e-3 px": _TOL + " (live client frames vs gesturert stream, tests/test_live_server.py)",
-    "4 MiB": "the WebSocket library's frame limit the live server sets, 4 x max_message_bytes (sdk/live/server.py)",
+    "4 MiB": "the WebSocket frame limit the live server sets, 4 x max_message_bytes "
+             "(sdk/live/server.py)",
     "2 s": "the live server's per-stream audio backlog cap (sdk/live/config.py, a limit)",
     "64 KiB": "a socket send buffer size the live server sets (sdk/live/server.py)",
     "32 KiB": "the websockets library's write buffer limit (sdk/live/server.py)",
