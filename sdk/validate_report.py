@@ -33,7 +33,14 @@ def machine() -> dict[str, Any]:
             versions[package] = version(package)
         except PackageNotFoundError:
             continue
-    return {"platform": platform.platform(), "processor": platform.processor(),
+    cpu = platform.processor()
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in
+                    Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "processor": cpu,
             "cpus": os.cpu_count(), "load_average_1_5_15": list(os.getloadavg()),
             "python": platform.python_version(), "versions": versions}
 

@@ -40,6 +40,8 @@ from train.checkpoint import CheckpointError, save_checkpoint
 from train.models.generator import GeneratorConfig, SalientPostureGenerator
 from train.models.posesync import PoseSyncConfig, PoseSyncNet
 
+REPO = Path(__file__).resolve().parents[1]
+
 TINY_GENERATOR = GeneratorConfig(face_hidden=8, body_hidden=8, embedding_dim=8, pose_hidden=8,
                                  decoder_hidden=8, detector_hidden=4, body_dilations=(1, 2),
                                  lookahead_frames=2, noise_dim=3)
@@ -145,6 +147,11 @@ def test_the_bundle_names_its_checkpoints_but_holds_no_machine_path(
     text = (exported / "manifest.json").read_text()
     for path in (*checkpoints, exported):
         assert str(path.parent) not in text
+    for file in exported.rglob("*"):  # the ONNX files held source paths once (stack traces)
+        if file.is_file():
+            data = file.read_bytes()
+            assert str(REPO).encode() not in data and str(checkpoints[0].parent).encode() \
+                not in data, file
     recorded = load_bundle(exported).manifest.training["checkpoints"]
     for kind, path in zip(("generator", "posesync"), checkpoints, strict=True):
         assert recorded[kind]["file"] == path.name

@@ -142,10 +142,6 @@ def test_validate_reports_a_missing_bundle(tmp_path: Path,
 
 @pytest.mark.skipif(not (DEFAULT_BUNDLE / "manifest.json").is_file(),
                     reason="the shipped default bundle (sdk/data/default_bundle) is not here")
-@pytest.mark.skipif((DEFAULT_BUNDLE / "manifest.json").is_file() and "reference" not in
-                    json.loads((DEFAULT_BUNDLE / "manifest.json").read_text()),
-                    reason="TEMPORARY until the default bundle is re-exported with its golden "
-                    "reference (issue 15, same branch)")
 def test_validate_passes_on_the_shipped_default_bundle(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["validate", str(DEFAULT_BUNDLE), "--out", str(tmp_path)])
