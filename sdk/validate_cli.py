@@ -15,8 +15,9 @@ scores and decisions; offline and streaming), ``posesync`` (PoseSyncNet's embedd
 (``pip install gesturert[cpu]``): no torch, no librosa.
 
 ``--generator CKPT`` (needs torch: ``gesturert[train]``) adds the PyTorch comparison of
-export/validate.py: the checkpoint's model vs each backend, offline and streaming, on the
-shipped sample and on ``--audio`` files, written to ``OUT/pytorch/``.
+export/validate.py (found through the ``gesturert.validate_extras`` entry point): the
+checkpoint's model vs each backend, offline and streaming, on the shipped sample and on
+``--audio`` files, written to ``OUT/pytorch/``.
 
 Writes ``validate.json`` (every number) and ``validate.md`` to ``--out``. Exit codes: 0
 every check within tolerance; 1 a mismatch (each named on stderr: stage, metric, group,
@@ -31,6 +32,8 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_MISMATCH, EXIT_CANNOT_RUN = 0, 1, 2
+EXTRAS_GROUP = "gesturert.validate_extras"  # pyproject.toml: the export side's extras
+PYTORCH_EXTRA = "pytorch"  # export.validate:pytorch_comparison
 
 
 def register_validate(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -55,14 +58,20 @@ def register_validate(subparsers: argparse._SubParsersAction) -> None:  # type: 
 
 
 def _pytorch_comparison(args: argparse.Namespace, backends: list[str] | None) -> int:
+    """The ``--generator`` extra, found through its entry point (sdk never imports export)."""
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group=EXTRAS_GROUP) if ep.name == PYTORCH_EXTRA]
     try:
-        from export.validate import pytorch_comparison
+        if not found:
+            raise ImportError(f"no {EXTRAS_GROUP!r} entry point {PYTORCH_EXTRA!r} installed")
+        pytorch_comparison = found[0].load()
     except ImportError as exc:
-        print(f"gesturert validate: --generator needs torch ({exc}); pip install "
-              "'gesturert[train]', or validate without --generator", file=sys.stderr)
+        print(f"gesturert validate: --generator needs torch and the export package ({exc}); "
+              "pip install 'gesturert[train]', or validate without --generator", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    return pytorch_comparison(args.bundle, list(args.audio), args.generator, backends,
-                              args.seed, args.out / "pytorch")
+    return int(pytorch_comparison(args.bundle, list(args.audio), args.generator, backends,
+                                  args.seed, args.out / "pytorch"))
 
 
 def run_validate(args: argparse.Namespace) -> int:

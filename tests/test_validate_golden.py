@@ -148,6 +148,12 @@ def test_validate_runs_where_torch_and_librosa_cannot_be_imported(
          str(tmp_path / "out")], env=env, text=True, capture_output=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "validate: all within tolerance" in result.stdout
+    # the PyTorch extra says what it needs
+    result = subprocess.run(
+        [sys.executable, "-m", "sdk.cli", "validate", str(tiny_bundle), "--generator",
+         str(tmp_path / "generator.pt"), "--out", str(tmp_path / "o1")],
+        env=env, text=True, capture_output=True, timeout=300)
+    assert result.returncode == 2 and "--generator needs torch" in result.stderr
     # and a fault is still caught there
     root = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, root)
