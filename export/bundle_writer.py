@@ -9,8 +9,13 @@ Steps (docs/architecture.md, "The bundle"):
 4. validate numerically (export/parity.py): ONNX Runtime vs PyTorch on random inputs and
    on the shipped speech sample, single step and streaming, max abs <= 1e-4;
 5. measure the PSD reference on the shipped speech sample with the *exported* models;
-6. write ``manifest.json`` **last**: an export that fails anywhere leaves no manifest, so
+6. record the golden reference under ``reference/`` with the *trained PyTorch* models
+   (export/golden.py, contents in sdk/golden.py) and derive validation tolerances from
+   how far onnxruntime-cpu lands from it;
+7. write ``manifest.json`` **last**: an export that fails anywhere leaves no manifest, so
    a half-written directory is never mistaken for a bundle.
+
+No machine paths go into a bundle: a checkpoint is recorded by file name, sha256 and step.
 
 The PSD reference (what ``gesturert validate`` compares a backend against): features of
 ``sdk/data/samples/speech_en.flac`` via ``sdk.mfcc.extract_features`` for
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from export.feature_matrices import compute_mfcc_matrices
+from export.golden import derive_reference_tolerances, record_golden
 from export.onnx_export import DEFAULT_OPSET, export_generator, export_posesync
 from export.parity import generator_parity, posesync_parity
 from export.trt_ops import check_model
@@ -40,9 +47,11 @@ from sdk.bundle import (
     Manifest,
     PoseSyncSpec,
     PsdReference,
+    sha256_file,
     write_bundle_manifest,
 )
 from sdk.features import FeatureConfig
+from sdk.golden import REFERENCE_DIR
 from sdk.normalization import PoseNormalization
 from sdk.pose_image import ImagingConfig
 from sdk.runners.base import MFCC_CLIPS, POSE_IMAGES
@@ -62,7 +71,8 @@ GENERATOR_FILE = "generator.onnx"
 POSESYNC_FILE = "posesync.onnx"
 MFCC_FILE = "mfcc_matrices.npz"
 ENGINES_DIR = "engines"
-BUNDLE_ENTRIES = (MANIFEST_NAME, GENERATOR_FILE, POSESYNC_FILE, MFCC_FILE, ENGINES_DIR)
+BUNDLE_ENTRIES = (MANIFEST_NAME, GENERATOR_FILE, POSESYNC_FILE, MFCC_FILE, ENGINES_DIR,
+                  REFERENCE_DIR)
 SPEECH_SAMPLE = Path(__file__).resolve().parents[1] / "sdk" / "data" / "samples" / "speech_en.flac"
 PSD_SEED = 0  # noise seed of the PSD reference run
 MAX_STEP_FRAMES = 64  # frames per step TensorRT engines accept (4.3 s of catch-up at 15 fps)
@@ -86,9 +96,12 @@ class ExportInputs:
 
 
 def _provenance(checkpoint: Checkpoint) -> dict[str, Any]:
-    """Where a model came from, as plain JSON (odd values in ``extra`` become strings)."""
+    """What a model came from, as plain JSON (odd values in ``extra`` become strings): the
+    checkpoint's file name and sha256, never its path on the exporting machine."""
     extra = json.loads(json.dumps(checkpoint.extra, default=str))
-    return {"path": str(checkpoint.path), "step": checkpoint.step, "extra": extra}
+    path = Path(checkpoint.path)
+    return {"file": path.name, "sha256": sha256_file(path), "step": checkpoint.step,
+            "extra": extra}
 
 
 def load_generator(path: str | Path) -> tuple[SalientPostureGenerator, Checkpoint]:
@@ -219,7 +232,7 @@ def write_bundle(inputs: ExportInputs, out_dir: str | Path, lookahead_frames: in
         raise ExportError(f"batch profile must be 1 <= min <= opt <= max, got {batch_profile}")
     out = Path(out_dir)
     _prepare_directory(out, overwrite)
-    with tqdm(total=5, desc="export", unit="step", disable=not progress) as steps:
+    with tqdm(total=6, desc="export", unit="step", disable=not progress) as steps:
         steps.set_postfix_str("generator.onnx")
         generator_spec = export_generator(inputs.generator, out / GENERATOR_FILE, opset)
         steps.update()
@@ -238,6 +251,10 @@ def write_bundle(inputs: ExportInputs, out_dir: str | Path, lookahead_frames: in
         psd_reference = measure_psd_reference(out / GENERATOR_FILE, out / POSESYNC_FILE,
                                               inputs, trained)
         steps.update()
+        steps.set_postfix_str("golden reference")
+        reference = record_golden(inputs.generator, inputs.posesync, inputs.features,
+                                  inputs.normalization, inputs.imaging, SPEECH_SAMPLE, out)
+        steps.update()
         trt = [check_model(out / f, name=f) for f in (GENERATOR_FILE, POSESYNC_FILE)]
         config = inputs.generator.config
         manifest = Manifest(
@@ -253,6 +270,7 @@ def write_bundle(inputs: ExportInputs, out_dir: str | Path, lookahead_frames: in
                                   inputs.posesync.config.embedding_dim),
             mfcc_matrices=MFCC_FILE,
             psd_reference=psd_reference,
+            reference=reference,
             training={
                 "checkpoints": inputs.provenance,
                 "parity": {"generator": gen_parity.to_dict(),
@@ -260,8 +278,14 @@ def write_bundle(inputs: ExportInputs, out_dir: str | Path, lookahead_frames: in
                 "tensorrt_check": {r.model: [str(i) for i in r.issues] for r in trt},
             },
         )
-        steps.set_postfix_str(MANIFEST_NAME)
-        written = write_bundle_manifest(out, manifest)
+        steps.set_postfix_str("tolerances")
+        try:
+            manifest = derive_reference_tolerances(out, manifest)
+            written = write_bundle_manifest(out, manifest)
+        except BaseException:
+            with suppress(OSError):  # the measuring manifest must not outlive a failure
+                (out / MANIFEST_NAME).unlink()
+            raise
         steps.update()
     return written
 

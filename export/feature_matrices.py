@@ -61,6 +61,20 @@ def compute_mfcc_matrices(config: FeatureConfig = DEFAULT_FEATURES) -> MfccMatri
     return MfccMatrices(config, window, mel, dct, provenance=_provenance(config))
 
 
+def librosa_mfcc(audio: np.ndarray, config: FeatureConfig = DEFAULT_FEATURES) -> np.ndarray:
+    """``librosa.feature.mfcc`` of float32 mono ``audio`` with ``config``'s parameters, the call
+    sdk/features.py writes out (the spec ``sdk.mfcc`` matches); float32 (M, n_mfcc) time-major."""
+    mel_power = librosa.feature.melspectrogram(
+        y=audio, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+        win_length=config.win_length, window="hann", center=True, pad_mode="constant",
+        power=2.0, n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax, htk=False,
+        norm="slaney",
+    )
+    db = librosa.power_to_db(mel_power, ref=1.0, amin=config.amin, top_db=None)
+    mfcc = librosa.feature.mfcc(S=db, n_mfcc=config.n_mfcc, dct_type=2, norm="ortho")
+    return np.ascontiguousarray(mfcc.T, dtype=np.float32)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m export.feature_matrices",

@@ -69,6 +69,38 @@ def _check_opset(opset: int) -> None:
         raise ValueError(f"opset must be >= {MIN_OPSET} (dynamo export, TensorRT 10), got {opset}")
 
 
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"  # node debug info holding source file paths
+
+
+def strip_stack_traces(path: Path) -> None:
+    """Remove the exporter's per-node Python stack traces from the ONNX file at ``path``.
+
+    They name source files by absolute path (``/home/me/gesturert/train/models/...``): a
+    machine path in the bundle, and the reason the same weights exported from two
+    checkouts differed in bytes. Nothing reads them.
+    """
+    model = onnx.load(str(path))
+
+    def strip(graph: onnx.GraphProto) -> None:
+        for node in graph.node:
+            kept = [p for p in node.metadata_props if p.key != STACK_TRACE_KEY]
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    strip(attribute.g)
+                for sub in attribute.graphs:
+                    strip(sub)
+
+    strip(model.graph)
+    for function in model.functions:
+        for node in function.node:
+            kept = [p for p in node.metadata_props if p.key != STACK_TRACE_KEY]
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+    onnx.save(model, str(path))
+
+
 def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path,
             input_names: Sequence[str], output_names: Sequence[str],
             dynamic_shapes: dict[str, dict[int, torch.export.Dim]], opset: int) -> None:
@@ -90,6 +122,7 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path,
         if program is None:  # only the legacy exporter returns None
             raise OnnxExportError(f"{path}: the exporter returned no program")
         program.save(str(path))
+        strip_stack_traces(path)
     except OnnxExportError:
         raise
     except Exception as exc:  # torch.export / onnxscript raise many types

@@ -21,7 +21,8 @@ Plugging into :class:`sdk.streaming.StreamingGenerator` (``backend=`` takes a st
 
 Given a ``bundle``, the checkpoint must match it (features hash, lookahead, noise and
 state sizes; PoseSyncNet clip and image sizes) and the input axis names come from the
-manifest; the bundle's own provenance path is used when ``checkpoint`` is None.
+manifest. A bundle names the checkpoints it came from (file name, sha256) but holds no
+path, so ``checkpoint`` is required.
 """
 
 from __future__ import annotations
@@ -87,17 +88,17 @@ def _open_bundle(bundle: BundleSource | None) -> Bundle | None:
 
 
 def _checkpoint_path(checkpoint: PathLike | None, bundle: Bundle | None, kind: str) -> Path:
-    """The checkpoint given, else the one the bundle's provenance names."""
+    """The checkpoint given; ValueError naming the bundle's recorded one when None."""
     if checkpoint is not None:
         return Path(checkpoint)
     if bundle is None:
         raise ValueError(f"a {kind} checkpoint is needed: pass checkpoint=PATH (and "
                          f"optionally bundle=DIR to check it against a bundle)")
-    recorded = bundle.manifest.training.get("checkpoints", {}).get(kind, {}).get("path")
-    if not recorded or not Path(recorded).is_file():
-        raise ValueError(f"bundle {bundle.root} records no readable {kind} checkpoint "
-                         f"({recorded!r}); pass checkpoint=PATH")
-    return Path(recorded)
+    recorded = bundle.manifest.training.get("checkpoints", {}).get(kind, {})
+    raise ValueError(f"a {kind} checkpoint is needed: bundle {bundle.root} records which one "
+                     f"it was exported from ({recorded.get('file')!r}, sha256 "
+                     f"{str(recorded.get('sha256'))[:12]}...) but, like every bundle, no path on "
+                     f"a machine; pass checkpoint=PATH")
 
 
 def _meta_from_spec(spec: ModelSpec) -> dict[str, TensorMeta]:

@@ -1,8 +1,9 @@
-"""``gesturert validate``: prove a deployed bundle computes what was trained, with PSD.
+"""``gesturert validate --generator CKPT``: the PyTorch comparison (an export-side extra).
 
-    gesturert validate BUNDLE [--audio a.wav b.wav ...] [--backends torch,onnxruntime,tensorrt]
-                       [--generator generator.pt] [--posesync-backend onnxruntime-cpu]
-                       [--out out/validate] [--seed 0]
+The SDK's ``gesturert validate`` (sdk/validate.py) compares every backend with the golden
+reference the bundle carries and needs no torch. Where torch is installed, ``--generator``
+adds this module's comparison with the checkpoint itself, on any audio
+(:func:`pytorch_comparison`):
 
 For every audio file and every backend that can run here, the generator runs **offline**
 (one pass) and **streaming** (the audio fed in random chunk sizes, stepping as it becomes
@@ -11,8 +12,7 @@ ready). Each output is scored with the bundle's PoseSyncNet: PSD and the offset 
 checkpoint given with ``--generator``, run through ``model.step``; the reference when
 given), ``onnxruntime`` (GPU provider when present, else CPU), ``onnxruntime-cpu``,
 ``onnxruntime-gpu``, ``tensorrt`` (a bundle engine for this GPU). One that cannot run
-here is reported as skipped, with why. Without ``torch``, the first backend that runs
-(offline) is the reference.
+here is reported as skipped, with why. The checkpoint's model is the reference.
 
 The shipped speech sample is always validated too, with the noise seed of the manifest's
 ``psd_reference`` (``export.bundle_writer.PSD_SEED``): its rows are compared with that
@@ -32,13 +32,13 @@ Checks (a row fails naming each one out of tolerance):
   (the distance at the reference offset is within the PSD tolerance of the minimum, as
   for an untrained model), the offsets count as agreeing and the table says "flat".
 
-Writes ``validate.json`` and ``validate.md`` to ``--out``; prints the table. Exit codes:
-0 all within tolerance, 1 something out of tolerance (named on stderr), 2 unusable input.
+Writes ``validate.json`` and ``validate.md`` to ``OUT/pytorch``; prints the table. Exit
+codes: 0 all within tolerance, 1 something out of tolerance (named on stderr), 2 unusable
+input.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -345,56 +345,30 @@ def validate(bundle_path: Path, audio_paths: list[Path], backends: list[str],
     return rows, skipped
 
 
-def register_validate(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser(
-        "validate", help="PSD validation of a bundle on every backend vs the reference",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bundle", type=Path, help="bundle directory or .tar")
-    parser.add_argument("--audio", type=Path, nargs="+", default=[],
-                        help="speech files to validate on (the shipped sample is always added)")
-    parser.add_argument("--backends", default=DEFAULT_BACKENDS,
-                        help=f"comma-separated, of {','.join(VALIDATE_BACKENDS)} "
-                        f"(default {DEFAULT_BACKENDS})")
-    parser.add_argument("--generator", type=Path, default=None,
-                        help="generator checkpoint the bundle was exported from (PyTorch "
-                        "reference)")
-    parser.add_argument("--posesync-backend", choices=POSESYNC_BACKENDS,
-                        default="onnxruntime-cpu",
-                        help="where PoseSyncNet runs (default onnxruntime-cpu, as at export)")
-    parser.add_argument("--out", type=Path, default=Path("out/validate"),
-                        help="directory for validate.json and validate.md (default out/validate)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="noise seed of the runs on --audio, and of the random chunking")
-    parser.set_defaults(func=run_validate)
-
-
-def run_validate(args: argparse.Namespace) -> int:
-    """The ``validate`` command; returns the exit code."""
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = sorted(set(backends) - set(VALIDATE_BACKENDS))
-    if unknown or not backends:
-        print(f"gesturert validate: --backends {args.backends!r}: unknown {unknown}; expected "
-              f"a comma-separated list of {', '.join(VALIDATE_BACKENDS)}", file=sys.stderr)
-        return EXIT_UNUSABLE
+def pytorch_comparison(bundle: Path, audio: list[Path], generator_ckpt: Path,
+                       backends: list[str] | None, seed: int, out: Path) -> int:
+    """``gesturert validate --generator``: the rows of :func:`validate` with the checkpoint
+    as the reference, printed and written to ``out``; returns the exit code (0, 1, 2)."""
     from train.checkpoint import CheckpointError
 
+    names = [TORCH, *(backends or ["onnxruntime", "tensorrt"])]
     try:
-        rows, skipped = validate(args.bundle, list(args.audio), backends, args.generator,
-                                 args.posesync_backend, args.seed)
+        rows, skipped = validate(bundle, audio, names, generator_ckpt, seed=seed)
     except (ValidateError, BundleError, AudioError, CheckpointError, BackendError,
             ValueError) as exc:
-        print(f"gesturert validate: {exc}", file=sys.stderr)
+        print(f"gesturert validate --generator: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
+    print("PyTorch comparison (--generator):")
     print(format_table(rows))
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
-    json_path, md_path = write_report(args.out, args.bundle, rows, skipped)
+    json_path, md_path = write_report(out, bundle, rows, skipped)
     print(f"wrote {json_path}, {md_path}")
     failures = [f for r in rows for f in r.failures]
     if failures:
-        print(f"gesturert validate: {len(failures)} check(s) out of tolerance:", file=sys.stderr)
+        print(f"gesturert validate --generator: {len(failures)} check(s) out of tolerance:",
+              file=sys.stderr)
         for failure in failures:
             print(f"  {failure}", file=sys.stderr)
         return EXIT_OUT_OF_TOLERANCE
-    print("validate: all within tolerance")
     return EXIT_OK

@@ -1,6 +1,7 @@
 """Reproduce the default bundle shipped in ``sdk/data/default_bundle/``, end to end.
 
     .venv/bin/python scripts/make_default_bundle.py [--minutes 20] [--work runs/default_bundle]
+    .venv/bin/python scripts/make_default_bundle.py --export-only --work DIR_WITH_CHECKPOINTS
 
 Stages, each one of the project's own commands run in a subprocess and timed:
 
@@ -14,11 +15,18 @@ Stages, each one of the project's own commands run in a subprocess and timed:
 4. the bundle replaces ``--dest`` (default ``sdk/data/default_bundle/``); the report says
    which of its files are byte-identical to those of the bundle it replaced (the manifest
    aside: it records the time of export), so a rebuild shows whether it reproduced it;
+   then ``gesturert validate`` of the new bundle against its golden reference writes
+   ``--validation-results`` (default ``benchmarks/results/validation/``: the numbers
+   docs/validation.md quotes);
 5. with ``--shuffled-baseline``: the audio-shuffled baseline, ``gesturert train
    generator`` with the same config and ``--set data.shuffle_audio_pairs=true`` (not part
    of the bundle; timed apart from the three models);
 6. with ``--evaluate``: ``gesturert evaluate`` on the corpus's held-out split into
    ``--results`` (with ``--shuffled-generator`` when the baseline was trained).
+
+With ``--export-only``, stages 1-2 are skipped: the checkpoints already in ``--work``
+(``generator/generator.pt``, ``posesync/posesync.pt``) are exported (into a temporary
+directory: ``--work`` is only read), then stage 4; no timing report is written.
 
 Prints the time of every stage and writes them, with the machine (CPU model, cores, load
 average), to ``RESULTS/default_training.json`` and ``.md``. The training of the three
@@ -33,6 +41,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +49,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DEST = REPO / "sdk" / "data" / "default_bundle"
 DEFAULT_RESULTS = REPO / "benchmarks" / "results" / "training"
+DEFAULT_VALIDATION = REPO / "benchmarks" / "results" / "validation"
 TRAINING_STAGES = ("posesync", "fgd", "generator")
 
 
@@ -129,6 +139,32 @@ def timing_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _repo_relative(path: Path) -> str:
+    """``path`` relative to the repository when inside it (no machine paths in reports)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def export_and_validate(generator: Path, posesync: Path, dest: Path, validation: Path,
+                        timings: dict[str, float], quiet: bool) -> dict[str, str] | None:
+    """Export the checkpoints (into a temporary directory), replace ``dest`` with the
+    bundle, validate it into ``validation``; returns the comparison with the old bundle."""
+    for checkpoint in (generator, posesync):
+        if not checkpoint.is_file():
+            raise SystemExit(f"{checkpoint}: no such checkpoint")
+    with tempfile.TemporaryDirectory(prefix="gesturert-bundle-") as tmp:
+        bundle = Path(tmp) / "bundle"
+        run_stage("export", ["export", "--generator", str(generator), "--posesync",
+                             str(posesync), "--out", str(bundle), "--quiet"], timings, quiet)
+        replaced = compare_bundles(dest, bundle)
+        replace_bundle(bundle, dest)
+    run_stage("validate", ["validate", _repo_relative(dest), "--out",
+                           _repo_relative(validation)], timings, quiet)
+    return replaced
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=20.0,
@@ -152,8 +188,24 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="MODEL:KEY=VALUE",
                         help="config override for one model, e.g. generator:run.steps=100 "
                              "(tests; the shipped bundle uses none)")
+    parser.add_argument("--validation-results", type=Path, default=DEFAULT_VALIDATION,
+                        help="where gesturert validate of the new bundle writes its report "
+                             "(default benchmarks/results/validation)")
+    parser.add_argument("--export-only", action="store_true",
+                        help="no synth or training: export the checkpoints in --work "
+                             "(generator/generator.pt, posesync/posesync.pt), replace --dest, "
+                             "validate; --work is only read")
     parser.add_argument("--quiet", action="store_true", help="hide the commands' output")
     args = parser.parse_args(argv)
+    if args.export_only:
+        timings: dict[str, float] = {}
+        work = args.work.resolve()
+        replaced = export_and_validate(work / "generator" / "generator.pt",
+                                       work / "posesync" / "posesync.pt", args.dest.resolve(),
+                                       args.validation_results, timings, args.quiet)
+        print("against the bundle it replaced: " + ("no bundle there" if replaced is None else
+              ", ".join(f"{k} {v}" for k, v in replaced.items())))
+        return 0
     if not args.minutes > 0 or args.speakers < 1 or args.threads < 0:
         parser.error(f"need --minutes > 0, --speakers >= 1, --threads >= 0; got "
                      f"{args.minutes}, {args.speakers}, {args.threads}")
@@ -166,11 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides[model] += ["--set", setting]
 
     work = args.work.resolve()
-    corpus, bundle = work / "corpus", work / "bundle"
+    corpus = work / "corpus"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    timings: dict[str, float] = {}
+    timings = {}
     revision = source_revision()
     started = time.perf_counter()
     run_stage("synth", ["data", "synth", "--out", str(corpus), "--minutes", str(args.minutes),
@@ -180,11 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         run_stage(f"train {model}", ["train", model, "--data", str(corpus), "--out",
                                      str(work / model), "--no-progress", *overrides[model]],
                   timings, args.quiet)
-    run_stage("export", ["export", "--generator", str(work / "generator" / "generator.pt"),
-                         "--posesync", str(work / "posesync" / "posesync.pt"),
-                         "--out", str(bundle), "--quiet"], timings, args.quiet)
-    replaced = compare_bundles(args.dest.resolve(), bundle)
-    replace_bundle(bundle, args.dest.resolve())
+    replaced = export_and_validate(work / "generator" / "generator.pt",
+                                   work / "posesync" / "posesync.pt", args.dest.resolve(),
+                                   args.validation_results, timings, args.quiet)
     total = time.perf_counter() - started
     shuffled = work / "generator_shuffled" / "generator.pt"
     if args.shuffled_baseline:

@@ -153,6 +153,61 @@ class PsdReference:
 
 
 @dataclass(frozen=True)
+class ReferenceSpec:
+    """The golden reference of a bundle: what the TRAINED PyTorch model computed at export.
+
+    The arrays live in ``golden_file`` (an ``.npz`` listed with a checksum like every file;
+    :mod:`sdk.golden` reads it); this record holds the scalars, the tolerances ``gesturert
+    validate`` applies and how they were derived.
+
+    Attributes:
+        golden_file: bundle-relative path of the arrays (``reference/golden.npz``).
+        audio_file: bundle-relative path of the reference audio (``reference/audio.flac``).
+        noise_seed: seed of ``sdk.noise.frame_noise`` of the golden run.
+        saliency_threshold: a frame is salient when its score is >= this.
+        psd, offset, confidence: PoseSyncNet's verdict on the golden keypoints (PyTorch
+            PoseSyncNet, librosa MFCC), offset in pose frames, sweep over ±``max_offset``.
+        tolerances: precision ("fp32" | "fp16") -> metric -> largest allowed value (see
+            :data:`sdk.golden.METRICS` for names and units).
+        measured: precision -> metric -> the deviation measured at export that the
+            tolerance was derived from (``derivation`` says how).
+        derivation: one sentence: the rule that turned ``measured`` into ``tolerances``.
+        provenance: code revision and library versions of the golden run.
+    """
+
+    golden_file: str
+    audio_file: str
+    noise_seed: int
+    saliency_threshold: float
+    psd: float
+    offset: int
+    confidence: float
+    max_offset: int
+    tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
+    measured: dict[str, dict[str, float]] = field(default_factory=dict)
+    derivation: str = ""
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ReferenceSpec:
+        return cls(
+            golden_file=str(d["golden_file"]), audio_file=str(d["audio_file"]),
+            noise_seed=int(d["noise_seed"]), saliency_threshold=float(d["saliency_threshold"]),
+            psd=float(d["psd"]), offset=int(d["offset"]), confidence=float(d["confidence"]),
+            max_offset=int(d["max_offset"]),
+            tolerances={str(p): {str(k): float(v) for k, v in m.items()}
+                        for p, m in d.get("tolerances", {}).items()},
+            measured={str(p): {str(k): float(v) for k, v in m.items()}
+                      for p, m in d.get("measured", {}).items()},
+            derivation=str(d.get("derivation", "")),
+            provenance={str(k): str(v) for k, v in d.get("provenance", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
 class EngineRecord:
     """A TensorRT engine built for one GPU architecture and TensorRT version."""
 
@@ -188,6 +243,7 @@ class Manifest:
     posesync: PoseSyncSpec | None
     mfcc_matrices: str
     psd_reference: PsdReference | None = None
+    reference: ReferenceSpec | None = None  # the golden reference (reference/), validate's
     engines: tuple[EngineRecord, ...] = ()
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     training: dict[str, Any] = field(default_factory=dict)  # provenance, free-form
@@ -209,6 +265,7 @@ class Manifest:
             "posesync": None if self.posesync is None else self.posesync.to_dict(),
             "mfcc_matrices": self.mfcc_matrices,
             "psd_reference": None if self.psd_reference is None else self.psd_reference.to_dict(),
+            "reference": None if self.reference is None else self.reference.to_dict(),
             "engines": [e.to_dict() for e in self.engines],
             "files": dict(sorted(self.files.items())),
             "training": self.training,
@@ -242,6 +299,8 @@ class Manifest:
                 mfcc_matrices=str(d["mfcc_matrices"]),
                 psd_reference=None if d.get("psd_reference") is None
                 else PsdReference.from_dict(d["psd_reference"]),
+                reference=None if d.get("reference") is None
+                else ReferenceSpec.from_dict(d["reference"]),
                 engines=tuple(EngineRecord.from_dict(e) for e in d.get("engines", [])),
                 files=dict(d.get("files", {})),
                 training=dict(d.get("training", {})),

@@ -17,6 +17,7 @@ import torch
 
 from export import bundle_writer
 from export.bundle_writer import (
+    SPEECH_SAMPLE,
     ExportError,
     export_bundle,
     load_export_inputs,
@@ -26,9 +27,11 @@ from export.bundle_writer import (
 from export.onnx_export import check_onnx, read_model_spec
 from export.parity import DEFAULT_TOLERANCE, ParityError
 from export.trt_ops import check_bundle
-from sdk.bundle import MANIFEST_NAME, BundleError, load_bundle
+from sdk.audio import load_audio
+from sdk.bundle import MANIFEST_NAME, BundleError, load_bundle, sha256_file
 from sdk.cli import main as gesturert
 from sdk.features import DEFAULT_FEATURES, FeatureConfig
+from sdk.golden import GoldenArrays
 from sdk.mfcc import MfccMatrices
 from sdk.normalization import PoseNormalization
 from sdk.pose_image import ImagingConfig
@@ -36,6 +39,8 @@ from sdk.skeleton import MODEL_SKELETON
 from train.checkpoint import CheckpointError, save_checkpoint
 from train.models.generator import GeneratorConfig, SalientPostureGenerator
 from train.models.posesync import PoseSyncConfig, PoseSyncNet
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY_GENERATOR = GeneratorConfig(face_hidden=8, body_hidden=8, embedding_dim=8, pose_hidden=8,
                                  decoder_hidden=8, detector_hidden=4, body_dilations=(1, 2),
@@ -111,7 +116,8 @@ def test_bundle_has_contract_tensors_and_verified_checksums(exported: Path) -> N
     assert sync is not None and sync.embedding_dim == TINY_POSESYNC.embedding_dim
     assert [t.shape for t in sync.model.inputs] == [("batch", 13, 60), ("batch", 9, 16, 16)]
     assert set(bundle.manifest.files) == {"generator.onnx", "posesync.onnx",
-                                          "mfcc_matrices.npz"}
+                                          "mfcc_matrices.npz", "reference/golden.npz",
+                                          "reference/audio.flac"}
     assert bundle.manifest.imaging == TINY_POSESYNC.imaging.to_dict()
     assert read_model_spec(exported / "generator.onnx").opset >= 17
     MfccMatrices.load(exported / "mfcc_matrices.npz", bundle.manifest.features)
@@ -134,6 +140,41 @@ def test_psd_reference_is_recorded(exported: Path) -> None:
     ref = load_bundle(exported).manifest.psd_reference
     assert ref is not None and 0.0 <= ref.value <= 2.0  # L2-normalised embeddings
     assert abs(ref.offset) <= 15 and "speech_en.flac" in ref.audio
+
+
+def test_the_bundle_names_its_checkpoints_but_holds_no_machine_path(
+        exported: Path, checkpoints: tuple[Path, Path]) -> None:
+    text = (exported / "manifest.json").read_text()
+    for path in (*checkpoints, exported):
+        assert str(path.parent) not in text
+    for file in exported.rglob("*"):  # the ONNX files held source paths once (stack traces)
+        if file.is_file():
+            data = file.read_bytes()
+            assert str(REPO).encode() not in data and str(checkpoints[0].parent).encode() \
+                not in data, file
+    recorded = load_bundle(exported).manifest.training["checkpoints"]
+    for kind, path in zip(("generator", "posesync"), checkpoints, strict=True):
+        assert recorded[kind]["file"] == path.name
+        assert recorded[kind]["sha256"] == sha256_file(path)
+
+
+def test_the_golden_reference_is_the_checkpoints_run(
+        exported: Path, checkpoints: tuple[Path, Path]) -> None:
+    """Keypoints through the checkpoint's normalisation; tolerances per precision, derived
+    (fp16 never stricter than fp32); the reference audio is the sample, byte for byte."""
+    bundle = load_bundle(exported)
+    spec = bundle.manifest.reference
+    assert spec is not None and spec.provenance["torch"] == torch.__version__
+    golden = GoldenArrays.load(bundle)
+    pixels = _normalization().canonical_to_pixels(golden.canonical)
+    np.testing.assert_array_equal(golden.keypoints_px, pixels)
+    assert golden.keypoints_px.shape == (bundle.manifest.features.num_pose_frames(
+        load_audio(SPEECH_SAMPLE, 16000).size), MODEL_SKELETON.num_joints, 2)
+    assert (exported / spec.audio_file).read_bytes() == SPEECH_SAMPLE.read_bytes()
+    assert set(spec.tolerances) == {"fp32", "fp16"} == set(spec.measured)
+    for metric, tolerance in spec.tolerances["fp32"].items():
+        assert spec.tolerances["fp16"][metric] >= tolerance
+        assert tolerance == 0 or tolerance >= 100 * spec.measured["fp32"][metric]
 
 
 def test_tampered_file_is_named_at_load(exported: Path, tmp_path: Path) -> None:

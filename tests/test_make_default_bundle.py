@@ -23,11 +23,13 @@ def test_make_default_bundle_trains_exports_and_evaluates_with_the_baseline(
     command = [sys.executable, str(REPO / "scripts" / "make_default_bundle.py"),
                "--minutes", "1.5", "--work", str(tmp_path / "work"),
                "--dest", str(tmp_path / "bundle"), "--results", str(tmp_path / "results"),
+               "--validation-results", str(tmp_path / "validation"),
                "--evaluate", "--shuffled-baseline", "--quiet",
                *[a for item in sets for a in ("--set", item)]]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (tmp_path / "bundle" / "manifest.json").is_file()
+    assert json.loads((tmp_path / "validation" / "validate.json").read_text())["passed"]
     timing = json.loads((tmp_path / "results" / "default_training.json").read_text())
     assert timing["compared_with_replaced"] is None  # --dest held no bundle
     assert {"synth", "train posesync", "train fgd", "train generator", "export",
@@ -40,6 +42,15 @@ def test_make_default_bundle_trains_exports_and_evaluates_with_the_baseline(
     assert evaluation["checkpoints"]["shuffled_generator"] == str(shuffled)
     assert {"generator", "audio_shuffled", "other_audio", "mean_pose",
             "ground_truth"} == set(evaluation["methods"])
+    # --export-only: the same checkpoints again, the work directory only read
+    again = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "make_default_bundle.py"), "--export-only",
+         "--work", str(tmp_path / "work"), "--dest", str(tmp_path / "bundle"),
+         "--validation-results", str(tmp_path / "validation2"), "--quiet"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "generator.onnx identical" in again.stdout and "golden.npz identical" in again.stdout
+    assert json.loads((tmp_path / "validation2" / "validate.json").read_text())["passed"]
 
 
 def _load_script():  # type: ignore[no-untyped-def]

@@ -204,10 +204,11 @@ def test_stepper_keeps_state_per_slot_and_resets_it(exported: Exported) -> None:
         stepper.close()
 
 
-def test_a_bundle_alone_finds_the_checkpoints_it_was_exported_from(exported: Exported) -> None:
-    generator = TorchGeneratorRunner(bundle=exported.bundle, device="cpu")
-    posesync = TorchPoseSyncRunner(bundle=exported.bundle, device="cpu")
-    assert (generator.name, posesync.name) == ("torch:generator.pt", "torch:posesync.pt")
+def test_a_bundle_alone_names_its_checkpoints_but_holds_no_path_to_them(
+        exported: Exported) -> None:
+    for runner in (TorchGeneratorRunner, TorchPoseSyncRunner):
+        with pytest.raises(ValueError, match=r"\.pt', sha256 [0-9a-f]{12}.*checkpoint=PATH"):
+            runner(bundle=exported.bundle, device="cpu")
     with pytest.raises(ValueError, match="checkpoint=PATH"):
         TorchGeneratorRunner(device="cpu")
 

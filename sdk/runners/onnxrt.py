@@ -1,6 +1,12 @@
 """ONNX Runtime runner: CPU execution provider by default, CUDA / TensorRT EPs with onnxruntime-gpu.
 
-onnxruntime is imported when a runner is activated, never at module import. With a GPU
+onnxruntime is imported when a runner is activated, never at module import. ONNX Runtime
+silently drops a requested provider it cannot load (missing CUDA/cuDNN/TensorRT
+libraries, no device) and runs on the CPU; the runner checks ``session.get_providers()``
+after creating the session and raises :class:`ProviderDroppedError` naming the provider
+and, where it can find it, the library that failed to load, unless
+``allow_provider_fallback`` is set (then ``dropped_providers`` says what was lost and why).
+With a GPU
 provider in the session the runner uses IO binding: inputs are bound from host memory
 and outputs to host buffers ORT allocates, so ORT does the one copy each way itself
 instead of ``session.run``'s extra staging.
@@ -17,6 +23,11 @@ import numpy as np
 
 from sdk.runners.base import Runner, RunnerError, TensorMeta
 
+_PROVIDER_LIBRARIES = {  # provider -> its shared library in onnxruntime/capi
+    "CUDAExecutionProvider": "libonnxruntime_providers_cuda.so",
+    "TensorrtExecutionProvider": "libonnxruntime_providers_tensorrt.so",
+}
+
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 TENSORRT_PROVIDER = "TensorrtExecutionProvider"
@@ -29,6 +40,33 @@ _ORT_TYPES = {
     "tensor(int32)": np.int32,
     "tensor(bool)": np.bool_,
 }
+
+
+class ProviderDroppedError(RunnerError):
+    """ONNX Runtime dropped a requested GPU execution provider (it would run on the CPU)."""
+
+
+def provider_load_error(provider: str) -> str:
+    """Why ``provider`` probably did not load: the loader's error for its shared library
+    (which names the missing dependency, e.g. ``libcudnn.so.9``), or what else is known."""
+    library = _PROVIDER_LIBRARIES.get(provider)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "onnxruntime is not installed"
+    if library is None:
+        return f"onnxruntime could not initialise {provider}"
+    path = Path(ort.__file__).parent / "capi" / library
+    if not path.is_file():
+        return f"this onnxruntime build has no {library} (install onnxruntime-gpu)"
+    import ctypes
+
+    try:
+        ctypes.CDLL(str(path))
+    except OSError as exc:
+        return f"{library} does not load: {exc}"
+    return (f"{library} loads, but onnxruntime could not initialise {provider} (no CUDA "
+            "device or driver? see onnxruntime's warning)")
 
 
 def available_providers() -> list[str]:
@@ -49,6 +87,9 @@ class OnnxRuntimeRunner(Runner):
             may be names or ``(name, options)`` pairs, as onnxruntime takes them.
         intra_op_num_threads: threads per operator (0: onnxruntime's default, all cores).
         name: what to call the runner in messages (default: the file name).
+        allow_provider_fallback: when ONNX Runtime drops a requested GPU provider, keep the
+            session (recording why in ``dropped_providers``) instead of raising
+            :class:`ProviderDroppedError`.
 
     ``infer`` returns fresh arrays (onnxruntime allocates them per call).
     """
@@ -59,6 +100,7 @@ class OnnxRuntimeRunner(Runner):
         providers: Sequence[str | tuple[str, dict[str, Any]]] = (CPU_PROVIDER,),
         intra_op_num_threads: int = 0,
         name: str | None = None,
+        allow_provider_fallback: bool = False,
     ) -> None:
         super().__init__(name or f"onnxruntime:{Path(model_path).name}")
         if intra_op_num_threads < 0:
@@ -69,6 +111,8 @@ class OnnxRuntimeRunner(Runner):
         self._session: Any = None
         self._output_names: list[str] = []
         self._use_io_binding = False
+        self.allow_provider_fallback = allow_provider_fallback
+        self.dropped_providers: dict[str, str] = {}  # provider -> why it did not load
 
     @property
     def providers(self) -> list[str]:
@@ -95,8 +139,23 @@ class OnnxRuntimeRunner(Runner):
             )
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
             raise RunnerError(f"{self.name}: onnxruntime could not load the model: {exc}") from exc
+        self._check_providers()
         self._output_names = [o.name for o in self._session.get_outputs()]
         self._use_io_binding = any(p != CPU_PROVIDER for p in self._session.get_providers())
+
+    def _check_providers(self) -> None:
+        """Compare the providers asked for with those the session uses (ORT drops silently)."""
+        used = set(self._session.get_providers())
+        asked = [p if isinstance(p, str) else p[0] for p in self.requested_providers]
+        self.dropped_providers = {p: provider_load_error(p) for p in asked
+                                  if p not in used and p != CPU_PROVIDER}
+        if self.dropped_providers and not self.allow_provider_fallback:
+            self._session = None
+            why = "; ".join(f"{p}: {w}" for p, w in self.dropped_providers.items())
+            raise ProviderDroppedError(
+                f"{self.name}: onnxruntime dropped {sorted(self.dropped_providers)} and would "
+                f"run on {sorted(used)} instead ({why}); fix the GPU libraries, or ask for "
+                "onnxruntime-cpu")
 
     def _deactivate(self) -> None:
         self._session = None

@@ -12,6 +12,11 @@ Engine matching: an :class:`~sdk.bundle.EngineRecord` fits when its ``model`` is
 plans from other builds). With several fits, the requested precision wins, else fp16,
 else the first. Asking for ``tensorrt`` when nothing fits raises :class:`BackendError`
 unless ``fallback_to_onnxruntime`` is set, in which case a warning says why.
+
+The label says what runs: when ONNX Runtime drops the CUDA/TensorRT provider at session
+creation (a library missing), :func:`create_stepper` raises :class:`BackendError` naming
+it, or, with ``fallback_to_onnxruntime``, labels the backend ``onnxruntime-cpu`` and says
+why (never "onnxruntime-gpu" running on the CPU).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from sdk.runners.onnxrt import (
     CUDA_PROVIDER,
     TENSORRT_PROVIDER,
     OnnxRuntimeRunner,
+    ProviderDroppedError,
     available_providers,
 )
 
@@ -56,7 +62,9 @@ class BackendConfig:
         device: CUDA device ordinal for GPU backends.
         precision: preferred engine precision ("fp16" | "fp32"); None prefers fp16.
         fallback_to_onnxruntime: when ``backend="tensorrt"`` cannot run (no TensorRT, no
-            GPU, no engine for this GPU/TensorRT), use onnxruntime instead of raising.
+            GPU, no engine for this GPU/TensorRT), use onnxruntime instead of raising; and
+            when onnxruntime drops its GPU providers, run on its CPU provider, labelled
+            ``onnxruntime-cpu`` with the reason.
         intra_op_num_threads: onnxruntime threads per operator (0: its default).
         ort_tensorrt_ep: put onnxruntime's TensorRT EP before its CUDA EP (it builds its
             own engines at session start: minutes for big models).
@@ -227,5 +235,25 @@ def create_stepper(bundle: Bundle, config: BackendConfig
         providers = [(p, {"device_id": config.device}) if p != CPU_PROVIDER else p
                      for p in providers]
     runner = OnnxRuntimeRunner(bundle.path(spec.model.file), providers=providers,
-                               intra_op_num_threads=config.intra_op_num_threads)
+                               intra_op_num_threads=config.intra_op_num_threads,
+                               allow_provider_fallback=config.fallback_to_onnxruntime)
+    try:
+        runner.activate()
+    except ProviderDroppedError as exc:
+        raise BackendError(f"backend {choice.backend!r} cannot run here: {exc}. Set "
+                           "fallback_to_onnxruntime=True to run on the CPU instead") from exc
+    choice = _label_what_runs(choice, runner)
     return HostStateStepper(runner, spec.state_size, choice.backend), choice
+
+
+def _label_what_runs(choice: BackendChoice, runner: OnnxRuntimeRunner) -> BackendChoice:
+    """The choice relabelled ``onnxruntime-cpu`` (saying why) when ORT dropped its GPU
+    providers and fallback was allowed; unchanged otherwise."""
+    used = tuple(runner.providers)
+    if choice.backend != ONNXRUNTIME_GPU or any(p != CPU_PROVIDER for p in used):
+        return choice
+    why = "; ".join(f"{p}: {w}" for p, w in runner.dropped_providers.items())
+    LOG.warning("onnxruntime dropped its GPU providers (%s); running on the CPU", why)
+    return BackendChoice(ONNXRUNTIME_CPU, f"onnxruntime on the CPU: the GPU providers were "
+                         f"dropped ({why}) and fallback is allowed",
+                         {**choice.rejected, ONNXRUNTIME_GPU: why}, providers=used)

@@ -39,6 +39,7 @@ from sdk.bundle import (
     manifest_digest,
     write_bundle_manifest,
 )
+from sdk.golden import AUDIO_FILE, GOLDEN_FILE
 from sdk.runners import select
 from sdk.runners.base import RunnerError
 from sdk.runners.onnxrt import CPU_PROVIDER
@@ -48,7 +49,7 @@ from sdk.streaming import GeneratorConfig
 REPO = Path(__file__).resolve().parents[2]
 FOREIGN_GPU, FOREIGN_TRT = "8.6", "10.3.0.26"  # what the fake engine claims to be built for
 ENGINE_FILE = f"engines/generator.sm{FOREIGN_GPU}.fp16.plan"
-BUNDLE_FILES = (GENERATOR_FILE, POSESYNC_FILE, MFCC_FILE, ENGINE_FILE)
+BUNDLE_FILES = (GENERATOR_FILE, POSESYNC_FILE, MFCC_FILE, ENGINE_FILE, GOLDEN_FILE, AUDIO_FILE)
 
 
 @pytest.fixture()
