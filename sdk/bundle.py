@@ -35,13 +35,15 @@ from sdk.manifest import (
     ModelSpec,
     PoseSyncSpec,
     PsdReference,
+    StepModelRecord,
     TensorSpec,
 )
 
 __all__ = [
     "FORMAT_VERSION", "MANIFEST_HASH_KEY", "MANIFEST_NAME", "Bundle", "BundleError",
     "EngineRecord", "GeneratorSpec", "Manifest", "ModelSpec", "PoseSyncSpec", "PsdReference",
-    "TensorSpec", "load_bundle", "manifest_digest", "sha256_file", "write_bundle_manifest",
+    "StepModelRecord", "TensorSpec", "load_bundle", "manifest_digest", "sha256_file",
+    "write_bundle_manifest",
 ]
 
 
@@ -174,6 +176,7 @@ def _load_directory(root: Path, verify: bool) -> Bundle:
     if manifest.posesync is not None:
         required.add(manifest.posesync.model.file)
     required.update(engine.file for engine in manifest.engines)  # an engine runs unverified else
+    required.update(step.file for step in manifest.step_models)
     unlisted = sorted(required - set(manifest.files))
     if unlisted:
         raise BundleError(f"{manifest_path}: files {unlisted} are not listed with a checksum")

@@ -1,0 +1,389 @@
+"""The one-frame streaming step as matrix products: ``generator_step.onnx``.
+
+``generator.onnx`` (export/onnx_export.py) is the traced ``SalientPostureGenerator.step``:
+correct for any chunk of ``Tc`` frames, but one frame costs ~120 small ONNX nodes (a
+Slice, Reshape, Concat and Conv per cache, channel-major caches shifted frame by frame).
+For ``chunk_frames == 1`` -- the real-time case -- this module writes the same function
+by hand, from the trained weights, in the shape a CPU (and TensorRT) runs best:
+
+* **Every causal conv layer is one Gemm over ``[batch, K * C_in]``.** The layer's cache
+  is kept *time-major* (oldest frame first, ``C_in`` floats per frame), so the K taps of
+  the new frame are ``Concat(cache, h)`` -- for dilation 1 exactly the Gemm's input; for
+  dilation ``d > 1`` every ``d``-th row of it (one strided Slice). The weight
+  ``(C_out, C_in, K)`` becomes ``(K * C_in, C_out)`` with tap ``k`` at rows ``k*C_in``.
+* **The state** is the caches of the causal blocks in the order face encoder, body
+  encoder, body decoder, face decoder (as ``generator.onnx``), each time-major: the new
+  cache is the joined rows minus the oldest, and ``state_out`` is one Concat of them.
+  The layout differs from ``generator.onnx``'s (channel-major), the size S does not; a
+  state is only ever read by the model that wrote it (zeros at stream start in both).
+* **Folded**: the feature standardisation into the input projections (when
+  ``feature_clip == 0``); the face and body input projections into one Gemm; the audio
+  projection (linear) into both decoders' input projections and, with the noise and the
+  face features, into one Gemm with the detector's hidden layer; both pose heads and the
+  root (exactly 0) into one Gemm whose columns are the output joint order. LeakyReLU
+  follows its Gemm (ONNX Runtime fuses the pair).
+
+Inputs and outputs are the step contract (docs/architecture.md) with ``frames`` fixed
+to 1: ``features`` (B, 1, F), ``noise`` (B, 1, N), ``state`` (B, S) -> ``poses``
+(B, 1, J, 2), ``saliency`` (B, 1), ``state_out`` (B, S); B is the dynamic ``batch`` axis.
+:func:`step_parity` checks it against PyTorch frame by frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from export.onnx_export import BATCH_AXIS, DEFAULT_OPSET, check_onnx
+from sdk.runners.base import FEATURES, NOISE, POSES, SALIENCY, STATE, STATE_OUT
+from train.models.generator import _BODY, SalientPostureGenerator
+from train.models.layers import CausalConv1d, CausalConvStack
+
+STEP_FILE = "generator_step.onnx"
+STATE_LAYOUT = "time-major-v1"
+"""Name of the state layout this module writes (the manifest records it with the model)."""
+
+
+@dataclass(frozen=True)
+class CausalBlock:
+    """One causal conv layer of the state, as the step graph sees it.
+
+    offset: first float of its cache in the (B, S) state; channels: C_in; kernel: K;
+    dilation: d; the cache is ``(K - 1) * d`` frames of ``channels`` floats, oldest first.
+    """
+
+    offset: int
+    channels: int
+    kernel: int
+    dilation: int
+
+    @property
+    def context(self) -> int:
+        return (self.kernel - 1) * self.dilation
+
+    @property
+    def size(self) -> int:
+        return self.context * self.channels
+
+
+def _f32(array: torch.Tensor | np.ndarray) -> np.ndarray:
+    value = array.detach().double().numpy() if isinstance(array, torch.Tensor) else array
+    return np.ascontiguousarray(value, dtype=np.float32)
+
+
+def _dense(conv: torch.nn.Conv1d) -> tuple[np.ndarray, np.ndarray]:
+    """A 1x1 Conv1d as float64 (C_in, C_out) weight and (C_out,) bias."""
+    weight = conv.weight.detach().double().numpy()[:, :, 0].T
+    bias = conv.bias.detach().double().numpy() if conv.bias is not None \
+        else np.zeros(weight.shape[1])
+    return weight, bias
+
+
+class _Graph:
+    """A tiny builder: nodes and initializers with unique names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, hint: str, value: np.ndarray) -> str:
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(value, name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str, outputs: int = 1,
+           **attrs: Any) -> list[str]:
+        names = [self.name(hint) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, names, name=self.name(op_type),
+                                           **attrs))
+        return names
+
+    def one(self, op_type: str, inputs: list[str], hint: str, **attrs: Any) -> str:
+        return self.op(op_type, inputs, hint, **attrs)[0]
+
+    def gemm(self, x: str, weight: np.ndarray, bias: np.ndarray, hint: str,
+             slope: float | None = None) -> str:
+        """x (B, C_in) @ weight (C_in, C_out) + bias, then LeakyReLU(slope) if given."""
+        y = self.one("Gemm", [x, self.const(hint + "_w", _f32(weight)),
+                              self.const(hint + "_b", _f32(bias))], hint)
+        return y if slope is None else self.one("LeakyRelu", [y], hint + "_act", alpha=slope)
+
+    def slice_cols(self, x: str, start: int, end: int, hint: str, step: int = 1) -> str:
+        """Columns start..end-1 of a (B, n) tensor."""
+        return self.one("Slice", [x, self.const("s", np.array([start], np.int64)),
+                                  self.const("e", np.array([end], np.int64)),
+                                  self.const("a", np.array([1], np.int64)),
+                                  self.const("st", np.array([step], np.int64))], hint)
+
+
+class _StepBuilder:
+    """Writes the graph of one generator (see the module docstring)."""
+
+    def __init__(self, generator: SalientPostureGenerator) -> None:
+        self.generator = generator
+        self.g = _Graph()
+        self.blocks: list[CausalBlock] = []
+        self.new_caches: list[str] = []
+        self.state = STATE
+
+    def _causal(self, h: str, stack: CausalConvStack, hint: str) -> str:
+        """The residual blocks of ``stack`` on h (B, hidden); caches from the state."""
+        g, slope = self.g, float(stack.act.negative_slope)
+        for index, module in enumerate(stack.blocks):
+            layer = cast(CausalConv1d, module)
+            conv = layer.conv
+            channels, kernel = int(layer.in_channels), int(conv.kernel_size[0])
+            dilation = int(conv.dilation[0])
+            offset = sum(b.size for b in self.blocks)
+            block = CausalBlock(offset, channels, kernel, dilation)
+            self.blocks.append(block)
+            name = f"{hint}{index}"
+            weight = conv.weight.detach().double().numpy()  # (C_out, C_in, K)
+            dense = weight.transpose(2, 1, 0).reshape(kernel * channels, -1)  # tap-major rows
+            bias = conv.bias.detach().double().numpy() if conv.bias is not None \
+                else np.zeros(weight.shape[0])
+            if block.context == 0:
+                joined = taps = h
+            else:
+                cache = g.slice_cols(self.state, offset, offset + block.size, name + "_cache")
+                joined = g.one("Concat", [cache, h], name + "_joined", axis=1)
+                self.new_caches.append(g.slice_cols(joined, channels,
+                                                    (block.context + 1) * channels,
+                                                    name + "_next"))
+                taps = joined
+                if dilation > 1:  # rows 0, d, 2d, ... of the (context + 1) joined frames
+                    frames = g.one("Reshape", [joined, g.const("shape", np.array(
+                        [0, block.context + 1, channels], np.int64))], name + "_frames")
+                    every = g.one("Slice", [frames, g.const("s", np.array([0], np.int64)),
+                                            g.const("e", np.array([block.context + 1], np.int64)),
+                                            g.const("a", np.array([1], np.int64)),
+                                            g.const("st", np.array([dilation], np.int64))],
+                                  name + "_taps")
+                    taps = g.one("Reshape", [every, g.const("shape", np.array(
+                        [0, kernel * channels], np.int64))], name + "_flat")
+            y = g.gemm(taps, dense, bias, name, slope)
+            h = g.one("Add", [h, y], name + "_res")
+        return h
+
+    def build(self) -> onnx.ModelProto:
+        gen, g = self.generator, self.g
+        cfg = gen.config
+        mean = gen.feature_mean.detach().double().numpy()
+        std = gen.feature_std.detach().double().numpy()
+        x = g.one("Flatten", [FEATURES], "x", axis=1)  # (B, F)
+        # ---- input projections of both encoders, standardisation folded ----
+        encoders = [s for s in (gen.face_encoder, gen.body_encoder) if s is not None]
+        w_in = np.concatenate([_dense(s.input_proj)[0] for s in encoders], axis=1)
+        b_in = np.concatenate([_dense(s.input_proj)[1] for s in encoders])
+        clip = float(cfg.feature_clip)
+        if clip > 0:  # c * tanh((x - mean) / (std c)): the Tanh stays, c moves into W
+            scale = g.const("in_scale", _f32(1.0 / (std * clip)))
+            shift = g.const("in_shift", _f32(-mean / (std * clip)))
+            x = g.one("Tanh", [g.one("Add", [g.one("Mul", [x, scale], "xs"), shift], "xn")],
+                      "xc")
+            w_in = w_in * clip
+        else:  # ((x - mean) / std) @ W + b == x @ (W / std) + (b - (mean / std) @ W)
+            b_in = b_in - (mean / std) @ w_in
+            w_in = w_in / std[:, None]
+        slope = float(gen.body_encoder.act.negative_slope)
+        h_in = g.gemm(x, w_in, b_in, "in_proj", slope)
+        face_feat = None
+        if gen.face_encoder is not None:
+            hf, hb = g.op("Split", [h_in, g.const("split", np.array(
+                [cfg.face_hidden, cfg.body_hidden], np.int64))], "in_split", outputs=2, axis=1)
+            face_feat = self._causal(hf, gen.face_encoder, "face_enc")
+        else:
+            hb = h_in
+        body_feat = self._causal(hb, gen.body_encoder, "body_enc")
+        # ---- audio projection folded into the decoders' input projections + detector ----
+        w_audio, b_audio = _dense(gen.audio_proj)  # (Hb, E), (E,)
+        e, n = cfg.embedding_dim, cfg.noise_dim
+        w_det, b_det = _dense(cast(torch.nn.Conv1d, gen.detector[0]))  # (Hb, Dh)
+        w_bd, b_bd = _dense(gen.body_decoder.input_proj)  # (E + N, Hd)
+        parts_in = [body_feat, g.one("Flatten", [NOISE], "noise", axis=1)]
+        hd = cfg.decoder_hidden
+        widths = [hd]
+        # rows: body_feat (Hb), noise (N), face_feat (Hf); columns: body dec, [face dec], det
+        rows = cfg.body_hidden + n + (cfg.face_hidden if face_feat is not None else 0)
+        columns: list[np.ndarray] = []
+        biases: list[np.ndarray] = []
+        col = np.zeros((rows, hd))
+        col[:cfg.body_hidden] = w_audio @ w_bd[:e]
+        col[cfg.body_hidden:cfg.body_hidden + n] = w_bd[e:]
+        columns.append(col)
+        biases.append(b_audio @ w_bd[:e] + b_bd)
+        if face_feat is not None and gen.face_decoder is not None:
+            parts_in.append(face_feat)
+            w_fd, b_fd = _dense(gen.face_decoder.input_proj)  # (E + Hf, Hd)
+            col = np.zeros((rows, hd))
+            col[:cfg.body_hidden] = w_audio @ w_fd[:e]
+            col[cfg.body_hidden + n:] = w_fd[e:]
+            columns.append(col)
+            biases.append(b_audio @ w_fd[:e] + b_fd)
+            widths.append(hd)
+        col = np.zeros((rows, w_det.shape[1]))
+        col[:cfg.body_hidden] = w_det
+        columns.append(col)
+        biases.append(b_det)
+        widths.append(w_det.shape[1])
+        dec_in = g.gemm(g.one("Concat", parts_in, "dec_in", axis=1),
+                        np.concatenate(columns, axis=1), np.concatenate(biases), "dec_proj",
+                        float(gen.body_decoder.act.negative_slope))
+        split = g.op("Split", [dec_in, g.const("split", np.array(widths, np.int64))],
+                     "dec_split", outputs=len(widths), axis=1)
+        # ---- saliency ----
+        w_d2, b_d2 = _dense(cast(torch.nn.Conv1d, gen.detector[2]))
+        logit = g.gemm(split[-1], w_d2, b_d2, "det_out")  # (B, 1)
+        saliency = g.one("Sigmoid", [logit], "sal")
+        g.nodes.append(helper.make_node("Identity", [saliency], [SALIENCY], name="saliency"))
+        # ---- decoders and one head Gemm in output joint order ----
+        body_h = self._causal(split[0], gen.body_decoder, "body_dec")
+        w_bh, b_bh = _dense(gen.body_head)  # (Hd, 2 * body joints)
+        joints2 = 2 * cfg.num_joints
+        heads_in = [body_h]
+        w_heads = np.zeros((hd * (len(widths) - 1), joints2))
+        b_heads = np.zeros(joints2)
+        if face_feat is not None and gen.face_decoder is not None \
+                and gen.face_head is not None:
+            face_h = self._causal(split[1], gen.face_decoder, "face_dec")
+            heads_in.append(face_h)
+            w_fh, b_fh = _dense(gen.face_head)
+            n_body = 2 * len(_BODY)
+            n_face = w_fh.shape[1]
+            # output columns: root (2, zero), body[:n_body], face, body[n_body:]
+            w_heads[:hd, 2:2 + n_body] = w_bh[:, :n_body]
+            b_heads[2:2 + n_body] = b_bh[:n_body]
+            w_heads[hd:, 2 + n_body:2 + n_body + n_face] = w_fh
+            b_heads[2 + n_body:2 + n_body + n_face] = b_fh
+            w_heads[:hd, 2 + n_body + n_face:] = w_bh[:, n_body:]
+            b_heads[2 + n_body + n_face:] = b_bh[n_body:]
+        else:
+            w_heads[:, 2:] = w_bh
+            b_heads[2:] = b_bh
+        heads = heads_in[0] if len(heads_in) == 1 else g.one("Concat", heads_in, "heads_in",
+                                                             axis=1)
+        flat = g.gemm(heads, w_heads, b_heads, "heads")
+        g.nodes.append(helper.make_node(
+            "Reshape", [flat, g.const("pose_shape", np.array([0, 1, cfg.num_joints, 2],
+                                                             np.int64))], [POSES], name="poses"))
+        # ---- the new state: every cache shifted by one frame, in state order ----
+        if sum(b.size for b in self.blocks) != gen.state_size:
+            raise RuntimeError(f"step graph covers {sum(b.size for b in self.blocks)} state "
+                               f"floats, the generator has {gen.state_size}")
+        if self.new_caches:
+            g.nodes.append(helper.make_node("Concat", self.new_caches, [STATE_OUT],
+                                            name="state_out", axis=1))
+        else:
+            g.nodes.append(helper.make_node("Identity", [STATE], [STATE_OUT], name="state_out"))
+        return self._model()
+
+    def _model(self) -> onnx.ModelProto:
+        cfg, s = self.generator.config, self.generator.state_size
+        b = BATCH_AXIS
+
+        def value(name: str, shape: list[int | str]) -> onnx.ValueInfoProto:
+            return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+        graph = helper.make_graph(
+            self.g.nodes, "generator_step",
+            [value(FEATURES, [b, 1, cfg.feature_dim]), value(NOISE, [b, 1, cfg.noise_dim]),
+             value(STATE, [b, s])],
+            [value(POSES, [b, 1, cfg.num_joints, 2]), value(SALIENCY, [b, 1]),
+             value(STATE_OUT, [b, s])],
+            self.g.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DEFAULT_OPSET)],
+                                  producer_name="gesturert.export.gemm_step")
+        model.ir_version = 8  # ONNX Runtime >= 1.14 and TensorRT 10 read IR 8
+        return model
+
+
+def build_step_model(generator: SalientPostureGenerator) -> tuple[onnx.ModelProto,
+                                                                   list[CausalBlock]]:
+    """The one-frame step graph of ``generator`` (eval weights) and its state layout."""
+    builder = _StepBuilder(generator.eval())
+    with torch.no_grad():
+        model = builder.build()
+    return model, builder.blocks
+
+
+def export_step(generator: SalientPostureGenerator, path: str | Path) -> list[CausalBlock]:
+    """Write ``generator_step.onnx`` to ``path`` (onnx.checker with full shape inference)."""
+    model, blocks = build_step_model(generator)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    check_onnx(path)
+    return blocks
+
+
+def step_state_from_torch(state: np.ndarray, blocks: list[CausalBlock]) -> np.ndarray:
+    """A ``generator.onnx`` / PyTorch state (B, S) (caches channel-major, (C, context))
+    in this module's layout (each cache time-major, (context, C)); float32 (B, S)."""
+    out = np.empty_like(state, dtype=np.float32)
+    for block in blocks:
+        part = state[:, block.offset:block.offset + block.size]
+        out[:, block.offset:block.offset + block.size] = part.reshape(
+            -1, block.channels, block.context).transpose(0, 2, 1).reshape(len(state), -1)
+    return out
+
+
+@dataclass(frozen=True)
+class StepParity:
+    """Max |ONNX step - PyTorch step| over ``frames`` one-frame steps of ``batch`` streams
+    (poses in standardised units, saliency), from a random state and from zeros."""
+
+    frames: int
+    batch: int
+    max_abs_poses: float
+    max_abs_saliency: float
+    max_abs_state: float
+
+    @property
+    def max_abs(self) -> float:
+        return max(self.max_abs_poses, self.max_abs_saliency, self.max_abs_state)
+
+
+def step_parity(generator: SalientPostureGenerator, path: str | Path, features: np.ndarray,
+                batch: int = 3, seed: int = 0) -> StepParity:
+    """Run the ONNX step at ``path`` and ``generator.step`` frame by frame on ``batch``
+    streams: stream b reads ``features`` (T, F) rolled by b frames, random noise, and starts
+    from a random state (converted to the step's layout). Returns the worst differences."""
+    import onnxruntime as ort
+
+    model, blocks = build_step_model(generator)
+    rng = np.random.default_rng(seed)
+    cfg = generator.config
+    frames = len(features)
+    feats = np.stack([np.roll(features, b, axis=0) for b in range(batch)]).astype(np.float32)
+    noise = rng.standard_normal((batch, frames, cfg.noise_dim)).astype(np.float32)
+    torch_state = (0.5 * rng.standard_normal((batch, generator.state_size))).astype(np.float32)
+    onnx_state = step_state_from_torch(torch_state, blocks)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = {"poses": 0.0, "saliency": 0.0, "state": 0.0}
+    state_t = torch.from_numpy(torch_state)
+    with torch.no_grad():
+        for t in range(frames):
+            poses, saliency, state_t = generator.step(torch.from_numpy(feats[:, t:t + 1]),
+                                                      torch.from_numpy(noise[:, t:t + 1]),
+                                                      state_t)
+            got = session.run(None, {FEATURES: feats[:, t:t + 1], NOISE: noise[:, t:t + 1],
+                                     STATE: onnx_state})
+            onnx_state = got[2]
+            worst["poses"] = max(worst["poses"], float(np.abs(got[0] - poses.numpy()).max()))
+            worst["saliency"] = max(worst["saliency"],
+                                    float(np.abs(got[1] - saliency.numpy()).max()))
+    expected_state = step_state_from_torch(state_t.numpy(), blocks)
+    worst["state"] = float(np.abs(onnx_state - expected_state).max())
+    del model
+    return StepParity(frames, batch, worst["poses"], worst["saliency"], worst["state"])
