@@ -42,10 +42,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.onnx_export import BATCH_AXIS, DEFAULT_OPSET, check_onnx
 from sdk.runners.base import FEATURES, NOISE, POSES, SALIENCY, STATE, STATE_OUT
-from train.models.generator import _BODY, SalientPostureGenerator
+from train.models.generator import _BODY, GeneratorConfig, SalientPostureGenerator
 from train.models.layers import CausalConv1d, CausalConvStack
 
 STEP_FILE = "generator_step.onnx"
+STEP_INT8_FILE = "generator_step_int8.onnx"  # its int8 quantisation (export/step_bundle.py)
 STATE_LAYOUT = "time-major-v1"
 """Name of the state layout this module writes (the manifest records it with the model)."""
 
@@ -387,3 +388,32 @@ def step_parity(generator: SalientPostureGenerator, path: str | Path, features: 
     worst["state"] = float(np.abs(onnx_state - expected_state).max())
     del model
     return StepParity(frames, batch, worst["poses"], worst["saliency"], worst["state"])
+
+
+def generator_from_onnx(path: str | Path, config: GeneratorConfig) -> SalientPostureGenerator:
+    """The PyTorch generator whose weights are the initializers of an exported
+    ``generator.onnx`` (named ``generator.<parameter>`` by the dynamo exporter).
+
+    For bundles whose checkpoint is not at hand; ``config`` must be the architecture it
+    was trained with (a wrong one fails here on shapes, or in :func:`step_parity`).
+    Raises:
+        ValueError: a parameter or buffer of the generator is missing from the file or
+            has another shape.
+    """
+    model = onnx.load(str(path))
+    weights = {i.name.removeprefix("generator."): numpy_helper.to_array(i)
+               for i in model.graph.initializer if i.name.startswith("generator.")}
+    generator = SalientPostureGenerator(config)
+    own = generator.state_dict()
+    needed = {k for k in own if not k.startswith(("pose_encoder.", "pose_proj."))}
+    missing = sorted(needed - set(weights))
+    if missing:
+        raise ValueError(f"{path}: no initializers for {missing[:5]} (of {len(missing)}); "
+                         f"not a generator.onnx of this architecture")
+    for name in needed:
+        if tuple(weights[name].shape) != tuple(own[name].shape):
+            raise ValueError(f"{path}: {name} has shape {weights[name].shape}, the config "
+                             f"gives {tuple(own[name].shape)}")
+        own[name] = torch.from_numpy(weights[name].copy())
+    generator.load_state_dict(own)
+    return generator.eval()
