@@ -14,8 +14,8 @@ clips) -- a :class:`StreamBatch` does each part once for all of them::
     batch.close()                    # frees the N state slots (also: with StreamBatch(...) as b)
 
 Per call: one multichannel resample, one batched MFCC (:mod:`sdk.batched_features`), and
-per step one noise draw for all seeds, one model call (split at the backend's max batch),
-one pixel conversion. The frames are those of :meth:`StreamingGenerator.generate` on each
+per step one noise draw for all seeds, one model call per ``STEP_BATCH`` streams, one
+pixel conversion. The frames are those of :meth:`StreamingGenerator.generate` on each
 stream's audio (same accounting, same noise, same model; tested).
 
 **Errors**: a block of the wrong shape, dtype or values raises ``StreamError`` before
@@ -36,6 +36,11 @@ from sdk.batched_features import BatchedFeatureExtractor, BatchedResampler, as_s
 from sdk.noise import frame_noise_streams
 from sdk.stream import StreamError
 from sdk.streaming import StreamingGenerator
+
+STEP_BATCH = 64
+"""Most streams per model call: the one-frame step's time per stream-frame is lowest near 64
+(its (B, S) state, 22 KB a stream, still fits the core's caches; at 512 streams it took
+1.7x longer per frame on the 2-core EPYC, benchmarks/results/step_gemm/)."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ class StreamBatch:
         steps = pending.shape[1] // chunk
         keypoints, saliency = [], []
         norm = gen.manifest.normalization
-        size = gen.max_batch or self.num_streams
+        size = min(gen.max_batch or STEP_BATCH, STEP_BATCH)
         with gen._lock:
             gen._check_open()
             for s in range(steps):
