@@ -7,15 +7,16 @@ For ``chunk_frames == 1`` -- the real-time case -- this module writes the same f
 by hand, from the trained weights, in the shape a CPU (and TensorRT) runs best:
 
 * **Every causal conv layer is one Gemm over ``[batch, K * C_in]``.** The layer's cache
-  is kept *time-major* (oldest frame first, ``C_in`` floats per frame), so the K taps of
-  the new frame are ``Concat(cache, h)`` -- for dilation 1 exactly the Gemm's input; for
-  dilation ``d > 1`` every ``d``-th row of it (one strided Slice). The weight
-  ``(C_out, C_in, K)`` becomes ``(K * C_in, C_out)`` with tap ``k`` at rows ``k*C_in``.
+  is kept *time-major* (oldest frame first, ``C_in`` floats per frame); one Split cuts the
+  whole state into each layer's tap frames (0, d, ..., (K-2)d) and the runs between, so a
+  layer's Gemm input is ``Concat(tap frames, h)``. The weight ``(C_out, C_in, K)`` becomes
+  ``(K * C_in, C_out)`` with tap ``k`` at rows ``k*C_in``.
 * **The state** is the caches of the causal blocks in the order face encoder, body
-  encoder, body decoder, face decoder (as ``generator.onnx``), each time-major: the new
-  cache is the joined rows minus the oldest, and ``state_out`` is one Concat of them.
-  The layout differs from ``generator.onnx``'s (channel-major), the size S does not; a
-  state is only ever read by the model that wrote it (zeros at stream start in both).
+  encoder, body decoder, face decoder (as ``generator.onnx``), each time-major. A new
+  cache is the old one's pieces but frame 0, then ``h``: ``state_out`` is one Concat of
+  tensors that exist anyway (no Slice per layer). The layout differs from
+  ``generator.onnx``'s (channel-major), the size S does not; a state is only ever read
+  by the model that wrote it (zeros at stream start in both).
 * **Folded**: the feature standardisation into the input projections (when
   ``feature_clip == 0``); the face and body input projections into one Gemm; the audio
   projection (linear) into both decoders' input projections and, with the noise and the
@@ -129,51 +130,74 @@ class _Graph:
 
 
 class _StepBuilder:
-    """Writes the graph of one generator (see the module docstring)."""
+    """Writes the graph of one generator (see the module docstring).
+
+    The whole state is cut by ONE Split into pieces: per causal layer, each tap frame of
+    its cache alone (frames 0, d, ..., (K-2)d) and the runs of frames between and after
+    them. A layer's Gemm input is Concat(its tap pieces, h); its new cache is every piece
+    but frame 0, then h -- tensors that exist already, so ``state_out`` is one Concat of
+    them and no per-layer Slice is left.
+    """
 
     def __init__(self, generator: SalientPostureGenerator) -> None:
         self.generator = generator
         self.g = _Graph()
         self.blocks: list[CausalBlock] = []
         self.new_caches: list[str] = []
-        self.state = STATE
+        self._pieces: list[list[tuple[int, str]]] = []  # per layer: (first frame, tensor)
+        self._plan()
+
+    def _layers(self) -> list[CausalConv1d]:
+        gen = self.generator
+        stacks = [gen.face_encoder, gen.body_encoder, gen.body_decoder, gen.face_decoder]
+        return [cast(CausalConv1d, b) for s in stacks if s is not None for b in s.blocks]
+
+    def _plan(self) -> None:
+        """The state layout, and the Split that cuts the state into every layer's pieces."""
+        sizes: list[int] = []
+        frames: list[list[int]] = []
+        offset = 0
+        for layer in self._layers():
+            conv = layer.conv
+            block = CausalBlock(offset, int(layer.in_channels), int(conv.kernel_size[0]),
+                                int(conv.dilation[0]))
+            self.blocks.append(block)
+            offset += block.size
+            taps = list(range(0, block.context, block.dilation))  # cache frames read
+            bounds = sorted({*taps, *(t + 1 for t in taps), block.context} - {0})
+            starts = [0, *bounds[:-1]] if block.context else []
+            frames.append(starts)
+            sizes += [(end - start) * block.channels for start, end in zip(starts, bounds,
+                                                                              strict=True)]
+        if not sizes:
+            return
+        names = self.g.op("Split", [STATE, self.g.const("state_split", np.array(sizes,
+                                                                                 np.int64))],
+                          "cache", outputs=len(sizes), axis=1)
+        it = iter(names)
+        self._pieces = [[(start, next(it)) for start in starts] for starts in frames]
+        self._layer = 0
 
     def _causal(self, h: str, stack: CausalConvStack, hint: str) -> str:
         """The residual blocks of ``stack`` on h (B, hidden); caches from the state."""
         g, slope = self.g, float(stack.act.negative_slope)
         for index, module in enumerate(stack.blocks):
             layer = cast(CausalConv1d, module)
-            conv = layer.conv
-            channels, kernel = int(layer.in_channels), int(conv.kernel_size[0])
-            dilation = int(conv.dilation[0])
-            offset = sum(b.size for b in self.blocks)
-            block = CausalBlock(offset, channels, kernel, dilation)
-            self.blocks.append(block)
+            block = self.blocks[self._layer]
+            pieces = self._pieces[self._layer] if block.context else []
+            self._layer += 1
             name = f"{hint}{index}"
+            conv = layer.conv
             weight = conv.weight.detach().double().numpy()  # (C_out, C_in, K)
-            dense = weight.transpose(2, 1, 0).reshape(kernel * channels, -1)  # tap-major rows
+            dense = weight.transpose(2, 1, 0).reshape(block.kernel * block.channels, -1)
             bias = conv.bias.detach().double().numpy() if conv.bias is not None \
                 else np.zeros(weight.shape[0])
-            if block.context == 0:
-                joined = taps = h
-            else:
-                cache = g.slice_cols(self.state, offset, offset + block.size, name + "_cache")
-                joined = g.one("Concat", [cache, h], name + "_joined", axis=1)
-                self.new_caches.append(g.slice_cols(joined, channels,
-                                                    (block.context + 1) * channels,
-                                                    name + "_next"))
-                taps = joined
-                if dilation > 1:  # rows 0, d, 2d, ... of the (context + 1) joined frames
-                    frames = g.one("Reshape", [joined, g.const("shape", np.array(
-                        [0, block.context + 1, channels], np.int64))], name + "_frames")
-                    every = g.one("Slice", [frames, g.const("s", np.array([0], np.int64)),
-                                            g.const("e", np.array([block.context + 1], np.int64)),
-                                            g.const("a", np.array([1], np.int64)),
-                                            g.const("st", np.array([dilation], np.int64))],
-                                  name + "_taps")
-                    taps = g.one("Reshape", [every, g.const("shape", np.array(
-                        [0, kernel * channels], np.int64))], name + "_flat")
-            y = g.gemm(taps, dense, bias, name, slope)
+            taps = [t for start, t in pieces if start % block.dilation == 0]
+            joined = g.one("Concat", [*taps, h], name + "_taps", axis=1) if taps else h
+            self.new_caches += [t for start, t in pieces if start != 0]
+            if block.context:
+                self.new_caches.append(h)
+            y = g.gemm(joined, dense, bias, name, slope)
             h = g.one("Add", [h, y], name + "_res")
         return h
 
