@@ -121,13 +121,6 @@ class _Graph:
                               self.const(hint + "_b", _f32(bias))], hint)
         return y if slope is None else self.one("LeakyRelu", [y], hint + "_act", alpha=slope)
 
-    def slice_cols(self, x: str, start: int, end: int, hint: str, step: int = 1) -> str:
-        """Columns start..end-1 of a (B, n) tensor."""
-        return self.one("Slice", [x, self.const("s", np.array([start], np.int64)),
-                                  self.const("e", np.array([end], np.int64)),
-                                  self.const("a", np.array([1], np.int64)),
-                                  self.const("st", np.array([step], np.int64))], hint)
-
 
 class _StepBuilder:
     """Writes the graph of one generator (see the module docstring).
