@@ -278,5 +278,6 @@ def create_stepper(bundle: Bundle, config: BackendConfig, chunk_frames: int | No
                      for p in providers]
     model_file = spec.model.file if choice.step_model is None else choice.step_model.file
     runner = OnnxRuntimeRunner(bundle.path(model_file), providers=providers,
-                               intra_op_num_threads=config.intra_op_num_threads)
+                               intra_op_num_threads=config.intra_op_num_threads,
+                               reuse_outputs=True)  # HostStateStepper copies what it keeps
     return HostStateStepper(runner, spec.state_size, choice.backend), choice
