@@ -64,25 +64,33 @@ def pin_to_one_core() -> int:
     return cpu
 
 
-def interleaved(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int = 5
-                ) -> dict[str, dict[str, float]]:
-    """Time every call ``repeats`` times round-robin: p50/p90 wall and p50 thread-CPU
-    milliseconds per call."""
+def interleaved(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int = 5,
+                block: int = 1) -> dict[str, dict[str, float]]:
+    """Time every call ``repeats`` times round-robin, ``block`` calls in a row per turn (so
+    a small model's weights stay in the cache between its own calls, as in a server that
+    runs one model, while all variants still share the machine's load): p50/p90 wall and
+    p50 thread-CPU milliseconds per call."""
     for fn in calls.values():
         for _ in range(warmup):
             fn()
     wall: dict[str, list[float]] = {k: [] for k in calls}
     cpu: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(repeats):
+    for _ in range(max(1, repeats // block)):
         for name, fn in calls.items():
-            t0, c0 = time.perf_counter(), time.thread_time()
-            fn()
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.thread_time() - c0)
+            for _ in range(block):
+                t0, c0 = time.perf_counter(), time.thread_time()
+                fn()
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.thread_time() - c0)
     return {k: {"p50_ms": 1e3 * float(np.median(wall[k])),
                 "p90_ms": 1e3 * float(np.percentile(wall[k], 90)),
                 "cpu_p50_ms": 1e3 * float(np.median(cpu[k])), "calls": repeats}
             for k in calls}
+
+
+def _block(batch: int) -> int:
+    """Calls in a row per turn: 20 for small batches (a call is ~0.1 ms), 1 from 64 up."""
+    return 20 if batch < 64 else 1
 
 
 def sgemm_call(n: int = 512) -> tuple[Callable[[], Any], float]:
@@ -172,7 +180,7 @@ def model_rows(root: Path, generator: Any, features: np.ndarray, flops: float,
     for batch in batches:
         feed = step_feed(batch, 1, generator.state_size, generator.config.noise_dim, features)
         times = interleaved({k: run_call(s, feed) for k, s in sessions.items()},
-                            max(5, repeats // max(1, batch // 16)))
+                            max(5, repeats // max(1, batch // 16)), block=_block(batch))
         for name, t in times.items():
             per_frame = t["cpu_p50_ms"] * 1e3 / batch  # CPU time: see the module docstring
             gflops = flops / (per_frame * 1e-6) / 1e9
@@ -197,7 +205,7 @@ def ort_variant_rows(root: Path, generator: Any, features: np.ndarray, repeats: 
             ort_session(root / STEP_FILE, "all", prepack=False), feed)
         calls["opt all, IO binding, preallocated outputs"] = iobinding_call(
             ort_session(root / STEP_FILE, "all"), feed)
-        times = interleaved(calls, max(5, repeats // max(1, batch // 16)))
+        times = interleaved(calls, max(5, repeats // max(1, batch // 16)), block=_block(batch))
         for name, t in times.items():
             rows.append({"variant": name, "batch": batch,
                          "wall_us_per_frame": t["p50_ms"] * 1e3 / batch,
@@ -219,7 +227,7 @@ def sliding_window_rows(generator: Any, work: Path, features: np.ndarray,
         wfeed.pop("state")
         sfeed = step_feed(batch, 1, generator.state_size, generator.config.noise_dim, features)
         t = interleaved({"window": run_call(sliding, wfeed), "step": run_call(stateful, sfeed)},
-                        max(5, repeats // max(1, batch // 4)))
+                        max(5, repeats // max(1, batch // 4)), block=_block(batch))
         out["batches"][batch] = {k: v["cpu_p50_ms"] * 1e3 / batch for k, v in t.items()}
     best_window = min(v["window"] for v in out["batches"].values())
     best_step = min(v["step"] for v in out["batches"].values())
@@ -229,14 +237,22 @@ def sliding_window_rows(generator: Any, work: Path, features: np.ndarray,
 
 
 def front_end_rows(root: Path, counts: tuple[int, ...], packets: int) -> list[dict[str, Any]]:
-    """us per stream-frame of StreamBatch (whole pipeline) and of Stream + step."""
+    """CPU us per stream-frame of StreamBatch (whole pipeline; fp32 step, and int8 at 256
+    streams) and of one Stream per speaker + step."""
+    rows = _front_end_rows(root, counts, packets, "fp32", with_streams=True)
+    return rows + _front_end_rows(root, (256,), packets, "int8", with_streams=False)
+
+
+def _front_end_rows(root: Path, counts: tuple[int, ...], packets: int, precision: str,
+                    with_streams: bool) -> list[dict[str, Any]]:
     from sdk.runners.select import BackendConfig
     from sdk.stream_batch import StreamBatch
     from sdk.streaming import GeneratorConfig, StreamingGenerator
 
     rng = np.random.default_rng(0)
     rows = []
-    config = GeneratorConfig(root, BackendConfig("onnxruntime-cpu", intra_op_num_threads=1))
+    config = GeneratorConfig(root, BackendConfig("onnxruntime-cpu", intra_op_num_threads=1,
+                                                 precision=precision))
     with StreamingGenerator(config) as gen:
         for rate in (16000, 48000):
             n = rate * PACKET_MS // 1000
@@ -250,10 +266,13 @@ def front_end_rows(root: Path, counts: tuple[int, ...], packets: int) -> list[di
                         frames += len(batch.accept(audio[:, i * n:(i + 1) * n]))
                     wall, cpu = time.perf_counter() - begin, time.thread_time() - cpu0
                 per = cpu / (frames * count) * 1e6
-                rows.append({"path": "StreamBatch", "rate": rate, "streams": count,
+                rows.append({"path": f"StreamBatch ({precision} step)", "rate": rate,
+                             "streams": count,
                              "frames": frames, "wall_us_per_stream_frame":
                              wall / (frames * count) * 1e6, "us_per_stream_frame": per,
                              "streams_per_core": FRAME_MS * 1e3 / per})
+            if not with_streams:
+                continue
             count = min(counts[-1], 256)
             audio = (0.1 * rng.standard_normal((count, n * (packets // 2 + 8)))).astype(np.float32)
             streams = [gen.create_stream(seed=i) for i in range(count)]
@@ -272,7 +291,8 @@ def front_end_rows(root: Path, counts: tuple[int, ...], packets: int) -> list[di
             for stream in streams:
                 stream.close()
             per = wall / max(frames, 1) * 1e6
-            rows.append({"path": "Stream per speaker + step", "rate": rate, "streams": count,
+            rows.append({"path": f"Stream per speaker + step ({precision} step)", "rate": rate,
+                         "streams": count,
                          "frames": frames, "us_per_stream_frame": per,
                          "streams_per_core": FRAME_MS * 1e3 / per})
     return rows
