@@ -143,6 +143,31 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "step_cpu.md"
+RESULTS = Path(__file__).resolve().parent / "results" / "step_gemm" / "step_gemm.json"
+DOC_START, DOC_END = "<!-- step-gemm-goals:start -->", "<!-- step-gemm-goals:end -->"
+
+
+def doc_passage(result: dict[str, Any]) -> str:
+    """The goals table of docs/step_cpu.md, generated from a result (tests check it)."""
+    load = result["machine"].get("load_average") or (float("nan"),) * 3
+    lines = [f"Measured {result['machine']['timestamp']} on {result['machine']['cpu_model']} "
+             f"({result['machine']['cpu_cores']} cores, shared: load average "
+             f"{load[0]:.1f} at the start, {result['load_average_end'][0]:.1f} at the end), "
+             f"one pinned core, git {str(result['machine']['git_sha'])[:7]}:", "",
+             *_table(["goal", "measured", "status", "how"], goals(result))]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_doc_passage(result_path: Path = RESULTS, doc: Path = DOC) -> None:
+    """Replace the generated block of ``doc`` with :func:`doc_passage` of the results."""
+    text = doc.read_text()
+    head, rest = text.split(DOC_START, 1)
+    _, tail = rest.split(DOC_END, 1)
+    passage = doc_passage(json.loads(result_path.read_text()))
+    doc.write_text(f"{head}{DOC_START}\n{passage}{DOC_END}{tail}")
+
+
 def write_step_report(result: dict[str, Any], out_dir: Path) -> list[Path]:
     """step_gemm.json, step_gemm.md, step_gemm.png in ``out_dir``; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -151,3 +176,7 @@ def write_step_report(result: dict[str, Any], out_dir: Path) -> list[Path]:
     paths[1].write_text(markdown(result))
     plot(result, paths[2])
     return paths
+
+
+if __name__ == "__main__":
+    write_doc_passage()
