@@ -11,8 +11,9 @@ wall time also counts the time the thread waited for the core (seen: 6x at 64 st
 under load average 8 on 2 cores), which is not the step's cost.
 
 * **sgemm**: numpy float32 512x512 @ 512x512, GFLOP/s: the core's matrix-product rate.
-* **models** at 1, 16, 64, 256 streams per call: ``generator.onnx`` (the traced step,
-  today's), ``generator_step.onnx`` (export/gemm_step.py) and its int8 quantisation;
+* **models** at 1, 16, 64, 256 streams per call, run as the runtime runs them (IO binding
+  into preallocated outputs): ``generator.onnx`` (the traced step, today's),
+  ``generator_step.onnx`` (export/gemm_step.py) and its int8 quantisation;
   time per stream-frame (p50 wall; also the calling thread's CPU time) and GFLOP/s from
   the FLOPs per frame (``torch.utils.flop_counter``, 2 per multiply-add), as % of sgemm.
   Timed round-robin, call by call, so every variant sees the same machine load.
@@ -179,7 +180,8 @@ def model_rows(root: Path, generator: Any, features: np.ndarray, flops: float,
     rows = []
     for batch in batches:
         feed = step_feed(batch, 1, generator.state_size, generator.config.noise_dim, features)
-        times = interleaved({k: run_call(s, feed) for k, s in sessions.items()},
+        # as the runtime runs them: IO binding into preallocated outputs (reuse_outputs)
+        times = interleaved({k: iobinding_call(s, feed) for k, s in sessions.items()},
                             max(5, repeats // max(1, batch // 16)), block=_block(batch))
         for name, t in times.items():
             per_frame = t["cpu_p50_ms"] * 1e3 / batch  # CPU time: see the module docstring
