@@ -119,7 +119,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.2))
     for model in sorted({r["model"] for r in result["models"]}):
         rows = sorted((r for r in result["models"] if r["model"] == model),
                       key=lambda r: r["batch"])
@@ -128,16 +128,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
     left.set(xscale="log", yscale="log", xlabel="streams per call",
              ylabel="CPU us per stream-frame (p50)", title="step models, 1 thread")
     left.legend()
-    for path in sorted({r["path"] for r in result["front_end"]}):
+    for way in sorted({r["path"] for r in result["front_end"]}):
         for rate in sorted({r["rate"] for r in result["front_end"]}):
-            rows = [r for r in result["front_end"] if r["path"] == path and r["rate"] == rate]
+            rows = [r for r in result["front_end"] if r["path"] == way and r["rate"] == rate]
             if rows:
                 right.plot([r["streams"] for r in rows], [r["streams_per_core"] for r in rows],
-                           "o-" if len(rows) > 1 else "x", label=f"{path}, {rate} Hz")
+                           "o-" if len(rows) > 1 else "x", label=f"{way}, {rate} Hz")
     right.axhline(2000, ls="--", c="grey")
     right.set(xscale="log", xlabel="streams", ylabel="real-time streams per core",
               title="whole pipeline, 20 ms packets")
-    right.legend(fontsize=8)
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
