@@ -13,9 +13,9 @@ For a bundle and the generator checkpoint it was exported from:
    state layout, tolerances, measured deltas) and every file's checksum.
 
 The rest of the bundle is untouched: ``generator.onnx`` still serves multi-frame steps,
-TensorRT and Triton. Dynamic quantisation was chosen over static QDQ after measuring
-both on the step (benchmarks/step_gemm.py): static, calibrated on random inputs, was
-~20x further from fp32 and no faster on this CPU.
+TensorRT and Triton. Dynamic quantisation was chosen over static QDQ / QOperator after
+trying both on the step (a prototype, not kept as a benchmark): static, calibrated on
+random inputs, was ~20x further from fp32 and no faster on the 2-core EPYC.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ INT8_TOLERANCES = {"keypoints_max_abs": 0.05, "keypoints_mean_abs": 0.005,
                    "saliency_max_abs": 0.15, "psd_relative": 0.02, "offset_frames": 1}
 """int8 limits, canonical units (shoulder widths; 1 = ~150 px in the shipped bundle): no
 joint further than 5 % of a shoulder width, 0.5 % on average, saliency within 0.15, PSD
-within 2 %, the sync offset within a frame. The shipped model measured 0.019 / 0.0008 /
-0.069 / 0.15 % / 0 (benchmarks/results/step_gemm/)."""
+within 2 %, the sync offset within a frame. What the default bundle's int8 model measured:
+benchmarks/results/step_gemm/step_gemm.md ("Step models in the bundle")."""
 INT8_QUANTIZATION = "onnxruntime quantize_dynamic: int8 weights per channel, uint8 activations"
 
 
