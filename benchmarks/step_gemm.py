@@ -152,7 +152,7 @@ def prepare_bundle(bundle: Path | None, generator_ckpt: Path | None, work: Path
                    ) -> tuple[Path, Any]:
     """A bundle copy with step models (fp32 + int8) and the torch generator it came from."""
     from export.bundle_writer import load_generator
-    from export.gemm_step import generator_from_onnx
+    from export.gemm_step_check import generator_from_onnx
     from export.step_bundle import add_step_models
     from train.config import load_config
     from train.generator_training import GeneratorTrainingConfig

@@ -24,13 +24,8 @@ import dataclasses
 from pathlib import Path
 
 from export.bundle_writer import ExportError, speech_inputs
-from export.gemm_step import (
-    STATE_LAYOUT,
-    STEP_FILE,
-    STEP_INT8_FILE,
-    export_step,
-    step_parity,
-)
+from export.gemm_step import STATE_LAYOUT, STEP_FILE, STEP_INT8_FILE, export_step
+from export.gemm_step_check import step_parity
 from sdk.bundle import Manifest, StepModelRecord, load_bundle, write_bundle_manifest
 from sdk.step_precision import check_step_model, measure_step_model
 from train.models.generator import SalientPostureGenerator

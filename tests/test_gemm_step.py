@@ -12,7 +12,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export.gemm_step import build_step_model, export_step, step_parity, step_state_from_torch
+from export.gemm_step import build_step_model, export_step
+from export.gemm_step_check import step_parity, step_state_from_torch
 from export.trt_ops import check_model
 from tests.helpers_bundle import TINY_GENERATOR
 from train.models.generator import GeneratorConfig, SalientPostureGenerator

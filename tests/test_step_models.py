@@ -11,7 +11,8 @@ import pytest
 
 from export import step_bundle
 from export.bundle_writer import ExportError
-from export.gemm_step import STEP_FILE, STEP_INT8_FILE, generator_from_onnx
+from export.gemm_step import STEP_FILE, STEP_INT8_FILE
+from export.gemm_step_check import generator_from_onnx
 from export.trt_ops import check_bundle
 from sdk.bundle import load_bundle
 from sdk.runners.select import BackendConfig, BackendError
