@@ -13,9 +13,10 @@ from sdk.feature_frames import StreamingFeatureExtractor
 from sdk.features import DEFAULT_FEATURES
 from sdk.mfcc import MfccMatrices
 from sdk.noise import frame_noise, frame_noise_streams
+from sdk.runners.select import BackendConfig
 from sdk.stream import StreamError
 from sdk.stream_batch import StreamBatch
-from sdk.streaming import StreamingGenerator
+from sdk.streaming import GeneratorConfig, StreamingGenerator
 from tests.helpers_bundle import tiny_bundle  # noqa: F401  (fixture)
 
 
@@ -59,15 +60,16 @@ def test_noise_of_many_seeds_equals_one_seed_at_a_time() -> None:
         frame_noise_streams(np.array([-1]), 0, 1, 1)
 
 
-@pytest.mark.parametrize("rate,block", [(16000, 320), (48000, 3200)])
+@pytest.mark.parametrize("rate,block,chunk", [(16000, 320, 1), (48000, 3200, 3)])
 def test_stream_batch_gives_the_frames_of_one_stream_each(tiny_bundle: Path,  # noqa: F811
                                                           speech_16k: np.ndarray, rate: int,
-                                                          block: int) -> None:
+                                                          block: int, chunk: int) -> None:
     from sdk.audio import resample
 
     speech = resample(speech_16k[:16000 * 2], 16000, rate) if rate != 16000 else speech_16k
     audio = _speakers(speech, 3, (len(speech_16k[:32000]) * rate // 16000 // block) * block)
-    with StreamingGenerator(tiny_bundle, backend="onnxruntime-cpu") as gen:
+    config = GeneratorConfig(tiny_bundle, BackendConfig("onnxruntime-cpu"), chunk_frames=chunk)
+    with StreamingGenerator(config) as gen:
         with StreamBatch(gen, seeds=[4, 5, 6], sample_rate=rate) as batch:
             parts = [batch.accept(audio[:, i:i + block]) for i in range(0, audio.shape[1],
                                                                          block)]
