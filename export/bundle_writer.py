@@ -37,6 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from export.feature_matrices import compute_mfcc_matrices
+from export.gemm_step import STEP_FILE, STEP_INT8_FILE
 from export.golden import derive_reference_tolerances, record_golden
 from export.onnx_export import DEFAULT_OPSET, export_generator, export_posesync
 from export.parity import generator_parity, posesync_parity
@@ -72,7 +73,7 @@ POSESYNC_FILE = "posesync.onnx"
 MFCC_FILE = "mfcc_matrices.npz"
 ENGINES_DIR = "engines"
 BUNDLE_ENTRIES = (MANIFEST_NAME, GENERATOR_FILE, POSESYNC_FILE, MFCC_FILE, ENGINES_DIR,
-                  REFERENCE_DIR)
+                  REFERENCE_DIR, STEP_FILE, STEP_INT8_FILE)
 SPEECH_SAMPLE = Path(__file__).resolve().parents[1] / "sdk" / "data" / "samples" / "speech_en.flac"
 PSD_SEED = 0  # noise seed of the PSD reference run
 MAX_STEP_FRAMES = 64  # frames per step TensorRT engines accept (4.3 s of catch-up at 15 fps)

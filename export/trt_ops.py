@@ -191,5 +191,8 @@ def check_bundle(bundle_dir: str | Path, support: TrtOpSupport | None = None
     models = {"generator": manifest.generator.model.file}
     if manifest.posesync is not None:
         models["posesync"] = manifest.posesync.model.file
+    for step in manifest.step_models:  # int8 step models are for ONNX Runtime CPU only
+        if step.precision == "fp32":
+            models["generator step"] = step.file
     return [check_model(bundle.path(file), name=f"{name} ({file})", support=support)
             for name, file in models.items()]

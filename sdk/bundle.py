@@ -36,13 +36,15 @@ from sdk.manifest import (
     PoseSyncSpec,
     PsdReference,
     ReferenceSpec,
+    StepModelRecord,
     TensorSpec,
 )
 
 __all__ = [
     "FORMAT_VERSION", "MANIFEST_HASH_KEY", "MANIFEST_NAME", "Bundle", "BundleError",
     "EngineRecord", "GeneratorSpec", "Manifest", "ModelSpec", "PoseSyncSpec", "PsdReference",
-    "ReferenceSpec", "TensorSpec", "load_bundle", "manifest_digest", "sha256_file",
+    "ReferenceSpec", "StepModelRecord", "TensorSpec", "load_bundle", "manifest_digest",
+    "sha256_file",
     "write_bundle_manifest",
 ]
 
@@ -178,6 +180,7 @@ def _load_directory(root: Path, verify: bool) -> Bundle:
     required.update(engine.file for engine in manifest.engines)  # an engine runs unverified else
     if manifest.reference is not None:  # validation must not trust an unverified reference
         required.update((manifest.reference.golden_file, manifest.reference.audio_file))
+    required.update(step.file for step in manifest.step_models)
     unlisted = sorted(required - set(manifest.files))
     if unlisted:
         raise BundleError(f"{manifest_path}: files {unlisted} are not listed with a checksum")

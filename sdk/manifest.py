@@ -231,6 +231,46 @@ class EngineRecord:
         return cls(**d)
 
 
+STEP_PRECISIONS = ("fp32", "int8")
+
+
+@dataclass(frozen=True)
+class StepModelRecord:
+    """A one-frame step model of the generator (``export/gemm_step.py``): the step contract
+    with ``frames`` fixed to 1, each causal conv one matrix product. ONNX Runtime runs it
+    in place of ``generator.model`` when a stream steps one frame at a time.
+
+    file: the .onnx in the bundle. precision: "fp32" | "int8" (chosen like engine
+    precisions: ``BackendConfig.precision``). state_layout: the layout of its (B, S) state
+    (not the one of ``generator.model``: a state is only read by the model that wrote it).
+    quantization: how an int8 model was made ("" for fp32). tolerances: what validation
+    allows against the fp32 reference (keys as in ``measured``). measured: its deltas from
+    the PyTorch / fp32 reference measured at export (keypoints in pixels, saliency, PSD).
+    """
+
+    file: str
+    precision: str
+    state_layout: str
+    quantization: str = ""
+    tolerances: dict[str, float] = field(default_factory=dict)
+    measured: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.precision not in STEP_PRECISIONS:
+            raise ValueError(f"step model {self.file}: precision must be one of "
+                             f"{STEP_PRECISIONS}, got {self.precision!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StepModelRecord:
+        return cls(str(d["file"]), str(d["precision"]), str(d["state_layout"]),
+                   str(d.get("quantization", "")),
+                   {str(k): float(v) for k, v in d.get("tolerances", {}).items()},
+                   dict(d.get("measured", {})))
+
+
 @dataclass(frozen=True)
 class Manifest:
     """Everything serving needs to know, written once by export."""
@@ -245,6 +285,7 @@ class Manifest:
     psd_reference: PsdReference | None = None
     reference: ReferenceSpec | None = None  # the golden reference (reference/), validate's
     engines: tuple[EngineRecord, ...] = ()
+    step_models: tuple[StepModelRecord, ...] = ()  # optional one-frame step models
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     training: dict[str, Any] = field(default_factory=dict)  # provenance, free-form
     format_version: int = FORMAT_VERSION
@@ -269,7 +310,8 @@ class Manifest:
             "engines": [e.to_dict() for e in self.engines],
             "files": dict(sorted(self.files.items())),
             "training": self.training,
-        }
+        } | ({"step_models": [m.to_dict() for m in self.step_models]}
+             if self.step_models else {})  # absent when none: older manifests stay as they were
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = MANIFEST_NAME) -> Manifest:
@@ -302,6 +344,8 @@ class Manifest:
                 reference=None if d.get("reference") is None
                 else ReferenceSpec.from_dict(d["reference"]),
                 engines=tuple(EngineRecord.from_dict(e) for e in d.get("engines", [])),
+                step_models=tuple(StepModelRecord.from_dict(m)
+                                  for m in d.get("step_models", [])),
                 files=dict(d.get("files", {})),
                 training=dict(d.get("training", {})),
                 format_version=version,

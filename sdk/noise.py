@@ -41,10 +41,34 @@ def frame_noise(seed: int, first_frame: int, num_frames: int, dim: int) -> np.nd
             f"frame_noise needs non-negative seed/first_frame/num_frames/dim, got "
             f"{seed}, {first_frame}, {num_frames}, {dim}"
         )
+    return _noise(np.uint64(seed), first_frame, num_frames, dim)
+
+
+def frame_noise_streams(seeds: np.ndarray, first_frame: int, num_frames: int, dim: int
+                        ) -> np.ndarray:
+    """:func:`frame_noise` of many streams at the same frames, in one call.
+
+    Args:
+        seeds: int (N,) stream seeds in [0, 2**63).
+    Returns:
+        float32 (N, num_frames, dim); row n equals ``frame_noise(seeds[n], ...)`` exactly.
+    """
+    seeds = np.asarray(seeds)
+    if seeds.ndim != 1 or (seeds.size and (seeds.dtype.kind not in "iu" or seeds.min() < 0)):
+        raise ValueError(f"seeds must be a 1-D array of non-negative ints, got {seeds!r:.80}")
+    if first_frame < 0 or num_frames < 0 or dim < 0:
+        raise ValueError(f"frame_noise_streams needs non-negative first_frame/num_frames/dim, "
+                         f"got {first_frame}, {num_frames}, {dim}")
+    return _noise(seeds.astype(np.uint64)[:, None, None], first_frame, num_frames, dim)
+
+
+def _noise(seed: np.ndarray | np.uint64, first_frame: int, num_frames: int, dim: int
+           ) -> np.ndarray:
+    """The Box-Muller draw of ``frame_noise``; ``seed`` broadcasts against (T, dim)."""
     frames = np.arange(first_frame, first_frame + num_frames, dtype=np.uint64)[:, None]
     chans = np.arange(dim, dtype=np.uint64)[None, :]
     with np.errstate(over="ignore"):
-        key = _splitmix64(np.uint64(seed) * np.uint64(0xD1B54A32D192ED03) + frames)
+        key = _splitmix64(seed * np.uint64(0xD1B54A32D192ED03) + frames)
         base = key * np.uint64(2 * max(dim, 1)) + chans * np.uint64(2)
         u1 = _splitmix64(base)
         u2 = _splitmix64(base + np.uint64(1))

@@ -157,7 +157,8 @@ class StreamingGenerator:
             self._stepper = supplied
             self.backend = BackendChoice(supplied.backend, "a stepper supplied by the caller")
         else:
-            self._stepper, self.backend = create_stepper(self.bundle, config.backend)
+            self._stepper, self.backend = create_stepper(self.bundle, config.backend,
+                                                         self.chunk_frames)
         self._closed = False
         self._check_model()
         limits = [b for b in (config.max_batch, self._stepper.max_batch) if b is not None]

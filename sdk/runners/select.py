@@ -17,16 +17,22 @@ The label says what runs: when ONNX Runtime drops the CUDA/TensorRT provider at 
 creation (a library missing), :func:`create_stepper` raises :class:`BackendError` naming
 it, or, with ``fallback_to_onnxruntime``, labels the backend ``onnxruntime-cpu`` and says
 why (never "onnxruntime-gpu" running on the CPU).
+
+Step models: on onnxruntime-cpu, a generator stepping one frame at a time runs the
+bundle's one-frame step model (``manifest.step_models``, export/gemm_step.py) of the
+requested precision ("fp32" by default, "int8" when asked) instead of ``generator.onnx``;
+:func:`choose_step_model` says which and why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdk.bundle import Bundle, EngineRecord
+from sdk.bundle import Bundle, EngineRecord, StepModelRecord
 from sdk.runners.base import GeneratorStepper, HostStateStepper, RunnerError
 from sdk.runners.onnxrt import (
     CPU_PROVIDER,
@@ -45,7 +51,7 @@ ONNXRUNTIME = "onnxruntime"  # GPU provider when present, else CPU
 ONNXRUNTIME_GPU = "onnxruntime-gpu"
 ONNXRUNTIME_CPU = "onnxruntime-cpu"
 BACKENDS = (AUTO, TENSORRT, ONNXRUNTIME, ONNXRUNTIME_GPU, ONNXRUNTIME_CPU)
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")  # int8: onnxruntime-cpu step models only
 GENERATOR_MODEL = "generator"
 
 
@@ -61,6 +67,8 @@ class BackendConfig:
         backend: one of BACKENDS ("auto" picks tensorrt > onnxruntime-gpu > onnxruntime-cpu).
         device: CUDA device ordinal for GPU backends.
         precision: preferred engine precision ("fp16" | "fp32"); None prefers fp16.
+            "int8" picks the bundle's int8 step model on onnxruntime-cpu (one frame per
+            step); an error where there is none.
         fallback_to_onnxruntime: when ``backend="tensorrt"`` cannot run (no TensorRT, no
             GPU, no engine for this GPU/TensorRT), use onnxruntime instead of raising; and
             when onnxruntime drops its GPU providers, run on its CPU provider, labelled
@@ -69,6 +77,8 @@ class BackendConfig:
         ort_tensorrt_ep: put onnxruntime's TensorRT EP before its CUDA EP (it builds its
             own engines at session start: minutes for big models).
         use_cuda_graphs: native TensorRT: one CUDA graph per batch bucket.
+        use_step_model: onnxruntime-cpu with one frame per step: run the bundle's one-frame
+            step model when it has one (False: always ``generator.onnx``).
     """
 
     backend: str = AUTO
@@ -78,6 +88,7 @@ class BackendConfig:
     intra_op_num_threads: int = 0
     ort_tensorrt_ep: bool = False
     use_cuda_graphs: bool = True
+    use_step_model: bool = True
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -105,9 +116,12 @@ class BackendChoice:
     rejected: dict[str, str] = field(default_factory=dict)
     engine: EngineRecord | None = None
     providers: tuple[str, ...] = ()
+    step_model: StepModelRecord | None = None
 
     def describe(self) -> str:
         text = f"{self.backend} ({self.reason})"
+        if self.step_model is not None:
+            text += f"; step model {self.step_model.file} ({self.step_model.precision})"
         if self.rejected:
             text += "; not used: " + "; ".join(f"{k}: {v}" for k, v in self.rejected.items())
         return text
@@ -218,10 +232,46 @@ def choose_backend(bundle: Bundle, config: BackendConfig) -> BackendChoice:
                          providers=(CPU_PROVIDER,))
 
 
-def create_stepper(bundle: Bundle, config: BackendConfig
+def choose_step_model(bundle: Bundle, config: BackendConfig, backend: str,
+                      chunk_frames: int | None) -> tuple[StepModelRecord | None, str]:
+    """The one-frame step model to run instead of ``generator.onnx``, and why (or why not).
+
+    Used on onnxruntime-cpu with ``chunk_frames == 1`` and ``config.use_step_model``; the
+    precision is ``config.precision`` when it is "int8", else "fp32".
+    Raises:
+        BackendError: "int8" was asked for and cannot be served (no int8 step model, another
+            backend, more than one frame per step, or ``use_step_model=False``).
+    """
+    int8 = config.precision == "int8"
+    wanted = "int8" if int8 else "fp32"
+    why_not = None
+    if backend != ONNXRUNTIME_CPU:
+        why_not = f"step models run on onnxruntime-cpu, the backend is {backend}"
+    elif chunk_frames != 1:
+        why_not = f"step models take one frame per step, chunk_frames is {chunk_frames}"
+    elif not config.use_step_model:
+        why_not = "use_step_model=False"
+    records = [m for m in bundle.manifest.step_models if m.precision == wanted]
+    if why_not is None and not records:
+        have = [m.precision for m in bundle.manifest.step_models] or "none"
+        why_not = f"the bundle has no {wanted} step model (has: {have}; gesturert export-step)"
+    if why_not is not None:
+        if int8:
+            raise BackendError(f"precision 'int8' cannot be served: {why_not}")
+        return None, why_not
+    return records[0], f"{records[0].file}: one-frame {wanted} step model"
+
+
+def create_stepper(bundle: Bundle, config: BackendConfig, chunk_frames: int | None = None
                    ) -> tuple[GeneratorStepper, BackendChoice]:
-    """Pick a backend (see :func:`choose_backend`), load the generator on it, log the choice."""
+    """Pick a backend (see :func:`choose_backend`), load the generator on it, log the choice.
+
+    ``chunk_frames``: feature frames per step the caller will use (1 allows a step model).
+    """
     choice = choose_backend(bundle, config)
+    step, _ = choose_step_model(bundle, config, choice.backend, chunk_frames)
+    if step is not None:
+        choice = dataclasses.replace(choice, step_model=step)
     LOG.info("gesturert backend: %s", choice.describe())
     spec = bundle.manifest.generator
     if choice.backend == TENSORRT:
@@ -234,9 +284,11 @@ def create_stepper(bundle: Bundle, config: BackendConfig
     if choice.backend == ONNXRUNTIME_GPU:
         providers = [(p, {"device_id": config.device}) if p != CPU_PROVIDER else p
                      for p in providers]
-    runner = OnnxRuntimeRunner(bundle.path(spec.model.file), providers=providers,
+    model_file = spec.model.file if choice.step_model is None else choice.step_model.file
+    runner = OnnxRuntimeRunner(bundle.path(model_file), providers=providers,
                                intra_op_num_threads=config.intra_op_num_threads,
-                               allow_provider_fallback=config.fallback_to_onnxruntime)
+                               allow_provider_fallback=config.fallback_to_onnxruntime,
+                               reuse_outputs=True)  # HostStateStepper copies what it keeps
     try:
         runner.activate()
     except ProviderDroppedError as exc:

@@ -1,0 +1,389 @@
+"""The streaming step at the CPU's limit (issue 20): GEMM-shaped step, ORT set-up, front end,
+int8 -- every ratio measured in one run, on one pinned core.
+
+    python -m benchmarks.step_gemm [--bundle DIR] [--generator CKPT] [--quick] [--out DIR]
+
+What runs (all ONNX Runtime CPU, one intra-op thread, the process pinned to one CPU and
+numpy's BLAS to one thread -- the script re-executes itself with OPENBLAS_NUM_THREADS=1).
+Every time is the calling thread's **CPU time** (``time.thread_time``; wall time is kept
+in the JSON): with one thread it is all of a call's work, and on a shared machine the
+wall time also counts the time the thread waited for the core (seen: 6x at 64 streams
+under load average 8 on 2 cores), which is not the step's cost.
+
+* **sgemm**: numpy float32 512x512 @ 512x512, GFLOP/s: the core's matrix-product rate.
+* **models** at 1, 16, 64, 256 streams per call, run as the runtime runs them (IO binding
+  into preallocated outputs): ``generator.onnx`` (the traced step, today's),
+  ``generator_step.onnx`` (export/gemm_step.py) and its int8 quantisation;
+  time per stream-frame (p50 wall; also the calling thread's CPU time) and GFLOP/s from
+  the FLOPs per frame (``torch.utils.flop_counter``, 2 per multiply-add), as % of sgemm.
+  Timed round-robin, call by call, so every variant sees the same machine load.
+* **ORT variants** of the fp32 step at 1 and 64 streams: graph optimisation levels,
+  weight prepacking off, ``run`` vs IO binding into preallocated outputs.
+* **sliding window** (benchmarks/sliding_window.py): the stateless re-run over the
+  receptive field at 1, 16, 64 streams; stateful vs window each at its best batch.
+* **streams per core with the front end**: :class:`sdk.stream_batch.StreamBatch` of N
+  streams fed 20 ms packets at 16 and 48 kHz (resample, MFCC, noise, step, pixels) -- the
+  whole per-stream-frame cost; and the per-stream path (``Stream`` + ``step``) for the ratio.
+* **one-stream end-to-end latency** (benchmarks/runtime.py ``chunk_latency``, 20 ms
+  chunks) with ``generator.onnx`` and with the step model.
+* **int8**: its deltas from ``generator.onnx`` as recorded in the manifest by
+  ``gesturert export-step`` (sdk.step_precision) and checked against its tolerances.
+
+The bundle: ``--bundle`` (default: a copy of sdk/data/default_bundle, the shipped trained
+model) gets its step models from ``--generator`` or, without one, from the weights in its
+``generator.onnx`` with the default architecture (checked by the parity of export-step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import REPO_ROOT, load_average, machine_info
+
+SHIPPED_BUNDLE = REPO_ROOT / "sdk" / "data" / "default_bundle"
+BATCHES = (1, 16, 64, 256)
+FRAME_MS = 1000.0 / 15
+PACKET_MS = 20
+_PINNED_ENV = "GESTURERT_BENCH_PINNED"
+
+
+def pin_to_one_core() -> int:
+    """Pin this process to the CPU it runs on; returns the CPU number."""
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def interleaved(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int = 5,
+                block: int = 1) -> dict[str, dict[str, float]]:
+    """Time every call ``repeats`` times round-robin, ``block`` calls in a row per turn (so
+    a small model's weights stay in the cache between its own calls, as in a server that
+    runs one model, while all variants still share the machine's load): p50/p90 wall and
+    p50 thread-CPU milliseconds per call."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    wall: dict[str, list[float]] = {k: [] for k in calls}
+    cpu: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(max(1, repeats // block)):
+        for name, fn in calls.items():
+            for _ in range(block):
+                t0, c0 = time.perf_counter(), time.thread_time()
+                fn()
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.thread_time() - c0)
+    return {k: {"p50_ms": 1e3 * float(np.median(wall[k])),
+                "p90_ms": 1e3 * float(np.percentile(wall[k], 90)),
+                "cpu_p50_ms": 1e3 * float(np.median(cpu[k])), "calls": repeats}
+            for k in calls}
+
+
+def _block(batch: int) -> int:
+    """Calls in a row per turn: 20 for small batches (a call is ~0.1 ms), 1 from 64 up."""
+    return 20 if batch < 64 else 1
+
+
+def sgemm_call(n: int = 512) -> tuple[Callable[[], Any], float]:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    return (lambda: a @ b), 2.0 * n ** 3
+
+
+def ort_session(path: Path, level: str = "all", prepack: bool = True) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = {
+        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
+    if not prepack:
+        options.add_session_config_entry("session.disable_prepacking", "1")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def step_feed(batch: int, frames: int, state_size: int, noise_dim: int,
+              features: np.ndarray) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(batch)
+    rows = rng.integers(0, len(features) - frames, batch)[:, None] + np.arange(frames)
+    return {"features": np.ascontiguousarray(features[rows]),
+            "noise": rng.standard_normal((batch, frames, noise_dim), dtype=np.float32),
+            "state": (0.3 * rng.standard_normal((batch, state_size))).astype(np.float32)}
+
+
+def run_call(session: Any, feed: dict[str, np.ndarray]) -> Callable[[], Any]:
+    return lambda: session.run(None, feed)
+
+
+def iobinding_call(session: Any, feed: dict[str, np.ndarray]) -> Callable[[], Any]:
+    """IO binding: inputs bound once, outputs into preallocated numpy arrays."""
+    binding = session.io_binding()
+    for name, array in feed.items():
+        binding.bind_cpu_input(name, array)
+    batch, size = feed["state"].shape
+    outputs = {"poses": np.empty((batch, feed["features"].shape[1], 122, 2), np.float32),
+               "saliency": np.empty((batch, feed["features"].shape[1]), np.float32),
+               "state_out": np.empty((batch, size), np.float32)}
+    for name, array in outputs.items():
+        binding.bind_output(name, "cpu", element_type=np.float32, shape=array.shape,
+                            buffer_ptr=array.ctypes.data)
+
+    def call(outputs: dict[str, np.ndarray] = outputs) -> None:  # keeps the buffers alive
+        session.run_with_iobinding(binding)
+    return call
+
+
+def prepare_bundle(bundle: Path | None, generator_ckpt: Path | None, work: Path
+                   ) -> tuple[Path, Any]:
+    """A bundle copy with step models (fp32 + int8) and the torch generator it came from."""
+    from export.bundle_writer import load_generator
+    from export.gemm_step_check import generator_from_onnx
+    from export.step_bundle import add_step_models
+    from train.config import load_config
+    from train.generator_training import GeneratorTrainingConfig
+
+    root = work / "bundle"
+    shutil.copytree(bundle or SHIPPED_BUNDLE, root)
+    if generator_ckpt is not None:
+        generator, _ = load_generator(generator_ckpt)
+    else:
+        config = load_config(GeneratorTrainingConfig,
+                             REPO_ROOT / "train" / "configs" / "generator.yaml", []).model
+        generator = generator_from_onnx(root / "generator.onnx", config)
+    add_step_models(root, generator)
+    return root, generator
+
+
+def model_rows(root: Path, generator: Any, features: np.ndarray, flops: float,
+               sgemm_gflops: float, batches: tuple[int, ...], repeats: int
+               ) -> list[dict[str, Any]]:
+    from export.gemm_step import STEP_FILE, STEP_INT8_FILE
+
+    files = {"generator.onnx (traced)": "generator.onnx", "step fp32 (GEMM)": STEP_FILE,
+             "step int8": STEP_INT8_FILE}
+    sessions = {k: ort_session(root / f) for k, f in files.items()}
+    rows = []
+    for batch in batches:
+        feed = step_feed(batch, 1, generator.state_size, generator.config.noise_dim, features)
+        # as the runtime runs them: IO binding into preallocated outputs (reuse_outputs)
+        times = interleaved({k: iobinding_call(s, feed) for k, s in sessions.items()},
+                            max(5, repeats // max(1, batch // 16)), block=_block(batch))
+        for name, t in times.items():
+            per_frame = t["cpu_p50_ms"] * 1e3 / batch  # CPU time: see the module docstring
+            gflops = flops / (per_frame * 1e-6) / 1e9
+            rows.append({"model": name, "batch": batch, "wall_us_per_frame": t["p50_ms"] * 1e3
+                         / batch, "cpu_us_per_frame": per_frame,
+                         "call_p50_ms": t["p50_ms"], "call_p90_ms": t["p90_ms"],
+                         "gflops": gflops, "percent_of_sgemm": 100 * gflops / sgemm_gflops})
+    return rows
+
+
+def ort_variant_rows(root: Path, generator: Any, features: np.ndarray, repeats: int
+                     ) -> list[dict[str, Any]]:
+    from export.gemm_step import STEP_FILE
+
+    rows = []
+    for batch in (1, 64):
+        feed = step_feed(batch, 1, generator.state_size, generator.config.noise_dim, features)
+        calls: dict[str, Callable[[], Any]] = {}
+        for level in ("disabled", "basic", "extended", "all"):
+            calls[f"opt {level}, run()"] = run_call(ort_session(root / STEP_FILE, level), feed)
+        calls["opt all, prepacking off, run()"] = run_call(
+            ort_session(root / STEP_FILE, "all", prepack=False), feed)
+        calls["opt all, IO binding, preallocated outputs"] = iobinding_call(
+            ort_session(root / STEP_FILE, "all"), feed)
+        times = interleaved(calls, max(5, repeats // max(1, batch // 16)), block=_block(batch))
+        for name, t in times.items():
+            rows.append({"variant": name, "batch": batch,
+                         "wall_us_per_frame": t["p50_ms"] * 1e3 / batch,
+                         "cpu_us_per_frame": t["cpu_p50_ms"] * 1e3 / batch})
+    return rows
+
+
+def sliding_window_rows(generator: Any, work: Path, features: np.ndarray,
+                        step_path: Path, repeats: int) -> dict[str, Any]:
+    from benchmarks.sliding_window import export_window_model, receptive_field
+
+    window = receptive_field(generator)
+    export_window_model(generator, work / "window.onnx", window)
+    sliding, stateful = ort_session(work / "window.onnx"), ort_session(step_path)
+    out: dict[str, Any] = {"window_frames": window, "batches": {}}
+    for batch in (1, 16, 64):
+        wfeed = step_feed(batch, window, generator.state_size, generator.config.noise_dim,
+                          features)
+        wfeed.pop("state")
+        sfeed = step_feed(batch, 1, generator.state_size, generator.config.noise_dim, features)
+        t = interleaved({"window": run_call(sliding, wfeed), "step": run_call(stateful, sfeed)},
+                        max(5, repeats // max(1, batch // 4)), block=_block(batch))
+        out["batches"][batch] = {k: v["cpu_p50_ms"] * 1e3 / batch for k, v in t.items()}
+    best_window = min(v["window"] for v in out["batches"].values())
+    best_step = min(v["step"] for v in out["batches"].values())
+    out.update(best_window_us=best_window, best_step_us=best_step,
+               ratio_best=best_window / best_step)
+    return out
+
+
+def front_end_rows(root: Path, counts: tuple[int, ...], packets: int) -> list[dict[str, Any]]:
+    """CPU us per stream-frame of StreamBatch (whole pipeline; fp32 step, and int8 at 256
+    streams) and of one Stream per speaker + step."""
+    rows = _front_end_rows(root, counts, packets, "fp32", with_streams=True)
+    return rows + _front_end_rows(root, (256,), packets, "int8", with_streams=False)
+
+
+def _front_end_rows(root: Path, counts: tuple[int, ...], packets: int, precision: str,
+                    with_streams: bool) -> list[dict[str, Any]]:
+    from sdk.runners.select import BackendConfig
+    from sdk.stream_batch import StreamBatch
+    from sdk.streaming import GeneratorConfig, StreamingGenerator
+
+    rng = np.random.default_rng(0)
+    rows = []
+    config = GeneratorConfig(root, BackendConfig("onnxruntime-cpu", intra_op_num_threads=1,
+                                                 precision=precision))
+    with StreamingGenerator(config) as gen:
+        for rate in (16000, 48000):
+            n = rate * PACKET_MS // 1000
+            for count in counts:
+                audio = (0.1 * rng.standard_normal((count, n * (packets + 8)))).astype(np.float32)
+                with StreamBatch(gen, range(count), rate) as batch:
+                    for i in range(8):  # warm up: soxr delay, MFCC window, lookahead
+                        batch.accept(audio[:, i * n:(i + 1) * n])
+                    frames, begin, cpu0 = 0, time.perf_counter(), time.thread_time()
+                    for i in range(8, 8 + packets):
+                        frames += len(batch.accept(audio[:, i * n:(i + 1) * n]))
+                    wall, cpu = time.perf_counter() - begin, time.thread_time() - cpu0
+                per = cpu / (frames * count) * 1e6
+                rows.append({"path": f"StreamBatch ({precision} step)", "rate": rate,
+                             "streams": count,
+                             "frames": frames, "wall_us_per_stream_frame":
+                             wall / (frames * count) * 1e6, "us_per_stream_frame": per,
+                             "streams_per_core": FRAME_MS * 1e3 / per})
+            if not with_streams:
+                continue
+            count = min(counts[-1], 256)
+            audio = (0.1 * rng.standard_normal((count, n * (packets // 2 + 8)))).astype(np.float32)
+            streams = [gen.create_stream(seed=i) for i in range(count)]
+            frames, wall = 0, 0.0
+            for i in range(packets // 2 + 8):
+                t0 = time.thread_time()
+                for b, stream in enumerate(streams):
+                    stream.accept_waveform(audio[b, i * n:(i + 1) * n], rate)
+                ready = [s for s in streams if gen.is_ready(s)]
+                if ready:
+                    gen.step(ready)
+                got = sum(len(s.pop_frames()) for s in streams)
+                if i >= 8:
+                    wall += time.thread_time() - t0
+                    frames += got
+            for stream in streams:
+                stream.close()
+            per = wall / max(frames, 1) * 1e6
+            rows.append({"path": f"Stream per speaker + step ({precision} step)", "rate": rate,
+                         "streams": count,
+                         "frames": frames, "us_per_stream_frame": per,
+                         "streams_per_core": FRAME_MS * 1e3 / per})
+    return rows
+
+
+def latency_rows(root: Path) -> list[dict[str, Any]]:
+    from benchmarks.runtime import chunk_latency, speech_audio
+    from sdk.runners.select import BackendConfig
+    from sdk.streaming import GeneratorConfig, StreamingGenerator
+
+    audio = speech_audio(20.0)
+    rows = []
+    for name, use_step in (("generator.onnx", False), ("step fp32", True)):
+        config = GeneratorConfig(root, BackendConfig("onnxruntime-cpu", intra_op_num_threads=1,
+                                                     use_step_model=use_step))
+        with StreamingGenerator(config) as gen:
+            run = chunk_latency(gen, audio, 20.0)
+        rows.append({"model": name, "end_to_end_p50_ms": run.end_to_end.p50_ms,
+                     "end_to_end_p99_ms": run.end_to_end.p99_ms, "step_p50_ms": run.step.p50_ms,
+                     "step_cpu_p50_ms": run.step_cpu.p50_ms})
+    return rows
+
+
+def run(bundle: Path | None, generator_ckpt: Path | None, quick: bool) -> dict[str, Any]:
+    from benchmarks.sliding_window import flops_per_frame
+    from export.bundle_writer import speech_inputs
+    from export.gemm_step import STEP_FILE
+    from sdk.bundle import load_bundle
+    from sdk.features import DEFAULT_FEATURES
+
+    cpu = pin_to_one_core()
+    result: dict[str, Any] = {"machine": machine_info(), "pinned_cpu": cpu, "mode":
+                              "quick" if quick else "full", "threads": 1}
+    repeats = 20 if quick else 200
+    with tempfile.TemporaryDirectory(prefix="gesturert-step-") as tmp:
+        work = Path(tmp)
+        root, generator = prepare_bundle(bundle, generator_ckpt, work)
+        result["bundle"] = {"source": str(bundle or "sdk/data/default_bundle (shipped)"),
+                            "generator": str(generator_ckpt or "weights of its generator.onnx"),
+                            "step_models": [r.to_dict() for r in
+                                            load_bundle(root).manifest.step_models]}
+        _, features, _ = speech_inputs(DEFAULT_FEATURES, 0)
+        flops = float(flops_per_frame(generator, 1)["stateful"])
+        sgemm, sgemm_flops = sgemm_call()
+        before = interleaved({"sgemm": sgemm}, 10 if quick else 30)["sgemm"]["cpu_p50_ms"]
+        result["flops_per_frame"] = flops
+        models = model_rows(root, generator, features, flops,
+                            sgemm_flops / (before * 1e-3) / 1e9,
+                            (1, 64) if quick else BATCHES, repeats)
+        after = interleaved({"sgemm": sgemm}, 10 if quick else 30)["sgemm"]["cpu_p50_ms"]
+        sgemm_gflops = sgemm_flops / (0.5 * (before + after) * 1e-3) / 1e9
+        for row in models:  # % of the mean of the sgemm runs before and after
+            row["percent_of_sgemm"] = 100 * row["gflops"] / sgemm_gflops
+        result["sgemm"] = {"n": 512, "gflops": sgemm_gflops,
+                           "cpu_p50_ms_before": before, "cpu_p50_ms_after": after}
+        result["models"] = models
+        result["ort_variants"] = ort_variant_rows(root, generator, features, repeats)
+        result["sliding_window"] = sliding_window_rows(generator, work, features,
+                                                       root / STEP_FILE, repeats // 2)
+        result["front_end"] = front_end_rows(root, (64, 256) if quick else (64, 256, 1024),
+                                             10 if quick else 30)
+        result["latency"] = latency_rows(root)
+    result["load_average_end"] = load_average()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-execute with one BLAS thread, run, write step_gemm.{json,md,png}."""
+    if os.environ.get(_PINNED_ENV) != "1":
+        env = {**os.environ, _PINNED_ENV: "1", "OPENBLAS_NUM_THREADS": "1",
+               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        command = [sys.executable, "-m", "benchmarks.step_gemm",
+                   *(sys.argv[1:] if argv is None else argv)]
+        return subprocess.run(command, env=env, cwd=REPO_ROOT, check=False).returncode
+    from benchmarks.step_gemm_report import write_step_report
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, default=None)
+    parser.add_argument("--generator", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path,
+                        default=REPO_ROOT / "benchmarks" / "results" / "step_gemm")
+    args = parser.parse_args(argv)
+    result = run(args.bundle, args.generator, args.quick)
+    for path in write_step_report(result, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,182 @@
+"""step_gemm.{json,md,png} from :func:`benchmarks.step_gemm.run`'s result, with the goals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import _json_default, _table, machine_lines
+
+STEP = "step fp32 (GEMM)"
+TRACED = "generator.onnx (traced)"
+INT8 = "step int8"
+
+
+def _row(result: dict[str, Any], model: str, batch: int) -> dict[str, Any] | None:
+    return next((r for r in result["models"] if r["model"] == model and r["batch"] == batch),
+                None)
+
+
+def goals(result: dict[str, Any]) -> list[list[Any]]:
+    """[goal, measured, status, how] rows."""
+    from sdk.bundle import StepModelRecord
+    from sdk.step_precision import check_step_model
+
+    rows: list[list[Any]] = []
+
+    def add(goal: str, value: float | None, ok: bool | None, how: str) -> None:
+        status = "not measured" if ok is None else ("met" if ok else "missed")
+        rows.append([goal, value, f"**{status}**", how])
+
+    b64, b1 = _row(result, STEP, 64), _row(result, STEP, 1)
+    add(">= 40 % of single-thread sgemm at batch 64 (fp32 step)",
+        None if b64 is None else b64["percent_of_sgemm"],
+        None if b64 is None else b64["percent_of_sgemm"] >= 40,
+        f"{result['flops_per_frame'] / 1e6:.3f} MFLOP/frame; sgemm "
+        f"{result['sgemm']['gflops']:.1f} GFLOP/s (numpy 512^3, CPU time, mean of the runs "
+        "before and after)")
+    add("batch-1 step <= 60 us per frame (fp32 step)",
+        None if b1 is None else b1["cpu_us_per_frame"],
+        None if b1 is None else b1["cpu_us_per_frame"] <= 60,
+        "p50 CPU time, ONNX Runtime 1 thread")
+    sw = result["sliding_window"]
+    add("stateful >= 10x less time per frame than sliding window, each at its best batch",
+        sw["ratio_best"], sw["ratio_best"] >= 10,
+        f"window {sw['best_window_us']:.1f} vs step {sw['best_step_us']:.2f} CPU us per frame")
+    batched = [r for r in result["front_end"] if r["path"].startswith("StreamBatch")]
+    for rate in sorted({r["rate"] for r in batched}):
+        best = max((r for r in batched if r["rate"] == rate), key=lambda r: r["streams_per_core"])
+        add(f">= 2000 real-time streams per core with the front end ({rate} Hz input)",
+            best["streams_per_core"], best["streams_per_core"] >= 2000,
+            f"{best['path']}, {best['streams']} streams, 20 ms packets: "
+            f"{best['us_per_stream_frame']:.1f} CPU us per stream-frame")
+    lat = {r["model"]: r for r in result["latency"]}
+    if "generator.onnx" in lat and "step fp32" in lat:
+        delta = lat["step fp32"]["end_to_end_p50_ms"] - lat["generator.onnx"]["end_to_end_p50_ms"]
+        add("one-stream end-to-end latency unchanged (p50 within 1 ms)", delta, delta <= 1.0,
+            "step model minus generator.onnx, 20 ms chunks (ms)")
+    for record in result["bundle"]["step_models"]:
+        if record["precision"] == "int8":
+            problems = check_step_model(StepModelRecord.from_dict(record), record["measured"])
+            add("int8 within its validate tolerances", len(problems), not problems,
+                "; ".join(problems) or f"tolerances {record['tolerances']}")
+    return rows
+
+
+def markdown(result: dict[str, Any]) -> str:
+    models = sorted({r["model"] for r in result["models"]})
+    lines = ["# The streaming step at the CPU's limit (issue 20)", "",
+             *machine_lines({**result, "bundle": {"path": result["bundle"]["source"],
+                                                  "note": result["bundle"]["generator"]}}),
+             f"Pinned to CPU {result['pinned_cpu']}, ONNX Runtime 1 intra-op thread, numpy "
+             "BLAS 1 thread. **The machine was shared and loaded** (load average above): "
+             "absolute times are pessimistic; the ratios were measured side by side, call by "
+             "call, in this one run.", "", "## Goals", "",
+             *_table(["goal", "measured", "status", "how"], goals(result)),
+             "## Step models, time per stream-frame (p50; CPU = calling thread)", ""]
+    rows = []
+    for batch in sorted({r["batch"] for r in result["models"]}):
+        for model in models:
+            r = _row(result, model, batch)
+            if r is not None:
+                rows.append([batch, model, r["cpu_us_per_frame"], r["wall_us_per_frame"],
+                             r["gflops"], r["percent_of_sgemm"]])
+    lines += _table(["streams/call", "model", "CPU us/frame", "wall us/frame", "GFLOP/s (CPU)",
+                     "% of sgemm"], rows)
+    lines += ["## ONNX Runtime set-up of the fp32 step", ""]
+    lines += _table(["streams/call", "variant", "CPU us/frame", "wall us/frame"],
+                    [[r["batch"], r["variant"], r["cpu_us_per_frame"], r["wall_us_per_frame"]]
+                     for r in result["ort_variants"]])
+    sw = result["sliding_window"]
+    lines += [f"## Sliding window (W = {sw['window_frames']} frames) vs the fp32 step", ""]
+    lines += _table(["streams/call", "window CPU us/frame", "step CPU us/frame", "ratio"],
+                    [[b, v["window"], v["step"], v["window"] / v["step"]]
+                     for b, v in sw["batches"].items()])
+    lines += ["## Streams per core with the front end (20 ms packets)", ""]
+    lines += _table(["path", "input Hz", "streams", "CPU us per stream-frame",
+                     "streams per core"],
+                    [[r["path"], r["rate"], r["streams"], r["us_per_stream_frame"],
+                      r["streams_per_core"]] for r in result["front_end"]])
+    lines += ["## One stream, 20 ms chunks", ""]
+    lines += _table(["model", "end-to-end p50 ms", "p99 ms", "step p50 ms", "step CPU p50 ms"],
+                    [[r["model"], r["end_to_end_p50_ms"], r["end_to_end_p99_ms"],
+                      r["step_p50_ms"], r["step_cpu_p50_ms"]] for r in result["latency"]])
+    lines += ["## Step models in the bundle (deltas from generator.onnx, canonical units)", ""]
+    keys = ["keypoints_max_abs", "keypoints_mean_abs", "saliency_max_abs", "psd_relative",
+            "offset"]
+    lines += _table(["file", "precision", *keys, "tolerances"],
+                    [[r["file"], r["precision"], *[r["measured"].get(k) for k in keys],
+                      ", ".join(f"{k} {v:g}" for k, v in r["tolerances"].items())]
+                     for r in result["bundle"]["step_models"]])
+    lines += ["![step models](step_gemm.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.2))
+    for model in sorted({r["model"] for r in result["models"]}):
+        rows = sorted((r for r in result["models"] if r["model"] == model),
+                      key=lambda r: r["batch"])
+        left.plot([r["batch"] for r in rows], [r["cpu_us_per_frame"] for r in rows], "o-",
+                  label=model)
+    left.set(xscale="log", yscale="log", xlabel="streams per call",
+             ylabel="CPU us per stream-frame (p50)", title="step models, 1 thread")
+    left.legend()
+    for way in sorted({r["path"] for r in result["front_end"]}):
+        for rate in sorted({r["rate"] for r in result["front_end"]}):
+            rows = [r for r in result["front_end"] if r["path"] == way and r["rate"] == rate]
+            if rows:
+                right.plot([r["streams"] for r in rows], [r["streams_per_core"] for r in rows],
+                           "o-" if len(rows) > 1 else "x", label=f"{way}, {rate} Hz")
+    right.axhline(2000, ls="--", c="grey")
+    right.set(xscale="log", xlabel="streams", ylabel="real-time streams per core",
+              title="whole pipeline, 20 ms packets")
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "step_cpu.md"
+RESULTS = Path(__file__).resolve().parent / "results" / "step_gemm" / "step_gemm.json"
+DOC_START, DOC_END = "<!-- step-gemm-goals:start -->", "<!-- step-gemm-goals:end -->"
+
+
+def doc_passage(result: dict[str, Any]) -> str:
+    """The goals table of docs/step_cpu.md, generated from a result (tests check it)."""
+    load = result["machine"].get("load_average") or (float("nan"),) * 3
+    lines = [f"Measured {result['machine']['timestamp']} on {result['machine']['cpu_model']} "
+             f"({result['machine']['cpu_cores']} cores, shared: load average "
+             f"{load[0]:.1f} at the start, {result['load_average_end'][0]:.1f} at the end), "
+             f"one pinned core, git {str(result['machine']['git_sha'])[:7]}:", "",
+             *_table(["goal", "measured", "status", "how"], goals(result))]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_doc_passage(result_path: Path = RESULTS, doc: Path = DOC) -> None:
+    """Replace the generated block of ``doc`` with :func:`doc_passage` of the results."""
+    text = doc.read_text()
+    head, rest = text.split(DOC_START, 1)
+    _, tail = rest.split(DOC_END, 1)
+    passage = doc_passage(json.loads(result_path.read_text()))
+    doc.write_text(f"{head}{DOC_START}\n{passage}{DOC_END}{tail}")
+
+
+def write_step_report(result: dict[str, Any], out_dir: Path) -> list[Path]:
+    """step_gemm.json, step_gemm.md, step_gemm.png in ``out_dir``; returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "step_gemm.json", out_dir / "step_gemm.md", out_dir / "step_gemm.png"]
+    paths[0].write_text(json.dumps(result, indent=1, default=_json_default) + "\n")
+    paths[1].write_text(markdown(result))
+    plot(result, paths[2])
+    return paths
+
+
+if __name__ == "__main__":
+    write_doc_passage()

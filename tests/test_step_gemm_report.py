@@ -1,0 +1,41 @@
+"""The issue-20 benchmark report: the docs passage is the committed results' and goals fail."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from benchmarks.step_gemm_report import DOC, DOC_END, DOC_START, RESULTS, doc_passage, goals
+
+
+def _result() -> dict:
+    return json.loads(RESULTS.read_text())
+
+
+def test_docs_passage_is_generated_from_the_committed_results() -> None:
+    text = DOC.read_text()
+    block = text.split(DOC_START, 1)[1].split(DOC_END, 1)[0]
+    assert block.strip() == doc_passage(_result()).strip(), \
+        "regenerate: .venv/bin/python -m benchmarks.step_gemm_report"
+
+
+def test_a_slow_step_is_reported_missed() -> None:
+    result = copy.deepcopy(_result())
+    for row in result["models"]:
+        if row["model"] == "step fp32 (GEMM)":
+            row["percent_of_sgemm"], row["cpu_us_per_frame"] = 5.0, 500.0
+    for row in result["front_end"]:
+        row["streams_per_core"] = 10.0
+    statuses = {g[0]: g[2] for g in goals(result)}
+    assert statuses[">= 40 % of single-thread sgemm at batch 64 (fp32 step)"] == "**missed**"
+    assert statuses["batch-1 step <= 60 us per frame (fp32 step)"] == "**missed**"
+    assert all(v == "**missed**" for k, v in statuses.items() if "streams per core" in k)
+
+
+def test_int8_out_of_tolerance_is_reported_missed() -> None:
+    result = copy.deepcopy(_result())
+    for record in result["bundle"]["step_models"]:
+        if record["precision"] == "int8":
+            record["measured"]["keypoints_max_abs"] = 1.0
+    statuses = {g[0]: g[2] for g in goals(result)}
+    assert statuses["int8 within its validate tolerances"] == "**missed**"
