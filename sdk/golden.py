@@ -63,6 +63,17 @@ METRICS: dict[str, tuple[str, str]] = {
     "psd_rel": ("relative", "|PSD - golden PSD| / golden PSD"),
     "offset_frames": ("frames", "|best sync offset - golden offset| (a flat sweep agrees)"),
 }
+# A bundle's one-frame step models (manifest.step_models) against its generator.onnx, itself
+# checked against the golden run; tolerances from each step model's record, not derived here.
+STEP_METRICS: dict[str, tuple[str, str]] = {
+    "step_keypoints_max_abs": ("shoulder widths", "max |Δ| of a canonical keypoint vs "
+                                                  "generator.onnx"),
+    "step_keypoints_mean_abs": ("shoulder widths", "mean |Δ| of the canonical keypoints vs "
+                                                   "generator.onnx"),
+    "step_saliency_max_abs": ("score", "max |Δ| of the saliency score vs generator.onnx"),
+    "step_psd_relative": ("relative", "|PSD - PSD of generator.onnx| / PSD of generator.onnx"),
+    "step_offset_frames": ("frames", "|best sync offset - that of generator.onnx|"),
+}
 TOLERANCE_FACTOR = {"fp32": 100.0, "fp16": 10.0}  # x the deviation measured at export
 # Smallest tolerances: float32 resolution of the values compared (pixels near 1000 are
 # resolved to 6e-5 px, MFCC c0 near -500 to 3e-5), so a bundle whose measured deviation

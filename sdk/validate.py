@@ -41,7 +41,7 @@ from sdk.audio import load_audio
 from sdk.bundle import Bundle, BundleError
 from sdk.bundle_psd import frames_psd, posesync_embed_fn
 from sdk.frames import PoseFrames
-from sdk.golden import METRICS, GoldenArrays
+from sdk.golden import METRICS, STEP_METRICS, GoldenArrays
 from sdk.manifest import ReferenceSpec
 from sdk.mfcc import MfccMatrices, mfcc_offline
 from sdk.pose_image import ImagingConfig
@@ -84,7 +84,7 @@ class Check:
 
     @property
     def unit(self) -> str:
-        return METRICS[self.metric][0]
+        return (METRICS | STEP_METRICS)[self.metric][0]
 
     @property
     def passed(self) -> bool:
@@ -328,7 +328,38 @@ def run_checks(bundle: Bundle, requested: list[str] | None = None,
                                          _tolerance(tolerances, run.precision, "psd_rel"))
     for check in checks:
         check.tolerance = _tolerance(tolerances, check.precision, check.metric)
+    if tolerances is not None and "onnxruntime-cpu" in names:
+        checks += step_model_checks(bundle, audio, spec.noise_seed)
     return checks, skipped
+
+
+def step_model_checks(bundle: Bundle, audio: np.ndarray, seed: int) -> list[Check]:
+    """Each one-frame step model of the bundle (``manifest.step_models``: fp32, int8) run
+    on the reference audio against ``generator.onnx`` fp32, with the record's tolerances.
+
+    The chain is golden -> the onnxruntime-cpu checks above (which step one frame at a time,
+    so through the fp32 step model) and generator.onnx -> each step model here, so int8 is
+    held to its own tolerances and generator.onnx (multi-frame chunks, engines) is checked
+    too. Shapes: ``audio`` float32 (N,) at the bundle's rate.
+    """
+    from sdk.step_precision import measure_step_model  # the module imports StreamingGenerator
+
+    checks = []
+    for record in bundle.manifest.step_models:
+        measured = measure_step_model(bundle, record.precision, audio=audio, seed=seed)
+        values = {key: measured[key] for key in ("keypoints_max_abs", "keypoints_mean_abs",
+                                                 "saliency_max_abs", "psd_relative")
+                  if key in measured}
+        if "offset" in measured:
+            values["offset_frames"] = abs(measured["offset"] - measured["offset_reference"])
+        for key, value in values.items():
+            limit = record.tolerances.get(key)
+            if limit is None:
+                continue
+            checks.append(Check("step-model", f"onnxruntime-cpu {record.file}",
+                                "vs generator.onnx", f"step_{key}", "all", float(value),
+                                precision=record.precision, tolerance=float(limit)))
+    return checks
 
 
 def worst_per_metric(checks: list[Check]) -> dict[str, float]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sdk.bundle import load_bundle
-from sdk.golden import METRICS
+from sdk.golden import METRICS, STEP_METRICS
 from sdk.validate import BACKENDS, Check, ValidateUnavailable, run_checks
 
 EXIT_OK, EXIT_MISMATCH, EXIT_CANNOT_RUN = 0, 1, 2
@@ -140,5 +140,6 @@ def validate_bundle(path: str | os.PathLike[str], backends: list[str] | None = N
     reference = {"psd": spec.psd, "offset": spec.offset, "confidence": spec.confidence,
                  "tolerances": spec.tolerances, "measured_at_export": spec.measured,
                  "derivation": spec.derivation, "provenance": spec.provenance,
-                 "metrics": {k: {"unit": u, "meaning": m} for k, (u, m) in METRICS.items()}}
+                 "metrics": {k: {"unit": u, "meaning": m}
+                             for k, (u, m) in (METRICS | STEP_METRICS).items()}}
     return ValidationReport(name or str(path), checks, skipped, reference)

@@ -1,4 +1,6 @@
-"""The issue-20 benchmark report: the docs passage is the committed results' and goals fail."""
+"""The issue-20 benchmark report: the docs passage (docs/step_cpu.md, between
+``step-gemm-goals:start`` and ``step-gemm-goals:end``) is the committed results' and goals
+fail."""
 
 from __future__ import annotations
 
