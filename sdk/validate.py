@@ -347,9 +347,8 @@ def step_model_checks(bundle: Bundle, audio: np.ndarray, seed: int) -> list[Chec
     checks = []
     for record in bundle.manifest.step_models:
         measured = measure_step_model(bundle, record.precision, audio=audio, seed=seed)
-        values = {key: measured[key] for key in ("keypoints_max_abs", "keypoints_mean_abs",
-                                                 "saliency_max_abs", "psd_relative")
-                  if key in measured}
+        keys = ("keypoints_max_abs", "keypoints_mean_abs", "saliency_max_abs", "psd_relative")
+        values: dict[str, float] = {key: measured[key] for key in keys if key in measured}
         if "offset" in measured:
             values["offset_frames"] = abs(measured["offset"] - measured["offset_reference"])
         for key, value in values.items():
