@@ -148,4 +148,5 @@ def test_validate_passes_on_the_shipped_default_bundle(
     assert code == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "validate.json").read_text())
     assert report["passed"] and report["min_margin"]["fp32"] >= 10
-    assert {c["stage"] for c in report["checks"]} == {"mfcc", "generator", "posesync", "psd"}
+    assert {c["stage"] for c in report["checks"]} == {"mfcc", "generator", "posesync", "psd",
+                                                      "step-model"}
