@@ -20,6 +20,8 @@ from cuda.bindings import driver as real
 
 from sdk.cuda import nvrtc
 
+from .emulator import last_error
+
 _SIGNATURE = re.compile(r'extern "C" __global__ void (\w+)\((.*?)\)', re.S)
 
 
@@ -61,6 +63,7 @@ class FakeDriver:
         self.compute_capability = compute_capability
         self.memory: dict[int, np.ndarray] = {}
         self.launched: list[str] = []
+        self.launch_errors: list[str] = []
         self.modules_loaded: list[bytes] = []
         self.ok = real.CUresult.CUDA_SUCCESS
 
@@ -105,9 +108,13 @@ class FakeDriver:
         pointers = (ctypes.c_void_p * len(types)).from_address(params)
         values = [t.from_address(p) for t, p in zip(types, pointers, strict=True)]
         args = [t(v.value) for t, v in zip(types, values, strict=True)]
-        dims = [ctypes.c_uint(n) for n in (gx, gy, gz, bx, by, bz)]
-        if getattr(self.library, f"emu_{function}")(*dims, *args) != 0:
-            return (real.CUresult.CUDA_ERROR_LAUNCH_FAILED,)
+        dims = [ctypes.c_uint(n) for n in (gx, gy, gz, bx, by, bz, shared)]
+        status = getattr(self.library, f"emu_{function}")(*dims, *args)
+        if status != 0:
+            self.launch_errors.append(last_error(self.library))
+            if status == 1:  # a broken barrier: the kernel traps
+                return (real.CUresult.CUDA_ERROR_LAUNCH_FAILED,)
+            return (real.CUresult.CUDA_ERROR_INVALID_VALUE,)  # rejected configuration
         self.launched.append(function)
         return (self.ok,)
 
