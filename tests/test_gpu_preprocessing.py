@@ -107,6 +107,8 @@ class TimedFakeDriver(FakeDriver):
         return self.ok, H100.total_memory_bytes
 
     def cuDeviceGetAttribute(self, attribute: Any, device: int) -> tuple[Any, int]:
+        if attribute not in H100_ATTRIBUTES:
+            return super().cuDeviceGetAttribute(attribute, device)
         return self.ok, H100_ATTRIBUTES[attribute]
 
     def cuEventCreate(self, flags: Any) -> tuple[Any, Any]:

@@ -71,6 +71,7 @@ class CudaMfcc:
         if max_streams > MAX_GRID_Y:
             raise ValueError(f"CudaMfcc: max_streams must be <= {MAX_GRID_Y} (one grid row "
                              f"per stream), got {max_streams}; use several CudaMfcc objects")
+        self._owns_runner = runner is None
         if runner is None:
             from sdk.cuda.launch import CudaRunner
 
@@ -193,6 +194,7 @@ class CudaMfcc:
             keep = sizes > start
             pieces = np.minimum(sizes[keep] - start, step)
             self._launch_accept(slots[keep], starts[keep] + start, pieces, view.ptr)
+        self.runner.keep_alive(view)  # the kernels still read it after we return
 
     @property
     def runner_stream(self) -> int | None:
@@ -272,13 +274,14 @@ class CudaMfcc:
         if slots.size == 0 or num_frames == 0:
             return
         view = device_array(out, _F32, (slots.size, num_frames, c.feature_dim),
-                            "write_features out", self.runner_stream)
+                            "write_features out", self.runner_stream, writable=True)
         self.runner.wait_for(view.stream)
         self._check_frames(slots, c.mfcc_start(first),
                            c.mfcc_start(first + num_frames - 1) + c.mfcc_context,
                            "write_features")
         self._launch_gather("gather_feature_frames", slots, first, num_frames,
                             num_frames * c.feature_dim, [pointer(view.ptr)])
+        self.runner.keep_alive(view)
 
     def write_mfcc(self, stream_ids: StreamIds, first_frames: Sequence[int],
                    num_frames: int, out: Any, coefficient_major: bool = False) -> None:
@@ -294,13 +297,15 @@ class CudaMfcc:
             return
         shape = ((slots.size, c.n_mfcc, num_frames) if coefficient_major
                  else (slots.size, num_frames, c.n_mfcc))
-        view = device_array(out, _F32, shape, "write_mfcc out", self.runner_stream)
+        view = device_array(out, _F32, shape, "write_mfcc out", self.runner_stream,
+                            writable=True)
         self.runner.wait_for(view.stream)
         self._check_frames(slots, first, first + num_frames, "write_mfcc")
         stride_t, stride_c = (1, num_frames) if coefficient_major else (c.n_mfcc, 1)
         self._launch_gather("gather_mfcc", slots, first, num_frames, num_frames * c.n_mfcc,
                             [pointer(view.ptr), ctypes.c_longlong(num_frames * c.n_mfcc),
                              ctypes.c_longlong(stride_t), ctypes.c_longlong(stride_c)])
+        self.runner.keep_alive(view)
 
     def _gather_rows(self, stream_ids: StreamIds, first_frames: Sequence[int],
                      num_frames: int, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -326,8 +331,16 @@ class CudaMfcc:
         )
 
     def close(self) -> None:
-        """Free the device buffers (after the enqueued work finished)."""
+        """Free the device buffers (after the enqueued work finished); a runner made here
+        (no ``runner`` given) is closed too: its stream, pinned staging buffers, module and
+        context hold. Idempotent."""
+        if not self._buffers:
+            return
         self.runner.synchronize()
         for ptr in self._buffers.values():
             self.runner.free(ptr)
         self._buffers = {}
+        if self._owns_runner:
+            close = getattr(self.runner, "close", None)
+            if close is not None:
+                close()

@@ -232,15 +232,13 @@ inline void run_block(const std::function<void()>& body, int* status)
     }
 }
 
-// Grid launch. kernel: its name (for the opt-in dynamic shared memory limit);
-// section_begin/end: the .cu file's static shared memory; dynamic_bytes: the launch's.
-// Returns a Status; config().last_error says why when it is not OK.
-inline int launch(const char* kernel, dim3 grid, dim3 block_dim, unsigned dynamic_bytes,
-                  unsigned char* section_begin, unsigned char* section_end,
-                  const std::function<void()>& body)
+// The launch configuration checks of a GPU: OK, BAD_CONFIG or SHARED_MEMORY (with
+// config().last_error saying why).
+inline int check_launch(const char* kernel, dim3 grid, dim3 block_dim, unsigned dynamic_bytes,
+                        unsigned static_bytes)
 {
     int status = OK;
-    char text[256];
+    char text[320];
     const unsigned long long threads = (unsigned long long)block_dim.x * block_dim.y * block_dim.z;
     if (grid.x == 0 || grid.y == 0 || grid.z == 0 || threads == 0 || grid.x > MAX_GRID_X ||
         grid.y > MAX_GRID_YZ || grid.z > MAX_GRID_YZ || threads > MAX_BLOCK_THREADS ||
@@ -254,8 +252,6 @@ inline int launch(const char* kernel, dim3 grid, dim3 block_dim, unsigned dynami
         fail(&status, BAD_CONFIG, text);
         return status;
     }
-    const unsigned static_bytes =
-        section_begin == nullptr ? 0u : (unsigned)(section_end - section_begin);
     unsigned limit = DEFAULT_SHARED_BYTES;
     auto optin = config().kernel_max_dynamic.find(kernel);
     if (optin != config().kernel_max_dynamic.end()) {
@@ -267,8 +263,21 @@ inline int launch(const char* kernel, dim3 grid, dim3 block_dim, unsigned dynami
                       "may use (opt in with cuFuncSetAttribute, at most %u B on this device)",
                       kernel, static_bytes, dynamic_bytes, limit, config().optin_shared_bytes);
         fail(&status, SHARED_MEMORY, text);
-        return status;
     }
+    return status;
+}
+
+// Grid launch. kernel: its name (for the opt-in dynamic shared memory limit);
+// section_begin/end: the .cu file's static shared memory; dynamic_bytes: the launch's.
+// Returns a Status; config().last_error says why when it is not OK.
+inline int launch(const char* kernel, dim3 grid, dim3 block_dim, unsigned dynamic_bytes,
+                  unsigned char* section_begin, unsigned char* section_end,
+                  const std::function<void()>& body)
+{
+    const unsigned static_bytes =
+        section_begin == nullptr ? 0u : (unsigned)(section_end - section_begin);
+    int status = check_launch(kernel, grid, block_dim, dynamic_bytes, static_bytes);
+    if (status != OK) return status;
     Block& b = block();
     b.section_begin = section_begin;
     b.section_end = section_end;

@@ -74,6 +74,25 @@ def set_max_dynamic_shared(library: ctypes.CDLL, kernel: str, nbytes: int) -> No
     library.emu_set_max_dynamic_shared(kernel.encode(), nbytes)
 
 
+class CheckingModule:
+    """A KernelModule that only checks each launch's configuration against the GPU limits
+    (the emulator's rules) and records it: for launches too big to execute on the CPU."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        self._library = library
+        self.launches: list[tuple[str, tuple[int, int, int], tuple[int, int, int]]] = []
+
+    def launch(self, kernel: str, grid: tuple[int, int, int], block: tuple[int, int, int],
+               args: Sequence[ctypes._SimpleCData], shared_bytes: int = 0) -> None:
+        del args
+        dims = [ctypes.c_uint(int(n)) for n in (*grid, *block, shared_bytes, 0)]
+        self._library.emu_check_launch.restype = ctypes.c_int
+        status = self._library.emu_check_launch(kernel.encode(), *dims)
+        if status != 0:
+            raise LaunchError(kernel, status, last_error(self._library))
+        self.launches.append((kernel, grid, block))
+
+
 class EmulatedModule:
     def __init__(self, library: ctypes.CDLL) -> None:
         self._library = library
@@ -126,6 +145,9 @@ class EmulatedRunner:
 
     def wait_for(self, producer_stream: int | None) -> None:
         del producer_stream
+
+    def keep_alive(self, *views: object) -> None:
+        del views  # launches are synchronous: the memory is no longer in use
 
     def synchronize(self) -> None:
         pass

@@ -38,6 +38,15 @@ extern "C" void emu_set_optin_shared_limit(unsigned bytes) { emu::config().optin
 
 extern "C" const char* emu_last_error() { return emu::config().last_error.c_str(); }
 
+// The configuration checks alone (nothing runs): what a GPU rejects at launch.
+extern "C" int emu_check_launch(const char* kernel, unsigned gx, unsigned gy, unsigned gz,
+                                unsigned bx, unsigned by, unsigned bz, unsigned shared_bytes,
+                                unsigned static_bytes)
+{
+    return emu::check_launch(kernel, dim3(gx, gy, gz), dim3(bx, by, bz), shared_bytes,
+                             static_bytes);
+}
+
 #define EMU_PARAMS(...) __VA_ARGS__
 #define EMU_KERNEL(section, name, params, args)                                          \
     extern "C" int emu_##name(unsigned gx, unsigned gy, unsigned gz, unsigned bx,       \
