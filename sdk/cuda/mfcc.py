@@ -32,9 +32,29 @@ from sdk.features import FeatureConfig
 from sdk.mfcc import MfccMatrices
 
 SOURCE = "mfcc.cu"
-FRAME_THREADS = 128  # threads per MFCC frame block (257 bins: 3 per thread)
+FRAME_THREADS = 128  # threads per MFCC frame block (n_fft 512: one butterfly per stage each)
 GATHER_THREADS = 256
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y: streams per launch
+DEFAULT_SHARED_BYTES = 48 * 1024  # what a kernel may use without opting in
+
+
+def uses_fft(config: FeatureConfig) -> bool:
+    """mfcc_frames computes the power spectrum with a real FFT when n_fft is a power of two
+    (>= 8), else with a direct DFT (see mfcc.cu)."""
+    n = config.n_fft
+    return n >= 8 and n & (n - 1) == 0
+
+
+def mfcc_frames_shared_bytes(config: FeatureConfig) -> int:
+    """Dynamic shared memory of one ``mfcc_frames`` block, bytes (the layout in mfcc.cu):
+    FFT: complex z[M], twiddles[M], power[M + 1], log_mel[n_mels] with M = n_fft / 2;
+    DFT: frame, cos, sin [n_fft] each, power[n_freqs], log_mel[n_mels]."""
+    if uses_fft(config):
+        m = config.n_fft // 2
+        floats = 2 * m + 2 * m + (m + 1) + config.n_mels
+    else:
+        floats = 3 * config.n_fft + config.n_freqs + config.n_mels
+    return 4 * floats
 _F32 = np.dtype(np.float32)
 StreamIds = Sequence[int] | np.ndarray
 
@@ -83,6 +103,15 @@ class CudaMfcc:
         self.ring_frames = history_frames + max_chunk_samples // config.hop_length + 1
         self.runner = runner
         self.module = runner.load(SOURCE, nvrtc.feature_defines(config))
+        #: dynamic shared memory of each mfcc_frames block (bytes)
+        self.frame_shared_bytes = mfcc_frames_shared_bytes(config)
+        if self.frame_shared_bytes > DEFAULT_SHARED_BYTES:
+            limit = getattr(runner, "max_shared_optin", None)
+            if limit is not None and self.frame_shared_bytes > limit:
+                raise ValueError(
+                    f"CudaMfcc: n_fft={config.n_fft} needs {self.frame_shared_bytes} B of "
+                    f"shared memory per frame block, over this GPU's {limit} B")
+            self.module.set_max_dynamic_shared("mfcc_frames", self.frame_shared_bytes)
         self._pos = np.zeros(max_streams, dtype=np.int64)  # host mirror of stream_pos
         n_fft, n_mfcc = config.n_fft, config.n_mfcc
         self._buffers: dict[str, int] = {}
@@ -225,6 +254,7 @@ class CudaMfcc:
             [pointer(b["accept_items"]), pointer(audio_ptr), pointer(b["audio_ring"]),
              pointer(b["stream_pos"]), pointer(b["mfcc_ring"]), ctypes.c_int(self.ring_frames),
              pointer(b["window"]), pointer(b["mel"]), pointer(b["dct"])],
+            shared_bytes=self.frame_shared_bytes,
         )
         self.module.launch(
             "mfcc_commit", (n_items, 1, 1), (GATHER_THREADS, 1, 1),

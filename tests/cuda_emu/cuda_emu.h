@@ -41,6 +41,17 @@ struct dim3 {
 
 inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 
+struct float2 {
+    float x, y;
+};
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
+inline unsigned __brev(unsigned x)
+{
+    unsigned r = 0;
+    for (int i = 0; i < 32; ++i, x >>= 1) r = (r << 1) | (x & 1u);
+    return r;
+}
+
 #define EMU_STR2(x) #x
 #define EMU_STR(x) EMU_STR2(x)
 #define __global__
@@ -90,6 +101,10 @@ constexpr unsigned MAX_GRID_YZ = 65535;
 constexpr unsigned MAX_BLOCK_THREADS = 1024;
 constexpr unsigned MAX_BLOCK_Z = 64;
 constexpr unsigned DEFAULT_SHARED_BYTES = 48 * 1024;
+// Canary bytes after the dynamic shared memory: a kernel writing past what the host
+// asked for fails the launch.
+constexpr unsigned GUARD_BYTES = 4096;
+constexpr unsigned char GUARD = 0xA5;
 
 struct Config {
     int schedule = RANDOM;
@@ -115,7 +130,8 @@ struct Block {
     std::vector<unsigned> order;
     int current = -1;
     const std::function<void()>* body = nullptr;
-    std::vector<unsigned char> dynamic;  // the launch's dynamic shared memory
+    std::vector<unsigned char> dynamic;  // the launch's dynamic shared memory + guard
+    unsigned dynamic_bytes = 0;
     unsigned char* section_begin = nullptr;
     unsigned char* section_end = nullptr;
     unsigned long long rng = 1;
@@ -191,7 +207,10 @@ inline void run_block(const std::function<void()>& body, int* status)
     b.body = &body;
     // Fresh shared memory per block: NaN floats, -1 ints.
     if (b.section_begin != nullptr) std::memset(b.section_begin, 0xFF, b.section_end - b.section_begin);
-    if (!b.dynamic.empty()) std::memset(b.dynamic.data(), 0xFF, b.dynamic.size());
+    if (!b.dynamic.empty()) {
+        std::memset(b.dynamic.data(), 0xFF, b.dynamic_bytes);
+        std::memset(b.dynamic.data() + b.dynamic_bytes, GUARD, GUARD_BYTES);
+    }
     for (unsigned i = 0; i < n; ++i) {
         if (b.stacks[i].size() < stack_size) b.stacks[i].resize(stack_size);
         getcontext(&b.contexts[i]);
@@ -212,9 +231,17 @@ inline void run_block(const std::function<void()>& body, int* status)
             if (b.state[i] == 1) ++waiting;
             if (b.state[i] != 2) ++alive;
         }
-        if (alive == 0) return;
         char where[64];
         std::snprintf(where, sizeof where, "block (%u,%u,%u)", blockIdx.x, blockIdx.y, blockIdx.z);
+        for (unsigned i = 0; i < GUARD_BYTES && !b.dynamic.empty(); ++i) {
+            if (b.dynamic[b.dynamic_bytes + i] != GUARD) {
+                fail(status, SHARED_MEMORY, std::string("a thread of ") + where + " wrote " +
+                     std::to_string(i) + " B past the " + std::to_string(b.dynamic_bytes) +
+                     " B of dynamic shared memory the launch has");
+                return;
+            }
+        }
+        if (alive == 0) return;
         if (waiting != n) {
             fail(status, BARRIER, std::string("__syncthreads() not reached by every thread of ") +
                  where + " (some threads returned while others wait)");
@@ -281,7 +308,8 @@ inline int launch(const char* kernel, dim3 grid, dim3 block_dim, unsigned dynami
     Block& b = block();
     b.section_begin = section_begin;
     b.section_end = section_end;
-    b.dynamic.assign(dynamic_bytes, 0xFF);
+    b.dynamic.assign(dynamic_bytes + GUARD_BYTES, 0xFF);
+    b.dynamic_bytes = dynamic_bytes;
     b.rng = config().seed * 0x9E3779B97F4A7C15ULL + 1;
     gridDim = grid;
     blockDim = block_dim;

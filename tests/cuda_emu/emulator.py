@@ -34,6 +34,7 @@ def build_emulator(defines: nvrtc.Defines, out_dir: Path) -> Path:
         raise RuntimeError("the CUDA emulation tests need a C++17 compiler (g++) on PATH")
     library = out_dir / "cuda_emu.so"
     command = [compiler, "-std=c++17", "-O2", "-ffp-contract=off", "-shared", "-fPIC",
+               "-fvisibility=hidden", "-fvisibility-inlines-hidden",
                f"-I{HERE}", f"-I{nvrtc.SOURCE_DIR}", *nvrtc.define_flags(defines),
                str(HARNESS), "-o", str(library)]
     result = subprocess.run(command, capture_output=True, text=True)

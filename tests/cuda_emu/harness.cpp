@@ -6,6 +6,11 @@
 // memory, refilled per block); GNU ld provides __start_/__stop_ symbols for each.
 #include "cuda_emu.h"
 
+// Built with -fvisibility=hidden: the emulator's state (inline statics) stays private to
+// each library (several, built with different defines, may be loaded at once); only the
+// entry points are exported.
+#define EMU_EXPORT extern "C" __attribute__((visibility("default")))
+
 #define EMU_SHARED_SECTION emu_shared_mfcc
 #include "mfcc.cu"
 #undef EMU_SHARED_SECTION
@@ -23,23 +28,23 @@ EMU_SECTION_BOUNDS(emu_shared_mfcc)
 EMU_SECTION_BOUNDS(emu_shared_pose)
 EMU_SECTION_BOUNDS(emu_shared_selftest)
 
-extern "C" void emu_set_schedule(int schedule, unsigned long long seed)
+EMU_EXPORT void emu_set_schedule(int schedule, unsigned long long seed)
 {
     emu::config().schedule = schedule;
     emu::config().seed = seed;
 }
 
-extern "C" void emu_set_max_dynamic_shared(const char* kernel, unsigned bytes)
+EMU_EXPORT void emu_set_max_dynamic_shared(const char* kernel, unsigned bytes)
 {
     emu::config().kernel_max_dynamic[kernel] = bytes;
 }
 
-extern "C" void emu_set_optin_shared_limit(unsigned bytes) { emu::config().optin_shared_bytes = bytes; }
+EMU_EXPORT void emu_set_optin_shared_limit(unsigned bytes) { emu::config().optin_shared_bytes = bytes; }
 
-extern "C" const char* emu_last_error() { return emu::config().last_error.c_str(); }
+EMU_EXPORT const char* emu_last_error() { return emu::config().last_error.c_str(); }
 
 // The configuration checks alone (nothing runs): what a GPU rejects at launch.
-extern "C" int emu_check_launch(const char* kernel, unsigned gx, unsigned gy, unsigned gz,
+EMU_EXPORT int emu_check_launch(const char* kernel, unsigned gx, unsigned gy, unsigned gz,
                                 unsigned bx, unsigned by, unsigned bz, unsigned shared_bytes,
                                 unsigned static_bytes)
 {
@@ -49,7 +54,7 @@ extern "C" int emu_check_launch(const char* kernel, unsigned gx, unsigned gy, un
 
 #define EMU_PARAMS(...) __VA_ARGS__
 #define EMU_KERNEL(section, name, params, args)                                          \
-    extern "C" int emu_##name(unsigned gx, unsigned gy, unsigned gz, unsigned bx,       \
+    EMU_EXPORT int emu_##name(unsigned gx, unsigned gy, unsigned gz, unsigned bx,       \
                               unsigned by, unsigned bz, unsigned shared_bytes,          \
                               EMU_PARAMS params)                                         \
     {                                                                                    \
