@@ -12,10 +12,12 @@ from sdk.features import DEFAULT_FEATURES, FeatureConfig
 
 pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python (NVRTC bindings) not installed")
 
-SOURCES = {"mfcc.cu": nvrtc.feature_defines(DEFAULT_FEATURES), "pose_image.cu": {}}
+SOURCES = {"mfcc.cu": nvrtc.feature_defines(DEFAULT_FEATURES), "pose_image.cu": {},
+           "state.cu": {}}
 KERNELS = {
     "mfcc.cu": ("mfcc_frames", "mfcc_commit", "gather_feature_frames", "gather_mfcc"),
     "pose_image.cu": ("pose_images", "preview_rgb"),
+    "state.cu": ("gather_state_rows", "scatter_state_rows"),
 }
 
 

@@ -57,6 +57,7 @@ class FakeDriver:
     CUdeviceptr = real.CUdeviceptr
     CUstream = real.CUstream
     CUfunction_attribute = real.CUfunction_attribute
+    CUstreamCaptureMode = real.CUstreamCaptureMode
 
     def __init__(self, library: Path, compute_capability: tuple[int, int] = (8, 6),
                  driver_version: int = 13000) -> None:
@@ -78,6 +79,70 @@ class FakeDriver:
         self.primary_retains = 0
         self._handles = 0x1000
         self.ok = real.CUresult.CUDA_SUCCESS
+        #: stream work recorded while a stream capture is open (None: not capturing)
+        self.capturing: list[Any] | None = None
+        self.capture_fails = False  # make cuStreamEndCapture report an invalidated capture
+        self.graphs: dict[int, list[Any]] = {}
+        self.graph_execs: dict[int, list[Any]] = {}
+        self.calls: list[str] = []  # name of every driver call, in order
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("cu"):
+            object.__getattribute__(self, "calls").append(name)
+        return object.__getattribute__(self, name)
+
+    def enqueue(self, work: Any) -> None:
+        """Run stream work now, or record it into the open capture."""
+        if self.capturing is not None:
+            self.capturing.append(work)
+        else:
+            work()
+
+    def cuDeviceGetCount(self) -> tuple[Any, int]:
+        return self.ok, 1
+
+    def cuStreamBeginCapture(self, stream: Any, mode: Any) -> tuple[Any]:
+        assert self.capturing is None, "nested capture"
+        self.capturing = []
+        return (self.ok,)
+
+    def cuStreamEndCapture(self, stream: Any) -> tuple[Any, Any]:
+        work, self.capturing = self.capturing, None
+        if self.capture_fails:
+            return real.CUresult.CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, None
+        handle = self._handle()
+        self.graphs[handle] = list(work or [])
+        return self.ok, handle
+
+    def cuGraphInstantiate(self, graph: Any, flags: int) -> tuple[Any, int]:
+        handle = self._handle()
+        self.graph_execs[handle] = self.graphs[graph]
+        return self.ok, handle
+
+    def cuGraphLaunch(self, graph_exec: Any, stream: Any) -> tuple[Any]:
+        for work in self.graph_execs[graph_exec]:
+            work()
+        return (self.ok,)
+
+    def cuGraphExecDestroy(self, graph_exec: Any) -> tuple[Any]:
+        del self.graph_execs[graph_exec]
+        return (self.ok,)
+
+    def cuGraphDestroy(self, graph: Any) -> tuple[Any]:
+        del self.graphs[graph]
+        return (self.ok,)
+
+    def cuMemsetD8Async(self, dst: Any, value: int, nbytes: int, stream: Any) -> tuple[Any]:
+        self.enqueue(lambda: ctypes.memset(int(dst), value, nbytes))
+        return (self.ok,)
+
+    def cuMemcpyDtoDAsync(self, dst: Any, src: Any, nbytes: int, stream: Any) -> tuple[Any]:
+        self.enqueue(lambda: ctypes.memmove(int(dst), int(src), nbytes))
+        return (self.ok,)
+
+    def cuMemcpyDtoHAsync(self, dst: Any, src: Any, nbytes: int, stream: Any) -> tuple[Any]:
+        self.enqueue(lambda: ctypes.memmove(int(dst), int(src), nbytes))
+        return (self.ok,)
 
     def _handle(self) -> int:
         self._handles += 1
@@ -162,8 +227,13 @@ class FakeDriver:
         types = self.signatures[function]
         pointers = (ctypes.c_void_p * len(types)).from_address(params)
         values = [t.from_address(p) for t, p in zip(types, pointers, strict=True)]
-        args = [t(v.value) for t, v in zip(types, values, strict=True)]
+        args = [t(v.value) for t, v in zip(types, values, strict=True)]  # read at launch
         dims = [ctypes.c_uint(n) for n in (gx, gy, gz, bx, by, bz, shared)]
+        if self.capturing is not None:  # a graph node keeps the arguments it was given
+            entry = getattr(self.library, f"emu_{function}")
+            self.capturing.append(lambda: entry(*dims, *args))
+            self.launched.append(function)
+            return (self.ok,)
         status = getattr(self.library, f"emu_{function}")(*dims, *args)
         if status != 0:
             self.launch_errors.append(last_error(self.library))
@@ -191,7 +261,7 @@ class FakeDriver:
         return (self.ok,)
 
     def cuMemcpyHtoDAsync(self, dst: Any, src: int, nbytes: int, stream: Any) -> tuple[Any]:
-        ctypes.memmove(int(dst), int(src), nbytes)
+        self.enqueue(lambda: ctypes.memmove(int(dst), int(src), nbytes))
         return (self.ok,)
 
     def cuMemcpyDtoH(self, dst: int, src: Any, nbytes: int) -> tuple[Any]:

@@ -17,6 +17,9 @@
 #define EMU_SHARED_SECTION emu_shared_pose
 #include "pose_image.cu"
 #undef EMU_SHARED_SECTION
+#define EMU_SHARED_SECTION emu_shared_state
+#include "state.cu"
+#undef EMU_SHARED_SECTION
 #define EMU_SHARED_SECTION emu_shared_selftest
 #include "selftest.cu"
 #undef EMU_SHARED_SECTION
@@ -26,6 +29,7 @@
     extern "C" unsigned char __stop_##section[] __attribute__((weak, visibility("hidden")));
 EMU_SECTION_BOUNDS(emu_shared_mfcc)
 EMU_SECTION_BOUNDS(emu_shared_pose)
+EMU_SECTION_BOUNDS(emu_shared_state)
 EMU_SECTION_BOUNDS(emu_shared_selftest)
 
 EMU_EXPORT void emu_set_schedule(int schedule, unsigned long long seed)
@@ -92,6 +96,12 @@ EMU_KERNEL(emu_shared_pose, preview_rgb,
             int bar_rows, int height, int width, unsigned char* out),
            (pixels, n_joints, bones, reach, layer_end, n_layers, layer_rgb, background,
             saliency, bar_rgb, bar_rows, height, width, out))
+EMU_KERNEL(emu_shared_state, gather_state_rows,
+           (const int* slots, int state_size, const float* table, float* state),
+           (slots, state_size, table, state))
+EMU_KERNEL(emu_shared_state, scatter_state_rows,
+           (const int* slots, int state_size, const float* state_out, float* table),
+           (slots, state_size, state_out, table))
 EMU_KERNEL(emu_shared_selftest, selftest_shift, (const float* in, float* out, int offset, int use_barrier),
            (in, out, offset, use_barrier))
 EMU_KERNEL(emu_shared_selftest, selftest_divergent_barrier, (float* out), (out))
