@@ -181,3 +181,44 @@ def test_closing_the_stepper_releases_everything(fake: FakeDriver, tmp_path: Pat
     device.close()  # idempotent
     assert fake.live_handles() == {"memory": 0, "pinned": 0, "modules": 0, "streams": 0,
                                    "events": 0, "primary_context": 0}
+
+
+def test_cuda_mfcc_writes_features_into_the_engine_binding_like_the_cpu_path(
+        steppers: tuple[HostStateStepper, TensorRTStepper], fake: FakeDriver,
+        speech_16k: np.ndarray) -> None:
+    """The runtime's GPU path: audio goes to the device once per 15 fps chunk, the CUDA
+    MFCC writes each step's feature frames straight into the engine's ``features`` input
+    on the engine's stream, and the step copies nothing but noise from the host. Parity
+    with the CPU path (numpy features, host-state stepper on ONNX Runtime)."""
+    from sdk.cuda.mfcc import CudaMfcc
+    from sdk.mfcc import MfccMatrices, extract_features
+
+    host, device = steppers
+    matrices = MfccMatrices.default()
+    mfcc = CudaMfcc(DEFAULT_FEATURES, matrices, max_streams=2, max_chunk_samples=2000,
+                    history_frames=200, runner=device.kernel_runner)
+    clips = [speech_16k[:16000], speech_16k[20000:36000]]
+    chunk = 16000 // 15 + 1
+    for start in range(0, 16000, chunk):
+        mfcc.accept([0, 1], [c[start:start + chunk] for c in clips])
+    frames = int(mfcc.feature_frames_ready([0, 1]).min())
+    assert frames >= 10
+    want_features = np.stack([extract_features(c, DEFAULT_FEATURES, matrices, frames)
+                              for c in clips])
+    noise = np.random.default_rng(6).normal(0, 1, (2, frames, N)).astype(np.float32)
+    slots_host = [host.allocate_slot() for _ in range(2)]
+    slots_device = [device.allocate_slot() for _ in range(2)]
+    staged = device.runner.tensors["features"].host.array
+    binding = np.frombuffer(
+        (np.ctypeslib.ctypes.c_float * (2 * F)).from_address(device.features_binding),
+        dtype=np.float32).reshape(2, 1, F)
+    for t in range(frames):  # one feature frame per step
+        staged[:] = np.nan  # the host copy of the features must not be what the engine sees
+        mfcc.write_features([0, 1], [t, t], 1, device.features_binding)
+        got = device.step_device_features(noise[:, t:t + 1], slots_device)
+        assert np.abs(binding - want_features[:, t:t + 1]).max() <= 1e-3
+        want = host.step(want_features[:, t:t + 1], noise[:, t:t + 1], slots_host)
+        np.testing.assert_allclose(got.poses, want.poses, atol=1e-3)
+        np.testing.assert_allclose(got.saliency, want.saliency, atol=1e-3)
+    assert list(device._graphs) == [(2, 1, True)]  # captured without the features copy
+    mfcc.close()
