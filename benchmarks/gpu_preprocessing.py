@@ -170,9 +170,10 @@ def torchaudio_mfcc(config: FeatureConfig) -> tuple[Any, str | None]:
     try:
         import torch
     except ImportError as exc:
-        return None, f"torch is not importable ({exc})"
+        return None, f"torchaudio and torch are not importable ({exc})"
     if not torch.cuda.is_available():
-        return None, f"torch {torch.__version__} sees no CUDA GPU (a CPU-only build?)"
+        return None, (f"torchaudio/torch.stft: torch {torch.__version__} sees no CUDA GPU "
+                      "(a CPU-only build?)")
     try:
         import torchaudio
     except ImportError as exc:

@@ -171,3 +171,24 @@ def test_the_benchmark_runs_on_the_emulator_and_writes_its_report(
     row = next(r for r in markdown(result).splitlines() if r.startswith("| 20 | 1 |"))
     cells = row.split(" | ")
     assert (cells[9], cells[11]) == ("400", "2.5")  # torchaudio p50 us, x torchaudio
+
+
+def test_streams_benchmark_runs_on_the_emulator_and_says_what_it_did_not_measure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cuda.bindings
+
+    from benchmarks import gpu_streams
+
+    (tmp_path / "emu").mkdir()
+    library = build_emulator(nvrtc.feature_defines(DEFAULT_FEATURES), tmp_path / "emu")
+    fake = TimedFakeDriver(library)
+    monkeypatch.setattr(cuda.bindings, "driver", fake)
+    monkeypatch.setenv("GESTURERT_CACHE", str(tmp_path / "cache"))
+    result = gpu_streams.run(streams=(2, 3), repeats=2)
+    assert [t["streams"] for t in result["ticks"]] == [2, 3]
+    assert result["ticks"][0]["chunk_samples"] == 1067  # 16 kHz at 15 fps, rounded up
+    assert all(t["gpu_p50_ms"] > 0 for t in result["ticks"])
+    assert {"mfcc_frames", "mfcc_commit", "gather_feature_frames"} <= set(fake.launched)
+    assert result["step"]["available"] is False  # no TensorRT here: no number invented
+    text = gpu_streams.markdown(result)
+    assert "| 3 | 1067 |" in text and "the batched step was not measured" in text
