@@ -242,3 +242,25 @@ def test_the_driver_helper_needs_cuda_bindings(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(RunnerError, match=r"12\.6\.1"):
         cuda_driver.driver()
 
+
+
+# ---- the PSD's pose images drawn by the CUDA kernel ----
+def test_psd_pose_clips_imaged_on_the_device_equal_the_host_ones(
+        library: Path, rng: np.random.Generator) -> None:
+    from sdk.psd import pose_clips, sequence_embeddings
+
+    imager = CudaPoseImager(MODEL_SKELETON, ImagingConfig(), runner=EmulatedRunner(library))
+    canonical = rng.normal(0.3, 0.9, (14, J, 2)).astype(np.float32)
+    starts = [0, 2, 5]
+    want = pose_clips(canonical, starts)
+    np.testing.assert_array_equal(pose_clips(canonical, starts, imager=imager), want)
+
+    def embed(mfcc: np.ndarray, poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return mfcc.reshape(len(mfcc), -1)[:, :4], poses.reshape(len(poses), -1)[:, :4]
+    mfcc = rng.normal(0, 1, (60, DEFAULT_FEATURES.n_mfcc)).astype(np.float32)
+    host = sequence_embeddings(embed, mfcc, canonical)
+    device = sequence_embeddings(embed, mfcc, canonical, imager=imager)
+    np.testing.assert_array_equal(device[1], host[1])
+    with pytest.raises(ValueError, match="another skeleton or imaging"):
+        pose_clips(canonical, starts, ImagingConfig(height=20, width=20), imager=imager)
+    imager.close()

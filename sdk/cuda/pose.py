@@ -137,6 +137,26 @@ class CudaPoseImager:
             )
         self.runner.keep_alive(canonical_view, target)
 
+    def images_to_host(self, canonical: Any) -> np.ndarray:
+        """:meth:`images` into a scratch device buffer, downloaded: float32 (..., H, W)
+        (the PSD's per-frame images when the PoseSyncNet embedding runs on the host)."""
+        shape = (canonical.shape if isinstance(canonical, np.ndarray)
+                 else device_array(canonical, np.float32, None, "canonical").shape)
+        c = self.imaging
+        host = np.empty((*shape[:-2], c.height, c.width), dtype=np.float32)
+        if host.size == 0:
+            return host
+        ptr, capacity = self._scratch.get("images_out", (0, 0))
+        if capacity < host.nbytes:
+            if ptr:
+                self.runner.synchronize()
+                self.runner.free(ptr)
+            ptr, capacity = self.runner.alloc(host.nbytes), host.nbytes
+            self._scratch["images_out"] = (ptr, capacity)
+        self.images(canonical, ptr)  # an int address: the shape images() expects is trusted
+        self.runner.download(host, ptr)
+        return host
+
     def preview(self, pixels: Any, size: tuple[int, int], out: Any, *,
                 saliency: np.ndarray | None = None, half_width: float = 1.5,
                 detail_half_width: float = 0.75, colors: Mapping[str, RGB] | None = None,
