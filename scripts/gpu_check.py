@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 WHEELS = REPO / ".gpu_wheels"
 SITE = REPO / ".gpu_site"
 #: seconds per step; together under the 6 minutes a lent machine's command may take
-LIMITS = {"install": 60, "pytest": 150, "gpu_preprocessing": 90, "gpu_streams": 50}
+LIMITS = {"install": 30, "pytest": 180, "gpu_preprocessing": 80, "gpu_streams": 45}
 GPU_MARK = re.compile(r"pytest\.mark\.(gpu|tensorrt)\b")
 
 
