@@ -58,3 +58,19 @@ clean:
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+# A lent GPU machine (docs/tensorrt.md, "A lent GPU"): `make gpu-wheels` here fetches the
+# Python 3.12 wheels its image lacks (scripts/gpu_wheels.txt) into .gpu_wheels/; there,
+# `make gpu-check` installs them with --target and runs every gpu/tensorrt test and the
+# GPU benchmarks into one folder (no venv, no network: the image's python3).
+GPU_CHECK_OUT ?= benchmarks/results/gpu-check
+.PHONY: gpu-wheels gpu-check
+gpu-wheels: setup
+	$(BIN)/pip download -q --disable-pip-version-check --only-binary=:all: \
+	  --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --no-deps \
+	  -r scripts/gpu_wheels.txt -d .gpu_wheels
+	@du -sh .gpu_wheels
+
+gpu-check:
+	$(PY) scripts/gpu_check.py --out $(GPU_CHECK_OUT)

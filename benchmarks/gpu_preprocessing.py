@@ -138,15 +138,51 @@ def _speech(total: int, rng: np.random.Generator) -> np.ndarray:
     return (rng.standard_normal(total) * 0.1).astype(np.float32)
 
 
+def torch_stft_mfcc(config: FeatureConfig) -> Any:
+    """The same MFCC with torch.stft and the bundle's matrices on the GPU (the baseline
+    when torchaudio is absent, as on the lent image): callable (S, N) -> (S, frames, n_mfcc).
+    """
+    import torch
+
+    from sdk.mfcc import MfccMatrices
+
+    matrices = MfccMatrices.default() if config == MfccMatrices.default().config else None
+    if matrices is None:
+        raise ValueError("torch.stft baseline: only the default FeatureConfig's matrices ship")
+    window = torch.from_numpy(np.asarray(matrices.window)).to("cuda")
+    mel_t = torch.from_numpy(np.ascontiguousarray(matrices.mel.T)).to("cuda")
+    dct_t = torch.from_numpy(np.ascontiguousarray(matrices.dct.T)).to("cuda")
+
+    def run(audio: Any) -> Any:
+        with torch.inference_mode():
+            spectrum = torch.stft(audio, config.n_fft, config.hop_length, window=window,
+                                  center=False, return_complex=True)
+            power = spectrum.real.square() + spectrum.imag.square()  # (S, n_freqs, frames)
+            mel = power.transpose(1, 2) @ mel_t
+            return (10.0 * torch.log10(torch.clamp(mel, min=config.amin))) @ dct_t
+    return run
+
+
 def torchaudio_mfcc(config: FeatureConfig) -> tuple[Any, str | None]:
-    """(callable (torch CUDA (S, N) float32) -> MFCC, None) or (None, why it is unavailable)."""
+    """(callable (torch CUDA (S, N) float32) -> MFCC, None) or (None, why it is unavailable).
+    Without torchaudio the callable is :func:`torch_stft_mfcc` (its ``implementation``
+    attribute says which)."""
     try:
         import torch
+    except ImportError as exc:
+        return None, f"torchaudio and torch are not importable ({exc})"
+    if not torch.cuda.is_available():
+        return None, (f"torchaudio/torch.stft: torch {torch.__version__} sees no CUDA GPU "
+                      "(a CPU-only build?)")
+    try:
         import torchaudio
     except ImportError as exc:
-        return None, f"torchaudio is not importable ({exc})"
-    if not torch.cuda.is_available():
-        return None, f"torch {torch.__version__} sees no CUDA GPU (a CPU-only build?)"
+        try:
+            stft = torch_stft_mfcc(config)
+        except ValueError as why:
+            return None, f"torchaudio is not importable ({exc}); {why}"
+        stft.implementation = "torch.stft + mel/DCT matmuls (torchaudio absent)"
+        return stft, None
     transform = torchaudio.transforms.MFCC(
         sample_rate=config.sample_rate, n_mfcc=config.n_mfcc, dct_type=2, norm="ortho",
         log_mels=False, melkwargs={
@@ -243,10 +279,17 @@ def bench_mfcc(runner: Any, spec: DeviceSpec, config: FeatureConfig, chunk: int,
         audio_t = torch.from_numpy(padded).to("cuda")
         times = _time_torch(lambda: run(audio_t), repeats)
         cell["torchaudio"] = {"available": True, "gpu": TimingSummary.of(times).to_dict(),
+                              "implementation": getattr(run, "implementation",
+                                                        "torchaudio.transforms.MFCC"),
                               "cuda_speedup": float(np.median(times) / np.median(gpu_s))}
+    try:
+        import librosa  # noqa: F401  (the lent GPU image has none)
+    except ImportError as exc:
+        cell["librosa_cpu"] = {"available": False, "reason": f"librosa is not importable ({exc})"}
+        return cell
     librosa_s = [_wall(lambda: librosa_mfcc(padded, config))
                  for _ in range(max(3, repeats // 10))]
-    cell["librosa_cpu"] = {"wall": TimingSummary.of(librosa_s).to_dict(),
+    cell["librosa_cpu"] = {"available": True, "wall": TimingSummary.of(librosa_s).to_dict(),
                            "cuda_speedup": float(np.median(librosa_s) / np.median(gpu_s))}
     return cell
 
@@ -328,7 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         result = run_benchmark(args.device)
     out = args.out or Path(__file__).resolve().parent / "results" / machine_id(result["machine"])
-    for path in write_report(result, out):
+    try:
+        paths = write_report(result, out)
+    except ImportError as exc:  # matplotlib for the plot; json and md are written first
+        print(f"gpu_preprocessing: no plot ({exc}); JSON and Markdown are in {out}",
+              file=sys.stderr)
+        paths = sorted(out.glob("gpu_preprocessing.*"))
+    for path in paths:
         print(path)
     return 0
 

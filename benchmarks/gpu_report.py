@@ -37,18 +37,25 @@ def markdown(result: dict[str, Any]) -> str:
              "host accept p50 us | gather p50 us | torchaudio p50 us | librosa CPU p50 us | "
              "x torchaudio | x librosa |",
              "|" + "---|" * 13]
-    reasons = set()
+    reasons, librosa_reasons, baselines = set(), set(), set()
     for c in result["mfcc"]:
         cuda, ta, lr = c["cuda_mfcc"], c["torchaudio"], c["librosa_cpu"]
         if not ta["available"]:
             reasons.add(ta["reason"])
+        else:
+            baselines.add(ta.get("implementation", "torchaudio.transforms.MFCC"))
+        if not lr.get("available", True):
+            librosa_reasons.add(lr["reason"])
         lines.append("| " + " | ".join(_fmt(v) for v in (
             c["chunk_ms"], c["streams"], cuda["gpu"]["p50_ms"] * 1e3, cuda["floor_us"],
             cuda["bound"], cuda["efficiency"], cuda["achieved_gflops"],
             cuda["host_accept_wall"]["p50_ms"] * 1e3, c["feature_gather"]["gpu"]["p50_ms"] * 1e3,
             ta["gpu"]["p50_ms"] * 1e3 if ta["available"] else None,
-            lr["wall"]["p50_ms"] * 1e3, ta.get("cuda_speedup"), lr["cuda_speedup"])) + " |")
+            lr["wall"]["p50_ms"] * 1e3 if "wall" in lr else None, ta.get("cuda_speedup"),
+            lr.get("cuda_speedup"))) + " |")
     lines += [""] + [f"torchaudio unavailable: {r}" for r in sorted(reasons)]
+    lines += [f"GPU baseline in the torchaudio columns: {b}" for b in sorted(baselines)]
+    lines += [f"librosa unavailable: {r}" for r in sorted(librosa_reasons)]
     lines += ["", "## Pose imaging (PoseSyncNet clips of 9 images, "
               f"{result['imaging']['height']}x{result['imaging']['width']})", "",
               "| clips | images | p50 us | floor us | bound | efficiency | GFLOP/s |",

@@ -1,6 +1,6 @@
 """Analytic cost of the CUDA preprocessing kernels and the roofline floor of a GPU.
 
-Counts follow the kernels as written (``sdk/cuda/mfcc.cu``, ``sdk/cuda/pose_image.cu``);
+Counts follow the kernels as written (``sdk/cuda/mfcc.cu``: a real FFT, ``sdk/cuda/pose_image.cu``);
 a multiply-add is 2 FLOPs, a division, square root, log10 or comparison 1. Bytes are the
 compulsory device-memory traffic: every input value read once, every output written once
 (constant tables such as the mel matrix are read once per launch: they stay in L2).
@@ -17,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sdk.cuda.mfcc import uses_fft
 from sdk.features import FeatureConfig
 
 #: fp32 FMA lanes per SM by compute capability major.minor (CUDA C Programming Guide,
@@ -83,24 +84,33 @@ class Cost:
                 >= self.flops / spec.peak_fp32_flops else "compute")
 
 
+def _frame_common_flops(config: FeatureConfig) -> int:
+    """Window, mel, log10 floor (max + log10 + mul) and DCT of one frame."""
+    return (config.n_fft + 2 * config.n_mels * config.n_freqs + 3 * config.n_mels
+            + 2 * config.n_mfcc * config.n_mels)
+
+
 def mfcc_frame_flops(config: FeatureConfig) -> int:
-    """FLOPs of one MFCC frame in ``mfcc_frames``: window, direct DFT, power, mel,
-    log10 floor (max + log10 + mul), DCT."""
-    n_fft, n_freqs, n_mels, n_mfcc = config.n_fft, config.n_freqs, config.n_mels, config.n_mfcc
-    window = n_fft
-    dft = 2 * 2 * n_freqs * n_fft  # re and im multiply-adds per bin and sample
-    power = 3 * n_freqs
-    mel = 2 * n_mels * n_freqs
-    log = 3 * n_mels
-    dct = 2 * n_mfcc * n_mels
-    return window + dft + power + mel + log + dct
+    """FLOPs of one MFCC frame in ``mfcc_frames`` as written (sdk/cuda/mfcc.cu).
+
+    Power-of-two n_fft (real FFT): log2(M) radix-2 stages of M/2 butterflies (complex
+    multiply 6 + two complex adds 4 = 10) on M = n_fft/2 packed points, the split into the
+    real spectrum (16 per bin) and the power (3 per bin) for bins 1..M-1, 2 each for bins 0
+    and M. Otherwise the direct DFT: 2 multiply-adds per bin and sample, power 3 per bin.
+    """
+    if uses_fft(config):
+        m = config.n_fft // 2
+        spectrum = 5 * m * int(math.log2(m)) + (16 + 3) * (m - 1) + 2 * 2
+    else:
+        spectrum = 2 * 2 * config.n_freqs * config.n_fft + 3 * config.n_freqs
+    return _frame_common_flops(config) + spectrum
 
 
 def mfcc_frame_fft_flops(config: FeatureConfig) -> float:
-    """The same frame with a real FFT instead of the direct DFT (2.5 n log2 n FLOPs)."""
+    """The frame at the algorithmic minimum: a real FFT (2.5 n log2 n FLOPs) and the power
+    (3 per bin), plus window, mel, log and DCT."""
     n_fft = config.n_fft
-    direct = 2 * 2 * config.n_freqs * n_fft
-    return mfcc_frame_flops(config) - direct + 2.5 * n_fft * math.log2(n_fft)
+    return _frame_common_flops(config) + 2.5 * n_fft * math.log2(n_fft) + 3 * config.n_freqs
 
 
 def mfcc_accept_cost(config: FeatureConfig, streams: int, chunk_samples: int) -> Cost:

@@ -27,7 +27,6 @@ import argparse
 from importlib.metadata import version
 from pathlib import Path
 
-import librosa
 import numpy as np
 import scipy.fft
 
@@ -49,7 +48,19 @@ def _provenance(config: FeatureConfig) -> str:
 
 
 def compute_mfcc_matrices(config: FeatureConfig = DEFAULT_FEATURES) -> MfccMatrices:
-    """Window (n_fft,), mel (n_mels, n_freqs) and DCT (n_mfcc, n_mels) for ``config``, float32."""
+    """Window (n_fft,), mel (n_mels, n_freqs) and DCT (n_mfcc, n_mels) for ``config``, float32.
+
+    Without librosa (the lent GPU image has none) the default config's matrices are the
+    shipped ones, which this function wrote with librosa (their provenance says so); any
+    other config needs librosa.
+    """
+    try:
+        import librosa
+    except ImportError as exc:
+        if config == DEFAULT_FEATURES:
+            return MfccMatrices.default()
+        raise ImportError(f"MFCC matrices for a non-default FeatureConfig need librosa "
+                          f"(pip install librosa): {exc}") from exc
     window = librosa.util.pad_center(
         librosa.filters.get_window("hann", config.win_length, fftbins=True), size=config.n_fft
     )

@@ -6,7 +6,8 @@ included):
 * **build**: ``--onnx`` + ``--minShapes/--optShapes/--maxShapes`` (the batch profile and,
   for the generator, the frames profile), ``--stronglyTyped`` (fp32 graph, or the fp16
   graph with fp32 I/O that ``build-engine --fp16`` also uses; ``legacy_fp16`` gives
-  TensorRT 10's weakly typed ``--fp16`` instead), ``--timingCacheFile``,
+  TensorRT 10's weakly typed ``--fp16`` instead), ``--noTF32`` (fp32 layers stay IEEE fp32,
+  as ``build-engine`` builds them), ``--timingCacheFile``,
   ``--saveEngine``, ``--skipInference``;
 * **benchmark**: ``--loadEngine`` + ``--shapes`` at the optimum (opt batch, chunk_frames),
   ``--useCudaGraph``, ``--noDataTransfers``, ``--exportTimes``, warm-up and duration.
@@ -105,7 +106,7 @@ def plan_commands(bundle: Bundle, out_dir: Path, fp16: bool = False,
                  f"--minShapes={_shape_text(_pick(shapes, 0))}",
                  f"--optShapes={_shape_text(_pick(shapes, 1))}",
                  f"--maxShapes={_shape_text(_pick(shapes, 2))}",
-                 *typing_flags, f"--timingCacheFile={out_dir / 'timing.cache'}",
+                 *typing_flags, "--noTF32", f"--timingCacheFile={out_dir / 'timing.cache'}",
                  f"--saveEngine={engine}", "--skipInference"]
         bench_shapes = _benchmark_shapes(bundle, spec.inputs, shapes)
         times = out_dir / f"{model}-{precision}.times.json"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -127,6 +128,7 @@ def pose_clips(
     imaging: ImagingConfig | None = None,
     skeleton: Skeleton = MODEL_SKELETON,
     clip: PoseSyncClipConfig = DEFAULT_CLIP,
+    imager: Any = None,
 ) -> np.ndarray:
     """Image a pose sequence and cut it into stacked-frame clips.
 
@@ -134,25 +136,35 @@ def pose_clips(
         canonical: (T, J, 2) float32 poses in canonical units (neck-relative, / shoulder width).
         starts: (n,) int first pose frame of each clip.
         imaging: the pose imaging config (default ``ImagingConfig()``).
+        imager: a CudaPoseImager to draw the images on the GPU (see :func:`sequence_images`).
     Returns:
         (n, clip_frames, H, W) float32 in [0, 1]: clip k = images of frames
         ``[starts[k], starts[k] + clip_frames)``. Each frame is imaged once, even when
         clips overlap.
     """
-    images = sequence_images(canonical, imaging, skeleton)
+    images = sequence_images(canonical, imaging, skeleton, imager)
     return clips_from_images(images, starts, clip)
 
 
 def sequence_images(
-    canonical: np.ndarray, imaging: ImagingConfig | None = None, skeleton: Skeleton = MODEL_SKELETON
+    canonical: np.ndarray, imaging: ImagingConfig | None = None,
+    skeleton: Skeleton = MODEL_SKELETON, imager: Any = None,
 ) -> np.ndarray:
-    """(T, J, 2) canonical poses -> (T, H, W) float32 pose images (one per frame)."""
+    """(T, J, 2) canonical poses -> (T, H, W) float32 pose images (one per frame).
+
+    ``imager``: a :class:`sdk.cuda.pose.CudaPoseImager` for ``skeleton`` and ``imaging``
+    draws them on the GPU instead (the same images bit for bit), else numpy does.
+    """
     canonical = np.asarray(canonical, dtype=np.float32)
     if canonical.ndim != 3 or canonical.shape[1:] != (skeleton.num_joints, 2):
         raise ValueError(
             f"poses must be (T, {skeleton.num_joints}, 2) canonical coordinates, "
             f"got shape {canonical.shape}"
         )
+    if imager is not None:
+        if imager.skeleton != skeleton or imager.imaging != (imaging or ImagingConfig()):
+            raise ValueError("the CudaPoseImager was made for another skeleton or imaging")
+        return np.asarray(imager.images_to_host(canonical), np.float32)
     return np.asarray(pose_images(canonical, skeleton, imaging or ImagingConfig()), np.float32)
 
 
@@ -232,6 +244,7 @@ def sequence_embeddings(
     skeleton: Skeleton = MODEL_SKELETON,
     clip: PoseSyncClipConfig = DEFAULT_CLIP,
     batch_size: int = 256,
+    imager: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed every clip start that fits a sequence (audio clip i and pose clip i).
 
@@ -239,6 +252,7 @@ def sequence_embeddings(
         embed_fn: see :data:`EmbedFn`; called with batches of at most ``batch_size``.
         mfcc: (M, 13) float32 time-major MFCC of the sequence's audio.
         canonical: (T, J, 2) float32 canonical poses of the same sequence.
+        imager: a CudaPoseImager: the pose images are drawn on the GPU.
     Returns:
         (audio_emb (n, E), pose_emb (n, E)) float64, n = ``clip.num_clips(T, M)``;
         row i belongs to the clip starting at pose frame i.
@@ -257,7 +271,7 @@ def sequence_embeddings(
     return _embed_batched(
         embed_fn,
         audio_clips(mfcc, starts, features, clip),
-        pose_clips(canonical, starts, imaging, skeleton, clip),
+        pose_clips(canonical, starts, imaging, skeleton, clip, imager),
         batch_size,
     )
 

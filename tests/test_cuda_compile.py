@@ -12,10 +12,12 @@ from sdk.features import DEFAULT_FEATURES, FeatureConfig
 
 pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python (NVRTC bindings) not installed")
 
-SOURCES = {"mfcc.cu": nvrtc.feature_defines(DEFAULT_FEATURES), "pose_image.cu": {}}
+SOURCES = {"mfcc.cu": nvrtc.feature_defines(DEFAULT_FEATURES), "pose_image.cu": {},
+           "state.cu": {}}
 KERNELS = {
     "mfcc.cu": ("mfcc_frames", "mfcc_commit", "gather_feature_frames", "gather_mfcc"),
     "pose_image.cu": ("pose_images", "preview_rgb"),
+    "state.cu": ("gather_state_rows", "scatter_state_rows"),
 }
 
 
@@ -30,6 +32,28 @@ def test_kernels_compile_for_every_supported_arch(source: str, arch: int) -> Non
     assert cubin[:4] == b"\x7fELF"  # a cubin is an ELF image
     for kernel in KERNELS[source]:
         assert kernel.encode() in cubin, f"{kernel} missing from the {source} cubin"
+
+
+#: FeatureConfigs the MFCC kernels must build for: other rates and FFT sizes, an n_fft of
+#: 4096 and 8192 (their shared memory is dynamic: static arrays of ~12 n_fft bytes did not
+#: fit the 48 KiB static limit), and an n_fft that is not a power of two (DFT fallback).
+OTHER_CONFIGS = {
+    "8k-256": FeatureConfig(sample_rate=8000, n_fft=256, win_length=200, hop_length=80,
+                            fmax=4000.0),
+    "48k-4096": FeatureConfig(sample_rate=48000, n_fft=4096, win_length=2048, hop_length=480,
+                              n_mels=128, n_mfcc=20, fmax=24000.0),
+    "48k-8192": FeatureConfig(sample_rate=48000, n_fft=8192, win_length=4096, hop_length=960,
+                              n_mels=64, fmax=24000.0),
+    "16k-400": FeatureConfig(n_fft=400, win_length=400),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_CONFIGS))
+def test_mfcc_kernels_compile_for_other_feature_configs(name: str) -> None:
+    defines = nvrtc.feature_defines(OTHER_CONFIGS[name])
+    cubin = nvrtc.compile_source("mfcc.cu", defines, 90, use_cache=False)
+    for kernel in KERNELS["mfcc.cu"]:
+        assert kernel.encode() in cubin
 
 
 def test_compile_errors_fail_with_the_nvrtc_log() -> None:

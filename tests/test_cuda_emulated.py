@@ -7,7 +7,6 @@ through the production host classes (CudaMfcc, CudaPoseImager) on an EmulatedRun
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,6 @@ from cuda_emu.fake_driver import FakeDriver
 
 from sdk.cuda import nvrtc
 from sdk.cuda.interop import device_array
-from sdk.cuda.launch import pointer
 from sdk.cuda.mfcc import CudaMfcc
 from sdk.cuda.pose import CudaPoseImager
 from sdk.features import DEFAULT_FEATURES
@@ -29,7 +27,7 @@ from sdk.render import fit_to_canvas, render_video_frames
 from sdk.skeleton import MODEL_SKELETON
 
 CONFIG = DEFAULT_FEATURES
-# Kernel (direct float32 DFT) vs reference (float32 FFT): measured 5.2e-4 on the speech
+# Kernel (float32 real FFT) vs reference (numpy FFT): measured 4.2e-4 on the speech
 # fixture, whose c0 spans +-589 (9e-7 of the range); both are ~2-5e-4 from a float64 truth.
 MFCC_ATOL = 1e-3
 
@@ -258,29 +256,6 @@ def test_rgb_preview_equals_render_video_frames(imager: CudaPoseImager,
     want = render_video_frames(pixels, MODEL_SKELETON, (80, 64), saliency=saliency,
                                colors=colors)
     np.testing.assert_array_equal(out, want)
-
-
-# ---- the emulator itself ----
-def test_emulated_barrier_separates_block_phases(runner: EmulatedRunner,
-                                                 rng: np.random.Generator) -> None:
-    values = rng.uniform(1, 2, (3, 128)).astype(np.float32)
-    want = np.roll(values, -1, axis=1)  # each thread reads its right neighbour's value
-    for use_barrier in (1, 0):
-        out = np.zeros_like(values)
-        runner.module.launch("selftest_shift", (3, 1, 1), (128, 1, 1),
-                             [pointer(values.ctypes.data), pointer(out.ctypes.data),
-                              ctypes.c_int(use_barrier)])
-        if use_barrier:
-            np.testing.assert_array_equal(out, want)
-        else:  # without it, thread t reads slot t+1 before thread t+1 wrote it
-            assert (out[:, :-1] != want[:, :-1]).all()
-
-
-def test_emulator_reports_a_barrier_not_every_thread_reaches(runner: EmulatedRunner) -> None:
-    out = np.zeros(64, dtype=np.float32)
-    with pytest.raises(RuntimeError, match="__syncthreads"):
-        runner.module.launch("selftest_divergent_barrier", (1, 1, 1), (64, 1, 1),
-                             [pointer(out.ctypes.data)])
 
 
 # ---- the production CUDA runner, on a fake driver that launches the emulator ----

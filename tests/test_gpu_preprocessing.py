@@ -29,7 +29,7 @@ from benchmarks.gpu_roofline import (
     roofline_row,
 )
 from sdk.cuda import nvrtc
-from sdk.features import DEFAULT_FEATURES
+from sdk.features import DEFAULT_FEATURES, FeatureConfig
 
 # H100 SXM5 as cuDeviceGetAttribute reports it; NVIDIA's data sheet: 3.35 TB/s, 67 TFLOP/s.
 H100 = DeviceSpec(name="NVIDIA H100 80GB HBM3", compute_capability="9.0", sm_count=132,
@@ -53,12 +53,19 @@ def test_device_peaks_match_the_h100_data_sheet() -> None:
 
 
 def test_mfcc_counts_follow_the_kernel() -> None:
-    # window 512 + DFT 2*2*257*512 + power 3*257 + mel 2*40*257 + log 3*40 + DCT 2*13*40
-    assert mfcc_frame_flops(DEFAULT_FEATURES) == 549_339
-    # a real FFT of 512 points: 2.5 * 512 * 9 = 11520 instead of 526336
-    assert mfcc_frame_fft_flops(DEFAULT_FEATURES) == pytest.approx(549_339 - 526_336 + 11_520)
+    # window 512 + mel 2*40*257 + log 3*40 + DCT 2*13*40 = 22232; the kernel's real FFT:
+    # 8 stages of 128 butterflies (10 FLOPs) + split and power 19 * 255 + 2 * 2 = 15089
+    common = 512 + 2 * 40 * 257 + 3 * 40 + 2 * 13 * 40
+    assert mfcc_frame_flops(DEFAULT_FEATURES) == common + 10 * 128 * 8 + 19 * 255 + 4
+    # the algorithmic minimum: 2.5 * 512 * 9 = 11520 and the power 3 * 257
+    assert mfcc_frame_fft_flops(DEFAULT_FEATURES) == pytest.approx(common + 11_520 + 771)
+    # a direct-DFT config (n_fft 400): 2 multiply-adds per bin and sample
+    dft = FeatureConfig(n_fft=400, win_length=400)
+    assert mfcc_frame_flops(dft) == (400 + 2 * 40 * 201 + 3 * 40 + 2 * 13 * 40
+                                     + 4 * 201 * 400 + 3 * 201)
+    frame = mfcc_frame_flops(DEFAULT_FEATURES)
     cost = mfcc_accept_cost(DEFAULT_FEATURES, streams=4, chunk_samples=1600)  # 10 frames each
-    assert cost.flops == 40 * 549_339
+    assert cost.flops == 40 * frame
     tables = (512 + 40 * 257 + 13 * 40) * 4
     assert cost.bytes == 4 * 1600 * 4 + 4 * 512 * 4 + 40 * 13 * 4 + tables + 4 * 32
     gather = feature_gather_cost(DEFAULT_FEATURES, streams=8, frames=2)
@@ -107,6 +114,8 @@ class TimedFakeDriver(FakeDriver):
         return self.ok, H100.total_memory_bytes
 
     def cuDeviceGetAttribute(self, attribute: Any, device: int) -> tuple[Any, int]:
+        if attribute not in H100_ATTRIBUTES:
+            return super().cuDeviceGetAttribute(attribute, device)
         return self.ok, H100_ATTRIBUTES[attribute]
 
     def cuEventCreate(self, flags: Any) -> tuple[Any, Any]:
@@ -162,3 +171,24 @@ def test_the_benchmark_runs_on_the_emulator_and_writes_its_report(
     row = next(r for r in markdown(result).splitlines() if r.startswith("| 20 | 1 |"))
     cells = row.split(" | ")
     assert (cells[9], cells[11]) == ("400", "2.5")  # torchaudio p50 us, x torchaudio
+
+
+def test_streams_benchmark_runs_on_the_emulator_and_says_what_it_did_not_measure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cuda.bindings
+
+    from benchmarks import gpu_streams
+
+    (tmp_path / "emu").mkdir()
+    library = build_emulator(nvrtc.feature_defines(DEFAULT_FEATURES), tmp_path / "emu")
+    fake = TimedFakeDriver(library)
+    monkeypatch.setattr(cuda.bindings, "driver", fake)
+    monkeypatch.setenv("GESTURERT_CACHE", str(tmp_path / "cache"))
+    result = gpu_streams.run(streams=(2, 3), repeats=2)
+    assert [t["streams"] for t in result["ticks"]] == [2, 3]
+    assert result["ticks"][0]["chunk_samples"] == 1067  # 16 kHz at 15 fps, rounded up
+    assert all(t["gpu_p50_ms"] > 0 for t in result["ticks"])
+    assert {"mfcc_frames", "mfcc_commit", "gather_feature_frames"} <= set(fake.launched)
+    assert result["step"]["available"] is False  # no TensorRT here: no number invented
+    text = gpu_streams.markdown(result)
+    assert "| 3 | 1067 |" in text and "the batched step was not measured" in text

@@ -21,7 +21,7 @@ from sdk.runners import select
 from sdk.runners.base import HostStateStepper, RunnerError, RunnerInputError
 from sdk.runners.onnxrt import CPU_PROVIDER, CUDA_PROVIDER, OnnxRuntimeRunner
 from sdk.runners.select import BackendConfig, BackendError, choose_backend, create_stepper
-from sdk.runners.tensorrt_graph import batch_buckets, contiguous_runs
+from sdk.runners.tensorrt_graph import batch_buckets
 from train.models.generator import SalientPostureGenerator
 
 F = DEFAULT_FEATURES.feature_dim
@@ -146,8 +146,6 @@ def test_engines_match_on_compute_capability_and_tensorrt_build() -> None:
 
 
 def test_gather_runs_and_batch_buckets() -> None:
-    assert contiguous_runs([4, 5, 6, 0, 2, 3]) == [(0, 4, 3), (3, 0, 1), (4, 2, 2)]
-    assert contiguous_runs([]) == []
     assert batch_buckets(1, 64) == (1, 2, 4, 8, 16, 32, 64)
     assert batch_buckets(1, 48) == (1, 2, 4, 8, 16, 32, 48)
     assert batch_buckets(4, 4) == (4,)
@@ -254,7 +252,8 @@ def test_tensorrt_runner_matches_onnxruntime(trt_bundle: Path) -> None:
 @pytest.mark.tensorrt
 def test_tensorrt_stepper_keeps_state_on_the_device_like_the_host_stepper(
         trt_bundle: Path) -> None:
-    from sdk.runners.tensorrt import TensorRTRunner, TensorRTStepper
+    from sdk.runners.tensorrt import TensorRTRunner
+    from sdk.runners.tensorrt_stepper import TensorRTStepper
 
     record = load_bundle(trt_bundle).manifest.engines[0]
     host = HostStateStepper(OnnxRuntimeRunner(trt_bundle / "generator.onnx"), S, "ort")

@@ -145,3 +145,22 @@ def test_real_engines_are_built_saved_and_recorded(tiny_bundle: Path, tmp_path: 
     low, _, high = engine.get_tensor_profile_shape("state", 0)
     assert tuple(low) == (1, gen.state_size) and tuple(high) == (8, gen.state_size)
     assert engine.get_tensor_dtype("features") == trt.DataType.FLOAT
+
+
+def test_engines_are_built_with_tf32_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorRT turns TF32 on by default; the builder config must clear it (a fake tensorrt
+    module records the calls: no TensorRT is needed)."""
+    from unittest import mock
+
+    from export import tensorrt_build
+
+    trt = mock.MagicMock(__version__="10.13.0.35")
+    builder = trt.Builder.return_value
+    builder.create_network.return_value.num_inputs = 0
+    builder.build_serialized_network.return_value = b"plan"
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    plan = tensorrt_build.build_serialized_engine(tmp_path / "m.onnx", {})
+    assert plan == b"plan"
+    config = builder.create_builder_config.return_value
+    config.clear_flag.assert_any_call(trt.BuilderFlag.TF32)
+    assert mock.call(trt.BuilderFlag.TF32) not in config.set_flag.call_args_list

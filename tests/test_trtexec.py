@@ -98,6 +98,7 @@ def test_commands_use_the_manifest_shapes_for_every_input(tiny_bundle: Path,  # 
             "features": (b[i], f[i], 91), "noise": (b[i], f[i], gen.noise_dim),
             "state": (b[i], gen.state_size)}
     assert "--stronglyTyped" in build and "--skipInference" in build
+    assert "--noTF32" in build  # TensorRT's TF32 default would make "fp32" plans drift
     assert _flag(build, "onnx") == str(tiny_bundle / "generator.onnx")
     bench = plans["generator"].benchmark
     assert _parse_shapes(_flag(bench, "shapes")) == {

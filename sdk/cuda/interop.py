@@ -1,8 +1,23 @@
-"""Device arrays from other libraries: ``__cuda_array_interface__`` and DLPack.
+"""Device arrays from other libraries: DLPack and ``__cuda_array_interface__``.
 
-CuPy, PyTorch, Numba and pycuda ``GPUArray`` expose ``__cuda_array_interface__`` (v2/v3);
-PyTorch, CuPy and JAX also speak DLPack (``__dlpack__`` / ``__dlpack_device__``). A raw
+PyTorch, CuPy and JAX speak DLPack (``__dlpack__`` / ``__dlpack_device__``); CuPy, PyTorch,
+Numba and pycuda ``GPUArray`` expose ``__cuda_array_interface__`` (CAI, v2/v3). A raw
 ``int`` is taken as a device address the caller vouches for. No library is imported.
+
+Stream ordering (the consumer's kernels must not race the producer's pending writes):
+
+* DLPack is preferred when an object offers both: ``__dlpack__(stream=consumer)`` makes the
+  producer order its pending work before the consumer's stream (PyTorch exports CAI v2,
+  which names no stream at all).
+* CAI v3 names the producer's stream (``stream``: None means "already safe"); a CAI without
+  the key (v2) is taken to be written on the legacy default stream (1), the conservative
+  reading. The consumer orders its work after it (:meth:`KernelRunner.wait_for`).
+* CAI ``data = (ptr, readonly)``: a read-only array is refused where the kernel writes.
+
+Lifetime: :attr:`DeviceArray.owner` holds the DLPack capsule (or the CAI producer); the
+runner keeps it until the kernels that use the memory have finished
+(:meth:`KernelRunner.keep_alive`), so a temporary tensor's memory cannot be reused by its
+library's caching allocator while a kernel is still queued.
 """
 
 from __future__ import annotations
@@ -32,8 +47,13 @@ class DeviceArray:
     owner: Any = None  # keeps a DLPack capsule (and so the memory) alive while in use
 
 
+#: CAI/DLPack stream value naming CUDA's legacy default stream.
+LEGACY_DEFAULT_STREAM = 1
+
+
 def device_array(obj: Any, dtype: Any = np.float32, shape: tuple[int, ...] | None = None,
-                 what: str = "array", consumer_stream: int | None = None) -> DeviceArray:
+                 what: str = "array", consumer_stream: int | None = None, *,
+                 writable: bool = False) -> DeviceArray:
     """View ``obj`` as a C-contiguous device array of ``dtype`` (and ``shape``, if given).
 
     Args:
@@ -44,6 +64,7 @@ def device_array(obj: Any, dtype: Any = np.float32, shape: tuple[int, ...] | Non
         what: the argument's name, for error messages.
         consumer_stream: the CUDA stream handle that will read the array; a DLPack producer
             orders its pending work before it (``__dlpack__(stream=...)``).
+        writable: the kernel writes the array: a CAI marked read-only is refused.
     Raises:
         TypeError / ValueError saying what came and what was expected.
     """
@@ -52,10 +73,10 @@ def device_array(obj: Any, dtype: Any = np.float32, shape: tuple[int, ...] | Non
         if shape is None:
             raise TypeError(f"{what}: a raw device address needs an explicit shape")
         return DeviceArray(int(obj), tuple(shape), want)
-    if hasattr(obj, "__cuda_array_interface__"):
-        view = _from_cai(obj.__cuda_array_interface__, what)
-    elif hasattr(obj, "__dlpack__"):
+    if hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__"):
         view = _from_dlpack(obj, what, consumer_stream)
+    elif hasattr(obj, "__cuda_array_interface__"):
+        view = _from_cai(obj, what, writable)
     else:
         raise TypeError(
             f"{what}: expected a CUDA device array (__cuda_array_interface__ or DLPack: CuPy, "
@@ -90,15 +111,21 @@ def _check_contiguous(shape: tuple[int, ...], strides: tuple[int, ...] | None, i
         )
 
 
-def _from_cai(cai: dict[str, Any], what: str) -> DeviceArray:
+def _from_cai(obj: Any, what: str, writable: bool) -> DeviceArray:
+    cai = obj.__cuda_array_interface__
     shape = tuple(int(n) for n in cai["shape"])
     dtype = np.dtype(cai["typestr"])
     ptr, read_only = cai["data"]
-    del read_only
+    if writable and read_only:
+        raise ValueError(f"{what}: the array is read-only (__cuda_array_interface__ data "
+                         "flag) but the kernel writes it; pass a writable array")
     strides = cai.get("strides")
     _check_contiguous(shape, None if strides is None else tuple(strides), dtype.itemsize, what)
-    stream = cai.get("stream")  # v3: None, 1 (legacy default), 2 (per-thread) or a handle
-    return DeviceArray(int(ptr or 0), shape, dtype, None if stream is None else int(stream))
+    # v3: None (nothing to wait for), 1 (legacy default), 2 (per-thread) or a handle;
+    # no key (v2): assume the legacy default stream.
+    stream = cai["stream"] if "stream" in cai else LEGACY_DEFAULT_STREAM
+    return DeviceArray(int(ptr or 0), shape, dtype, None if stream is None else int(stream),
+                       owner=obj)
 
 
 class _DLDevice(ctypes.Structure):
@@ -132,7 +159,8 @@ def _from_dlpack(obj: Any, what: str, consumer_stream: int | None) -> DeviceArra
             "host arrays go through the host API (accept / numpy inputs) instead"
         )
     # DLPack's stream argument: 1 names the legacy default stream (0 is not allowed).
-    capsule = obj.__dlpack__(stream=1 if not consumer_stream else int(consumer_stream))
+    capsule = obj.__dlpack__(
+        stream=LEGACY_DEFAULT_STREAM if not consumer_stream else int(consumer_stream))
     get = ctypes.pythonapi.PyCapsule_GetPointer
     get.restype = ctypes.c_void_p
     get.argtypes = [ctypes.py_object, ctypes.c_char_p]
@@ -149,5 +177,6 @@ def _from_dlpack(obj: Any, what: str, consumer_stream: int | None) -> DeviceArra
     _check_contiguous(shape, strides, dtype.itemsize, what)
     ptr = int(tensor.data or 0) + int(tensor.byte_offset)
     # The unconsumed capsule's destructor hands the tensor back to its producer; the
-    # producer has ordered its work before consumer_stream inside __dlpack__.
+    # producer has ordered its work before consumer_stream inside __dlpack__. The capsule
+    # is the owner: the runner keeps it until the kernels using the memory finished.
     return DeviceArray(ptr, shape, dtype, None, owner=capsule)

@@ -22,12 +22,19 @@
 // Both read stream_pos from the device, so a captured CUDA graph of an accept with fixed
 // chunk lengths stays valid when replayed (positions advance on the device).
 //
-// Power spectrum: a direct DFT per frame (GRT_N_FREQS bins x GRT_N_FFT samples) with
-// twiddles cos/sin(2*pi*i/N_FFT) tabulated once per block in shared memory and indexed by
-// (k*t) mod N_FFT, summed in GRT_DFT_LANES interleaved partial sums. At N_FFT = 512 this is
-// 2 x 257 x 512 = 263k multiply-adds per frame (100 frames/s per stream): simpler to verify
-// than an FFT; measured 5.2e-4 max abs from the numpy FFT reference on speech (c0 range
-// +-589), i.e. ~1e-6 of the range, the size of the reference's own float32 error.
+// Power spectrum, when N_FFT is a power of two (every shipped config): a real FFT done as
+// one N_FFT/2-point complex FFT of the packed frame z[n] = x[2n] + i x[2n+1] (radix 2,
+// decimation in time, bit-reversed load, one barrier per stage), then the split
+// X[k] = E[k] + W^k O[k] with E = (Z[k] + conj Z[M-k]) / 2, O = (Z[k] - conj Z[M-k]) / 2i,
+// W = exp(-2 pi i / N_FFT). ~2.5 N log2 N FLOPs per frame instead of the 4 N^2 / 2 of a
+// direct DFT (512 points: 14k instead of 526k). Twiddles W^k (k < N/2) are tabulated per
+// block with sincospif (exact arguments). Any other N_FFT falls back to a direct DFT.
+//
+// Shared memory is dynamic (sized by the host, sdk/cuda/mfcc.py: mfcc_frames_shared_bytes),
+// so large N_FFT fit: FFT path, in floats: z float2[M] | twiddle float2[M] | power[M + 1] |
+// log_mel[N_MELS] with M = N_FFT / 2, i.e. 4 (5M + 1 + N_MELS) bytes (512: 5.3 KB,
+// 4096: 41 KB, 8192: 82 KB: over 48 KB the host opts in with cuFuncSetAttribute).
+// DFT path: frame[N] | cos[N] | sin[N] | power[N_FREQS] | log_mel[N_MELS].
 //
 // items layout: int64 triples (slot, offset into `audio`, length) per grid row blockIdx.y.
 // A slot appears at most once per launch (the host checks).
@@ -37,11 +44,41 @@
 #endif
 
 #define GRT_ACCEPT_FIELDS 3
-#define GRT_DFT_LANES 8  // partial sums per DFT bin; divides N_FFT (checked below)
+#define GRT_DFT_LANES 8  // partial sums per DFT bin (direct DFT fallback only)
+#define GRT_FFT_HALF (GRT_N_FFT / 2)
 
+#if (GRT_N_FFT & (GRT_N_FFT - 1)) == 0 && GRT_N_FFT >= 8
+#define GRT_USE_FFT 1
+#else
+#define GRT_USE_FFT 0
 #if GRT_N_FFT % GRT_DFT_LANES != 0
-#error "GRT_N_FFT must be a multiple of GRT_DFT_LANES"
+#error "a GRT_N_FFT that is not a power of two must be a multiple of GRT_DFT_LANES"
 #endif
+#endif
+
+#ifndef GRT_DYNAMIC_SHARED
+#define GRT_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
+// log2 of a power of two, at compile time.
+__host__ __device__ constexpr int grt_log2(int n)
+{
+    return n <= 1 ? 0 : 1 + grt_log2(n / 2);
+}
+
+// Sample t (0 <= t < N_FFT) of the frame starting at sample `start` of a stream at
+// position pos0 (before this chunk): this chunk's audio, the ring, or the zero padding.
+__device__ __forceinline__ float grt_frame_sample(long long start, int t, long long pos0,
+                                                  const float* __restrict__ audio,
+                                                  long long offset,
+                                                  const float* __restrict__ ring)
+{
+    const long long p = start + t;
+    if (p >= pos0) {
+        return audio[offset + (p - pos0)];  // p < pos0 + length: the frame is final
+    }
+    return p >= 0 ? ring[p % GRT_N_FFT] : 0.0f;
+}
 
 // MFCC frames that are final after n samples: j with j*HOP + N_FFT/2 <= n.
 __device__ __forceinline__ long long grt_frames_ready(long long n)
@@ -66,11 +103,7 @@ extern "C" __global__ void mfcc_frames(
     const float* __restrict__ mel,            // (N_MELS, N_FREQS)
     const float* __restrict__ dct)            // (N_MFCC, N_MELS)
 {
-    __shared__ float frame[GRT_N_FFT];
-    __shared__ float twiddle_cos[GRT_N_FFT];
-    __shared__ float twiddle_sin[GRT_N_FFT];
-    __shared__ float power[GRT_N_FREQS];
-    __shared__ float log_mel[GRT_N_MELS];
+    GRT_DYNAMIC_SHARED(float, shared);
 
     const long long* item = items + GRT_ACCEPT_FIELDS * (long long)blockIdx.y;
     const long long slot = item[0];
@@ -86,15 +119,77 @@ extern "C" __global__ void mfcc_frames(
     const long long start = j * GRT_HOP_LENGTH - GRT_N_FFT / 2;
     const float* ring = audio_ring + slot * GRT_N_FFT;
 
-    for (int t = threadIdx.x; t < GRT_N_FFT; t += blockDim.x) {
-        const long long p = start + t;
-        float x = 0.0f;
-        if (p >= pos0) {
-            x = audio[offset + (p - pos0)];  // p < pos0 + length: the frame is final
-        } else if (p >= 0) {
-            x = ring[p % GRT_N_FFT];
+#if GRT_USE_FFT
+    constexpr int M = GRT_FFT_HALF;
+    constexpr int LOG2_M = grt_log2(M);
+    float2* z = reinterpret_cast<float2*>(shared);
+    float2* twiddle = z + M;  // W^k = (cos, -sin)(2 pi k / N), k < M
+    float* power = shared + 4 * M;
+    float* log_mel = power + M + 1;
+
+    for (int n = threadIdx.x; n < M; n += blockDim.x) {
+        const int t = 2 * n;
+        const float even = grt_frame_sample(start, t, pos0, audio, offset, ring) * window[t];
+        const float odd =
+            grt_frame_sample(start, t + 1, pos0, audio, offset, ring) * window[t + 1];
+        const int r = LOG2_M == 0 ? 0 : (int)(__brev((unsigned)n) >> (32 - LOG2_M));
+        z[r] = make_float2(even, odd);
+        float s, c;
+        sincospif(2.0f * (float)n / (float)GRT_N_FFT, &s, &c);  // exact argument
+        twiddle[n] = make_float2(c, -s);
+    }
+    __syncthreads();
+
+    // Radix-2 butterflies; stage `half` combines pairs `half` apart, twiddle stride M/half.
+    for (int half = 1; half < M; half *= 2) {
+        const int stride = M / half;
+        for (int b = threadIdx.x; b < M / 2; b += blockDim.x) {
+            const int k = b % half;
+            const int i0 = (b / half) * 2 * half + k;
+            const int i1 = i0 + half;
+            const float2 w = twiddle[k * stride];
+            const float2 u = z[i0];
+            const float2 v = z[i1];
+            const float tr = w.x * v.x - w.y * v.y;
+            const float ti = w.x * v.y + w.y * v.x;
+            z[i0] = make_float2(u.x + tr, u.y + ti);
+            z[i1] = make_float2(u.x - tr, u.y - ti);
         }
-        frame[t] = x * window[t];
+        __syncthreads();
+    }
+
+    // Split into the real FFT's bins 0..M: |E + W^k O|^2 (bins 0 and M both come from
+    // Z[0], so M threads cover the M + 1 bins).
+    for (int k = threadIdx.x; k < M; k += blockDim.x) {
+        if (k == 0) {
+            const float2 z0 = z[0];
+            const float dc = z0.x + z0.y;
+            const float nyquist = z0.x - z0.y;
+            power[0] = dc * dc;
+            power[M] = nyquist * nyquist;
+            continue;
+        }
+        const float2 a = z[k];
+        const float2 b = z[M - k];
+        const float er = 0.5f * (a.x + b.x);
+        const float ei = 0.5f * (a.y - b.y);
+        const float or_ = 0.5f * (a.y + b.y);   // O = (a - conj b) / 2i
+        const float oi = -0.5f * (a.x - b.x);
+        const float2 w = twiddle[k];
+        const float xr = er + (w.x * or_ - w.y * oi);
+        const float xi = ei + (w.x * oi + w.y * or_);
+        power[k] = xr * xr + xi * xi;
+    }
+    __syncthreads();
+#else
+    float* frame = shared;
+    float* twiddle_cos = frame + GRT_N_FFT;
+    float* twiddle_sin = twiddle_cos + GRT_N_FFT;
+    float* power = twiddle_sin + GRT_N_FFT;
+    float* log_mel = power + GRT_N_FREQS;
+
+    for (int t = threadIdx.x; t < GRT_N_FFT; t += blockDim.x) {
+        frame[t] = grt_frame_sample(start, t, pos0, audio, offset, ring) * window[t];
         float s, c;
         sincospif(2.0f * (float)t / (float)GRT_N_FFT, &s, &c);  // exact argument
         twiddle_cos[t] = c;
@@ -130,6 +225,7 @@ extern "C" __global__ void mfcc_frames(
         power[k] = re * re + im * im;
     }
     __syncthreads();
+#endif
 
     for (int m = threadIdx.x; m < GRT_N_MELS; m += blockDim.x) {
         const float* row = mel + m * GRT_N_FREQS;

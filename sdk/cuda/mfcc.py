@@ -32,9 +32,29 @@ from sdk.features import FeatureConfig
 from sdk.mfcc import MfccMatrices
 
 SOURCE = "mfcc.cu"
-FRAME_THREADS = 128  # threads per MFCC frame block (257 bins: 3 per thread)
+FRAME_THREADS = 128  # threads per MFCC frame block (n_fft 512: one butterfly per stage each)
 GATHER_THREADS = 256
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y: streams per launch
+DEFAULT_SHARED_BYTES = 48 * 1024  # what a kernel may use without opting in
+
+
+def uses_fft(config: FeatureConfig) -> bool:
+    """mfcc_frames computes the power spectrum with a real FFT when n_fft is a power of two
+    (>= 8), else with a direct DFT (see mfcc.cu)."""
+    n = config.n_fft
+    return n >= 8 and n & (n - 1) == 0
+
+
+def mfcc_frames_shared_bytes(config: FeatureConfig) -> int:
+    """Dynamic shared memory of one ``mfcc_frames`` block, bytes (the layout in mfcc.cu):
+    FFT: complex z[M], twiddles[M], power[M + 1], log_mel[n_mels] with M = n_fft / 2;
+    DFT: frame, cos, sin [n_fft] each, power[n_freqs], log_mel[n_mels]."""
+    if uses_fft(config):
+        m = config.n_fft // 2
+        floats = 2 * m + 2 * m + (m + 1) + config.n_mels
+    else:
+        floats = 3 * config.n_fft + config.n_freqs + config.n_mels
+    return 4 * floats
 _F32 = np.dtype(np.float32)
 StreamIds = Sequence[int] | np.ndarray
 
@@ -71,6 +91,7 @@ class CudaMfcc:
         if max_streams > MAX_GRID_Y:
             raise ValueError(f"CudaMfcc: max_streams must be <= {MAX_GRID_Y} (one grid row "
                              f"per stream), got {max_streams}; use several CudaMfcc objects")
+        self._owns_runner = runner is None
         if runner is None:
             from sdk.cuda.launch import CudaRunner
 
@@ -82,6 +103,15 @@ class CudaMfcc:
         self.ring_frames = history_frames + max_chunk_samples // config.hop_length + 1
         self.runner = runner
         self.module = runner.load(SOURCE, nvrtc.feature_defines(config))
+        #: dynamic shared memory of each mfcc_frames block (bytes)
+        self.frame_shared_bytes = mfcc_frames_shared_bytes(config)
+        if self.frame_shared_bytes > DEFAULT_SHARED_BYTES:
+            limit = getattr(runner, "max_shared_optin", None)
+            if limit is not None and self.frame_shared_bytes > limit:
+                raise ValueError(
+                    f"CudaMfcc: n_fft={config.n_fft} needs {self.frame_shared_bytes} B of "
+                    f"shared memory per frame block, over this GPU's {limit} B")
+            self.module.set_max_dynamic_shared("mfcc_frames", self.frame_shared_bytes)
         self._pos = np.zeros(max_streams, dtype=np.int64)  # host mirror of stream_pos
         n_fft, n_mfcc = config.n_fft, config.n_mfcc
         self._buffers: dict[str, int] = {}
@@ -193,6 +223,7 @@ class CudaMfcc:
             keep = sizes > start
             pieces = np.minimum(sizes[keep] - start, step)
             self._launch_accept(slots[keep], starts[keep] + start, pieces, view.ptr)
+        self.runner.keep_alive(view)  # the kernels still read it after we return
 
     @property
     def runner_stream(self) -> int | None:
@@ -223,6 +254,7 @@ class CudaMfcc:
             [pointer(b["accept_items"]), pointer(audio_ptr), pointer(b["audio_ring"]),
              pointer(b["stream_pos"]), pointer(b["mfcc_ring"]), ctypes.c_int(self.ring_frames),
              pointer(b["window"]), pointer(b["mel"]), pointer(b["dct"])],
+            shared_bytes=self.frame_shared_bytes,
         )
         self.module.launch(
             "mfcc_commit", (n_items, 1, 1), (GATHER_THREADS, 1, 1),
@@ -272,13 +304,14 @@ class CudaMfcc:
         if slots.size == 0 or num_frames == 0:
             return
         view = device_array(out, _F32, (slots.size, num_frames, c.feature_dim),
-                            "write_features out", self.runner_stream)
+                            "write_features out", self.runner_stream, writable=True)
         self.runner.wait_for(view.stream)
         self._check_frames(slots, c.mfcc_start(first),
                            c.mfcc_start(first + num_frames - 1) + c.mfcc_context,
                            "write_features")
         self._launch_gather("gather_feature_frames", slots, first, num_frames,
                             num_frames * c.feature_dim, [pointer(view.ptr)])
+        self.runner.keep_alive(view)
 
     def write_mfcc(self, stream_ids: StreamIds, first_frames: Sequence[int],
                    num_frames: int, out: Any, coefficient_major: bool = False) -> None:
@@ -294,13 +327,15 @@ class CudaMfcc:
             return
         shape = ((slots.size, c.n_mfcc, num_frames) if coefficient_major
                  else (slots.size, num_frames, c.n_mfcc))
-        view = device_array(out, _F32, shape, "write_mfcc out", self.runner_stream)
+        view = device_array(out, _F32, shape, "write_mfcc out", self.runner_stream,
+                            writable=True)
         self.runner.wait_for(view.stream)
         self._check_frames(slots, first, first + num_frames, "write_mfcc")
         stride_t, stride_c = (1, num_frames) if coefficient_major else (c.n_mfcc, 1)
         self._launch_gather("gather_mfcc", slots, first, num_frames, num_frames * c.n_mfcc,
                             [pointer(view.ptr), ctypes.c_longlong(num_frames * c.n_mfcc),
                              ctypes.c_longlong(stride_t), ctypes.c_longlong(stride_c)])
+        self.runner.keep_alive(view)
 
     def _gather_rows(self, stream_ids: StreamIds, first_frames: Sequence[int],
                      num_frames: int, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -326,8 +361,16 @@ class CudaMfcc:
         )
 
     def close(self) -> None:
-        """Free the device buffers (after the enqueued work finished)."""
+        """Free the device buffers (after the enqueued work finished); a runner made here
+        (no ``runner`` given) is closed too: its stream, pinned staging buffers, module and
+        context hold. Idempotent."""
+        if not self._buffers:
+            return
         self.runner.synchronize()
         for ptr in self._buffers.values():
             self.runner.free(ptr)
         self._buffers = {}
+        if self._owns_runner:
+            close = getattr(self.runner, "close", None)
+            if close is not None:
+                close()

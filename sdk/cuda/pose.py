@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from sdk.cuda.interop import device_array
-from sdk.cuda.launch import KernelRunner, pointer
+from sdk.cuda.interop import DeviceArray, device_array
+from sdk.cuda.launch import KernelArg, KernelRunner, pointer
 from sdk.pose_image import ImagingConfig, bone_groups, bone_half_widths
 from sdk.render import (
     BACKGROUND,
@@ -33,6 +33,13 @@ from sdk.skeleton import Skeleton
 
 SOURCE = "pose_image.cu"
 PIXEL_THREADS = 256
+MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y: frames per launch (longer calls are split)
+
+
+def frame_chunks(n_frames: int) -> list[tuple[int, int]]:
+    """(first frame, count) of the launches covering ``n_frames`` frames, one grid row per
+    frame and at most :data:`MAX_GRID_Y` rows each."""
+    return [(f, min(MAX_GRID_Y, n_frames - f)) for f in range(0, n_frames, MAX_GRID_Y)]
 
 
 class CudaPoseImager:
@@ -48,6 +55,7 @@ class CudaPoseImager:
 
     def __init__(self, skeleton: Skeleton, imaging: ImagingConfig, *,
                  stream: int | None = None, runner: KernelRunner | None = None) -> None:
+        self._owns_runner = runner is None
         if runner is None:
             from sdk.cuda.launch import CudaRunner
 
@@ -80,24 +88,22 @@ class CudaPoseImager:
         self.runner.upload(ptr, array)
         return ptr
 
-    def _points(self, points: Any, what: str) -> tuple[int, tuple[int, ...]]:
-        """Device pointer and shape of (..., J, 2) float32 points (host ones get uploaded)."""
+    def _points(self, points: Any, what: str) -> DeviceArray:
+        """Device view of (..., J, 2) float32 points (host ones get uploaded)."""
         j = self.skeleton.num_joints
         if isinstance(points, np.ndarray):
             array = np.ascontiguousarray(points, dtype=np.float32)
-            shape = array.shape
-            ptr = 0
+            view = DeviceArray(0, array.shape, array.dtype)
         else:
             view = device_array(points, np.float32, None, what,
                                 getattr(self.runner, "stream_handle", None))
             self.runner.wait_for(view.stream)
-            shape, ptr = view.shape, view.ptr
-        if len(shape) < 2 or shape[-2:] != (j, 2):
+        if len(view.shape) < 2 or view.shape[-2:] != (j, 2):
             raise ValueError(f"{what}: expected shape (..., {j}, 2) for skeleton "
-                             f"{self.skeleton.name!r}, got {shape}")
-        if not ptr:
-            ptr = self._scratch_upload(what, array)
-        return ptr, shape
+                             f"{self.skeleton.name!r}, got {view.shape}")
+        if not view.ptr:
+            view = DeviceArray(self._scratch_upload(what, array), view.shape, view.dtype)
+        return view
 
     def images(self, canonical: Any, out: Any) -> None:
         """``out`` = pose_images(canonical): float32 (..., H, W) device array in [0, 1].
@@ -107,25 +113,49 @@ class CudaPoseImager:
                 NaN joints draw nothing. A PoseSyncNet batch is (B, 9, J, 2).
             out: float32 device array of shape (..., H, W), C-contiguous.
         """
-        ptr, shape = self._points(canonical, "canonical")
+        canonical_view = self._points(canonical, "canonical")
+        ptr, shape = canonical_view.ptr, canonical_view.shape
         c = self.imaging
         n_frames = int(np.prod(shape[:-2], dtype=np.int64))
         target = device_array(out, np.float32, (*shape[:-2], c.height, c.width), "images out",
-                              getattr(self.runner, "stream_handle", None))
+                              getattr(self.runner, "stream_handle", None), writable=True)
         self.runner.wait_for(target.stream)
         if n_frames == 0:
             return
         sx, sy = c.pixels_per_unit
         blocks = -(-c.height * c.width // PIXEL_THREADS)
-        self.module.launch(
-            "pose_images", (blocks, n_frames, 1), (PIXEL_THREADS, 1, 1),
-            [pointer(ptr), ctypes.c_int(self.skeleton.num_joints), pointer(self._bones),
-             pointer(self._reach), ctypes.c_int(self._n_bones),
-             ctypes.c_float(float(np.float32(c.x_min))),
-             ctypes.c_float(float(np.float32(c.y_min))),
-             ctypes.c_float(float(sx)), ctypes.c_float(float(sy)), ctypes.c_int(c.height),
-             ctypes.c_int(c.width), pointer(target.ptr)],
-        )
+        j = self.skeleton.num_joints
+        for first, count in frame_chunks(n_frames):
+            self.module.launch(
+                "pose_images", (blocks, count, 1), (PIXEL_THREADS, 1, 1),
+                [pointer(ptr + first * j * 2 * 4), ctypes.c_int(j), pointer(self._bones),
+                 pointer(self._reach), ctypes.c_int(self._n_bones),
+                 ctypes.c_float(float(np.float32(c.x_min))),
+                 ctypes.c_float(float(np.float32(c.y_min))),
+                 ctypes.c_float(float(sx)), ctypes.c_float(float(sy)), ctypes.c_int(c.height),
+                 ctypes.c_int(c.width), pointer(target.ptr + first * c.height * c.width * 4)],
+            )
+        self.runner.keep_alive(canonical_view, target)
+
+    def images_to_host(self, canonical: Any) -> np.ndarray:
+        """:meth:`images` into a scratch device buffer, downloaded: float32 (..., H, W)
+        (the PSD's per-frame images when the PoseSyncNet embedding runs on the host)."""
+        shape = (canonical.shape if isinstance(canonical, np.ndarray)
+                 else device_array(canonical, np.float32, None, "canonical").shape)
+        c = self.imaging
+        host = np.empty((*shape[:-2], c.height, c.width), dtype=np.float32)
+        if host.size == 0:
+            return host
+        ptr, capacity = self._scratch.get("images_out", (0, 0))
+        if capacity < host.nbytes:
+            if ptr:
+                self.runner.synchronize()
+                self.runner.free(ptr)
+            ptr, capacity = self.runner.alloc(host.nbytes), host.nbytes
+            self._scratch["images_out"] = (ptr, capacity)
+        self.images(canonical, ptr)  # an int address: the shape images() expects is trusted
+        self.runner.download(host, ptr)
+        return host
 
     def preview(self, pixels: Any, size: tuple[int, int], out: Any, *,
                 saliency: np.ndarray | None = None, half_width: float = 1.5,
@@ -142,12 +172,13 @@ class CudaPoseImager:
         if not (half_width > 0 and detail_half_width > 0):
             raise ValueError(f"line half widths must be > 0 pixels, got {half_width} and "
                              f"{detail_half_width}")
-        ptr, shape = self._points(pixels, "pixels")
+        pixels_view = self._points(pixels, "pixels")
+        ptr, shape = pixels_view.ptr, pixels_view.shape
         if len(shape) != 3:
             raise ValueError(f"pixels: expected (T, J, 2), got {shape}")
         n_frames = shape[0]
         target = device_array(out, np.uint8, (n_frames, height, width, 3), "preview out",
-                              getattr(self.runner, "stream_handle", None))
+                              getattr(self.runner, "stream_handle", None), writable=True)
         self.runner.wait_for(target.stream)
         # Layers exactly as render_video_frames builds them.
         palette = {**GROUP_COLORS, **(colors or {})}
@@ -177,22 +208,36 @@ class CudaPoseImager:
         if n_frames == 0:
             return
         blocks = -(-height * width // PIXEL_THREADS)
-        self.module.launch(
-            "preview_rgb", (blocks, n_frames, 1), (PIXEL_THREADS, 1, 1),
-            [pointer(ptr), ctypes.c_int(self.skeleton.num_joints),
-             pointer(self._scratch_upload("bones", bones)),
-             pointer(self._scratch_upload("reach", reach)),
-             pointer(self._scratch_upload("layer_end", np.asarray(ends, np.int32))),
-             ctypes.c_int(len(layers)), pointer(self._scratch_upload("layer_rgb", rgb)),
-             pointer(self._scratch_upload("background",
-                                          np.asarray(background, np.float32))),
-             pointer(saliency_ptr), pointer(self._scratch_upload("bar_rgb", bar)),
-             ctypes.c_int(max(2, height // 32)), ctypes.c_int(height), ctypes.c_int(width),
-             pointer(target.ptr)],
-        )
+        j = self.skeleton.num_joints
+        constants: list[KernelArg] = [
+            pointer(self._scratch_upload("bones", bones)),
+            pointer(self._scratch_upload("reach", reach)),
+            pointer(self._scratch_upload("layer_end", np.asarray(ends, np.int32))),
+            ctypes.c_int(len(layers)), pointer(self._scratch_upload("layer_rgb", rgb)),
+            pointer(self._scratch_upload("background", np.asarray(background, np.float32))),
+        ]
+        bar_rgb = pointer(self._scratch_upload("bar_rgb", bar))
+        for first, count in frame_chunks(n_frames):
+            self.module.launch(
+                "preview_rgb", (blocks, count, 1), (PIXEL_THREADS, 1, 1),
+                [pointer(ptr + first * j * 2 * 4), ctypes.c_int(j), *constants,
+                 pointer(saliency_ptr + first * 4 if saliency_ptr else 0), bar_rgb,
+                 ctypes.c_int(max(2, height // 32)), ctypes.c_int(height),
+                 ctypes.c_int(width), pointer(target.ptr + first * height * width * 3)],
+            )
+        self.runner.keep_alive(pixels_view, target)
 
     def close(self) -> None:
+        """Free the device buffers; a runner made here (no ``runner`` given) is closed too
+        (its stream, pinned buffers, module and context hold). Idempotent."""
+        if not self._bones:
+            return
         self.runner.synchronize()
         for ptr in (self._bones, self._reach, *(p for p, _ in self._scratch.values())):
             self.runner.free(ptr)
+        self._bones = self._reach = 0
         self._scratch = {}
+        if self._owns_runner:
+            close = getattr(self.runner, "close", None)
+            if close is not None:
+                close()

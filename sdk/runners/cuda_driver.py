@@ -15,16 +15,15 @@ from sdk.runners.base import RunnerError
 
 
 def driver() -> Any:
-    """cuda-python's driver module (``cuda.bindings.driver``; ``cuda.cuda`` before 12.6)."""
+    """cuda-python's driver module, ``cuda.bindings.driver`` (cuda-python >= 12.6.1; the
+    older ``cuda.cuda`` module is gone in 13.0 and not used)."""
     try:
         from cuda.bindings import driver
-    except ImportError:
-        try:
-            from cuda import cuda as driver  # type: ignore[no-redef]
-        except ImportError as exc:
-            raise RunnerError(
-                "cuda-python is not installed; pip install 'gesturert[gpu]'"
-            ) from exc
+    except ImportError as exc:
+        raise RunnerError(
+            "cuda-python >= 12.6.1 (cuda.bindings) is not installed; "
+            "pip install 'gesturert[gpu]'"
+        ) from exc
     return driver
 
 

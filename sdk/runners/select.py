@@ -275,7 +275,8 @@ def create_stepper(bundle: Bundle, config: BackendConfig, chunk_frames: int | No
     LOG.info("gesturert backend: %s", choice.describe())
     spec = bundle.manifest.generator
     if choice.backend == TENSORRT:
-        from sdk.runners.tensorrt import TensorRTRunner, TensorRTStepper
+        from sdk.runners.tensorrt import TensorRTRunner
+        from sdk.runners.tensorrt_stepper import TensorRTStepper
 
         assert choice.engine is not None  # choose_backend sets it for tensorrt
         engine_runner = TensorRTRunner(bundle.path(choice.engine.file), device=config.device)

@@ -34,6 +34,7 @@ def build_emulator(defines: nvrtc.Defines, out_dir: Path) -> Path:
         raise RuntimeError("the CUDA emulation tests need a C++17 compiler (g++) on PATH")
     library = out_dir / "cuda_emu.so"
     command = [compiler, "-std=c++17", "-O2", "-ffp-contract=off", "-shared", "-fPIC",
+               "-fvisibility=hidden", "-fvisibility-inlines-hidden",
                f"-I{HERE}", f"-I{nvrtc.SOURCE_DIR}", *nvrtc.define_flags(defines),
                str(HARNESS), "-o", str(library)]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -43,21 +44,76 @@ def build_emulator(defines: nvrtc.Defines, out_dir: Path) -> Path:
     return library
 
 
-class EmulatedModule:
+#: emu::Schedule: the order threads run in each phase of a block (and blocks in a grid).
+FORWARD, REVERSED, RANDOM = 0, 1, 2
+
+
+class LaunchError(RuntimeError):
+    """An emulated launch failed: a bad configuration, too much shared memory, or a block
+    that broke the __syncthreads contract (the message says which)."""
+
+    def __init__(self, kernel: str, status: int, message: str) -> None:
+        super().__init__(f"{kernel}: {message}")
+        self.status = status
+
+
+def configure(library: ctypes.CDLL, schedule: int = RANDOM, seed: int = 1) -> None:
+    """Set the thread/block order of later launches (RANDOM: a new permutation per launch
+    and per phase, drawn from ``seed``)."""
+    library.emu_set_schedule.argtypes = [ctypes.c_int, ctypes.c_ulonglong]
+    library.emu_set_schedule(schedule, seed)
+
+
+def last_error(library: ctypes.CDLL) -> str:
+    library.emu_last_error.restype = ctypes.c_char_p
+    return library.emu_last_error().decode()
+
+
+def set_max_dynamic_shared(library: ctypes.CDLL, kernel: str, nbytes: int) -> None:
+    """The emulator's cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)."""
+    library.emu_set_max_dynamic_shared.argtypes = [ctypes.c_char_p, ctypes.c_uint]
+    library.emu_set_max_dynamic_shared(kernel.encode(), nbytes)
+
+
+class CheckingModule:
+    """A KernelModule that only checks each launch's configuration against the GPU limits
+    (the emulator's rules) and records it: for launches too big to execute on the CPU."""
+
     def __init__(self, library: ctypes.CDLL) -> None:
         self._library = library
         self.launches: list[tuple[str, tuple[int, int, int], tuple[int, int, int]]] = []
 
     def launch(self, kernel: str, grid: tuple[int, int, int], block: tuple[int, int, int],
-               args: Sequence[ctypes._SimpleCData]) -> None:
+               args: Sequence[ctypes._SimpleCData], shared_bytes: int = 0) -> None:
+        del args
+        dims = [ctypes.c_uint(int(n)) for n in (*grid, *block, shared_bytes, 0)]
+        self._library.emu_check_launch.restype = ctypes.c_int
+        status = self._library.emu_check_launch(kernel.encode(), *dims)
+        if status != 0:
+            raise LaunchError(kernel, status, last_error(self._library))
+        self.launches.append((kernel, grid, block))
+
+
+class EmulatedModule:
+    def __init__(self, library: ctypes.CDLL) -> None:
+        self._library = library
+        self.launches: list[tuple[str, tuple[int, int, int], tuple[int, int, int]]] = []
+
+    def set_max_dynamic_shared(self, kernel: str, nbytes: int) -> None:
+        set_max_dynamic_shared(self._library, kernel, nbytes)
+
+    def launch(self, kernel: str, grid: tuple[int, int, int], block: tuple[int, int, int],
+               args: Sequence[ctypes._SimpleCData], shared_bytes: int = 0) -> None:
         function = getattr(self._library, f"emu_{kernel}")
         function.restype = ctypes.c_int
-        dims = [ctypes.c_uint(int(n)) for n in (*grid, *block)]
-        if min(grid) <= 0 or min(block) <= 0:
-            raise ValueError(f"{kernel}: empty launch grid={grid} block={block}")
+        if min(grid) < 0 or min(block) < 0 or max(*grid, *block) >= 2**32:
+            raise ValueError(f"{kernel}: launch dimensions out of range grid={grid} "
+                             f"block={block}")
+        dims = [ctypes.c_uint(int(n)) for n in (*grid, *block, shared_bytes)]
         self.launches.append((kernel, grid, block))
-        if function(*dims, *args) != 0:
-            raise RuntimeError(f"{kernel}: a block broke the __syncthreads contract")
+        status = function(*dims, *args)
+        if status != 0:
+            raise LaunchError(kernel, status, last_error(self._library))
 
 
 class EmulatedRunner:
@@ -90,6 +146,9 @@ class EmulatedRunner:
 
     def wait_for(self, producer_stream: int | None) -> None:
         del producer_stream
+
+    def keep_alive(self, *views: object) -> None:
+        del views  # launches are synchronous: the memory is no longer in use
 
     def synchronize(self) -> None:
         pass
