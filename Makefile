@@ -52,3 +52,16 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .stubs .pytest_cache .mypy_cache .ruff_cache
+
+# The fleet tests (tests/test_fleet_*.py) run Debian's HAProxy and nginx on loopback.
+# Installed when missing (root, or sudo): apt-get update once, then apt-get install -y.
+FLEET_PACKAGES := haproxy nginx-light
+.PHONY: fleet-deps
+pytest: fleet-deps
+fleet-deps:
+	@if ! { command -v haproxy || test -x /usr/sbin/haproxy; } >/dev/null 2>&1 || \
+	    ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1; then \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $(FLEET_PACKAGES); \
+	fi
