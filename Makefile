@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest bundle bench clean
+.PHONY: setup demo test lint typecheck pytest bundle bench clean chromium
 
 setup: $(STAMP)
 
@@ -18,7 +18,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[cpu,demo,train,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[cpu,demo,train,dev,live]'
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps tensorrt-stubs==10.13.0.35.1
 	$(BIN)/python scripts/patch_trt_stubs.py
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps tritonclient==2.73.0
@@ -34,7 +34,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 # pytest exits 5 when it collects no test: that must fail loudly, not pass.
-pytest: setup
+pytest: setup chromium
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -52,6 +52,12 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .stubs .pytest_cache .mypy_cache .ruff_cache
+
+# The live page's browser test (tests/test_live_browser.py) drives Debian's chromium
+# headless with a fake microphone; install it once on a fresh machine (needs root/apt).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 # The fleet tests (tests/test_fleet_*.py) run Debian's HAProxy and nginx on loopback.
 # Installed when missing (root, or sudo): apt-get update once, then apt-get install -y.

@@ -24,6 +24,7 @@ import numpy as np
 from sdk.audio import AudioError, read_audio
 from sdk.bundle import BundleError
 from sdk.frames import PoseFrames
+from sdk.pose_output import OUTPUT_FORMATS, save_frames
 from sdk.runners.select import BACKENDS, BackendConfig, BackendError
 from sdk.streaming import GeneratorConfig, Stream, StreamError, StreamingGenerator
 
@@ -37,7 +38,11 @@ def register_stream(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     )
     parser.add_argument("bundle", type=Path, help="bundle directory or .tar")
     parser.add_argument("audio", type=Path, help="speech file (wav, flac, ogg, ...)")
-    parser.add_argument("--out", type=Path, required=True, help="output .npz of PoseFrames")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output .npz of PoseFrames (a directory for --format openpose-json)")
+    parser.add_argument("--format", choices=OUTPUT_FORMATS, default="npz",
+                        help="npz (default; with joint names, bones, fps) or openpose-json "
+                             "(one OpenPose 137-point JSON file per frame)")
     parser.add_argument("--realtime", action="store_true",
                         help="hand chunks over at the pace of live audio")
     parser.add_argument("--chunk-ms", type=float, default=20.0,
@@ -81,7 +86,10 @@ def run_stream(args: argparse.Namespace) -> int:
             print(f"gesturert stream: {args.audio}: {exc}", file=sys.stderr)
             return 2
     frames, step_times, latencies, wall = report
-    frames.save_npz(args.out, fps=np.array(generator.fps), backend=np.array(generator.backend_name))
+    manifest = generator.manifest
+    save_frames(args.out, frames, fmt=args.format, fps=generator.fps,
+                backend=generator.backend_name, skeleton=manifest.skeleton,
+                image_size=manifest.normalization.image_size)
     seconds = audio.shape[0] / rate
     print(f"backend: {generator.backend.describe()}")
     print(f"audio: {args.audio} ({seconds:.2f} s at {rate} Hz, {audio.shape[1]} channel(s)), "

@@ -218,6 +218,18 @@ class Stream:
         return self._total_frames
 
     @property
+    def num_feature_frames_queued(self) -> int:
+        """Feature frames accepted and not yet consumed by a step (a server's per-stream
+        backlog: ``num_feature_frames_queued / fps`` seconds of audio wait for the model)."""
+        with self._lock:
+            return self._queue.size
+
+    @property
+    def is_closed(self) -> bool:
+        """True after :meth:`close` (the stream can no longer be used)."""
+        return self._closed
+
+    @property
     def is_input_finished(self) -> bool:
         return self._total_frames is not None
 

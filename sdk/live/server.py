@@ -1,0 +1,464 @@
+"""``gesturert serve``: a WebSocket server on one shared StreamingGenerator.
+
+Library: ``websockets`` (asyncio, C speed-ups, no dependencies; its ``process_request``
+hook serves the browser page, ``/healthz`` and ``/stats`` on the WebSocket's own port).
+
+**Process model.** One asyncio loop, one :class:`~sdk.streaming.StreamingGenerator`, one
+:class:`~sdk.streaming.Stream` per connection. A pump task wakes every ``tick_seconds``;
+in one worker thread it feeds each session's coalesced audio, steps all ready streams
+as one batch (again while any stays ready), pops and encodes their frames. Model calls
+therefore never block the loop, and the loop keeps reading audio meanwhile. Stream
+creation and close also run in that thread (they take the generator's lock).
+
+**Bounded queues.** Inbound: a message may hold at most ``max_message_bytes``; while a
+session has more than ``max_backlog_seconds`` of audio not yet turned into frames, its
+socket is not read (TCP pushes back on the client; nothing is dropped). Outbound: at most
+``max_outbound_frames`` frames wait per connection; a client that stops reading past that
+is closed (error ``slow_consumer``, close 1008) and its stream freed: frames are never
+silently dropped.
+
+**Refusal and shutdown.** At ``max_streams`` sessions, or while the pump is overloaded
+(p95 pass time over ``overload_seconds``), a new connection gets error ``server_full``
+and close 1013. :meth:`LiveServer.drain` (SIGTERM/SIGINT in the CLI) reports not-ready
+on ``/healthz``, refuses new sessions, lets running ones finish for ``drain_seconds``,
+then sends their queued frames, error ``shutting_down`` and close 1001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import json
+import socket
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from sdk.live.protocol import (
+    CLOSE_CODES,
+    PROTOCOL_VERSION,
+    WEBSOCKET_PATH,
+    ProtocolError,
+    decode_audio,
+    error_message,
+    parse_json_message,
+    parse_start,
+    record_bytes,
+)
+from sdk.live.session import LATENCY_WINDOW, CloseRequest, Session
+from sdk.pose_image import bone_groups, bone_half_widths
+from sdk.render import (
+    BACKGROUND,
+    DRAW_ORDER,
+    GROUP_COLORS,
+    OTHER_COLOR,
+    SALIENCY_HIGH,
+    SALIENCY_LOW,
+    SALIENCY_TRACK,
+)
+from sdk.streaming import StreamError, StreamingGenerator
+
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC_FILES = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/javascript"),
+                "/worklet.js": ("worklet.js", "text/javascript")}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Limits and timing of :class:`LiveServer` (seconds, bytes, frames)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    max_streams: int = 256
+    tick_seconds: float = 0.033
+    max_message_bytes: int = 1 << 20
+    max_backlog_seconds: float = 2.0
+    max_outbound_frames: int = 150  # 10 s at 15 fps
+    overload_seconds: float = 0.25
+    start_timeout_seconds: float = 10.0
+    close_timeout_seconds: float = 2.0
+    drain_seconds: float = 10.0
+    reuse_port: bool = False  # SO_REUSEPORT: several processes share one port
+    socket_send_buffer_bytes: int | None = 1 << 16  # SO_SNDBUF per connection (None: OS's)
+
+    def __post_init__(self) -> None:
+        for name in ("max_streams", "max_message_bytes", "max_outbound_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ServerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("tick_seconds", "max_backlog_seconds", "overload_seconds",
+                     "start_timeout_seconds", "close_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ServerConfig.{name} must be > 0, got {getattr(self, name)}")
+
+
+class LiveServer:
+    """The server; ``await start()``, then ``await drain()`` (or ``await serve_until(event)``)."""
+
+    def __init__(self, generator: StreamingGenerator, config: ServerConfig) -> None:
+        self.generator = generator
+        self.config = config
+        self.draining = False
+        self._sessions: dict[int, Session] = {}
+        self._ids = itertools.count(1)
+        self._to_close: list[Any] = []
+        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gesturert")
+        self._server: Server | None = None
+        self._pump_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._started_at = time.monotonic()
+        self._latencies: deque[float] = deque(maxlen=8 * LATENCY_WINDOW)
+        self._produced: deque[tuple[float, int]] = deque()  # (time, frames) of the last 5 s
+        self._pass_seconds: deque[float] = deque(maxlen=64)
+        self._batch_sizes: deque[int] = deque(maxlen=64)
+        self.counters: Counter[str] = Counter()
+        self._closed_streams = 0  # written by the worker thread only
+        self._outbound_peak = 0  # most frames ever queued for one connection
+        skeleton = generator.manifest.skeleton
+        self._ready_fields = {
+            "type": "ready", "protocol": PROTOCOL_VERSION, "fps": generator.fps,
+            "lookahead_frames": generator.lookahead_frames,
+            "chunk_frames": generator.chunk_frames,
+            "algorithmic_latency_ms": round(generator.algorithmic_latency_seconds * 1e3, 3),
+            "backend": generator.backend_name, "num_joints": generator.num_joints,
+            "skeleton": skeleton.to_dict(),
+            "image_size": list(generator.manifest.normalization.image_size),
+            "frame_record_bytes": record_bytes(generator.num_joints),
+            "drawing": {  # sdk.render's look, so the page hard-codes no skeleton or colour
+                "bone_groups": list(bone_groups(skeleton)),
+                "bone_half_widths": [float(w) for w in bone_half_widths(skeleton, 1.5, 0.75)],
+                "group_colors": {g: list(GROUP_COLORS[g]) for g in DRAW_ORDER},
+                "other_color": list(OTHER_COLOR), "background": list(BACKGROUND),
+                "saliency_track": list(SALIENCY_TRACK), "saliency_low": list(SALIENCY_LOW),
+                "saliency_high": list(SALIENCY_HIGH)},
+        }
+
+    # ---- lifecycle ----
+    async def start(self) -> None:
+        """Bind and start serving (``config.port`` 0 picks a free port: see :attr:`port`)."""
+        cfg = self.config
+        self._server = await serve(
+            self._handle, cfg.host, cfg.port, process_request=self._http,
+            max_size=4 * cfg.max_message_bytes, max_queue=4, compression=None,
+            close_timeout=cfg.close_timeout_seconds, reuse_port=cfg.reuse_port or None)
+        self._pump_task = asyncio.create_task(self._pump())
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("LiveServer.start() first")
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    async def drain(self, drain_seconds: float | None = None) -> None:
+        """Graceful stop: not ready, let sessions finish, close the rest with 1001, stop."""
+        loop = asyncio.get_running_loop()
+        self.draining = True
+        wait = self.config.drain_seconds if drain_seconds is None else drain_seconds
+        deadline = loop.time() + wait
+        while self._sessions and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self._sessions.values()):
+            self._fail(session, "shutting_down", "the server is shutting down; reconnect to "
+                       "another server (the stream's state is lost)")
+        deadline = loop.time() + self.config.close_timeout_seconds + 2
+        while self._sessions and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        self._stopping = True
+        if self._pump_task is not None:
+            await self._pump_task
+        await loop.run_in_executor(self._worker, self._close_streams, self._take_to_close())
+        self._worker.shutdown(wait=True)
+
+    # ---- HTTP: page, health, stats ----
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == WEBSOCKET_PATH:
+            return None
+        if path == "/healthz":
+            status = self.status()
+            body = json.dumps({"status": status, "streams": len(self._sessions),
+                               "max_streams": self.config.max_streams})
+            code = HTTPStatus.OK if status == "ready" else HTTPStatus.SERVICE_UNAVAILABLE
+            return _response(code, body.encode(), "application/json")
+        if path == "/stats":
+            return _response(HTTPStatus.OK, json.dumps(self.stats()).encode(), "application/json")
+        if path in STATIC_FILES:
+            name, kind = STATIC_FILES[path]
+            return _response(HTTPStatus.OK, (STATIC_DIR / name).read_bytes(),
+                             f"{kind}; charset=utf-8")
+        return connection.respond(HTTPStatus.NOT_FOUND, f"no such path {path}; the WebSocket "
+                                  f"is at {WEBSOCKET_PATH}, the page at /\n")
+
+    def status(self) -> str:
+        """"ready", or why not: "draining", "full", "overloaded"."""
+        if self.draining:
+            return "draining"
+        if len(self._sessions) >= self.config.max_streams:
+            return "full"
+        if len(self._pass_seconds) >= 8 and \
+                np.percentile(self._pass_seconds, 95) > self.config.overload_seconds:
+            return "overloaded"
+        return "ready"
+
+    def stats(self) -> dict[str, Any]:
+        """Global and per-connection numbers (the ``/stats`` JSON)."""
+        now = time.monotonic()
+        while self._produced and self._produced[0][0] < now - 5:
+            self._produced.popleft()
+        lat = np.asarray(self._latencies) * 1e3
+        passes = np.asarray(self._pass_seconds) * 1e3
+        sessions = list(self._sessions.values())
+        return {
+            "status": self.status(), "streams": len(sessions),
+            "max_streams": self.config.max_streams,
+            "uptime_seconds": round(now - self._started_at, 3),
+            "backend": self.generator.backend_name,
+            "frames_per_second": round(sum(n for _, n in self._produced) / 5.0, 2),
+            "latency_ms_p50": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
+            "latency_ms_p99": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
+            "pump_pass_ms_p50": round(float(np.percentile(passes, 50)), 2) if passes.size else None,
+            "pump_pass_ms_p95": round(float(np.percentile(passes, 95)), 2) if passes.size else None,
+            "batch_mean": (round(float(np.mean(self._batch_sizes)), 2) if self._batch_sizes
+                           else None),
+            "backlog_seconds": round(sum(s.backlog_seconds() for s in sessions), 3),
+            "outbound_frames": sum(s.outbound_frames for s in sessions),
+            "streams_open": self.counters["streams_created"] - self._closed_streams,
+            "outbound_frames_peak": self._outbound_peak,
+            "counters": dict(self.counters),
+            "connections": [s.stats(now) for s in sessions[:1000]],
+        }
+
+    # ---- connections ----
+    def _refusal(self) -> tuple[str, str] | None:
+        status = self.status()
+        if status == "draining":
+            return "shutting_down", "the server is draining; connect to another server"
+        if status == "full":
+            return "server_full", f"server at capacity ({self.config.max_streams} streams); " \
+                "try again later or another server"
+        if status == "overloaded":
+            return "server_full", "server overloaded (model steps fall behind); try again later"
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        self.counters["connections"] += 1
+        cfg_close = self.config.close_timeout_seconds
+        refusal = self._refusal()
+        if refusal is not None:
+            self.counters[f"refused_{refusal[0]}"] += 1
+            try:
+                await ws.send(error_message(*refusal))
+                await ws.close(CLOSE_CODES[refusal[0]], refusal[0])
+            except ConnectionClosed:
+                pass
+            return
+        peer = ws.remote_address
+        session = Session(next(self._ids), f"{peer[0]}:{peer[1]}" if peer else "?",
+                          fps=self.generator.fps, chunk_frames=self.generator.chunk_frames)
+        self._sessions[session.id] = session
+        session.websocket = ws
+        sock = ws.transport.get_extra_info("socket")
+        if self.config.socket_send_buffer_bytes and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                            self.config.socket_send_buffer_bytes)
+        session.sender = asyncio.create_task(self._send_loop(session, ws))
+        try:
+            await self._converse(session, ws)
+        except ProtocolError as exc:
+            self._fail(session, exc.code, exc.message)
+        except ConnectionClosed:
+            pass
+        except StreamError as exc:  # create_stream refused (e.g. generator closed)
+            self._fail(session, "internal", str(exc))
+        finally:
+            if session.closing:
+                await asyncio.wait([session.sender], timeout=cfg_close + 1)
+            session.sender.cancel()
+            if not session.done and session.start is not None:
+                self.counters["disconnected_mid_stream"] += 1
+            del self._sessions[session.id]
+            if session.stream is not None:
+                self._to_close.append(session.stream)
+
+    async def _converse(self, session: Session, ws: ServerConnection) -> None:
+        cfg = self.config
+        try:
+            first = await asyncio.wait_for(ws.recv(), cfg.start_timeout_seconds)
+        except TimeoutError:
+            raise ProtocolError("start_timeout", f"no start message within "
+                                f"{cfg.start_timeout_seconds:g} s") from None
+        if isinstance(first, bytes):
+            raise ProtocolError("audio_before_start", "binary audio before the start message; "
+                                'send {"type": "start", ...} first')
+        self._check_size(first)
+        start = parse_start(parse_json_message(first))
+        loop = asyncio.get_running_loop()
+        stream = await loop.run_in_executor(self._worker, self.generator.create_stream,
+                                            start.seed)
+        session.start, session.stream = start, stream
+        self.counters["streams_created"] += 1
+        session.outbox.put_nowait((json.dumps({**self._ready_fields, "stream_id": session.id,
+                                               "frame_format": start.frame_format}), 0))
+        session.room.set()
+        while True:
+            while session.backlog_seconds() > cfg.max_backlog_seconds and not session.closing:
+                session.room.clear()
+                await session.room.wait()
+            message = await ws.recv()
+            if session.closing:
+                continue
+            self._check_size(message)
+            if isinstance(message, bytes):
+                if session.end_requested:
+                    raise ProtocolError("unexpected_message", "audio after the end message")
+                session.add_audio(decode_audio(message, start), time.monotonic())
+                continue
+            kind = parse_json_message(message)["type"]
+            if kind == "end":
+                session.request_end(time.monotonic())
+            else:
+                raise ProtocolError("unexpected_message", f"unexpected {kind!r} message after "
+                                    f"start; expected binary audio or end")
+
+    def _check_size(self, message: str | bytes) -> None:
+        if len(message) > self.config.max_message_bytes:
+            raise ProtocolError("message_too_big", f"a message of {len(message)} bytes is over "
+                                f"the limit of {self.config.max_message_bytes}; send smaller "
+                                f"chunks")
+
+    def _fail(self, session: Session, code: str, message: str) -> None:
+        """Queue an error message and the close (after the frames already queued)."""
+        if session.closing:
+            return
+        session.closing = True
+        session.room.set()
+        self.counters[f"error_{code}"] += 1
+        session.outbox.put_nowait((error_message(code, message), 0))
+        session.outbox.put_nowait(CloseRequest(CLOSE_CODES[code], code))
+
+    async def _send_loop(self, session: Session, ws: ServerConnection) -> None:
+        try:
+            while True:
+                item = await session.outbox.get()
+                if isinstance(item, CloseRequest):
+                    await ws.close(item.code, item.reason)
+                    return
+                payload, count = item
+                await ws.send(payload)
+                session.outbound_frames -= count
+                if count:
+                    session.frames_sent += count
+                    session.last_frame_at = time.monotonic()
+                    session.first_frame_at = session.first_frame_at or session.last_frame_at
+        except ConnectionClosed:
+            return
+
+    def _slow_consumer(self, session: Session) -> None:
+        """The client stopped reading: stop sending, close 1008, free the stream."""
+        session.closing = True
+        session.room.set()
+        self.counters["error_slow_consumer"] += 1
+        if session.sender is not None:
+            session.sender.cancel()
+        if session.websocket is not None:
+            session.sender = asyncio.create_task(session.websocket.close(
+                CLOSE_CODES["slow_consumer"], "slow_consumer"))
+
+    # ---- the pump ----
+    def _take_to_close(self) -> list[Any]:
+        streams, self._to_close = self._to_close, []
+        return streams
+
+    def _close_streams(self, streams: list[Any]) -> None:
+        """Worker thread: free the streams of ended connections."""
+        for stream in streams:
+            stream.close()
+        self._closed_streams += len(streams)
+
+    async def _pump(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            began = loop.time()
+            sessions = [s for s in self._sessions.values() if s.has_work()]
+            if sessions or self._to_close:
+                jobs = [(s, s.take_audio()) for s in sessions]
+                results = await loop.run_in_executor(self._worker, self._work, jobs,
+                                                     self._take_to_close())
+                self._deliver(results)
+                self._pass_seconds.append(loop.time() - began)
+            await asyncio.sleep(max(0.0, self.config.tick_seconds - (loop.time() - began)))
+
+    def _work(self, jobs: list[tuple[Session, tuple[np.ndarray | None, bool]]],
+              closing: list[Any]) -> list[tuple[Session, Any, Any, str | None]]:
+        """Worker thread: close, feed, step every ready stream batched, collect frames."""
+        self._close_streams(closing)
+        results: list[tuple[Session, Any, Any, str | None]] = []
+        live = []
+        for session, (audio, ended) in jobs:
+            try:
+                session.process(audio, ended)
+                live.append(session)
+            except StreamError as exc:
+                results.append((session, None, None, str(exc)))
+        gen = self.generator
+        ready = [s.stream for s in live if s.stream is not None and gen.is_ready(s.stream)]
+        while ready:
+            self._batch_sizes.append(len(ready))
+            gen.step(ready)
+            ready = [s for s in ready if gen.is_ready(s)]
+        results += [(s, *s.collect(), None) for s in live]
+        return results
+
+    def _deliver(self, results: list[tuple[Session, Any, Any, str | None]]) -> None:
+        now = time.monotonic()
+        cfg = self.config
+        for session, frames, message, error in results:
+            if error is not None:
+                self._fail(session, "bad_audio", error)
+                continue
+            if session.closing or session.id not in self._sessions:
+                continue
+            if message is not None:
+                count = len(frames)
+                if session.outbound_frames + count > cfg.max_outbound_frames:
+                    self._slow_consumer(session)
+                    continue
+                session.latency_of(frames, now)
+                self._latencies.extend(list(session.latencies)[-count:])
+                self._produced.append((now, count))
+                session.frames_produced += count
+                session.outbound_frames += count
+                session.outbound_frames_peak = max(session.outbound_frames_peak,
+                                                   session.outbound_frames)
+                self._outbound_peak = max(self._outbound_peak, session.outbound_frames)
+                session.outbox.put_nowait((message, count))
+            if session.done:
+                self._finish(session)
+            elif session.backlog_seconds() <= cfg.max_backlog_seconds:
+                session.room.set()
+
+    def _finish(self, session: Session) -> None:
+        session.closing = True
+        session.room.set()
+        session.outbox.put_nowait((json.dumps({
+            "type": "end", "frames": session.frames_produced,
+            "audio_seconds": session.stats(time.monotonic())["audio_seconds"]}), 0))
+        session.outbox.put_nowait(CloseRequest(1000, "end of stream"))
+
+
+def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
+                       ("Cache-Control", "no-store")])
+    return Response(status.value, status.phrase, headers, body)

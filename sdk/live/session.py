@@ -1,0 +1,172 @@
+"""One client connection of ``gesturert serve``: its stream, queues, latency and counters.
+
+Threading: the asyncio loop owns everything here except :meth:`Session.process`, which
+the server's single worker thread runs (feeding audio, ``input_finished``, popping and
+encoding frames) while the loop waits for it. The loop only hands audio over through
+:meth:`take_audio` (under no lock: the worker runs while the loop awaits it, so the two
+never touch a session at the same time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sdk.frames import PoseFrames
+from sdk.live.protocol import (
+    StartRequest,
+    encode_frames_binary,
+    encode_frames_json,
+    last_sample_of_frame,
+)
+from sdk.streaming import Stream
+
+LATENCY_WINDOW = 512  # latencies kept per session and (x8) for the server
+
+
+@dataclass
+class CloseRequest:
+    """Outbox item: close the WebSocket with ``code`` and ``reason``."""
+
+    code: int
+    reason: str
+
+
+@dataclass
+class Session:
+    """A connection's state. ``stream`` is set once the start message is accepted.
+
+    Attributes:
+        id: server-unique number.
+        peer: "host:port" of the client.
+        outbox: (message, frames in it) for the sender task, a CloseRequest last.
+        outbound_frames: frames queued in ``outbox`` and not yet written to the socket.
+    """
+
+    id: int
+    peer: str
+    connected_at: float = field(default_factory=time.monotonic)
+    fps: int = 15  # the generator's, set by the server
+    chunk_frames: int = 1
+    start: StartRequest | None = None
+    stream: Stream | None = None
+    outbox: asyncio.Queue[tuple[bytes | str, int] | CloseRequest] = field(
+        default_factory=asyncio.Queue)
+    outbound_frames: int = 0
+    outbound_frames_peak: int = 0
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # set while backlog is under cap
+    end_requested: bool = False
+    finished: bool = False  # input_finished called (worker)
+    done: bool = False  # every frame produced (worker)
+    closing: bool = False
+    websocket: Any = None  # the connection (server side)
+    sender: asyncio.Task[Any] | None = None  # the task writing ``outbox`` to the socket
+    frames_sent: int = 0
+    frames_produced: int = 0
+    first_frame_at: float | None = None
+    last_frame_at: float | None = None
+    audio_messages: int = 0
+    samples_received: int = 0
+    queued_feature_frames: int = 0  # stream backlog after the last step (worker)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    _pending: list[np.ndarray] = field(default_factory=list)
+    _pending_samples: int = 0
+    _arrivals: deque[tuple[int, float]] = field(default_factory=deque)  # (end sample, time)
+    _end_at: float = 0.0
+
+    # ---- loop side ----
+    def add_audio(self, samples: np.ndarray, now: float) -> None:
+        """Queue a decoded (N, C) audio message received at ``now`` (monotonic seconds)."""
+        if len(samples) == 0:
+            return
+        self._pending.append(samples)
+        self._pending_samples += len(samples)
+        self.samples_received += len(samples)
+        self.audio_messages += 1
+        self._arrivals.append((self.samples_received, now))
+
+    def request_end(self, now: float) -> None:
+        self.end_requested = True
+        self._end_at = now
+
+    def backlog_seconds(self) -> float:
+        """Audio received and not yet turned into frames: pending + queued feature frames."""
+        if self.start is None or self.stream is None:
+            return 0.0
+        return (self._pending_samples / self.start.sample_rate
+                + self.queued_feature_frames / self.fps)
+
+    def has_work(self) -> bool:
+        """Whether the worker has something to do for this session."""
+        return self.stream is not None and not self.done and not self.closing and (
+            bool(self._pending) or (self.end_requested and not self.finished)
+            or self.queued_feature_frames >= self.chunk_frames)
+
+    def take_audio(self) -> tuple[np.ndarray | None, bool]:
+        """Hand the pending audio to the worker as one (N, C) block (None when there is none),
+        and whether ``end`` came before it (then the worker finishes the input after it)."""
+        ended = self.end_requested  # read before the audio: all audio precedes end
+        if not self._pending:
+            return None, ended
+        block = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        self._pending, self._pending_samples = [], 0
+        return block, ended
+
+    def latency_of(self, frames: PoseFrames, now: float) -> None:
+        """Record receive-to-ready latency of ``frames``: from the arrival of the audio message
+        holding each frame's last sample (or of ``end``, for the tail) to ``now``."""
+        assert self.start is not None and self.stream is not None  # internal: started sessions
+        rate, fps = self.start.sample_rate, self.fps
+        for k in frames.index:
+            last = last_sample_of_frame(int(k), rate, fps)
+            while self._arrivals and self._arrivals[0][0] <= last:
+                self._arrivals.popleft()
+            arrived = self._arrivals[0][1] if self._arrivals else self._end_at
+            self.latencies.append(now - arrived)
+
+    # ---- worker side ----
+    def process(self, audio: np.ndarray | None, ended: bool) -> None:
+        """Feed ``audio`` and, if ``ended``, finish the input (worker thread; the arguments
+        are :meth:`take_audio`'s: ``end_requested`` may change while the worker runs)."""
+        assert self.start is not None and self.stream is not None
+        if audio is not None:
+            self.stream.accept_waveform(audio, self.start.sample_rate)
+        if ended and not self.finished:
+            self.stream.input_finished()
+            self.finished = True
+
+    def collect(self) -> tuple[PoseFrames, bytes | str | None]:
+        """Pop the produced frames and encode them (worker thread)."""
+        assert self.start is not None and self.stream is not None
+        frames = self.stream.pop_frames()
+        self.queued_feature_frames = self.stream.num_feature_frames_queued
+        self.done = self.stream.is_done
+        if not len(frames):
+            return frames, None
+        if self.start.frame_format == "json":
+            return frames, encode_frames_json(frames)
+        return frames, encode_frames_binary(frames)
+
+    # ---- stats ----
+    def stats(self, now: float) -> dict[str, object]:
+        span = (self.last_frame_at or now) - (self.first_frame_at or now)
+        lat = np.asarray(self.latencies) * 1e3
+        return {
+            "id": self.id, "peer": self.peer,
+            "seconds": round(now - self.connected_at, 3),
+            "sample_rate": None if self.start is None else self.start.sample_rate,
+            "audio_seconds": (0.0 if self.start is None
+                              else round(self.samples_received / self.start.sample_rate, 3)),
+            "frames_sent": self.frames_sent,
+            "frames_per_second": round((self.frames_sent - 1) / span, 2) if span > 0 else None,
+            "latency_ms_p50": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
+            "latency_ms_p99": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
+            "backlog_seconds": round(self.backlog_seconds(), 3),
+            "outbound_frames": self.outbound_frames,
+            "outbound_frames_peak": self.outbound_frames_peak,
+        }
