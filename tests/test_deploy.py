@@ -32,7 +32,7 @@ from helpers_fleet import (
     render_nginx,
 )
 
-from sdk.fleet import LIVE_PATH, READY_PATH, SPEAKER_PARAM
+from sdk.live.fleet import LIVE_PATH, READY_PATH, SPEAKER_PARAM
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "kubernetes" / "gesturert.yaml"

@@ -1,4 +1,4 @@
-"""sdk.fleet on its own: the worker supervisor of ``gesturert serve --workers N``."""
+"""sdk.live.fleet on its own: the worker supervisor of ``gesturert serve --workers N``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers_fleet import Process, wait_for
 
-from sdk.fleet import WORKER_ENV
+from sdk.live.fleet import WORKER_ENV
 
 # ---------------------------------------------------------------- the worker supervisor
 # Children are small Python programs standing in for `gesturert serve` workers: they
@@ -28,7 +28,7 @@ sys.exit(3)
 
 _SUPERVISOR = """
 import sys
-from sdk.fleet import run_workers
+from sdk.live.fleet import run_workers
 code = run_workers([sys.executable, "-c", sys.argv[1], sys.argv[2]], int(sys.argv[3]),
                    grace_seconds=5.0)
 sys.exit(code)
