@@ -5,15 +5,13 @@ runs out; every process is started in its own session (process group) and stoppe
 PID (SIGTERM, then SIGKILL after a bound), so a failing test leaves nothing behind.
 
 The balancer configurations are the shipped files under deploy/; the tests change only
-their addresses (``render_haproxy`` / ``render_nginx``), so what is tested is what ships.
+their addresses (benchmarks.balancers), so what is tested is what ships.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,10 +21,18 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-HAPROXY_CFG = REPO / "deploy" / "haproxy" / "haproxy.cfg"
-NGINX_CONF = REPO / "deploy" / "nginx" / "gesturert.conf"
-LOOPBACK = "127.0.0.1"
+from benchmarks.balancers import (
+    HAPROXY_CFG,
+    LOOPBACK,
+    NGINX_CONF,
+    balancer_binary,
+    balancer_command,
+    render_haproxy,
+    render_nginx,
+)
+
+__all__ = ["HAPROXY_CFG", "NGINX_CONF", "balancer_binary", "render_haproxy", "render_nginx"]
+
 
 
 def free_port() -> int:
@@ -116,72 +122,19 @@ class Process:
             return f"(no log: {exc})"
 
 
-def _replace_lines(text: str, pattern: str, new_lines: Sequence[str], what: str) -> str:
-    """Replace the consecutive lines matching ``pattern`` with ``new_lines`` (same indent)."""
-    regex = re.compile(rf"^([ \t]*){pattern}.*\n", re.M)
-    matches = list(regex.finditer(text))
-    if not matches:
-        raise ValueError(f"no {what} line (pattern {pattern!r}) in the shipped config; "
-                         "the fleet tests rewrite only those lines")
-    indent = matches[0].group(1)
-    block = "".join(f"{indent}{line}\n" for line in new_lines)
-    out = text[:matches[0].start()] + block
-    position = matches[0].end()
-    for match in matches[1:]:
-        out += text[position:match.start()]
-        position = match.end()
-    return out + text[position:]
-
-
-def render_haproxy(listen_port: int, stats_port: int, backends: Sequence[tuple[str, int]],
-                   shipped: str | None = None) -> str:
-    """The shipped haproxy.cfg with loopback addresses: frontend, stats and servers."""
-    text = shipped if shipped is not None else HAPROXY_CFG.read_text()
-    text = _replace_lines(text, r"bind 127\.0\.0\.1:\d+", [f"bind {LOOPBACK}:{stats_port}"],
-                          "stats bind")
-    text = _replace_lines(text, r"bind :\d+", [f"bind {LOOPBACK}:{listen_port}"], "frontend bind")
-    servers = [f"server {name} {LOOPBACK}:{port} check" for name, port in backends]
-    return _replace_lines(text, r"server \S+ \S+ check", servers, "server")
-
-
-def render_nginx(listen_port: int, backends: Sequence[tuple[str, int]], workdir: Path,
-                 shipped: str | None = None) -> str:
-    """A main nginx.conf for ``workdir`` holding the shipped gesturert.conf, on loopback."""
-    text = shipped if shipped is not None else NGINX_CONF.read_text()
-    text = _replace_lines(text, r"listen \d+;", [f"listen {LOOPBACK}:{listen_port};"], "listen")
-    servers = [f"server {LOOPBACK}:{port} max_fails=1 fail_timeout=5s;  # {name}"
-               for name, port in backends]
-    text = _replace_lines(text, r"server \d+\.\d+\.\d+\.\d+:\d+ ", servers, "upstream server")
-    (workdir / "gesturert.conf").write_text(text)
-    temp = "\n".join(f"    {kind}_temp_path {workdir}/{kind}_temp;"
-                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    return (f"daemon off;\nworker_processes 1;\npid {workdir}/nginx.pid;\n"
-            f"error_log {workdir}/error.log notice;\n"
-            "events { worker_connections 1024; }\n"
-            f"http {{\n    access_log {workdir}/access.log;\n{temp}\n"
-            f"    include {workdir}/gesturert.conf;\n}}\n")
-
-
 def balancer_missing(name: str) -> str | None:
     """None when ``haproxy``/``nginx`` is installed, else a skip reason naming the fix."""
-    if shutil.which(name) or Path(f"/usr/sbin/{name}").exists():
+    if balancer_binary(name) is not None:
         return None
     package = "nginx-light" if name == "nginx" else name
-    return (f"{name} is not installed; `make test` installs it (apt-get install -y {package})")
-
-
-def balancer_binary(name: str) -> str:
-    return shutil.which(name) or f"/usr/sbin/{name}"
+    return f"{name} is not installed; `make test` installs it (apt-get install -y {package})"
 
 
 def start_haproxy(workdir: Path, listen_port: int, stats_port: int,
                   backends: Sequence[tuple[str, int]], timeout: float = 10.0) -> Process:
     """HAProxy in the foreground on the shipped config; returns once it accepts."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = workdir / "haproxy.cfg"
-    cfg.write_text(render_haproxy(listen_port, stats_port, backends))
-    proc = Process([balancer_binary("haproxy"), "-db", "-f", str(cfg)],
-                   workdir / "haproxy.log")
+    command = balancer_command("haproxy", workdir, listen_port, backends, stats_port)
+    proc = Process(command, workdir / "haproxy.log")
     _wait_listening(proc, listen_port, timeout, "haproxy")
     return proc
 
@@ -189,11 +142,8 @@ def start_haproxy(workdir: Path, listen_port: int, stats_port: int,
 def start_nginx(workdir: Path, listen_port: int, backends: Sequence[tuple[str, int]],
                 timeout: float = 10.0) -> Process:
     """nginx in the foreground on the shipped gesturert.conf; returns once it accepts."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    conf = workdir / "nginx.conf"
-    conf.write_text(render_nginx(listen_port, backends, workdir))
-    proc = Process([balancer_binary("nginx"), "-e", str(workdir / "error.log"),
-                    "-p", str(workdir), "-c", str(conf)], workdir / "nginx.log")
+    proc = Process(balancer_command("nginx", workdir, listen_port, backends),
+                   workdir / "nginx.log")
     _wait_listening(proc, listen_port, timeout, "nginx")
     return proc
 

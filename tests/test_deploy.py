@@ -235,12 +235,13 @@ def test_haproxy_accepts_the_shipped_config(tmp_path: Path) -> None:
         pytest.skip(reason)
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(render_haproxy(free_port(), free_port(), [("a", 9001), ("b", 9002)]))
-    check = subprocess.run([balancer_binary("haproxy"), "-c", "-f", str(cfg)], capture_output=True,
-                           text=True, timeout=30)
+    haproxy = str(balancer_binary("haproxy"))
+    check = subprocess.run([haproxy, "-c", "-f", str(cfg)], capture_output=True, text=True,
+                           timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
     cfg.write_text(cfg.read_text().replace("timeout tunnel 1h", "timeout tunel 1h"))
-    broken = subprocess.run([balancer_binary("haproxy"), "-c", "-f", str(cfg)], capture_output=True,
-                            text=True, timeout=30)
+    broken = subprocess.run([haproxy, "-c", "-f", str(cfg)], capture_output=True, text=True,
+                            timeout=30)
     assert broken.returncode != 0  # the check can fail
 
 
@@ -251,9 +252,10 @@ def test_nginx_accepts_the_shipped_config(tmp_path: Path) -> None:
     conf = tmp_path / "nginx.conf"
 
     def nginx_t() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([balancer_binary("nginx"), "-t", "-e", str(tmp_path / "error.log"),
-                               "-p", str(tmp_path), "-c", str(conf)], capture_output=True,
-                              text=True, timeout=30)
+        nginx = str(balancer_binary("nginx"))
+        return subprocess.run([nginx, "-t", "-e", str(tmp_path / "error.log"), "-p",
+                               str(tmp_path), "-c", str(conf)], capture_output=True, text=True,
+                              timeout=30)
 
     conf.write_text(render_nginx(free_port(), [("a", 9001), ("b", 9002)], tmp_path))
     check = nginx_t()
