@@ -1,6 +1,7 @@
 """``gesturert bench``: latency, streams, MFCC, PSD path, cold start, trtexec -> JSON/MD/PNG.
 
     gesturert bench [--quick] [--out DIR] [--bundle BUNDLE] [--compare-sliding-window]
+    gesturert bench --serve [--serve-seconds 6] [--serve-workers 2] [--out DIR]
 
 Without ``--bundle`` a benchmark bundle is made (once, then reused from --bundle-cache)
 from a freshly initialised generator of the DEFAULT config exported through export/:
@@ -66,6 +67,14 @@ def register_bench(subparsers: Any) -> None:
                         help=f"where the made bundle is kept (default {_cache_dir()})")
     parser.add_argument("--compare-sliding-window", action="store_true",
                         help="also run stateful vs sliding-window re-inference (issue 9)")
+    parser.add_argument("--serve", action="store_true",
+                        help="instead: real-time WebSocket clients against `gesturert serve` "
+                        "(1..512 clients, 1 and --serve-workers processes; default bundle: "
+                        "the shipped one); writes serve.json/.md/.png")
+    parser.add_argument("--serve-seconds", type=float, default=6.0,
+                        help="speech each client streams per point of --serve (default 6)")
+    parser.add_argument("--serve-workers", type=int, default=2,
+                        help="SO_REUSEPORT processes for --serve's scaling run (default 2)")
     parser.set_defaults(func=run_bench)
 
 
@@ -172,6 +181,15 @@ def run_bench(args: argparse.Namespace) -> int:
     from benchmarks.common import load_average, machine_info
     from benchmarks.report import default_out_dir, goal_rows, sliding_window_goals, write_report
 
+    if args.serve:
+        from benchmarks.serve import default_out_dir as serve_out_dir
+        from benchmarks.serve import run_serve_bench
+        from sdk.demo import DEFAULT_BUNDLE
+
+        for path in run_serve_bench(args.bundle or DEFAULT_BUNDLE, args.out or serve_out_dir(),
+                                    args.serve_seconds, args.serve_workers):
+            print(f"wrote {path}")
+        return 0
     plan = QUICK if args.quick else FULL
     started = time.perf_counter()
     try:

@@ -146,3 +146,16 @@ def test_importing_sdk_or_the_cli_plugin_loads_no_websockets() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_protocol_doc_states_the_servers_default_limits() -> None:
+    from sdk.live.server import ServerConfig
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    config = ServerConfig()
+    assert f"at most {config.max_message_bytes >> 20} MiB per message" in text
+    assert f"more than {config.max_backlog_seconds:g} s of audio" in text
+    assert f"at most {config.max_outbound_frames} frames" in text
+    assert f"a {config.socket_send_buffer_bytes >> 10} KiB socket" in text
+    assert f"within {config.start_timeout_seconds:g} s" in text
+    assert f"server's {round(config.tick_seconds * 1e3)} ms stepping tick" in text

@@ -1,7 +1,7 @@
 """``gesturert serve`` and ``gesturert client``: the live server and a file client.
 
     gesturert serve BUNDLE [--host 127.0.0.1] [--port 8765] [--backend auto]
-                    [--max-streams N] [--reuse-port] [--drain-seconds 10]
+                    [--max-streams N] [--threads 1] [--reuse-port] [--drain-seconds 10]
     gesturert client URL AUDIO --out frames.npz [--realtime] [--chunk-ms 20] [--seed 0]
                      [--format npz|openpose-json]
 
@@ -37,6 +37,9 @@ def register_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     parser.add_argument("--max-streams", type=int, default=256,
                         help="most concurrent streams; more are refused with close 1013 "
                              "(default 256)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="onnxruntime intra-op threads (default 1: one serving process "
+                             "per core scales better; 0 = onnxruntime's default, all cores)")
     parser.add_argument("--reuse-port", action="store_true",
                         help="bind with SO_REUSEPORT so several processes share the port")
     parser.add_argument("--drain-seconds", type=float, default=10.0,
@@ -85,7 +88,8 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         config = ServerConfig(host=args.host, port=args.port, max_streams=args.max_streams,
                               reuse_port=args.reuse_port, drain_seconds=args.drain_seconds)
-        generator = StreamingGenerator(GeneratorConfig(args.bundle, BackendConfig(args.backend)))
+        backend = BackendConfig(args.backend, intra_op_num_threads=args.threads)
+        generator = StreamingGenerator(GeneratorConfig(args.bundle, backend))
     except (BundleError, BackendError, ValueError) as exc:
         print(f"gesturert serve: {exc}", file=sys.stderr)
         return 2

@@ -410,7 +410,7 @@ class LiveServer:
                 results = await loop.run_in_executor(self._worker, self._work, jobs,
                                                      self._take_to_close())
                 self._deliver(results)
-                self._pass_seconds.append(loop.time() - began)
+            self._pass_seconds.append(loop.time() - began)  # idle passes count: ~0 s
             await asyncio.sleep(max(0.0, self.config.tick_seconds - (loop.time() - began)))
 
     def _work(self, jobs: list[tuple[Session, tuple[np.ndarray | None, bool]]],
@@ -448,8 +448,7 @@ class LiveServer:
                 if session.outbound_frames + count > cfg.max_outbound_frames:
                     self._slow_consumer(session)
                     continue
-                session.latency_of(frames, now)
-                self._latencies.extend(list(session.latencies)[-count:])
+                self._latencies.extend(session.latency_of(frames, now))
                 self._produced.append((now, count))
                 session.frames_produced += count
                 session.outbound_frames += count

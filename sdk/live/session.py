@@ -117,17 +117,21 @@ class Session:
         self._pending, self._pending_samples = [], 0
         return block, ended
 
-    def latency_of(self, frames: PoseFrames, now: float) -> None:
-        """Record receive-to-ready latency of ``frames``: from the arrival of the audio message
-        holding each frame's last sample (or of ``end``, for the tail) to ``now``."""
+    def latency_of(self, frames: PoseFrames, now: float) -> list[float]:
+        """Receive-to-ready latency (s) of ``frames``, also kept in :attr:`latencies`: from the
+        arrival of the audio message holding each frame's last sample (or of ``end``, for
+        the tail) to ``now``."""
         assert self.start is not None and self.stream is not None  # internal: started sessions
         rate, fps = self.start.sample_rate, self.fps
+        found = []
         for k in frames.index:
             last = last_sample_of_frame(int(k), rate, fps)
             while self._arrivals and self._arrivals[0][0] <= last:
                 self._arrivals.popleft()
             arrived = self._arrivals[0][1] if self._arrivals else self._end_at
-            self.latencies.append(now - arrived)
+            found.append(now - arrived)
+        self.latencies.extend(found)
+        return found
 
     # ---- worker side ----
     def process(self, audio: np.ndarray | None, ended: bool) -> None:

@@ -1,0 +1,67 @@
+"""`gesturert bench --serve`: one real sweep point, and the report's goal verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmarks.serve import markdown, plot, sweep
+from benchmarks.serve_load import RATE
+from sdk.audio import load_audio
+from sdk.demo import DATA_DIR, DEFAULT_BUNDLE
+from sdk.streaming import StreamingGenerator
+
+
+@pytest.mark.slow
+def test_a_sweep_point_measures_every_frame_of_every_client() -> None:
+    with StreamingGenerator(DEFAULT_BUNDLE, backend="onnxruntime-cpu") as gen:
+        algorithmic_ms = gen.algorithmic_latency_seconds * 1e3
+        expected = len(gen.generate(_speech(2.0), 16000))
+    rows = sweep(DEFAULT_BUNDLE, 1, (3,), 2.0, 15, algorithmic_ms)
+    row = rows[0]
+    assert row["clients"] == 3 and row["errors"] == 0
+    assert row["frames"] == 3 * expected
+    # speech-to-pose cannot beat the model's own algorithmic latency
+    assert algorithmic_ms < row["latency_p50_ms"] <= row["latency_p99_ms"]
+    assert row["server_cpu_percent"] > 0 and row["load_average_before"] is not None
+
+
+def _speech(seconds: float) -> np.ndarray:
+    """What each load-generator client sends: the sample looped to ``seconds``."""
+    speech = load_audio(DATA_DIR / "samples" / "speech_en.flac", RATE)
+    return np.resize(speech, int(seconds * RATE))
+
+
+def fake_result(held: int, keeps_up_two: int) -> dict[str, Any]:
+    def row(n: int, held_: bool, keeps: bool) -> dict[str, Any]:
+        return {"clients": n, "errors": 0, "fps_min": 15.0, "latency_p50_ms": 170.0,
+                "latency_p99_ms": 190.0 if held_ else 400.0, "server_cpu_percent": 50.0,
+                "server_cpu_ms_per_client_second": 2.0, "load_generator_cpu_percent": 30.0,
+                "load_average_before": [0.1, 0.1, 0.1], "held_in_real_time": held_,
+                "keeps_up": keeps}
+    return {
+        "machine": {"cpu_model": "test", "cpu_cores": 2, "git_sha": "x", "timestamp": "t",
+                    "load_average": [0.1, 0.1, 0.1]},
+        "load_average_end": [0.1, 0.1, 0.1], "niceness": 0, "bundle": "b", "fps": 15,
+        "algorithmic_latency_ms": 142.7, "goal_p99_ms": 192.7, "seconds_per_point": 6,
+        "runs": {"1": [row(held, True, True), row(2 * held, False, False)],
+                 "2": [row(keeps_up_two, False, True)]},
+        "summary": {"1": {"held_in_real_time": held, "keeps_up": held,
+                          "cpu_ms_per_client_second": 4.0, "clients_per_free_core_estimate": 250},
+                    "2": {"held_in_real_time": 0, "keeps_up": keeps_up_two}},
+    }
+
+
+def test_report_says_met_or_missed_from_the_measured_counts(tmp_path: Path) -> None:
+    met = markdown(fake_result(256, 512))
+    assert "(193 ms): **met** (held: 256 clients" in met
+    assert "with 2 processes: **met** (keeping up: 512 vs 256" in met
+    assert "about 250 clients: an extrapolation" in met
+    missed = markdown(fake_result(128, 200))
+    assert "(193 ms): **missed** (held: 128 clients" in missed
+    assert "with 2 processes: **missed** (keeping up: 200 vs 128" in missed
+    plot(fake_result(128, 200), tmp_path / "serve.png")
+    assert (tmp_path / "serve.png").stat().st_size > 1000
