@@ -4,7 +4,7 @@
 
 Each client sends ``SECONDS`` of the shipped speech sample (looped) as 16 kHz ``pcm16``
 messages of ``--chunk-ms``, each when its last sample would have left a microphone
-(clients start spread over the first chunk period), then ``end``, and reads every frame.
+(clients connect spread over the first second), then ``end``, and reads every frame.
 Per frame it records the speech-to-pose latency (send of the chunk holding the frame's
 last sample -> frame received, as :mod:`sdk.live.client`). Prints one JSON line:
 ``{"clients": [{"frames", "expected", "fps", "latency_ms": [...], "error"}, ...]}``.
@@ -26,6 +26,7 @@ from sdk.demo import DATA_DIR
 from sdk.live.protocol import StartRequest, encode_audio, last_sample_of_frame
 
 RATE = 16000
+START_SPREAD_SECONDS = 1.0  # clients connect spread over this, as people arrive (no burst)
 
 
 def chunks_of_speech(seconds: float, chunk_ms: float) -> list[bytes]:
@@ -87,9 +88,8 @@ async def one_client(url: str, chunks: list[bytes], chunk_ms: float, delay: floa
 async def run(url: str, clients: int, seconds: float, chunk_ms: float, seed: int
               ) -> list[dict[str, Any]]:
     chunks = chunks_of_speech(seconds, chunk_ms)
-    spread = chunk_ms / 1000
     return list(await asyncio.gather(*[
-        one_client(url, chunks, chunk_ms, spread * i / max(clients, 1), seed + i)
+        one_client(url, chunks, chunk_ms, START_SPREAD_SECONDS * i / max(clients, 1), seed + i)
         for i in range(clients)]))
 
 

@@ -208,3 +208,23 @@ async def wait_frames(clients: list[FleetClient], at_least: int, timeout: float 
             raise TimeoutError(f"frames seen {[c.frames_seen for c in clients]} < {at_least} "
                                f"after {timeout:g} s")
         await asyncio.sleep(0.02)
+
+
+async def clients_on_each_backend(fleet: Fleet, per_backend: int, seed: int,
+                                  tries: int = 40) -> list[FleetClient]:
+    """``per_backend`` open clients on every server of ``fleet`` (keyless connections, as
+    the balancer spreads them: round robin or at random); extra connections are closed."""
+    clients: list[FleetClient] = []
+    count = dict.fromkeys(fleet.servers, 0)
+    for _ in range(tries):
+        client = FleetClient(fleet.url())
+        await client.open(seed)
+        name = fleet.name_of(client.backend)
+        if count[name] < per_backend:
+            count[name] += 1
+            clients.append(client)
+        elif client.ws is not None:
+            await client.ws.close()
+        if all(n == per_backend for n in count.values()):
+            return clients
+    raise AssertionError(f"{tries} connections gave {count}, wanted {per_backend} each")

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sdk.demo import DEFAULT_BUNDLE
-from sdk.live.server import LiveServer, ServerConfig
+from sdk.live.config import ServerConfig
+from sdk.live.server import LiveServer
 from sdk.streaming import StreamingGenerator
 
 

@@ -14,8 +14,8 @@ from helpers_live import ServerThread, http_get
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from sdk.live.config import ServerConfig
 from sdk.live.fleet import BACKEND_HEADER, LIVE_PATH, READY_PATH, backend_id
-from sdk.live.server import ServerConfig
 
 
 @pytest.fixture

@@ -149,7 +149,7 @@ def test_importing_sdk_or_the_cli_plugin_loads_no_websockets() -> None:
 
 
 def test_the_protocol_doc_states_the_servers_default_limits() -> None:
-    from sdk.live.server import ServerConfig
+    from sdk.live.config import ServerConfig
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
     config = ServerConfig()

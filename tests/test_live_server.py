@@ -27,8 +27,8 @@ from sdk.cli_commands import register_stream
 from sdk.demo import DEFAULT_BUNDLE
 from sdk.live.cli import register_client
 from sdk.live.client import LiveClientError, stream_audio
+from sdk.live.config import ServerConfig
 from sdk.live.protocol import StartRequest, encode_audio
-from sdk.live.server import ServerConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,6 +99,14 @@ def test_client_writes_the_frames_gesturert_stream_writes(
         np.testing.assert_allclose(got["saliency"], want["saliency"], atol=1e-5)
         for key in ("fps", "joint_names", "bones", "image_size", "backend"):
             np.testing.assert_array_equal(got[key], want[key])
+    # OpenPose JSON through the client: one file per frame, the skeleton from `ready`
+    assert run_command(register_client, "client", [server.url, str(speech_wav), "--out",
+                       str(tmp_path / "op"), "--seed", "5", "--format", "openpose-json"]) == 0
+    files = sorted((tmp_path / "op").glob("op_*_keypoints.json"))
+    with np.load(offline) as want:
+        assert len(files) == len(want["index"])
+        neck = json.loads(files[3].read_text())["people"][0]["pose_keypoints_2d"][3:6]
+        np.testing.assert_allclose(neck, [*want["keypoints"][3, 0], 1.0], atol=1e-3)
     # a different seed gives different frames: the comparison above can fail
     other = tmp_path / "seed6.npz"
     assert run_command(register_client, "client", [server.url, str(speech_wav), "--out",
@@ -208,6 +216,12 @@ def test_capacity_refusal_and_health() -> None:
             received[0]["message"]
         assert (close_code, reason) == (1013, "server_full")
         srv.wait_for(lambda s: s["streams"] == 0 and s["streams_open"] == 0)
+        # a pump falling behind (passes of 1 s) refuses new sessions; idle ticks clear it
+        srv.call(lambda: srv.server._pass_seconds.extend([1.0] * 64))
+        received, close_code, _ = asyncio.run(exchange(srv.url, []))
+        assert "overloaded" in received[0]["message"] and close_code == 1013
+        assert http_json(srv.http + "/healthz")[1]["status"] in ("overloaded", "ready")
+        srv.wait_for(lambda s: s["status"] == "ready", timeout=10)
     finally:
         srv.stop()
 

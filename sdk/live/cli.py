@@ -81,7 +81,8 @@ def run_serve(args: argparse.Namespace) -> int:
     import signal
 
     from sdk.bundle import BundleError
-    from sdk.live.server import LiveServer, ServerConfig
+    from sdk.live.config import ServerConfig
+    from sdk.live.server import LiveServer
     from sdk.runners.select import BackendConfig, BackendError
     from sdk.streaming import GeneratorConfig, StreamingGenerator
 

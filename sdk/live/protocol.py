@@ -21,14 +21,29 @@ Binary frame record (all little-endian, :func:`record_bytes` long, one or more p
 
 from __future__ import annotations
 
+import inspect
 import json
 import operator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sdk.frames import PoseFrames
+from sdk.pose_image import bone_groups, bone_half_widths
+from sdk.render import (
+    BACKGROUND,
+    DRAW_ORDER,
+    GROUP_COLORS,
+    OTHER_COLOR,
+    SALIENCY_HIGH,
+    SALIENCY_LOW,
+    SALIENCY_TRACK,
+    render_video_frames,
+)
+
+if TYPE_CHECKING:
+    from sdk.streaming import StreamingGenerator
 
 PROTOCOL_VERSION = 1
 WEBSOCKET_PATH = "/ws"
@@ -184,6 +199,31 @@ def encode_audio(samples: np.ndarray, sample_format: str) -> bytes:
     elif sample_format == "float32" and samples.dtype == np.int16:
         samples = samples / np.float32(32768.0)
     return np.ascontiguousarray(samples, dtype=dtype).tobytes()
+
+
+def ready_fields(generator: StreamingGenerator) -> dict[str, Any]:
+    """The ``ready`` message for streams of ``generator`` (without ``stream_id`` and
+    ``frame_format``, which are per connection)."""
+    skeleton = generator.manifest.skeleton
+    widths = inspect.signature(render_video_frames).parameters  # the video's line widths
+    return {
+        "type": "ready", "protocol": PROTOCOL_VERSION, "fps": generator.fps,
+        "lookahead_frames": generator.lookahead_frames,
+        "chunk_frames": generator.chunk_frames,
+        "algorithmic_latency_ms": round(generator.algorithmic_latency_seconds * 1e3, 3),
+        "backend": generator.backend_name, "num_joints": generator.num_joints,
+        "skeleton": skeleton.to_dict(),
+        "image_size": list(generator.manifest.normalization.image_size),
+        "frame_record_bytes": record_bytes(generator.num_joints),
+        "drawing": {  # sdk.render's look, so the page hard-codes no skeleton or colour
+            "bone_groups": list(bone_groups(skeleton)),
+            "bone_half_widths": [float(w) for w in bone_half_widths(
+                skeleton, widths["half_width"].default, widths["detail_half_width"].default)],
+            "group_colors": {g: list(GROUP_COLORS[g]) for g in DRAW_ORDER},
+            "other_color": list(OTHER_COLOR), "background": list(BACKGROUND),
+            "saliency_track": list(SALIENCY_TRACK), "saliency_low": list(SALIENCY_LOW),
+            "saliency_high": list(SALIENCY_HIGH)},
+    }
 
 
 def record_bytes(num_joints: int) -> int:

@@ -18,7 +18,8 @@ is closed (error ``slow_consumer``, close 1008) and its stream freed: frames are
 silently dropped.
 
 **Refusal and shutdown.** At ``max_streams`` sessions, or while the pump is overloaded
-(p95 pass time over ``overload_seconds``), a new connection gets error ``server_full``
+(p95 over the last 64 ticks of the worker's time per pass, idle ticks counting 0, over
+``overload_seconds``), a new connection gets error ``server_full``
 and close 1013. :meth:`LiveServer.drain` (SIGTERM/SIGINT in the CLI) reports not-ready
 on ``/healthz``, refuses new sessions, lets running ones finish for ``drain_seconds``,
 then sends their queued frames, error ``shutting_down`` and close 1001.
@@ -38,7 +39,6 @@ import json
 import socket
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -49,29 +49,19 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from sdk.live.config import ServerConfig
 from sdk.live.fleet import BACKEND_HEADER, LIVE_PATH, READY_PATH, backend_id
 from sdk.live.protocol import (
     CLOSE_CODES,
-    PROTOCOL_VERSION,
     WEBSOCKET_PATH,
     ProtocolError,
     decode_audio,
     error_message,
     parse_json_message,
     parse_start,
-    record_bytes,
+    ready_fields,
 )
 from sdk.live.session import LATENCY_WINDOW, CloseRequest, Session
-from sdk.pose_image import bone_groups, bone_half_widths
-from sdk.render import (
-    BACKGROUND,
-    DRAW_ORDER,
-    GROUP_COLORS,
-    OTHER_COLOR,
-    SALIENCY_HIGH,
-    SALIENCY_LOW,
-    SALIENCY_TRACK,
-)
 from sdk.streaming import StreamError, StreamingGenerator
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -79,36 +69,8 @@ STATIC_FILES = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/ja
                 "/worklet.js": ("worklet.js", "text/javascript")}
 
 
-@dataclass(frozen=True)
-class ServerConfig:
-    """Limits and timing of :class:`LiveServer` (seconds, bytes, frames)."""
-
-    host: str = "127.0.0.1"
-    port: int = 8765
-    max_streams: int = 256
-    tick_seconds: float = 0.033
-    max_message_bytes: int = 1 << 20
-    max_backlog_seconds: float = 2.0
-    max_outbound_frames: int = 150  # 10 s at 15 fps
-    overload_seconds: float = 0.25
-    start_timeout_seconds: float = 10.0
-    close_timeout_seconds: float = 2.0
-    drain_seconds: float = 10.0
-    reuse_port: bool = False  # SO_REUSEPORT: several processes share one port
-    socket_send_buffer_bytes: int | None = 1 << 16  # SO_SNDBUF per connection (None: OS's)
-
-    def __post_init__(self) -> None:
-        for name in ("max_streams", "max_message_bytes", "max_outbound_frames"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ServerConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("tick_seconds", "max_backlog_seconds", "overload_seconds",
-                     "start_timeout_seconds", "close_timeout_seconds"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"ServerConfig.{name} must be > 0, got {getattr(self, name)}")
-
-
 class LiveServer:
-    """The server; ``await start()``, then ``await drain()`` (or ``await serve_until(event)``)."""
+    """The server: ``await start()``, serve, then ``await drain()``; one asyncio loop."""
 
     def __init__(self, generator: StreamingGenerator, config: ServerConfig) -> None:
         self.generator = generator
@@ -129,24 +91,7 @@ class LiveServer:
         self.counters: Counter[str] = Counter()
         self._closed_streams = 0  # written by the worker thread only
         self._outbound_peak = 0  # most frames ever queued for one connection
-        skeleton = generator.manifest.skeleton
-        self._ready_fields = {
-            "type": "ready", "protocol": PROTOCOL_VERSION, "fps": generator.fps,
-            "lookahead_frames": generator.lookahead_frames,
-            "chunk_frames": generator.chunk_frames,
-            "algorithmic_latency_ms": round(generator.algorithmic_latency_seconds * 1e3, 3),
-            "backend": generator.backend_name, "num_joints": generator.num_joints,
-            "skeleton": skeleton.to_dict(),
-            "image_size": list(generator.manifest.normalization.image_size),
-            "frame_record_bytes": record_bytes(generator.num_joints),
-            "drawing": {  # sdk.render's look, so the page hard-codes no skeleton or colour
-                "bone_groups": list(bone_groups(skeleton)),
-                "bone_half_widths": [float(w) for w in bone_half_widths(skeleton, 1.5, 0.75)],
-                "group_colors": {g: list(GROUP_COLORS[g]) for g in DRAW_ORDER},
-                "other_color": list(OTHER_COLOR), "background": list(BACKGROUND),
-                "saliency_track": list(SALIENCY_TRACK), "saliency_low": list(SALIENCY_LOW),
-                "saliency_high": list(SALIENCY_HIGH)},
-        }
+        self._ready_fields = ready_fields(generator)
 
     # ---- lifecycle ----
     async def start(self) -> None:
@@ -407,15 +352,21 @@ class LiveServer:
             sessions = [s for s in self._sessions.values() if s.has_work()]
             if sessions or self._to_close:
                 jobs = [(s, s.take_audio()) for s in sessions]
-                results = await loop.run_in_executor(self._worker, self._work, jobs,
-                                                     self._take_to_close())
+                results, seconds, batches = await loop.run_in_executor(
+                    self._worker, self._work, jobs, self._take_to_close())
+                self._pass_seconds.append(seconds)  # written here only: the loop reads them
+                self._batch_sizes.extend(batches)
                 self._deliver(results)
-            self._pass_seconds.append(loop.time() - began)  # idle passes count: ~0 s
+            else:
+                self._pass_seconds.append(0.0)  # idle ticks count, so old load fades
             await asyncio.sleep(max(0.0, self.config.tick_seconds - (loop.time() - began)))
 
     def _work(self, jobs: list[tuple[Session, tuple[np.ndarray | None, bool]]],
-              closing: list[Any]) -> list[tuple[Session, Any, Any, str | None]]:
-        """Worker thread: close, feed, step every ready stream batched, collect frames."""
+              closing: list[Any]) -> tuple[list[tuple[Session, Any, Any, str | None]], float,
+                                           list[int]]:
+        """Worker thread: close, feed, step every ready stream batched, collect frames.
+        Returns (per session: frames, encoded message, error), seconds, batch sizes."""
+        began = time.perf_counter()
         self._close_streams(closing)
         results: list[tuple[Session, Any, Any, str | None]] = []
         live = []
@@ -427,12 +378,13 @@ class LiveServer:
                 results.append((session, None, None, str(exc)))
         gen = self.generator
         ready = [s.stream for s in live if s.stream is not None and gen.is_ready(s.stream)]
+        batches = []
         while ready:
-            self._batch_sizes.append(len(ready))
+            batches.append(len(ready))
             gen.step(ready)
             ready = [s for s in ready if gen.is_ready(s)]
         results += [(s, *s.collect(), None) for s in live]
-        return results
+        return results, time.perf_counter() - began, batches
 
     def _deliver(self, results: list[tuple[Session, Any, Any, str | None]]) -> None:
         now = time.monotonic()
