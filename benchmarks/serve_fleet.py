@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -185,6 +186,7 @@ class LoopbackFleet:
                 proc.wait()
         for log in self._logs:
             log.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)  # configs and logs of this run
 
 
 def balancer_overhead(bundle: Path, clients: int, seconds: float, rounds: int, fps: int,
