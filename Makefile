@@ -74,3 +74,16 @@ gpu-wheels: setup
 
 gpu-check:
 	$(PY) scripts/gpu_check.py --out $(GPU_CHECK_OUT)
+
+# The fleet tests (tests/test_fleet_*.py) run Debian's HAProxy and nginx on loopback.
+# Installed when missing (root, or sudo): apt-get update once, then apt-get install -y.
+FLEET_PACKAGES := haproxy nginx-light
+.PHONY: fleet-deps
+pytest: fleet-deps
+fleet-deps:
+	@if ! { command -v haproxy || test -x /usr/sbin/haproxy; } >/dev/null 2>&1 || \
+	    ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1; then \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $(FLEET_PACKAGES); \
+	fi

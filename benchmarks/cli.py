@@ -2,6 +2,7 @@
 
     gesturert bench [--quick] [--out DIR] [--bundle BUNDLE] [--compare-sliding-window]
     gesturert bench --serve [--serve-seconds 6] [--serve-workers 2] [--out DIR]
+    gesturert bench --serve --fleet [--serve-seconds 6] [--out DIR]
 
 Without ``--bundle`` a benchmark bundle is made (once, then reused from --bundle-cache)
 from a freshly initialised generator of the DEFAULT config exported through export/:
@@ -75,6 +76,10 @@ def register_bench(subparsers: Any) -> None:
                         help="speech each client streams per point of --serve (default 6)")
     parser.add_argument("--serve-workers", type=int, default=2,
                         help="SO_REUSEPORT processes for --serve's scaling run (default 2)")
+    parser.add_argument("--fleet", action="store_true",
+                        help="with --serve: the fleet instead: server processes behind the "
+                        "shipped HAProxy and nginx configs (added latency; clients vs 1 and 2 "
+                        "processes through HAProxy); writes serve_fleet.json/.md/.png")
     parser.set_defaults(func=run_bench)
 
 
@@ -184,6 +189,18 @@ def run_bench(args: argparse.Namespace) -> int:
     from benchmarks.common import load_average, machine_info
     from benchmarks.report import default_out_dir, goal_rows, sliding_window_goals, write_report
 
+    if args.serve and args.fleet:
+        from benchmarks.serve import default_out_dir as serve_out_dir
+        from benchmarks.serve_fleet import run_fleet_bench
+        from sdk.demo import DEFAULT_BUNDLE
+
+        for path in run_fleet_bench(args.bundle or DEFAULT_BUNDLE, args.out or serve_out_dir(),
+                                    args.serve_seconds):
+            print(f"wrote {path}")
+        return 0
+    if args.fleet:
+        print("gesturert bench: --fleet goes with --serve", file=sys.stderr)
+        return 2
     if args.serve:
         from benchmarks.serve import default_out_dir as serve_out_dir
         from benchmarks.serve import run_serve_bench

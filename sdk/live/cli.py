@@ -44,6 +44,9 @@ def register_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ign
                         help="bind with SO_REUSEPORT so several processes share the port")
     parser.add_argument("--drain-seconds", type=float, default=10.0,
                         help="on SIGTERM, how long running streams may finish (default 10)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="run N server processes on the port (SO_REUSEPORT), each with its "
+                             "own generator; a worker that dies is restarted (default 1)")
     parser.set_defaults(func=run_serve)
 
 
@@ -70,6 +73,10 @@ def register_client(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 
 def run_serve(args: argparse.Namespace) -> int:
     """The ``serve`` command; returns the exit code."""
+    if args.workers != 1:
+        from sdk.live.fleet import serve_workers
+
+        return serve_workers(args)
     import asyncio
     import signal
 

@@ -23,6 +23,11 @@ silently dropped.
 and close 1013. :meth:`LiveServer.drain` (SIGTERM/SIGINT in the CLI) reports not-ready
 on ``/healthz``, refuses new sessions, lets running ones finish for ``drain_seconds``,
 then sends their queued frames, error ``shutting_down`` and close 1001.
+
+**In a fleet** (:mod:`sdk.live.fleet`): while draining, a new handshake on ``/ws`` gets
+HTTP 503 before the upgrade, so a load balancer retries it on another backend;
+``/livez`` answers 200 while the loop runs (liveness, unlike ``/healthz`` never 503 when
+full or draining); every handshake response names the process in ``X-Gesturert-Backend``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from sdk.live.config import ServerConfig
+from sdk.live.fleet import BACKEND_HEADER, LIVE_PATH, READY_PATH, backend_id
 from sdk.live.protocol import (
     CLOSE_CODES,
     WEBSOCKET_PATH,
@@ -94,7 +100,8 @@ class LiveServer:
         self._server = await serve(
             self._handle, cfg.host, cfg.port, process_request=self._http,
             max_size=4 * cfg.max_message_bytes, max_queue=4, compression=None,
-            close_timeout=cfg.close_timeout_seconds, reuse_port=cfg.reuse_port or None)
+            close_timeout=cfg.close_timeout_seconds, reuse_port=cfg.reuse_port or None,
+            process_response=_name_backend)
         self._pump_task = asyncio.create_task(self._pump())
 
     @property
@@ -130,8 +137,14 @@ class LiveServer:
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == WEBSOCKET_PATH:
+            if self.draining:  # refused before the upgrade: balancers retry elsewhere
+                refusal = b"draining: this server takes no new streams; connect to another\n"
+                return _response(HTTPStatus.SERVICE_UNAVAILABLE, refusal, "text/plain")
             return None
-        if path == "/healthz":
+        if path == LIVE_PATH:  # liveness: the loop answers (never 503 while draining or full)
+            return _response(HTTPStatus.OK, json.dumps({"alive": True, "backend": backend_id()})
+                             .encode(), "application/json")
+        if path == READY_PATH:
             status = self.status()
             body = json.dumps({"status": status, "streams": len(self._sessions),
                                "max_streams": self.config.max_streams})
@@ -407,6 +420,11 @@ class LiveServer:
             "type": "end", "frames": session.frames_produced,
             "audio_seconds": session.stats(time.monotonic())["audio_seconds"]}), 0))
         session.outbox.put_nowait(CloseRequest(1000, "end of stream"))
+
+
+def _name_backend(connection: ServerConnection, request: Request, response: Response) -> None:
+    """Name this process (host:pid) in every handshake response: which backend serves."""
+    response.headers[BACKEND_HEADER] = backend_id()
 
 
 def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
