@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest bundle bench clean
+.PHONY: setup demo test lint typecheck pytest bundle bench clean voices
 
 setup: $(STAMP)
 
@@ -38,7 +38,7 @@ pytest: setup
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-test: lint typecheck pytest
+test: voices lint typecheck pytest
 
 # Reproduce the shipped default bundle (sdk/data/default_bundle): synthetic corpus ->
 # PoseSyncNet, FGD encoder, generator with the default configs -> export (~18 min on 2
@@ -52,3 +52,20 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .stubs .pytest_cache .mypy_cache .ruff_cache
+
+# Debian packages the voiced corpus (`gesturert data synth --voices`) and its tests need,
+# installed when missing (apt-get update once, then install; root or sudo). espeak-ng is
+# in Debian main. MBROLA would need contrib + non-free in the apt sources (not enabled
+# here) and its voices are non-commercial, so it is not used.
+VOICE_DEBS := espeak-ng
+voices:
+	@missing=""; for p in $(VOICE_DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; \
+	  else echo "ERROR: need root to install$$missing (apt-get install -y$$missing)" >&2; exit 1; fi; \
+	  echo "installing$$missing"; \
+	  $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q -o DPkg::Lock::Timeout=300 $$missing; \
+	fi
