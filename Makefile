@@ -54,10 +54,10 @@ clean:
 	rm -rf $(VENV) .stubs .pytest_cache .mypy_cache .ruff_cache
 
 # Debian packages the voiced corpus (`gesturert data synth --voices`) and its tests need,
-# installed when missing (apt-get update once, then install; root or sudo). espeak-ng is
-# in Debian main. MBROLA would need contrib + non-free in the apt sources (not enabled
+# installed when missing (apt-get update once, then install; root or sudo). espeak-ng and
+# flite are in Debian main. MBROLA would need contrib + non-free in the apt sources (not enabled
 # here) and its voices are non-commercial, so it is not used.
-VOICE_DEBS := espeak-ng
+VOICE_DEBS := espeak-ng flite
 voices:
 	@missing=""; for p in $(VOICE_DEBS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \

@@ -14,6 +14,7 @@ def run_voiced_synth(args: argparse.Namespace) -> int:
 
     from sdk.features import DEFAULT_FEATURES
     from train.data.espeak import EspeakUnavailable
+    from train.data.flite import FliteUnavailable
     from train.data.sdt import SDT_CLIP_FRAMES
     from train.data.voice_corpus import TimingCheckFailed, synthesize_voice_corpus
     from train.data.voices import held_out_names, select_voices
@@ -36,7 +37,8 @@ def run_voiced_synth(args: argparse.Namespace) -> int:
                                               overwrite=args.overwrite,
                                               on_clip=lambda: bar.update(1),
                                               articulation=args.articulation)
-        except (ValueError, FileExistsError, EspeakUnavailable, TimingCheckFailed) as exc:
+        except (ValueError, FileExistsError, EspeakUnavailable, FliteUnavailable,
+                TimingCheckFailed) as exc:
             bar.close()
             print(f"gesturert data synth: {exc}", file=sys.stderr)
             return 2
@@ -50,15 +52,15 @@ def run_voiced_synth(args: argparse.Namespace) -> int:
 
 def print_voices() -> int:
     """Print the voice table: name, engine voice, language, gender, rate, pitch, licence."""
-    from train.data import espeak
+    from train.data import espeak, flite
     from train.data.voices import VOICES
 
-    ready = espeak.available()
     print(f"{'voice':<18} {'engine voice':<16} {'lang':<4} {'gender':<6} {'wpm':>4} "
           f"{'pitch':>5}  model distributable  licence")
     for v in VOICES:
         print(f"{v.name:<18} {v.engine_voice:<16} {v.language:<4} {v.gender:<6} "
               f"{v.rate_wpm:>4} {v.pitch:>5}  {'yes' if v.model_distributable else 'no':<19}  "
               f"{v.licence}")
-    print(f"espeak-ng: {'installed' if ready else 'NOT installed (run `make voices`)'}")
+    for engine, ready in (("espeak-ng", espeak.available()), ("flite", flite.available())):
+        print(f"{engine}: {'installed' if ready else 'NOT installed (run `make voices`)'}")
     return 0

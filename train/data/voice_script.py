@@ -31,7 +31,7 @@ import numpy as np
 import soxr
 
 from sdk.features import FeatureConfig
-from train.data import espeak
+from train.data import espeak, flite
 from train.data.sdt import clip_sample_range
 from train.data.synth_script import (
     Phrase,
@@ -41,7 +41,7 @@ from train.data.synth_script import (
     Syllable,
     posture_for,
 )
-from train.data.voice_text import draw_phrase, phrase_ssml
+from train.data.voice_text import PhrasePlan, draw_phrase, phrase_ssml
 from train.data.voices import Voice
 
 VOICED_BAND_HZ = 1500.0  # upper edge of the band the lip envelope is measured in
@@ -52,21 +52,42 @@ LEAD_IN_S = (0.2, 0.6)  # silence before the first phrase, uniform (s)
 END_MARGIN_S = 0.2  # the last phrase ends at least this long before the interval's end
 MAX_UNTIMED_PHRASES = 20  # consecutive phrases espeak could not time before giving up
 POSTURE_GAP_FRAMES = 4  # as in synth_script: pose frames between two postures
+FLITE_NOMINAL_WPM = 170.0  # flite's own rate at duration_stretch 1
 #: espeak mnemonic first letter -> vowel class (a, i, u, e, o, ae of VOWEL_FORMANTS_HZ)
-_VOWEL_CLASS = {"a": 0, "A": 0, "V": 0, "i": 1, "I": 1, "y": 1, "Y": 1, "u": 2, "U": 2,
-                "e": 3, "E": 3, "@": 3, "3": 3, "W": 3, "o": 4, "O": 4, "0": 4, "&": 5}
-#: voiceless onset consonant -> CONSONANTS class (s, sh, f, t, k)
-_CONSONANT_CLASS = {"s": 0, "S": 1, "tS": 1, "f": 2, "T": 2, "h": 2, "x": 2, "t": 3,
-                    "p": 3, "k": 4}
+_ESPEAK_VOWELS = {"a": 0, "A": 0, "V": 0, "i": 1, "I": 1, "y": 1, "Y": 1, "u": 2, "U": 2,
+                  "e": 3, "E": 3, "@": 3, "3": 3, "W": 3, "o": 4, "O": 4, "0": 4, "&": 5}
+_ESPEAK_NOT_NUCLEI = frozenset({"@-"})  # epenthetic schwa before /r/: no syllable of its own
+#: flite (CMU) vowel -> vowel class
+_CMU_VOWELS = {"aa": 0, "ah": 0, "ax": 0, "ay": 0, "aw": 0, "ae": 5, "iy": 1, "ih": 1,
+               "ix": 1, "uw": 2, "uh": 2, "eh": 3, "ey": 3, "er": 3, "axr": 3, "ow": 4,
+               "oy": 4, "ao": 4}
+#: voiceless onset consonant -> CONSONANTS class (s, sh, f, t, k), espeak and CMU names
+_CONSONANT_CLASS = {"s": 0, "S": 1, "tS": 1, "sh": 1, "ch": 1, "f": 2, "T": 2, "th": 2,
+                    "h": 2, "hh": 2, "x": 2, "t": 3, "p": 3, "k": 4}
 
 
-_NOT_NUCLEI = frozenset({"@-"})  # espeak's epenthetic schwa before /r/: no syllable of its own
+def vowel_class(engine: str, name: str) -> int:
+    """Vowel class (index into VOWEL_FORMANTS_HZ) of phone ``name`` of ``engine``; -1 if the
+    phone is no syllable nucleus."""
+    if engine == "flite":
+        return _CMU_VOWELS.get(name, -1)
+    if name in _ESPEAK_NOT_NUCLEI:
+        return -1
+    return _ESPEAK_VOWELS.get(name[:1], -1)
 
 
-def is_vowel(name: str) -> bool:
-    """True for espeak vowel mnemonics (first letter in the vowel table) that make a
-    syllable nucleus."""
-    return name[:1] in _VOWEL_CLASS and name not in _NOT_NUCLEI
+def speak(plan: PhrasePlan, voice: Voice) -> tuple[espeak.EspeakRendering, int]:
+    """Render ``plan`` with ``voice``'s engine: the rendering and the keyword's word
+    position in its phones (0 = no keyword)."""
+    if voice.engine == "espeak-ng":
+        ssml, positions = phrase_ssml(plan)
+        spoken = espeak.render(ssml, voice.engine_voice, voice.rate_wpm, voice.pitch)
+        return spoken, positions[plan.keyword_index] if plan.keyword_index >= 0 else 0
+    if voice.engine == "flite":
+        spoken = flite.render(plan.words, voice.engine_voice,
+                              FLITE_NOMINAL_WPM / voice.rate_wpm, float(voice.pitch))
+        return spoken, plan.keyword_index + 1
+    raise ValueError(f"voice {voice.name}: unknown engine {voice.engine!r}")
 
 
 @dataclass(frozen=True)
@@ -85,7 +106,7 @@ class VoicedInterval:
     phrases_untimed: int
 
 
-def phrase_syllables(phones: tuple[espeak.SpokenPhone, ...], offset_s: float,
+def phrase_syllables(engine: str, phones: tuple[espeak.SpokenPhone, ...], offset_s: float,
                      keyword_position: int, keyword_class: int, phrase: int
                      ) -> list[Syllable]:
     """Syllables of one spoken phrase (see the module docstring); times + ``offset_s``.
@@ -95,22 +116,23 @@ def phrase_syllables(phones: tuple[espeak.SpokenPhone, ...], offset_s: float,
     keyword_at = -1
     if keyword_position > 0:
         in_word = [i for i, p in enumerate(phones)
-                   if p.word_position == keyword_position and is_vowel(p.name)]
+                   if p.word_position == keyword_position and vowel_class(engine, p.name) >= 0]
         stressed = [i for i in in_word if phones[i].stress == 1]
         keyword_at = (stressed or in_word or [-1])[0]
     out = []
     for i, ph in enumerate(phones):
-        if not is_vowel(ph.name):
+        vowel = vowel_class(engine, ph.name)
+        if vowel < 0:
             continue
         prev = phones[i - 1] if i > 0 else None
         onset = ph.start_s
         consonant = -1
-        if prev is not None and not prev.is_pause and not is_vowel(prev.name):
+        if prev is not None and not prev.is_pause and vowel_class(engine, prev.name) < 0:
             onset = prev.start_s
             consonant = _CONSONANT_CLASS.get(prev.name, -1)
         keyword = keyword_class if i == keyword_at else -1
         out.append(Syllable(onset + offset_s, ph.start_s + offset_s, ph.end_s + offset_s,
-                            consonant, _VOWEL_CLASS[ph.name[0]], ph.stress == 1 or keyword >= 0,
+                            consonant, vowel, ph.stress == 1 or keyword >= 0,
                             keyword, phrase))
     return out
 
@@ -136,10 +158,9 @@ def render_voiced_interval(voice: Voice, profile: SpeakerProfile, num_frames: in
     while True:
         plan = draw_phrase(rng, voice.language, profile.keyword_rate, profile.posture_weights,
                            held_out_text(t))
-        ssml, positions = phrase_ssml(plan)
         try:
-            spoken = espeak.render(ssml, voice.engine_voice, voice.rate_wpm, voice.pitch)
-        except espeak.EspeakTimingError:
+            spoken, keyword_position = speak(plan, voice)
+        except (espeak.EspeakTimingError, flite.FliteTimingError):
             untimed, failed_in_row = untimed + 1, failed_in_row + 1
             if failed_in_row > MAX_UNTIMED_PHRASES:
                 raise
@@ -154,8 +175,7 @@ def render_voiced_interval(voice: Voice, profile: SpeakerProfile, num_frames: in
             pauses[-1] = (pauses[-1][0], duration)
             break
         _mix(audio, SPEECH_GAIN * soxr.resample(spoken.audio, spoken.sample_rate, sr), offset, sr)
-        keyword_position = positions[plan.keyword_index] if plan.keyword_index >= 0 else 0
-        phrase_syl = phrase_syllables(spoken.phones, offset, keyword_position,
+        phrase_syl = phrase_syllables(voice.engine, spoken.phones, offset, keyword_position,
                                       plan.keyword_class, len(phrases))
         for i, syl in enumerate(phrase_syl):
             if syl.keyword < 0:
