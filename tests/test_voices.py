@@ -157,6 +157,24 @@ def test_espeak_reports_stress_and_words_of_what_it_spoke() -> None:
 
 
 @needs_espeak
+@needs_espeak
+def test_closure_correction_ends_a_vowel_before_a_long_geminate_closure() -> None:
+    """Italian "mattina": espeak reports the /tt/ at its release, ~0.1 s after the vowel
+    stopped sounding; the corrected vowel must be loud over its whole labelled span."""
+    import soxr
+
+    from train.data.voice_timing import FRAME_S, frame_levels_db
+
+    spoken = espeak.render("la mattina casa.", "it+f4", 185, 68)
+    audio = soxr.resample(spoken.audio, spoken.sample_rate, 16000)
+    level = frame_levels_db(audio, 16000)
+    names = [p.name for p in spoken.phones]
+    vowel = spoken.phones[names.index("t") - 1]
+    assert vowel.name == "a" and vowel.end_s - vowel.start_s < 0.06
+    span = level[round(vowel.start_s / FRAME_S) : round(vowel.end_s / FRAME_S)]
+    assert span.min() > level.max() - 25.0
+
+
 @needs_flite
 def test_flite_phones_are_split_into_words_and_stressed() -> None:
     """Words from counting each word's phones alone; stress on each word's longest vowel."""
@@ -199,6 +217,11 @@ def test_cli_voiced_corpus_records_voices_licences_and_held_out_split(tmp_path: 
     en_splits = {line.split(",")[0] for line in
                  (out / "espeak-en-us-f2" / "processed_137.csv").read_text().splitlines()[1:]}
     assert es_splits == {"test"} and "test" not in en_splits
+    # a voice never trained on still loads for evaluation (its own pose statistics)
+    from train.posesync_data import load_corpus_sequences
+
+    held = [s for s in load_corpus_sequences(out) if s.speaker == "espeak-es-m6"]
+    assert held and all(s.held_out for s in held)
     assert main(["data", "synth", "--out", str(out), "--voices", "klingon",
                  "--minutes", "0.1"]) == 2
 

@@ -20,7 +20,8 @@ Two corrections (measured in the feasibility notes, /work/shared/notes/voices.md
   it is counted into the preceding phone (a vowel ends ~30 ms late). Every phone followed
   by another phone is cut back through the silence before the next event: frames of
   CLOSURE_FRAME_S whose RMS is below CLOSURE_SILENCE_DB under the phrase's loudest frame
-  (at most to half the phone's length). The silence then belongs to no phone.
+  (keeping at least CLOSURE_MIN_KEEP_S of the phone: a geminate's closure, Italian
+  "mattina", can be longer than the vowel before it). The silence then belongs to no phone.
 * **Merged words.** espeak speaks some function-word pairs ("on the") as one word, with one
   WORD event; those phones belong to the first word. Callers look words up by text
   position and must treat a word without its own WORD event as merged.
@@ -52,7 +53,8 @@ _STRESS_MARKS = {"'": 1, ",": 2}  # primary, secondary; other marks (= %) mean u
 _OTHER_MARKS = "=%"
 _LENGTH_MARK = ":"
 CLOSURE_FRAME_S = 0.005  # s, frames scanned back by the closure correction
-CLOSURE_SILENCE_DB = 35.0  # dB under the phrase's loudest frame that count as silence
+CLOSURE_SILENCE_DB = 25.0  # dB under the phrase's loudest frame that count as silence
+CLOSURE_MIN_KEEP_S = 0.02  # s of a phone the closure correction always keeps
 
 
 class EspeakUnavailable(RuntimeError):
@@ -253,7 +255,7 @@ def correct_closures(phones: list[SpokenPhone], audio: np.ndarray,
         end = ph.end_s
         if nxt is not None and not ph.is_pause and not nxt.is_pause:
             k = min(int(ph.end_s * sample_rate) // hop, n_frames)  # frame ending at the event
-            floor = int((ph.start_s + 0.5 * (ph.end_s - ph.start_s)) * sample_rate) // hop
+            floor = int((ph.start_s + CLOSURE_MIN_KEEP_S) * sample_rate) // hop
             while k - 1 > floor and silent[k - 1]:
                 k -= 1
             end = min(end, k * hop / sample_rate) if k * hop / sample_rate > ph.start_s else end

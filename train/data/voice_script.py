@@ -1,8 +1,9 @@
 """One interval of a voiced speaker: phrases spoken by a real synthesizer, and the event
 script rebuilt from the timing the synthesizer *returned*.
 
-Per phrase (:mod:`train.data.voice_text`): words and keyword become SSML; espeak-ng speaks
-it (:mod:`train.data.espeak`) and reports each phoneme's start, end, stress and word.
+Per phrase (:mod:`train.data.voice_text`): words and keyword go to the voice's engine
+(:func:`speak`: SSML to espeak-ng, :mod:`train.data.espeak`; plain words to flite,
+:mod:`train.data.flite`), which reports each phoneme's start, end, stress and word.
 The phrase is placed at the current time t (its first spoken phoneme at t), then t moves
 past its last phoneme plus the planned pause. From the returned phones:
 
