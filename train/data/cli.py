@@ -40,8 +40,8 @@ def register_data(subparsers: Any) -> None:
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
     synth.add_argument("--voices", default=None, metavar="SPEC",
                        help="speak with real synthesizer voices instead of the synthetic "
-                            "voice: 'all', or comma-separated voice names / language codes / engines "
-                            "(one speaker per voice; --speakers is ignored; list: "
+                            "voice: 'all', or comma-separated voice names / language codes / "
+                            "engines (one speaker per voice; --speakers is ignored; list: "
                             "`gesturert data voices`)")
     synth.add_argument("--held-out-voices", default="", metavar="SPEC",
                        help="with --voices: voices (same syntax) whose clips are all split "
