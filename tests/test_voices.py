@@ -232,3 +232,21 @@ def test_docs_voice_table_is_the_registry() -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
     assert voices_markdown_table() in doc, "regenerate the table in docs/training.md from " \
         "train.data.voices.voices_markdown_table()"
+
+
+def test_mouth_energy_r_sees_a_mouth_that_follows_the_audio() -> None:
+    from benchmarks.voices_experiment import mouth_energy_r
+    from sdk.skeleton import LIP_BOTTOM, LIP_TOP
+
+    rng = np.random.default_rng(0)
+    frames = 150
+    loudness = np.abs(np.sin(np.arange(frames) / 4.0)) + 0.05  # per pose frame
+    n = round(frames * DEFAULT_FEATURES.sample_rate / DEFAULT_FEATURES.fps)
+    per_sample = np.repeat(loudness, -(-n // frames))[:n]
+    audio = per_sample * rng.choice([-1.0, 1.0], n)  # |audio| = loudness: RMS = loudness
+    poses = np.zeros((frames, 122, 2), np.float32)
+    poses[:, LIP_BOTTOM, 1] = 0.1 * loudness
+    assert mouth_energy_r(poses, audio) > 0.95
+    poses[:, LIP_BOTTOM, 1] = 0.1 * rng.permutation(loudness)
+    assert abs(mouth_energy_r(poses, audio)) < 0.3
+    assert LIP_TOP != LIP_BOTTOM
