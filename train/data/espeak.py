@@ -85,8 +85,9 @@ class SpokenPhone:
 
 
 @dataclass(frozen=True)
-class EspeakRendering:
-    """One phrase: ``audio`` float32 (N,) at ``sample_rate``; ``phones`` in time order."""
+class SpokenPhrase:
+    """One phrase as a synthesizer spoke it (espeak-ng here, flite too): ``audio`` float32
+    (N,) at ``sample_rate``; ``phones`` in time order."""
 
     audio: np.ndarray
     sample_rate: int
@@ -142,7 +143,7 @@ def _libc() -> ctypes.CDLL:
     return libc
 
 
-def render(ssml: str, voice: str, rate_wpm: int, pitch: int) -> EspeakRendering:
+def render(ssml: str, voice: str, rate_wpm: int, pitch: int) -> SpokenPhrase:
     """Synthesise one SSML phrase with espeak-ng voice ``voice`` (e.g. ``"en-us+f2"``).
 
     Args:
@@ -193,7 +194,7 @@ def render(ssml: str, voice: str, rate_wpm: int, pitch: int) -> EspeakRendering:
     audio = (np.concatenate(chunks).astype(np.float32) / 32768.0 if chunks
              else np.zeros(0, np.float32))
     phones = _timed_phones(events, _trace_stress(trace), sample_rate, audio.shape[0])
-    return EspeakRendering(audio, sample_rate, correct_closures(phones, audio, sample_rate))
+    return SpokenPhrase(audio, sample_rate, correct_closures(phones, audio, sample_rate))
 
 
 def _trace_stress(trace: str) -> list[tuple[str, int]]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from train.data.espeak import EspeakRendering, SpokenPhone
+from train.data.espeak import SpokenPhone, SpokenPhrase
 
 FLITE = "flite"
 PAUSE_PHONE = "pau"
@@ -69,7 +69,7 @@ def word_phone_count(voice: str, word: str) -> int:
 
 
 def render(words: tuple[str, ...], voice: str, duration_stretch: float,
-           f0_mean_hz: float) -> EspeakRendering:
+           f0_mean_hz: float) -> SpokenPhrase:
     """Speak ``words`` with flite voice ``voice`` (``slt``, ``awb``, ``rms``, ``kal16``).
 
     Returns the audio (float32 (N,) at the voice's rate) and one phone per segment; a
@@ -97,7 +97,7 @@ def render(words: tuple[str, ...], voice: str, duration_stretch: float,
             position, k = owner[k], k + 1
         phones.append(SpokenPhone("_" if name == PAUSE_PHONE else name, start, end, 0, position))
         start = end
-    return EspeakRendering(audio, int(sample_rate), _stress_longest_vowels(phones))
+    return SpokenPhrase(audio, int(sample_rate), _stress_longest_vowels(phones))
 
 
 def _stress_longest_vowels(phones: list[SpokenPhone]) -> tuple[SpokenPhone, ...]:

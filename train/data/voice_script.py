@@ -77,7 +77,7 @@ def vowel_class(engine: str, name: str) -> int:
     return _ESPEAK_VOWELS.get(name[:1], -1)
 
 
-def speak(plan: PhrasePlan, voice: Voice) -> tuple[espeak.EspeakRendering, int]:
+def speak(plan: PhrasePlan, voice: Voice) -> tuple[espeak.SpokenPhrase, int]:
     """Render ``plan`` with ``voice``'s engine: the rendering and the keyword's word
     position in its phones (0 = no keyword)."""
     if voice.engine == "espeak-ng":
