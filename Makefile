@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest bundle bench clean chromium
+.PHONY: setup demo test lint typecheck pytest bundle bench clean debs voices
 
 setup: $(STAMP)
 
@@ -34,7 +34,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 # pytest exits 5 when it collects no test: that must fail loudly, not pass.
-pytest: setup chromium
+pytest: setup debs
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -53,11 +53,33 @@ bench: setup
 clean:
 	rm -rf $(VENV) .stubs .pytest_cache .mypy_cache .ruff_cache
 
-# The live page's browser test (tests/test_live_browser.py) drives Debian's chromium
-# headless with a fake microphone; install it once on a fresh machine (needs root/apt).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+# Debian packages, installed when missing (root, or sudo): `apt-get update` once, then
+# `apt-get install -y` of what is missing. The tests use all of them: chromium for the live
+# page's browser test (headless, fake microphone), haproxy and nginx-light for the fleet
+# tests (the shipped balancer configurations on loopback), espeak-ng and flite for the
+# voiced corpus (`gesturert data synth --voices`). `make voices` installs only the last two.
+# MBROLA would need contrib + non-free in the apt sources (not enabled here) and its voices
+# are non-commercial, so it is not used.
+TEST_DEBS := chromium haproxy nginx-light espeak-ng flite
+VOICE_DEBS := espeak-ng flite
+define install_debs
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; \
+	  else echo "ERROR: need root to install$$missing (apt-get install -y$$missing)" >&2; exit 1; fi; \
+	  echo "installing$$missing"; \
+	  $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q -o DPkg::Lock::Timeout=300 $$missing; \
+	fi
+endef
+
+debs:
+	$(call install_debs,$(TEST_DEBS))
+
+voices:
+	$(call install_debs,$(VOICE_DEBS))
 
 # A lent GPU machine (docs/tensorrt.md, "A lent GPU"): `make gpu-wheels` here fetches the
 # Python 3.12 wheels its image lacks (scripts/gpu_wheels.txt) into .gpu_wheels/; there,
@@ -74,16 +96,3 @@ gpu-wheels: setup
 
 gpu-check:
 	$(PY) scripts/gpu_check.py --out $(GPU_CHECK_OUT)
-
-# The fleet tests (tests/test_fleet_*.py) run Debian's HAProxy and nginx on loopback.
-# Installed when missing (root, or sudo): apt-get update once, then apt-get install -y.
-FLEET_PACKAGES := haproxy nginx-light
-.PHONY: fleet-deps
-pytest: fleet-deps
-fleet-deps:
-	@if ! { command -v haproxy || test -x /usr/sbin/haproxy; } >/dev/null 2>&1 || \
-	    ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1; then \
-	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
-	  $$sudo apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $(FLEET_PACKAGES); \
-	fi

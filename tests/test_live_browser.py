@@ -2,7 +2,7 @@
 
 Chromium is driven over the raw DevTools protocol (its WebSocket, through the
 ``websockets`` client the live extra brings): no Playwright, no chromedriver. Debian's
-``chromium`` comes from ``make chromium`` (part of ``make test``); without it the test
+``chromium`` comes from ``make debs`` (part of ``make test``); without it the test
 skips with that reason. Set ``GESTURERT_WRITE_SCREENSHOT=1`` to refresh
 docs/img/live_page.png from this run.
 """
@@ -40,7 +40,7 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
          "--window-size=700,800"]
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                                 "(`make chromium`, part of `make test`, installs it)")
+                                 "(`make debs`, part of `make test`, installs it)")
 
 # Pixels of the canvas that differ from the background by more than 8 in some channel.
 DRAWN_PIXELS_JS = """(() => {

@@ -98,10 +98,11 @@ def load_corpus_sequences(root: Path, features: FeatureConfig = DEFAULT_FEATURES
     for speaker in speakers:
         clips = [c for c in load_speaker(root, speaker, config=features) if _role(c) is not None]
         train = [c for c in clips if _role(c) == "train"]
-        if not train:
-            raise ValueError(f"{Path(root) / speaker}: no '{TRAIN_SPLIT}' clips to measure the "
-                             "pose statistics on")
-        normalization = compute_normalization(train)
+        if not train and not clips:
+            raise ValueError(f"{Path(root) / speaker}: no '{TRAIN_SPLIT}' or held-out clips")
+        # a speaker never trained on (a held-out voice: every clip 'test') is put in its
+        # canonical frame by its own clips' statistics, as a new speaker would be
+        normalization = compute_normalization(train or clips)
         clips.sort(key=lambda c: (c.interval_id, c.start))
         for _, group in groupby(clips, key=lambda c: c.interval_id):
             run: list[SdtClip] = []

@@ -3,6 +3,9 @@
 * ``gesturert data synth --out DIR --speakers N --minutes M [--seed S] [--overwrite]
   [--articulation]``
   writes a synthetic corpus with ground-truth saliency (:mod:`train.data.synth`).
+* ``gesturert data synth --out DIR --voices SPEC [--held-out-voices SPEC]`` speaks with
+  real synthesizer voices (:mod:`train.data.voice_corpus`); ``gesturert data voices``
+  lists them with their licences.
 * ``gesturert data info DIR`` prints clips per speaker and split, and the salient-frame
   fraction where the corpus has ground truth.
 * ``gesturert data import-openpose`` and ``gesturert data check``: :mod:`train.data.cli_real`.
@@ -36,7 +39,18 @@ def register_data(subparsers: Any) -> None:
                        help="vowel-dependent mouth shapes: openness and lip spread follow the "
                             "sounding vowel, not only its loudness (default: loudness only)")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
+    synth.add_argument("--voices", default=None, metavar="SPEC",
+                       help="speak with real synthesizer voices instead of the synthetic "
+                            "voice: 'all', or comma-separated voice names / language codes / "
+                            "engines (one speaker per voice; --speakers is ignored; list: "
+                            "`gesturert data voices`)")
+    synth.add_argument("--held-out-voices", default="", metavar="SPEC",
+                       help="with --voices: voices (same syntax) whose clips are all split "
+                            "'test', spoken with held-out words: never trained on")
     synth.set_defaults(func=_run_synth)
+
+    voices = sub.add_parser("voices", help="list the synthesizer voices, licences, availability")
+    voices.set_defaults(func=_run_voices)
 
     info = sub.add_parser("info", help="summarise a corpus in the SDT layout")
     info.add_argument("root", type=Path, help="corpus directory (ROOT/<speaker>/processed_137.csv)")
@@ -48,6 +62,10 @@ def register_data(subparsers: Any) -> None:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
+    if args.voices is not None:
+        from train.data.voice_cli import run_voiced_synth
+
+        return run_voiced_synth(args)
     from tqdm import tqdm
 
     from sdk.features import DEFAULT_FEATURES
@@ -75,6 +93,12 @@ def _run_synth(args: argparse.Namespace) -> int:
           f"{100 * summary.salient_frame_fraction:.1f}% salient frames) to {summary.root} "
           f"in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _run_voices(_args: argparse.Namespace) -> int:
+    from train.data.voice_cli import print_voices
+
+    return print_voices()
 
 
 def _run_info(args: argparse.Namespace) -> int:

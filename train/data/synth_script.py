@@ -246,7 +246,7 @@ def make_script(
         for i, syl in enumerate(phrase_syllables):
             if syl.keyword < 0:
                 continue
-            event = _posture_for(syl, profile, fps)
+            event = posture_for(syl, profile, fps)
             if event.start_frame < last_posture_end + POSTURE_GAP_FRAMES or \
                     event.start_frame < 0 or event.end_frame > num_frames:
                 # not stressed after all: an ordinary accented syllable
@@ -261,7 +261,7 @@ def make_script(
     return Script(num_frames, duration, tuple(phrases), tuple(syllables), tuple(postures))
 
 
-def _posture_for(keyword: Syllable, profile: SpeakerProfile, fps: int) -> PostureEvent:
+def posture_for(keyword: Syllable, profile: SpeakerProfile, fps: int) -> PostureEvent:
     """The posture a stressed keyword triggers (frame indices; may be out of range)."""
     keyword_frame = math.floor(keyword.onset_s * fps)
     start = keyword_frame - profile.lead_frames
