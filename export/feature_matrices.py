@@ -75,6 +75,8 @@ def compute_mfcc_matrices(config: FeatureConfig = DEFAULT_FEATURES) -> MfccMatri
 def librosa_mfcc(audio: np.ndarray, config: FeatureConfig = DEFAULT_FEATURES) -> np.ndarray:
     """``librosa.feature.mfcc`` of float32 mono ``audio`` with ``config``'s parameters, the call
     sdk/features.py writes out (the spec ``sdk.mfcc`` matches); float32 (M, n_mfcc) time-major."""
+    import librosa  # only where the reference is computed (not on the lent GPU image)
+
     mel_power = librosa.feature.melspectrogram(
         y=audio, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
         win_length=config.win_length, window="hann", center=True, pad_mode="constant",
