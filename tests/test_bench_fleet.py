@@ -57,7 +57,8 @@ def test_added_latency_is_met_only_when_the_machine_resolves_it(added: dict[str,
 
 
 def test_the_docs_quote_the_committed_fleet_results() -> None:
-    """docs/serving.md's capacity passage is generated from a committed serve_fleet.json.
+    """docs/serving.md's capacity passage (``fleet-results:start`` .. ``fleet-results:end``)
+    is generated from a committed serve_fleet.json.
     Regenerate: ``python -c "from benchmarks.serve_fleet_report import write_docs_passage;
     ..."``
     with the results file and docs/serving.md."""
