@@ -131,6 +131,18 @@ def git_sha() -> str | None:
     return sha + ("-dirty" if dirty else "")
 
 
+IDLE_LOAD = 1.0  # 1-minute load average below which a run counts as started on an idle machine
+
+
+def machine_state(load: Sequence[float] | None) -> str:
+    """How busy the machine was when a run started, for a report's prose: "idle" or
+    "shared and loaded", with the 1-minute load average (None: unknown)."""
+    if not load:
+        return "of unknown load (no load average)"
+    state = "idle" if load[0] < IDLE_LOAD else "shared and loaded"
+    return f"{state} (load average {load[0]:.2f} at the start)"
+
+
 def load_average() -> tuple[float, float, float] | None:
     """1, 5 and 15 minute load averages (other processes compete for the cores)."""
     try:

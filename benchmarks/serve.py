@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import REPO_ROOT, load_average, machine_id, machine_info
+from benchmarks.common import REPO_ROOT, load_average, machine_id, machine_info, machine_state
 
 COUNTS = (1, 8, 32, 48, 64, 96, 128, 200, 256, 384, 512)
 GOAL_EXTRA_MS = 50.0
@@ -213,9 +213,9 @@ def markdown(result: dict[str, Any]) -> str:
         "# `gesturert serve`: real-time clients over loopback", "",
         f"Machine: {machine['cpu_model']}, {machine['cpu_cores']} cores, no GPU "
         f"(onnxruntime-cpu); git {machine['git_sha']}; {machine['timestamp']}. "
-        f"**Loaded machine**: load average at start {machine['load_average']}, at end "
-        f"{result['load_average_end']} (other engineers' jobs share the cores), so these are "
-        "not idle-machine numbers. The load generator runs on the same cores as the server; "
+        f"The machine was {machine_state(machine['load_average'])}; load average at start "
+        f"{machine['load_average']}, at end {result['load_average_end']}. "
+        "The load generator runs on the same cores as the server; "
         f"everything ran at niceness {result['niceness']}. Server: `--threads 1`.",
         "",
         f"Bundle `{result['bundle']}`: {result['fps']} fps, algorithmic latency "

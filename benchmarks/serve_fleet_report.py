@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import machine_state
 from benchmarks.serve import COUNTS
 
 GOAL_ADDED_P99_MS = 1.0
@@ -42,9 +43,9 @@ def markdown(result: dict[str, Any]) -> str:
         "# A fleet of `gesturert serve` behind a load balancer (loopback)", "",
         f"Machine: {machine['cpu_model']}, {machine['cpu_cores']} cores, no GPU "
         f"(onnxruntime-cpu); git {machine['git_sha']}; {machine['timestamp']}. "
-        f"**Loaded, shared machine**: load average at start {machine['load_average']}, at "
-        f"end {result['load_average_end']} (other engineers' jobs share the cores); servers, "
-        "balancers and the load generator all share those cores. Not idle-machine numbers.",
+        f"The machine was {machine_state(machine['load_average'])}; load average at start "
+        f"{machine['load_average']}, at end {result['load_average_end']}; servers, "
+        "balancers and the load generator all share its cores.",
         "",
         f"Bundle `{result['bundle']}`: {result['fps']} fps, algorithmic latency "
         f"{result['algorithmic_latency_ms']:.1f} ms. Each client streams "
@@ -151,8 +152,8 @@ def docs_passage(result: dict[str, Any], results_dir: str) -> str:
     ratio = two["keeps_up"] / one["keeps_up"] if one["keeps_up"] else float("nan")
     return (
         f"Measured by `gesturert bench --serve --fleet` on the {machine['cpu_cores']}-core "
-        f"development machine while it was shared and loaded (load average "
-        f"{load[0]:.1f} at the start; the load generator shares the cores too), git "
+        f"development machine, {machine_state(load)} (the load generator shares the "
+        f"cores too), git "
         f"{machine['git_sha'][:7]}. Through HAProxy, 1 process kept up with "
         f"{one['keeps_up']} real-time clients ({one['held_in_real_time']} within p99 <= "
         f"{result['goal_p99_ms']:.0f} ms), 2 processes with {two['keeps_up']} "

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import machine_state
 from benchmarks.report import _json_default, _table, machine_lines
 
 STEP = "step fp32 (GEMM)"
@@ -70,9 +71,10 @@ def markdown(result: dict[str, Any]) -> str:
              *machine_lines({**result, "bundle": {"path": result["bundle"]["source"],
                                                   "note": result["bundle"]["generator"]}}),
              f"Pinned to CPU {result['pinned_cpu']}, ONNX Runtime 1 intra-op thread, numpy "
-             "BLAS 1 thread. **The machine was shared and loaded** (load average above): "
-             "absolute times are pessimistic; the ratios were measured side by side, call by "
-             "call, in this one run.", "", "## Goals", "",
+             "BLAS 1 thread. The machine was "
+             f"{machine_state(result['machine'].get('load_average'))}: on a loaded "
+             "machine absolute times are pessimistic; the ratios were measured side by "
+             "side, call by call, in this one run.", "", "## Goals", "",
              *_table(["goal", "measured", "status", "how"], goals(result)),
              "## Step models, time per stream-frame (p50; CPU = calling thread)", ""]
     rows = []
@@ -152,8 +154,8 @@ def doc_passage(result: dict[str, Any]) -> str:
     """The goals table of docs/step_cpu.md, generated from a result (tests check it)."""
     load = result["machine"].get("load_average") or (float("nan"),) * 3
     lines = [f"Measured {result['machine']['timestamp']} on {result['machine']['cpu_model']} "
-             f"({result['machine']['cpu_cores']} cores, shared: load average "
-             f"{load[0]:.1f} at the start, {result['load_average_end'][0]:.1f} at the end), "
+             f"({result['machine']['cpu_cores']} cores, {machine_state(load)}, "
+             f"{result['load_average_end'][0]:.1f} at the end), "
              f"one pinned core, git {str(result['machine']['git_sha'])[:7]}:", "",
              *_table(["goal", "measured", "status", "how"], goals(result))]
     return "\n".join(lines).rstrip() + "\n"

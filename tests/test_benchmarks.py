@@ -174,3 +174,11 @@ def test_trtexec_numbers_are_merged_when_trtexec_is_on_path(
     assert [r["model"] for r in numbers["records"]] == ["generator", "posesync"]
     assert numbers["records"][0]["throughput_qps"] == pytest.approx(1234.5)
     assert numbers["records"][0]["latency_ms"]["p99"] == pytest.approx(1.5)
+
+
+def test_machine_state_says_idle_or_loaded_from_the_load_average() -> None:
+    from benchmarks.common import machine_state
+
+    assert machine_state((0.3, 1.0, 2.0)).startswith("idle (load average 0.30")
+    assert machine_state((9.6, 9.0, 7.0)).startswith("shared and loaded (load average 9.60")
+    assert "unknown" in machine_state(None)
