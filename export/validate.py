@@ -107,21 +107,9 @@ def _sdk_runs(offline_gen: StreamingGenerator, streaming_gen: StreamingGenerator
         return canonical(offline_gen.generate(audio, rate, seed))
 
     def streaming(audio: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        gen, parts = streaming_gen, []
-        with gen.create_stream(seed) as stream:
-            first, longest = 0, max(2, int(MAX_STREAM_CHUNK_SECONDS * rate))
-            while first < audio.size:
-                size = int(np.exp(rng.uniform(0, np.log(longest))))  # log-uniform sizes
-                stream.accept_waveform(audio[first:first + size], rate)
-                first += size
-                while gen.is_ready(stream):
-                    gen.step([stream])
-                parts.append(stream.pop_frames())
-            stream.input_finished()
-            while gen.is_ready(stream):
-                gen.step([stream])
-            parts.append(stream.pop_frames())
-        return canonical(PoseFrames.concatenate(parts, gen.num_joints))
+        longest = max(2, int(MAX_STREAM_CHUNK_SECONDS * rate))
+        sizes = iter(lambda: int(np.exp(rng.uniform(0, np.log(longest)))), None)  # log-uniform
+        return canonical(streaming_gen.generate(audio, rate, seed, chunk_samples=sizes))
 
     return {"offline": offline, f"streaming/{streaming_gen.chunk_frames}": streaming}
 

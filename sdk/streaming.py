@@ -281,14 +281,35 @@ class StreamingGenerator:
                         time=index[keep] / np.float64(self.fps), index=index[keep]))
                     stream._emitted += int(keep.sum())
 
-    def generate(self, audio: Any, sample_rate: int, seed: int = 0) -> PoseFrames:
-        """Offline convenience: all frames of ``audio``; the same numbers as streaming it."""
+    def generate(self, audio: Any, sample_rate: int, seed: int = 0,
+                 chunk_samples: Iterable[int] | None = None) -> PoseFrames:
+        """All frames of ``audio`` (samples, any shape ``accept_waveform`` takes) in one
+        stream: offline (one chunk) by default; with ``chunk_samples`` (sizes in samples, used
+        in turn until the audio ends) fed chunk by chunk, stepping as frames become ready,
+        as a live source would. The frames are the same either way (chunk invariance)."""
+        array = np.asarray(audio)
         with self.create_stream(seed) as stream:
-            stream.accept_waveform(audio, sample_rate)
+            parts = []
+            if chunk_samples is None:
+                stream.accept_waveform(array, sample_rate)
+            else:
+                sizes, first = iter(chunk_samples), 0
+                while first < len(array):
+                    size = next(sizes, None)
+                    if size is None or int(size) < 1:
+                        raise ValueError(
+                            f"chunk_samples: expected sizes >= 1 covering the audio, got "
+                            f"{size!r} after {first} of {len(array)} samples")
+                    stream.accept_waveform(array[first:first + int(size)], sample_rate)
+                    first += int(size)
+                    while self.is_ready(stream):
+                        self.step([stream])
+                    parts.append(stream.pop_frames())
             stream.input_finished()
             while self.is_ready(stream):
                 self.step([stream])
-            return stream.pop_frames()
+            parts.append(stream.pop_frames())
+            return PoseFrames.concatenate(parts, self.num_joints)
 
     # ---- lifecycle ----
     def _check_own(self, stream: Any) -> None:

@@ -30,8 +30,8 @@ a requested backend missing).
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -107,14 +107,6 @@ class Check:
 
 
 # ---------------------------------------------------------------- runs
-def _stream_chunks(n: int) -> Iterator[slice]:
-    first, k = 0, 0
-    while first < n:
-        size = STREAM_CHUNK_SAMPLES[k % len(STREAM_CHUNK_SAMPLES)]
-        yield slice(first, first + size)
-        first, k = first + size, k + 1
-
-
 def generate(bundle: Bundle, run: BackendRun, audio: np.ndarray, seed: int, mode: str
              ) -> PoseFrames:
     """Frames of ``audio`` on one backend: offline, or streamed in a fixed chunk cycle."""
@@ -131,18 +123,8 @@ def generate(bundle: Bundle, run: BackendRun, audio: np.ndarray, seed: int, mode
                                f"({gen.backend.describe()})")
         if mode == OFFLINE:
             return gen.generate(audio, rate, seed)
-        parts = []
-        with gen.create_stream(seed) as stream:
-            for chunk in _stream_chunks(audio.size):
-                stream.accept_waveform(audio[chunk], rate)
-                while gen.is_ready(stream):
-                    gen.step([stream])
-                parts.append(stream.pop_frames())
-            stream.input_finished()
-            while gen.is_ready(stream):
-                gen.step([stream])
-            parts.append(stream.pop_frames())
-        return PoseFrames.concatenate(parts, gen.num_joints)
+        return gen.generate(audio, rate, seed, chunk_samples=itertools.cycle(
+            STREAM_CHUNK_SAMPLES))
 
 
 def streaming_mode(bundle: Bundle) -> str:

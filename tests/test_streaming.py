@@ -396,3 +396,4 @@ def test_closed_generator_refuses_work(tiny_bundle: Path) -> None:  # noqa: F811
     with pytest.raises(StreamError, match="closed"):
         g.create_stream()
     stream.close()  # still fine
+
