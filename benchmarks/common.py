@@ -131,6 +131,31 @@ def git_sha() -> str | None:
     return sha + ("-dirty" if dirty else "")
 
 
+def json_default(value: Any) -> Any:
+    """numpy scalars and arrays as JSON numbers and lists (``json.dumps(default=...)``)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_results(out_dir: Path, name: str, result: dict[str, Any],
+                  markdown: Callable[[dict[str, Any]], str],
+                  plot: Callable[[dict[str, Any], Path], None]) -> list[Path]:
+    """A benchmark's three results files in ``out_dir`` (made if missing): ``NAME.json``
+    (every number of ``result``), ``NAME.md`` (``markdown(result)``) and ``NAME.png``
+    (``plot(result, path)``); returns their paths in that order."""
+    import json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md", out_dir / f"{name}.png"]
+    paths[0].write_text(json.dumps(result, indent=1, default=json_default) + "\n")
+    paths[1].write_text(markdown(result))
+    plot(result, paths[2])
+    return paths
+
+
 IDLE_LOAD = 1.0  # 1-minute load average below which a run counts as started on an idle machine
 
 

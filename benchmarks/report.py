@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import REPO_ROOT, machine_id, machine_info
+from benchmarks.common import REPO_ROOT, json_default, machine_id, machine_info
 
 GOALS = {  # name -> (target text, comparison, limit)
     "one_stream_step_p99_ms": ("one-stream step p99 <= 2 ms per 66.7 ms frame", "<=", 2.0),
@@ -257,21 +257,13 @@ def plot_sliding_window(sw: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def write_report(result: dict[str, Any], samples: dict[str, dict[str, np.ndarray]],
                  out_dir: Path) -> list[Path]:
     """Write bench.json, bench.md and the PNGs into ``out_dir``; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "bench.json", out_dir / "bench.md", out_dir / "latency_vs_streams.png",
              out_dir / "latency_histogram.png"]
-    paths[0].write_text(json.dumps(result, indent=1, default=_json_default) + "\n")
+    paths[0].write_text(json.dumps(result, indent=1, default=json_default) + "\n")
     paths[1].write_text(markdown(result))
     plot_latency_vs_streams(result, paths[2])
     plot_latency_histogram(samples, paths[3])
@@ -300,7 +292,7 @@ def write_sliding_window_report(sw: dict[str, Any], out_dir: Path) -> list[Path]
                            "goals": goal_rows(sliding_window_goals(sw))}
     paths = [out_dir / "sliding_window.json", out_dir / "sliding_window.md",
              out_dir / "sliding_window.png"]
-    paths[0].write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
+    paths[0].write_text(json.dumps(doc, indent=1, default=json_default) + "\n")
     header = ["# Stateful vs sliding window", "",
               f"- machine: {info['cpu_model']}, {info['cpu_cores']} cores; load average "
               f"{' / '.join(f'{v:.2f}' for v in info['load_average'] or ())}; git "

@@ -29,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import REPO_ROOT, load_average, machine_id, machine_info, machine_state
+from benchmarks.common import (
+    REPO_ROOT,
+    load_average,
+    machine_id,
+    machine_info,
+    machine_state,
+    write_results,
+)
 
 COUNTS = (1, 8, 32, 48, 64, 96, 128, 200, 256, 384, 512)
 GOAL_EXTRA_MS = 50.0
@@ -189,12 +196,7 @@ def run_serve_bench(bundle: Path, out_dir: Path, seconds: float, workers: int) -
     result["summary"] = {n: summarise(rows) for n, rows in result["runs"].items()}
     result["load_average_end"] = load_average()
     result["wall_seconds"] = time.monotonic() - started
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "serve.json", out_dir / "serve.md", out_dir / "serve.png"]
-    paths[0].write_text(json.dumps(result, indent=1))
-    paths[1].write_text(markdown(result))
-    plot(result, paths[2])
-    return paths
+    return write_results(out_dir, "serve", result, markdown, plot)
 
 
 def default_out_dir() -> Path:

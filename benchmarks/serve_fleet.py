@@ -35,7 +35,7 @@ from typing import IO, Any
 import numpy as np
 
 from benchmarks.balancers import BALANCERS, balancer_command
-from benchmarks.common import REPO_ROOT, load_average, machine_info
+from benchmarks.common import REPO_ROOT, load_average, machine_info, write_results
 from benchmarks.serve import COUNTS, _cpu_seconds, _free_port, run_point, summarise
 from benchmarks.serve_fleet_report import markdown, plot
 
@@ -280,12 +280,7 @@ def run_fleet_bench(bundle: Path, out_dir: Path, seconds: float, *,
     result["summary"] = {n: summarise(rows) for n, rows in result["runs"].items()}
     result["load_average_end"] = load_average()
     result["wall_seconds"] = time.monotonic() - started
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "serve_fleet.json", out_dir / "serve_fleet.md", out_dir / "serve_fleet.png"]
-    paths[0].write_text(json.dumps(result, indent=1))
-    paths[1].write_text(markdown(result))
-    plot(result, paths[2])
-    return paths
+    return write_results(out_dir, "serve_fleet", result, markdown, plot)
 
 
 if __name__ == "__main__":  # the ping probe: URL SECONDS -> {"rtt_ms": [...]}

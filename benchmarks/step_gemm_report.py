@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import machine_state
-from benchmarks.report import _json_default, _table, machine_lines
+from benchmarks.common import machine_state, write_results
+from benchmarks.report import _table, machine_lines
 
 STEP = "step fp32 (GEMM)"
 TRACED = "generator.onnx (traced)"
@@ -172,12 +172,7 @@ def write_doc_passage(result_path: Path = RESULTS, doc: Path = DOC) -> None:
 
 def write_step_report(result: dict[str, Any], out_dir: Path) -> list[Path]:
     """step_gemm.json, step_gemm.md, step_gemm.png in ``out_dir``; returns the paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "step_gemm.json", out_dir / "step_gemm.md", out_dir / "step_gemm.png"]
-    paths[0].write_text(json.dumps(result, indent=1, default=_json_default) + "\n")
-    paths[1].write_text(markdown(result))
-    plot(result, paths[2])
-    return paths
+    return write_results(out_dir, "step_gemm", result, markdown, plot)
 
 
 if __name__ == "__main__":
