@@ -90,6 +90,7 @@ def start_servers(bundle: Path, workers: int) -> tuple[list[subprocess.Popen[str
 
 
 def stop_servers(procs: list[subprocess.Popen[str]]) -> None:
+    """SIGTERM every process (by its Popen, so by PID), SIGKILL any still there after 30 s."""
     for proc in procs:
         proc.terminate()
     for proc in procs:

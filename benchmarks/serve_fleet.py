@@ -36,7 +36,14 @@ import numpy as np
 
 from benchmarks.balancers import BALANCERS, balancer_command
 from benchmarks.common import REPO_ROOT, load_average, machine_info, write_results
-from benchmarks.serve import COUNTS, _cpu_seconds, _free_port, run_point, summarise
+from benchmarks.serve import (
+    COUNTS,
+    _cpu_seconds,
+    _free_port,
+    run_point,
+    stop_servers,
+    summarise,
+)
 from benchmarks.serve_fleet_report import markdown, plot
 
 LATENCY_CLIENTS = 16
@@ -174,16 +181,7 @@ class LoopbackFleet:
 
     def stop(self) -> None:
         """SIGTERM every process (by its Popen, so by PID), SIGKILL after 30 s."""
-        procs = [p for p, _ in self.balancers.values()] + self.servers
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_servers([p for p, _ in self.balancers.values()] + self.servers)
         for log in self._logs:
             log.close()
         shutil.rmtree(self.workdir, ignore_errors=True)  # configs and logs of this run
