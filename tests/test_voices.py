@@ -250,3 +250,21 @@ def test_mouth_energy_r_sees_a_mouth_that_follows_the_audio() -> None:
     poses[:, LIP_BOTTOM, 1] = 0.1 * rng.permutation(loudness)
     assert abs(mouth_energy_r(poses, audio)) < 0.3
     assert LIP_TOP != LIP_BOTTOM
+
+
+def test_styles_are_shared_round_robin_by_the_voices(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    voices = "espeak-en-us-m1,espeak-en-us-f2,espeak-en-us-m3"
+    assert main(["data", "synth", "--out", str(out), "--voices", voices, "--styles", "2",
+                 "--minutes", "0.15", "--no-progress"]) == 0
+    meta = {name: json.loads((out / name / "synth_speaker.json").read_text())
+            for name in voices.split(",")}
+    assert [m["style"] for m in meta.values()] == ["style_0", "style_1", "style_0"]
+    first, second, third = (m["profile"] for m in meta.values())
+    gesture_fields = ("gesture_scale", "lead_frames", "beat_deg", "posture_weights")
+    assert all(first[f] == third[f] for f in gesture_fields)
+    assert any(first[f] != second[f] for f in gesture_fields)
+    # more styles than voices is refused, nothing written
+    assert main(["data", "synth", "--out", str(tmp_path / "t"), "--voices", voices,
+                 "--styles", "4", "--minutes", "0.15", "--no-progress"]) == 2
+    assert not (tmp_path / "t").exists()

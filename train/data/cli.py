@@ -47,6 +47,9 @@ def register_data(subparsers: Any) -> None:
     synth.add_argument("--held-out-voices", default="", metavar="SPEC",
                        help="with --voices: voices (same syntax) whose clips are all split "
                             "'test', spoken with held-out words: never trained on")
+    synth.add_argument("--styles", type=int, default=None, metavar="N",
+                       help="with --voices: N gesture styles shared round-robin by the voices "
+                            "(voice i gestures as style i %% N; default: one style per voice)")
     synth.set_defaults(func=_run_synth)
 
     voices = sub.add_parser("voices", help="list the synthesizer voices, licences, availability")

@@ -36,7 +36,8 @@ def run_voiced_synth(args: argparse.Namespace) -> int:
             summary = synthesize_voice_corpus(args.out, voices, args.minutes, args.seed, held,
                                               overwrite=args.overwrite,
                                               on_clip=lambda: bar.update(1),
-                                              articulation=args.articulation)
+                                              articulation=args.articulation,
+                                              styles=args.styles)
         except (ValueError, FileExistsError, EspeakUnavailable, FliteUnavailable,
                 TimingCheckFailed) as exc:
             bar.close()

@@ -4,10 +4,15 @@ synthesizer voices (:mod:`train.data.voices`), written in the SDT layout.
 Speaker i speaks with voice i of the selection; its body and gesture style are those of
 synthetic speaker i (:func:`~train.data.synth_script.make_speaker_profile`, renamed to
 the voice; its ``f0_hz``, ``formant_scale`` and ``speech_rate`` are not used, the voice
-has its own). Per interval: phrases spoken by the voice and the script rebuilt from the
-returned timing (:mod:`train.data.voice_script`), then the motion rendered from that
-script and the lip envelope measured on the audio (:func:`synth_motion.render_motion`),
-so saliency, beats and lip-sync ground truth are exact for the speech as spoken.
+has its own). With ``styles=N`` speaker i takes those of synthetic speaker ``i % N``
+instead, so each gesture style is spoken by several voices and a model conditioned on the
+style cannot learn it as the voice's identity; ``synth_speaker.json`` names the style
+(``"style": "style_<k>"``).
+
+Per interval: phrases spoken by the voice and the script rebuilt from the returned
+timing (:mod:`train.data.voice_script`), then the motion rendered from that script and
+the lip envelope measured on the audio (:func:`synth_motion.render_motion`), so saliency,
+beats and lip-sync ground truth are exact for the speech as spoken.
 Every interval's labels are checked against its audio (:mod:`train.data.voice_timing`).
 
 Splits as in :mod:`train.data.synth` (clip c: dev if c % 10 == 8, val if 9, else
@@ -77,8 +82,12 @@ def synthesize_voice_corpus(out: Path, voices: Sequence[Voice], minutes: float, 
                             held_out: frozenset[str] = frozenset(),
                             config: FeatureConfig = DEFAULT_FEATURES, overwrite: bool = False,
                             on_clip: Callable[[], None] | None = None,
-                            articulation: bool = False) -> VoiceCorpusSummary:
+                            articulation: bool = False,
+                            styles: int | None = None) -> VoiceCorpusSummary:
     """Write ``minutes`` of talk per voice under ``out`` (see the module docstring).
+
+    ``styles``: number of gesture styles shared round-robin by the voices (None: one per
+    voice).
 
     Raises:
         ValueError: no voices or too few minutes. FileExistsError: a speaker exists and
@@ -87,6 +96,9 @@ def synthesize_voice_corpus(out: Path, voices: Sequence[Voice], minutes: float, 
     """
     if not voices:
         raise ValueError("no voices selected")
+    if styles is not None and not 1 <= styles <= len(voices):
+        raise ValueError(f"styles={styles}: need 1 <= styles <= the number of voices "
+                         f"({len(voices)})")
     clip_seconds = SDT_CLIP_FRAMES / config.fps
     n_clips = int(minutes * 60.0 // clip_seconds) if minutes > 0 else 0
     if n_clips < 1:
@@ -100,7 +112,8 @@ def synthesize_voice_corpus(out: Path, voices: Sequence[Voice], minutes: float, 
     held_clips = frozenset(c for c in range(n_clips) if split_of_clip(c) != "train")
     salient, untimed = 0.0, 0
     for s, voice in enumerate(voices):
-        profile = dataclasses.replace(make_speaker_profile(seed, s), name=voice.name)
+        style = s if styles is None else s % styles
+        profile = dataclasses.replace(make_speaker_profile(seed, style), name=voice.name)
         speaker_dir = out / voice.name
         if overwrite and (speaker_dir / "clips").is_dir():
             shutil.rmtree(speaker_dir / "clips")
@@ -137,7 +150,8 @@ def synthesize_voice_corpus(out: Path, voices: Sequence[Voice], minutes: float, 
                     on_clip()
             salient += float(motion.saliency.sum())
         write_index(speaker_dir, rows)
-        meta = {"seed": seed, "speaker_index": s, "posture_names": list(POSTURE_NAMES),
+        meta = {"seed": seed, "speaker_index": s, "style": f"style_{style}",
+                "posture_names": list(POSTURE_NAMES),
                 "articulation": articulation, "voice": dataclasses.asdict(voice),
                 "held_out": is_held, "timing_checks": checks,
                 "profile": dataclasses.asdict(profile), "features": config.to_dict()}
