@@ -5,7 +5,9 @@
 
 Stages, each one of the project's own commands run in a subprocess and timed:
 
-1. ``gesturert data synth --out WORK/corpus --speakers 1 --minutes 20 --seed 0``;
+1. ``gesturert data synth --out WORK/corpus --speakers 1 --minutes 20 --seed 0``, or with
+   ``--voices SPEC [--held-out-voices SPEC] [--styles N]`` the voiced corpus (real
+   synthesizer voices; ``--minutes`` per voice) — what ``make bundle`` ships;
 2. ``gesturert train posesync``, ``gesturert train fgd``, ``gesturert train generator``
    with the default configs (train/configs/*.yaml) on that corpus, each with
    ``--set run.threads=1`` (a machine setting, not a model one: on the shared 2-core CPU
@@ -112,6 +114,16 @@ def directory_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def corpus_line(report: dict[str, Any]) -> str:
+    """The corpus of a timing report in words (synthetic speakers or synthesizer voices)."""
+    if not report.get("voices"):
+        return f"{report['speakers']} synthetic speaker(s) x {report['minutes']} min"
+    held = report.get("held_out_voices") or "none"
+    styles = report.get("styles")
+    return (f"voices {report['voices']!r} x {report['minutes']} min each (held out: {held}"
+            + (f"; {styles} gesture styles" if styles else "") + ")")
+
+
 def timing_markdown(report: dict[str, Any]) -> str:
     from train.results_report import machine_line
 
@@ -126,8 +138,7 @@ def timing_markdown(report: dict[str, Any]) -> str:
               f"{report['total_seconds'] / 60:.1f} min"
               + (f", {(report['total_seconds'] + extra) / 60:.1f} min with the stages after "
                  "the bundle (baseline, evaluation)" if extra > 0.05 else "")
-              + f". Corpus: {report['speakers']} speaker(s) "
-              f"x {report['minutes']} min, seed {report['seed']}. Bundle: "
+              + f". Corpus: {corpus_line(report)}, seed {report['seed']}. Bundle: "
               f"{report['bundle_bytes'] / 1e6:.2f} MB "
               f"({', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in report['files'].items())})."]
     replaced = report.get("compared_with_replaced")
@@ -170,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=20.0,
                         help="minutes of synthetic talk (default 20)")
     parser.add_argument("--speakers", type=int, default=1, help="synthetic speakers (default 1)")
+    parser.add_argument("--voices", default=None, metavar="SPEC",
+                        help="speak with real synthesizer voices (gesturert data synth "
+                             "--voices; --speakers is then ignored)")
+    parser.add_argument("--held-out-voices", default="", metavar="SPEC",
+                        help="with --voices: voices never trained on (test split)")
+    parser.add_argument("--styles", type=int, default=None, metavar="N",
+                        help="with --voices: gesture styles shared round-robin by the voices")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of each training (default 1; 0 = torch's default)")
     parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
@@ -225,9 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     timings = {}
     revision = source_revision()
     started = time.perf_counter()
+    voiced = [] if args.voices is None else (
+        ["--voices", args.voices, "--held-out-voices", args.held_out_voices]
+        + ([] if args.styles is None else ["--styles", str(args.styles)]))
     run_stage("synth", ["data", "synth", "--out", str(corpus), "--minutes", str(args.minutes),
                         "--speakers", str(args.speakers), "--seed", str(args.seed),
-                        "--no-progress"], timings, args.quiet)
+                        "--no-progress", *voiced], timings, args.quiet)
     for model in TRAINING_STAGES:
         run_stage(f"train {model}", ["train", model, "--data", str(corpus), "--out",
                                      str(work / model), "--no-progress", *overrides[model]],
@@ -257,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             argv if argv is not None else sys.argv[1:]),
         "revision": revision,
         "minutes": args.minutes, "speakers": args.speakers, "seed": args.seed,
+        "voices": args.voices, "held_out_voices": args.held_out_voices, "styles": args.styles,
         "seconds": {k: round(v, 1) for k, v in timings.items()},
         "training_seconds": round(sum(timings[f"train {m}"] for m in TRAINING_STAGES), 1),
         "total_seconds": round(total, 1),

@@ -166,3 +166,19 @@ def test_the_docs_state_the_minimum_recording_length_of_the_default_config() -> 
     assert (f"the minimum is {min_window_seconds(data.window_frames):.2f} s: "
             f"{data.window_frames} frames at 15 fps") in text
     assert "more than half their\njoints missing" in text and data.max_missing_fraction == 0.5
+
+
+@pytest.mark.parametrize("split, trainable", [("test", True), ("val", False)])
+def test_a_speaker_held_out_for_test_is_allowed_one_without_train_clips_is_not(
+        tmp_path: Path, synth_pose: np.ndarray, split: str, trainable: bool) -> None:
+    """A held-out voice (every clip 'test') is evaluated, never trained on: a warning; a
+    speaker whose clips are all dev/val is a mistake: an error naming it."""
+    _corpus_with(tmp_path, synth_pose)
+    n = round(synth_pose.shape[0] * 16000 / 15)
+    write_clip(tmp_path / "held" / "c.npz", synth_pose, np.zeros(n, np.float32))
+    write_index(tmp_path / "held", [IndexRow(split, 0, synth_pose.shape[0], "i", "c.npz",
+                                             "held")])
+    checked = check_corpus(tmp_path)
+    assert checked.trainable is trainable, checked.report()
+    named = checked.warnings if trainable else checked.errors
+    assert any(m.startswith("speaker held:") for m in named), checked.report()

@@ -136,7 +136,10 @@ def check_corpus(root: Path, window_frames: int = 64, stride_frames: int = 3,
         found.windows, found.dropped_windows = len(counted.kept), counted.dropped
         found.short_sequences = sum(s.num_frames < window_frames for s in sequences)
         total_windows += found.windows
-        if not train:
+        if not train and sequences and all(s.split == "test" for s in sequences):
+            result.warnings.append(f"speaker {speaker}: every clip is in the 'test' split "
+                                   "(a held-out speaker: evaluated, never trained on)")
+        elif not train:
             result.errors.append(f"speaker {speaker}: no clip in the 'train' split")
         elif found.windows == 0:
             longest = max(s.num_frames for s in train) / config.fps
