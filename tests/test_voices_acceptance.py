@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,9 +17,11 @@ from tests.helpers_bundle import tiny_bundle  # noqa: F401  (fixture)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sdk" / "data" / "samples" / "speech_en.flac"
 
-GOOD = {"psd": 0.3, "mean_pose_psd": 1.0, "best_offsets": [0, 1, -1], "confidence": 0.5,
-        "mouth_energy_r": 0.8, "mean_abs_z": 0.4, "beyond_4sd": 0.0}
-BROKEN = {  # one fault per criterion, each a value the criterion must refuse
+GOOD: dict[str, Any] = {"psd": 0.3, "mean_pose_psd": 1.0, "best_offsets": [0, 1, -1],
+                        "confidence": 0.5, "mouth_energy_r": 0.8, "mean_abs_z": 0.4,
+                        "beyond_4sd": 0.0}
+# one fault per criterion, each a value the criterion must refuse
+BROKEN: dict[str, dict[str, Any]] = {
     "psd": {"psd": 0.55, "mean_pose_psd": 2.0},
     "psd_vs_mean_pose": {"psd": 0.45, "mean_pose_psd": 0.8},  # a judge blind to sync
     "offset": {"best_offsets": [0, 2]},  # poses two frames late on one sequence
