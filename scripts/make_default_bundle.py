@@ -70,6 +70,24 @@ def run_stage(name: str, args: list[str], timings: dict[str, float], quiet: bool
     print(f"[{name}] done in {timings[name]:.1f} s", flush=True)
 
 
+def run_lanes(lanes: list[list[str]], commands: dict[str, list[str]],
+              timings: dict[str, float], quiet: bool) -> None:
+    """Run the lanes at once, each lane's stages in turn (``run_stage`` each); stop on the
+    first failure once every lane has ended."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def lane(names: list[str]) -> None:
+        for name in names:
+            run_stage(name, commands[name], timings, quiet)
+
+    with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+        futures = [pool.submit(lane, names) for names in lanes if names]
+        errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
 def replace_bundle(bundle: Path, dest: Path) -> None:
     """Copy ``bundle`` over ``dest`` (a directory holding only a bundle, or absent)."""
     if dest.exists():
@@ -132,9 +150,15 @@ def timing_markdown(report: dict[str, Any]) -> str:
              f"Machine: {machine_line(report['machine'])}.", "",
              "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
-    extra = sum(report["seconds"].values()) - report["total_seconds"]  # baseline, evaluate
+    extra = (sum(report["seconds"].values()) - report["total_seconds"]  # baseline, evaluate
+             if report.get("jobs", 1) == 1 else
+             report.get("wall_seconds", report["total_seconds"]) - report["total_seconds"])
+    jobs = report.get("jobs", 1)
     lines += ["", f"Training (posesync + fgd + generator): "
-              f"{report['training_seconds'] / 60:.1f} min; synth to bundle "
+              f"{report['training_seconds'] / 60:.1f} min"
+              + (f" of stage time, {report['training_wall_seconds'] / 60:.1f} min wall with "
+                 f"{jobs} trainings at once (the baseline included)" if jobs > 1 else "")
+              + "; synth to bundle "
               f"{report['total_seconds'] / 60:.1f} min"
               + (f", {(report['total_seconds'] + extra) / 60:.1f} min with the stages after "
                  "the bundle (baseline, evaluation)" if extra > 0.05 else "")
@@ -213,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="no synth or training: export the checkpoints in --work "
                              "(generator/generator.pt, posesync/posesync.pt), replace --dest, "
                              "validate; --work is only read")
+    parser.add_argument("--jobs", type=int, default=1, choices=(1, 2),
+                        help="trainings at once (default 1; 2: the generator beside posesync, "
+                             "fgd and the baseline, one thread each, for a 2-core machine)")
     parser.add_argument("--quiet", action="store_true", help="hide the commands' output")
     args = parser.parse_args(argv)
     if args.export_only:
@@ -249,20 +276,29 @@ def main(argv: list[str] | None = None) -> int:
     run_stage("synth", ["data", "synth", "--out", str(corpus), "--minutes", str(args.minutes),
                         "--speakers", str(args.speakers), "--seed", str(args.seed),
                         "--no-progress", *voiced], timings, args.quiet)
-    for model in TRAINING_STAGES:
-        run_stage(f"train {model}", ["train", model, "--data", str(corpus), "--out",
-                                     str(work / model), "--no-progress", *overrides[model]],
-                  timings, args.quiet)
+    shuffled = work / "generator_shuffled" / "generator.pt"
+    trainings = {f"train {model}": ["train", model, "--data", str(corpus), "--out",
+                                    str(work / model), "--no-progress", *overrides[model]]
+                 for model in TRAINING_STAGES}
+    if args.shuffled_baseline:
+        trainings["train shuffled baseline"] = [
+            "train", "generator", "--data", str(corpus), "--out", str(shuffled.parent),
+            "--no-progress", *overrides["generator"], "--set", "data.shuffle_audio_pairs=true"]
+    lanes_started = time.perf_counter()
+    if args.jobs == 1:  # the bundle first, the baseline after it (as before --jobs)
+        for name in [n for n in trainings if n != "train shuffled baseline"]:
+            run_stage(name, trainings[name], timings, args.quiet)
+    else:  # the generator alone; posesync, fgd and the baseline in turn beside it
+        run_lanes([["train generator"], [n for n in trainings if n != "train generator"]],
+                  trainings, timings, args.quiet)
+    training_wall = time.perf_counter() - lanes_started
     replaced = export_and_validate(work / "generator" / "generator.pt",
                                    work / "posesync" / "posesync.pt", args.dest.resolve(),
                                    args.validation_results, timings, args.quiet)
     total = time.perf_counter() - started
-    shuffled = work / "generator_shuffled" / "generator.pt"
-    if args.shuffled_baseline:
-        run_stage("train shuffled baseline",
-                  ["train", "generator", "--data", str(corpus), "--out", str(shuffled.parent),
-                   "--no-progress", *overrides["generator"],
-                   "--set", "data.shuffle_audio_pairs=true"], timings, args.quiet)
+    if args.shuffled_baseline and args.jobs == 1:
+        run_stage("train shuffled baseline", trainings["train shuffled baseline"], timings,
+                  args.quiet)
     if args.evaluate:
         baseline = ["--shuffled-generator", str(shuffled)] if args.shuffled_baseline else []
         run_stage("evaluate", ["evaluate", "--generator", str(work / "generator" / "generator.pt"),
@@ -276,12 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": "python scripts/make_default_bundle.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),
-        "revision": revision,
+        "revision": revision, "wall_seconds": round(time.perf_counter() - started, 1),
         "minutes": args.minutes, "speakers": args.speakers, "seed": args.seed,
         "voices": args.voices, "held_out_voices": args.held_out_voices, "styles": args.styles,
         "seconds": {k: round(v, 1) for k, v in timings.items()},
         "training_seconds": round(sum(timings[f"train {m}"] for m in TRAINING_STAGES), 1),
         "total_seconds": round(total, 1),
+        "jobs": args.jobs, "training_wall_seconds": round(training_wall, 1),
         "bundle_bytes": directory_bytes(dest),
         "compared_with_replaced": replaced,
         "files": {p.name: p.stat().st_size for p in sorted(dest.rglob("*")) if p.is_file()},

@@ -1,5 +1,6 @@
-"""``make bundle`` (scripts/make_default_bundle.py) end to end with tiny models: every stage
-runs, the bundle lands in --dest, and the evaluation has the audio-shuffled baseline row."""
+"""``make bundle`` (scripts/make_default_bundle.py) end to end with tiny models on a small
+voiced corpus, two trainings at once: every stage runs, the bundle lands in --dest, and the
+evaluation has the audio-shuffled baseline row."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ def test_make_default_bundle_trains_exports_and_evaluates_with_the_baseline(
         ("posesync", TINY_POSESYNC), ("fgd", TINY_FGD),
         ("generator", [*TINY_GENERATOR, "run.steps=3"])) for item in items]
     command = [sys.executable, str(REPO / "scripts" / "make_default_bundle.py"),
-               "--minutes", "1.5", "--work", str(tmp_path / "work"),
+               "--minutes", "1.5", "--voices", "espeak-en-us-m1,espeak-en-us-f2,flite-awb",
+               "--held-out-voices", "flite-awb", "--styles", "2", "--jobs", "2",
+               "--work", str(tmp_path / "work"),
                "--dest", str(tmp_path / "bundle"), "--results", str(tmp_path / "results"),
                "--validation-results", str(tmp_path / "validation"),
                "--evaluate", "--shuffled-baseline", "--quiet",
@@ -34,6 +37,11 @@ def test_make_default_bundle_trains_exports_and_evaluates_with_the_baseline(
     assert timing["compared_with_replaced"] is None  # --dest held no bundle
     assert {"synth", "train posesync", "train fgd", "train generator", "export",
             "train shuffled baseline", "evaluate"} <= set(timing["seconds"])
+    assert timing["jobs"] == 2 and timing["voices"].endswith("flite-awb")
+    # two lanes at once: the lanes' wall time is less than their stages' sum
+    assert timing["training_wall_seconds"] < sum(
+        timing["seconds"][k] for k in ("train posesync", "train fgd", "train generator",
+                                       "train shuffled baseline"))
     shuffled = tmp_path / "work" / "generator_shuffled" / "generator.pt"
     import torch
 
