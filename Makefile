@@ -40,11 +40,11 @@ pytest: setup debs
 
 test: lint typecheck pytest
 
-# Reproduce the shipped default bundle (sdk/data/default_bundle): synthetic corpus ->
-# PoseSyncNet, FGD encoder, generator with the default configs -> export (~18 min on 2
-# cores), then the audio-shuffled baseline generator (~14 min) and the held-out evaluation.
-# The shipped default bundle's corpus: every registry voice (espeak-ng and flite, 4 min each),
-# three held out (never trained on), 3 gesture styles shared round-robin by the voices.
+# Reproduce the shipped default bundle (sdk/data/default_bundle): voiced corpus (every
+# registry voice, espeak-ng and flite, 4 min each; three held out, never trained on; 3
+# gesture styles shared round-robin by the voices) -> PoseSyncNet, FGD encoder, generator
+# with the default configs, two trainings at once (the audio-shuffled baseline beside the
+# generator) -> export, validate, held-out evaluation. Times: benchmarks/results/training/.
 BUNDLE_CORPUS = --voices all --held-out-voices espeak-en-us-f4,espeak-it-f4,flite-slt --styles 3 --minutes 4
 bundle: setup voices
 	$(BIN)/python scripts/make_default_bundle.py $(BUNDLE_CORPUS) --jobs 2 --evaluate --shuffled-baseline
