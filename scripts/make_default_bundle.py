@@ -7,7 +7,9 @@ Stages, each one of the project's own commands run in a subprocess and timed:
 
 1. ``gesturert data synth --out WORK/corpus --speakers 1 --minutes 20 --seed 0``, or with
    ``--voices SPEC [--held-out-voices SPEC] [--styles N]`` the voiced corpus (real
-   synthesizer voices; ``--minutes`` per voice) — what ``make bundle`` ships;
+   synthesizer voices; ``--minutes`` per voice) — what ``make bundle`` ships; its
+   ``voices.json`` (every voice, engine, licence, held out or not) is copied to
+   ``RESULTS/training_voices.json``;
 2. ``gesturert train posesync``, ``gesturert train fgd``, ``gesturert train generator``
    with the default configs (train/configs/*.yaml) on that corpus, each with
    ``--set run.threads=1`` (a machine setting, not a model one: on the shared 2-core CPU
@@ -276,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     run_stage("synth", ["data", "synth", "--out", str(corpus), "--minutes", str(args.minutes),
                         "--speakers", str(args.speakers), "--seed", str(args.seed),
                         "--no-progress", *voiced], timings, args.quiet)
+    if args.voices is not None:  # which voices the bundle learnt from, with their licences
+        args.results.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(corpus / "voices.json", args.results / "training_voices.json")
     shuffled = work / "generator_shuffled" / "generator.pt"
     trainings = {f"train {model}": ["train", model, "--data", str(corpus), "--out",
                                     str(work / model), "--no-progress", *overrides[model]]

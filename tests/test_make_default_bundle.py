@@ -38,6 +38,8 @@ def test_make_default_bundle_trains_exports_and_evaluates_with_the_baseline(
     assert {"synth", "train posesync", "train fgd", "train generator", "export",
             "train shuffled baseline", "evaluate"} <= set(timing["seconds"])
     assert timing["jobs"] == 2 and timing["voices"].endswith("flite-awb")
+    voices = json.loads((tmp_path / "results" / "training_voices.json").read_text())
+    assert voices["flite-awb"]["held_out"] and "licence" in voices["espeak-en-us-m1"]
     # two lanes at once: the lanes' wall time is less than their stages' sum
     assert timing["training_wall_seconds"] < sum(
         timing["seconds"][k] for k in ("train posesync", "train fgd", "train generator",
