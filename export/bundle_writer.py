@@ -192,11 +192,12 @@ def measure_psd_reference(generator_onnx: Path, posesync_onnx: Path, inputs: Exp
     config = inputs.generator.config
     mfcc, features, _ = speech_inputs(inputs.features, lookahead)
     generator = ort.InferenceSession(str(generator_onnx), providers=["CPUExecutionProvider"])
+    style = np.array([inputs.generator.default_style_index], np.int32)  # the default style
     poses, _, _ = generator.run(None, {
         "features": features[None],
         "noise": frame_noise(PSD_SEED, 0, features.shape[0], config.noise_dim)[None],
         "state": np.zeros((1, inputs.generator.state_size), np.float32)}
-        | ({"style": np.array([inputs.generator.default_style_index])} if config.styles else {}))
+        | ({"style": style} if config.styles else {}))
     canonical = inputs.normalization.destandardize(poses[0, lookahead:])
     posesync = ort.InferenceSession(str(posesync_onnx), providers=["CPUExecutionProvider"])
 

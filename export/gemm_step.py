@@ -23,14 +23,14 @@ by hand, from the trained weights, in the shape a CPU (and TensorRT) runs best:
   face features, into one Gemm with the detector's hidden layer; both pose heads and the
   root (exactly 0) into one Gemm whose columns are the output joint order. LeakyReLU
   follows its Gemm (ONNX Runtime fuses the pair).
-* **Styles** (a generator with ``config.styles``): the ``style`` input (B,) int64 picks a
+* **Styles** (a generator with ``config.styles``): the ``style`` input (B,) int32 picks a
   one-hot row (a Gather from an identity table), one more block of rows of the decoders'
   input Gemm whose body-decoder columns are ``style_embedding @ W_body_dec[:E]`` (the
   embedding is added to the latent only the body decoder reads).
 
 Inputs and outputs are the step contract (docs/architecture.md) with ``frames`` fixed
 to 1: ``features`` (B, 1, F), ``noise`` (B, 1, N), ``state`` (B, S) [, ``style`` (B,)
-int64 for a generator with styles] -> ``poses``
+int32 for a generator with styles] -> ``poses``
 (B, 1, J, 2), ``saliency`` (B, 1), ``state_out`` (B, S); B is the dynamic ``batch`` axis.
 :func:`export.gemm_step_check.step_parity` checks it against PyTorch frame by frame.
 """
@@ -331,7 +331,7 @@ class _StepBuilder:
             self.g.nodes, "generator_step",
             [value(FEATURES, [b, 1, cfg.feature_dim]), value(NOISE, [b, 1, cfg.noise_dim]),
              value(STATE, [b, s])]
-            + ([helper.make_tensor_value_info(STYLE, TensorProto.INT64, [b])]
+            + ([helper.make_tensor_value_info(STYLE, TensorProto.INT32, [b])]
                if self.generator.style_embedding is not None else []),
             [value(POSES, [b, 1, cfg.num_joints, 2]), value(SALIENCY, [b, 1]),
              value(STATE_OUT, [b, s])],

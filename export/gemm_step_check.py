@@ -69,7 +69,7 @@ def step_parity(generator: SalientPostureGenerator, path: str | Path, features: 
     worst = {"poses": 0.0, "saliency": 0.0, "state": 0.0}
     state_t = torch.from_numpy(torch_state)
     styles = ((generator.default_style_index + np.arange(batch)) % max(len(cfg.styles), 1)
-              ).astype(np.int64)
+              ).astype(np.int32)
     style_feed = {STYLE: styles} if cfg.styles else {}
     with torch.no_grad():
         for t in range(frames):

@@ -2,7 +2,7 @@
 
 ``generator.onnx`` is ``SalientPostureGenerator.step`` (docs/architecture.md, "The generator
 step contract"): inputs ``features`` (B, Tc, 91), ``noise`` (B, Tc, noise_dim), ``state``
-(B, S), and for a generator with styles ``style`` (B,) int64; outputs ``poses``
+(B, S), and for a generator with styles ``style`` (B,) int32; outputs ``poses``
 (B, Tc, 122, 2), ``saliency`` (B, Tc), ``state_out`` (B, S), with B and Tc dynamic (axis
 names ``batch`` and ``frames``). ``posesync.onnx`` is
 ``PoseSyncNet.forward``: ``mfcc`` (B, 13, 60), ``pose_images`` (B, 9, H, W) -> ``audio_emb``,
@@ -157,7 +157,7 @@ def export_generator(generator: SalientPostureGenerator, path: str | Path,
                STATE: {0: batch}}
     inputs: tuple[str, ...] = GENERATOR_INPUTS
     if config.styles:
-        args += (torch.arange(_EXAMPLE_BATCH) % len(config.styles),)
+        args += ((torch.arange(_EXAMPLE_BATCH) % len(config.styles)).to(torch.int32),)
         dynamic[STYLE] = {0: batch}
         inputs += (STYLE,)
     path = Path(path)
@@ -190,14 +190,14 @@ def export_posesync(posesync: PoseSyncNet, path: str | Path, opset: int = DEFAUL
 
 def _check_contract(spec: ModelSpec, expected: dict[str, tuple[int | str, ...]]) -> ModelSpec:
     """The written graph's I/O must be exactly the contract's (names, order, axes; float32
-    except ``style``, int64)."""
+    except ``style``, int32: TensorRT engine I/O has no int64)."""
     got = {t.name: t.shape for t in (*spec.inputs, *spec.outputs)}
     if got != expected or any(
-            t.dtype != ("int64" if t.name == STYLE else "float32")
+            t.dtype != ("int32" if t.name == STYLE else "float32")
             for t in (*spec.inputs, *spec.outputs)):
         raise OnnxExportError(
             f"{spec.file}: I/O {got} (dtypes {[t.dtype for t in (*spec.inputs, *spec.outputs)]})"
-            f" differ from the contract {expected} (float32, style int64); see "
+            f" differ from the contract {expected} (float32, style int32); see "
             "docs/architecture.md")
     return spec
 

@@ -119,7 +119,7 @@ def random_chunks(total: int, rng: np.random.Generator, max_chunk: int = 7) -> l
 def _stream(step: Callable[[Arrays], Arrays], features: np.ndarray, noise: np.ndarray,
             state_size: int, chunks: list[int], styles: Arrays | None = None) -> Arrays:
     """Run (B, T, .) inputs chunk by chunk from a zero state; outputs joined along time.
-    ``styles``: {"style": int64 (B,)} for a generator with styles, else None."""
+    ``styles``: {"style": int32 (B,)} for a generator with styles, else None."""
     state = np.zeros((features.shape[0], state_size), np.float32)
     poses, saliency = [], []
     start = 0
@@ -157,7 +157,7 @@ def generator_parity(generator: SalientPostureGenerator, onnx_path: str | Path,
     n_styles, default = len(config.styles), generator.default_style_index
 
     def styles(*index: int) -> Arrays:
-        return {"style": np.array(index, np.int64)} if n_styles else {}
+        return {"style": np.array(index, np.int32)} if n_styles else {}
 
     rows = max(3, n_styles)
     feed = {"features": rng.normal(0, 10, (rows, 5, config.feature_dim)).astype(np.float32),

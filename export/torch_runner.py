@@ -213,14 +213,14 @@ class TorchGeneratorRunner(TorchRunner):
                 STATE: TensorMeta(STATE, _F32, (BATCH_AXIS, model.state_size)),
             }
             if config.styles:
-                meta[STYLE] = TensorMeta(STYLE, np.dtype(np.int64), (BATCH_AXIS,))
+                meta[STYLE] = TensorMeta(STYLE, np.dtype(np.int32), (BATCH_AXIS,))
         super().__init__(f"torch:{path.name}", model, meta, device)
         self.generator = model
         self.state_size = model.state_size
         self.lookahead_frames = config.lookahead_frames
 
     def _forward(self, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        features, noise, state, *style = inputs  # style: (B,) int64 when the model has styles
+        features, noise, state, *style = inputs  # style: (B,) int32 when the model has styles
         return self.generator.step(features, noise, state, style[0] if style else None)
 
 
@@ -321,7 +321,7 @@ class TorchGeneratorStepper(GeneratorStepper):
     def step_tensors(self, features: torch.Tensor, noise: torch.Tensor, slots: Sequence[int],
                      styles: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One step on device tensors: features (B, Tc, F), noise (B, Tc, N) float32 on
-        ``self.device``, styles int64 (B,) host indices (see ``GeneratorStepper.step``)
+        ``self.device``, styles int32 (B,) host indices (see ``GeneratorStepper.step``)
         -> poses (B, Tc, J, 2), saliency (B, Tc) on the device."""
         index = self._check_slots(slots, features.shape[0])
         styled = STYLE in self.runner.get_input_metadata()

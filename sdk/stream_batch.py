@@ -83,7 +83,7 @@ class StreamBatch:
                               f"got {len(names)}")
         try:
             self._styles = np.array([generator.manifest.generator.style_index(n)
-                                     for n in names], dtype=np.int64)
+                                     for n in names], dtype=np.int32)
         except ValueError as exc:
             raise StreamError(str(exc)) from exc
         self.generator = generator

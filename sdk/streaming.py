@@ -289,7 +289,7 @@ class StreamingGenerator:
                 starts.append(stream._fed)
                 noise.append(stream._noise_for(stream._fed, chunk))
         out = self._stepper.step(np.stack(features), np.stack(noise), [s._slot for s in streams],
-                                 np.array([s.style_index for s in streams], dtype=np.int64))
+                                 np.array([s.style_index for s in streams], dtype=np.int32))
         norm = self.manifest.normalization
         keypoints = norm.canonical_to_pixels(norm.destandardize(out.poses))  # (B, Tc, J, 2)
         saliency = np.array(out.saliency, dtype=np.float32)  # a copy: out may be reused

@@ -33,7 +33,7 @@ import numpy as np
 FEATURES = "features"  # float32 (B, Tc, feature_dim)
 NOISE = "noise"  # float32 (B, Tc, noise_dim)
 STATE = "state"  # float32 (B, S)
-STYLE = "style"  # int64 (B,) gesture-style index per stream; only models with styles have it
+STYLE = "style"  # int32 (B,) gesture-style index per stream; only models with styles have it
 POSES = "poses"  # float32 (B, Tc, J, 2), standardised
 SALIENCY = "saliency"  # float32 (B, Tc)
 STATE_OUT = "state_out"  # float32 (B, S)
@@ -242,7 +242,7 @@ class GeneratorStepper(ABC):
             features: float32 (B, Tc, feature_dim) raw feature frames t..t+Tc-1 per stream.
             noise: float32 (B, Tc, noise_dim), ``frame_noise(seed, t, Tc, noise_dim)`` per stream.
             slots: B distinct slots, row b of the batch belongs to ``slots[b]``.
-            styles: int64 (B,) style index per stream (``GeneratorSpec.style_index``);
+            styles: int32 (B,) style index per stream (``GeneratorSpec.style_index``);
                 required by a model with a ``style`` input; a model without one takes
                 None or all zeros (its one implicit style).
         """
@@ -253,14 +253,14 @@ class GeneratorStepper(ABC):
 
     @staticmethod
     def _style_feed(styled: bool, styles: np.ndarray | None, batch: int) -> dict[str, np.ndarray]:
-        """The ``style`` entry of a step's feed: {STYLE: int64 (B,)} for a model with a
+        """The ``style`` entry of a step's feed: {STYLE: int32 (B,)} for a model with a
         style input, {} for one without (whose only style is index 0)."""
         if styles is None:
             if styled:
                 raise ValueError("this generator model takes a style per stream: pass styles "
-                                 "(int64 (B,), GeneratorSpec.style_index)")
+                                 "(int32 (B,), GeneratorSpec.style_index)")
             return {}
-        index = np.asarray(styles, dtype=np.int64)
+        index = np.asarray(styles, dtype=np.int32)
         if index.shape != (batch,):
             raise ValueError(f"step needs one style per batch row ({batch}), got shape "
                              f"{index.shape}")

@@ -179,7 +179,7 @@ class StepGraph:
 
     def _shape(self, name: str, batch: int, frames: int) -> tuple[int, ...]:
         max_shape = self.runner.tensors[name].max_shape
-        if name == STYLE:  # (batch,) int64, an engine with styles
+        if name == STYLE:  # (batch,) int32, an engine with styles
             return (batch,)
         return (batch, frames, *max_shape[2:]) if name != STATE else (batch, max_shape[1])
 

@@ -72,9 +72,9 @@ class TensorRTStepper(GeneratorStepper):
         if missing:
             raise RunnerError(f"{runner.name}: engine lacks tensors {missing} of the step contract")
         wrong = [n for n in tensors
-                 if tensors[n].dtype != (np.dtype(np.int64) if n == STYLE else _FLOAT32)]
+                 if tensors[n].dtype != (np.dtype(np.int32) if n == STYLE else _FLOAT32)]
         if wrong:
-            raise RunnerError(f"{runner.name}: tensors {wrong} are not float32 (style: int64); "
+            raise RunnerError(f"{runner.name}: tensors {wrong} are not float32 (style: int32); "
                               f"the step contract keeps float32 I/O (build with fp32 I/O)")
         self.styled = STYLE in tensors
         if tensors[STATE].max_shape[1] != state_size:

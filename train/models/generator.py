@@ -37,7 +37,7 @@ Choices the paper leaves open (all in :class:`GeneratorConfig`):
 * **Gesture styles** (``GeneratorConfig.styles``, one per corpus speaker style): a learned
   ``embedding_dim`` vector per style is added to the latent the body/hands decoder reads,
   in both paths; the face/lips branch does not see it (a style is gesture behaviour, the
-  lips follow the audio). The style index (B,) int64 is a per-stream input of ``step``,
+  lips follow the audio). The style index (B,) int32 is a per-stream input of ``step``,
   not state. No styles (checkpoints from before them): no embedding, no style input.
 
 Streaming: caches of every causal conv, flattened in the order face encoder, body encoder,
@@ -260,7 +260,7 @@ class SalientPostureGenerator(nn.Module):
         return c.styles.index(c.default_style) if c.styles else 0
 
     def _style_vector(self, style: torch.Tensor | None, batch: int) -> torch.Tensor | None:
-        """(B, E) style embedding rows of ``style`` (B,) int64, the default style's when
+        """(B, E) style embedding rows of ``style`` (B,) int32/int64, the default style's when
         None; None for a generator without styles."""
         if self.style_embedding is None:
             if style is not None:
@@ -270,7 +270,7 @@ class SalientPostureGenerator(nn.Module):
             style = torch.full((batch,), self.default_style_index, dtype=torch.long,
                                device=self.feature_mean.device)
         if style.dim() != 1:
-            raise ValueError(f"style must be (B,) int64 style indices, got {tuple(style.shape)}")
+            raise ValueError(f"style must be (B,) integer style indices, got {tuple(style.shape)}")
         return self.style_embedding(style)
 
     # ---- state layout ----
@@ -310,7 +310,7 @@ class SalientPostureGenerator(nn.Module):
                              torch.Tensor | None]:
         """Shared by step and forward. Returns poses (B,Tc,J,2), saliency (B,Tc),
         audio_emb (B,E,Tc), new state (B,S), face-audio features (B,Hf,Tc) or None.
-        ``style``: (B,) int64 style indices, None = the default style."""
+        ``style``: (B,) int32/int64 style indices, None = the default style."""
         x = (features - self.feature_mean) / self.feature_std
         clip = self.config.feature_clip
         if clip > 0:
@@ -361,7 +361,7 @@ class SalientPostureGenerator(nn.Module):
             features: (B, Tc, feature_dim) raw feature frames t .. t+Tc-1.
             noise: (B, Tc, noise_dim) ``frame_noise(seed, t, Tc, noise_dim)``.
             state: (B, S) state after frame t-1 (``init_state`` at stream start).
-            style: (B,) int64 style index per stream (row of ``config.styles``); None =
+            style: (B,) int32 style index per stream (row of ``config.styles``); None =
                 the default style. A generator without styles takes None only.
         Returns:
             poses (B, Tc, J, 2) standardised poses of pose frames t-L .. t-L+Tc-1,
@@ -381,7 +381,7 @@ class SalientPostureGenerator(nn.Module):
             features: (B, T_in, feature_dim) raw features, T_in = T + lookahead.
             noise: (B, T_in, noise_dim).
             pose: (B, T, J, 2) ground-truth standardised poses of pose frames 0..T-1.
-            style: (B,) int64 style indices (None: the default style), both paths.
+            style: (B,) int32/int64 style indices (None: the default style), both paths.
         """
         self._check_inputs(features, noise)
         batch, t_in = features.shape[0], features.shape[1]
