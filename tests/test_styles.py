@@ -267,3 +267,64 @@ def test_a_manifest_whose_styles_the_model_lacks_is_refused(
     write_bundle_manifest(copy, tampered)
     with pytest.raises(BundleError, match="lacks a style input"):
         StreamingGenerator(StreamingConfig(copy, BackendConfig("onnxruntime-cpu")))
+
+
+def test_triton_config_takes_the_style_per_sequence(tiny_styled_bundle: Path,  # noqa: F811
+                                                    tmp_path: Path) -> None:
+    from export.triton import export_triton_repository, model_config_module, parse_config
+
+    export_triton_repository(tiny_styled_bundle, tmp_path)
+    config = parse_config((tmp_path / "gesturert_generator_onnx" / "config.pbtxt").read_text())
+    style = next(t for t in config.input if t.name == "style")
+    assert list(style.dims) == [1] and list(style.reshape.shape) == []
+    assert model_config_module().DataType.Name(style.data_type) == "TYPE_INT32"
+
+
+def test_a_live_client_gets_the_frames_of_its_style(styled: StreamingGenerator,
+                                                     speech_16k: np.ndarray) -> None:
+    import asyncio
+
+    from helpers_live import ServerThread
+
+    from sdk.live.client import stream_audio
+
+    audio = _speech(speech_16k)
+    want = styled.generate(audio, 16000, seed=2, style="calm")
+    server = ServerThread(generator=styled)  # closes the generator when stopped
+    try:
+        result = asyncio.run(stream_audio(server.url, audio, 16000, seed=2, style="calm"))
+    finally:
+        server.stop()
+    assert result.ready["styles"] == list(TINY_STYLES) and result.ready["style"] == "calm"
+    np.testing.assert_allclose(result.frames.keypoints, want.keypoints, atol=1e-3)
+
+
+def test_the_demo_renders_two_styles_side_by_side(
+        tiny_styled_bundle: Path, tmp_path: Path, speech_16k: np.ndarray,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import imageio_ffmpeg
+    import soundfile
+
+    from sdk.cli import main
+
+    wav = tmp_path / "speech.wav"
+    soundfile.write(wav, _speech(speech_16k)[:24000], 16000)
+    out = tmp_path / "demo"
+    assert main(["demo", "--audio", str(wav), "--bundle", str(tiny_styled_bundle),
+                 "--out", str(out), "--styles", "calm,wide"]) == 0
+    printed = capsys.readouterr().out
+    assert "styles: calm (left) and wide (right)" in printed
+    assert printed.count("PSD: ") == 2  # one per style
+    reader = imageio_ffmpeg.read_frames(str(out / "demo.mp4"))
+    meta = next(reader)
+    assert tuple(meta["size"]) == (640, 320)  # two 320 x 320 canvases
+    reader.close()
+    calm = np.load(out / "frames.npz")["keypoints"]  # the streamed style is the first one
+    with StreamingGenerator(StreamingConfig(tiny_styled_bundle,
+                                            BackendConfig("onnxruntime-cpu"))) as gen:
+        want = gen.generate(_speech(speech_16k)[:24000], 16000, style="calm")
+    np.testing.assert_allclose(calm, want.keypoints, atol=1e-3)
+    for bad, message in (("calm", "two style names"), ("calm,loud", "not among")):
+        assert main(["demo", "--audio", str(wav), "--bundle", str(tiny_styled_bundle),
+                     "--out", str(tmp_path / "x"), "--styles", bad]) == 2
+        assert message in capsys.readouterr().err

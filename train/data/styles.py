@@ -56,3 +56,19 @@ def style_indices(speaker_styles: Mapping[str, str], names: tuple[str, ...]) -> 
                              f"table {list(names)}")
         out[speaker] = names.index(style)
     return out
+
+
+def resolve_style(styles: tuple[str, ...], default: str, name: str | None
+                  ) -> tuple[int | None, str | None]:
+    """A sequence's style as a model with style table (``styles``, ``default``) takes it.
+
+    Returns (row, note): (None, None) for a model without styles; the row of ``name``; or,
+    when ``name`` is None or not in the table (a held-out speaker whose style no training
+    speaker had), the default's row and a note saying so.
+    """
+    if not styles:
+        return None, None
+    if name in styles:
+        return styles.index(name), None
+    return styles.index(default), (f"style {name!r} is not in the model's style table "
+                                   f"{list(styles)}: default {default!r} used")
