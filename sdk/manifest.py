@@ -216,6 +216,9 @@ class ReferenceSpec:
             tolerance was derived from (``derivation`` says how).
         derivation: one sentence: the rule that turned ``measured`` into ``tolerances``.
         provenance: code revision and library versions of the golden run.
+        other_style: a gesture style other than the default whose offline keypoints the
+            golden arrays also hold (``style_keypoints_px``), so validate checks a style
+            row the default never reads; "" = none (one style, or from before styles).
     """
 
     golden_file: str
@@ -230,9 +233,13 @@ class ReferenceSpec:
     measured: dict[str, dict[str, float]] = field(default_factory=dict)
     derivation: str = ""
     provenance: dict[str, str] = field(default_factory=dict)
+    other_style: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not self.other_style:  # a style-less bundle's record stays as it was
+            del d["other_style"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ReferenceSpec:
@@ -247,6 +254,7 @@ class ReferenceSpec:
                       for p, m in d.get("measured", {}).items()},
             derivation=str(d.get("derivation", "")),
             provenance={str(k): str(v) for k, v in d.get("provenance", {}).items()},
+            other_style=str(d.get("other_style", "")),
         )
 
 

@@ -328,3 +328,30 @@ def test_the_demo_renders_two_styles_side_by_side(
         assert main(["demo", "--audio", str(wav), "--bundle", str(tiny_styled_bundle),
                      "--out", str(tmp_path / "x"), "--styles", bad]) == 2
         assert message in capsys.readouterr().err
+
+
+# ---- golden reference and validate ----
+def test_validate_checks_a_second_style_and_catches_a_tampered_style_row(
+        tiny_styled_bundle: Path, tmp_path: Path,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from export.tamper import STYLE_CORPUS
+    from sdk.cli import main
+
+    reference = load_bundle(tiny_styled_bundle).manifest.reference
+    assert reference is not None and reference.other_style == "calm"  # first non-default
+    assert main(["validate", str(tiny_styled_bundle), "--out", str(tmp_path / "ok")]) == 0
+    report = json.loads((tmp_path / "ok" / "validate.json").read_text())
+    styled_checks = [c for c in report["checks"] if c["mode"] == "offline/style=calm"]
+    assert styled_checks and all(c["passed"] for c in styled_checks)
+    capsys.readouterr()
+
+    root = tmp_path / "tampered"
+    shutil.copytree(tiny_styled_bundle, root)
+    make, expected = STYLE_CORPUS["a non-default style row +0.1"]
+    make(root)
+    assert main(["validate", str(root), "--out", str(tmp_path / "bad")]) == 1
+    assert any(line.strip().startswith(expected) for line in capsys.readouterr().err
+               .splitlines() if "> tolerance" in line)
+    report = json.loads((tmp_path / "bad" / "validate.json").read_text())
+    failed = {c["mode"] for c in report["checks"] if not c["passed"]}
+    assert failed == {"offline/style=calm"}  # the default style alone would not see it
