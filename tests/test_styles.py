@@ -355,3 +355,26 @@ def test_validate_checks_a_second_style_and_catches_a_tampered_style_row(
     report = json.loads((tmp_path / "bad" / "validate.json").read_text())
     failed = {c["mode"] for c in report["checks"] if not c["passed"]}
     assert failed == {"offline/style=calm"}  # the default style alone would not see it
+
+
+def test_gesturert_stream_takes_a_style(tiny_styled_bundle: Path, tmp_path: Path,  # noqa: F811
+                                        speech_16k: np.ndarray,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import soundfile
+
+    from sdk.cli import main
+
+    wav = tmp_path / "speech.wav"
+    audio = _speech(speech_16k)[:16000]
+    soundfile.write(wav, audio, 16000, subtype="FLOAT")
+    out = tmp_path / "poses.npz"
+    assert main(["stream", str(tiny_styled_bundle), str(wav), "--out", str(out),
+                 "--backend", "onnxruntime-cpu", "--style", "wide"]) == 0
+    assert "style: wide (of calm, lively, wide)" in capsys.readouterr().out
+    with StreamingGenerator(StreamingConfig(tiny_styled_bundle,
+                                            BackendConfig("onnxruntime-cpu"))) as gen:
+        want = gen.generate(audio, 16000, style="wide")
+    np.testing.assert_allclose(np.load(out)["keypoints"], want.keypoints, atol=1e-3)
+    assert main(["stream", str(tiny_styled_bundle), str(wav), "--out", str(out),
+                 "--backend", "onnxruntime-cpu", "--style", "loud"]) == 2
+    assert "unknown style 'loud'" in capsys.readouterr().err
