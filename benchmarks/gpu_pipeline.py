@@ -318,7 +318,9 @@ def run_cpu_reference(bundle_path: str | Path, audio: Any, *, seed: int = 0,
         out = generator.infer({
             FEATURES: feature_frames[None],
             NOISE: frame_noise(seed, 0, k + lookahead, manifest.generator.noise_dim)[None],
-            STATE: np.zeros((1, manifest.generator.state_size), np.float32)})
+            STATE: np.zeros((1, manifest.generator.state_size), np.float32)}
+            | ({"style": np.full(1, manifest.generator.style_index(None), np.int32)}
+               if manifest.generator.styles else {}))
     poses = out[POSES][0, lookahead:].copy()
     canonical = manifest.normalization.destandardize(poses)
     imaging = ImagingConfig.from_dict(manifest.imaging)

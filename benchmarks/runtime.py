@@ -214,7 +214,8 @@ def _model_session(generator: StreamingGenerator) -> tuple[Any, Any]:
     def feed(n: int) -> dict[str, np.ndarray]:
         return {"features": rng.standard_normal((n, chunk, dim), dtype=np.float32),
                 "noise": rng.standard_normal((n, chunk, spec.noise_dim), dtype=np.float32),
-                "state": np.zeros((n, spec.state_size), np.float32)}
+                "state": np.zeros((n, spec.state_size), np.float32)} | (
+            {"style": np.full(n, spec.style_index(None), np.int32)} if spec.styles else {})
     return session, feed
 
 

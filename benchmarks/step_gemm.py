@@ -118,12 +118,19 @@ def ort_session(path: Path, level: str = "all", prepack: bool = True) -> Any:
 
 
 def step_feed(batch: int, frames: int, state_size: int, noise_dim: int,
-              features: np.ndarray) -> dict[str, np.ndarray]:
+              features: np.ndarray, style: int | None = None) -> dict[str, np.ndarray]:
+    """Random step inputs; ``style``: every stream's style index for a model with styles."""
     rng = np.random.default_rng(batch)
     rows = rng.integers(0, len(features) - frames, batch)[:, None] + np.arange(frames)
     return {"features": np.ascontiguousarray(features[rows]),
             "noise": rng.standard_normal((batch, frames, noise_dim), dtype=np.float32),
-            "state": (0.3 * rng.standard_normal((batch, state_size))).astype(np.float32)}
+            "state": (0.3 * rng.standard_normal((batch, state_size))).astype(np.float32)
+            } | ({} if style is None else {"style": np.full(batch, style, np.int32)})
+
+
+def _style(generator: Any) -> int | None:
+    """The default style's index for a generator with styles (its models take one)."""
+    return generator.default_style_index if generator.config.styles else None
 
 
 def run_call(session: Any, feed: dict[str, np.ndarray]) -> Callable[[], Any]:
@@ -179,7 +186,8 @@ def model_rows(root: Path, generator: Any, features: np.ndarray, flops: float,
     sessions = {k: ort_session(root / f) for k, f in files.items()}
     rows = []
     for batch in batches:
-        feed = step_feed(batch, 1, generator.state_size, generator.config.noise_dim, features)
+        feed = step_feed(batch, 1, generator.state_size, generator.config.noise_dim, features,
+                         _style(generator))
         # as the runtime runs them: IO binding into preallocated outputs (reuse_outputs)
         times = interleaved({k: iobinding_call(s, feed) for k, s in sessions.items()},
                             max(5, repeats // max(1, batch // 16)), block=_block(batch))
@@ -199,7 +207,8 @@ def ort_variant_rows(root: Path, generator: Any, features: np.ndarray, repeats: 
 
     rows = []
     for batch in (1, 64):
-        feed = step_feed(batch, 1, generator.state_size, generator.config.noise_dim, features)
+        feed = step_feed(batch, 1, generator.state_size, generator.config.noise_dim, features,
+                         _style(generator))
         calls: dict[str, Callable[[], Any]] = {}
         for level in ("disabled", "basic", "extended", "all"):
             calls[f"opt {level}, run()"] = run_call(ort_session(root / STEP_FILE, level), feed)
@@ -227,7 +236,8 @@ def sliding_window_rows(generator: Any, work: Path, features: np.ndarray,
         wfeed = step_feed(batch, window, generator.state_size, generator.config.noise_dim,
                           features)
         wfeed.pop("state")
-        sfeed = step_feed(batch, 1, generator.state_size, generator.config.noise_dim, features)
+        sfeed = step_feed(batch, 1, generator.state_size, generator.config.noise_dim, features,
+                          _style(generator))
         t = interleaved({"window": run_call(sliding, wfeed), "step": run_call(stateful, sfeed)},
                         max(5, repeats // max(1, batch // 4)), block=_block(batch))
         out["batches"][batch] = {k: v["cpu_p50_ms"] * 1e3 / batch for k, v in t.items()}

@@ -53,11 +53,14 @@ def mouth_energy_r(canonical: np.ndarray, audio: np.ndarray) -> float:
     return float(a @ b / denom) if denom > 0 else 0.0
 
 
-def _bundle_poses(bundle_dir: Path, audio: np.ndarray, frames: int, seed: int) -> np.ndarray:
+def _bundle_poses(bundle_dir: Path, audio: np.ndarray, frames: int, seed: int,
+                  style: str | None = None) -> np.ndarray:
+    """The bundle's poses in ``style`` (its default when the bundle does not know it)."""
     from sdk.streaming import StreamingGenerator
 
     with StreamingGenerator(str(bundle_dir)) as generator:
-        out = generator.generate(audio, DEFAULT_FEATURES.sample_rate, seed=seed)
+        known = style if style in generator.styles else None
+        out = generator.generate(audio, DEFAULT_FEATURES.sample_rate, seed=seed, style=known)
         canonical = generator.manifest.normalization.pixels_to_canonical(out.keypoints)
     return _fit(canonical, frames)
 
@@ -76,6 +79,7 @@ def run(corpus: Path, posesync: Path, generators: dict[str, Path], bundle: Path,
     from sdk.bundle_psd import frames_psd, posesync_embed_fn
     from sdk.mfcc import MfccMatrices
     from train.checkpoint import load_model
+    from train.data.styles import speaker_style
     from train.evaluation import generate, load_generator_checkpoint
     from train.metrics.psd import psd_of_sequences
     from train.posesync_data import load_corpus_sequences, sequence_mfcc
@@ -100,15 +104,18 @@ def run(corpus: Path, posesync: Path, generators: dict[str, Path], bundle: Path,
     try:
         for voice in held_voices:
             seqs = [s for s in sequences if s.speaker == voice and s.held_out]
+            style = speaker_style(corpus, voice)  # a held-out voice shares a trained style
             truth = [np.nan_to_num(s.canonical, nan=0.0).astype(np.float32) for s in seqs]
             rows: dict[str, list[np.ndarray]] = {}
             for name, (model, norm) in models.items():
-                rows[name] = [generate(model, norm, s.audio, s.num_frames, seed)[0] for s in seqs]
-            rows["shipped_bundle"] = [_bundle_poses(bundle, s.audio, s.num_frames, seed)
+                rows[name] = [generate(model, norm, s.audio, s.num_frames, seed,
+                                       style=style)[0] for s in seqs]
+            rows["shipped_bundle"] = [_bundle_poses(bundle, s.audio, s.num_frames, seed, style)
                                       for s in seqs]
             model, norm = models[first]
             rows["other_audio"] = [
-                generate(model, norm, _other_audio(seqs, k), s.num_frames, seed)[0]
+                generate(model, norm, _other_audio(seqs, k), s.num_frames, seed,
+                         style=style)[0]
                 for k, s in enumerate(seqs)]
             mean = norm.destandardize(np.zeros_like(truth[0][:1]))
             rows["mean_pose"] = [np.repeat(mean, s.num_frames, axis=0).astype(np.float32)
@@ -135,7 +142,7 @@ def run(corpus: Path, posesync: Path, generators: dict[str, Path], bundle: Path,
                     "mouth_energy_r": float(np.mean([mouth_energy_r(p, s.audio)
                                                      for p, s in zip(poses, seqs, strict=True)])),
                 }
-            report[voice] = {"voice": table[voice], "sequences": len(seqs),
+            report[voice] = {"voice": table[voice], "style": style, "sequences": len(seqs),
                              "seconds": float(sum(s.num_frames for s in seqs)
                                               / DEFAULT_FEATURES.fps),
                              "rows": voice_rows,

@@ -192,10 +192,12 @@ def measure_psd_reference(generator_onnx: Path, posesync_onnx: Path, inputs: Exp
     config = inputs.generator.config
     mfcc, features, _ = speech_inputs(inputs.features, lookahead)
     generator = ort.InferenceSession(str(generator_onnx), providers=["CPUExecutionProvider"])
+    style = np.array([inputs.generator.default_style_index], np.int32)  # the default style
     poses, _, _ = generator.run(None, {
         "features": features[None],
         "noise": frame_noise(PSD_SEED, 0, features.shape[0], config.noise_dim)[None],
-        "state": np.zeros((1, inputs.generator.state_size), np.float32)})
+        "state": np.zeros((1, inputs.generator.state_size), np.float32)}
+        | ({"style": style} if config.styles else {}))
     canonical = inputs.normalization.destandardize(poses[0, lookahead:])
     posesync = ort.InferenceSession(str(posesync_onnx), providers=["CPUExecutionProvider"])
 
@@ -265,7 +267,8 @@ def write_bundle(inputs: ExportInputs, out_dir: str | Path, lookahead_frames: in
             imaging=inputs.imaging.to_dict(),
             generator=GeneratorSpec(generator_spec, trained, config.noise_dim,
                                     inputs.generator.state_size, chunk_frames, batch_profile,
-                                    (1, chunk_frames, max(MAX_STEP_FRAMES, chunk_frames))),
+                                    (1, chunk_frames, max(MAX_STEP_FRAMES, chunk_frames)),
+                                    config.styles, config.default_style),
             posesync=PoseSyncSpec(posesync_spec, inputs.posesync.config.clip_frames,
                                   inputs.posesync.mfcc_shape[1],
                                   inputs.posesync.config.embedding_dim),

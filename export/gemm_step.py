@@ -23,9 +23,14 @@ by hand, from the trained weights, in the shape a CPU (and TensorRT) runs best:
   face features, into one Gemm with the detector's hidden layer; both pose heads and the
   root (exactly 0) into one Gemm whose columns are the output joint order. LeakyReLU
   follows its Gemm (ONNX Runtime fuses the pair).
+* **Styles** (a generator with ``config.styles``): the ``style`` input (B,) int32 picks a
+  one-hot row (a Gather from an identity table), one more block of rows of the decoders'
+  input Gemm whose body-decoder columns are ``style_embedding @ W_body_dec[:E]`` (the
+  embedding is added to the latent only the body decoder reads).
 
 Inputs and outputs are the step contract (docs/architecture.md) with ``frames`` fixed
-to 1: ``features`` (B, 1, F), ``noise`` (B, 1, N), ``state`` (B, S) -> ``poses``
+to 1: ``features`` (B, 1, F), ``noise`` (B, 1, N), ``state`` (B, S) [, ``style`` (B,)
+int32 for a generator with styles] -> ``poses``
 (B, 1, J, 2), ``saliency`` (B, 1), ``state_out`` (B, S); B is the dynamic ``batch`` axis.
 :func:`export.gemm_step_check.step_parity` checks it against PyTorch frame by frame.
 """
@@ -42,7 +47,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from export.onnx_export import BATCH_AXIS, DEFAULT_OPSET, check_onnx
-from sdk.runners.base import FEATURES, NOISE, POSES, SALIENCY, STATE, STATE_OUT
+from sdk.runners.base import FEATURES, NOISE, POSES, SALIENCY, STATE, STATE_OUT, STYLE
 from train.models.generator import _BODY, SalientPostureGenerator
 from train.models.layers import CausalConv1d, CausalConvStack
 
@@ -232,13 +237,19 @@ class _StepBuilder:
         parts_in = [body_feat, g.one("Flatten", [NOISE], "noise", axis=1)]
         hd = cfg.decoder_hidden
         widths = [hd]
-        # rows: body_feat (Hb), noise (N), face_feat (Hf); columns: body dec, [face dec], det
-        rows = cfg.body_hidden + n + (cfg.face_hidden if face_feat is not None else 0)
+        # rows: body_feat (Hb), noise (N), face_feat (Hf), style one-hot (n_styles);
+        # columns: body dec, [face dec], det
+        face_rows = cfg.face_hidden if face_feat is not None else 0
+        n_styles = len(cfg.styles) if gen.style_embedding is not None else 0
+        rows = cfg.body_hidden + n + face_rows + n_styles
         columns: list[np.ndarray] = []
         biases: list[np.ndarray] = []
         col = np.zeros((rows, hd))
         col[:cfg.body_hidden] = w_audio @ w_bd[:e]
         col[cfg.body_hidden:cfg.body_hidden + n] = w_bd[e:]
+        if gen.style_embedding is not None:
+            table = gen.style_embedding.weight.detach().double().numpy()  # (n_styles, E)
+            col[rows - n_styles:] = table @ w_bd[:e]
         columns.append(col)
         biases.append(b_audio @ w_bd[:e] + b_bd)
         if face_feat is not None and gen.face_decoder is not None:
@@ -246,7 +257,7 @@ class _StepBuilder:
             w_fd, b_fd = _dense(gen.face_decoder.input_proj)  # (E + Hf, Hd)
             col = np.zeros((rows, hd))
             col[:cfg.body_hidden] = w_audio @ w_fd[:e]
-            col[cfg.body_hidden + n:] = w_fd[e:]
+            col[cfg.body_hidden + n:cfg.body_hidden + n + face_rows] = w_fd[e:]
             columns.append(col)
             biases.append(b_audio @ w_fd[:e] + b_fd)
             widths.append(hd)
@@ -255,6 +266,9 @@ class _StepBuilder:
         columns.append(col)
         biases.append(b_det)
         widths.append(w_det.shape[1])
+        if n_styles:
+            parts_in.append(g.one("Gather", [g.const("style_onehot", np.eye(
+                n_styles, dtype=np.float32)), STYLE], "style_1hot", axis=0))  # (B, n_styles)
         dec_in = g.gemm(g.one("Concat", parts_in, "dec_in", axis=1),
                         np.concatenate(columns, axis=1), np.concatenate(biases), "dec_proj",
                         float(gen.body_decoder.act.negative_slope))
@@ -316,7 +330,9 @@ class _StepBuilder:
         graph = helper.make_graph(
             self.g.nodes, "generator_step",
             [value(FEATURES, [b, 1, cfg.feature_dim]), value(NOISE, [b, 1, cfg.noise_dim]),
-             value(STATE, [b, s])],
+             value(STATE, [b, s])]
+            + ([helper.make_tensor_value_info(STYLE, TensorProto.INT32, [b])]
+               if self.generator.style_embedding is not None else []),
             [value(POSES, [b, 1, cfg.num_joints, 2]), value(SALIENCY, [b, 1]),
              value(STATE_OUT, [b, s])],
             self.g.initializers)

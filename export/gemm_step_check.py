@@ -17,7 +17,7 @@ import torch
 from onnx import numpy_helper
 
 from export.gemm_step import CausalBlock, build_step_model
-from sdk.runners.base import FEATURES, NOISE, STATE
+from sdk.runners.base import FEATURES, NOISE, STATE, STYLE
 from train.models.generator import GeneratorConfig, SalientPostureGenerator
 
 
@@ -52,7 +52,9 @@ def step_parity(generator: SalientPostureGenerator, path: str | Path, features: 
                 batch: int = 3, seed: int = 0) -> StepParity:
     """Run the ONNX step at ``path`` and ``generator.step`` frame by frame on ``batch``
     streams: stream b reads ``features`` (T, F) rolled by b frames, random noise, and starts
-    from a random state (converted to the step's layout). Returns the worst differences."""
+    from a random state (converted to the step's layout); with styles, stream b has style
+    (default + b) mod n_styles, so every batch of >= 2 covers a non-default style.
+    Returns the worst differences."""
     import onnxruntime as ort
 
     model, blocks = build_step_model(generator)
@@ -66,13 +68,16 @@ def step_parity(generator: SalientPostureGenerator, path: str | Path, features: 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = {"poses": 0.0, "saliency": 0.0, "state": 0.0}
     state_t = torch.from_numpy(torch_state)
+    styles = ((generator.default_style_index + np.arange(batch)) % max(len(cfg.styles), 1)
+              ).astype(np.int32)
+    style_feed = {STYLE: styles} if cfg.styles else {}
     with torch.no_grad():
         for t in range(frames):
-            poses, saliency, state_t = generator.step(torch.from_numpy(feats[:, t:t + 1]),
-                                                      torch.from_numpy(noise[:, t:t + 1]),
-                                                      state_t)
+            poses, saliency, state_t = generator.step(
+                torch.from_numpy(feats[:, t:t + 1]), torch.from_numpy(noise[:, t:t + 1]),
+                state_t, torch.from_numpy(styles) if cfg.styles else None)
             got = session.run(None, {FEATURES: feats[:, t:t + 1], NOISE: noise[:, t:t + 1],
-                                     STATE: onnx_state})
+                                     STATE: onnx_state} | style_feed)
             onnx_state = got[2]
             worst["poses"] = max(worst["poses"], float(np.abs(got[0] - poses.numpy()).max()))
             worst["saliency"] = max(worst["saliency"],

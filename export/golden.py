@@ -8,7 +8,8 @@ them) through ``generator.step`` from a zero state with ``frame_noise(GOLDEN_SEE
 the first L frames dropped; poses to pixels through the checkpoint's normalisation (the one
 the export inputs carry, never a manifest's); PoseSyncNet's embeddings of the MFCC clips
 and of the pose images (the checkpoint's imaging); the offset sweep (PSD, offset,
-confidence).
+confidence). A generator with more than one gesture style runs in its default style, and
+once more in the first other style (``other_style``, keypoints only).
 
 :func:`derive_reference_tolerances` then measures how far the exported bundle lands from
 it with the SDK's own validation (:func:`sdk.validate.run_checks` on onnxruntime-cpu), and
@@ -114,6 +115,16 @@ def record_golden(generator: SalientPostureGenerator, posesync: PoseSyncNet,
                                             generator.init_state(1))
     canonical = normalization.destandardize(poses[0, lookahead:].numpy())  # (T, J, 2)
     keypoints_px = normalization.canonical_to_pixels(canonical)
+    cfg = generator.config
+    other_style = next((name for name in cfg.styles if name != cfg.default_style), "")
+    style_px = None
+    if other_style:
+        with torch.no_grad():
+            other, _, _ = generator.step(torch.from_numpy(inputs[None]),
+                                         torch.from_numpy(noise[None]), generator.init_state(1),
+                                         torch.tensor([cfg.styles.index(other_style)]))
+        style_px = normalization.canonical_to_pixels(normalization.destandardize(
+            other[0, lookahead:].numpy())).astype(np.float32)
     clip = PoseSyncClipConfig(posesync.config.clip_frames)
     n = clip.num_clips(frames, mfcc.shape[0], features)
     starts = np.arange(n)
@@ -128,7 +139,8 @@ def record_golden(generator: SalientPostureGenerator, posesync: PoseSyncNet,
                  saliency=saliency[0, lookahead:].numpy().astype(np.float32),
                  audio_emb=audio_emb.numpy().astype(np.float32),
                  pose_emb=pose_emb.numpy().astype(np.float32),
-                 mean_distance=sweep.mean_distance).save(str(out_dir / GOLDEN_FILE))
+                 mean_distance=sweep.mean_distance,
+                 style_keypoints_px=style_px).save(str(out_dir / GOLDEN_FILE))
     return ReferenceSpec(
         golden_file=GOLDEN_FILE, audio_file=AUDIO_FILE, noise_seed=GOLDEN_SEED,
         saliency_threshold=SALIENCY_THRESHOLD, psd=sweep.psd, offset=sweep.best_offset,
@@ -136,7 +148,8 @@ def record_golden(generator: SalientPostureGenerator, posesync: PoseSyncNet,
         provenance={"code_revision": code_revision(), "audio": audio_source.name,
                     "run": "PyTorch fp32 on the CPU, generator.step from a zero state; "
                            "librosa MFCC",
-                    **_versions()})
+                    **_versions()},
+        other_style=other_style)
 
 
 def _round_weights_to_fp16(model_path: Path) -> None:

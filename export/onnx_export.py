@@ -2,8 +2,9 @@
 
 ``generator.onnx`` is ``SalientPostureGenerator.step`` (docs/architecture.md, "The generator
 step contract"): inputs ``features`` (B, Tc, 91), ``noise`` (B, Tc, noise_dim), ``state``
-(B, S); outputs ``poses`` (B, Tc, 122, 2), ``saliency`` (B, Tc), ``state_out`` (B, S), with B
-and Tc dynamic (axis names ``batch`` and ``frames``). ``posesync.onnx`` is
+(B, S), and for a generator with styles ``style`` (B,) int32; outputs ``poses``
+(B, Tc, 122, 2), ``saliency`` (B, Tc), ``state_out`` (B, S), with B and Tc dynamic (axis
+names ``batch`` and ``frames``). ``posesync.onnx`` is
 ``PoseSyncNet.forward``: ``mfcc`` (B, 13, 60), ``pose_images`` (B, 9, H, W) -> ``audio_emb``,
 ``pose_emb`` (B, E), B dynamic.
 
@@ -39,6 +40,7 @@ from sdk.runners.base import (
     SALIENCY,
     STATE,
     STATE_OUT,
+    STYLE,
 )
 from train.models.generator import GeneratorStep, SalientPostureGenerator
 from train.models.posesync import PoseSyncNet
@@ -146,21 +148,25 @@ def export_generator(generator: SalientPostureGenerator, path: str | Path,
     config = generator.config
     batch = torch.export.Dim(BATCH_AXIS, min=1)
     frames = torch.export.Dim(FRAMES_AXIS, min=1)
-    args = (
+    args: tuple[torch.Tensor, ...] = (
         torch.randn(_EXAMPLE_BATCH, _EXAMPLE_FRAMES, config.feature_dim),
         torch.randn(_EXAMPLE_BATCH, _EXAMPLE_FRAMES, config.noise_dim),
         torch.randn(_EXAMPLE_BATCH, generator.state_size),
     )
     dynamic = {FEATURES: {0: batch, 1: frames}, NOISE: {0: batch, 1: frames},
                STATE: {0: batch}}
+    inputs: tuple[str, ...] = GENERATOR_INPUTS
+    if config.styles:
+        args += ((torch.arange(_EXAMPLE_BATCH) % len(config.styles)).to(torch.int32),)
+        dynamic[STYLE] = {0: batch}
+        inputs += (STYLE,)
     path = Path(path)
-    _export(GeneratorStep(generator), args, path, GENERATOR_INPUTS, GENERATOR_OUTPUTS,
-            dynamic, opset)
+    _export(GeneratorStep(generator), args, path, inputs, GENERATOR_OUTPUTS, dynamic, opset)
     b, t, joints = BATCH_AXIS, FRAMES_AXIS, config.num_joints
     return _check_contract(read_model_spec(path), {
         FEATURES: (b, t, config.feature_dim), NOISE: (b, t, config.noise_dim),
-        STATE: (b, generator.state_size), POSES: (b, t, joints, 2), SALIENCY: (b, t),
-        STATE_OUT: (b, generator.state_size)})
+        STATE: (b, generator.state_size)} | ({STYLE: (b,)} if config.styles else {}) | {
+        POSES: (b, t, joints, 2), SALIENCY: (b, t), STATE_OUT: (b, generator.state_size)})
 
 
 def export_posesync(posesync: PoseSyncNet, path: str | Path, opset: int = DEFAULT_OPSET
@@ -183,12 +189,16 @@ def export_posesync(posesync: PoseSyncNet, path: str | Path, opset: int = DEFAUL
 
 
 def _check_contract(spec: ModelSpec, expected: dict[str, tuple[int | str, ...]]) -> ModelSpec:
-    """The written graph's I/O must be exactly the contract's (names, order, axes)."""
+    """The written graph's I/O must be exactly the contract's (names, order, axes; float32
+    except ``style``, int32: TensorRT engine I/O has no int64)."""
     got = {t.name: t.shape for t in (*spec.inputs, *spec.outputs)}
-    if got != expected or any(t.dtype != "float32" for t in (*spec.inputs, *spec.outputs)):
+    if got != expected or any(
+            t.dtype != ("int32" if t.name == STYLE else "float32")
+            for t in (*spec.inputs, *spec.outputs)):
         raise OnnxExportError(
             f"{spec.file}: I/O {got} (dtypes {[t.dtype for t in (*spec.inputs, *spec.outputs)]})"
-            f" differ from the contract {expected} (float32); see docs/architecture.md")
+            f" differ from the contract {expected} (float32, style int32); see "
+            "docs/architecture.md")
     return spec
 
 

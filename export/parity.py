@@ -100,7 +100,9 @@ def _torch_step(generator: SalientPostureGenerator) -> Callable[[Arrays], Arrays
     def run(feed: Arrays) -> Arrays:
         with torch.no_grad():
             poses, saliency, state = generator.step(
-                *(torch.from_numpy(feed[k]) for k in ("features", "noise", "state")))
+                torch.from_numpy(feed["features"]), torch.from_numpy(feed["noise"]),
+                torch.from_numpy(feed["state"]),
+                torch.from_numpy(feed["style"]) if "style" in feed else None)
         return {"poses": poses.numpy(), "saliency": saliency.numpy(), "state_out": state.numpy()}
 
     return run
@@ -115,14 +117,15 @@ def random_chunks(total: int, rng: np.random.Generator, max_chunk: int = 7) -> l
 
 
 def _stream(step: Callable[[Arrays], Arrays], features: np.ndarray, noise: np.ndarray,
-            state_size: int, chunks: list[int]) -> Arrays:
-    """Run (B, T, .) inputs chunk by chunk from a zero state; outputs joined along time."""
+            state_size: int, chunks: list[int], styles: Arrays | None = None) -> Arrays:
+    """Run (B, T, .) inputs chunk by chunk from a zero state; outputs joined along time.
+    ``styles``: {"style": int32 (B,)} for a generator with styles, else None."""
     state = np.zeros((features.shape[0], state_size), np.float32)
     poses, saliency = [], []
     start = 0
     for size in chunks:
         out = step({"features": features[:, start:start + size],
-                    "noise": noise[:, start:start + size], "state": state})
+                    "noise": noise[:, start:start + size], "state": state} | (styles or {}))
         poses.append(out["poses"])
         saliency.append(out["saliency"])
         state = out["state_out"]
@@ -141,6 +144,8 @@ def generator_parity(generator: SalientPostureGenerator, onnx_path: str | Path,
         onnx_path: its ``generator.onnx``.
         speech_features: (T, feature_dim) float32 raw feature frames of real speech, T >= 2.
         seed: seeds the random inputs and chunk sizes.
+    A generator with styles is checked on every style (the random step) and on the
+    default and one other style (the speech streams).
     Returns:
         The report (max abs per case and tensor).
     """
@@ -149,10 +154,16 @@ def generator_parity(generator: SalientPostureGenerator, onnx_path: str | Path,
     ort_step, torch_step = _session_runner(Path(onnx_path)), _torch_step(generator)
     config, size = generator.config, generator.state_size
     report = ParityReport("generator", tolerance)
+    n_styles, default = len(config.styles), generator.default_style_index
 
-    feed = {"features": rng.normal(0, 10, (3, 5, config.feature_dim)).astype(np.float32),
-            "noise": rng.standard_normal((3, 5, config.noise_dim)).astype(np.float32),
-            "state": rng.standard_normal((3, size)).astype(np.float32)}
+    def styles(*index: int) -> Arrays:
+        return {"style": np.array(index, np.int32)} if n_styles else {}
+
+    rows = max(3, n_styles)
+    feed = {"features": rng.normal(0, 10, (rows, 5, config.feature_dim)).astype(np.float32),
+            "noise": rng.standard_normal((rows, 5, config.noise_dim)).astype(np.float32),
+            "state": rng.standard_normal((rows, size)).astype(np.float32)
+            } | styles(*(i % max(n_styles, 1) for i in range(rows)))
     report.record("random_step", torch_step(feed), ort_step(feed))
 
     speech = np.ascontiguousarray(speech_features, dtype=np.float32)
@@ -160,20 +171,22 @@ def generator_parity(generator: SalientPostureGenerator, onnx_path: str | Path,
     first = min(frames, 8)
     feed = {"features": speech[None, :first],
             "noise": rng.standard_normal((1, first, config.noise_dim)).astype(np.float32),
-            "state": np.zeros((1, size), np.float32)}
+            "state": np.zeros((1, size), np.float32)} | styles(default)
     report.record("speech_step", torch_step(feed), ort_step(feed))
 
-    # Two streams: the speech, and the speech shifted by a few frames with other noise.
+    # Two streams: the speech, and the speech shifted by a few frames with other noise
+    # (and another style than the default, when there is one).
     shift = min(5, frames - 1)
     features = np.stack([speech, np.roll(speech, shift, axis=0)])
     noise = rng.standard_normal((2, frames, config.noise_dim)).astype(np.float32)
     chunks = random_chunks(frames, rng)
-    reference = _stream(torch_step, features, noise, size, chunks)
+    two = styles(default, (default + 1) % max(n_styles, 1))
+    reference = _stream(torch_step, features, noise, size, chunks, two)
     report.record("speech_streaming", reference,
-                  _stream(ort_step, features, noise, size, chunks))
+                  _stream(ort_step, features, noise, size, chunks, two))
     report.record("speech_streaming_vs_one_step", _stream(torch_step, features, noise, size,
-                                                          [frames]),
-                  _stream(ort_step, features, noise, size, chunks))
+                                                          [frames], two),
+                  _stream(ort_step, features, noise, size, chunks, two))
     return report.check()
 
 

@@ -138,14 +138,45 @@ CORPUS: dict[str, tuple[Fault, str]] = {
 }
 
 
+STYLE_EMBEDDING = "generator.style_embedding.weight"  # (n_styles, E) in generator.onnx
+
+
+def shift_other_style(root: Path) -> None:
+    """Move the style embedding row of the reference's ``other_style`` by 0.1: only that
+    style's frames change, so the default-style checks pass and the other style's fail."""
+    manifest = load_bundle(root).manifest
+    if manifest.reference is None or not manifest.reference.other_style:
+        raise ValueError(f"{root}: the reference names no other style to tamper with")
+    row = manifest.generator.styles.index(manifest.reference.other_style)
+
+    def edit(name: str, a: np.ndarray) -> np.ndarray | None:
+        if name != STYLE_EMBEDDING:
+            return None
+        shifted = a.copy()
+        shifted[row] += 0.1
+        return shifted
+
+    edit_weights(root, edit)
+
+
+# faults for bundles whose reference holds a second style (manifest reference.other_style)
+STYLE_CORPUS: dict[str, tuple[Fault, str]] = {
+    "a non-default style row +0.1": (shift_other_style, "generator keypoints_max_px"),
+}
+
+
 def run_corpus(bundle: Path, work: Path) -> list[dict[str, object]]:
-    """``gesturert validate`` (a subprocess, SDK path) on the bundle and on every fault.
+    """``gesturert validate`` (a subprocess, SDK path) on the bundle and on every fault
+    (:data:`STYLE_CORPUS` too when the bundle's reference holds a second style).
 
     Returns one record per case: fault, exit code, the stage/metric expected, the first
     failure lines and whether the expected one is among them.
     """
+    reference = load_bundle(bundle).manifest.reference
+    corpus = CORPUS | (STYLE_CORPUS if reference is not None and reference.other_style
+                       else {})
     cases: list[tuple[str, Fault | None, str]] = [("pristine", None, "")]
-    cases += [(name, make, expected) for name, (make, expected) in CORPUS.items()]
+    cases += [(name, make, expected) for name, (make, expected) in corpus.items()]
     records: list[dict[str, object]] = []
     for name, make, expected in cases:
         root = work / f"case{len(records)}"

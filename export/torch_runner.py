@@ -52,6 +52,7 @@ from sdk.runners.base import (
     SALIENCY,
     STATE,
     STATE_OUT,
+    STYLE,
     GeneratorStepper,
     Runner,
     RunnerError,
@@ -200,6 +201,8 @@ class TorchGeneratorRunner(TorchRunner):
                 "feature_dim": (config.feature_dim, opened.manifest.features.feature_dim),
                 "features_hash": (features_hash or opened.manifest.features.config_hash(),
                                   opened.manifest.features.config_hash()),
+                "styles": ((list(config.styles), config.default_style),
+                           (list(spec.styles), spec.default_style)),
             })
             meta = _meta_from_spec(spec.model)
         else:
@@ -209,14 +212,16 @@ class TorchGeneratorRunner(TorchRunner):
                 NOISE: TensorMeta(NOISE, _F32, (BATCH_AXIS, FRAMES_AXIS, config.noise_dim)),
                 STATE: TensorMeta(STATE, _F32, (BATCH_AXIS, model.state_size)),
             }
+            if config.styles:
+                meta[STYLE] = TensorMeta(STYLE, np.dtype(np.int32), (BATCH_AXIS,))
         super().__init__(f"torch:{path.name}", model, meta, device)
         self.generator = model
         self.state_size = model.state_size
         self.lookahead_frames = config.lookahead_frames
 
     def _forward(self, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        features, noise, state = inputs
-        return self.generator.step(features, noise, state)
+        features, noise, state, *style = inputs  # style: (B,) int32 when the model has styles
+        return self.generator.step(features, noise, state, style[0] if style else None)
 
 
 class TorchPoseSyncRunner(TorchRunner):
@@ -313,16 +318,21 @@ class TorchGeneratorStepper(GeneratorStepper):
         self._slots.check_live(slot)
         return self._table[slot].to("cpu").numpy().copy()
 
-    def step_tensors(self, features: torch.Tensor, noise: torch.Tensor, slots: Sequence[int]
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    def step_tensors(self, features: torch.Tensor, noise: torch.Tensor, slots: Sequence[int],
+                     styles: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One step on device tensors: features (B, Tc, F), noise (B, Tc, N) float32 on
-        ``self.device`` -> poses (B, Tc, J, 2), saliency (B, Tc) on the device."""
+        ``self.device``, styles int32 (B,) host indices (see ``GeneratorStepper.step``)
+        -> poses (B, Tc, J, 2), saliency (B, Tc) on the device."""
         index = self._check_slots(slots, features.shape[0])
+        styled = STYLE in self.runner.get_input_metadata()
+        style_feed = {k: torch.from_numpy(v).to(self.device)
+                      for k, v in self._style_feed(styled, styles, index.size).items()}
         for slot in index:
             self._slots.check_live(int(slot))
         rows = torch.as_tensor(index, device=self.device)
         outputs = self._torch_runner.infer_tensors(
-            {FEATURES: features, NOISE: noise, STATE: self._table.index_select(0, rows)})
+            {FEATURES: features, NOISE: noise, STATE: self._table.index_select(0, rows)}
+            | style_feed)
         state_out = outputs[STATE_OUT]
         if tuple(state_out.shape) != (index.size, self.state_size):
             raise RunnerError(f"{self.runner.name}: state_out has shape "
@@ -331,13 +341,14 @@ class TorchGeneratorStepper(GeneratorStepper):
         self._table.index_copy_(0, rows, state_out)
         return outputs[POSES], outputs[SALIENCY]
 
-    def step(self, features: np.ndarray, noise: np.ndarray, slots: Sequence[int]) -> StepOutputs:
+    def step(self, features: np.ndarray, noise: np.ndarray, slots: Sequence[int],
+             styles: np.ndarray | None = None) -> StepOutputs:
         meta = self.runner.get_input_metadata()
-        state_meta = {n: m for n, m in meta.items() if n != STATE}
+        state_meta = {n: m for n, m in meta.items() if n not in (STATE, STYLE)}
         check_feed(self.runner.name, state_meta, {FEATURES: features, NOISE: noise})
         device = self.device
         poses, saliency = self.step_tensors(torch.from_numpy(features).to(device),
-                                            torch.from_numpy(noise).to(device), slots)
+                                            torch.from_numpy(noise).to(device), slots, styles)
         return StepOutputs(poses=poses.to("cpu").numpy(), saliency=saliency.to("cpu").numpy())
 
     def close(self) -> None:

@@ -93,8 +93,11 @@ def _dims(shape: tuple[int | str, ...], name: str) -> list[int]:
 
 
 def _tensor(t: Any) -> dict[str, Any]:
-    return {"name": t.name, "data_type": Enum(TRITON_DTYPES[t.dtype]),
-            "dims": _dims(t.shape, t.name)}
+    """A config tensor; one value per batch item (the generator's ``style``, (batch,)) is
+    ``dims: [1]`` reshaped to ``[]``, as Triton wants for per-item scalars."""
+    dims = _dims(t.shape, t.name)
+    out = {"name": t.name, "data_type": Enum(TRITON_DTYPES[t.dtype]), "dims": dims or [1]}
+    return out if dims else out | {"reshape": {"shape": []}}
 
 
 def generator_config(bundle: Bundle, name: str, platform: str,
@@ -201,7 +204,10 @@ def check_config_against_onnx(config: Any, onnx_spec: ModelSpec, source: str) ->
             raise TritonConfigError(f"{source}: {tensor.name!r} is {dtype_name(tensor.data_type)}"
                                     f", the ONNX graph has {want_dtype}")
         want_dims = _dims(onnx_tensor.shape, onnx_tensor.name)
-        if list(tensor.dims) != want_dims:
+        dims = list(tensor.dims)
+        if kind != "state" and tensor.HasField("reshape"):
+            dims = list(tensor.reshape.shape)
+        if dims != want_dims:
             raise TritonConfigError(f"{source}: {tensor.name!r} has dims {list(tensor.dims)}, "
                                     f"the ONNX graph has {want_dims} (batch axis excluded)")
         seen.add(tensor.name)

@@ -1,7 +1,7 @@
 """``gesturert stream``: stream a speech file through a bundle as if it arrived live.
 
     gesturert stream BUNDLE speech.wav --out poses.npz [--realtime] [--chunk-ms 20]
-                     [--backend auto] [--seed 0] [--chunk-frames N]
+                     [--backend auto] [--seed 0] [--style NAME] [--chunk-frames N]
 
 The file is cut into ``--chunk-ms`` chunks at its own sample rate and channel count (the
 stream resamples and mixes down). With ``--realtime`` each chunk is handed over when it
@@ -50,6 +50,9 @@ def register_stream(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="inference backend (default auto: tensorrt > onnxruntime-gpu > cpu)")
     parser.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
+    parser.add_argument("--style", default=None,
+                        help="gesture style, one of the bundle's (manifest generator.styles; "
+                             "default: its default style)")
     parser.add_argument("--chunk-frames", type=int, default=None,
                         help="feature frames per step (default: the bundle's)")
     parser.set_defaults(func=run_stream)
@@ -92,6 +95,7 @@ def run_stream(args: argparse.Namespace) -> int:
                 image_size=manifest.normalization.image_size)
     seconds = audio.shape[0] / rate
     print(f"backend: {generator.backend.describe()}")
+    print(f"style: {args.style or generator.default_style} (of {', '.join(generator.styles)})")
     print(f"audio: {args.audio} ({seconds:.2f} s at {rate} Hz, {audio.shape[1]} channel(s)), "
           f"{args.chunk_ms:g} ms chunks, {'real time' if args.realtime else 'as fast as possible'}")
     print(f"frames: {len(frames)} at {generator.fps} fps, lookahead {generator.lookahead_frames} "
@@ -130,7 +134,7 @@ def _simulate(generator: StreamingGenerator, audio: np.ndarray, rate: int,
     start = time.perf_counter()
     starts = range(0, total, chunk)
     handed_at = np.zeros(max(len(starts), 1))  # wall time each chunk was handed over
-    with generator.create_stream(seed=args.seed) as stream:
+    with generator.create_stream(seed=args.seed, style=getattr(args, "style", None)) as stream:
         for i, first in enumerate(starts):
             if args.realtime:
                 due = start + min(first + chunk, total) / rate

@@ -2,6 +2,7 @@
 
     gesturert demo [--audio my.wav] [--bundle DIR] [--out out/demo] [--no-video]
                    [--backend auto] [--chunk-ms 20] [--realtime] [--seed 0]
+                   [--styles A,B]
 
 Streams the speech (default: the shipped sample ``sdk/data/samples/speech_en.flac``)
 through the bundle (default: the shipped ``sdk/data/default_bundle/``) in ``--chunk-ms``
@@ -17,6 +18,10 @@ to ``--out``:
   (no sound) when ffmpeg is not available;
 * ``demo.png``: saliency and per-clip sync distance over time, and the offset sweep;
 * ``frames.npz``: the pose frames (keypoints in pixels, saliency, time, index).
+
+With ``--styles A,B`` (two of the bundle's gesture styles) the stream runs in style A and
+the same audio and seed once more in style B; the video shows A (left) and B (right) side
+by side, and the PSD of each is printed.
 
 matplotlib and imageio-ffmpeg (the ``demo`` extra) are imported only when writing.
 The PSD comes from :mod:`sdk.bundle_psd`, as in ``gesturert validate``.
@@ -58,7 +63,8 @@ RENDER_BATCH = 32  # frames rendered per batch (a float32 canvas of 32 frames is
 # ---------------------------------------------------------------- outputs
 def write_video(path: Path, pixels: np.ndarray, saliency: np.ndarray, fps: int,
                 audio: np.ndarray, sample_rate: int, skeleton: Skeleton,
-                size: tuple[int, int] = VIDEO_SIZE) -> Path:
+                size: tuple[int, int] = VIDEO_SIZE,
+                beside: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
     """Render poses and write ``path`` (.mp4 with the audio; .gif without ffmpeg).
 
     Args:
@@ -66,14 +72,28 @@ def write_video(path: Path, pixels: np.ndarray, saliency: np.ndarray, fps: int,
         saliency: (T,) float32 in [0, 1], drawn as the bottom bar.
         audio: (N,) float32 mono at ``sample_rate``, the mp4's sound track.
         skeleton: the joint layout (the bundle manifest's ``skeleton``).
+        beside: (pixels (T, J, 2), saliency (T,)) of a second sequence drawn to the right
+            of the first on a canvas twice as wide, both placed by one transform (the
+            demo's two styles).
     Returns:
         The file written (the .gif path when falling back).
     """
-    fitted = frame_for_video(pixels, size)
-    width, height = size
-    batches = (render_video_frames(fitted[i:i + RENDER_BATCH], skeleton, size,
-                                   saliency=saliency[i:i + RENDER_BATCH])
-               for i in range(0, len(fitted), RENDER_BATCH))
+    frames = len(pixels) if beside is None else min(len(pixels), len(beside[0]))
+    both = pixels[:frames] if beside is None else np.concatenate([pixels[:frames],
+                                                                  beside[0][:frames]])
+    fitted = frame_for_video(both, size)
+    width, height = size[0] * (1 if beside is None else 2), size[1]
+
+    def render(i: int) -> np.ndarray:
+        part = slice(i, min(i + RENDER_BATCH, frames))
+        left = render_video_frames(fitted[part], skeleton, size, saliency=saliency[part])
+        if beside is None:
+            return left
+        right = render_video_frames(fitted[frames:][part], skeleton, size,
+                                    saliency=beside[1][part])
+        return np.concatenate([left, right], axis=2)  # (t, H, 2W, 3)
+
+    batches = (render(i) for i in range(0, frames, RENDER_BATCH))
     try:
         import imageio_ffmpeg
 
@@ -179,7 +199,7 @@ def write_plot(path: Path, frames: PoseFrames, scores: FramesPsd | None) -> Path
 
 # ---------------------------------------------------------------- streaming
 def stream_on_virtual_clock(generator: StreamingGenerator, audio: np.ndarray, rate: int,
-                            chunk_ms: float, seed: int = 0
+                            chunk_ms: float, seed: int = 0, style: str | None = None
                             ) -> tuple[PoseFrames, list[float], list[float], float]:
     """Stream ``audio`` in ``chunk_ms`` chunks without waiting, timing latency as if live.
 
@@ -193,6 +213,7 @@ def stream_on_virtual_clock(generator: StreamingGenerator, audio: np.ndarray, ra
 
     Args:
         audio: (N,) or (N, C) samples at ``rate`` Hz (any dtype ``accept_waveform`` takes).
+        style: the stream's gesture style (None: the bundle's default).
     Returns:
         (frames, step seconds, end-to-end seconds per frame, wall seconds).
     """
@@ -202,7 +223,7 @@ def stream_on_virtual_clock(generator: StreamingGenerator, audio: np.ndarray, ra
     latencies: list[float] = []
     parts: list[PoseFrames] = []
     start = time.perf_counter()
-    with generator.create_stream(seed=seed) as stream:
+    with generator.create_stream(seed=seed, style=style) as stream:
         def drain(arrival: float, handed: float) -> None:
             while generator.is_ready(stream):
                 begin = time.perf_counter()
@@ -245,6 +266,9 @@ def register_demo(subparsers: argparse._SubParsersAction) -> None:  # type: igno
     parser.add_argument("--realtime", action="store_true",
                         help="hand chunks over at the pace of live audio (default: virtual clock)")
     parser.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
+    parser.add_argument("--styles", default=None, metavar="A,B",
+                        help="two of the bundle's gesture styles, rendered side by side "
+                             "(default: one video in the bundle's default style)")
     parser.set_defaults(func=run_demo)
 
 
@@ -265,6 +289,13 @@ def run_demo(args: argparse.Namespace) -> int:
     except (OSError, RuntimeError, ValueError) as exc:  # soundfile, BundleError, BackendError
         print(f"gesturert demo: {exc}", file=sys.stderr)
         return 2
+    styles = _styles(args.styles, generator)
+    if isinstance(styles, str):
+        generator.close()
+        print(f"gesturert demo: {styles}", file=sys.stderr)
+        return 2
+    args.style = styles[0] if styles else None
+    second: PoseFrames | None = None
     with generator:
         try:
             if args.realtime:  # real sleeping, wall-clock latency (gesturert stream's)
@@ -272,7 +303,9 @@ def run_demo(args: argparse.Namespace) -> int:
                                                                 args)
             else:
                 frames, step_times, latencies, wall = stream_on_virtual_clock(
-                    generator, recording, int(rate), args.chunk_ms, args.seed)
+                    generator, recording, int(rate), args.chunk_ms, args.seed, args.style)
+            if styles:
+                second = generator.generate(recording, int(rate), args.seed, style=styles[1])
             speech = load_audio(args.audio, generator.manifest.features.sample_rate)
         except (StreamError, AudioError, BackendError) as exc:
             print(f"gesturert demo: {args.audio}: {exc}", file=sys.stderr)
@@ -291,7 +324,13 @@ def run_demo(args: argparse.Namespace) -> int:
           f"{_percentiles(latencies)} frames")
     print(f"wall time {wall:.3f} s for {seconds:.2f} s of audio (real-time factor "
           f"{wall / max(seconds, 1e-9):.3f})")
+    if styles:
+        print(f"styles: {styles[0]} (left) and {styles[1]} (right) of "
+              f"{', '.join(generator.styles)}")
     scores = _score(generator.bundle, speech, frames)
+    if second is not None:
+        print(f"style {styles[1]}: ", end="")
+        _score(generator.bundle, speech, second)
     args.out.mkdir(parents=True, exist_ok=True)
     npz = args.out / "frames.npz"
     frames.save_npz(npz, fps=np.array(generator.fps))
@@ -304,9 +343,24 @@ def run_demo(args: argparse.Namespace) -> int:
     if not args.no_video:
         written.append(write_video(args.out / "demo.mp4", frames.keypoints, frames.saliency,
                                    generator.fps, speech, manifest.features.sample_rate,
-                                   manifest.skeleton))
+                                   manifest.skeleton, beside=None if second is None else (
+                                       second.keypoints, second.saliency)))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _styles(text: str | None, generator: StreamingGenerator) -> list[str] | str:
+    """``--styles A,B`` as two style names ([] without the option), or the error text."""
+    if text is None:
+        return []
+    names = [n.strip() for n in text.split(",")]
+    if len(names) != 2 or not all(names):
+        return f"--styles takes two style names separated by a comma, got {text!r}"
+    unknown = [n for n in names if n not in generator.styles]
+    if unknown:
+        return (f"--styles: {unknown} not among the bundle's styles "
+                f"{list(generator.styles)}")
+    return names
 
 
 def _shown(path: Path) -> str:

@@ -24,6 +24,9 @@ Files (both listed with a sha256 in the manifest, like every bundle file):
     ``pose_emb``      (n, E) float32 PoseSyncNet pose embeddings of the pose images of
                       ``canonical`` (the checkpoint's imaging config);
     ``mean_distance`` (2K+1,) float64 the offset sweep of those embeddings.
+    ``style_keypoints_px`` (T, J, 2) float32, only when the manifest's reference names an
+                      ``other_style``: ``keypoints_px`` in that gesture style instead of
+                      the default (same audio, seed and run).
 
 The scalars (PSD, offset, confidence, seed, threshold) and the tolerances live in the
 manifest's ``reference`` record (:class:`sdk.manifest.ReferenceSpec`).
@@ -128,9 +131,13 @@ class GoldenArrays:
     audio_emb: np.ndarray
     pose_emb: np.ndarray
     mean_distance: np.ndarray
+    style_keypoints_px: np.ndarray | None = None
 
     def save(self, path: str) -> None:
-        np.savez_compressed(path, **{k: getattr(self, k) for k in GOLDEN_KEYS})
+        arrays: dict[str, np.ndarray] = {k: getattr(self, k) for k in GOLDEN_KEYS}
+        if self.style_keypoints_px is not None:
+            arrays[STYLE_KEY] = self.style_keypoints_px
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, bundle: Bundle) -> GoldenArrays:
@@ -151,7 +158,12 @@ class GoldenArrays:
                 missing = [k for k in GOLDEN_KEYS if k not in data.files]
                 if missing:
                     raise BundleError(f"{path}: arrays {missing} missing; re-export the bundle")
-                golden = cls(**{k: np.asarray(data[k]) for k in GOLDEN_KEYS})
+                if spec.other_style and STYLE_KEY not in data.files:
+                    raise BundleError(f"{path}: {STYLE_KEY} missing although the manifest "
+                                      f"names other_style {spec.other_style!r}; re-export")
+                golden = cls(**{k: np.asarray(data[k]) for k in GOLDEN_KEYS},
+                             style_keypoints_px=np.asarray(data[STYLE_KEY])
+                             if spec.other_style else None)
         except (OSError, ValueError) as exc:
             raise BundleError(f"{path}: cannot read the golden reference ({exc})") from exc
         golden._check(bundle, str(path))
@@ -166,6 +178,8 @@ class GoldenArrays:
             "keypoints_px": (frames, joints, 2), "canonical": (frames, joints, 2),
             "saliency": (frames,),
         }
+        if self.style_keypoints_px is not None:
+            expected[STYLE_KEY] = (frames, joints, 2)
         if manifest.posesync is not None:
             n, dim = self.audio_emb.shape[0], manifest.posesync.embedding_dim
             expected.update(audio_emb=(n, dim), pose_emb=(n, dim))
@@ -179,3 +193,4 @@ class GoldenArrays:
 
 GOLDEN_KEYS = ("mfcc", "keypoints_px", "canonical", "saliency", "audio_emb", "pose_emb",
                "mean_distance")
+STYLE_KEY = "style_keypoints_px"  # optional: the reference's other_style

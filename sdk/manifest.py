@@ -16,6 +16,8 @@ from sdk.normalization import PoseNormalization
 from sdk.skeleton import Skeleton
 
 FORMAT_VERSION = 1
+IMPLICIT_STYLE = "default"
+"""The one style of a bundle without styles (its model has no ``style`` input)."""
 MANIFEST_NAME = "manifest.json"
 MANIFEST_HASH_KEY = "manifest_sha256"
 """Key of the manifest's own checksum: :func:`manifest_digest` of the other keys."""
@@ -79,6 +81,10 @@ class GeneratorSpec:
     batch_profile: (min, opt, max) streams per step that engines are built for.
     frames_profile: (min, opt, max) feature frames per step (Tc) that engines are built
         for; a TensorRT engine refuses a step with more than max frames.
+    styles: gesture-style names the model was trained with (sorted; index i = the model's
+        ``style`` input value i). () = a bundle from before styles: no ``style`` input,
+        one implicit style named :data:`IMPLICIT_STYLE`.
+    default_style: the style of a stream that names none ("" without styles).
     """
 
     model: ModelSpec
@@ -88,12 +94,47 @@ class GeneratorSpec:
     chunk_frames: int = 1
     batch_profile: tuple[int, int, int] = (1, 16, 256)
     frames_profile: tuple[int, int, int] = (1, 1, 64)
+    styles: tuple[str, ...] = ()
+    default_style: str = ""
+
+    def __post_init__(self) -> None:
+        if list(self.styles) != sorted(set(self.styles)) or not all(self.styles):
+            raise ValueError(f"generator styles must be distinct non-empty names, sorted; "
+                             f"got {list(self.styles)}")
+        if (self.default_style not in self.styles) if self.styles else self.default_style:
+            raise ValueError(f"generator default_style {self.default_style!r} is not one of "
+                             f"the styles {list(self.styles)}")
+
+    @property
+    def style_names(self) -> tuple[str, ...]:
+        """The styles a stream may ask for: ``styles``, or (IMPLICIT_STYLE,) without."""
+        return self.styles or (IMPLICIT_STYLE,)
+
+    @property
+    def default_style_name(self) -> str:
+        """The style of a stream that names none."""
+        return self.default_style or IMPLICIT_STYLE
+
+    def style_index(self, style: str | None) -> int:
+        """The model's ``style`` input value for style ``style`` (None: the default).
+
+        Raises ValueError naming the unknown style and listing the bundle's styles.
+        """
+        name = self.default_style_name if style is None else style
+        if not isinstance(name, str) or name not in self.style_names:
+            raise ValueError(f"unknown style {name!r}; this bundle's styles are "
+                             f"{list(self.style_names)} (default {self.default_style_name!r})")
+        return self.style_names.index(name)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["model"] = self.model.to_dict()
         d["batch_profile"] = list(self.batch_profile)
         d["frames_profile"] = list(self.frames_profile)
+        if self.styles:
+            d["styles"] = list(self.styles)
+        else:  # a style-less bundle's manifest stays as it was before styles
+            del d["styles"], d["default_style"]
         return d
 
     @classmethod
@@ -106,6 +147,8 @@ class GeneratorSpec:
             int(d.get("chunk_frames", 1)),
             tuple(int(v) for v in d.get("batch_profile", (1, 16, 256))),  # type: ignore[arg-type]
             tuple(int(v) for v in d.get("frames_profile", (1, 1, 64))),  # type: ignore[arg-type]
+            tuple(str(v) for v in d.get("styles", ())),
+            str(d.get("default_style", "")),
         )
 
 
@@ -173,6 +216,9 @@ class ReferenceSpec:
             tolerance was derived from (``derivation`` says how).
         derivation: one sentence: the rule that turned ``measured`` into ``tolerances``.
         provenance: code revision and library versions of the golden run.
+        other_style: a gesture style other than the default whose offline keypoints the
+            golden arrays also hold (``style_keypoints_px``), so validate checks a style
+            row the default never reads; "" = none (one style, or from before styles).
     """
 
     golden_file: str
@@ -187,9 +233,13 @@ class ReferenceSpec:
     measured: dict[str, dict[str, float]] = field(default_factory=dict)
     derivation: str = ""
     provenance: dict[str, str] = field(default_factory=dict)
+    other_style: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not self.other_style:  # a style-less bundle's record stays as it was
+            del d["other_style"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ReferenceSpec:
@@ -204,6 +254,7 @@ class ReferenceSpec:
                       for p, m in d.get("measured", {}).items()},
             derivation=str(d.get("derivation", "")),
             provenance={str(k): str(v) for k, v in d.get("provenance", {}).items()},
+            other_style=str(d.get("other_style", "")),
         )
 
 

@@ -80,11 +80,17 @@ class Stream:
     """One speaker's audio in, pose frames out. Made by :meth:`StreamingGenerator.create_stream`.
 
     A context manager: leaving the ``with`` block (or :meth:`close`) frees its state slot.
+    ``seed`` and ``style`` (the gesture-style name; ``style_index`` its model input value)
+    are fixed for the stream's life.
     """
 
-    def __init__(self, generator: StreamingGenerator, seed: int, slot: int) -> None:
+    def __init__(self, generator: StreamingGenerator, seed: int, slot: int,
+                 style: str | None = None) -> None:
         self._generator = generator
         self.seed = seed
+        spec = generator.manifest.generator
+        self.style_index = spec.style_index(style)
+        self.style = spec.style_names[self.style_index]
         self._slot = slot
         self._lock = threading.Lock()
         features = generator.manifest.features

@@ -67,13 +67,25 @@ class StreamBatch:
         generator: the shared generator (its chunk_frames, backend and bundle are used).
         seeds: one noise seed per stream, ints in [0, 2**63).
         sample_rate: the input rate of every stream, Hz.
+        styles: one gesture-style name (or None: the default) per stream, as
+            ``create_stream(style=...)``; None: every stream the default style. Streams of
+            different styles step in the same model call.
     """
 
     def __init__(self, generator: StreamingGenerator, seeds: Iterable[int],
-                 sample_rate: int) -> None:
+                 sample_rate: int, styles: Iterable[str | None] | None = None) -> None:
         self._seeds = np.array(list(seeds), dtype=np.int64)
         if self._seeds.ndim != 1 or self._seeds.size == 0 or (self._seeds < 0).any():
             raise StreamError("seeds must be one or more ints in [0, 2**63)")
+        names = [None] * self._seeds.size if styles is None else list(styles)
+        if len(names) != self._seeds.size:
+            raise StreamError(f"styles must name one style per stream ({self._seeds.size}), "
+                              f"got {len(names)}")
+        try:
+            self._styles = np.array([generator.manifest.generator.style_index(n)
+                                     for n in names], dtype=np.int32)
+        except ValueError as exc:
+            raise StreamError(str(exc)) from exc
         self.generator = generator
         self.num_streams = int(self._seeds.size)
         features = generator.manifest.features
@@ -136,7 +148,7 @@ class StreamBatch:
                 for first in range(0, self.num_streams, size):
                     part = slice(first, first + size)
                     out = gen._stepper.step(frames[part], noise[part],
-                                            self._slots[part].tolist())
+                                            self._slots[part].tolist(), self._styles[part])
                     poses.append(np.array(out.poses))  # copies: stepper buffers are reused
                     sal.append(np.array(out.saliency))
                 keypoints.append(norm.canonical_to_pixels(norm.destandardize(

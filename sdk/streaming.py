@@ -4,7 +4,7 @@ The shape is sherpa-onnx's: one shared generator (bundle, backend session or eng
 and one light :class:`Stream` per speaker::
 
     gen = StreamingGenerator("bundle/", backend="auto")
-    s = gen.create_stream(seed=0)
+    s = gen.create_stream(seed=0)                    # style="..." : one of gen.styles
     s.accept_waveform(samples, sample_rate=48000)   # any size, rate, dtype; (N,) or (N, C)
     while gen.is_ready(s):
         gen.step([s])                                # or many ready streams at once
@@ -59,7 +59,7 @@ import numpy as np
 from sdk.bundle import Bundle, BundleError, Manifest, load_bundle
 from sdk.frames import PoseFrames
 from sdk.mfcc import MfccMatrices
-from sdk.runners.base import FEATURES, NOISE, STATE, GeneratorStepper
+from sdk.runners.base import FEATURES, NOISE, STATE, STYLE, GeneratorStepper
 from sdk.runners.select import BackendChoice, BackendConfig, create_stepper
 from sdk.stream import Stream, StreamError
 
@@ -175,6 +175,12 @@ class StreamingGenerator:
                 self.close()
                 raise BundleError(f"{self.bundle.root}: generator input {name} has last axis "
                                   f"{last}, the manifest says {size}; re-export the bundle")
+        if (STYLE in meta) != bool(spec.styles):
+            self.close()
+            has = "has" if STYLE in meta else "lacks"
+            raise BundleError(f"{self.bundle.root}: the generator model {has} a {STYLE} "
+                              f"input but the manifest lists styles "
+                              f"{list(spec.styles)}; re-export the bundle")
 
     @property
     def manifest(self) -> Manifest:
@@ -200,16 +206,35 @@ class StreamingGenerator:
             self.lookahead_frames, self.chunk_frames
         )
 
+    @property
+    def styles(self) -> tuple[str, ...]:
+        """The gesture styles a stream may ask for (the manifest's; a bundle from before
+        styles has one, "default")."""
+        return self.manifest.generator.style_names
+
+    @property
+    def default_style(self) -> str:
+        """The style of a stream created without one."""
+        return self.manifest.generator.default_style_name
+
     # ---- streams ----
-    def create_stream(self, seed: int = 0) -> Stream:
-        """A new stream whose noise is ``frame_noise(seed, ...)``; seed in [0, 2**63)."""
+    def create_stream(self, seed: int = 0, style: str | None = None) -> Stream:
+        """A new stream whose noise is ``frame_noise(seed, ...)``; seed in [0, 2**63).
+
+        ``style``: one of :attr:`styles` (None: :attr:`default_style`); an unknown name
+        raises StreamError listing the styles.
+        """
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) \
                 or not 0 <= seed < 2**63:
             raise StreamError(f"seed must be an int in [0, 2**63), got {seed!r}")
+        try:
+            self.manifest.generator.style_index(style)
+        except ValueError as exc:
+            raise StreamError(str(exc)) from exc
         with self._lock:
             self._check_open()
             self._release_dropped()
-            return Stream(self, int(seed), self._stepper.allocate_slot())
+            return Stream(self, int(seed), self._stepper.allocate_slot(), style)
 
     def is_ready(self, stream: Stream) -> bool:
         """True when ``stream`` has a whole step of features queued."""
@@ -263,7 +288,8 @@ class StreamingGenerator:
                 features.append(stream._queue.peek(chunk))
                 starts.append(stream._fed)
                 noise.append(stream._noise_for(stream._fed, chunk))
-        out = self._stepper.step(np.stack(features), np.stack(noise), [s._slot for s in streams])
+        out = self._stepper.step(np.stack(features), np.stack(noise), [s._slot for s in streams],
+                                 np.array([s.style_index for s in streams], dtype=np.int32))
         norm = self.manifest.normalization
         keypoints = norm.canonical_to_pixels(norm.destandardize(out.poses))  # (B, Tc, J, 2)
         saliency = np.array(out.saliency, dtype=np.float32)  # a copy: out may be reused
@@ -282,13 +308,15 @@ class StreamingGenerator:
                     stream._emitted += int(keep.sum())
 
     def generate(self, audio: Any, sample_rate: int, seed: int = 0,
-                 chunk_samples: Iterable[int] | None = None) -> PoseFrames:
+                 chunk_samples: Iterable[int] | None = None, style: str | None = None
+                 ) -> PoseFrames:
         """All frames of ``audio`` (samples, any shape ``accept_waveform`` takes) in one
         stream: offline (one chunk) by default; with ``chunk_samples`` (sizes in samples, used
         in turn until the audio ends) fed chunk by chunk, stepping as frames become ready,
-        as a live source would. The frames are the same either way (chunk invariance)."""
+        as a live source would. The frames are the same either way (chunk invariance).
+        ``style``: as :meth:`create_stream`."""
         array = np.asarray(audio)
-        with self.create_stream(seed) as stream:
+        with self.create_stream(seed, style) as stream:
             parts = []
             if chunk_samples is None:
                 stream.accept_waveform(array, sample_rate)

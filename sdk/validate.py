@@ -30,6 +30,7 @@ a requested backend missing).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from contextlib import ExitStack
@@ -107,9 +108,10 @@ class Check:
 
 
 # ---------------------------------------------------------------- runs
-def generate(bundle: Bundle, run: BackendRun, audio: np.ndarray, seed: int, mode: str
-             ) -> PoseFrames:
-    """Frames of ``audio`` on one backend: offline, or streamed in a fixed chunk cycle."""
+def generate(bundle: Bundle, run: BackendRun, audio: np.ndarray, seed: int, mode: str,
+             style: str | None = None) -> PoseFrames:
+    """Frames of ``audio`` on one backend: offline, or streamed in a fixed chunk cycle;
+    in gesture style ``style`` (None: the bundle's default)."""
     assert run.config is not None
     rate = bundle.manifest.features.sample_rate
     chunk_frames = None if mode == OFFLINE else min(
@@ -122,9 +124,9 @@ def generate(bundle: Bundle, run: BackendRun, audio: np.ndarray, seed: int, mode
             raise BackendError(f"asked for {run.label}, {runs} would run "
                                f"({gen.backend.describe()})")
         if mode == OFFLINE:
-            return gen.generate(audio, rate, seed)
+            return gen.generate(audio, rate, seed, style=style)
         return gen.generate(audio, rate, seed, chunk_samples=itertools.cycle(
-            STREAM_CHUNK_SAMPLES))
+            STREAM_CHUNK_SAMPLES), style=style)
 
 
 def streaming_mode(bundle: Bundle) -> str:
@@ -308,6 +310,14 @@ def run_checks(bundle: Bundle, requested: list[str] | None = None,
                     checks += psd_checks(bundle, matrices, embed_cpu, audio, frames, spec,
                                          run.label, run.precision,
                                          _tolerance(tolerances, run.precision, "psd_rel"))
+                if mode == OFFLINE and golden.style_keypoints_px is not None:
+                    # the other style's keypoints (its embedding row; saliency is style-free)
+                    other = generate(bundle, run, audio, spec.noise_seed, mode,
+                                     style=spec.other_style)
+                    checks += generator_checks(
+                        other, dataclasses.replace(golden, keypoints_px=golden.style_keypoints_px),
+                        groups, spec, run.label, f"{mode}/style={spec.other_style}",
+                        run.precision, margin)
     for check in checks:
         check.tolerance = _tolerance(tolerances, check.precision, check.metric)
     if tolerances is not None and "onnxruntime-cpu" in names:

@@ -13,6 +13,7 @@ Imports torch, train and export: tests only (sdk never sees this module).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +49,21 @@ def tiny_normalization(seed: int = 0) -> PoseNormalization:
                              image_size=(1280, 720))
 
 
-def build_tiny_bundle(root: Path, chunk_frames: int = 1, seed: int = 0) -> Path:
-    """Export a complete, checksummed tiny bundle to ``root`` (~10 s); returns ``root``."""
+TINY_STYLES = ("calm", "lively", "wide")
+"""Styles of the styled tiny bundle (default "lively": not the first, so an index-0 default
+cannot pass for the manifest's)."""
+
+
+def build_tiny_bundle(root: Path, chunk_frames: int = 1, seed: int = 0,
+                      styles: tuple[str, ...] = ()) -> Path:
+    """Export a complete, checksummed tiny bundle to ``root`` (~10 s); returns ``root``.
+    ``styles``: gesture styles of the generator (default: the second), () = none."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny convolutions: one thread beats two contended ones
     try:
         torch.manual_seed(seed)
-        generator = SalientPostureGenerator(TINY_GENERATOR)
+        generator = SalientPostureGenerator(dataclasses.replace(
+            TINY_GENERATOR, styles=styles, default_style=styles[1] if styles else ""))
         _, speech, clips = speech_inputs(DEFAULT_FEATURES, 0)
         generator.set_feature_normalization(speech.mean(0), speech.std(0) + 1e-3)
         posesync = PoseSyncNet(TINY_POSESYNC, DEFAULT_FEATURES)
@@ -76,4 +85,13 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.getbasetemp() / "tiny_bundle"
     if not (root / "manifest.json").is_file():
         build_tiny_bundle(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_styled_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny bundle whose generator has :data:`TINY_STYLES` (default "lively")."""
+    root = tmp_path_factory.getbasetemp() / "tiny_styled_bundle"
+    if not (root / "manifest.json").is_file():
+        build_tiny_bundle(root, styles=TINY_STYLES)
     return root

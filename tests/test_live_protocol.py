@@ -62,9 +62,12 @@ def test_json_frames_round_trip_within_1e3_px() -> None:
 def test_start_messages_are_validated() -> None:
     good = json.loads(StartRequest(sample_rate=44100, channels=2, seed=4).to_json())
     assert parse_start(good) == StartRequest(sample_rate=44100, channels=2, seed=4)
+    styled = json.loads(StartRequest(sample_rate=16000, style="calm").to_json())
+    assert parse_start(styled).style == "calm" and "style" not in good
     for change, code in [({"sample_rate": True}, "bad_start"), ({"sample_rate": 1.5}, "bad_start"),
                          ({"sample_rate": 100}, "bad_start"), ({"channels": 0}, "bad_start"),
                          ({"seed": -1}, "bad_start"), ({"protocol": "1"}, "unsupported_protocol"),
+                         ({"style": ""}, "bad_start"), ({"style": ["calm"]}, "bad_start"),
                          ({"sample_format": "s24"}, "unsupported_format"),
                          ({"type": "end"}, "audio_before_start")]:
         with pytest.raises(ProtocolError) as info:

@@ -167,6 +167,8 @@ BAD_CASES = {
     "text garbage": (["hello {"], "bad_json", 1008),
     "half a sample": ([start_json(), b"\x00\x01\x02"], "bad_audio", 1007),
     "second start": ([start_json(), start_json()], "unexpected_message", 1008),
+    "unknown style": ([start_json(style="lively")], "unknown_style", 1008),
+    "style not a name": ([start_json(style=3)], "bad_start", 1008),
 }
 
 

@@ -122,7 +122,12 @@ def finished_training(ckpt_path: Path, config: Any) -> dict[str, Any] | None:
         return None
     ckpt = load_checkpoint(ckpt_path, "generator", DEFAULT_FEATURES)
     final = ckpt.extra.get("final")
-    if ckpt.config != config_to_dict(config) or ckpt.step != config.run.steps or not final:
+    wanted = config_to_dict(config)
+    # the style table comes from the corpus (train.generator_training.with_styles), not
+    # from the config: compare the rest
+    table = {k: wanted["model"][k] for k in ("styles", "default_style")}
+    stored = {**ckpt.config, "model": {**ckpt.model_config, **table}}
+    if stored != wanted or ckpt.step != config.run.steps or not final:
         return None
     return dict(final)
 

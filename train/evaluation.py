@@ -91,7 +91,8 @@ class HeldOutSequence:
     """One held-out sequence: audio (N,) float32 16 kHz, canonical (T, 122, 2) float32 poses
     (undetected joints 0), saliency (T,) ground truth or None, the speaker's normalization,
     observed: bool (T, 122) joints the data saw (None: all); L1, PCK and lip sync skip
-    the others."""
+    the others. style: the speaker's gesture style (train/data/styles.py); generators
+    with styles run the sequence in it (their default when it is not in their table)."""
 
     name: str
     audio: np.ndarray
@@ -99,6 +100,7 @@ class HeldOutSequence:
     saliency: np.ndarray | None
     normalization: PoseNormalization
     observed: np.ndarray | None = None
+    style: str | None = None
 
     def observed_canonical(self) -> np.ndarray:
         """(T, 122, 2) canonical poses, NaN where not observed."""
@@ -128,11 +130,12 @@ def min_sequence_frames(models: EvalModels, max_offset: int = DEFAULT_MAX_OFFSET
 def load_held_out(data_dir: Path, min_frames: int,
                   features: FeatureConfig = DEFAULT_FEATURES) -> list[HeldOutSequence]:
     """Held-out sequences of at least ``min_frames`` frames; raises when there is none."""
+    from train.data.styles import speaker_style
     from train.posesync_data import load_corpus_sequences
 
     out = [HeldOutSequence(f"{s.interval_id}@{s.start}", s.audio,
                            np.nan_to_num(s.canonical, nan=0.0).astype(np.float32), s.saliency,
-                           s.normalization, s.observed())
+                           s.normalization, s.observed(), speaker_style(Path(data_dir), s.speaker))
            for s in load_corpus_sequences(Path(data_dir), features)
            if s.held_out and s.num_frames >= min_frames]
     if not out:
@@ -167,18 +170,23 @@ def load_generator_checkpoint(path: str | Path
 @torch.no_grad()
 def generate(model: SalientPostureGenerator, normalization: PoseNormalization,
              audio: np.ndarray, num_frames: int, seed: int = 0,
-             features: FeatureConfig = DEFAULT_FEATURES) -> tuple[np.ndarray, np.ndarray]:
+             features: FeatureConfig = DEFAULT_FEATURES, style: str | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
     """Poses of pose frames 0..T-1 for (N,) audio: canonical (T, 122, 2), saliency (T,).
 
-    One forward pass over T + L feature frames from a zero state (== streaming).
+    One forward pass over T + L feature frames from a zero state (== streaming), in
+    gesture style ``style`` (a model with styles; not in its table or None: its default).
     """
+    from train.data.styles import resolve_style
+
+    row, _ = resolve_style(model.config.styles, model.config.default_style, style)
     frames = num_frames + model.config.lookahead_frames
     mfcc = mfcc_offline(audio, features, MfccMatrices.default(),
                         max(features.mfcc_frames_needed(frames), 1))
     feats = torch.from_numpy(feature_frames(mfcc, features, 0, frames))[None]
     noise = torch.from_numpy(frame_noise(seed, 0, frames, model.config.noise_dim))[None]
     model.eval()
-    out = model(feats, noise)
+    out = model(feats, noise, style=None if row is None else torch.tensor([row]))
     poses = out.aligned_poses[0].numpy()
     return (normalization.destandardize(poses).astype(np.float32),
             out.aligned_saliency[0].numpy().astype(np.float32))
@@ -297,7 +305,8 @@ def own_audio_row(model: SalientPostureGenerator, normalization: PoseNormalizati
                   sequences: Sequence[HeldOutSequence], models: EvalModels, refs: References,
                   seed: int = 0) -> dict[str, float]:
     """Every column for ``model`` driven by each sequence's own audio."""
-    made = [generate(model, normalization, s.audio, s.num_frames, seed) for s in sequences]
+    made = [generate(model, normalization, s.audio, s.num_frames, seed, style=s.style)
+            for s in sequences]
     return score_method([m[0] for m in made], [m[1] for m in made], sequences, models, refs)
 
 
@@ -313,7 +322,7 @@ def evaluate_generator_model(model: SalientPostureGenerator, normalization: Pose
         if shuffled is not None:
             rows["audio_shuffled"] = own_audio_row(*shuffled, sequences, models, refs, seed)
         other = [generate(model, normalization, shuffled_audio(sequences, i), s.num_frames,
-                          seed) for i, s in enumerate(sequences)]
+                          seed, style=s.style) for i, s in enumerate(sequences)]
         rows["other_audio"] = score_method([m[0] for m in other], [m[1] for m in other],
                                            sequences, models, refs)
         still = [np.broadcast_to(normalization.destandardize(
@@ -323,6 +332,20 @@ def evaluate_generator_model(model: SalientPostureGenerator, normalization: Pose
         rows["ground_truth"] = score_method([s.canonical for s in sequences], None, sequences,
                                             models, refs)
     return rows
+
+
+def style_report(model: SalientPostureGenerator, sequences: Sequence[HeldOutSequence]
+                 ) -> dict[str, Any]:
+    """The generator's style table and the style each held-out sequence ran in (notes
+    for styles it does not know, which ran in its default)."""
+    from train.data.styles import resolve_style
+
+    cfg = model.config
+    notes = sorted({note for s in sequences
+                    for note in [resolve_style(cfg.styles, cfg.default_style, s.style)[1]]
+                    if note is not None})
+    return {"table": list(cfg.styles), "default": cfg.default_style,
+            "sequences": {s.name: s.style for s in sequences}, "notes": notes}
 
 
 def run_evaluation(generator_ckpt: Path, posesync_ckpt: Path, fgd_ckpt: Path, data: Path,
@@ -345,7 +368,7 @@ def run_evaluation(generator_ckpt: Path, posesync_ckpt: Path, fgd_ckpt: Path, da
         checkpoints["shuffled_generator"] = str(shuffled_ckpt)
     return {"data": str(data), "sequences": len(sequences),
             "frames": sum(s.num_frames for s in sequences), "seed": seed,
-            "checkpoints": checkpoints,
+            "checkpoints": checkpoints, "styles": style_report(model, sequences),
             "lookahead_frames": model.config.lookahead_frames, "methods": rows,
             "posesync": sync, "acceptance": acceptance_checks(sync, rows),
             "machine": machine_description()}

@@ -13,6 +13,7 @@ Outputs in ``--out``: ``generator.pt`` (the checkpoint; resume reads it) and ``t
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,12 +98,19 @@ class GeneratorTrainingConfig:
 
 @dataclass
 class GeneratorData:
-    """Training input: map-style datasets of window dicts and the corpus statistics."""
+    """Training input: map-style datasets of window dicts and the corpus statistics.
+
+    styles / default_style: the corpus's style table (train/data/styles.py); windows then
+    carry ``style`` indices into it and the model gets one embedding row per style. ()
+    for datasets without styles (the model then has no style input).
+    """
 
     train: Dataset[dict[str, Any]]
     val: Dataset[dict[str, Any]] | None
     features: FeatureConfig
     normalization: PoseNormalization | None
+    styles: tuple[str, ...] = ()
+    default_style: str = ""
 
 
 def draw_noise(batch: int, frames: int, dim: int, generator: torch.Generator | None = None
@@ -125,7 +133,7 @@ def feature_statistics(dataset: Dataset[dict[str, Any]], max_windows: int = _STA
     return frames.mean(0).astype(np.float32), np.maximum(frames.std(0), 1e-3).astype(np.float32)
 
 
-_BATCH_KEYS = ("features", "pose", "seq_label", "augmented", "mask")
+_BATCH_KEYS = ("features", "pose", "seq_label", "augmented", "mask", "style")
 
 
 def collate_windows(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -140,6 +148,12 @@ def mismatch_audio(values: torch.Tensor) -> torch.Tensor:
     batches are random windows, so a pose and the audio it now sees come from unrelated
     places of the corpus."""
     return torch.roll(values, shifts=1, dims=0)
+
+
+def _batch_style(batch: dict[str, Any], device: torch.device) -> torch.Tensor | None:
+    """(B,) int64 style indices of a batch, or None for windows without styles."""
+    style = batch.get("style")
+    return None if style is None else torch.as_tensor(style, dtype=torch.long).to(device)
 
 
 def _batch_to(batch: dict[str, Any], device: torch.device
@@ -175,7 +189,7 @@ def evaluate_generator(model: SalientPostureGenerator, dataset: Dataset[dict[str
         features, pose, label, mask = _batch_to(batch, device)
         noise = draw_noise(features.shape[0], features.shape[1], config.model.noise_dim,
                            generator).to(device)
-        out = model(features, noise, pose)
+        out = model(features, noise, pose, _batch_style(batch, device))
         _, parts = generator_loss(out, pose, label, config.loss, mask=mask)
         parts["generation_l1"] = weighted_pose_error(out.aligned_poses, pose, weights, "l1",
                                                      mask)
@@ -214,6 +228,7 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
                          f"its batch: it needs run.batch_size >= 2, got {run.batch_size}")
     if run.threads > 0:
         torch.set_num_threads(run.threads)
+    config = with_styles(config, data)
     seed_everything(run.seed + context.rank)
     model = SalientPostureGenerator(config.model).to(context.device)
     val = data.val
@@ -250,7 +265,7 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
         if config.data.feature_noise > 0:
             jitter = torch.randn(features.shape).to(context.device)
             features = features + config.data.feature_noise * model.feature_std * jitter
-        out = net(features, noise, pose)
+        out = net(features, noise, pose, _batch_style(batch, context.device))
         detector_weights = None
         if config.data.clean_detector and augmented is not None:
             detector_weights = 1.0 - torch.as_tensor(augmented).to(label)
@@ -260,6 +275,25 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
 
     net.train()
     return loop.train(loader, train_step)
+
+
+def with_styles(config: GeneratorTrainingConfig, data: GeneratorData
+                ) -> GeneratorTrainingConfig:
+    """``config`` with the data's style table in ``model.styles``/``default_style`` (so
+    the checkpoint carries it). A config that already names styles must name the data's."""
+    model = config.model
+    if not data.styles:
+        if model.styles:
+            raise ValueError(f"model.styles is {list(model.styles)} but the windows carry no "
+                             "style; drop model.styles")
+        return config
+    if model.styles and (model.styles, model.default_style) != (data.styles,
+                                                               data.default_style):
+        raise ValueError(f"model.styles {list(model.styles)} (default {model.default_style!r})"
+                         f" differ from the corpus's {list(data.styles)} (default "
+                         f"{data.default_style!r}); drop them from the config")
+    return dataclasses.replace(config, model=dataclasses.replace(
+        model, styles=data.styles, default_style=data.default_style))
 
 
 def load_generator_data(data_dir: str | Path, config: GeneratorTrainingConfig) -> GeneratorData:

@@ -3,7 +3,7 @@
     gesturert serve BUNDLE [--host 127.0.0.1] [--port 8765] [--backend auto]
                     [--max-streams N] [--threads 1] [--reuse-port] [--drain-seconds 10]
     gesturert client URL AUDIO --out frames.npz [--realtime] [--chunk-ms 20] [--seed 0]
-                     [--format npz|openpose-json]
+                     [--style NAME] [--format npz|openpose-json]
 
 Light at import (stdlib only): websockets and the SDK load when a command runs. Needs the
 ``live`` extra: ``pip install 'gesturert[live]'``.
@@ -66,6 +66,9 @@ def register_client(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     parser.add_argument("--chunk-ms", type=float, default=20.0,
                         help="audio message length in milliseconds (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
+    parser.add_argument("--style", default=None,
+                        help="gesture style (one of the server's, listed in its ready message; "
+                             "default: the bundle's default)")
     parser.add_argument("--format", choices=("npz", "openpose-json"), default="npz",
                         help="npz (default) or openpose-json (one file per frame)")
     parser.set_defaults(func=run_client)
@@ -141,7 +144,8 @@ def run_client(args: argparse.Namespace) -> int:
         return 2
     try:
         result = asyncio.run(stream_audio(args.url, audio, int(rate), realtime=args.realtime,
-                                          chunk_ms=args.chunk_ms, seed=args.seed))
+                                          chunk_ms=args.chunk_ms, seed=args.seed,
+                                          style=args.style))
     except (LiveClientError, OSError, TimeoutError) as exc:
         print(f"gesturert client: {args.url}: {exc}", file=sys.stderr)
         return 1

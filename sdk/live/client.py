@@ -73,8 +73,9 @@ class ClientResult:
 
 async def stream_audio(url: str, audio: np.ndarray, sample_rate: int, *, realtime: bool = False,
                        chunk_ms: float = 20.0, seed: int = 0, frame_format: str = "binary",
-                       open_timeout: float = 10.0) -> ClientResult:
+                       open_timeout: float = 10.0, style: str | None = None) -> ClientResult:
     """Stream ``audio`` (float32 (N, C) or (N,)) to the server at ``url``; all frames back.
+    ``style``: one of the server bundle's gesture styles (None: its default).
 
     Raises:
         LiveClientError: an error message, or the connection closed before ``end``.
@@ -87,7 +88,8 @@ async def stream_audio(url: str, audio: np.ndarray, sample_rate: int, *, realtim
     starts = range(0, total, chunk)
     sent_at = np.zeros(max(len(starts), 1))
     start = StartRequest(sample_rate=sample_rate, sample_format="float32",
-                         channels=audio.shape[1], seed=seed, frame_format=frame_format)
+                         channels=audio.shape[1], seed=seed, frame_format=frame_format,
+                         style=style)
     parts: list[PoseFrames] = []
     received: list[float] = []
     first = last = None

@@ -5,7 +5,8 @@ Pure numpy and json, no network: the server, the Python client and the tests sha
 Client -> server, on one WebSocket at ``/ws``:
 
 * text ``{"type": "start", "protocol": 1, "sample_rate": 16000, "sample_format": "pcm16",
-  "channels": 1, "seed": 0, "frame_format": "binary"}``: first message, exactly once;
+  "channels": 1, "seed": 0, "frame_format": "binary"}`` (optional ``"style"``: one of the
+  bundle's gesture styles, listed in ``ready``): first message, exactly once;
 * binary audio: interleaved little-endian samples of ``sample_format`` (``pcm16`` int16
   or ``float32``), any whole number of sample frames per message;
 * text ``{"type": "end"}``: no more audio; the server sends the tail frames, then ``end``.
@@ -58,6 +59,7 @@ RECORD_HEADER = np.dtype([("index", "<u4"), ("time", "<f4"), ("saliency", "<f4")
 CLOSE_CODES = {
     "bad_json": 1008,            # a text message that is not a JSON object
     "bad_start": 1008,           # start message missing/invalid field
+    "unknown_style": 1008,       # a style the bundle does not have (ready lists them)
     "unsupported_protocol": 1008,
     "unsupported_format": 1008,  # unknown sample_format or frame_format
     "audio_before_start": 1008,
@@ -102,12 +104,14 @@ class StartRequest:
     channels: int = 1
     seed: int = 0
     frame_format: str = "binary"
+    style: str | None = None  # None: the bundle's default style
 
     def to_json(self) -> str:
         return json.dumps({"type": "start", "protocol": PROTOCOL_VERSION,
                            "sample_rate": self.sample_rate, "sample_format": self.sample_format,
                            "channels": self.channels, "seed": self.seed,
-                           "frame_format": self.frame_format})
+                           "frame_format": self.frame_format}
+                          | ({} if self.style is None else {"style": self.style}))
 
     @property
     def sample_bytes(self) -> int:
@@ -172,7 +176,18 @@ def parse_start(message: dict[str, Any]) -> StartRequest:
         channels=_int_field(message, "channels", 1, 1, MAX_CHANNELS),
         seed=_int_field(message, "seed", 0, 0, 2**63 - 1),
         frame_format=frame_format,
+        style=_style_field(message),
     )
+
+
+def _style_field(message: dict[str, Any]) -> str | None:
+    """The optional ``style``: a non-empty string (whether the bundle has it is the
+    server's check, error ``unknown_style``)."""
+    style = message.get("style")
+    if style is not None and (not isinstance(style, str) or not 0 < len(style) <= 200):
+        raise ProtocolError("bad_start", f"start field 'style' must be a style name (a "
+                            f"string), got {style!r:.60}")
+    return style
 
 
 def decode_audio(payload: bytes, start: StartRequest) -> np.ndarray:
@@ -212,6 +227,7 @@ def ready_fields(generator: StreamingGenerator) -> dict[str, Any]:
         "chunk_frames": generator.chunk_frames,
         "algorithmic_latency_ms": round(generator.algorithmic_latency_seconds * 1e3, 3),
         "backend": generator.backend_name, "num_joints": generator.num_joints,
+        "styles": list(generator.styles), "default_style": generator.default_style,
         "skeleton": skeleton.to_dict(),
         "image_size": list(generator.manifest.normalization.image_size),
         "frame_record_bytes": record_bytes(generator.num_joints),

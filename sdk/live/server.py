@@ -262,13 +262,17 @@ class LiveServer:
                                 'send {"type": "start", ...} first')
         self._check_size(first)
         start = parse_start(parse_json_message(first))
+        if start.style is not None and start.style not in self.generator.styles:
+            raise ProtocolError("unknown_style", f"style {start.style!r:.60} is not one of "
+                                f"this bundle's styles {list(self.generator.styles)}")
         loop = asyncio.get_running_loop()
         stream = await loop.run_in_executor(self._worker, self.generator.create_stream,
-                                            start.seed)
+                                            start.seed, start.style)
         session.start, session.stream = start, stream
         self.counters["streams_created"] += 1
         session.outbox.put_nowait((json.dumps({**self._ready_fields, "stream_id": session.id,
-                                               "frame_format": start.frame_format}), 0))
+                                               "frame_format": start.frame_format,
+                                               "style": stream.style}), 0))
         session.room.set()
         while True:
             while session.backlog_seconds() > cfg.max_backlog_seconds and not session.closing:

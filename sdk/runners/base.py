@@ -33,6 +33,7 @@ import numpy as np
 FEATURES = "features"  # float32 (B, Tc, feature_dim)
 NOISE = "noise"  # float32 (B, Tc, noise_dim)
 STATE = "state"  # float32 (B, S)
+STYLE = "style"  # int32 (B,) gesture-style index per stream; only models with styles have it
 POSES = "poses"  # float32 (B, Tc, J, 2), standardised
 SALIENCY = "saliency"  # float32 (B, Tc)
 STATE_OUT = "state_out"  # float32 (B, S)
@@ -233,18 +234,42 @@ class GeneratorStepper(ABC):
         """A copy of a slot's state, float32 (S,)."""
 
     @abstractmethod
-    def step(self, features: np.ndarray, noise: np.ndarray, slots: Sequence[int]) -> StepOutputs:
+    def step(self, features: np.ndarray, noise: np.ndarray, slots: Sequence[int],
+             styles: np.ndarray | None = None) -> StepOutputs:
         """One step for ``len(slots)`` streams.
 
         Args:
             features: float32 (B, Tc, feature_dim) raw feature frames t..t+Tc-1 per stream.
             noise: float32 (B, Tc, noise_dim), ``frame_noise(seed, t, Tc, noise_dim)`` per stream.
             slots: B distinct slots, row b of the batch belongs to ``slots[b]``.
+            styles: int32 (B,) style index per stream (``GeneratorSpec.style_index``);
+                required by a model with a ``style`` input; a model without one takes
+                None or all zeros (its one implicit style).
         """
 
     @abstractmethod
     def close(self) -> None:
         """Free the backend. Idempotent."""
+
+    @staticmethod
+    def _style_feed(styled: bool, styles: np.ndarray | None, batch: int) -> dict[str, np.ndarray]:
+        """The ``style`` entry of a step's feed: {STYLE: int32 (B,)} for a model with a
+        style input, {} for one without (whose only style is index 0)."""
+        if styles is None:
+            if styled:
+                raise ValueError("this generator model takes a style per stream: pass styles "
+                                 "(int32 (B,), GeneratorSpec.style_index)")
+            return {}
+        index = np.asarray(styles, dtype=np.int32)
+        if index.shape != (batch,):
+            raise ValueError(f"step needs one style per batch row ({batch}), got shape "
+                             f"{index.shape}")
+        if not styled:
+            if index.any():
+                raise ValueError(f"this generator model has no styles (only index 0), got "
+                                 f"{sorted(set(index.tolist()))}")
+            return {}
+        return {STYLE: index}
 
     @staticmethod
     def _check_slots(slots: Sequence[int], batch: int) -> np.ndarray:
@@ -311,6 +336,7 @@ class HostStateStepper(GeneratorStepper):
                 f"{runner.name}: the generator model lacks inputs {missing}; it has "
                 f"{list(meta)} (see the step contract in docs/architecture.md)"
             )
+        self.styled = STYLE in meta
 
     def allocate_slot(self) -> int:
         slot = self._slots.allocate()
@@ -332,12 +358,14 @@ class HostStateStepper(GeneratorStepper):
         self._slots.check_live(slot)
         return self._table[slot].copy()
 
-    def step(self, features: np.ndarray, noise: np.ndarray, slots: Sequence[int]) -> StepOutputs:
+    def step(self, features: np.ndarray, noise: np.ndarray, slots: Sequence[int],
+             styles: np.ndarray | None = None) -> StepOutputs:
         index = self._check_slots(slots, features.shape[0])
+        style_feed = self._style_feed(self.styled, styles, index.size)
         for slot in index:
             self._slots.check_live(int(slot))
         outputs = self.runner.infer(
-            {FEATURES: features, NOISE: noise, STATE: self._table[index]}
+            {FEATURES: features, NOISE: noise, STATE: self._table[index]} | style_feed
         )
         state_out = outputs[STATE_OUT]
         if state_out.shape != (index.size, self.state_size):

@@ -29,7 +29,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from sdk.runners.base import FEATURES, NOISE, POSES, SALIENCY, STATE, STATE_OUT, RunnerError
+from sdk.runners.base import (
+    FEATURES,
+    NOISE,
+    POSES,
+    SALIENCY,
+    STATE,
+    STATE_OUT,
+    STYLE,
+    RunnerError,
+)
 from sdk.runners.cuda_driver import DeviceArray, PinnedArray, check, driver
 
 if TYPE_CHECKING:
@@ -170,6 +179,8 @@ class StepGraph:
 
     def _shape(self, name: str, batch: int, frames: int) -> tuple[int, ...]:
         max_shape = self.runner.tensors[name].max_shape
+        if name == STYLE:  # (batch,) int32, an engine with styles
+            return (batch,)
         return (batch, frames, *max_shape[2:]) if name != STATE else (batch, max_shape[1])
 
     def _enqueue(self) -> None:
@@ -179,7 +190,8 @@ class StepGraph:
         state = self.state
         check(cu.cuMemcpyHtoDAsync(state.slots.ptr, state.slots_host.ptr, 4 * self.batch,
                                     stream), "cuMemcpyHtoDAsync")
-        for name in (NOISE,) if self.features_on_device else (FEATURES, NOISE):
+        copied = (NOISE,) if self.features_on_device else (FEATURES, NOISE)
+        for name in copied + ((STYLE,) if STYLE in tensors else ()):
             check(cu.cuMemcpyHtoDAsync(tensors[name].device.ptr, tensors[name].host.ptr,
                                         self._nbytes(name), stream), "cuMemcpyHtoDAsync")
         grid = (-(-state.state_size // STATE_THREADS), self.batch, 1)

@@ -30,6 +30,7 @@ from sdk.runners.base import (
     POSES,
     SALIENCY,
     STATE,
+    STYLE,
     GeneratorStepper,
     RunnerError,
     RunnerInputError,
@@ -70,10 +71,12 @@ class TensorRTStepper(GeneratorStepper):
         missing = [n for n in GENERATOR_INPUTS + GENERATOR_OUTPUTS if n not in tensors]
         if missing:
             raise RunnerError(f"{runner.name}: engine lacks tensors {missing} of the step contract")
-        wrong = [n for n in tensors if tensors[n].dtype != _FLOAT32]
+        wrong = [n for n in tensors
+                 if tensors[n].dtype != (np.dtype(np.int32) if n == STYLE else _FLOAT32)]
         if wrong:
-            raise RunnerError(f"{runner.name}: tensors {wrong} are not float32; the step "
-                              f"contract keeps float32 I/O (build with fp32 I/O)")
+            raise RunnerError(f"{runner.name}: tensors {wrong} are not float32 (style: int32); "
+                              f"the step contract keeps float32 I/O (build with fp32 I/O)")
+        self.styled = STYLE in tensors
         if tensors[STATE].max_shape[1] != state_size:
             raise RunnerError(f"{runner.name}: engine state has {tensors[STATE].max_shape[1]} "
                               f"floats per stream, the manifest says {state_size}")
@@ -180,27 +183,30 @@ class TensorRTStepper(GeneratorStepper):
                                    f"(batch, frames, {shape[-1]}), got {array.shape}")
         return array
 
-    def step(self, features: np.ndarray, noise: np.ndarray, slots: Sequence[int]) -> StepOutputs:
+    def step(self, features: np.ndarray, noise: np.ndarray, slots: Sequence[int],
+             styles: np.ndarray | None = None) -> StepOutputs:
         if not isinstance(features, np.ndarray) or features.ndim != 3:
             raise RunnerInputError(f"{self.runner.name}: features must be a (batch, frames, "
                                    f"{self.feature_dim}) float32 array, got "
                                    f"{getattr(features, 'shape', type(features).__name__)}")
         batch, frames = features.shape[0], features.shape[1]
         self._check_array(FEATURES, features, (batch, frames, self.feature_dim))
-        return self._run(batch, frames, noise, slots, features)
+        return self._run(batch, frames, noise, slots, features, styles)
 
-    def step_device_features(self, noise: np.ndarray, slots: Sequence[int]) -> StepOutputs:
+    def step_device_features(self, noise: np.ndarray, slots: Sequence[int],
+                             styles: np.ndarray | None = None) -> StepOutputs:
         """A step whose features are already in :attr:`features_binding` (written on the
         engine's stream, rows 0..len(slots)-1); ``noise`` (B, frames, noise_dim) as in
         :meth:`step` gives the frame count."""
         if not isinstance(noise, np.ndarray) or noise.ndim != 3:
             raise RunnerInputError(f"{self.runner.name}: noise must be (batch, frames, "
                                    f"{self.noise_dim}) float32")
-        return self._run(noise.shape[0], noise.shape[1], noise, slots, None)
+        return self._run(noise.shape[0], noise.shape[1], noise, slots, None, styles)
 
     def _run(self, batch: int, frames: int, noise: np.ndarray, slots: Sequence[int],
-             features: np.ndarray | None) -> StepOutputs:
+             features: np.ndarray | None, styles: np.ndarray | None = None) -> StepOutputs:
         self._check_array(NOISE, noise, (batch, frames, self.noise_dim))
+        style_feed = self._style_feed(self.styled, styles, batch)
         index = self._check_slots(slots, batch)
         for slot in index:
             self._slots.check_live(int(slot))
@@ -219,6 +225,10 @@ class TensorRTStepper(GeneratorStepper):
         if features is not None:
             tensors[FEATURES].host.view((bucket, frames, self.feature_dim))[:batch] = features
         tensors[NOISE].host.view((bucket, frames, self.noise_dim))[:batch] = noise
+        if STYLE in style_feed:  # padded rows take style 0 (their outputs are dropped)
+            style_rows = tensors[STYLE].host.view((bucket,))
+            style_rows[:] = 0
+            style_rows[:batch] = style_feed[STYLE]
         if graph is None:  # its first run (outside capture) is this step
             graph = StepGraph(runner, bucket, frames, self._state_kernels(), features is None,
                               self._context_memory, self.use_cuda_graphs)

@@ -169,6 +169,8 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
             it (seeded from torch's global RNG) and recomputes ``features`` from the
             corrupted audio exactly as a stream would (``audio``/``mfcc`` stay clean).
         max_missing_fraction: windows with more of their joints missing are dropped.
+        styles: speaker -> gesture-style index (train/data/styles.py); every window then
+            carries ``style`` (int64). None: windows carry no style.
     """
 
     def __init__(self, clips: Sequence[SdtClip], normalization: PoseNormalization,
@@ -178,7 +180,8 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
                  matrices: MfccMatrices | None = None,
                  motion_threshold: float | None = None,
                  augmentation: AudioAugmentation | None = None,
-                 max_missing_fraction: float = 1.0) -> None:
+                 max_missing_fraction: float = 1.0,
+                 styles: Mapping[str, int] | None = None) -> None:
         if window_frames < 1 or lookahead_frames < 0 or stride_frames < 1:
             raise ValueError(f"need window_frames >= 1, lookahead_frames >= 0, stride_frames "
                              f">= 1; got {window_frames}, {lookahead_frames}, {stride_frames}")
@@ -190,6 +193,10 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
         matrices = MfccMatrices.default() if matrices is None else matrices
         self.matrices, self.augmentation = matrices, augmentation
         self.sequences = join_clips(clips)
+        missing = sorted({s.speaker for s in self.sequences} - set(styles or {}))
+        if styles is not None and missing:
+            raise ValueError(f"no style for speakers {missing}; styles has {sorted(styles)}")
+        self.styles = styles
         self.mfcc: list[np.ndarray] = []  # per sequence (M, n_mfcc)
         self.features: list[np.ndarray] = []  # per sequence (F + L, feature_dim)
         self.canonical: list[np.ndarray] = []  # per sequence (F, 122, 2), NaN = missing
@@ -261,7 +268,7 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
             "mfcc": self.mfcc[i][m0:m0 + int(cfg.mfcc_start(t))],
             "sequence": np.int64(i),
             "start": np.int64(s),
-        }
+        } | ({} if self.styles is None else {"style": np.int64(self.styles[seq.speaker])})
 
     def _augmented_features(self, i: int, m0: int, clean: np.ndarray
                             ) -> tuple[np.ndarray, bool]:
@@ -322,9 +329,12 @@ def generator_data(data_dir: Path, config: Any) -> Any:
     Windows with more than ``config.data.max_missing_fraction`` of their joints missing
     are dropped (both sets' ``dropped_windows``).
     Poses are canonical per speaker and standardised with statistics pooled over the
-    training clips (:func:`train.data.sdt.compute_normalization`).
+    training clips (:func:`train.data.sdt.compute_normalization`). Every window carries
+    its speaker's style index (train/data/styles.py); the style table (names of the
+    training clips' styles, sorted) and default go into ``GeneratorData``.
     """
     from train.data.sdt import compute_normalization, list_speakers, load_speaker, speaker_scales
+    from train.data.styles import default_style, speaker_style, style_indices
     from train.generator_training import GeneratorData
 
     speakers = list_speakers(Path(data_dir))
@@ -345,10 +355,14 @@ def generator_data(data_dir: Path, config: Any) -> Any:
         raise ValueError(f"{data_dir}: no clips in the 'train' split")
     normalization = compute_normalization(train_clips)
     scales = speaker_scales(train_clips)
+    speaker_styles = {s: speaker_style(Path(data_dir), s) for s in speakers}
+    names = tuple(sorted({speaker_styles[c.speaker] for c in train_clips}))
     kwargs: dict[str, Any] = dict(
         window_frames=config.data.window_frames, lookahead_frames=config.model.lookahead_frames,
         stride_frames=config.data.stride_frames, scales=scales,
-        max_missing_fraction=getattr(config.data, "max_missing_fraction", 1.0))
+        max_missing_fraction=getattr(config.data, "max_missing_fraction", 1.0),
+        styles=style_indices({s: speaker_styles[s] for s in {c.speaker for c in train_clips}
+                              | {c.speaker for c in val_clips}}, names))
     augment = None
     if getattr(config.data, "audio_augmentation", False):  # absent: a config from before it
         augment = AudioAugmentation(probability=config.data.augment_probability,
@@ -362,7 +376,9 @@ def generator_data(data_dir: Path, config: Any) -> Any:
             f"{train_set.dropped_windows} dropped for more than "
             f"{100 * kwargs['max_missing_fraction']:.0f}% missing joints. "
             "Run `gesturert data check` on it")
+    default = default_style(speaker_styles[train_set.sequences[i].speaker]
+                            for i, _ in train_set.windows)
     val_set = WindowDataset(val_clips, normalization, motion_threshold=train_set.motion_threshold,
                             **kwargs) if val_clips else None
     return GeneratorData(train=train_set, val=val_set, features=DEFAULT_FEATURES,
-                         normalization=normalization)
+                         normalization=normalization, styles=names, default_style=default)

@@ -34,6 +34,11 @@ Choices the paper leaves open (all in :class:`GeneratorConfig`):
   future audio (L = 2: 133 ms).
 * ``separate_branches=False`` (the ablation) drops the face encoder and face decoder: one
   decoder on ``cat(latent, noise)`` writes all 121 joints.
+* **Gesture styles** (``GeneratorConfig.styles``, one per corpus speaker style): a learned
+  ``embedding_dim`` vector per style is added to the latent the body/hands decoder reads,
+  in both paths; the face/lips branch does not see it (a style is gesture behaviour, the
+  lips follow the audio). The style index (B,) int32 is a per-stream input of ``step``,
+  not state. No styles (checkpoints from before them): no embedding, no style input.
 
 Streaming: caches of every causal conv, flattened in the order face encoder, body encoder,
 body decoder, face decoder, form the (B, S) ``state``. ``forward`` runs the same layers
@@ -42,16 +47,17 @@ from a zero state, so forward over a sequence == repeated ``step`` over any chun
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from sdk.features import DEFAULT_FEATURES
 from sdk.skeleton import MODEL_SKELETON
+from train.models.generator_config import GeneratorConfig
 from train.models.layers import CausalConvStack
+
+__all__ = ["GeneratorConfig", "GeneratorOutput", "GeneratorStep", "SalientPostureGenerator"]
 
 _ROOT = MODEL_SKELETON.root
 _BODY = tuple(j for j in MODEL_SKELETON.groups["body"] if j != _ROOT)  # 1..9
@@ -59,96 +65,6 @@ _FACE = MODEL_SKELETON.groups["face"]  # 10..79
 _HANDS = MODEL_SKELETON.groups["left_hand"] + MODEL_SKELETON.groups["right_hand"]  # 80..121
 if (_ROOT,) + _BODY + _FACE + _HANDS != tuple(range(MODEL_SKELETON.num_joints)):
     raise RuntimeError("generator assumes MODEL_SKELETON = root, body, face, hands in order")
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """Architecture of :class:`SalientPostureGenerator`. Lengths are in pose frames (15 fps).
-
-    Attributes:
-        feature_dim: values per feature frame (sdk FeatureConfig.feature_dim, 91).
-        num_joints: joints of MODEL_SKELETON (122).
-        lookahead_frames: L, output delay in frames (future audio each pose frame sees).
-        noise_dim: noise values per frame fed to the body decoder.
-        separate_branches: face encoder + face decoder (the paper); False = ablation.
-        face_hidden / face_kernel / face_dilations: face-audio encoder (short context).
-        body_hidden / body_kernel / body_dilations: body-audio encoder (long context).
-        embedding_dim: joint audio-pose manifold width.
-        pose_hidden / pose_kernel / pose_dilations: pose encoder (training only).
-        decoder_hidden / decoder_kernel / decoder_dilations: both decoders.
-        detector_hidden: hidden width of the per-frame saliency head.
-        top_k: frames averaged into the sequence-level saliency prediction (paper: 16).
-        dropout: on every residual block while training (identity in eval / export):
-            with a 2 s audio context the model otherwise memorises the corpus's
-            unpredictable idle motion (train L1 0.26 vs held-out 0.47 without it).
-        feature_clip: c > 0 soft-clips every standardised input feature to (-c, c) with
-            ``c * tanh(x / c)`` (identity near 0): frame-wise, so chunk invariant, and
-            out-of-corpus audio (real speech on a synthetic-corpus model) cannot drive
-            the encoders arbitrarily far from what training saw. 0 = off (checkpoints
-            from before the option).
-    """
-
-    feature_dim: int = DEFAULT_FEATURES.feature_dim
-    num_joints: int = MODEL_SKELETON.num_joints
-    lookahead_frames: int = 2
-    noise_dim: int = 4
-    separate_branches: bool = True
-    face_hidden: int = 64
-    face_kernel: int = 3
-    face_dilations: tuple[int, ...] = (1, 1)
-    body_hidden: int = 128
-    body_kernel: int = 3
-    body_dilations: tuple[int, ...] = (1, 2, 4, 8)
-    embedding_dim: int = 64
-    pose_hidden: int = 128
-    pose_kernel: int = 3
-    pose_dilations: tuple[int, ...] = (1, 2)
-    decoder_hidden: int = 128
-    decoder_kernel: int = 3
-    decoder_dilations: tuple[int, ...] = (1, 2)
-    detector_hidden: int = 32
-    top_k: int = 16
-    dropout: float = 0.1
-    feature_clip: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.num_joints != MODEL_SKELETON.num_joints:
-            raise ValueError(
-                f"GeneratorConfig.num_joints must be {MODEL_SKELETON.num_joints} "
-                f"({MODEL_SKELETON.name}), got {self.num_joints}"
-            )
-        for name in ("feature_dim", "face_hidden", "body_hidden", "embedding_dim",
-                     "pose_hidden", "decoder_hidden", "detector_hidden", "top_k",
-                     "face_kernel", "body_kernel", "pose_kernel", "decoder_kernel"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"GeneratorConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GeneratorConfig.dropout must be in [0, 1), got {self.dropout}")
-        if not self.feature_clip >= 0.0:
-            raise ValueError(f"GeneratorConfig.feature_clip must be >= 0 (0 = off), got "
-                             f"{self.feature_clip}")
-        for name in ("lookahead_frames", "noise_dim"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"GeneratorConfig.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("face_dilations", "body_dilations", "pose_dilations", "decoder_dilations"):
-            value = tuple(int(d) for d in getattr(self, name))
-            if any(d < 1 for d in value):
-                raise ValueError(f"GeneratorConfig.{name} must hold ints >= 1, got {value}")
-            object.__setattr__(self, name, value)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown GeneratorConfig fields: {sorted(unknown)}")
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in data.items()}
-        return cls(**values)
 
 
 @dataclass
@@ -231,6 +147,28 @@ class SalientPostureGenerator(nn.Module):
                                                 c.decoder_hidden, c.decoder_kernel,
                                                 c.decoder_dilations, dropout=c.dropout)
             self.face_head = nn.Conv1d(c.decoder_hidden, len(_FACE) * 2, 1)
+        self.style_embedding: nn.Embedding | None = (
+            nn.Embedding(len(c.styles), c.embedding_dim) if c.styles else None)
+
+    @property
+    def default_style_index(self) -> int:
+        """Row of the default style in the style embedding (0 without styles)."""
+        c = self.config
+        return c.styles.index(c.default_style) if c.styles else 0
+
+    def _style_vector(self, style: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """(B, E) style embedding rows of ``style`` (B,) int32/int64, the default style's when
+        None; None for a generator without styles."""
+        if self.style_embedding is None:
+            if style is not None:
+                raise ValueError("this generator has no styles; pass style=None")
+            return None
+        if style is None:
+            style = torch.full((batch,), self.default_style_index, dtype=torch.long,
+                               device=self.feature_mean.device)
+        if style.dim() != 1:
+            raise ValueError(f"style must be (B,) integer style indices, got {tuple(style.shape)}")
+        return self.style_embedding(style)
 
     # ---- state layout ----
     def _streaming_stacks(self) -> list[CausalConvStack]:
@@ -263,11 +201,13 @@ class SalientPostureGenerator(nn.Module):
         self.feature_std.copy_(std_t)
 
     # ---- the streaming path ----
-    def _generate(self, features: torch.Tensor, noise: torch.Tensor, state: torch.Tensor
+    def _generate(self, features: torch.Tensor, noise: torch.Tensor, state: torch.Tensor,
+                  style: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                              torch.Tensor | None]:
         """Shared by step and forward. Returns poses (B,Tc,J,2), saliency (B,Tc),
-        audio_emb (B,E,Tc), new state (B,S), face-audio features (B,Hf,Tc) or None."""
+        audio_emb (B,E,Tc), new state (B,S), face-audio features (B,Hf,Tc) or None.
+        ``style``: (B,) int32/int64 style indices, None = the default style."""
         x = (features - self.feature_mean) / self.feature_std
         clip = self.config.feature_clip
         if clip > 0:
@@ -284,15 +224,19 @@ class SalientPostureGenerator(nn.Module):
         new_parts.append(s)
         audio_emb = self.audio_proj(body_feat)  # (B, E, Tc)
         saliency = torch.sigmoid(self.detector(body_feat)[:, 0])  # (B, Tc)
-        poses, decoder_parts = self._decode(audio_emb, noise, face_feat, parts)
+        poses, decoder_parts = self._decode(audio_emb, noise, face_feat, parts,
+                                            self._style_vector(style, features.shape[0]))
         new_parts.extend(decoder_parts)
         return poses, saliency, audio_emb, torch.cat(new_parts, dim=1), face_feat
 
     def _decode(self, latent: torch.Tensor, noise: torch.Tensor, face_feat: torch.Tensor | None,
-                parts: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                parts: list[torch.Tensor], style_vec: torch.Tensor | None
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """latent (B,E,Tc), noise (B,Tc,N), face_feat (B,Hf,Tc) | None, decoder states
-        [body, face]. Returns poses (B, Tc, J, 2) and the new decoder states."""
-        body_h, body_s = self.body_decoder(torch.cat([latent, noise.transpose(1, 2)], 1),
+        [body, face], style_vec (B,E) | None (added to the body decoder's latent only).
+        Returns poses (B, Tc, J, 2) and the new decoder states."""
+        body_latent = latent if style_vec is None else latent + style_vec[:, :, None]
+        body_h, body_s = self.body_decoder(torch.cat([body_latent, noise.transpose(1, 2)], 1),
                                            parts[0])
         body = self.body_head(body_h).transpose(1, 2)  # (B, Tc, 2*joints)
         root = torch.zeros_like(body[:, :, :2])
@@ -305,7 +249,8 @@ class SalientPostureGenerator(nn.Module):
         out = torch.cat([root, body[:, :, :n_body], face, body[:, :, n_body:]], dim=2)
         return out.unflatten(2, (-1, 2)), [body_s, face_s]
 
-    def step(self, features: torch.Tensor, noise: torch.Tensor, state: torch.Tensor
+    def step(self, features: torch.Tensor, noise: torch.Tensor, state: torch.Tensor,
+             style: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One streaming step (the ONNX ``generator.onnx`` graph).
 
@@ -313,23 +258,27 @@ class SalientPostureGenerator(nn.Module):
             features: (B, Tc, feature_dim) raw feature frames t .. t+Tc-1.
             noise: (B, Tc, noise_dim) ``frame_noise(seed, t, Tc, noise_dim)``.
             state: (B, S) state after frame t-1 (``init_state`` at stream start).
+            style: (B,) int32 style index per stream (row of ``config.styles``); None =
+                the default style. A generator without styles takes None only.
         Returns:
             poses (B, Tc, J, 2) standardised poses of pose frames t-L .. t-L+Tc-1,
             saliency (B, Tc) of the same frames, state_out (B, S).
         """
         self._check_inputs(features, noise)
-        poses, saliency, _, state_out, _ = self._generate(features, noise, state)
+        poses, saliency, _, state_out, _ = self._generate(features, noise, state, style)
         return poses, saliency, state_out
 
     # ---- training ----
     def forward(self, features: torch.Tensor, noise: torch.Tensor,
-                pose: torch.Tensor | None = None) -> GeneratorOutput:
+                pose: torch.Tensor | None = None, style: torch.Tensor | None = None
+                ) -> GeneratorOutput:
         """Whole windows from a zero state, both paths when ``pose`` is given.
 
         Args:
             features: (B, T_in, feature_dim) raw features, T_in = T + lookahead.
             noise: (B, T_in, noise_dim).
             pose: (B, T, J, 2) ground-truth standardised poses of pose frames 0..T-1.
+            style: (B,) int32/int64 style indices (None: the default style), both paths.
         """
         self._check_inputs(features, noise)
         batch, t_in = features.shape[0], features.shape[1]
@@ -338,7 +287,7 @@ class SalientPostureGenerator(nn.Module):
             raise ValueError(
                 f"need more than lookahead_frames={lookahead} input frames, got {t_in}")
         poses, saliency, audio_emb, _, face_feat = self._generate(
-            features, noise, self.init_state(batch))
+            features, noise, self.init_state(batch), style)
         aligned = saliency[:, lookahead:]
         k = min(self.config.top_k, aligned.shape[1])
         seq_score = aligned.topk(k, dim=1).values.mean(dim=1)
@@ -358,7 +307,8 @@ class SalientPostureGenerator(nn.Module):
         decoder_zeros = list(pose.new_zeros(batch, sum(sizes)).split(sizes, dim=1))
         recon, _ = self._decode(
             pose_emb, noise[:, lookahead:],
-            None if face_feat is None else face_feat[:, :, lookahead:], decoder_zeros)
+            None if face_feat is None else face_feat[:, :, lookahead:], decoder_zeros,
+            self._style_vector(style, batch))
         out.pose_emb = pose_emb.transpose(1, 2)
         out.recon_poses = recon
         return out
@@ -373,12 +323,14 @@ class SalientPostureGenerator(nn.Module):
 
 
 class GeneratorStep(nn.Module):
-    """Adapter whose ``forward`` is ``generator.step``: what ONNX export traces."""
+    """Adapter whose ``forward`` is ``generator.step``: what ONNX export traces (with
+    ``style`` for a generator with styles)."""
 
     def __init__(self, generator: SalientPostureGenerator) -> None:
         super().__init__()
         self.generator = generator
 
-    def forward(self, features: torch.Tensor, noise: torch.Tensor, state: torch.Tensor
+    def forward(self, features: torch.Tensor, noise: torch.Tensor, state: torch.Tensor,
+                style: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.generator.step(features, noise, state)
+        return self.generator.step(features, noise, state, style)
