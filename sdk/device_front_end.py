@@ -45,6 +45,7 @@ from sdk.runners.base import StepOutputs
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from sdk.bundle import Manifest
     from sdk.cuda.launch import KernelRunner
     from sdk.cuda.mfcc import CudaMfcc
     from sdk.cuda.pose import CudaPoseImager
@@ -283,6 +284,13 @@ class DeviceFrontEnd:
             imager = CudaPoseImager(skeleton, imaging, runner=self.runner)
             self._imagers[key] = imager
         return imager
+
+    def psd_imager(self, manifest: Manifest) -> CudaPoseImager:
+        """:meth:`pose_imager` for the bundle's skeleton and imaging: pass it to
+        :func:`sdk.bundle_psd.frames_psd` as ``imager``."""
+        from sdk.pose_image import ImagingConfig
+
+        return self.pose_imager(manifest.skeleton, ImagingConfig.from_dict(manifest.imaging))
 
     def close(self) -> None:
         """Free the device MFCC state and the pose imagers (not the stepper). Idempotent."""

@@ -156,11 +156,25 @@ def test_a_chunk_longer_than_the_device_ring_waits_on_the_host(
     assert_features_like_the_cpu(gpu.spy, audio)  # type: ignore[attr-defined]
 
 
-@pytest.mark.slow
-def test_a_10_minute_chunk(gpu: StreamingGenerator, cpu: StreamingGenerator) -> None:
+def test_a_10_minute_chunk_is_accepted_at_once_and_stepped_from_the_host_backlog(
+        gpu: StreamingGenerator, cpu: StreamingGenerator) -> None:
+    """10 minutes in one accept_waveform: both paths count the same frames; the first
+    10 s of them, stepped, are the same (the whole clip on the emulator takes minutes;
+    the 40 s case above runs to the end)."""
     rng = np.random.default_rng(1)
     audio = (0.1 * rng.standard_normal(600 * 16000)).astype(np.float32)
-    assert_same_frames(gpu.generate(audio, 16000), cpu.generate(audio, 16000))
+    a, b = gpu.create_stream(seed=7), cpu.create_stream(seed=7)
+    for stream in (a, b):
+        stream.accept_waveform(audio, 16000)
+    assert a.num_feature_frames_queued == b.num_feature_frames_queued > 8990
+    queue = a._queue
+    assert isinstance(queue, device_front_end.DeviceFeatureQueue) and queue.on_device == 0
+    for _ in range(150):
+        gpu.step([a])
+        cpu.step([b])
+    assert queue.on_device < 12 * 16000  # the rest still waits on the host
+    assert_same_frames(a.pop_frames(), b.pop_frames())
+    assert_features_like_the_cpu(gpu.spy, audio[:12 * 16000])  # type: ignore[attr-defined]
 
 
 def test_multichannel_int16_at_44100_hz(gpu: StreamingGenerator, cpu: StreamingGenerator,
@@ -313,3 +327,28 @@ def test_the_parity_check_catches_a_broken_device_path(
         assert_features_like_the_cpu(gpu.spy, audio)  # type: ignore[attr-defined]
     with pytest.raises(AssertionError):
         assert_same_frames(got, cpu.generate(audio, 16000))
+
+
+def test_psd_pose_images_are_drawn_on_the_device(gpu: StreamingGenerator,
+                                                 speech_16k: np.ndarray) -> None:
+    """The generator's front end draws PSD's pose images with the CUDA kernel on the
+    engine's stream: the same PSD and sweep as numpy's images."""
+    from sdk.bundle_psd import frames_psd, posesync_embed_fn
+
+    front = gpu.device_front_end
+    assert front is not None
+    manifest = gpu.manifest
+    audio = speech(speech_16k, 2.0)
+    canonical = manifest.normalization.pixels_to_canonical(gpu.generate(audio, 16000).keypoints)
+    embed, runner = posesync_embed_fn(gpu.bundle)
+    try:
+        imager = front.psd_imager(manifest)
+        on_device = frames_psd(manifest, gpu._matrices, embed, audio, canonical, imager=imager)
+        launched = list(front.runner.driver.launched)  # type: ignore[attr-defined]
+        on_host = frames_psd(manifest, gpu._matrices, embed, audio, canonical)
+    finally:
+        runner.deactivate()
+    assert any("pose" in name for name in launched), launched
+    assert on_device.sweep.psd == on_host.sweep.psd
+    np.testing.assert_array_equal(on_device.clip_distance, on_host.clip_distance)
+    assert front.psd_imager(manifest) is imager  # made once, closed with the generator
