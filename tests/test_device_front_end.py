@@ -352,3 +352,38 @@ def test_psd_pose_images_are_drawn_on_the_device(gpu: StreamingGenerator,
     assert on_device.sweep.psd == on_host.sweep.psd
     np.testing.assert_array_equal(on_device.clip_distance, on_host.clip_distance)
     assert front.psd_imager(manifest) is imager  # made once, closed with the generator
+
+
+def test_the_end_to_end_benchmark_runs_on_the_emulator(
+        library: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """benchmarks.gpu_runtime (run by make gpu-check) on the fake driver: the shipped
+    bundle, its step on ONNX Runtime behind the device buffer (no TensorRT here), and its
+    parity check against the CPU path."""
+    import cuda.bindings
+
+    from benchmarks import gpu_runtime
+
+    driver = FakeDriver(library, compute_capability=(9, 0))
+    monkeypatch.setattr(cuda.bindings, "driver", driver)
+    monkeypatch.setenv("GESTURERT_CACHE", str(tmp_path / "cache"))
+    result = gpu_runtime.run(streams=(2,), ticks=4)
+    check = result["parity"]
+    assert check["same_indices"] and check["frames"] == 30
+    assert check["max_keypoint_px"] <= POSE_ATOL_PX, check
+    assert "CUDA MFCC" in result["step_backend"]
+    assert {"mfcc_frames", "gather_feature_frames"} <= set(driver.launched)
+    assert "| 2 | 1067 |" in gpu_runtime.markdown(result)
+    assert driver.live_handles()["memory"] == 0  # the binding and the MFCC state freed
+
+
+def test_make_gpu_check_runs_the_end_to_end_benchmark_and_test_within_its_time() -> None:
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    sys.path.insert(0, str(scripts))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(scripts))
+    assert "benchmarks.gpu_runtime" in (scripts / "gpu_check.py").read_text()
+    assert sum(gpu_check.LIMITS.values()) <= gpu_check.TOTAL_LIMIT
+    modules = {p.name for p in gpu_check.gpu_test_modules()}
+    assert "test_device_front_end_gpu.py" in modules
