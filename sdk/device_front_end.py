@@ -298,3 +298,47 @@ class DeviceFrontEnd:
             imager.close()
         self._imagers = {}
         self.mfcc.close()
+
+
+class DeviceBatchFeatures:
+    """:class:`sdk.stream_batch.StreamBatch`'s front end on the device path.
+
+    Stands in for :class:`sdk.batched_features.BatchedFeatureExtractor` (``accept``,
+    ``finish``, ``samples_received``, ``frames_emitted``): each row of a block goes to its
+    stream's :class:`DeviceFeatureQueue`, and the "features" returned are (N, k, 0) float32
+    -- the count of newly computable frames, their values being made on the device by
+    :meth:`step` (which :class:`StreamBatch` calls instead of the stepper's ``step``).
+    """
+
+    def __init__(self, front: DeviceFrontEnd, slots: Sequence[int]) -> None:
+        self.front = front
+        self.slots = [int(s) for s in slots]
+        self.queues = [front.queue(s) for s in self.slots]
+        self.samples_received = 0
+        self.frames_emitted = 0
+
+    def _frames(self, end: int) -> np.ndarray:
+        count, self.frames_emitted = end - self.frames_emitted, end
+        return np.zeros((len(self.queues), count, 0), np.float32)
+
+    def accept(self, block: np.ndarray) -> np.ndarray:
+        """float32 (N, n) model-rate samples -> (N, k, 0): k frames became computable."""
+        for queue, row in zip(self.queues, block, strict=True):
+            queue.accept(row)
+        self.samples_received += int(block.shape[1])
+        ready = self.queues[0].size + self.queues[0].consumed
+        return self._frames(ready)
+
+    def finish(self, total_frames: int) -> np.ndarray:
+        """End of input for every stream: ``total_frames`` frames in all -> (N, k, 0)."""
+        for queue in self.queues:
+            queue.finish(total_frames)
+        return self._frames(total_frames)
+
+    def step(self, part: slice, first_frame: int, noise: np.ndarray) -> StepOutputs:
+        """Step streams ``part`` (a slice of the batch) at feature frame ``first_frame``."""
+        queues = self.queues[part]
+        out = self.front.step(queues, [first_frame] * len(queues), noise, self.slots[part])
+        for queue in queues:
+            queue.drop(int(noise.shape[1]))
+        return out

@@ -215,17 +215,19 @@ def run_streams(gen: StreamingGenerator, clips: list[np.ndarray], finish_at: dic
 def test_many_streams_in_one_batch_one_finishing_mid_batch(
         gpu: StreamingGenerator, cpu: StreamingGenerator, speech_16k: np.ndarray,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """40 streams: more than the engine's batch of 32 (the step splits) and than the
-    device MFCC's first 8 slots (it grows, keeping the streams' state); stream 5 ends
+    """20 streams: more than a model call's batch of 8 (the step splits) and than the
+    device MFCC's first 4 slots (it grows, keeping the streams' state); stream 5 ends
     after 0.4 s while the others go on, and a new stream then reuses its slot."""
     front = gpu.device_front_end
     assert front is not None
     front.mfcc.close()
-    front.mfcc = front._make_mfcc(8)
-    clips = [np.roll(speech(speech_16k, 1.2), 997 * i) for i in range(40)]
+    front.mfcc = front._make_mfcc(4)
+    gpu.max_batch = 8
+    clips = [np.roll(speech(speech_16k, 1.0), 997 * i) for i in range(20)]
     got = run_streams(gpu, clips, finish_at={5: 6400})
-    assert front.mfcc.max_streams == 64
-    for i in (0, 5, 17, 39):
+    assert front.mfcc.max_streams == 32
+    assert {s.shape[0] for s in gpu.spy.steps} >= {8, 4}  # type: ignore[attr-defined]
+    for i in (0, 5, 17, 19):
         clip = clips[i][:6400] if i == 5 else clips[i]
         assert_same_frames(got[i], cpu.generate(clip, 16000, seed=i), f"stream {i}")
     again = gpu.generate(clips[1], 16000, seed=1)  # a reused slot starts from silence
@@ -387,3 +389,28 @@ def test_make_gpu_check_runs_the_end_to_end_benchmark_and_test_within_its_time()
     assert sum(gpu_check.LIMITS.values()) <= gpu_check.TOTAL_LIMIT
     modules = {p.name for p in gpu_check.gpu_test_modules()}
     assert "test_device_front_end_gpu.py" in modules
+
+
+def test_stream_batch_on_the_device_path_equals_the_cpu_path(
+        gpu: StreamingGenerator, cpu: StreamingGenerator, speech_16k: np.ndarray) -> None:
+    """StreamBatch (lockstep streams, one resample for all) on the device path: each
+    row's audio to its stream's slot, the CUDA MFCC per step; 20 streams (three model
+    calls per step at a batch of 8), int16 at 44.1 kHz."""
+    from sdk.stream_batch import StreamBatch
+
+    gpu.max_batch = 8
+    rng = np.random.default_rng(9)
+    n = int(0.8 * 44100)
+    audio = rng.integers(-6000, 6000, (20, n)).astype(np.int16)
+    with StreamBatch(gpu, seeds=range(20), sample_rate=44100) as batch:
+        parts = [batch.accept(audio[:, i:i + 1470]) for i in range(0, n, 1470)]
+        parts.append(batch.finish())
+    keypoints = np.concatenate([p.keypoints for p in parts], axis=1)
+    saliency = np.concatenate([p.saliency for p in parts], axis=1)
+    index = np.concatenate([p.index for p in parts])
+    spy = gpu.spy  # type: ignore[attr-defined]
+    assert spy.steps and {s.shape[0] for s in spy.steps} == {8, 4}
+    for i in (0, 13, 19):
+        want = cpu.generate(audio[i], 44100, seed=i)
+        assert_same_frames(PoseFrames(keypoints=keypoints[i], saliency=saliency[i],
+                                      time=want.time, index=index), want, f"stream {i}")
