@@ -414,3 +414,45 @@ def test_stream_batch_on_the_device_path_equals_the_cpu_path(
         want = cpu.generate(audio[i], 44100, seed=i)
         assert_same_frames(PoseFrames(keypoints=keypoints[i], saliency=saliency[i],
                                       time=want.time, index=index), want, f"stream {i}")
+
+
+def test_the_torch_stepper_reads_the_cuda_mfcc_features_on_the_device(
+        library: Path, tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        tmp_path: Path, speech_16k: np.ndarray) -> None:
+    """export.torch_device_stepper: the PyTorch step reads the features the CUDA MFCC wrote
+    into its tensor (a CPU tensor here, the fake driver's "device" memory) and gives the
+    frames of the same model fed by the numpy MFCC."""
+    import cuda.bindings
+    import torch
+    from helpers_bundle import TINY_GENERATOR, speech_inputs
+
+    from export.torch_device_stepper import TorchDeviceStepper
+    from export.torch_runner import TorchGeneratorRunner, TorchGeneratorStepper
+    from sdk.cuda.launch import CudaRunner
+    from sdk.runners.base import RunnerError
+    from train.models.generator import SalientPostureGenerator
+
+    driver = FakeDriver(library, compute_capability=(9, 0))
+    monkeypatch.setattr(cuda.bindings, "driver", driver)
+    monkeypatch.setenv("GESTURERT_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = SalientPostureGenerator(TINY_GENERATOR).eval()
+    _, features, _ = speech_inputs(DEFAULT_FEATURES, 0)  # as the tiny bundle's generator
+    model.set_feature_normalization(features.mean(0), features.std(0) + 1e-3)
+
+    def runner() -> TorchGeneratorRunner:
+        return TorchGeneratorRunner(model=model, bundle=tiny_bundle, device="cpu")
+
+    with pytest.raises(RunnerError, match="CUDA device"):
+        TorchDeviceStepper(runner())
+    kernels = CudaRunner()
+    audio = speech(speech_16k, 1.0)
+    with StreamingGenerator(tiny_bundle, backend=TorchDeviceStepper(
+            runner(), kernels, max_batch=8, max_frames=4)) as gpu, \
+            StreamingGenerator(tiny_bundle, backend=TorchGeneratorStepper(runner())) as cpu:
+        assert gpu.device_front_end is not None and cpu.device_front_end is None
+        got = gpu.generate(audio, 16000, seed=2, chunk_samples=itertools.cycle([1, 700, 3000]))
+        assert_same_frames(got, cpu.generate(audio, 16000, seed=2))
+    kernels.close()
+    assert "gather_feature_frames" in driver.launched
+    assert driver.live_handles()["memory"] == 0
