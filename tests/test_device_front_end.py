@@ -137,6 +137,8 @@ def test_generate_equals_the_cpu_path_for_any_chunking(
         gpu: StreamingGenerator, cpu: StreamingGenerator, speech_16k: np.ndarray,
         sizes: list[int]) -> None:
     audio = speech(speech_16k, 0.6 if sizes == [1] else 2.0)
+    staged = gpu._stepper.runner.tensors["features"].host.array  # type: ignore[attr-defined]
+    staged[:] = np.nan  # were the graph to copy host features, NaN would reach the engine
     got = gpu.generate(audio, 16000, seed=3, chunk_samples=itertools.cycle(sizes))
     assert len(got) == DEFAULT_FEATURES.num_pose_frames(len(audio))
     assert_same_frames(got, cpu.generate(audio, 16000, seed=3))
@@ -291,7 +293,8 @@ def test_device_front_end_false_keeps_the_host_mfcc(fake: FakeDriver, tiny_bundl
 
 
 # ---- the parity check can fail ----
-def broken_write_offset(front: device_front_end.DeviceFrontEnd) -> None:
+def broken_write_offset(front: device_front_end.DeviceFrontEnd,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Features written one frame late: the engine reads frame k+1 for frame k."""
     write = front.mfcc.write_features
 
@@ -302,7 +305,8 @@ def broken_write_offset(front: device_front_end.DeviceFrontEnd) -> None:
     front.mfcc.write_features = late  # type: ignore[method-assign]
 
 
-def skipped_mfcc_kernel(front: device_front_end.DeviceFrontEnd) -> None:
+def skipped_mfcc_kernel(front: device_front_end.DeviceFrontEnd,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A kernel fault: every other mfcc_frames launch does nothing (frames never computed)."""
     driver = front.runner.driver  # type: ignore[attr-defined]
     launch, count = driver.cuLaunchKernel, [0]
@@ -316,17 +320,36 @@ def skipped_mfcc_kernel(front: device_front_end.DeviceFrontEnd) -> None:
     driver.cuLaunchKernel = faulty
 
 
-@pytest.mark.parametrize("fault", [broken_write_offset, skipped_mfcc_kernel],
-                         ids=["wrong-offset", "kernel-fault"])
+def graph_copies_host_features(front: device_front_end.DeviceFrontEnd,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step's graph copies the (stale) host staging buffer over the features the CUDA
+    MFCC wrote: what the device path must not do."""
+    from sdk.runners import tensorrt_graph
+
+    init = tensorrt_graph.StepGraph.__init__
+
+    def copying(self: Any, runner: Any, batch: int, frames: int, state: Any,
+                features_on_device: bool, *args: Any) -> None:
+        init(self, runner, batch, frames, state, False, *args)
+    monkeypatch.setattr(tensorrt_graph.StepGraph, "__init__", copying)
+
+
+@pytest.mark.parametrize("fault, features_wrong", [
+    (broken_write_offset, True), (skipped_mfcc_kernel, True),
+    (graph_copies_host_features, False)], ids=["wrong-offset", "kernel-fault", "host-copy"])
 def test_the_parity_check_catches_a_broken_device_path(
         gpu: StreamingGenerator, cpu: StreamingGenerator, speech_16k: np.ndarray,
-        fault: Callable[[device_front_end.DeviceFrontEnd], None]) -> None:
+        fault: Callable[[device_front_end.DeviceFrontEnd, pytest.MonkeyPatch], None],
+        features_wrong: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     assert gpu.device_front_end is not None
-    fault(gpu.device_front_end)
+    fault(gpu.device_front_end, monkeypatch)
+    staged = gpu._stepper.runner.tensors["features"].host.array  # type: ignore[attr-defined]
+    staged[:] = np.nan
     audio = speech(speech_16k, 1.0)
     got = gpu.generate(audio, 16000, chunk_samples=iter([1067] * 1000))
-    with pytest.raises(AssertionError):
-        assert_features_like_the_cpu(gpu.spy, audio)  # type: ignore[attr-defined]
+    if features_wrong:
+        with pytest.raises(AssertionError):
+            assert_features_like_the_cpu(gpu.spy, audio)  # type: ignore[attr-defined]
     with pytest.raises(AssertionError):
         assert_same_frames(got, cpu.generate(audio, 16000))
 
