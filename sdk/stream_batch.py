@@ -94,9 +94,12 @@ class StreamBatch:
         front = generator._device_front_end
         #: the CUDA MFCC's stand-in (features made on the device), or None
         self._device = None if front is None else DeviceBatchFeatures(front, self._slots.tolist())
-        self._extractor: BatchedFeatureExtractor | DeviceBatchFeatures = (
-            self._device or BatchedFeatureExtractor(features, generator._matrices,
-                                                    self.num_streams))
+        self._extractor: BatchedFeatureExtractor | DeviceBatchFeatures
+        if self._device is None:
+            self._extractor = BatchedFeatureExtractor(features, generator._matrices,
+                                                      self.num_streams)
+        else:
+            self._extractor = self._device
         width = 0 if self._device else features.feature_dim  # device: (N, k, 0) counts
         self._pending = np.zeros((self.num_streams, 0, width), np.float32)
 
@@ -141,9 +144,11 @@ class StreamBatch:
                 poses, sal = [], []
                 for first in range(0, self.num_streams, size):
                     part = slice(first, first + size)
-                    out = gen._stepper.step(frames[part], noise[part],
-                                            self._slots[part].tolist()) if self._device is None \
-                        else self._device.step(part, self._fed + s * chunk, noise[part])
+                    if self._device is None:
+                        out = gen._stepper.step(frames[part], noise[part],
+                                                self._slots[part].tolist())
+                    else:  # the CUDA MFCC writes the features into the engine's input
+                        out = self._device.step(part, self._fed + s * chunk, noise[part])
                     poses.append(np.array(out.poses))  # copies: stepper buffers are reused
                     sal.append(np.array(out.saliency))
                 keypoints.append(norm.canonical_to_pixels(norm.destandardize(
