@@ -10,7 +10,10 @@ soundfile or soxr, no network. Steps, each with its own time limit:
 3. ``benchmarks.gpu_preprocessing --quick`` (CUDA MFCC vs torchaudio / torch.stft on the
    GPU and librosa where installed; pose imaging; roofline efficiency);
 4. ``benchmarks.gpu_streams`` (the runtime's GPU front end for up to 8192 streams at
-   15 fps; the batched step where TensorRT is installed).
+   15 fps; the batched step where TensorRT is installed);
+5. ``benchmarks.gpu_runtime`` (the runtime's GPU path end to end: StreamingGenerator on
+   the shipped bundle with the CUDA MFCC writing the step's device input, live streams
+   per tick, parity with the CPU path).
 
 Everything lands in one folder (``--out``, default ``benchmarks/results/gpu-check``):
 each step's log, ``pytest_gpu.xml``, the benchmarks' JSON/Markdown, and the summary
@@ -35,7 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 WHEELS = REPO / ".gpu_wheels"
 SITE = REPO / ".gpu_site"
 #: seconds per step; together under the 6 minutes a lent machine's command may take
-LIMITS = {"install": 30, "pytest": 180, "gpu_preprocessing": 80, "gpu_streams": 45}
+LIMITS = {"install": 25, "pytest": 180, "gpu_preprocessing": 75, "gpu_streams": 40,
+          "gpu_runtime": 35}
+TOTAL_LIMIT = 360  # seconds: what a lent machine's command may take
 GPU_MARK = re.compile(r"pytest\.mark\.(gpu|tensorrt)\b")
 
 
@@ -144,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     steps.append(run_step("gpu_streams", [
         args.python, "-m", "benchmarks.gpu_streams", "--out", str(out), "--repeats", "10"],
         out, env))
+    steps.append(run_step("gpu_runtime", [
+        args.python, "-m", "benchmarks.gpu_runtime", "--out", str(out)], out, env))
     summary: dict[str, Any] = {"environment": environment(args.python, env), "steps": steps,
                                "seconds": round(time.monotonic() - begin, 1),
                                "test_modules": modules}

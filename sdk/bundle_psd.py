@@ -9,6 +9,7 @@ validate`` score frames with these.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def posesync_embed_fn(bundle: Bundle, runner: Runner | None = None) -> tuple[Emb
 
 def frames_psd(manifest: Manifest, matrices: MfccMatrices, embed_fn: EmbedFn,
                audio: np.ndarray, canonical: np.ndarray,
-               max_offset: int = DEFAULT_MAX_OFFSET) -> FramesPsd:
+               max_offset: int = DEFAULT_MAX_OFFSET, imager: Any = None) -> FramesPsd:
     """PSD and offset sweep of poses generated from ``audio``.
 
     The same measurement as the manifest's ``psd_reference``: MFCC of the whole audio
@@ -80,6 +81,9 @@ def frames_psd(manifest: Manifest, matrices: MfccMatrices, embed_fn: EmbedFn,
         audio: (N,) float32 mono at ``manifest.features.sample_rate``.
         canonical: (T, J, 2) float32 poses in canonical units (root at 0), frames 0..T-1.
         max_offset: sweep ±K frames; lowered to what a short sequence allows.
+        imager: a :class:`sdk.cuda.pose.CudaPoseImager` for the manifest's skeleton and
+            imaging (``StreamingGenerator.device_front_end.pose_imager(...)``): the pose
+            images are drawn on the GPU (the same images as numpy's).
     Raises:
         ValueError: the sequence holds fewer than 3 clips (about clip_frames + 2 frames).
     """
@@ -94,7 +98,7 @@ def frames_psd(manifest: Manifest, matrices: MfccMatrices, embed_fn: EmbedFn,
                          f"sequence has {canonical.shape[0]} frames ({n} clips): use longer audio")
     audio_emb, pose_emb = sequence_embeddings(
         embed_fn, mfcc, canonical, features=features, clip=clip, skeleton=manifest.skeleton,
-        imaging=ImagingConfig.from_dict(manifest.imaging))
+        imaging=ImagingConfig.from_dict(manifest.imaging), imager=imager)
     sweep = sweep_embeddings(audio_emb, pose_emb, min(max_offset, (n - 1) // 2))
     times = (np.arange(n) + clip.clip_frames / 2) / features.fps
     return FramesPsd(sweep, clip_distances(audio_emb, pose_emb), times)

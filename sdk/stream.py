@@ -22,6 +22,7 @@ from sdk.frames import PoseFrames
 from sdk.noise import frame_noise
 
 if TYPE_CHECKING:
+    from sdk.device_front_end import DeviceFeatureQueue
     from sdk.streaming import StreamingGenerator
 
 _MAX_BLOCK_SECONDS = 10  # long chunks are processed in blocks of this many input seconds
@@ -94,8 +95,14 @@ class Stream:
         self._slot = slot
         self._lock = threading.Lock()
         features = generator.manifest.features
-        self._extractor = StreamingFeatureExtractor(features, generator._matrices)
-        self._queue = _FeatureQueue(features.feature_dim)
+        self._extractor: StreamingFeatureExtractor | DeviceFeatureQueue
+        self._queue: _FeatureQueue | DeviceFeatureQueue
+        front = generator._device_front_end
+        if front is None:
+            self._extractor = StreamingFeatureExtractor(features, generator._matrices)
+            self._queue = _FeatureQueue(features.feature_dim)
+        else:  # the CUDA MFCC computes the features on the device (sdk.device_front_end)
+            self._extractor = self._queue = front.queue(slot)
         self._closed = False
         self._finalizer = weakref.finalize(self, generator._slots_dropped.put, slot)
         self._start_over()

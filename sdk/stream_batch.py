@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from sdk.batched_features import BatchedFeatureExtractor, BatchedResampler, as_stream_block
+from sdk.device_front_end import DeviceBatchFeatures
 from sdk.noise import frame_noise_streams
 from sdk.stream import StreamError
 from sdk.streaming import StreamingGenerator
@@ -94,9 +95,6 @@ class StreamBatch:
                                                self.num_streams)
         except ValueError as exc:
             raise StreamError(str(exc)) from exc
-        self._extractor = BatchedFeatureExtractor(features, generator._matrices,
-                                                  self.num_streams)
-        self._pending = np.zeros((self.num_streams, 0, features.feature_dim), np.float32)
         self._fed = 0  # feature frames stepped (the next step's input index)
         self._total: int | None = None  # pose frames per stream, known after finish
         self._noise_dim = generator.manifest.generator.noise_dim
@@ -105,6 +103,17 @@ class StreamBatch:
             generator._check_open()
             self._slots = np.array([stepper.allocate_slot() for _ in range(self.num_streams)])
         self._closed = False
+        front = generator._device_front_end
+        #: the CUDA MFCC's stand-in (features made on the device), or None
+        self._device = None if front is None else DeviceBatchFeatures(front, self._slots.tolist())
+        self._extractor: BatchedFeatureExtractor | DeviceBatchFeatures
+        if self._device is None:
+            self._extractor = BatchedFeatureExtractor(features, generator._matrices,
+                                                      self.num_streams)
+        else:
+            self._extractor = self._device
+        width = 0 if self._device else features.feature_dim  # device: (N, k, 0) counts
+        self._pending = np.zeros((self.num_streams, 0, width), np.float32)
 
     def accept(self, samples: Any) -> BatchFrames:
         """Append (N, n) samples (row i: stream i; float32/float64 in [-1, 1] or int16) and
@@ -147,8 +156,12 @@ class StreamBatch:
                 poses, sal = [], []
                 for first in range(0, self.num_streams, size):
                     part = slice(first, first + size)
-                    out = gen._stepper.step(frames[part], noise[part],
-                                            self._slots[part].tolist(), self._styles[part])
+                    if self._device is None:
+                        out = gen._stepper.step(frames[part], noise[part],
+                                                self._slots[part].tolist(), self._styles[part])
+                    else:  # the CUDA MFCC writes the features into the engine's input
+                        out = self._device.step(part, self._fed + s * chunk, noise[part],
+                                                self._styles[part])
                     poses.append(np.array(out.poses))  # copies: stepper buffers are reused
                     sal.append(np.array(out.saliency))
                 keypoints.append(norm.canonical_to_pixels(norm.destandardize(

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from sdk.bundle import Bundle, BundleError, Manifest, load_bundle
+from sdk.device_front_end import DeviceFeatureStepper, DeviceFrontEnd
 from sdk.frames import PoseFrames
 from sdk.mfcc import MfccMatrices
 from sdk.runners.base import FEATURES, NOISE, STATE, STYLE, GeneratorStepper
@@ -88,6 +89,9 @@ class GeneratorConfig:
         max_batch: most streams per model call; larger ``step`` calls are split (None:
             the backend's limit, if any).
         verify_bundle: check every file's sha256 at load.
+        device_front_end: on a backend that takes features on the GPU (tensorrt), compute
+            them with the CUDA MFCC straight into the engine's input
+            (:mod:`sdk.device_front_end`); False keeps the numpy MFCC on the host.
     """
 
     bundle: str | os.PathLike[str]
@@ -95,6 +99,7 @@ class GeneratorConfig:
     chunk_frames: int | None = None
     max_batch: int | None = None
     verify_bundle: bool = True
+    device_front_end: bool = True
 
     def __post_init__(self) -> None:
         for name in ("chunk_frames", "max_batch"):
@@ -151,6 +156,8 @@ class StreamingGenerator:
         self._lock = threading.RLock()
         self._slots_dropped: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._closed = True
+        #: the GPU front end (None: features are computed on the host)
+        self._device_front_end: DeviceFrontEnd | None = None
         self._stepper: GeneratorStepper
         self.backend: BackendChoice
         if supplied is not None:
@@ -161,6 +168,13 @@ class StreamingGenerator:
                                                          self.chunk_frames)
         self._closed = False
         self._check_model()
+        if config.device_front_end and isinstance(self._stepper, DeviceFeatureStepper):
+            try:
+                self._device_front_end = DeviceFrontEnd(self._stepper, manifest.features,
+                                                        self._matrices, self.chunk_frames)
+            except Exception:
+                self.close()
+                raise
         limits = [b for b in (config.max_batch, self._stepper.max_batch) if b is not None]
         self.max_batch: int | None = min(limits) if limits else None
 
@@ -181,6 +195,12 @@ class StreamingGenerator:
             raise BundleError(f"{self.bundle.root}: the generator model {has} a {STYLE} "
                               f"input but the manifest lists styles "
                               f"{list(spec.styles)}; re-export the bundle")
+
+    @property
+    def device_front_end(self) -> DeviceFrontEnd | None:
+        """The CUDA MFCC feeding the engine's input (and PSD's pose imager), or None when
+        features are computed on the host."""
+        return self._device_front_end
 
     @property
     def manifest(self) -> Manifest:
@@ -282,14 +302,21 @@ class StreamingGenerator:
 
     def _step_batch(self, streams: Sequence[Stream]) -> None:
         chunk = self.chunk_frames
+        front = self._device_front_end
         features, noise, starts = [], [], []
         for stream in streams:
             with stream._lock:
-                features.append(stream._queue.peek(chunk))
+                if front is None:
+                    features.append(stream._queue.peek(chunk))
                 starts.append(stream._fed)
                 noise.append(stream._noise_for(stream._fed, chunk))
-        out = self._stepper.step(np.stack(features), np.stack(noise), [s._slot for s in streams],
-                                 np.array([s.style_index for s in streams], dtype=np.int32))
+        slots = [s._slot for s in streams]
+        styles = np.array([s.style_index for s in streams], dtype=np.int32)
+        if front is None:
+            out = self._stepper.step(np.stack(features), np.stack(noise), slots, styles)
+        else:  # audio up, CUDA MFCC into the engine's input, the step
+            out = front.step([s._queue for s in streams],
+                             starts, np.stack(noise), slots, styles)
         norm = self.manifest.normalization
         keypoints = norm.canonical_to_pixels(norm.destandardize(out.poses))  # (B, Tc, J, 2)
         saliency = np.array(out.saliency, dtype=np.float32)  # a copy: out may be reused
@@ -363,6 +390,8 @@ class StreamingGenerator:
         with self._lock:
             if not self._closed:
                 self._closed = True
+                if self._device_front_end is not None:
+                    self._device_front_end.close()
                 self._stepper.close()
 
     def __enter__(self) -> StreamingGenerator:

@@ -165,6 +165,24 @@ class CudaMfcc:
         """int64 (n,): samples accepted so far per stream."""
         return self._pos[self._slots(stream_ids, "samples_received")].copy()
 
+    def copy_streams_from(self, other: CudaMfcc) -> None:
+        """Take over the state of ``other``'s stream slots (``other.max_streams`` <=
+        ``max_streams``, same config and ring): positions, audio tails and MFCC rings, through
+        the host (for growing the slot count; rare)."""
+        if other.max_streams > self.max_streams or other.ring_frames != self.ring_frames \
+                or other.config != self.config:
+            raise ValueError("copy_streams_from: the other CudaMfcc must have as many or fewer "
+                             "slots, the same config and the same ring")
+        n = other.max_streams
+        c = self.config
+        for name, shape in (("audio_ring", (n, c.n_fft)),
+                            ("mfcc_ring", (n, self.ring_frames, c.n_mfcc))):
+            host = np.empty(shape, dtype=np.float32)
+            other.runner.download(host, other._buffers[name])
+            self.runner.upload(self._buffers[name], host)
+        self._pos[:n] = other._pos
+        self.runner.upload(self._buffers["stream_pos"], self._pos)
+
     def reset(self, stream_ids: StreamIds) -> None:
         """Start the given slots over (position 0; their old samples read as zeros)."""
         self._pos[self._slots(stream_ids, "reset")] = 0
