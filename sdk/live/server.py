@@ -4,8 +4,9 @@ Library: ``websockets`` (asyncio, C speed-ups, no dependencies; its ``process_re
 hook serves the browser page, ``/healthz`` and ``/stats`` on the WebSocket's own port).
 
 **Process model.** One asyncio loop, one :class:`~sdk.streaming.StreamingGenerator`, one
-:class:`~sdk.streaming.Stream` per connection. A pump task wakes every ``tick_seconds``;
-in one worker thread it feeds each session's coalesced audio, steps all ready streams
+stream of :class:`~sdk.live.batched_streams.BatchedStreams` per connection. A pump task
+wakes every ``tick_seconds``; in one worker thread it feeds each session's coalesced
+audio, computes every stream's features in one vectorised pass, steps all ready streams
 as one batch (again while any stays ready), pops and encodes their frames. Model calls
 therefore never block the loop, and the loop keeps reading audio meanwhile. Stream
 creation and close also run in that thread (they take the generator's lock).
@@ -49,6 +50,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from sdk.live.batched_streams import BatchedStreams
 from sdk.live.config import ServerConfig
 from sdk.live.fleet import BACKEND_HEADER, LIVE_PATH, READY_PATH, backend_id
 from sdk.live.protocol import (
@@ -80,6 +82,7 @@ class LiveServer:
         self._ids = itertools.count(1)
         self._to_close: list[Any] = []
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gesturert")
+        self._streams = BatchedStreams(generator)  # touched by the worker thread only
         self._server: Server | None = None
         self._pump_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -238,7 +241,7 @@ class LiveServer:
             self._fail(session, exc.code, exc.message)
         except ConnectionClosed:
             pass
-        except StreamError as exc:  # create_stream refused (e.g. generator closed)
+        except StreamError as exc:  # open refused (e.g. generator closed)
             self._fail(session, "internal", str(exc))
         finally:
             if session.closing:
@@ -263,8 +266,8 @@ class LiveServer:
         self._check_size(first)
         start = parse_start(parse_json_message(first))
         loop = asyncio.get_running_loop()
-        stream = await loop.run_in_executor(self._worker, self.generator.create_stream,
-                                            start.seed)
+        stream = await loop.run_in_executor(self._worker, self._streams.open, start.seed,
+                                            start.sample_rate)
         session.start, session.stream = start, stream
         self.counters["streams_created"] += 1
         session.outbox.put_nowait((json.dumps({**self._ready_fields, "stream_id": session.id,
@@ -342,7 +345,7 @@ class LiveServer:
     def _close_streams(self, streams: list[Any]) -> None:
         """Worker thread: free the streams of ended connections."""
         for stream in streams:
-            stream.close()
+            self._streams.close(stream)
         self._closed_streams += len(streams)
 
     async def _pump(self) -> None:
@@ -372,18 +375,12 @@ class LiveServer:
         live = []
         for session, (audio, ended) in jobs:
             try:
-                session.process(audio, ended)
+                session.process(self._streams, audio, ended)
                 live.append(session)
             except StreamError as exc:
                 results.append((session, None, None, str(exc)))
-        gen = self.generator
-        ready = [s.stream for s in live if s.stream is not None and gen.is_ready(s.stream)]
-        batches = []
-        while ready:
-            batches.append(len(ready))
-            gen.step(ready)
-            ready = [s for s in ready if gen.is_ready(s)]
-        results += [(s, *s.collect(), None) for s in live]
+        batches = self._streams.advance()
+        results += [(s, *s.collect(self._streams), None) for s in live]
         return results, time.perf_counter() - began, batches
 
     def _deliver(self, results: list[tuple[Session, Any, Any, str | None]]) -> None:

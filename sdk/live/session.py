@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from sdk.frames import PoseFrames
+from sdk.live.batched_streams import BatchedStream, BatchedStreams
 from sdk.live.protocol import (
     StartRequest,
     encode_frames_binary,
     encode_frames_json,
     last_sample_of_frame,
 )
-from sdk.streaming import Stream
 
 LATENCY_WINDOW = 512  # latencies kept per session and (x8) for the server
 
@@ -54,7 +54,7 @@ class Session:
     fps: int = 15  # the generator's, set by the server
     chunk_frames: int = 1
     start: StartRequest | None = None
-    stream: Stream | None = None
+    stream: BatchedStream | None = None
     outbox: asyncio.Queue[tuple[bytes | str, int] | CloseRequest] = field(
         default_factory=asyncio.Queue)
     outbound_frames: int = 0
@@ -134,20 +134,21 @@ class Session:
         return found
 
     # ---- worker side ----
-    def process(self, audio: np.ndarray | None, ended: bool) -> None:
+    def process(self, streams: BatchedStreams, audio: np.ndarray | None, ended: bool) -> None:
         """Feed ``audio`` and, if ``ended``, finish the input (worker thread; the arguments
-        are :meth:`take_audio`'s: ``end_requested`` may change while the worker runs)."""
+        are :meth:`take_audio`'s: ``end_requested`` may change while the worker runs).
+        The features and frames follow in ``streams.advance()``."""
         assert self.start is not None and self.stream is not None
         if audio is not None:
-            self.stream.accept_waveform(audio, self.start.sample_rate)
+            streams.feed(self.stream, audio)
         if ended and not self.finished:
-            self.stream.input_finished()
+            streams.finish(self.stream)
             self.finished = True
 
-    def collect(self) -> tuple[PoseFrames, bytes | str | None]:
+    def collect(self, streams: BatchedStreams) -> tuple[PoseFrames, bytes | str | None]:
         """Pop the produced frames and encode them (worker thread)."""
         assert self.start is not None and self.stream is not None
-        frames = self.stream.pop_frames()
+        frames = streams.pop_frames(self.stream)
         self.queued_feature_frames = self.stream.num_feature_frames_queued
         self.done = self.stream.is_done
         if not len(frames):
