@@ -57,7 +57,7 @@ from sdk.live.protocol import (
     CLOSE_CODES,
     WEBSOCKET_PATH,
     ProtocolError,
-    decode_audio,
+    check_audio,
     error_message,
     parse_json_message,
     parse_start,
@@ -85,6 +85,7 @@ class LiveServer:
         self._streams = BatchedStreams(generator)  # touched by the worker thread only
         self._server: Server | None = None
         self._pump_task: asyncio.Task[None] | None = None
+        self._blas_limits: Any = None  # threadpoolctl's limits while serving
         self._stopping = False
         self._started_at = time.monotonic()
         self._latencies: deque[float] = deque(maxlen=8 * LATENCY_WINDOW)
@@ -98,7 +99,15 @@ class LiveServer:
 
     # ---- lifecycle ----
     async def start(self) -> None:
-        """Bind and start serving (``config.port`` 0 picks a free port: see :attr:`port`)."""
+        """Bind and start serving (``config.port`` 0 picks a free port: see :attr:`port`).
+
+        numpy's BLAS is held to one thread while the server runs: the pump's matrix products
+        over all streams are big enough for OpenBLAS to start its threads, which spin
+        between calls and take the CPU the loop needs (a process is one core's work; run
+        several processes for more cores)."""
+        from threadpoolctl import threadpool_limits
+
+        self._blas_limits = threadpool_limits(limits=1, user_api="blas")
         cfg = self.config
         self._server = await serve(
             self._handle, cfg.host, cfg.port, process_request=self._http,
@@ -135,6 +144,8 @@ class LiveServer:
             await self._pump_task
         await loop.run_in_executor(self._worker, self._close_streams, self._take_to_close())
         self._worker.shutdown(wait=True)
+        if self._blas_limits is not None:
+            self._blas_limits.restore_original_limits()
 
     # ---- HTTP: page, health, stats ----
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -284,7 +295,7 @@ class LiveServer:
             if isinstance(message, bytes):
                 if session.end_requested:
                     raise ProtocolError("unexpected_message", "audio after the end message")
-                session.add_audio(decode_audio(message, start), time.monotonic())
+                session.add_audio(message, check_audio(message, start), time.monotonic())
                 continue
             kind = parse_json_message(message)["type"]
             if kind == "end":

@@ -21,6 +21,7 @@ from sdk.frames import PoseFrames
 from sdk.live.batched_streams import BatchedStream, BatchedStreams
 from sdk.live.protocol import (
     StartRequest,
+    decode_audio,
     encode_frames_binary,
     encode_frames_json,
     last_sample_of_frame,
@@ -74,19 +75,20 @@ class Session:
     samples_received: int = 0
     queued_feature_frames: int = 0  # stream backlog after the last step (worker)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-    _pending: list[np.ndarray] = field(default_factory=list)
+    _pending: list[bytes] = field(default_factory=list)  # checked audio messages
     _pending_samples: int = 0
     _arrivals: deque[tuple[int, float]] = field(default_factory=deque)  # (end sample, time)
     _end_at: float = 0.0
 
     # ---- loop side ----
-    def add_audio(self, samples: np.ndarray, now: float) -> None:
-        """Queue a decoded (N, C) audio message received at ``now`` (monotonic seconds)."""
-        if len(samples) == 0:
+    def add_audio(self, payload: bytes, samples: int, now: float) -> None:
+        """Queue a checked audio message (``samples`` sample frames, see
+        :func:`~sdk.live.protocol.check_audio`) received at ``now`` (monotonic seconds)."""
+        if samples == 0:
             return
-        self._pending.append(samples)
-        self._pending_samples += len(samples)
-        self.samples_received += len(samples)
+        self._pending.append(payload)
+        self._pending_samples += samples
+        self.samples_received += samples
         self.audio_messages += 1
         self._arrivals.append((self.samples_received, now))
 
@@ -108,14 +110,16 @@ class Session:
             or self.queued_feature_frames >= self.chunk_frames)
 
     def take_audio(self) -> tuple[np.ndarray | None, bool]:
-        """Hand the pending audio to the worker as one (N, C) block (None when there is none),
-        and whether ``end`` came before it (then the worker finishes the input after it)."""
+        """Hand the pending audio to the worker as one decoded (N, C) block (None when there
+        is none), and whether ``end`` came before it (then the worker finishes the input
+        after it)."""
         ended = self.end_requested  # read before the audio: all audio precedes end
         if not self._pending:
             return None, ended
-        block = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        assert self.start is not None  # internal: audio is only queued after start
+        payload = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending, self._pending_samples = [], 0
-        return block, ended
+        return decode_audio(payload, self.start), ended
 
     def latency_of(self, frames: PoseFrames, now: float) -> list[float]:
         """Receive-to-ready latency (s) of ``frames``, also kept in :attr:`latencies`: from the
