@@ -1,6 +1,6 @@
 """Load generator for ``gesturert bench --serve``: N simulated real-time clients, one process.
 
-    python -m benchmarks.serve_load URL CLIENTS SECONDS [--chunk-ms 40] [--seed 0]
+    python -m benchmarks.serve_load URL CLIENTS SECONDS [--chunk-ms 20] [--seed 0]
 
 Each client sends ``SECONDS`` of the shipped speech sample (looped) as 16 kHz ``pcm16``
 messages of ``--chunk-ms``, each when its last sample would have left a microphone
@@ -38,7 +38,7 @@ from sdk.demo import DATA_DIR
 from sdk.live.protocol import WEBSOCKET_PATH, StartRequest, encode_audio, last_sample_of_frame
 
 RATE = 16000
-CHUNK_MS = 40.0  # the benchmark's audio message length (a real client sends 20-40 ms)
+CHUNK_MS = 20.0  # audio message length: what the browser page (app.js) and `gesturert client` send
 START_SPREAD_SECONDS = 1.0  # clients connect spread over this, as people arrive (no burst)
 PACE_SECONDS = 0.005  # the pacing task's period: a chunk leaves at most this late
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
