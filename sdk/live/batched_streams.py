@@ -111,7 +111,7 @@ class BatchedStreams:
         self._window_offsets = np.arange(c.n_fft)
         self._context_offsets = np.arange(c.mfcc_context)
         self._batch = min(generator.max_batch or STEP_BATCH, STEP_BATCH)
-        self.streams: set[BatchedStream] = set()
+        self.streams: dict[BatchedStream, None] = {}  # open streams, in order of opening
 
     # ---- streams ----
     def open(self, seed: int, sample_rate: int) -> BatchedStream:
@@ -134,7 +134,7 @@ class BatchedStreams:
             samples=np.zeros(c.n_fft // 2, np.float32),
             history=np.zeros((0, c.n_mfcc), np.float32),
             queue=np.zeros((0, c.feature_dim), np.float32))
-        self.streams.add(stream)
+        self.streams[stream] = None
         return stream
 
     def close(self, stream: BatchedStream) -> None:
@@ -143,7 +143,7 @@ class BatchedStreams:
         with gen._lock:
             if not stream.closed:
                 stream.closed = True
-                self.streams.discard(stream)
+                self.streams.pop(stream, None)
                 if not gen._closed:
                     gen._stepper.release_slot(stream.slot)
 
