@@ -65,3 +65,33 @@ def test_report_says_met_or_missed_from_the_measured_counts(tmp_path: Path) -> N
     assert "with 2 processes: **missed** (keeping up: 200 vs 128" in missed
     plot(fake_result(128, 200), tmp_path / "serve.png")
     assert (tmp_path / "serve.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 640, 65535, 65536])
+def test_the_load_generator_frames_are_what_a_websocket_server_parses(size: int) -> None:
+    """Its hand-made client frames (every length encoding, masked) parse as websockets'
+    server side parses them; a frame with a corrupted mask is caught (payload differs)."""
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    from benchmarks.serve_load import client_frame
+
+    payload = np.random.default_rng(size).integers(0, 256, size, np.uint8).tobytes()
+    for data, same in ((client_frame(0x2, payload), True),
+                       (_flip_mask_bit(client_frame(0x2, payload)), size == 0)):
+        reader = StreamReader()
+        reader.feed_data(data)
+        parser = Frame.parse(reader.read_exact, mask=True)
+        with pytest.raises(StopIteration) as done:
+            next(parser)
+        frame = done.value.value
+        assert frame.opcode == Opcode.BINARY and frame.fin
+        assert (frame.data == payload) is same
+
+
+def _flip_mask_bit(frame: bytes) -> bytes:
+    """``frame`` with one bit of its masking key flipped (the key is the 4 bytes before the
+    payload)."""
+    n = frame[1] & 0x7F
+    key_at = 2 + (2 if n == 126 else 8 if n == 127 else 0)
+    return frame[:key_at] + bytes([frame[key_at] ^ 1]) + frame[key_at + 1:]
