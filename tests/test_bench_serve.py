@@ -95,3 +95,25 @@ def _flip_mask_bit(frame: bytes) -> bytes:
     n = frame[1] & 0x7F
     key_at = 2 + (2 if n == 126 else 8 if n == 127 else 0)
     return frame[:key_at] + bytes([frame[key_at] ^ 1]) + frame[key_at + 1:]
+
+
+def test_the_pass_benchmark_measures_both_paths_and_reports_them(tmp_path: Path) -> None:
+    from benchmarks.serve_pass import _measure
+    from benchmarks.serve_pass import markdown as pass_markdown
+    from benchmarks.serve_pass import plot as pass_plot
+
+    values = _measure(2, 3, 1)
+    assert set(values) == {"stream", "batched_streams"}
+    assert all(len(v) == 1 and v[0] > 0 for v in values.values())
+    row = {"streams": 2, "load_average_before": [0.5, 0.5, 0.5], "us_per_stream_frame": values,
+           "stream_median_us": values["stream"][0],
+           "batched_streams_median_us": values["batched_streams"][0],
+           "speedup": values["stream"][0] / values["batched_streams"][0]}
+    result = {"machine": {"cpu_model": "test", "cpu_cores": 2, "git_sha": "x", "timestamp": "t",
+                          "load_average": [0.5, 0.5, 0.5]},
+              "ticks_per_round": 3, "rounds": 1, "tick_samples": 528, "rows": [row],
+              "load_average_end": [0.5, 0.5, 0.5]}
+    text = pass_markdown(result)
+    assert f"| 2 | {values['stream'][0]:.1f} | {values['batched_streams'][0]:.1f} |" in text
+    pass_plot(result, tmp_path / "serve_pass.png")
+    assert (tmp_path / "serve_pass.png").stat().st_size > 1000
