@@ -1,8 +1,9 @@
 """One client connection of ``gesturert serve``: its stream, queues, latency and counters.
 
-Threading: the asyncio loop owns everything here except :meth:`Session.process`, which
-the server's single worker thread runs (feeding audio, ``input_finished``, popping and
-encoding frames) while the loop waits for it. The loop only hands audio over through
+Threading: the asyncio loop owns everything here except :meth:`Session.process` and
+:meth:`Session.collect`, which the server's single worker thread runs (feeding audio to
+the server's :class:`~sdk.live.batched_streams.BatchedStreams`, finishing the input,
+popping and encoding frames) while the loop waits for it. The loop only hands audio over through
 :meth:`take_audio` (under no lock: the worker runs while the loop awaits it, so the two
 never touch a session at the same time).
 """
