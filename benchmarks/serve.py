@@ -3,10 +3,11 @@
 For each client count N (1 ... 512, stopping after the first count the server no longer
 keeps up with), ``gesturert serve`` runs in its own process(es) and N simulated real-time
 clients (:mod:`benchmarks.serve_load`, in load processes of their own) each stream
-``seconds`` of speech in 20 ms messages. Measured: speech-to-pose latency p50/p99 over
-every frame of every client (client clock; includes the model's algorithmic latency),
-each client's receive rate, errors, the server processes' CPU (from /proc) and the load
-average. Then the same with ``workers`` processes sharing the port through SO_REUSEPORT.
+``seconds`` of speech in :data:`~benchmarks.serve_load.CHUNK_MS` messages. Measured:
+speech-to-pose latency p50/p99 over every frame of every client (client clock; includes
+the model's algorithmic latency), each client's receive rate, errors, the server
+processes' CPU (from /proc) and the load average. Then the same with ``workers`` processes
+sharing the port through SO_REUSEPORT.
 
 A count is **held in real time** when every client connected, every client received
 frames at >= 95 % of the bundle's fps, and p99 <= algorithmic latency + 50 ms (the
@@ -37,12 +38,13 @@ from benchmarks.common import (
     machine_state,
     write_results,
 )
+from benchmarks.serve_load import CHUNK_MS
 
 COUNTS = (1, 8, 32, 48, 64, 96, 128, 200, 256, 384, 512)
 GOAL_EXTRA_MS = 50.0
 KEEP_UP_P99_MS = 1000.0
 FPS_FRACTION = 0.95
-CLIENTS_PER_LOAD_PROCESS = 128
+CLIENTS_PER_LOAD_PROCESS = 256
 # Runs the serve command without loading every CLI plugin (train's import of torch).
 LAUNCH = ("import argparse, sys; from sdk.live.cli import register_serve; "
           "p = argparse.ArgumentParser(); register_serve(p.add_subparsers()); "
@@ -102,7 +104,7 @@ def stop_servers(procs: list[subprocess.Popen[str]]) -> None:
 
 
 def run_point(servers: list[subprocess.Popen[str]], port: int, clients: int, seconds: float,
-              fps: int, algorithmic_ms: float) -> dict[str, Any]:
+              fps: int, algorithmic_ms: float, chunk_ms: float = CHUNK_MS) -> dict[str, Any]:
     """N clients for ``seconds``: latency, fps, errors, CPU; one row of the report."""
     url = f"ws://127.0.0.1:{port}/ws"
     shares = np.array_split(np.arange(clients), -(-clients // CLIENTS_PER_LOAD_PROCESS))
@@ -111,13 +113,16 @@ def run_point(servers: list[subprocess.Popen[str]], port: int, clients: int, sec
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
     loads = [subprocess.Popen([sys.executable, "-m", "benchmarks.serve_load", url,
-                               str(len(share)), str(seconds), "--seed", str(int(share[0]))],
+                               str(len(share)), str(seconds), "--seed", str(int(share[0])),
+                               "--chunk-ms", str(chunk_ms)],
                               stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
              for share in shares]
     results: list[dict[str, Any]] = []
+    generator_cpu = 0.0  # the load processes' CPU during their runs (imports excluded)
     for load in loads:
         out, _ = load.communicate(timeout=seconds + 180)
         results += json.loads(out)["clients"]
+        generator_cpu += json.loads(out)["cpu_seconds"]
     wall = time.monotonic() - began
     server_cpu = sum(_cpu_seconds(p.pid) for p in servers) - sum(cpu_before)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -138,6 +143,8 @@ def run_point(servers: list[subprocess.Popen[str]], port: int, clients: int, sec
         "server_cpu_percent": 100 * server_cpu / wall,
         "server_cpu_ms_per_client_second": 1e3 * server_cpu / (clients * seconds),
         "load_generator_cpu_percent": 100 * load_cpu / wall, "wall_seconds": wall,
+        "load_generator_cpu_ms_per_client_second": 1e3 * generator_cpu / (clients * seconds),
+        "chunk_ms": chunk_ms,
         "load_average_before": load_before, "load_average_after": load_average(),
         "held_in_real_time": bool(real_time and p99 is not None
                                   and p99 <= algorithmic_ms + GOAL_EXTRA_MS),
@@ -188,7 +195,8 @@ def run_serve_bench(bundle: Path, out_dir: Path, seconds: float, workers: int) -
     result: dict[str, Any] = {
         "machine": machine_info(), "bundle": str(bundle), "seconds_per_point": seconds,
         "fps": fps, "algorithmic_latency_ms": algorithmic_ms,
-        "goal_p99_ms": algorithmic_ms + GOAL_EXTRA_MS, "niceness": os.nice(0), "runs": {}}
+        "goal_p99_ms": algorithmic_ms + GOAL_EXTRA_MS, "niceness": os.nice(0),
+        "chunk_ms": CHUNK_MS, "runs": {}}
     started = time.monotonic()
     result["runs"]["1"] = sweep(bundle, 1, COUNTS, seconds, fps, algorithmic_ms)
     if workers > 1:
@@ -202,6 +210,18 @@ def run_serve_bench(bundle: Path, out_dir: Path, seconds: float, workers: int) -
 
 def default_out_dir() -> Path:
     return REPO_ROOT / "benchmarks" / "results" / machine_id(machine_info())
+
+
+def _generator_cost(result: dict[str, Any]) -> str | None:
+    """The load generator's CPU per client-second at the largest count that recorded it
+    (at small counts its fixed costs, such as the pacing task's wake-ups, dominate)."""
+    rows = [r for rows in result["runs"].values() for r in rows
+            if r.get("load_generator_cpu_ms_per_client_second")]
+    if not rows:
+        return None
+    row = max(rows, key=lambda r: r["clients"])
+    return (f"{row['load_generator_cpu_ms_per_client_second']:.2f} ms of CPU per client-second at "
+            f"{row['clients']} clients")
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -218,28 +238,35 @@ def markdown(result: dict[str, Any]) -> str:
         f"(onnxruntime-cpu); git {machine['git_sha']}; {machine['timestamp']}. "
         f"The machine was {machine_state(machine['load_average'])}; load average at start "
         f"{machine['load_average']}, at end {result['load_average_end']}. "
-        "The load generator runs on the same cores as the server; "
+        "The load generator runs on the same cores as the server"
+        + (f" and cost {_generator_cost(result)} (its run, "
+           "imports excluded; benchmarks/serve_load.py)" if _generator_cost(result) else "")
+        + "; "
         f"everything ran at niceness {result['niceness']}. Server: `--threads 1`.",
         "",
         f"Bundle `{result['bundle']}`: {result['fps']} fps, algorithmic latency "
         f"{result['algorithmic_latency_ms']:.1f} ms. Each client streams "
-        f"{result['seconds_per_point']:g} s of speech in 20 ms pcm16 messages at the pace of "
-        "a microphone. Latency = speech-to-pose on the client clock (send of the chunk "
-        "holding a frame's last sample -> frame received), over every frame of every client.",
+        f"{result['seconds_per_point']:g} s of speech in {result.get('chunk_ms', 20):g} ms pcm16 "
+        "messages at the pace of a microphone (real clients send 20-40 ms; each message costs "
+        "the server's loop the same Python whatever its length). Latency = speech-to-pose on "
+        "the client clock (send of the chunk holding a frame's last sample -> frame "
+        "received), over every frame of every client.",
         "",
     ]
     for workers, rows in result["runs"].items():
         lines += [f"## {workers} server process(es)" + (" (SO_REUSEPORT)" if workers != "1"
                                                        else ""), "",
                   "| clients | errors | fps min | p50 ms | p99 ms | server CPU % | CPU ms per "
-                  "client-second | load gen CPU % | load avg (1 min) | held (goal) | keeps up |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "client-second | load gen CPU % | load gen CPU ms per client-second | "
+                  "load avg (1 min) | held (goal) | keeps up |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             lines.append(
                 f"| {r['clients']} | {r['errors']} | {_num(r['fps_min'], 2)} | "
                 f"{_num(r['latency_p50_ms'])} | {_num(r['latency_p99_ms'])} | "
                 f"{r['server_cpu_percent']:.0f} | {r['server_cpu_ms_per_client_second']:.2f} | "
                 f"{r['load_generator_cpu_percent']:.0f} | "
+                f"{_num(r.get('load_generator_cpu_ms_per_client_second'), 2)} | "
                 f"{_num((r['load_average_before'] or [None])[0], 2)} | "
                 f"{'yes' if r['held_in_real_time'] else 'no'} | "
                 f"{'yes' if r['keeps_up'] else 'no'} |")

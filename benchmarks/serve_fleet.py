@@ -45,6 +45,7 @@ from benchmarks.serve import (
     summarise,
 )
 from benchmarks.serve_fleet_report import markdown, plot
+from benchmarks.serve_load import CHUNK_MS
 
 LATENCY_CLIENTS = 16
 ROUNDS = 3
@@ -268,6 +269,7 @@ def run_fleet_bench(bundle: Path, out_dir: Path, seconds: float, *,
     started = time.monotonic()
     result: dict[str, Any] = {
         "machine": machine_info(), "bundle": str(bundle), "seconds_per_point": seconds,
+        "chunk_ms": CHUNK_MS,
         "fps": fps, "algorithmic_latency_ms": algorithmic_ms, "niceness": os.nice(0),
         "goal_p99_ms": algorithmic_ms + 50.0,
         "overhead": balancer_overhead(bundle, latency_clients, seconds, rounds, fps,

@@ -49,12 +49,12 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Bundle `{result['bundle']}`: {result['fps']} fps, algorithmic latency "
         f"{result['algorithmic_latency_ms']:.1f} ms. Each client streams "
-        f"{result['seconds_per_point']:g} s of speech in 20 ms pcm16 messages at the pace of "
-        "a microphone; latency = speech-to-pose on the client clock, every frame of every "
-        "client. Each point starts once `/healthz` answers 200 on its path (through a "
-        "balancer: a backend is ready and the balancer has it up). Balancer configurations: "
-        "deploy/haproxy/haproxy.cfg, deploy/nginx/gesturert.conf, addresses changed to "
-        "loopback.", "",
+        f"{result['seconds_per_point']:g} s of speech in {result.get('chunk_ms', 20):g} ms pcm16 "
+        "messages at the pace of a microphone; latency = speech-to-pose on the client clock, "
+        "every frame of every client. Each point starts once `/healthz` answers 200 on its "
+        "path (through a balancer: a backend is ready and the balancer has it up). Balancer "
+        "configurations: deploy/haproxy/haproxy.cfg, deploy/nginx/gesturert.conf, addresses "
+        "changed to loopback.", "",
         f"## The balancer's added latency ({overhead['clients']} clients, 1 server process, "
         f"{overhead['rounds']} alternating rounds)", "",
         "| round | path | ping p50 ms | ping p99 ms | pings | speech-to-pose p50 ms | p99 ms "

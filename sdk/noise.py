@@ -62,10 +62,40 @@ def frame_noise_streams(seeds: np.ndarray, first_frame: int, num_frames: int, di
     return _noise(seeds.astype(np.uint64)[:, None, None], first_frame, num_frames, dim)
 
 
+def frame_noise_at(seeds: np.ndarray, first_frames: np.ndarray, num_frames: int, dim: int
+                   ) -> np.ndarray:
+    """:func:`frame_noise` of many streams, each at its own frames, in one call.
+
+    Args:
+        seeds: int (N,) stream seeds in [0, 2**63).
+        first_frames: int (N,) first feature frame of each stream (>= 0).
+    Returns:
+        float32 (N, num_frames, dim); row n equals
+        ``frame_noise(seeds[n], first_frames[n], num_frames, dim)`` exactly.
+    """
+    seeds, first_frames = np.asarray(seeds), np.asarray(first_frames)
+    if seeds.ndim != 1 or first_frames.shape != seeds.shape or (seeds.size and (
+            seeds.dtype.kind not in "iu" or first_frames.dtype.kind not in "iu"
+            or seeds.min() < 0 or first_frames.min() < 0)):
+        raise ValueError(f"frame_noise_at needs 1-D non-negative int seeds and first_frames of "
+                         f"one shape, got {seeds!r:.60} and {first_frames!r:.60}")
+    if num_frames < 0 or dim < 0:
+        raise ValueError(f"frame_noise_at needs non-negative num_frames/dim, got {num_frames}, "
+                         f"{dim}")
+    frames = first_frames.astype(np.uint64)[:, None] + np.arange(num_frames, dtype=np.uint64)
+    return _draw(seeds.astype(np.uint64)[:, None, None], frames[:, :, None], dim)
+
+
 def _noise(seed: np.ndarray | np.uint64, first_frame: int, num_frames: int, dim: int
            ) -> np.ndarray:
     """The Box-Muller draw of ``frame_noise``; ``seed`` broadcasts against (T, dim)."""
     frames = np.arange(first_frame, first_frame + num_frames, dtype=np.uint64)[:, None]
+    return _draw(seed, frames, dim)
+
+
+def _draw(seed: np.ndarray | np.uint64, frames: np.ndarray, dim: int) -> np.ndarray:
+    """Noise of (seed, frame, channel): ``seed`` and ``frames`` (..., 1) broadcast against
+    the channels (1, dim)."""
     chans = np.arange(dim, dtype=np.uint64)[None, :]
     with np.errstate(over="ignore"):
         key = _splitmix64(seed * np.uint64(0xD1B54A32D192ED03) + frames)

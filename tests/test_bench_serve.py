@@ -65,3 +65,55 @@ def test_report_says_met_or_missed_from_the_measured_counts(tmp_path: Path) -> N
     assert "with 2 processes: **missed** (keeping up: 200 vs 128" in missed
     plot(fake_result(128, 200), tmp_path / "serve.png")
     assert (tmp_path / "serve.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 640, 65535, 65536])
+def test_the_load_generator_frames_are_what_a_websocket_server_parses(size: int) -> None:
+    """Its hand-made client frames (every length encoding, masked) parse as websockets'
+    server side parses them; a frame with a corrupted mask is caught (payload differs)."""
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    from benchmarks.serve_load import client_frame
+
+    payload = np.random.default_rng(size).integers(0, 256, size, np.uint8).tobytes()
+    for data, same in ((client_frame(0x2, payload), True),
+                       (_flip_mask_bit(client_frame(0x2, payload)), size == 0)):
+        reader = StreamReader()
+        reader.feed_data(data)
+        parser = Frame.parse(reader.read_exact, mask=True)
+        with pytest.raises(StopIteration) as done:
+            next(parser)
+        frame = done.value.value
+        assert frame.opcode == Opcode.BINARY and frame.fin
+        assert (frame.data == payload) is same
+
+
+def _flip_mask_bit(frame: bytes) -> bytes:
+    """``frame`` with one bit of its masking key flipped (the key is the 4 bytes before the
+    payload)."""
+    n = frame[1] & 0x7F
+    key_at = 2 + (2 if n == 126 else 8 if n == 127 else 0)
+    return frame[:key_at] + bytes([frame[key_at] ^ 1]) + frame[key_at + 1:]
+
+
+def test_the_pass_benchmark_measures_both_paths_and_reports_them(tmp_path: Path) -> None:
+    from benchmarks.serve_pass import _measure
+    from benchmarks.serve_pass import markdown as pass_markdown
+    from benchmarks.serve_pass import plot as pass_plot
+
+    values = _measure(2, 3, 1)
+    assert set(values) == {"stream", "batched_streams"}
+    assert all(len(v) == 1 and v[0] > 0 for v in values.values())
+    row = {"streams": 2, "load_average_before": [0.5, 0.5, 0.5], "us_per_stream_frame": values,
+           "stream_median_us": values["stream"][0],
+           "batched_streams_median_us": values["batched_streams"][0],
+           "speedup": values["stream"][0] / values["batched_streams"][0]}
+    result = {"machine": {"cpu_model": "test", "cpu_cores": 2, "git_sha": "x", "timestamp": "t",
+                          "load_average": [0.5, 0.5, 0.5]},
+              "ticks_per_round": 3, "rounds": 1, "tick_samples": 528, "rows": [row],
+              "load_average_end": [0.5, 0.5, 0.5]}
+    text = pass_markdown(result)
+    assert f"| 2 | {values['stream'][0]:.1f} | {values['batched_streams'][0]:.1f} |" in text
+    pass_plot(result, tmp_path / "serve_pass.png")
+    assert (tmp_path / "serve_pass.png").stat().st_size > 1000

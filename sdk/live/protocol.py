@@ -192,14 +192,23 @@ def _style_field(message: dict[str, Any]) -> str | None:
 
 def decode_audio(payload: bytes, start: StartRequest) -> np.ndarray:
     """A binary audio message as (N, channels) int16 or float32; ProtocolError ``bad_audio``."""
+    check_audio(payload, start)
+    return np.frombuffer(payload, SAMPLE_FORMATS[start.sample_format]).reshape(
+        -1, start.channels)
+
+
+def check_audio(payload: bytes, start: StartRequest) -> int:
+    """Validate a binary audio message without keeping its samples: the number of sample
+    frames in it; ProtocolError ``bad_audio`` when it is not whole samples (or, float32,
+    not finite). A server checks each message on arrival and decodes many at once later."""
     if len(payload) % start.sample_bytes:
         raise ProtocolError("bad_audio", f"an audio message of {len(payload)} bytes is not a "
                             f"whole number of {start.channels}-channel {start.sample_format} "
                             f"samples ({start.sample_bytes} bytes each)")
-    samples = np.frombuffer(payload, SAMPLE_FORMATS[start.sample_format])
-    if samples.dtype.kind == "f" and not np.isfinite(samples).all():
+    if start.sample_format == "float32" and not np.isfinite(
+            np.frombuffer(payload, SAMPLE_FORMATS["float32"])).all():
         raise ProtocolError("bad_audio", "float32 audio holds NaN or infinity")
-    return samples.reshape(-1, start.channels)
+    return len(payload) // start.sample_bytes
 
 
 def encode_audio(samples: np.ndarray, sample_format: str) -> bytes:

@@ -4,8 +4,9 @@ Library: ``websockets`` (asyncio, C speed-ups, no dependencies; its ``process_re
 hook serves the browser page, ``/healthz`` and ``/stats`` on the WebSocket's own port).
 
 **Process model.** One asyncio loop, one :class:`~sdk.streaming.StreamingGenerator`, one
-:class:`~sdk.streaming.Stream` per connection. A pump task wakes every ``tick_seconds``;
-in one worker thread it feeds each session's coalesced audio, steps all ready streams
+stream of :class:`~sdk.live.batched_streams.BatchedStreams` per connection. A pump task
+wakes every ``tick_seconds``; in one worker thread it feeds each session's coalesced
+audio, computes every stream's features in one vectorised pass, steps all ready streams
 as one batch (again while any stays ready), pops and encodes their frames. Model calls
 therefore never block the loop, and the loop keeps reading audio meanwhile. Stream
 creation and close also run in that thread (they take the generator's lock).
@@ -49,13 +50,14 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from sdk.live.batched_streams import BatchedStreams
 from sdk.live.config import ServerConfig
 from sdk.live.fleet import BACKEND_HEADER, LIVE_PATH, READY_PATH, backend_id
 from sdk.live.protocol import (
     CLOSE_CODES,
     WEBSOCKET_PATH,
     ProtocolError,
-    decode_audio,
+    check_audio,
     error_message,
     parse_json_message,
     parse_start,
@@ -80,8 +82,10 @@ class LiveServer:
         self._ids = itertools.count(1)
         self._to_close: list[Any] = []
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gesturert")
+        self._streams = BatchedStreams(generator)  # touched by the worker thread only
         self._server: Server | None = None
         self._pump_task: asyncio.Task[None] | None = None
+        self._blas_limits: Any = None  # threadpoolctl's limits while serving
         self._stopping = False
         self._started_at = time.monotonic()
         self._latencies: deque[float] = deque(maxlen=8 * LATENCY_WINDOW)
@@ -95,7 +99,15 @@ class LiveServer:
 
     # ---- lifecycle ----
     async def start(self) -> None:
-        """Bind and start serving (``config.port`` 0 picks a free port: see :attr:`port`)."""
+        """Bind and start serving (``config.port`` 0 picks a free port: see :attr:`port`).
+
+        numpy's BLAS is held to one thread while the server runs: the pump's matrix products
+        over all streams are big enough for OpenBLAS to start its threads, which spin
+        between calls and take the CPU the loop needs (a process is one core's work; run
+        several processes for more cores)."""
+        from threadpoolctl import threadpool_limits
+
+        self._blas_limits = threadpool_limits(limits=1, user_api="blas")
         cfg = self.config
         self._server = await serve(
             self._handle, cfg.host, cfg.port, process_request=self._http,
@@ -132,6 +144,8 @@ class LiveServer:
             await self._pump_task
         await loop.run_in_executor(self._worker, self._close_streams, self._take_to_close())
         self._worker.shutdown(wait=True)
+        if self._blas_limits is not None:
+            self._blas_limits.restore_original_limits()
 
     # ---- HTTP: page, health, stats ----
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -238,7 +252,7 @@ class LiveServer:
             self._fail(session, exc.code, exc.message)
         except ConnectionClosed:
             pass
-        except StreamError as exc:  # create_stream refused (e.g. generator closed)
+        except StreamError as exc:  # open refused (e.g. generator closed)
             self._fail(session, "internal", str(exc))
         finally:
             if session.closing:
@@ -266,13 +280,14 @@ class LiveServer:
             raise ProtocolError("unknown_style", f"style {start.style!r:.60} is not one of "
                                 f"this bundle's styles {list(self.generator.styles)}")
         loop = asyncio.get_running_loop()
-        stream = await loop.run_in_executor(self._worker, self.generator.create_stream,
-                                            start.seed, start.style)
+        stream = await loop.run_in_executor(self._worker, self._streams.open, start.seed,
+                                            start.sample_rate, start.style)
         session.start, session.stream = start, stream
         self.counters["streams_created"] += 1
         session.outbox.put_nowait((json.dumps({**self._ready_fields, "stream_id": session.id,
                                                "frame_format": start.frame_format,
-                                               "style": stream.style}), 0))
+                                               "style": self.generator.manifest.generator
+                                               .style_names[stream.style_index]}), 0))
         session.room.set()
         while True:
             while session.backlog_seconds() > cfg.max_backlog_seconds and not session.closing:
@@ -285,7 +300,7 @@ class LiveServer:
             if isinstance(message, bytes):
                 if session.end_requested:
                     raise ProtocolError("unexpected_message", "audio after the end message")
-                session.add_audio(decode_audio(message, start), time.monotonic())
+                session.add_audio(message, check_audio(message, start), time.monotonic())
                 continue
             kind = parse_json_message(message)["type"]
             if kind == "end":
@@ -346,7 +361,7 @@ class LiveServer:
     def _close_streams(self, streams: list[Any]) -> None:
         """Worker thread: free the streams of ended connections."""
         for stream in streams:
-            stream.close()
+            self._streams.close(stream)
         self._closed_streams += len(streams)
 
     async def _pump(self) -> None:
@@ -376,18 +391,12 @@ class LiveServer:
         live = []
         for session, (audio, ended) in jobs:
             try:
-                session.process(audio, ended)
+                session.process(self._streams, audio, ended)
                 live.append(session)
             except StreamError as exc:
                 results.append((session, None, None, str(exc)))
-        gen = self.generator
-        ready = [s.stream for s in live if s.stream is not None and gen.is_ready(s.stream)]
-        batches = []
-        while ready:
-            batches.append(len(ready))
-            gen.step(ready)
-            ready = [s for s in ready if gen.is_ready(s)]
-        results += [(s, *s.collect(), None) for s in live]
+        batches = self._streams.advance()
+        results += [(s, *s.collect(self._streams), None) for s in live]
         return results, time.perf_counter() - began, batches
 
     def _deliver(self, results: list[tuple[Session, Any, Any, str | None]]) -> None:

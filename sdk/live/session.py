@@ -1,8 +1,9 @@
 """One client connection of ``gesturert serve``: its stream, queues, latency and counters.
 
-Threading: the asyncio loop owns everything here except :meth:`Session.process`, which
-the server's single worker thread runs (feeding audio, ``input_finished``, popping and
-encoding frames) while the loop waits for it. The loop only hands audio over through
+Threading: the asyncio loop owns everything here except :meth:`Session.process` and
+:meth:`Session.collect`, which the server's single worker thread runs (feeding audio to
+the server's :class:`~sdk.live.batched_streams.BatchedStreams`, finishing the input,
+popping and encoding frames) while the loop waits for it. The loop only hands audio over through
 :meth:`take_audio` (under no lock: the worker runs while the loop awaits it, so the two
 never touch a session at the same time).
 """
@@ -18,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from sdk.frames import PoseFrames
+from sdk.live.batched_streams import BatchedStream, BatchedStreams
 from sdk.live.protocol import (
     StartRequest,
+    decode_audio,
     encode_frames_binary,
     encode_frames_json,
     last_sample_of_frame,
 )
-from sdk.streaming import Stream
 
 LATENCY_WINDOW = 512  # latencies kept per session and (x8) for the server
 
@@ -54,7 +56,7 @@ class Session:
     fps: int = 15  # the generator's, set by the server
     chunk_frames: int = 1
     start: StartRequest | None = None
-    stream: Stream | None = None
+    stream: BatchedStream | None = None
     outbox: asyncio.Queue[tuple[bytes | str, int] | CloseRequest] = field(
         default_factory=asyncio.Queue)
     outbound_frames: int = 0
@@ -74,19 +76,20 @@ class Session:
     samples_received: int = 0
     queued_feature_frames: int = 0  # stream backlog after the last step (worker)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-    _pending: list[np.ndarray] = field(default_factory=list)
+    _pending: list[bytes] = field(default_factory=list)  # checked audio messages
     _pending_samples: int = 0
     _arrivals: deque[tuple[int, float]] = field(default_factory=deque)  # (end sample, time)
     _end_at: float = 0.0
 
     # ---- loop side ----
-    def add_audio(self, samples: np.ndarray, now: float) -> None:
-        """Queue a decoded (N, C) audio message received at ``now`` (monotonic seconds)."""
-        if len(samples) == 0:
+    def add_audio(self, payload: bytes, samples: int, now: float) -> None:
+        """Queue a checked audio message (``samples`` sample frames, see
+        :func:`~sdk.live.protocol.check_audio`) received at ``now`` (monotonic seconds)."""
+        if samples == 0:
             return
-        self._pending.append(samples)
-        self._pending_samples += len(samples)
-        self.samples_received += len(samples)
+        self._pending.append(payload)
+        self._pending_samples += samples
+        self.samples_received += samples
         self.audio_messages += 1
         self._arrivals.append((self.samples_received, now))
 
@@ -108,14 +111,16 @@ class Session:
             or self.queued_feature_frames >= self.chunk_frames)
 
     def take_audio(self) -> tuple[np.ndarray | None, bool]:
-        """Hand the pending audio to the worker as one (N, C) block (None when there is none),
-        and whether ``end`` came before it (then the worker finishes the input after it)."""
+        """Hand the pending audio to the worker as one decoded (N, C) block (None when there
+        is none), and whether ``end`` came before it (then the worker finishes the input
+        after it)."""
         ended = self.end_requested  # read before the audio: all audio precedes end
         if not self._pending:
             return None, ended
-        block = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        assert self.start is not None  # internal: audio is only queued after start
+        payload = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending, self._pending_samples = [], 0
-        return block, ended
+        return decode_audio(payload, self.start), ended
 
     def latency_of(self, frames: PoseFrames, now: float) -> list[float]:
         """Receive-to-ready latency (s) of ``frames``, also kept in :attr:`latencies`: from the
@@ -134,20 +139,21 @@ class Session:
         return found
 
     # ---- worker side ----
-    def process(self, audio: np.ndarray | None, ended: bool) -> None:
+    def process(self, streams: BatchedStreams, audio: np.ndarray | None, ended: bool) -> None:
         """Feed ``audio`` and, if ``ended``, finish the input (worker thread; the arguments
-        are :meth:`take_audio`'s: ``end_requested`` may change while the worker runs)."""
+        are :meth:`take_audio`'s: ``end_requested`` may change while the worker runs).
+        The features and frames follow in ``streams.advance()``."""
         assert self.start is not None and self.stream is not None
         if audio is not None:
-            self.stream.accept_waveform(audio, self.start.sample_rate)
+            streams.feed(self.stream, audio)
         if ended and not self.finished:
-            self.stream.input_finished()
+            streams.finish(self.stream)
             self.finished = True
 
-    def collect(self) -> tuple[PoseFrames, bytes | str | None]:
+    def collect(self, streams: BatchedStreams) -> tuple[PoseFrames, bytes | str | None]:
         """Pop the produced frames and encode them (worker thread)."""
         assert self.start is not None and self.stream is not None
-        frames = self.stream.pop_frames()
+        frames = streams.pop_frames(self.stream)
         self.queued_feature_frames = self.stream.num_feature_frames_queued
         self.done = self.stream.is_done
         if not len(frames):

@@ -1,0 +1,342 @@
+"""The server's streams, advanced together: ragged audio in, one vectorised pass per tick.
+
+:class:`~sdk.stream.Stream` does its front end and its share of a step in per-stream
+Python (~40 numpy calls per chunk, a lock, a PoseFrames per step): at a few hundred
+connections that costs a core, more than the model. :class:`~sdk.stream_batch.StreamBatch`
+vectorises it, but only for streams in lockstep (a fixed set, equal packets). A server's
+connections are neither: they come and go, and each tick brings each one whatever audio
+arrived. :class:`BatchedStreams` keeps each connection's small state (samples not yet
+framed, recent MFCC frames, queued feature frames, counters) and per :meth:`advance`
+does the arithmetic once for all of them:
+
+* MFCC: every complete window of every stream cut from one concatenated buffer as one
+  (F, n_fft) gather, one float64 rFFT, one mel and one DCT product (the arithmetic of
+  :class:`~sdk.batched_features.BatchedFeatureExtractor`);
+* feature stacking: one gather of ``mfcc_context`` MFCC rows per new feature frame;
+* the step: per ``STEP_BATCH`` ready streams one feature stack, one noise draw
+  (:func:`~sdk.noise.frame_noise_at`), one model call, one pixel conversion.
+
+The frame accounting is :class:`~sdk.stream.Stream`'s (see :mod:`sdk.streaming`): the
+same frames for the same audio and seed, to float32 rounding of the matrix products
+(tested against ``StreamingGenerator.generate``). Input at another rate goes through one
+:class:`~sdk.audio.StreamingResampler` per stream first.
+
+**Errors**: bad audio raises :class:`~sdk.stream.StreamError` from :meth:`feed` before
+anything changes. **Threads**: one thread drives a BatchedStreams (the server's worker);
+model calls take the generator's lock, so it may share the generator with other streams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sdk.audio import AudioError, StreamingResampler, check_sample_rate, to_float_mono
+from sdk.frames import PoseFrames
+from sdk.noise import frame_noise_at
+from sdk.stream import StreamError
+from sdk.stream_batch import STEP_BATCH
+from sdk.streaming import StreamingGenerator
+
+
+@dataclass(eq=False)
+class BatchedStream:
+    """One connection's state in :class:`BatchedStreams` (callers read, never write).
+
+    ``samples``: float32 model-rate audio from the next MFCC window's first sample on (the
+    first window starts with ``n_fft // 2`` zeros of centre padding). ``history``: float32
+    (h, n_mfcc) MFCC frames from MFCC index ``history_first`` on. ``queue``: float32
+    (q, feature_dim) feature frames not yet stepped.
+    """
+
+    seed: int
+    slot: int
+    sample_rate: int
+    resampler: StreamingResampler | None
+    samples: np.ndarray
+    history: np.ndarray
+    queue: np.ndarray
+    model_samples: int = 0  # model-rate samples received (without the padding)
+    mfcc_emitted: int = 0
+    history_first: int = 0
+    features_emitted: int = 0
+    fed: int = 0  # feature frames stepped: the next step's first input frame
+    total_frames: int | None = None  # pose frames in all, known once finished
+    finish_inputs: int = 0  # feature frames to emit in all once finished (with trailing silence)
+    emitted: int = 0  # pose frames produced
+    closed: bool = False
+    style_index: int = 0  # the model's style input (the manifest's style table)
+    new_samples: list[np.ndarray] = field(default_factory=list)
+    frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    @property
+    def num_feature_frames_queued(self) -> int:
+        """Feature frames waiting for a step (a server's backlog: / fps seconds)."""
+        return int(self.queue.shape[0])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.total_frames is not None
+
+    @property
+    def is_done(self) -> bool:
+        """Input finished and every frame produced."""
+        return self.total_frames is not None and self.emitted == self.total_frames
+
+
+class BatchedStreams:
+    """Every connection's stream on ``generator``, advanced together (module docstring).
+
+    ``open(seed, sample_rate)`` -> a :class:`BatchedStream`; ``feed`` audio and ``finish``
+    it; ``advance()`` computes every stream's features and steps every ready stream until
+    none is; ``pop_frames`` hands out the frames; ``close`` frees the state slot.
+    """
+
+    def __init__(self, generator: StreamingGenerator) -> None:
+        self.generator = generator
+        manifest = generator.manifest
+        self.config = c = manifest.features
+        self.fps = generator.fps
+        self._chunk = generator.chunk_frames
+        self._lookahead = generator.lookahead_frames
+        self._noise_dim = manifest.generator.noise_dim
+        self._norm = manifest.normalization
+        matrices = generator._matrices
+        self._window64 = matrices.window.astype(np.float64)
+        # |X|^2 @ mel.T == [Re X, Im X]^2 (interleaved) @ each mel.T row twice
+        self._mel2_t = np.ascontiguousarray(np.repeat(matrices.mel.T, 2, axis=0))
+        self._dct_db_t = np.ascontiguousarray((np.float32(10.0) * matrices.dct).T)
+        self._amin = np.float32(c.amin)
+        self._window_offsets = np.arange(c.n_fft)
+        self._context_offsets = np.arange(c.mfcc_context)
+        self._batch = min(generator.max_batch or STEP_BATCH, STEP_BATCH)
+        self.streams: dict[BatchedStream, None] = {}  # open streams, in order of opening
+
+    # ---- streams ----
+    def open(self, seed: int, sample_rate: int, style: str | None = None) -> BatchedStream:
+        """A new stream (noise ``frame_noise(seed, ...)``) for audio at ``sample_rate`` Hz in
+        gesture style ``style`` (None: the bundle's default; unknown: StreamError)."""
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) \
+                or not 0 <= seed < 2**63:
+            raise StreamError(f"seed must be an int in [0, 2**63), got {seed!r}")
+        try:
+            style_index = self.generator.manifest.generator.style_index(style)
+        except ValueError as exc:
+            raise StreamError(str(exc)) from exc
+        try:
+            rate = check_sample_rate("sample_rate", sample_rate)
+        except AudioError as exc:
+            raise StreamError(str(exc)) from exc
+        c, gen = self.config, self.generator
+        resampler = None if rate == c.sample_rate else StreamingResampler(rate, c.sample_rate)
+        with gen._lock:
+            gen._check_open()
+            gen._release_dropped()
+            slot = gen._stepper.allocate_slot()
+        stream = BatchedStream(
+            seed=int(seed), slot=slot, sample_rate=rate, resampler=resampler,
+            style_index=style_index,
+            samples=np.zeros(c.n_fft // 2, np.float32),
+            history=np.zeros((0, c.n_mfcc), np.float32),
+            queue=np.zeros((0, c.feature_dim), np.float32))
+        self.streams[stream] = None
+        return stream
+
+    def close(self, stream: BatchedStream) -> None:
+        """Free the stream's state slot. Idempotent."""
+        gen = self.generator
+        with gen._lock:
+            if not stream.closed:
+                stream.closed = True
+                self.streams.pop(stream, None)
+                if not gen._closed:
+                    gen._stepper.release_slot(stream.slot)
+
+    def feed(self, stream: BatchedStream, samples: Any) -> None:
+        """Queue (N,) or (N, C) audio at the stream's rate (any dtype ``Stream`` takes) for the
+        next :meth:`advance`. StreamError (nothing changed) on bad audio or a finished stream."""
+        if stream.closed or stream.total_frames is not None:
+            raise StreamError("audio for a closed or finished stream")
+        if isinstance(samples, np.ndarray) and samples.ndim == 2 and samples.shape[1] == 1:
+            samples = samples[:, 0]  # one channel: its "mean" is itself
+        try:
+            mono = to_float_mono(samples, name="samples")
+        except AudioError as exc:
+            raise StreamError(str(exc)) from exc
+        if mono.size:
+            if stream.resampler is not None:
+                mono = stream.resampler.process(mono)
+            stream.new_samples.append(mono)
+            stream.model_samples += mono.size
+
+    def finish(self, stream: BatchedStream) -> None:
+        """No more audio: the next :meth:`advance` emits the tail (trailing silence as
+        :meth:`Stream.input_finished`). Idempotent."""
+        if stream.closed:
+            raise StreamError("finish on a closed stream")
+        if stream.total_frames is not None:
+            return
+        if stream.resampler is not None:
+            tail = stream.resampler.flush()
+            stream.new_samples.append(tail)
+            stream.model_samples += tail.size
+        c, gen = self.config, self.generator
+        total = c.num_pose_frames(stream.model_samples)
+        inputs = 0 if total == 0 else total + gen.lookahead_frames
+        stream.finish_inputs = -(-inputs // self._chunk) * self._chunk
+        stream.total_frames = total
+
+    def pop_frames(self, stream: BatchedStream) -> PoseFrames:
+        """The frames produced since the last pop (possibly none), oldest first."""
+        parts, stream.frames = stream.frames, []
+        if not parts:
+            return PoseFrames.concatenate([], self.generator.num_joints)
+        index = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        return PoseFrames(
+            keypoints=np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1],
+            saliency=np.concatenate([p[2] for p in parts]) if len(parts) > 1 else parts[0][2],
+            time=index / np.float64(self.fps), index=index)
+
+    # ---- the pass ----
+    def advance(self) -> list[int]:
+        """Features of all fed audio, then step every ready stream until none is ready.
+        Returns the batch size of each model call."""
+        self._front_end([s for s in self.streams if s.new_samples or (
+            s.total_frames is not None and s.features_emitted < s.finish_inputs)])
+        return self._step_all()
+
+    def _front_end(self, streams: list[BatchedStream]) -> None:
+        """Every complete MFCC window of ``streams``, then their new feature frames."""
+        if not streams:
+            return
+        c = self.config
+        hop, n_fft = c.hop_length, c.n_fft
+        pieces: list[np.ndarray] = []
+        sizes = []
+        for s in streams:
+            pieces.append(s.samples)
+            pieces += s.new_samples
+            size = len(s.samples) + sum(len(p) for p in s.new_samples)
+            s.new_samples = []
+            if s.total_frames is not None:  # exactly the zeros the last window needs
+                mfcc_total = max(c.num_mfcc_frames(s.model_samples),
+                                 c.mfcc_frames_needed(max(s.finish_inputs, s.features_emitted)))
+                need = (mfcc_total - s.mfcc_emitted - 1) * hop + n_fft - size
+                if mfcc_total > s.mfcc_emitted and need > 0:
+                    pieces.append(np.zeros(need, np.float32))
+                    size += need
+            sizes.append(size)
+        signal = np.concatenate(pieces)
+        size_array = np.asarray(sizes, np.int64)
+        ends = np.cumsum(size_array)
+        begins = ends - size_array
+        counts = np.maximum(0, (size_array - n_fft) // hop + 1)
+        mfcc = self._mfcc(signal, begins, counts)
+        for s, first, last in zip(streams, (begins + counts * hop).tolist(), ends.tolist(),
+                                  strict=True):
+            s.samples = signal[first:last]  # the rest, from the next window's start
+        self._stack(streams, mfcc, counts)
+
+    def _mfcc(self, signal: np.ndarray, begins: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """MFCC (sum(counts), n_mfcc) float32: ``counts[i]`` windows, ``hop`` apart, from
+        ``signal[begins[i]:]`` (float32), stream after stream."""
+        c = self.config
+        total = int(counts.sum())
+        if total == 0:
+            return np.zeros((0, c.n_mfcc), np.float32)
+        before = np.cumsum(counts) - counts
+        starts = np.repeat(begins - before * c.hop_length, counts) + \
+            np.arange(total) * c.hop_length
+        windows = np.lib.stride_tricks.sliding_window_view(signal, c.n_fft)[starts]
+        # float64 rFFT: numpy's is faster than its float32 one (BatchedFeatureExtractor)
+        spectrum = np.fft.rfft(np.multiply(windows, self._window64), axis=1)
+        parts = spectrum.view(np.float64)  # (F, 2 n_freqs): Re, Im interleaved
+        np.square(parts, out=parts)
+        mel = parts.astype(np.float32) @ self._mel2_t
+        np.maximum(mel, self._amin, out=mel)
+        np.log10(mel, out=mel)
+        return np.asarray(mel @ self._dct_db_t, np.float32)
+
+    def _stack(self, streams: list[BatchedStream], mfcc: np.ndarray, counts: np.ndarray
+               ) -> None:
+        """Keep each stream's new MFCC rows (``counts[i]`` of ``mfcc``, in order) and queue
+        the feature frames that became computable, all streams in one gather."""
+        c = self.config
+        emitted = np.fromiter((s.features_emitted for s in streams), np.int64, len(streams))
+        first = np.fromiter((s.history_first for s in streams), np.int64, len(streams))
+        mfcc_emitted = np.fromiter((s.mfcc_emitted for s in streams), np.int64,
+                                   len(streams)) + counts
+        keep_from = c.mfcc_start(emitted) - first  # old history rows no longer needed
+        end = c.feature_frames_ready(mfcc_emitted)
+        for i, s in enumerate(streams):
+            if s.total_frames is not None:
+                end[i] = max(s.finish_inputs, s.features_emitted)
+        pieces, lengths = [], []
+        row = 0
+        for s, drop, count in zip(streams, keep_from.tolist(), counts.tolist(), strict=True):
+            pieces.append(s.history[drop:])
+            pieces.append(mfcc[row:row + count])
+            lengths.append(len(s.history) - drop + count)
+            row += count
+        history = np.concatenate(pieces)
+        length_array = np.asarray(lengths, np.int64)
+        base = np.cumsum(length_array) - length_array
+        first += keep_from
+        new = np.maximum(end - emitted, 0)
+        total = int(new.sum())
+        features = np.zeros((0, c.feature_dim), np.float32)
+        if total:
+            owner = np.repeat(np.arange(len(streams)), new)
+            frame = np.repeat(emitted - (np.cumsum(new) - new), new) + np.arange(total)
+            rows = base[owner] + c.mfcc_start(frame) - first[owner]
+            features = history[rows[:, None] + self._context_offsets].reshape(total, -1)
+        offset = 0
+        for i, s in enumerate(streams):
+            s.history = history[base[i]:base[i] + lengths[i]]
+            s.history_first = int(first[i])
+            s.mfcc_emitted = int(mfcc_emitted[i])
+            count = int(new[i])
+            if count:
+                part = features[offset:offset + count]
+                s.queue = np.concatenate([s.queue, part]) if len(s.queue) else part
+                s.features_emitted += count
+                offset += count
+
+    def _step_all(self) -> list[int]:
+        chunk = self._chunk
+        ready = [s for s in self.streams if len(s.queue) >= chunk]
+        batches = []
+        while ready:
+            batches.append(len(ready))
+            for first in range(0, len(ready), self._batch):
+                self._step(ready[first:first + self._batch])
+            ready = [s for s in ready if len(s.queue) >= chunk]
+        return batches
+
+    def _step(self, streams: list[BatchedStream]) -> None:
+        chunk, gen = self._chunk, self.generator
+        features = np.stack([s.queue[:chunk] for s in streams])  # (B, chunk, feature_dim)
+        fed = np.fromiter((s.fed for s in streams), np.int64, len(streams))
+        seeds = np.fromiter((s.seed for s in streams), np.int64, len(streams))
+        noise = frame_noise_at(seeds, fed, chunk, self._noise_dim)
+        with gen._lock:
+            gen._check_open()
+            styles = np.fromiter((s.style_index for s in streams), np.int32, len(streams))
+            out = gen._stepper.step(features, noise, [s.slot for s in streams], styles)
+            keypoints = self._norm.canonical_to_pixels(self._norm.destandardize(out.poses))
+            saliency = np.array(out.saliency, dtype=np.float32)  # a copy: out may be reused
+        offsets = np.arange(chunk, dtype=np.int64) - self._lookahead
+        for b, s in enumerate(streams):
+            index = s.fed + offsets
+            s.queue = s.queue[chunk:]
+            s.fed += chunk
+            end = s.total_frames
+            keep = (index >= 0) & (index < (end if end is not None else np.inf))
+            if keep.all():
+                s.frames.append((index, keypoints[b], saliency[b]))
+                s.emitted += chunk
+            elif keep.any():
+                s.frames.append((index[keep], keypoints[b][keep], saliency[b][keep]))
+                s.emitted += int(keep.sum())

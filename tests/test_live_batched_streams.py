@@ -1,0 +1,125 @@
+"""BatchedStreams (the server's vectorised pass) gives StreamingGenerator.generate's frames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from sdk.audio import load_audio
+from sdk.demo import DATA_DIR, DEFAULT_BUNDLE
+from sdk.frames import PoseFrames
+from sdk.live.batched_streams import BatchedStreams
+from sdk.noise import frame_noise, frame_noise_at
+from sdk.stream import StreamError
+from sdk.streaming import StreamingGenerator
+
+TOLERANCE_PX = 1e-3  # the server's frames vs `gesturert stream` (tests/test_live_server.py)
+
+
+@pytest.fixture(scope="module")
+def generator() -> Iterator[StreamingGenerator]:
+    with StreamingGenerator(DEFAULT_BUNDLE, backend="onnxruntime-cpu") as gen:
+        yield gen
+
+
+def _speech(rate: int, seconds: float) -> np.ndarray:
+    return load_audio(DATA_DIR / "samples" / "speech_en.flac", rate)[:int(seconds * rate)]
+
+
+def _as_pcm16(audio: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(audio * 32767), -32768, 32767).astype(np.int16)[:, None]
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_ragged_chunks_of_many_streams_give_the_offline_frames(
+        generator: StreamingGenerator, rate: int) -> None:
+    speech = _speech(rate, 2.4)
+    # lengths that end at different places in a hop, a frame, and one too short for a frame
+    clips = [speech[:len(speech) - 37 * i] for i in range(4)] + [speech[:5], speech[:0]]
+    batch = BatchedStreams(generator)
+    streams = [batch.open(seed, rate) for seed in range(len(clips))]
+    rng = np.random.default_rng(7)
+    sent = [0] * len(clips)
+    got: list[list[PoseFrames]] = [[] for _ in clips]
+    for _ in range(10_000):  # bounded; ends when every stream is done
+        if all(s.is_done for s in streams):
+            break
+        for i, (stream, clip) in enumerate(zip(streams, clips, strict=True)):
+            if stream.is_finished:
+                continue
+            if sent[i] >= len(clip):
+                batch.finish(stream)
+                continue
+            size = 0 if rng.random() < 0.3 else int(rng.integers(1, 2000))  # idle ticks too
+            part = clip[sent[i]:sent[i] + size]
+            batch.feed(stream, _as_pcm16(part) if i % 2 else part)
+            sent[i] += size
+        batch.advance()
+        for i, stream in enumerate(streams):
+            got[i].append(batch.pop_frames(stream))
+    for i, clip in enumerate(clips):
+        frames = PoseFrames.concatenate(got[i], generator.num_joints)
+        want = generator.generate(_as_pcm16(clip) if i % 2 else clip, rate, seed=i)
+        np.testing.assert_array_equal(frames.index, want.index)
+        np.testing.assert_array_equal(frames.time, want.time)
+        np.testing.assert_allclose(frames.keypoints, want.keypoints, rtol=0, atol=TOLERANCE_PX)
+        np.testing.assert_allclose(frames.saliency, want.saliency, rtol=0, atol=1e-4)
+        batch.close(streams[i])
+    assert not batch.streams
+
+
+def test_a_wrong_seed_is_caught(generator: StreamingGenerator) -> None:
+    """The comparison above can fail: a stream whose noise is another seed's differs."""
+    speech = _speech(16000, 1.5)
+    batch = BatchedStreams(generator)
+    stream = batch.open(1, 16000)
+    batch.feed(stream, speech)
+    batch.finish(stream)
+    batch.advance()
+    frames = batch.pop_frames(stream)
+    batch.close(stream)
+    want = generator.generate(speech, 16000, seed=0)
+    assert np.abs(frames.keypoints - want.keypoints).max() > 100 * TOLERANCE_PX
+
+
+def test_bad_audio_is_refused_and_changes_nothing(generator: StreamingGenerator) -> None:
+    speech = _speech(16000, 1.5)
+    batch = BatchedStreams(generator)
+    stream = batch.open(0, 16000)
+    batch.feed(stream, speech[:8000])
+    bad = speech[8000:9000].copy()
+    bad[10] = np.nan
+    for wrong in (bad, speech[:10].astype(np.complex64), np.zeros((2, 3, 4), np.float32)):
+        with pytest.raises(StreamError):
+            batch.feed(stream, wrong)
+    batch.feed(stream, speech[8000:])
+    batch.finish(stream)
+    with pytest.raises(StreamError, match="finished"):
+        batch.feed(stream, speech[:10])
+    batch.advance()
+    frames = batch.pop_frames(stream)
+    batch.close(stream)
+    batch.close(stream)  # idempotent
+    want = generator.generate(speech, 16000, seed=0)
+    np.testing.assert_allclose(frames.keypoints, want.keypoints, rtol=0, atol=TOLERANCE_PX)
+    with pytest.raises(StreamError, match="closed"):
+        batch.finish(stream)
+    with pytest.raises(StreamError, match="seed"):
+        batch.open(-1, 16000)
+    with pytest.raises(StreamError, match="sample_rate"):
+        batch.open(0, 10)
+
+
+def test_frame_noise_at_equals_frame_noise_per_stream() -> None:
+    seeds = np.array([0, 5, 2**62], np.int64)
+    first = np.array([0, 17, 3], np.int64)
+    got = frame_noise_at(seeds, first, 4, 3)
+    for n in range(3):
+        np.testing.assert_array_equal(got[n], frame_noise(int(seeds[n]), int(first[n]), 4, 3))
+    assert not np.array_equal(got[1], frame_noise(5, 16, 4, 3))  # the frame index matters
+    with pytest.raises(ValueError):
+        frame_noise_at(np.array([-1]), np.array([0]), 1, 1)
+    with pytest.raises(ValueError):
+        frame_noise_at(np.array([1, 2]), np.array([0]), 1, 1)
