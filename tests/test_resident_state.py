@@ -1,0 +1,145 @@
+"""Runner.bind and the host stepper's ping-pong state buffers (sdk/runners/resident_state.py).
+
+The reference is the plain way: ``runner.infer`` on the table's rows, state written back
+(what the stepper did before), run by hand next to the stepper on the same inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers_bundle import TINY_GENERATOR, tiny_bundle  # noqa: F401  (session fixture)
+
+from sdk.features import DEFAULT_FEATURES
+from sdk.runners.base import HostStateStepper, RunnerError, RunnerInputError
+from sdk.runners.onnxrt import OnnxRuntimeRunner
+from train.models.generator import SalientPostureGenerator
+
+F = DEFAULT_FEATURES.feature_dim
+N, S = TINY_GENERATOR.noise_dim, SalientPostureGenerator(TINY_GENERATOR).state_size
+
+
+def inputs(batch: int, frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, 30, (batch, frames, F)).astype(np.float32),
+            rng.normal(0, 1, (batch, frames, N)).astype(np.float32))
+
+
+class PlainStepper:
+    """The reference: a dict of states, one checked ``infer`` per step."""
+
+    def __init__(self, runner: OnnxRuntimeRunner) -> None:
+        self.runner, self.states = runner, {}  # type: ignore[var-annotated]
+
+    def step(self, features: np.ndarray, noise: np.ndarray, slots: list[int]
+             ) -> tuple[np.ndarray, np.ndarray]:
+        state = np.stack([self.states.get(s, np.zeros(S, np.float32)) for s in slots])
+        out = self.runner.infer({"features": features, "noise": noise, "state": state})
+        for row, slot in enumerate(slots):
+            self.states[slot] = out["state_out"][row].copy()
+        return out["poses"].copy(), out["saliency"].copy()
+
+
+@pytest.fixture()
+def runner(tiny_bundle: Path) -> OnnxRuntimeRunner:  # noqa: F811
+    return OnnxRuntimeRunner(tiny_bundle / "generator.onnx", intra_op_num_threads=1)
+
+
+def test_bind_runs_on_the_current_contents_of_the_bound_arrays(
+        runner: OnnxRuntimeRunner) -> None:
+    features, noise = inputs(2, 1, seed=0)
+    state = np.zeros((2, S), np.float32)
+    out = {"poses": np.empty((2, 1, 122, 2), np.float32),
+           "saliency": np.empty((2, 1), np.float32), "state_out": np.empty((2, S), np.float32)}
+    with runner:
+        call = runner.bind({"features": features, "noise": noise, "state": state}, out)
+        for seed in range(3):  # refilled in place, as the stepper does
+            features[...], noise[...] = inputs(2, 1, seed)
+            state[...] = seed
+            call()
+            want = runner.infer({"features": features, "noise": noise, "state": state})
+            for name, array in out.items():
+                np.testing.assert_array_equal(array, want[name])
+    with pytest.raises(RunnerError, match="earlier activation"):
+        call()
+
+
+def test_bind_refuses_what_it_cannot_bind(runner: OnnxRuntimeRunner) -> None:
+    features, noise = inputs(2, 1, seed=0)
+    state = np.zeros((2, S), np.float32)
+    out = {"poses": np.empty((2, 1, 122, 2), np.float32)}
+    with runner:
+        with pytest.raises(RunnerInputError, match="C-contiguous"):
+            runner.bind({"features": features, "noise": noise,
+                         "state": np.zeros((S, 2), np.float32).T}, out)
+        with pytest.raises(RunnerInputError, match="must be float32"):
+            runner.bind({"features": features, "noise": noise,
+                         "state": state.astype(np.float64)}, out)
+        with pytest.raises(RunnerInputError, match="no outputs"):
+            runner.bind({"features": features, "noise": noise, "state": state},
+                        {"pose": out["poses"]})
+        call = runner.bind({"features": features, "noise": noise, "state": state},
+                           {"state_out": np.empty((3, S), np.float32)})  # wrong batch
+        with pytest.raises(RunnerError, match="inference failed"):
+            call()
+
+
+def test_stepper_with_resident_groups_equals_plain_steps(runner: OnnxRuntimeRunner) -> None:
+    """Groups that repeat, change order, overlap, shrink, and rows read, reset and
+    released between steps: every output and every state equals the plain reference."""
+    with runner:
+        stepper = HostStateStepper(runner, S, "onnxruntime-cpu", max_resident=5)
+        plain = PlainStepper(runner)
+        slots = [stepper.allocate_slot() for _ in range(6)]
+        schedule = [[0, 1], [0, 1], [2, 3, 4], [0, 1], [2, 3, 4], [1, 0], [0, 1],
+                    [4, 5], [2, 3, 4], [5], [5], [0, 1, 2, 3, 4, 5], [0, 1]]
+        for step, batch in enumerate(schedule):
+            features, noise = inputs(len(batch), 1, seed=step)
+            out = stepper.step(features, noise, batch)
+            poses, saliency = plain.step(features, noise, batch)
+            np.testing.assert_array_equal(out.poses, poses, err_msg=f"step {step} {batch}")
+            np.testing.assert_array_equal(out.saliency, saliency)
+            if step == 4:  # read while resident: the latest state, not the table's old row
+                np.testing.assert_array_equal(stepper.read_state(3), plain.states[3])
+            if step == 6:
+                stepper.reset_slot(1)
+                plain.states[1] = np.zeros(S, np.float32)
+        for slot in slots:
+            np.testing.assert_array_equal(stepper.read_state(slot), plain.states[slot])
+        stepper.step(*inputs(2, 1, seed=99), [0, 1])
+        stepper.release_slot(0)  # written back, then freed: a new slot starts from zeros
+        assert stepper.allocate_slot() == 0 and not stepper.read_state(0).any()
+
+
+def test_a_resident_group_is_stepped_without_gather_or_scatter(
+        runner: OnnxRuntimeRunner) -> None:
+    """The table row is NOT updated while the group is resident (the state lives in the
+    ping-pong buffers) and is written back when the row is read."""
+    with runner:
+        stepper = HostStateStepper(runner, S, "onnxruntime-cpu")
+        slot = stepper.allocate_slot()
+        for seed in range(3):
+            stepper.step(*inputs(1, 1, seed), [slot])
+        assert stepper._resident.resident_slots == 1
+        assert not stepper._table[slot].any()  # still the zeros it started from
+        assert stepper.read_state(slot).any()  # flushed on read
+        assert stepper._resident.resident_slots == 0
+
+
+def test_a_step_with_a_wrong_input_changes_nothing(runner: OnnxRuntimeRunner) -> None:
+    with runner:
+        stepper = HostStateStepper(runner, S, "onnxruntime-cpu")
+        slot = stepper.allocate_slot()
+        features, noise = inputs(1, 1, seed=0)
+        stepper.step(features, noise, [slot])
+        stepper.step(features, noise, [slot])
+        before = stepper.read_state(slot)
+        stepper.step(features, noise, [slot])
+        with pytest.raises(RunnerInputError, match="must be float32"):
+            stepper.step(features.astype(np.float64), noise, [slot])
+        plain = PlainStepper(runner)
+        plain.states[slot] = before
+        plain.step(features, noise, [slot])
+        np.testing.assert_array_equal(stepper.read_state(slot), plain.states[slot])
