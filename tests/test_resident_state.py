@@ -113,19 +113,36 @@ def test_stepper_with_resident_groups_equals_plain_steps(runner: OnnxRuntimeRunn
         assert stepper.allocate_slot() == 0 and not stepper.read_state(0).any()
 
 
-def test_a_resident_group_is_stepped_without_gather_or_scatter(
+def test_a_batch_stepped_again_is_stepped_without_gather_or_scatter(
         runner: OnnxRuntimeRunner) -> None:
-    """The table row is NOT updated while the group is resident (the state lives in the
-    ping-pong buffers) and is written back when the row is read."""
+    """The first step of a batch goes through the table; from the second on the table row
+    is NOT updated (the state lives in the ping-pong buffers) until the row is read."""
     with runner:
         stepper = HostStateStepper(runner, S, "onnxruntime-cpu")
         slot = stepper.allocate_slot()
-        for seed in range(3):
+        stepper.step(*inputs(1, 1, 0), [slot])
+        after_first = stepper._table[slot].copy()
+        assert after_first.any() and stepper._resident.resident_slots == 0
+        for seed in (1, 2, 3):
             stepper.step(*inputs(1, 1, seed), [slot])
         assert stepper._resident.resident_slots == 1
-        assert not stepper._table[slot].any()  # still the zeros it started from
-        assert stepper.read_state(slot).any()  # flushed on read
+        np.testing.assert_array_equal(stepper._table[slot], after_first)  # not scattered
+        assert not np.array_equal(stepper.read_state(slot), after_first)  # flushed on read
         assert stepper._resident.resident_slots == 0
+
+
+def test_batches_that_never_repeat_stay_on_the_plain_path(runner: OnnxRuntimeRunner) -> None:
+    """A ready set that changes every step (a server's ticks) makes no groups."""
+    with runner:
+        stepper = HostStateStepper(runner, S, "onnxruntime-cpu")
+        plain = PlainStepper(runner)
+        for _ in range(4):
+            stepper.allocate_slot()
+        for step, batch in enumerate([[0], [0, 1], [1, 2], [0, 1, 2], [3], [2, 3], [0, 3]]):
+            features, noise = inputs(len(batch), 1, seed=step)
+            out = stepper.step(features, noise, batch)
+            np.testing.assert_array_equal(out.poses, plain.step(features, noise, batch)[0])
+            assert stepper._resident.resident_slots == 0
 
 
 def test_a_step_with_a_wrong_input_changes_nothing(runner: OnnxRuntimeRunner) -> None:

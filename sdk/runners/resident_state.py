@@ -5,12 +5,15 @@ the plain way costs, per call, a gather of the batch's rows into a fresh (B, S) 
 fresh feed dictionary and output arrays, and a scatter of ``state_out`` back -- at one
 stream that is more Python and copying than the one-frame step model itself.
 
-A server steps the *same* streams in the same order frame after frame. So the batch of a
-step (its tuple of slots) becomes a **resident group**: two bound (B, S) state buffers A
+A server often steps the *same* streams in the same order frame after frame. So a batch
+(its tuple of slots) stepped a second time becomes a **resident group**: two bound (B, S)
+state buffers A
 and B, inputs and outputs bound once (:meth:`sdk.runners.base.Runner.bind`), and the
 group's latest state lives in the buffers, not in the table. Step k reads A and writes B,
 step k+1 reads B and writes A: no gather, no scatter, no per-call allocation or binding.
-A group is written back to the table ("flushed") and dropped when
+A batch seen for the first time takes the plain path (gather, run, scatter), so a server
+whose ready set changes every tick pays nothing for the groups it cannot use. A group is
+written back to the table ("flushed") and dropped when
 
 * a step names another order or size of slots that shares a slot with it,
 * a slot of it is read, reset or released (the stepper flushes before it touches a row),
@@ -26,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+_SEEN_LIMIT = 256  # batches remembered as stepped once (forgotten all at once past this)
 
 DEFAULT_MAX_ROWS = 1024
 """Most streams whose state lives in resident buffers (2 x S floats each: 45 KB per stream
@@ -71,6 +76,7 @@ class ResidentStates:
         self.max_rows = max_rows
         self._groups: dict[tuple[int, ...], _Group] = {}
         self._owner: dict[int, tuple[int, ...]] = {}  # slot -> the group holding its state
+        self._seen: set[tuple[int, ...]] = set()  # batches stepped once the plain way
         self._clock = 0
 
     @property
@@ -93,14 +99,33 @@ class ResidentStates:
             group.calls[group.current]()
             group.current ^= 1
             return group.poses, group.saliency
-        return self._first_step(table, features, noise, slots)
+        if slots in self._seen:
+            self._seen.discard(slots)
+            return self._first_step(table, features, noise, slots)
+        if len(self._seen) >= _SEEN_LIMIT:
+            self._seen.clear()
+        self._seen.add(slots)
+        return self._plain_step(table, features, noise, slots)
+
+    def _plain_step(self, table: np.ndarray, features: np.ndarray, noise: np.ndarray,
+                    slots: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Gather, run, scatter (after writing back the groups that hold these slots);
+        the outputs are the runner's (valid until its next run)."""
+        self._flush_overlapping(table, slots)
+        index = np.asarray(slots, dtype=np.int64)
+        poses, saliency, state_out = self._run(features, noise, table[index])
+        table[index] = state_out
+        return poses, saliency
+
+    def _flush_overlapping(self, table: np.ndarray, slots: tuple[int, ...]) -> None:
+        for key in {self._owner[s] for s in slots if s in self._owner}:
+            self._flush_group(table, key)
 
     def _first_step(self, table: np.ndarray, features: np.ndarray, noise: np.ndarray,
                     slots: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """A new group: flush what shares its slots, run once the checked way (the feed is
         validated, the output shapes learnt), then bind both directions."""
-        for key in {self._owner[s] for s in slots if s in self._owner}:
-            self._flush_group(table, key)
+        self._flush_overlapping(table, slots)
         index = np.asarray(slots, dtype=np.int64)
         poses, saliency, state_out = self._run(features, noise, table[index])
         latest = np.array(state_out, dtype=np.float32)
