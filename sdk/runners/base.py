@@ -340,6 +340,9 @@ class SlotAllocator:
         self._live.remove(slot)
         self._free.append(slot)
 
+    def all_live(self, slots: tuple[int, ...]) -> bool:
+        return self._live.issuperset(slots)
+
     def check_live(self, slot: int) -> None:
         if slot not in self._live:
             raise ValueError(f"slot {slot} is not allocated")
@@ -401,29 +404,30 @@ class HostStateStepper(GeneratorStepper):
         return self._table[slot].copy()
 
     def step(self, features: np.ndarray, noise: np.ndarray, slots: Sequence[int]) -> StepOutputs:
-        index = self._check_slots(slots, features.shape[0])
-        rows = tuple(index.tolist())
-        for slot in rows:
-            self._slots.check_live(slot)
-        poses, saliency = self._resident.step(self._table, features, noise, rows)
-        return StepOutputs(poses=poses, saliency=saliency)
+        rows = tuple(map(int, slots))
+        if len(rows) != features.shape[0] or len(set(rows)) != len(rows):
+            self._check_slots(slots, features.shape[0])  # raises, saying which
+        if not self._slots.all_live(rows):
+            for slot in rows:
+                self._slots.check_live(slot)  # raises for the first one not allocated
+        out = self._resident.step(self._table, {FEATURES: features, NOISE: noise}, rows)
+        return StepOutputs(poses=out[POSES], saliency=out[SALIENCY])
 
-    def _run_checked(self, features: np.ndarray, noise: np.ndarray, state: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        outputs = self.runner.infer({FEATURES: features, NOISE: noise, STATE: state})
-        state_out = outputs[STATE_OUT]
+    def _run_checked(self, inputs: dict[str, np.ndarray], state: np.ndarray
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """One checked ``infer`` (ResidentStates' plain and first steps)."""
+        outputs = dict(self.runner.infer({**inputs, STATE: state}))
+        state_out = outputs.pop(STATE_OUT)
         if state_out.shape != state.shape:
             raise RunnerError(
                 f"{self.runner.name}: state_out has shape {state_out.shape}, expected "
                 f"({state.shape[0]}, {self.state_size}) (manifest state_size)"
             )
-        return outputs[POSES], outputs[SALIENCY], state_out
+        return outputs, state_out
 
-    def _bind_step(self, features: np.ndarray, noise: np.ndarray, state: np.ndarray,
-                   poses: np.ndarray, saliency: np.ndarray, state_out: np.ndarray
-                   ) -> Callable[[], None]:
-        return self.runner.bind({FEATURES: features, NOISE: noise, STATE: state},
-                                {POSES: poses, SALIENCY: saliency, STATE_OUT: state_out})
+    def _bind_step(self, inputs: dict[str, np.ndarray], state: np.ndarray,
+                   outputs: dict[str, np.ndarray], state_out: np.ndarray) -> Callable[[], None]:
+        return self.runner.bind({**inputs, STATE: state}, {**outputs, STATE_OUT: state_out})
 
     def close(self) -> None:
         self.runner.deactivate()

@@ -19,7 +19,8 @@ written back to the table ("flushed") and dropped when
 * a slot of it is read, reset or released (the stepper flushes before it touches a row),
 * the groups together would hold more than ``max_rows`` streams (least recently used first).
 
-Shapes: features float32 (B, Tc, F), noise float32 (B, Tc, N), state rows float32 (S,).
+Shapes: every per-step input and output has the batch B first (features float32 (B, Tc,
+F), noise float32 (B, Tc, N), ...); state rows are float32 (S,).
 Not thread-safe: the stepper's caller serialises.
 """
 
@@ -36,12 +37,13 @@ DEFAULT_MAX_ROWS = 1024
 """Most streams whose state lives in resident buffers (2 x S floats each: 45 KB per stream
 for the default generator, 46 MB at this bound) before the oldest group is flushed."""
 
-RunStep = Callable[[np.ndarray, np.ndarray, np.ndarray],
-                   tuple[np.ndarray, np.ndarray, np.ndarray]]
-"""(features, noise, state) -> (poses, saliency, state_out): one checked, unbound step."""
-BindStep = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-                    Callable[[], None]]
-"""(features, noise, state, poses, saliency, state_out) -> a call running on those arrays."""
+Arrays = dict[str, np.ndarray]
+RunStep = Callable[[Arrays, np.ndarray], tuple[Arrays, np.ndarray]]
+"""(inputs, state) -> (outputs, state_out): one checked, unbound step. ``inputs`` are the
+model's per-step inputs but the state (features, noise, ...), ``outputs`` its outputs but
+``state_out``."""
+BindStep = Callable[[Arrays, np.ndarray, Arrays, np.ndarray], Callable[[], None]]
+"""(inputs, state, outputs, state_out) -> a call running the model on those arrays."""
 
 
 @dataclass
@@ -49,21 +51,26 @@ class _Group:
     """One batch of slots whose latest state lives in ``states[current]``."""
 
     index: np.ndarray  # int64 (B,) the slots, for the table
-    features: np.ndarray  # bound inputs, refilled every step
-    noise: np.ndarray
+    inputs: Arrays  # bound inputs, refilled every step
     states: tuple[np.ndarray, np.ndarray]  # float32 (B, S) each
-    poses: np.ndarray  # bound outputs, overwritten every step
-    saliency: np.ndarray
+    outputs: Arrays  # bound outputs, overwritten every step
     calls: tuple[Callable[[], None], Callable[[], None]]  # calls[i]: states[i] -> [1 - i]
     current: int
     used: int
+
+    def takes(self, inputs: Arrays) -> bool:
+        """Whether ``inputs`` fit the bound buffers (same names, shapes and dtypes)."""
+        if inputs.keys() != self.inputs.keys():
+            return False
+        return all(buffer.shape == inputs[name].shape and buffer.dtype == inputs[name].dtype
+                   for name, buffer in self.inputs.items())
 
 
 class ResidentStates:
     """The resident groups of one stepper (see the module docstring).
 
     Args:
-        run: one checked step without bound buffers (the first step of a group).
+        run: one checked step without bound buffers (a batch's first and second steps).
         bind: binds a group's buffers (:meth:`sdk.runners.base.Runner.bind`).
         max_rows: most streams resident at once (>= 1).
     """
@@ -84,68 +91,64 @@ class ResidentStates:
         """Streams whose latest state is in a group's buffers, not in the table."""
         return len(self._owner)
 
-    def step(self, table: np.ndarray, features: np.ndarray, noise: np.ndarray,
-             slots: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """One step of ``slots`` (distinct, live rows of ``table``): poses (B, Tc, J, 2) and
-        saliency (B, Tc), views of the group's buffers (overwritten by its next step)."""
+    def step(self, table: np.ndarray, inputs: Arrays, slots: tuple[int, ...]) -> Arrays:
+        """One step of ``slots`` (distinct, live rows of ``table``) on ``inputs`` (B rows
+        each); returns the outputs but ``state_out``, views of buffers that the next step
+        of the same batch overwrites."""
         self._clock += 1
         group = self._groups.get(slots)
-        if group is not None and group.features.shape == features.shape \
-                and group.noise.shape == noise.shape and group.features.dtype == features.dtype \
-                and group.noise.dtype == noise.dtype:
+        if group is not None and group.takes(inputs):
             group.used = self._clock
-            group.features[...] = features
-            group.noise[...] = noise
+            for name, buffer in group.inputs.items():
+                buffer[...] = inputs[name]
             group.calls[group.current]()
             group.current ^= 1
-            return group.poses, group.saliency
+            return group.outputs
         if slots in self._seen:
             self._seen.discard(slots)
-            return self._first_step(table, features, noise, slots)
+            return self._first_step(table, inputs, slots)
         if len(self._seen) >= _SEEN_LIMIT:
             self._seen.clear()
         self._seen.add(slots)
-        return self._plain_step(table, features, noise, slots)
+        return self._plain_step(table, inputs, slots)
 
-    def _plain_step(self, table: np.ndarray, features: np.ndarray, noise: np.ndarray,
-                    slots: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    def _plain_step(self, table: np.ndarray, inputs: Arrays, slots: tuple[int, ...]
+                    ) -> Arrays:
         """Gather, run, scatter (after writing back the groups that hold these slots);
         the outputs are the runner's (valid until its next run)."""
         self._flush_overlapping(table, slots)
         index = np.asarray(slots, dtype=np.int64)
-        poses, saliency, state_out = self._run(features, noise, table[index])
+        outputs, state_out = self._run(inputs, table[index])
         table[index] = state_out
-        return poses, saliency
+        return outputs
 
     def _flush_overlapping(self, table: np.ndarray, slots: tuple[int, ...]) -> None:
         for key in {self._owner[s] for s in slots if s in self._owner}:
             self._flush_group(table, key)
 
-    def _first_step(self, table: np.ndarray, features: np.ndarray, noise: np.ndarray,
-                    slots: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    def _first_step(self, table: np.ndarray, inputs: Arrays, slots: tuple[int, ...]
+                    ) -> Arrays:
         """A new group: flush what shares its slots, run once the checked way (the feed is
         validated, the output shapes learnt), then bind both directions."""
         self._flush_overlapping(table, slots)
         index = np.asarray(slots, dtype=np.int64)
-        poses, saliency, state_out = self._run(features, noise, table[index])
+        outputs, state_out = self._run(inputs, table[index])
         latest = np.array(state_out, dtype=np.float32)
         states = (latest, np.empty_like(latest))
-        group = _Group(index, np.array(features), np.array(noise), states, np.array(poses),
-                       np.array(saliency), calls=(_unbound, _unbound), current=0,
-                       used=self._clock)
+        group = _Group(index, {k: np.array(v) for k, v in inputs.items()}, states,
+                       {k: np.array(v) for k, v in outputs.items()},
+                       calls=(_unbound, _unbound), current=0, used=self._clock)
         if len(slots) > self.max_rows:  # never resident: the state goes to the table
             table[index] = states[0]
-            return group.poses, group.saliency
-        group.calls = (self._bind(group.features, group.noise, states[0], group.poses,
-                                  group.saliency, states[1]),
-                       self._bind(group.features, group.noise, states[1], group.poses,
-                                  group.saliency, states[0]))
+            return group.outputs
+        group.calls = (self._bind(group.inputs, states[0], group.outputs, states[1]),
+                       self._bind(group.inputs, states[1], group.outputs, states[0]))
         while self._owner and len(self._owner) + len(slots) > self.max_rows:
             oldest = min(self._groups.items(), key=lambda item: item[1].used)[0]
             self._flush_group(table, oldest)
         self._groups[slots] = group
         self._owner.update((s, slots) for s in slots)
-        return group.poses, group.saliency
+        return group.outputs
 
     def flush(self, table: np.ndarray, slot: int | None = None) -> None:
         """Write back to ``table`` and drop the group holding ``slot`` (every group: None)."""
