@@ -6,6 +6,7 @@ The reference is the plain way: ``runner.infer`` on the table's rows, state writ
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,13 @@ import pytest
 from helpers_bundle import TINY_GENERATOR, tiny_bundle  # noqa: F401  (session fixture)
 
 from sdk.features import DEFAULT_FEATURES
-from sdk.runners.base import HostStateStepper, RunnerError, RunnerInputError
+from sdk.runners.base import (
+    HostStateStepper,
+    Runner,
+    RunnerError,
+    RunnerInputError,
+    TensorMeta,
+)
 from sdk.runners.onnxrt import OnnxRuntimeRunner
 from train.models.generator import SalientPostureGenerator
 
@@ -160,3 +167,29 @@ def test_a_step_with_a_wrong_input_changes_nothing(runner: OnnxRuntimeRunner) ->
         plain.states[slot] = before
         plain.step(features, noise, [slot])
         np.testing.assert_array_equal(stepper.read_state(slot), plain.states[slot])
+
+
+class DoublingRunner(Runner):
+    """A backend without buffer binding: ``y = 2 x`` (the base class's copying bind)."""
+
+    def _activate(self) -> None: ...
+
+    def _deactivate(self) -> None: ...
+
+    def _read_input_metadata(self) -> dict[str, TensorMeta]:
+        return {"x": TensorMeta("x", np.dtype(np.float32), ("batch", 3))}
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"y": 2 * feed["x"]}
+
+
+def test_bind_on_a_backend_without_binding_copies_into_the_outputs() -> None:
+    x, y = np.ones((2, 3), np.float32), np.zeros((2, 3), np.float32)
+    with DoublingRunner("doubling") as runner:
+        call = runner.bind({"x": x}, {"y": y})
+        x[...] = 5.0
+        call()
+        np.testing.assert_array_equal(y, np.full((2, 3), 10.0, np.float32))
+        wrong = runner.bind({"x": x}, {"y": np.zeros((3, 3), np.float32)})
+        with pytest.raises(RunnerError, match=r"shape \(2, 3\), the bound buffer \(3, 3\)"):
+            wrong()
