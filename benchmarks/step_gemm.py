@@ -28,6 +28,8 @@ under load average 8 on 2 cores), which is not the step's cost.
 * **streams per core with the front end**: :class:`sdk.stream_batch.StreamBatch` of N
   streams fed 20 ms packets at 16 and 48 kHz (resample, MFCC, noise, step, pixels) -- the
   whole per-stream-frame cost; and the per-stream path (``Stream`` + ``step``) for the ratio.
+* **anatomy of the one-stream model call**: ORT's fixed cost per call, the step's Gemms
+  alone, its state Split + Concat alone, a chain of Add nodes (cost per node), A/B.
 * **front-end parts** of a StreamBatch of 256 streams (checks, resampling, MFCC, steps)
   at 16 and 48 kHz, and **soxr set-ups** at 48 kHz (cost per stream-frame, delay held back).
 * **one-stream end-to-end latency** (benchmarks/runtime.py ``chunk_latency``, 20 ms
@@ -56,7 +58,12 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import REPO_ROOT, load_average, machine_info
-from benchmarks.step_overheads import front_end_parts, one_stream_rows, resampler_rows
+from benchmarks.step_overheads import (
+    anatomy_rows,
+    front_end_parts,
+    one_stream_rows,
+    resampler_rows,
+)
 from benchmarks.step_timing import (
     FRAME_MS,
     PACKET_MS,
@@ -289,6 +296,7 @@ def run(bundle: Path | None, generator_ckpt: Path | None, quick: bool) -> dict[s
         result["front_end"] = front_end_rows(root, (64, 256) if quick else (64, 256, 1024),
                                              10 if quick else 30)
         result["one_stream"] = one_stream_rows(root, generator, features, repeats)
+        result["anatomy"] = anatomy_rows(root / STEP_FILE, generator.state_size, repeats)
         result["front_end_parts"] = front_end_parts(root, 256, 10 if quick else 30)
         result["resamplers"] = resampler_rows(256, 10 if quick else 50)
         result["latency"] = latency_rows(root)

@@ -82,6 +82,12 @@ def overhead_tables(result: dict[str, Any]) -> list[str]:
         lines += _table(["path", "CPU us p50", "p25", "p75", "wall us p50", "calls"],
                         [[r["path"], r["cpu_us_p50"], r["cpu_us_p25"], r["cpu_us_p75"],
                           r["wall_us_p50"], r["calls"]] for r in result["one_stream"]])
+    if result.get("anatomy"):
+        lines += ["## Anatomy of the one-stream model call (fp32, each part its own graph)", "",
+                  "Interleaved A/B in one run, batch 1, IO binding made once; CPU us.", ""]
+        lines += _table(["part", "CPU us p50", "p25", "p75"],
+                        [[r["part"], r["cpu_us_p50"], r["cpu_us_p25"], r["cpu_us_p75"]]
+                         for r in result["anatomy"]])
     if result.get("front_end_parts"):
         lines += ["## Where a StreamBatch's time goes (int8 step, CPU us per stream-frame)", ""]
         lines += _table(["input Hz", "streams", "checks", "resample", "MFCC + frames",

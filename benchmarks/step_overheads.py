@@ -60,6 +60,89 @@ def one_stream_rows(root: Path, generator: Any, features: np.ndarray, repeats: i
              "wall_us_p50": t["p50_ms"] * 1e3, "calls": t["calls"]} for name, t in times.items()]
 
 
+def anatomy_rows(step_path: Path, state_size: int, repeats: int) -> list[dict[str, Any]]:
+    """Where the one-stream model call's time goes, each part as its own ONNX graph, A/B
+    interleaved with the whole step (batch 1, IO binding made once): ONNX Runtime's fixed
+    cost per call (one Identity of the state), the step's Gemm nodes alone (its weights,
+    each on its own input: the weight traffic), its state Split + Concat alone (the state
+    plumbing), and a chain of as many Add nodes as the step has nodes (the cost per node)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(step_path))
+    weights = {t.name: t for t in model.graph.initializer}
+    vi = helper.make_tensor_value_info
+
+    def graph(nodes: list[Any], inputs: list[Any], outputs: list[Any],
+              initializers: list[Any]) -> bytes:
+        made = helper.make_model(helper.make_graph(nodes, "part", inputs, outputs,
+                                                   initializers),
+                                 opset_imports=model.opset_import)
+        made.ir_version = model.ir_version
+        return made.SerializeToString()
+
+    parts: dict[str, bytes] = {"ORT call, one Identity node": graph(
+        [helper.make_node("Identity", ["state"], ["out"])], [vi("state", 1, [1, state_size])],
+        [vi("out", 1, [1, state_size])], [])}
+    gemms = [n for n in model.graph.node if n.op_type == "Gemm"]
+    nodes, inits, ins, outs = [], [], [], []
+    for i, node in enumerate(gemms):
+        w = numpy_helper.to_array(weights[node.input[1]])
+        inits += [weights[name] for name in node.input[1:]]
+        ins.append(vi(f"x{i}", TensorProto.FLOAT, [1, w.shape[0]]))
+        outs.append(vi(f"y{i}", TensorProto.FLOAT, [1, w.shape[1]]))
+        nodes.append(helper.make_node("Gemm", [f"x{i}", *node.input[1:]], [f"y{i}"]))
+    parts[f"the step's {len(gemms)} Gemm nodes alone"] = graph(nodes, ins, outs, inits)
+    split = next(n for n in model.graph.node if n.op_type == "Split" and n.input[0] == "state")
+    pieces = [f"p{i}" for i in range(len(split.output))]
+    parts[f"state Split + Concat alone ({len(pieces)} pieces)"] = graph(
+        [helper.make_node("Split", ["state", split.input[1]], pieces, axis=1),
+         helper.make_node("Concat", [*pieces[1:], pieces[0]], ["out"], axis=1)],
+        [vi("state", 1, [1, state_size])], [vi("out", 1, [1, state_size])],
+        [weights[split.input[1]]])
+    count = len(model.graph.node)
+    chain = [helper.make_node("Add", ["x" if i == 0 else f"a{i - 1}", "one"], [f"a{i}"])
+             for i in range(count)]
+    parts[f"{count} Add nodes on 128 floats"] = graph(
+        [*chain, helper.make_node("Identity", [f"a{count - 1}"], ["out"])],
+        [vi("x", 1, [1, 128])], [vi("out", 1, [1, 128])],
+        [numpy_helper.from_array(np.ones((1, 128), np.float32), "one")])
+    parts["the whole step model"] = model.SerializeToString()
+    calls = {name: _bound_call(ort_session_bytes(blob)) for name, blob in parts.items()}
+    times = interleaved(calls, repeats * 5, block=20)
+    return [{"part": name, "cpu_us_p50": t["cpu_p50_ms"] * 1e3,
+             "cpu_us_p25": t["cpu_p25_ms"] * 1e3, "cpu_us_p75": t["cpu_p75_ms"] * 1e3}
+            for name, t in times.items()]
+
+
+def ort_session_bytes(blob: bytes) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    return ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+
+
+def _bound_call(session: Any) -> Callable[[], Any]:
+    """Batch-1 random inputs and the outputs of one run, bound once (IO binding)."""
+    rng = np.random.default_rng(3)
+    feed = {i.name: rng.standard_normal([1 if isinstance(d, str) else d for d in i.shape]
+                                        ).astype(np.float32) for i in session.get_inputs()}
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed),
+                       strict=True))
+    binding = session.io_binding()
+    for name, array in feed.items():
+        binding.bind_cpu_input(name, array)
+    for name, array in outputs.items():
+        binding.bind_output(name, "cpu", element_type=np.float32, shape=array.shape,
+                            buffer_ptr=array.ctypes.data)
+    return functools.partial(_run_bound, session, binding, (feed, outputs))
+
+
+def _run_bound(session: Any, binding: Any, keep: Any) -> None:  # keep: the bound arrays
+    session.run_with_iobinding(binding)
+
+
 def _plain_step(stepper: Any, feed: dict[str, np.ndarray], slots: list[int],
                 state_out: str) -> None:
     """HostStateStepper.step before the ping-pong buffers (git 91e8f82), line for line."""
