@@ -18,12 +18,20 @@ under load average 8 on 2 cores), which is not the step's cost.
   the FLOPs per frame (``torch.utils.flop_counter``, 2 per multiply-add), as % of sgemm.
   Timed round-robin, call by call, so every variant sees the same machine load.
 * **ORT variants** of the fp32 step at 1 and 64 streams: graph optimisation levels,
-  weight prepacking off, ``run`` vs IO binding into preallocated outputs.
+  weight prepacking off, ``run`` vs IO binding into preallocated outputs, and with IO
+  binding: thread spinning, memory pattern, CPU arena off.
+* **one stream through the SDK** (benchmarks/step_overheads.py): the model call alone, the
+  SDK's stepper (ping-pong state buffers) and the stepper as it was before them, A/B
+  interleaved, p25/p50/p75.
 * **sliding window** (benchmarks/sliding_window.py): the stateless re-run over the
   receptive field at 1, 16, 64 streams; stateful vs window each at its best batch.
 * **streams per core with the front end**: :class:`sdk.stream_batch.StreamBatch` of N
   streams fed 20 ms packets at 16 and 48 kHz (resample, MFCC, noise, step, pixels) -- the
   whole per-stream-frame cost; and the per-stream path (``Stream`` + ``step``) for the ratio.
+* **anatomy of the one-stream model call**: ORT's fixed cost per call, the step's Gemms
+  alone, its state Split + Concat alone, a chain of Add nodes (cost per node), A/B.
+* **front-end parts** of a StreamBatch of 256 streams (checks, resampling, MFCC, steps)
+  at 16 and 48 kHz, and **soxr set-ups** at 48 kHz (cost per stream-frame, delay held back).
 * **one-stream end-to-end latency** (benchmarks/runtime.py ``chunk_latency``, 20 ms
   chunks) with ``generator.onnx`` and with the step model.
 * **int8**: its deltas from ``generator.onnx`` as recorded in the manifest by
@@ -50,109 +58,33 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import REPO_ROOT, load_average, machine_info
+from benchmarks.step_overheads import (
+    anatomy_rows,
+    front_end_parts,
+    one_stream_rows,
+    resampler_rows,
+)
+from benchmarks.step_timing import (
+    FRAME_MS,
+    PACKET_MS,
+    _block,
+    interleaved,
+    iobinding_call,
+    ort_session,
+    pin_to_one_core,
+    run_call,
+    sgemm_call,
+    step_feed,
+)
 
 SHIPPED_BUNDLE = REPO_ROOT / "sdk" / "data" / "default_bundle"
 BATCHES = (1, 16, 64, 256)
-FRAME_MS = 1000.0 / 15
-PACKET_MS = 20
 _PINNED_ENV = "GESTURERT_BENCH_PINNED"
-
-
-def pin_to_one_core() -> int:
-    """Pin this process to the CPU it runs on; returns the CPU number."""
-    cpu = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpu})
-    return cpu
-
-
-def interleaved(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int = 5,
-                block: int = 1) -> dict[str, dict[str, float]]:
-    """Time every call ``repeats`` times round-robin, ``block`` calls in a row per turn (so
-    a small model's weights stay in the cache between its own calls, as in a server that
-    runs one model, while all variants still share the machine's load): p50/p90 wall and
-    p50 thread-CPU milliseconds per call."""
-    for fn in calls.values():
-        for _ in range(warmup):
-            fn()
-    wall: dict[str, list[float]] = {k: [] for k in calls}
-    cpu: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(max(1, repeats // block)):
-        for name, fn in calls.items():
-            for _ in range(block):
-                t0, c0 = time.perf_counter(), time.thread_time()
-                fn()
-                wall[name].append(time.perf_counter() - t0)
-                cpu[name].append(time.thread_time() - c0)
-    return {k: {"p50_ms": 1e3 * float(np.median(wall[k])),
-                "p90_ms": 1e3 * float(np.percentile(wall[k], 90)),
-                "cpu_p50_ms": 1e3 * float(np.median(cpu[k])), "calls": repeats}
-            for k in calls}
-
-
-def _block(batch: int) -> int:
-    """Calls in a row per turn: 20 for small batches (a call is ~0.1 ms), 1 from 64 up."""
-    return 20 if batch < 64 else 1
-
-
-def sgemm_call(n: int = 512) -> tuple[Callable[[], Any], float]:
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    return (lambda: a @ b), 2.0 * n ** 3
-
-
-def ort_session(path: Path, level: str = "all", prepack: bool = True) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = {
-        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
-    if not prepack:
-        options.add_session_config_entry("session.disable_prepacking", "1")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def step_feed(batch: int, frames: int, state_size: int, noise_dim: int,
-              features: np.ndarray, style: int | None = None) -> dict[str, np.ndarray]:
-    """Random step inputs; ``style``: every stream's style index for a model with styles."""
-    rng = np.random.default_rng(batch)
-    rows = rng.integers(0, len(features) - frames, batch)[:, None] + np.arange(frames)
-    return {"features": np.ascontiguousarray(features[rows]),
-            "noise": rng.standard_normal((batch, frames, noise_dim), dtype=np.float32),
-            "state": (0.3 * rng.standard_normal((batch, state_size))).astype(np.float32)
-            } | ({} if style is None else {"style": np.full(batch, style, np.int32)})
 
 
 def _style(generator: Any) -> int | None:
     """The default style's index for a generator with styles (its models take one)."""
     return generator.default_style_index if generator.config.styles else None
-
-
-def run_call(session: Any, feed: dict[str, np.ndarray]) -> Callable[[], Any]:
-    return lambda: session.run(None, feed)
-
-
-def iobinding_call(session: Any, feed: dict[str, np.ndarray]) -> Callable[[], Any]:
-    """IO binding: inputs bound once, outputs into preallocated numpy arrays."""
-    binding = session.io_binding()
-    for name, array in feed.items():
-        binding.bind_cpu_input(name, array)
-    batch, size = feed["state"].shape
-    outputs = {"poses": np.empty((batch, feed["features"].shape[1], 122, 2), np.float32),
-               "saliency": np.empty((batch, feed["features"].shape[1]), np.float32),
-               "state_out": np.empty((batch, size), np.float32)}
-    for name, array in outputs.items():
-        binding.bind_output(name, "cpu", element_type=np.float32, shape=array.shape,
-                            buffer_ptr=array.ctypes.data)
-
-    def call(outputs: dict[str, np.ndarray] = outputs) -> None:  # keeps the buffers alive
-        session.run_with_iobinding(binding)
-    return call
 
 
 def prepare_bundle(bundle: Path | None, generator_ckpt: Path | None, work: Path
@@ -216,6 +148,11 @@ def ort_variant_rows(root: Path, generator: Any, features: np.ndarray, repeats: 
             ort_session(root / STEP_FILE, "all", prepack=False), feed)
         calls["opt all, IO binding, preallocated outputs"] = iobinding_call(
             ort_session(root / STEP_FILE, "all"), feed)
+        for name, flags in (("spinning off", {"spinning": False}),
+                            ("memory pattern off", {"memory_pattern": False}),
+                            ("CPU arena off", {"arena": False})):
+            calls[f"opt all, IO binding, {name}"] = iobinding_call(
+                ort_session(root / STEP_FILE, "all", **flags), feed)
         times = interleaved(calls, max(5, repeats // max(1, batch // 16)), block=_block(batch))
         for name, t in times.items():
             rows.append({"variant": name, "batch": batch,
@@ -366,6 +303,10 @@ def run(bundle: Path | None, generator_ckpt: Path | None, quick: bool) -> dict[s
                                                        root / STEP_FILE, repeats // 2)
         result["front_end"] = front_end_rows(root, (64, 256) if quick else (64, 256, 1024),
                                              10 if quick else 30)
+        result["one_stream"] = one_stream_rows(root, generator, features, repeats)
+        result["anatomy"] = anatomy_rows(root / STEP_FILE, generator.state_size, repeats)
+        result["front_end_parts"] = front_end_parts(root, 256, 10 if quick else 30)
+        result["resamplers"] = resampler_rows(256, 10 if quick else 50)
         result["latency"] = latency_rows(root)
     result["load_average_end"] = load_average()
     return result

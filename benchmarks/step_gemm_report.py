@@ -41,6 +41,12 @@ def goals(result: dict[str, Any]) -> list[list[Any]]:
         None if b1 is None else b1["cpu_us_per_frame"],
         None if b1 is None else b1["cpu_us_per_frame"] <= 60,
         "p50 CPU time, ONNX Runtime 1 thread")
+    sdk_b1 = next((r for r in result.get("one_stream", [])
+                   if r["path"] == "SDK stepper (fp32), ping-pong state"), None)
+    add("batch-1 step <= 60 us per frame through the SDK (fp32 step, HostStateStepper)",
+        None if sdk_b1 is None else sdk_b1["cpu_us_p50"],
+        None if sdk_b1 is None else sdk_b1["cpu_us_p50"] <= 60,
+        "p50 CPU time of HostStateStepper.step, one stream, ping-pong state buffers")
     sw = result["sliding_window"]
     add("stateful >= 10x less time per frame than sliding window, each at its best batch",
         sw["ratio_best"], sw["ratio_best"] >= 10,
@@ -63,6 +69,41 @@ def goals(result: dict[str, Any]) -> list[list[Any]]:
             add("int8 within its validate tolerances", len(problems), not problems,
                 "; ".join(problems) or f"tolerances {record['tolerances']}")
     return rows
+
+
+def overhead_tables(result: dict[str, Any]) -> list[str]:
+    """Markdown of the one-stream SDK path, the StreamBatch parts and the soxr set-ups
+    (empty for results that predate them)."""
+    lines: list[str] = []
+    if result.get("one_stream"):
+        lines += ["## One stream, one frame per call: the model call and the SDK around it",
+                  "", "Interleaved A/B in one run (20 calls in a row per turn); CPU time of "
+                  "the calling thread.", ""]
+        lines += _table(["path", "CPU us p50", "p25", "p75", "wall us p50", "calls"],
+                        [[r["path"], r["cpu_us_p50"], r["cpu_us_p25"], r["cpu_us_p75"],
+                          r["wall_us_p50"], r["calls"]] for r in result["one_stream"]])
+    if result.get("anatomy"):
+        lines += ["## Anatomy of the one-stream model call (fp32, each part its own graph)", "",
+                  "Interleaved A/B in one run, batch 1, IO binding made once; CPU us.", ""]
+        lines += _table(["part", "CPU us p50", "p25", "p75"],
+                        [[r["part"], r["cpu_us_p50"], r["cpu_us_p25"], r["cpu_us_p75"]]
+                         for r in result["anatomy"]])
+    if result.get("front_end_parts"):
+        lines += ["## Where a StreamBatch's time goes (int8 step, CPU us per stream-frame)", ""]
+        lines += _table(["input Hz", "streams", "checks", "resample", "MFCC + frames",
+                         "steps (noise, model, pixels)", "total"],
+                        [[r["rate"], r["streams"], r["checks_us"], r["resample_us"],
+                          r["mfcc_us"], r["steps_us"], r["total_us"]]
+                         for r in result["front_end_parts"]])
+    if result.get("resamplers"):
+        lines += ["## soxr set-ups, 20 ms packets to 16 kHz", "",
+                  "Held back: output still inside the resampler after the packets (its "
+                  "streaming delay, part of the end-to-end latency).", ""]
+        lines += _table(["way", "input Hz", "streams", "CPU us per stream-frame",
+                         "held back ms"],
+                        [[r["way"], r["rate"], r["streams"], r["us_per_stream_frame"],
+                          r["held_back_ms"]] for r in result["resamplers"]])
+    return lines
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -100,6 +141,7 @@ def markdown(result: dict[str, Any]) -> str:
                      "streams per core"],
                     [[r["path"], r["rate"], r["streams"], r["us_per_stream_frame"],
                       r["streams_per_core"]] for r in result["front_end"]])
+    lines += overhead_tables(result)
     lines += ["## One stream, 20 ms chunks", ""]
     lines += _table(["model", "end-to-end p50 ms", "p99 ms", "step p50 ms", "step CPU p50 ms"],
                     [[r["model"], r["end_to_end_p50_ms"], r["end_to_end_p99_ms"],
@@ -157,7 +199,9 @@ def doc_passage(result: dict[str, Any]) -> str:
              f"({result['machine']['cpu_cores']} cores, {machine_state(load)}, "
              f"{result['load_average_end'][0]:.1f} at the end), "
              f"one pinned core, git {str(result['machine']['git_sha'])[:7]}:", "",
-             *_table(["goal", "measured", "status", "how"], goals(result))]
+             *_table(["goal", "measured", "status", "how"], goals(result)),
+             *[line.replace("## ", "#### ", 1) if line.startswith("## ") else line
+               for line in overhead_tables(result)]]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -28,9 +28,13 @@ def test_a_slow_step_is_reported_missed() -> None:
             row["percent_of_sgemm"], row["cpu_us_per_frame"] = 5.0, 500.0
     for row in result["front_end"]:
         row["streams_per_core"] = 10.0
+    for row in result["one_stream"]:
+        row["cpu_us_p50"] = 500.0
     statuses = {g[0]: g[2] for g in goals(result)}
     assert statuses[">= 40 % of single-thread sgemm at batch 64 (fp32 step)"] == "**missed**"
     assert statuses["batch-1 step <= 60 us per frame (fp32 step)"] == "**missed**"
+    assert statuses["batch-1 step <= 60 us per frame through the SDK (fp32 step, "
+                    "HostStateStepper)"] == "**missed**"
     assert all(v == "**missed**" for k, v in statuses.items() if "streams per core" in k)
 
 

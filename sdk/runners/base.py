@@ -7,7 +7,11 @@ A :class:`Runner` wraps one model on one backend:
 * ``infer(feed) -> outputs`` maps input names to numpy arrays and back;
 * ``get_input_metadata()`` says each input's dtype and shape (ints for fixed axes, names
   for dynamic ones); the base class checks every feed against it, once, here;
-* ``last_inference_time()`` is the wall time of the latest ``infer`` in seconds.
+* ``last_inference_time()`` is the wall time of the latest ``infer`` in seconds;
+* ``bind(inputs, outputs) -> call``: a call that runs the model on the current contents of
+  caller-owned input arrays and writes into caller-owned output arrays. ONNX Runtime on the
+  CPU binds them once (IO binding: no per-call binding, allocation or copy); other
+  backends copy from ``infer``. For loops that reuse the same buffers (the state stepper).
 
 **Output-buffer ownership**: the arrays ``infer`` returns belong to the runner and may be
 overwritten by its next ``infer`` (the TensorRT runner returns views of its pinned host
@@ -23,11 +27,13 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
 import numpy as np
+
+from sdk.runners.resident_state import DEFAULT_MAX_ROWS, ResidentStates
 
 # The generator step contract: tensor names shared by export (writes) and sdk (reads).
 FEATURES = "features"  # float32 (B, Tc, feature_dim)
@@ -77,6 +83,7 @@ class Runner(ABC):
         self._active = False
         self._last_inference_time: float | None = None
         self._input_metadata: dict[str, TensorMeta] | None = None
+        self._activations = 0  # a bound call is valid for the activation that made it
 
     # ---- lifecycle ----
     def activate(self) -> Runner:
@@ -85,6 +92,7 @@ class Runner(ABC):
             self._activate()
             self._input_metadata = self._read_input_metadata()
             self._active = True
+            self._activations += 1
         return self
 
     def deactivate(self) -> None:
@@ -137,6 +145,41 @@ class Runner(ABC):
         self._last_inference_time = time.perf_counter() - start
         return outputs
 
+    def bind(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]
+             ) -> Callable[[], None]:
+        """A call that runs the model on ``inputs`` and writes every output into ``outputs``.
+
+        Args:
+            inputs: every input by name: C-contiguous arrays the caller keeps and refills
+                between calls (checked against ``get_input_metadata()`` here, once).
+            outputs: every output by name: C-contiguous arrays of the output's dtype and of
+                the shape these inputs produce (a mismatch fails at the first call).
+        Returns:
+            ``call()``: one run on the arrays' current contents (``last_inference_time``
+            is updated). The arrays must stay alive and keep their shapes while it is used;
+            after ``deactivate`` it raises :class:`RunnerError` (bind again).
+        Raises:
+            RunnerInputError: an input does not match, or an array is not C-contiguous.
+        """
+        meta = self._require_active()
+        check_feed(self.name, meta, inputs)
+        for name, array in (*inputs.items(), *outputs.items()):
+            if not (isinstance(array, np.ndarray) and array.flags.c_contiguous
+                    and array.flags.writeable):
+                raise RunnerInputError(f"{self.name}: bind needs C-contiguous writable numpy "
+                                       f"arrays; {name!r} is not")
+        run = self._bind(dict(inputs), dict(outputs))
+        activation = self._activations
+
+        def call() -> None:
+            if not self._active or self._activations != activation:
+                raise RunnerError(f"{self.name}: this bound call belongs to an earlier "
+                                  "activation of the runner; bind again")
+            start = time.perf_counter()
+            run()
+            self._last_inference_time = time.perf_counter() - start
+        return call
+
     def last_inference_time(self) -> float | None:
         """Seconds the latest ``infer`` took (host wall time, including copies); None before."""
         return self._last_inference_time
@@ -158,6 +201,19 @@ class Runner(ABC):
 
     @abstractmethod
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def _bind(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+              ) -> Callable[[], None]:
+        """Backend hook of :meth:`bind` (arguments checked). Default: ``_infer``, then copy."""
+        def run() -> None:
+            results = self._infer(inputs)
+            for name, array in outputs.items():
+                value = results[name]
+                if value.shape != array.shape:
+                    raise RunnerError(f"{self.name}: output {name!r} has shape {value.shape}, "
+                                      f"the bound buffer {array.shape}")
+                np.copyto(array, value)
+        return run
 
 
 def check_feed(model: str, meta: Mapping[str, TensorMeta], feed: Mapping[str, np.ndarray]) -> None:
@@ -276,7 +332,7 @@ class GeneratorStepper(ABC):
         index = np.asarray(slots, dtype=np.int64)
         if index.shape != (batch,):
             raise ValueError(f"step needs one slot per batch row ({batch}), got {len(slots)}")
-        if np.unique(index).size != batch:
+        if len(set(index.tolist())) != batch:
             raise ValueError(f"step got the same slot twice: {sorted(index.tolist())}")
         return index
 
@@ -309,6 +365,9 @@ class SlotAllocator:
         self._live.remove(slot)
         self._free.append(slot)
 
+    def all_live(self, slots: tuple[int, ...]) -> bool:
+        return self._live.issuperset(slots)
+
     def check_live(self, slot: int) -> None:
         if slot not in self._live:
             raise ValueError(f"slot {slot} is not allocated")
@@ -317,11 +376,18 @@ class SlotAllocator:
 class HostStateStepper(GeneratorStepper):
     """A :class:`GeneratorStepper` over any :class:`Runner`, with the state table in host memory.
 
-    The table is float32 (capacity, S), grown by doubling; gather and scatter are numpy
-    fancy indexing. The runner must be active and is deactivated by :meth:`close`.
+    The table is float32 (capacity, S), grown by doubling. A batch of slots stepped again
+    keeps its state in bound ping-pong buffers instead of the table
+    (:mod:`sdk.runners.resident_state`: no gather, scatter or per-call allocation); the
+    stepper writes it back before a row is read, reset or released. The runner must be
+    active and is deactivated by :meth:`close`.
+
+    Args:
+        max_resident: most streams whose state lives in ping-pong buffers at once.
     """
 
-    def __init__(self, runner: Runner, state_size: int, backend: str) -> None:
+    def __init__(self, runner: Runner, state_size: int, backend: str,
+                 max_resident: int = DEFAULT_MAX_ROWS) -> None:
         if state_size <= 0:
             raise ValueError(f"state_size must be > 0, got {state_size}")
         self.runner = runner.activate()
@@ -329,6 +395,7 @@ class HostStateStepper(GeneratorStepper):
         self.state_size = state_size
         self._slots = SlotAllocator()
         self._table = np.zeros((8, state_size), dtype=np.float32)
+        self._resident = ResidentStates(self._run_checked, self._bind_step, max_resident)
         meta = self.runner.get_input_metadata()
         missing = [n for n in GENERATOR_INPUTS if n not in meta]
         if missing:
@@ -339,7 +406,7 @@ class HostStateStepper(GeneratorStepper):
         self.styled = STYLE in meta
 
     def allocate_slot(self) -> int:
-        slot = self._slots.allocate()
+        slot = self._slots.allocate()  # never resident: released slots were written back
         if slot >= self._table.shape[0]:
             grown = np.zeros((2 * self._table.shape[0], self.state_size), dtype=np.float32)
             grown[: self._table.shape[0]] = self._table
@@ -348,33 +415,48 @@ class HostStateStepper(GeneratorStepper):
         return slot
 
     def release_slot(self, slot: int) -> None:
+        self._slots.check_live(slot)
+        self._resident.flush(self._table, slot)
         self._slots.release(slot)
 
     def reset_slot(self, slot: int) -> None:
         self._slots.check_live(slot)
+        self._resident.flush(self._table, slot)
         self._table[slot] = 0.0
 
     def read_state(self, slot: int) -> np.ndarray:
         self._slots.check_live(slot)
+        self._resident.flush(self._table, slot)
         return self._table[slot].copy()
 
     def step(self, features: np.ndarray, noise: np.ndarray, slots: Sequence[int],
              styles: np.ndarray | None = None) -> StepOutputs:
-        index = self._check_slots(slots, features.shape[0])
-        style_feed = self._style_feed(self.styled, styles, index.size)
-        for slot in index:
-            self._slots.check_live(int(slot))
-        outputs = self.runner.infer(
-            {FEATURES: features, NOISE: noise, STATE: self._table[index]} | style_feed
-        )
-        state_out = outputs[STATE_OUT]
-        if state_out.shape != (index.size, self.state_size):
+        rows = tuple(map(int, slots))
+        if len(rows) != features.shape[0] or len(set(rows)) != len(rows):
+            self._check_slots(slots, features.shape[0])  # raises, saying which
+        if not self._slots.all_live(rows):
+            for slot in rows:
+                self._slots.check_live(slot)  # raises for the first one not allocated
+        style_feed = self._style_feed(self.styled, styles, len(rows))
+        out = self._resident.step(self._table, {FEATURES: features, NOISE: noise} | style_feed,
+                                  rows)
+        return StepOutputs(poses=out[POSES], saliency=out[SALIENCY])
+
+    def _run_checked(self, inputs: dict[str, np.ndarray], state: np.ndarray
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """One checked ``infer`` (ResidentStates' plain and first steps)."""
+        outputs = dict(self.runner.infer({**inputs, STATE: state}))
+        state_out = outputs.pop(STATE_OUT)
+        if state_out.shape != state.shape:
             raise RunnerError(
                 f"{self.runner.name}: state_out has shape {state_out.shape}, expected "
-                f"({index.size}, {self.state_size}) (manifest state_size)"
+                f"({state.shape[0]}, {self.state_size}) (manifest state_size)"
             )
-        self._table[index] = state_out
-        return StepOutputs(poses=outputs[POSES], saliency=outputs[SALIENCY])
+        return outputs, state_out
+
+    def _bind_step(self, inputs: dict[str, np.ndarray], state: np.ndarray,
+                   outputs: dict[str, np.ndarray], state_out: np.ndarray) -> Callable[[], None]:
+        return self.runner.bind({**inputs, STATE: state}, {**outputs, STATE_OUT: state_out})
 
     def close(self) -> None:
         self.runner.deactivate()

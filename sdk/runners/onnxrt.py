@@ -13,19 +13,20 @@ instead of ``session.run``'s extra staging. On the CPU, with ``reuse_outputs``, 
 inputs and writes the outputs into numpy buffers it keeps per input shape (``session.run``
 allocates and wraps fresh outputs every call: ~10 % of a one-stream step,
 benchmarks/step_gemm.py); a model whose output axes are not named after input axes falls
-back to ``session.run``.
+back to ``session.run``. ``bind`` (CPU) makes one IO binding on the caller's arrays and
+reuses it for every call: nothing is bound, allocated or copied per call.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sdk.runners.base import Runner, RunnerError, TensorMeta
+from sdk.runners.base import Runner, RunnerError, RunnerInputError, TensorMeta
 
 _PROVIDER_LIBRARIES = {  # provider -> its shared library in onnxruntime/capi
     "CUDAExecutionProvider": "libonnxruntime_providers_cuda.so",
@@ -206,6 +207,30 @@ class OnnxRuntimeRunner(Runner):
             shape = tuple(d if isinstance(d, int) else str(d) for d in arg.shape)
             meta[arg.name] = TensorMeta(arg.name, np.dtype(_ORT_TYPES[arg.type]), shape)
         return meta
+
+    def _bind(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+              ) -> Callable[[], None]:
+        """CPU: one IO binding of the caller's arrays, made here and reused by every call
+        (ONNX Runtime reads the inputs and writes the outputs in place, no copy)."""
+        if self._use_io_binding:  # a GPU provider: ORT's own staging (see the module doc)
+            return super()._bind(inputs, outputs)
+        unknown = sorted(set(outputs) - set(self._output_names))
+        if unknown:
+            raise RunnerInputError(f"{self.name}: the model has no outputs {unknown}; it has "
+                                   f"{self._output_names}")
+        session, binding = self._session, self._session.io_binding()
+        for name, array in inputs.items():
+            binding.bind_cpu_input(name, array)
+        for name, array in outputs.items():
+            binding.bind_output(name, "cpu", element_type=array.dtype.type, shape=array.shape,
+                                buffer_ptr=array.ctypes.data)
+
+        def run() -> None:
+            try:
+                session.run_with_iobinding(binding)
+            except Exception as exc:
+                raise RunnerError(f"{self.name}: inference failed: {exc}") from exc
+        return run
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
