@@ -159,10 +159,14 @@ def shift_other_style(root: Path) -> None:
     edit_weights(root, edit)
 
 
-# faults for bundles whose reference holds a second style (manifest reference.other_style)
+# faults for bundles whose reference holds a second style (manifest reference.other_style);
+# the fault edits generator.onnx: with step models the runtime steps through those, so
+# validate names it in the step-model comparison (generator.onnx vs each step model, every
+# style), without them in the other style's keypoints
 STYLE_CORPUS: dict[str, tuple[Fault, str]] = {
     "a non-default style row +0.1": (shift_other_style, "generator keypoints_max_px"),
 }
+STYLE_FAULT_WITH_STEP_MODELS = "step-model step_keypoints_max_abs"
 
 
 def run_corpus(bundle: Path, work: Path) -> list[dict[str, object]]:
@@ -172,9 +176,11 @@ def run_corpus(bundle: Path, work: Path) -> list[dict[str, object]]:
     Returns one record per case: fault, exit code, the stage/metric expected, the first
     failure lines and whether the expected one is among them.
     """
-    reference = load_bundle(bundle).manifest.reference
-    corpus = CORPUS | (STYLE_CORPUS if reference is not None and reference.other_style
-                       else {})
+    manifest = load_bundle(bundle).manifest
+    reference = manifest.reference
+    styled = {name: (make, STYLE_FAULT_WITH_STEP_MODELS if manifest.step_models else expected)
+              for name, (make, expected) in STYLE_CORPUS.items()}
+    corpus = CORPUS | (styled if reference is not None and reference.other_style else {})
     cases: list[tuple[str, Fault | None, str]] = [("pristine", None, "")]
     cases += [(name, make, expected) for name, (make, expected) in corpus.items()]
     records: list[dict[str, object]] = []

@@ -18,7 +18,7 @@ import pytest
 from onnx import numpy_helper
 
 from export.tamper import edit_manifest, rehash
-from sdk.bundle import Manifest
+from sdk.bundle import Manifest, load_bundle
 from sdk.cli import main
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "sdk" / "data" / "default_bundle"
@@ -80,3 +80,19 @@ def test_a_changed_fp32_step_model_fails(tmp_path: Path,
     failed = {(c["stage"], c["mode"]) for c in report["checks"] if not c["passed"]}
     assert ("generator", "offline") in failed  # the golden check sees the step model
     assert any(stage == "step-model" for stage, _ in failed)
+
+
+def test_a_generator_onnx_whose_other_style_differs_from_its_step_models_fails(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The runtime steps through the step models, so the golden checks of the other style
+    pass; only comparing generator.onnx with each step model in every style sees it."""
+    from export.tamper import shift_other_style
+
+    root = _copy(tmp_path)
+    if len(load_bundle(root).manifest.generator.styles) < 2:
+        pytest.skip("the shipped bundle has one style")
+    shift_other_style(root)
+    code, report, err = _validate(root, tmp_path / "out", capsys)
+    assert code == 1, err
+    failed = {(c["stage"], c["metric"]) for c in report["checks"] if not c["passed"]}
+    assert ("step-model", "step_keypoints_max_abs") in failed
