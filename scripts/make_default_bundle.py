@@ -15,7 +15,8 @@ Stages, each one of the project's own commands run in a subprocess and timed:
    ``--set run.threads=1`` (a machine setting, not a model one: on the shared 2-core CPU
    two OpenMP threads per process ran several times slower; ``--threads 0`` = torch's
    default);
-3. ``gesturert export`` of the generator and PoseSyncNet into ``WORK/bundle``;
+3. ``gesturert export`` of the generator and PoseSyncNet into ``WORK/bundle``, then
+   ``gesturert export-step`` (the GEMM-shaped one-frame step models, fp32 and int8);
 4. the bundle replaces ``--dest`` (default ``sdk/data/default_bundle/``); the report says
    which of its files are byte-identical to those of the bundle it replaced (the manifest
    aside: it records the time of export), so a rebuild shows whether it reproduced it;
@@ -195,6 +196,8 @@ def export_and_validate(generator: Path, posesync: Path, dest: Path, validation:
         bundle = Path(tmp) / "bundle"
         run_stage("export", ["export", "--generator", str(generator), "--posesync",
                              str(posesync), "--out", str(bundle), "--quiet"], timings, quiet)
+        run_stage("export-step", ["export-step", str(bundle), "--generator", str(generator)],
+                  timings, quiet)
         replaced = compare_bundles(dest, bundle)
         replace_bundle(bundle, dest)
     run_stage("validate", ["validate", _repo_relative(dest), "--out",

@@ -35,7 +35,7 @@ def test_make_default_bundle_trains_exports_and_evaluates_with_the_baseline(
     assert json.loads((tmp_path / "validation" / "validate.json").read_text())["passed"]
     timing = json.loads((tmp_path / "results" / "default_training.json").read_text())
     assert timing["compared_with_replaced"] is None  # --dest held no bundle
-    assert {"synth", "train posesync", "train fgd", "train generator", "export",
+    assert {"synth", "train posesync", "train fgd", "train generator", "export", "export-step",
             "train shuffled baseline", "evaluate"} <= set(timing["seconds"])
     assert timing["jobs"] == 2 and timing["voices"].endswith("flite-awb")
     voices = json.loads((tmp_path / "results" / "training_voices.json").read_text())
