@@ -29,6 +29,10 @@ SOURCES = {
     "ablation_modules": RESULTS / "ablations" / "ablation_modules.json",
     "ablation_lookahead": RESULTS / "ablations" / "ablation_lookahead.json",
     "cli_start": RESULTS / "2core-amd-epyc" / "cli_start.json",
+    "voices_acceptance": RESULTS / "voices" / "acceptance.json",
+    "voices_acceptance_before": RESULTS / "voices" / "acceptance_synthetic_voice_bundle.json",
+    "training_voices": RESULTS / "training" / "training_voices.json",
+    "evaluation_before": RESULTS / "training" / "synthetic_voice_bundle" / "evaluation.json",
 }
 
 
@@ -239,6 +243,68 @@ def manifest_psd() -> str:
     return f"{load('manifest')['psd_reference']['value']:.2f}"
 
 
+# ---------------------------------------------------------------- voices (issue 17)
+def _voices_acceptance(source: str) -> str:
+    rows = []
+    for name, r in load(source)["rows"].items():
+        failed = [k for k, ok in r["passed"].items() if not ok]
+        rows.append([name.replace("sample:", "sample "), f"{r['psd']:.3f}",
+                     f"{r['mean_pose_psd']:.3f}",
+                     ", ".join(f"{o:+d}" for o in r["best_offsets"]),
+                     f"{r['confidence']:.2f}", f"{r['mouth_energy_r']:.2f}",
+                     f"{r['mean_abs_z']:.2f}", f"{r['beyond_4sd']:.3%}",
+                     "all met" if not failed else "missed: " + ", ".join(failed)])
+    return _table(["audio", "PSD ↓", "mean pose PSD", "best offsets", "confidence",
+                   "mouth r", "mean abs z", "beyond 4 SD", "criteria"], rows)
+
+
+def eval_before_after() -> str:
+    """The generator against its own test set's references, before and after the voiced
+    corpus: ratios, since FGD encoder, judge and test set differ between the two."""
+    rows = []
+    for label, source in (("synthetic voice (previous)", "evaluation_before"),
+                          ("voiced corpus (shipped)", "evaluation")):
+        ev = load(source)
+        m = ev["methods"]
+        gen, mean, truth = m["generator"], m["mean_pose"], m["ground_truth"]
+        rows.append([label, str(ev["sequences"]), f"{gen['fgd'] / mean['fgd']:.3f}",
+                     f"{gen['psd'] / mean['psd']:.3f}",
+                     f"{gen['psd'] / truth['psd']:.2f}", f"{gen['lip_sync']:.3f}",
+                     f"{gen['detector_auc']:.3f}",
+                     f"{gen['diversity'] / truth['diversity']:.2f}"])
+    return _table(["generator, test set", "sequences", "FGD / mean pose's ↓",
+                   "PSD / mean pose's ↓", "PSD / ground truth's", "lip-sync r ↑",
+                   "detector AUC ↑", "diversity / ground truth's"], rows)
+
+
+def voices_criteria() -> str:
+    """Issue 17's criteria, from the constants benchmarks/voices_acceptance.py applies."""
+    from benchmarks import voices_acceptance as va
+
+    return (f"PSD <= {va.PSD_MAX} and <= {va.MEAN_POSE_RATIO_MAX} x the mean pose's on the "
+            f"same audio, best offset within ±{va.OFFSET_MAX_FRAMES} frame with confidence >= "
+            f"{va.CONFIDENCE_MIN}, mouth opening vs audio energy r >= {va.MOUTH_R_MIN}, body "
+            f"and hands inside the training poses (mean |z| <= {va.MEAN_ABS_Z_MAX}, <= "
+            f"{va.BEYOND_4SD_MAX:.1%} beyond 4 SD)")
+
+
+def training_voices() -> str:
+    voices = load("training_voices")
+    trained = [v for v in voices.values() if not v["held_out"]]
+    held = sorted(name for name, v in voices.items() if v["held_out"])
+    engines = sorted({v["engine"] for v in trained})
+    licences = sorted({v["licence"] for v in trained})
+    languages = sorted({v["language"] for v in trained})
+    return (f"{len(trained)} voices ({', '.join(engines)}; {len(languages)} languages: "
+            f"{', '.join(languages)}; "
+            f"{sum(v['gender'] == 'female' for v in trained)} female, "
+            f"{sum(v['gender'] == 'male' for v in trained)} male), held out: "
+            f"{', '.join(held)}. Licences: {'; '.join(licences)}; every trained voice "
+            + ("allows distributing a model trained on its output"
+               if all(v["model_distributable"] for v in trained) else
+               "does NOT allow distributing a model trained on its output"))
+
+
 # ---------------------------------------------------------------- ablations
 def _range(per_seed: dict[str, dict[str, float]], key: str, fmt: str) -> str:
     values = [run[key] for run in per_seed.values()]
@@ -288,6 +354,11 @@ REGIONS: dict[str, Callable[[], str]] = {
     "training_load": training_load,
     "robustness_sample": robustness_sample,
     "manifest_psd": manifest_psd,
+    "voices_acceptance": lambda: _voices_acceptance("voices_acceptance"),
+    "voices_acceptance_before": lambda: _voices_acceptance("voices_acceptance_before"),
+    "training_voices": training_voices,
+    "voices_criteria": voices_criteria,
+    "eval_before_after": eval_before_after,
     "ablation_topk": _ablation("ablation_topk"),
     "ablation_modules": _ablation("ablation_modules"),
     "ablation_lookahead": _ablation("ablation_lookahead"),
