@@ -101,8 +101,15 @@ def prepare_bundle(bundle: Path | None, generator_ckpt: Path | None, work: Path
     if generator_ckpt is not None:
         generator, _ = load_generator(generator_ckpt)
     else:
-        config = load_config(GeneratorTrainingConfig,
-                             REPO_ROOT / "train" / "configs" / "generator.yaml", []).model
+        import dataclasses
+
+        from sdk.bundle import load_bundle
+
+        spec = load_bundle(root).manifest.generator  # the style table is the bundle's
+        config = dataclasses.replace(
+            load_config(GeneratorTrainingConfig,
+                        REPO_ROOT / "train" / "configs" / "generator.yaml", []).model,
+            styles=spec.styles, default_style=spec.default_style)
         generator = generator_from_onnx(root / "generator.onnx", config)
     add_step_models(root, generator)
     return root, generator

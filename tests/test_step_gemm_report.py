@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
+
+import pytest
 
 from benchmarks.step_gemm_report import DOC, DOC_END, DOC_START, RESULTS, doc_passage, goals
 
@@ -45,3 +48,17 @@ def test_int8_out_of_tolerance_is_reported_missed() -> None:
             record["measured"]["keypoints_max_abs"] = 1.0
     statuses = {g[0]: g[2] for g in goals(result)}
     assert statuses["int8 within its validate tolerances"] == "**missed**"
+
+
+@pytest.mark.slow
+def test_the_benchmark_rebuilds_the_shipped_bundles_generator_with_its_styles(
+        tmp_path: Path) -> None:
+    """Without a checkpoint the benchmark rebuilds the torch generator from generator.onnx:
+    with the bundle's style table, or the step models cannot be made from it."""
+    from benchmarks.step_gemm import prepare_bundle
+    from sdk.bundle import load_bundle
+
+    root, generator = prepare_bundle(None, None, tmp_path)
+    manifest = load_bundle(root).manifest
+    assert generator.config.styles == manifest.generator.styles
+    assert {s.precision for s in manifest.step_models} == {"fp32", "int8"}
