@@ -127,8 +127,14 @@ def ort_session_bytes(blob: bytes) -> Any:
 def _bound_call(session: Any) -> Callable[[], Any]:
     """Batch-1 random inputs and the outputs of one run, bound once (IO binding)."""
     rng = np.random.default_rng(3)
-    feed = {i.name: rng.standard_normal([1 if isinstance(d, str) else d for d in i.shape]
-                                        ).astype(np.float32) for i in session.get_inputs()}
+
+    def value(node: Any) -> np.ndarray:  # int inputs (the style index) get index 0
+        shape = [1 if isinstance(d, str) else d for d in node.shape]
+        if node.type == "tensor(int32)":
+            return np.zeros(shape, np.int32)
+        return rng.standard_normal(shape).astype(np.float32)
+
+    feed = {i.name: value(i) for i in session.get_inputs()}
     outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed),
                        strict=True))
     binding = session.io_binding()
