@@ -156,7 +156,6 @@ NOT_MEASURED: dict[str, str] = {
     "32 KiB": "the websockets library's write buffer limit (sdk/live/server.py)",
     "256 KiB": "the live server's outbound-bytes bound per connection (sdk/live/server.py)",
     "143 ms": "the shipped bundle's algorithmic latency (L = 2 at 15 fps), derived from the spec",
-    "33 ms": "the live server's stepping tick (sdk/live/config.py), a setting",
     "250 ms": "the live server's overload threshold (sdk/live/config.py), a setting",
     "3600s": "a tunnel timeout in the shipped HAProxy/nginx configurations (deploy/), a setting",
     "100 x": _TOL + " (fp32 = 100 x the deviation measured at export, sdk/golden.py)",

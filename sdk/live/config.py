@@ -13,7 +13,10 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     max_streams: int = 256
-    tick_seconds: float = 0.033
+    # the pump's period: one client message (20 ms of audio) per tick; 33 ms held 96 real-time
+    # clients at the latency goal on the 2-core machine, 20 ms held 128 (benchmarks/results/
+    # 2core-amd-epyc/serve_tick33/serve.md and serve.md, one after the other)
+    tick_seconds: float = 0.020
     max_message_bytes: int = 1 << 20
     max_backlog_seconds: float = 2.0
     max_outbound_frames: int = 150  # 10 s at 15 fps
