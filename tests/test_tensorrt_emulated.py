@@ -16,12 +16,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from cuda_emu.emulator import build_emulator
 from cuda_emu.fake_driver import FakeDriver
-from cuda_emu.fake_tensorrt import fake_tensorrt
 from helpers_bundle import TINY_GENERATOR, tiny_bundle  # noqa: F401  (session fixture)
+from helpers_device_path import fake, library  # noqa: F401  (fixtures: emulator, fake TensorRT)
 
-from sdk.cuda import nvrtc
 from sdk.features import DEFAULT_FEATURES
 from sdk.runners.base import HostStateStepper, RunnerError, RunnerInputError
 from sdk.runners.onnxrt import OnnxRuntimeRunner
@@ -30,33 +28,6 @@ from sdk.runners.tensorrt_stepper import TensorRTStepper
 
 F = DEFAULT_FEATURES.feature_dim
 N = TINY_GENERATOR.noise_dim
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_emulator(nvrtc.feature_defines(DEFAULT_FEATURES),
-                          tmp_path_factory.mktemp("cuda_emu"))
-
-
-@pytest.fixture()
-def fake(library: Path, tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
-         tmp_path: Path) -> FakeDriver:
-    import cuda.bindings
-
-    driver = FakeDriver(library, compute_capability=(9, 0))
-    monkeypatch.setattr(cuda.bindings, "driver", driver)
-    monkeypatch.setenv("GESTURERT_CACHE", str(tmp_path / "cache"))
-    state = OnnxRuntimeRunner(tiny_bundle / "generator.onnx")
-    with state:
-        s = int(state.get_input_metadata()["state"].shape[1])
-    profile = {"features": ((1, 1, F), (8, 1, F), (32, 4, F)),
-               "noise": ((1, 1, N), (8, 1, N), (32, 4, N)),
-               "state": ((1, s), (8, s), (32, s))}
-    monkeypatch.setitem(sys.modules, "tensorrt",
-                        fake_tensorrt(tiny_bundle / "generator.onnx", profile, driver))
-    (tmp_path / "generator.plan").write_bytes(b"plan")
-    driver.state_size = s  # type: ignore[attr-defined]
-    return driver
 
 
 @pytest.fixture()
@@ -76,7 +47,7 @@ def data(rng: np.random.Generator, batch: int, frames: int) -> tuple[np.ndarray,
 
 
 def test_device_state_stepper_matches_the_host_stepper(
-        steppers: tuple[HostStateStepper, TensorRTStepper], fake: FakeDriver) -> None:
+        steppers: tuple[HostStateStepper, TensorRTStepper], fake: FakeDriver) -> None:  # noqa: F811
     host, device = steppers
     for stepper in (host, device):
         for _ in range(24):  # past the initial table of 16 rows: it grows once
@@ -98,7 +69,7 @@ def test_device_state_stepper_matches_the_host_stepper(
 
 
 def test_a_step_is_one_graph_launch_whatever_the_slots(
-        steppers: tuple[HostStateStepper, TensorRTStepper], fake: FakeDriver) -> None:
+        steppers: tuple[HostStateStepper, TensorRTStepper], fake: FakeDriver) -> None:  # noqa: F811
     """Scattered slots used to cost one cuMemcpyDtoDAsync per run of slots, outside the
     graph (up to 2 x batch driver calls); now gather and scatter are kernels in it."""
     _, device = steppers
@@ -115,7 +86,7 @@ def test_a_step_is_one_graph_launch_whatever_the_slots(
 
 
 def test_contexts_share_one_activation_buffer(
-        steppers: tuple[HostStateStepper, TensorRTStepper], fake: FakeDriver) -> None:
+        steppers: tuple[HostStateStepper, TensorRTStepper], fake: FakeDriver) -> None:  # noqa: F811
     _, device = steppers
     slots = [device.allocate_slot() for _ in range(5)]
     rng = np.random.default_rng(2)
@@ -129,7 +100,7 @@ def test_contexts_share_one_activation_buffer(
 
 
 def test_a_failed_capture_falls_back_to_direct_enqueue(
-        steppers: tuple[HostStateStepper, TensorRTStepper], fake: FakeDriver,
+        steppers: tuple[HostStateStepper, TensorRTStepper], fake: FakeDriver,  # noqa: F811
         caplog: pytest.LogCaptureFixture) -> None:
     host, device = steppers
     fake.capture_fails = True
@@ -161,7 +132,7 @@ def test_step_inputs_are_checked(steppers: tuple[HostStateStepper, TensorRTStepp
 
 
 def test_a_runner_that_fails_to_activate_releases_its_stream_and_context(
-        fake: FakeDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        fake: FakeDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     def fail(self: TensorRTRunner, engine: Any) -> None:
         raise RunnerError("allocation failed")
 
@@ -172,7 +143,7 @@ def test_a_runner_that_fails_to_activate_releases_its_stream_and_context(
     assert (live["streams"], live["primary_context"]) == (0, 0)
 
 
-def test_closing_the_stepper_releases_everything(fake: FakeDriver, tmp_path: Path) -> None:
+def test_closing_the_stepper_releases_everything(fake: FakeDriver, tmp_path: Path) -> None:  # noqa: F811
     device = TensorRTStepper(TensorRTRunner(tmp_path / "generator.plan"),
                              fake.state_size)  # type: ignore[attr-defined]
     slots = [device.allocate_slot() for _ in range(2)]
@@ -184,7 +155,7 @@ def test_closing_the_stepper_releases_everything(fake: FakeDriver, tmp_path: Pat
 
 
 def test_cuda_mfcc_writes_features_into_the_engine_binding_like_the_cpu_path(
-        steppers: tuple[HostStateStepper, TensorRTStepper], fake: FakeDriver,
+        steppers: tuple[HostStateStepper, TensorRTStepper], fake: FakeDriver,  # noqa: F811
         speech_16k: np.ndarray) -> None:
     """The runtime's GPU path: audio goes to the device once per 15 fps chunk, the CUDA
     MFCC writes each step's feature frames straight into the engine's ``features`` input
