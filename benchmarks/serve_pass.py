@@ -3,15 +3,16 @@
     python -m benchmarks.serve_pass [--out DIR] [--quick]
 
 What one pass of ``gesturert serve``'s worker thread does, without sockets: N streams each
-get the audio of one 33 ms tick (16 kHz pcm16, one block per stream, offsets staggered
-so streams reach frame boundaries at different ticks, as connections do), then every
-ready stream is stepped and its frames popped. Two implementations side by side, in
-alternating rounds: the per-stream path the server used before (``Stream.accept_waveform``,
-``StreamingGenerator.step``, ``Stream.pop_frames``) and :class:`sdk.live.batched_streams.
-BatchedStreams` (one vectorised front end and batched steps). Measured: process CPU time
-(all threads) per stream-frame, median over rounds, in a child process pinned to one
-ONNX Runtime thread and one BLAS thread, as the server runs. Not measured here: the event
-loop's per-message WebSocket work (``gesturert bench --serve`` measures the whole).
+get the audio of one server tick (``ServerConfig.tick_seconds``; 16 kHz pcm16, one block
+per stream, offsets staggered so streams reach frame boundaries at different ticks, as
+connections do), then every ready stream is stepped and its frames popped. Two
+implementations side by side, in alternating rounds: the per-stream path the server used
+before (``Stream.accept_waveform``, ``StreamingGenerator.step``, ``Stream.pop_frames``)
+and :class:`sdk.live.batched_streams.BatchedStreams` (one vectorised front end and
+batched steps). Measured: process CPU time (all threads) per stream-frame, median over
+rounds, in a child process pinned to one ONNX Runtime thread and one BLAS thread, as the
+server runs. Not measured here: the event loop's per-message WebSocket work (``gesturert
+bench --serve`` measures the whole).
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from benchmarks.common import (
     machine_state,
     write_results,
 )
+from sdk.live.config import ServerConfig
 
 STREAMS = (8, 64, 200, 512)
-TICK_SAMPLES = 528  # 33 ms of 16 kHz audio: the server's tick (sdk/live/config.py)
-RATE = 16000
+RATE = 16000  # Hz, the clients' (and the shipped bundle's) sample rate
+TICK_SAMPLES = round(ServerConfig().tick_seconds * RATE)  # audio per stream per server tick
 _CHILD_ENV = "GESTURERT_SERVE_PASS_CHILD"
 
 
@@ -135,7 +137,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['load_average_end']}. One child process per stream count, ONNX Runtime "
         "and BLAS on one thread each; process CPU time (all threads) per stream-frame, "
         f"median of {result['rounds']} alternating rounds of {result['ticks_per_round']} "
-        f"ticks, each tick {result['tick_samples']} samples (33 ms at 16 kHz) per stream. "
+        f"ticks, each tick {result['tick_samples']} samples "
+        f"({1e3 * result['tick_samples'] / RATE:.0f} ms at {RATE // 1000} kHz) per stream. "
         "No sockets: the event loop's WebSocket work is not in these numbers.", "",
         "| streams | Stream path, CPU us per stream-frame | BatchedStreams | ratio | rounds "
         "(Stream / BatchedStreams) | load avg (1 min) |", "|---|---|---|---|---|---|"]
