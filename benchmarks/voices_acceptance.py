@@ -133,7 +133,7 @@ def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0) -> dict[str
     sequences = load_corpus_sequences(corpus)
     rows: dict[str, Any] = {}
     with StreamingGenerator(str(bundle_dir)) as generator:
-        styles = tuple(getattr(generator, "styles", ()) or ())
+        styles = generator.styles
         rate = generator.manifest.features.sample_rate
         for voice in held:
             audios = [s.audio.astype(np.float32) for s in sequences
