@@ -110,10 +110,10 @@ class _Graph:
         return name
 
     def op(self, op_type: str, inputs: list[str], hint: str, outputs: int = 1,
-           **attrs: Any) -> list[str]:
+           node_name: str = "", **attrs: Any) -> list[str]:
         names = [self.name(hint) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, inputs, names, name=self.name(op_type),
-                                           **attrs))
+        self.nodes.append(helper.make_node(op_type, inputs, names,
+                                           name=node_name or self.name(op_type), **attrs))
         return names
 
     def one(self, op_type: str, inputs: list[str], hint: str, **attrs: Any) -> str:
@@ -121,9 +121,11 @@ class _Graph:
 
     def gemm(self, x: str, weight: np.ndarray, bias: np.ndarray, hint: str,
              slope: float | None = None) -> str:
-        """x (B, C_in) @ weight (C_in, C_out) + bias, then LeakyReLU(slope) if given."""
-        y = self.one("Gemm", [x, self.const(hint + "_w", _f32(weight)),
-                              self.const(hint + "_b", _f32(bias))], hint)
+        """x (B, C_in) @ weight (C_in, C_out) + bias, then LeakyReLU(slope) if given; the
+        Gemm node is named ``<hint>_gemm`` (the int8 export names the layers it keeps fp32)."""
+        y = self.op("Gemm", [x, self.const(hint + "_w", _f32(weight)),
+                             self.const(hint + "_b", _f32(bias))], hint,
+                    node_name=hint + "_gemm")[0]
         return y if slope is None else self.one("LeakyRelu", [y], hint + "_act", alpha=slope)
 
 

@@ -24,11 +24,13 @@ def _run_export_step(args: argparse.Namespace) -> int:
 
     try:
         generator, _ = load_generator(args.generator)
-        manifest = add_step_models(args.bundle, generator, int8=not args.no_int8)
+        export = add_step_models(args.bundle, generator, int8=not args.no_int8)
     except (CheckpointError, ExportError, OnnxExportError, BundleError) as exc:
         print(f"gesturert export-step: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    for record in manifest.step_models:
+    if export.int8_problem:
+        print(f"gesturert export-step: {export.int8_problem}", file=sys.stderr)
+    for record in export.manifest.step_models:
         shown = {k: round(v, 6) if isinstance(v, float) else v
                  for k, v in record.measured.items()}
         print(f"{record.file} ({record.precision}): {shown}")

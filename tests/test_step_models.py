@@ -7,16 +7,17 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
-from export import step_bundle
+from export import step_bundle, step_int8
 from export.bundle_writer import ExportError
 from export.gemm_step import STEP_FILE, STEP_INT8_FILE
 from export.gemm_step_check import generator_from_onnx
 from export.trt_ops import check_bundle
 from sdk.bundle import load_bundle
 from sdk.runners.select import BackendConfig, BackendError
-from sdk.step_precision import check_step_model
+from sdk.step_precision import check_step_model, measure_step_model
 from sdk.streaming import GeneratorConfig, StreamingGenerator
 from tests.helpers_bundle import TINY_GENERATOR, tiny_bundle  # noqa: F401  (fixture)
 from tests.helpers_streaming import run_chunks
@@ -101,13 +102,59 @@ def test_check_trt_covers_the_fp32_step_model(step_bundle_dir: Path) -> None:
     assert all(r.ok for r in reports), [r.format() for r in reports]
 
 
-def test_an_int8_model_out_of_tolerance_is_not_added(tiny_bundle: Path, tmp_path: Path,  # noqa: F811
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_int8_model_out_of_tolerance_is_not_added_but_fp32_is(
+        tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     root = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, root)
     monkeypatch.setattr(step_bundle, "INT8_TOLERANCES", {"keypoints_max_abs": 1e-9})
+    monkeypatch.setattr(step_int8, "MAX_FP32_LAYERS", 2)
+    export = step_bundle.add_step_models(root, generator_from_onnx(root / "generator.onnx",
+                                                                   TINY_GENERATOR))
+    assert "keypoints_max_abs" in export.int8_problem
+    assert "2 Gemm layers kept fp32" in export.int8_problem
+    manifest = load_bundle(root).manifest
+    assert [r.precision for r in manifest.step_models] == ["fp32"] == \
+        [r.precision for r in export.manifest.step_models]
+    assert (root / STEP_FILE).exists() and not (root / STEP_INT8_FILE).exists()
+
+
+def test_an_fp32_step_model_out_of_tolerance_adds_nothing(
+        tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    root = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, root)
+    monkeypatch.setattr(step_bundle, "FP32_TOLERANCES", {"keypoints_max_abs": 0.0})
     with pytest.raises(ExportError, match="keypoints_max_abs"):
         step_bundle.add_step_models(root, generator_from_onnx(root / "generator.onnx",
                                                               TINY_GENERATOR))
     assert load_bundle(root).manifest.step_models == ()
     assert not (root / STEP_FILE).exists() and not (root / STEP_INT8_FILE).exists()
+
+
+def test_int8_keeps_the_most_sensitive_gemms_fp32_when_all_int8_is_too_far(
+        step_bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tolerances between 'all Gemms int8' and 'none': the search must keep some fp32, the
+    model on disk must be the one recorded, and validate's check must pass on it."""
+    record = next(r for r in load_bundle(step_bundle_dir).manifest.step_models
+                  if r.precision == "int8")
+    all_int8 = float(record.measured["keypoints_max_abs"])
+    root = tmp_path / "bundle"
+    shutil.copytree(step_bundle_dir, root)
+    # half of all-int8's error allowed, so 'within HEADROOM' needs <= a quarter of it
+    monkeypatch.setattr(step_bundle, "INT8_TOLERANCES", {"keypoints_max_abs": all_int8 / 2})
+    export = step_bundle.add_step_models(root, generator_from_onnx(root / "generator.onnx",
+                                                                   TINY_GENERATOR))
+    int8 = next(r for r in export.manifest.step_models if r.precision == "int8")
+    kept = int8.measured["fp32_layers"]
+    assert kept and int8.measured["keypoints_max_abs"] <= all_int8 / 4
+    sensitivity = int8.measured["layer_sensitivity"]
+    assert kept[0] == max(sensitivity, key=sensitivity.get)  # most sensitive first
+    assert set(sensitivity) == set(step_int8.gemm_nodes(root / STEP_FILE))
+    assert all(name.endswith("_gemm") for name in sensitivity)
+    assert ", ".join(kept) in int8.quantization
+    ops = {n.name: n.op_type for n in onnx.load(str(root / STEP_INT8_FILE)).graph.node}
+    for name in sensitivity:  # the kept layers are fp32 MatMul, every other is int8
+        if name in kept:
+            assert ops[f"{name}_MatMul"] == "MatMul"
+        else:
+            assert ops[f"{name}_MatMul_quant"] == "MatMulInteger"
+    assert not check_step_model(int8, measure_step_model(root, "int8"))
