@@ -149,12 +149,31 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["## Step models in the bundle (deltas from generator.onnx, canonical units)", ""]
     keys = ["keypoints_max_abs", "keypoints_mean_abs", "saliency_max_abs", "psd_relative",
             "offset"]
-    lines += _table(["file", "precision", *keys, "tolerances"],
+    lines += _table(["file", "precision", *keys, "Gemm layers kept fp32", "tolerances"],
                     [[r["file"], r["precision"], *[r["measured"].get(k) for k in keys],
+                      ", ".join(r["measured"].get("fp32_layers", [])) or "-",
                       ", ".join(f"{k} {v:g}" for k, v in r["tolerances"].items())]
                      for r in result["bundle"]["step_models"]])
+    lines += _sensitivity_table(result["bundle"]["step_models"])
     lines += ["![step models](step_gemm.png)", ""]
     return "\n".join(lines)
+
+
+def _sensitivity_table(records: list[dict[str, Any]]) -> list[str]:
+    """Each Gemm's int8 sensitivity, when export-step had to search (export/step_int8.py)."""
+    lines: list[str] = []
+    for r in records:
+        sensitivity = r["measured"].get("layer_sensitivity")
+        if not sensitivity:
+            continue
+        kept = r["measured"].get("fp32_layers", [])
+        lines += [f"Sensitivity of {r['file']}'s Gemm layers, each quantised alone (largest "
+                  "delta / its tolerance; export-step keeps the most sensitive fp32 until the "
+                  "model is within half of every tolerance):", ""]
+        lines += _table(["Gemm", "sensitivity", "kept fp32"],
+                        [[name, value, "yes" if name in kept else ""] for name, value in
+                         sorted(sensitivity.items(), key=lambda item: -item[1])])
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

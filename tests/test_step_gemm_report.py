@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.step_gemm_report import DOC, DOC_END, DOC_START, RESULTS, doc_passage, goals
+from benchmarks.step_gemm_report import (
+    DOC,
+    DOC_END,
+    DOC_START,
+    RESULTS,
+    doc_passage,
+    goals,
+    markdown,
+)
 
 
 def _result() -> dict:
@@ -48,6 +56,18 @@ def test_int8_out_of_tolerance_is_reported_missed() -> None:
             record["measured"]["keypoints_max_abs"] = 1.0
     statuses = {g[0]: g[2] for g in goals(result)}
     assert statuses["int8 within its validate tolerances"] == "**missed**"
+
+
+def test_the_int8_layers_kept_fp32_and_their_sensitivity_are_reported() -> None:
+    result = copy.deepcopy(_result())
+    for record in result["bundle"]["step_models"]:
+        if record["precision"] == "int8":
+            record["measured"]["fp32_layers"] = ["dec_proj_gemm"]
+            record["measured"]["layer_sensitivity"] = {"in_proj_gemm": 0.3,
+                                                       "dec_proj_gemm": 0.9}
+    text = markdown(result)
+    assert "| dec_proj_gemm | 0.9 | yes |" in text and "| in_proj_gemm | 0.3 |  |" in text
+    assert text.index("dec_proj_gemm | 0.9") < text.index("in_proj_gemm | 0.3")
 
 
 @pytest.mark.slow
