@@ -1,7 +1,8 @@
 """``gesturert stream``: stream a speech file through a bundle as if it arrived live.
 
     gesturert stream BUNDLE speech.wav --out poses.npz [--realtime] [--chunk-ms 20]
-                     [--backend auto] [--seed 0] [--style NAME] [--chunk-frames N]
+                     [--backend auto] [--precision P] [--seed 0] [--style NAME]
+                     [--chunk-frames N]
 
 The file is cut into ``--chunk-ms`` chunks at its own sample rate and channel count (the
 stream resamples and mixes down). With ``--realtime`` each chunk is handed over when it
@@ -25,7 +26,7 @@ from sdk.audio import AudioError, read_audio
 from sdk.bundle import BundleError
 from sdk.frames import PoseFrames
 from sdk.pose_output import OUTPUT_FORMATS, save_frames
-from sdk.runners.select import BACKENDS, BackendConfig, BackendError
+from sdk.runners.select import BACKENDS, PRECISIONS, BackendConfig, BackendError
 from sdk.streaming import GeneratorConfig, Stream, StreamError, StreamingGenerator
 
 
@@ -49,6 +50,10 @@ def register_stream(subparsers: argparse._SubParsersAction) -> None:  # type: ig
                         help="audio chunk length in milliseconds (default 20)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="inference backend (default auto: tensorrt > onnxruntime-gpu > cpu)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="model precision: a TensorRT engine's (fp16 preferred by default), "
+                             "or on onnxruntime-cpu the bundle's one-frame step model (fp32 by "
+                             "default; int8 when the bundle has one, one frame per step)")
     parser.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
     parser.add_argument("--style", default=None,
                         help="gesture style, one of the bundle's (manifest generator.styles; "
@@ -76,7 +81,8 @@ def run_stream(args: argparse.Namespace) -> int:
         print(f"gesturert stream: cannot read audio {args.audio}: {exc}", file=sys.stderr)
         return 2
     try:
-        config = GeneratorConfig(args.bundle, BackendConfig(args.backend),
+        config = GeneratorConfig(args.bundle, BackendConfig(args.backend,
+                                                            precision=args.precision),
                                  chunk_frames=args.chunk_frames)
         generator = StreamingGenerator(config)
     except (BundleError, BackendError, ValueError) as exc:

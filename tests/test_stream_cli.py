@@ -16,6 +16,7 @@ from helpers_bundle import tiny_bundle  # noqa: F401  (session fixture)
 
 from sdk import StreamingGenerator
 from sdk.audio import resample
+from sdk.bundle import load_bundle
 from sdk.cli import ENTRY_POINT_GROUP
 from sdk.cli_commands import register_stream
 
@@ -90,6 +91,37 @@ def test_stream_explains_unusable_arguments(tiny_bundle: Path, stereo_wav: Path,
     code = run_cli([str(bundle), str(audio), "--out", str(tmp_path / "p.npz"), "--chunk-ms",
                     chunk, "--backend", "onnxruntime-cpu"])
     assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "p.npz").exists()
+
+
+def test_stream_runs_the_int8_step_model_when_asked(
+        tmp_path: Path, speech_16k: np.ndarray, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped bundle carries an int8 step model: --precision int8 runs it (the printed
+    backend names it) and its frames are within the int8 tolerance of fp32's."""
+    bundle = REPO / "sdk" / "data" / "default_bundle"
+    wav = tmp_path / "speech.wav"
+    soundfile.write(wav, speech_16k[: 3 * 16000], 16000)
+    outs = {}
+    for precision in ("fp32", "int8"):
+        outs[precision] = tmp_path / f"{precision}.npz"
+        assert run_cli([str(bundle), str(wav), "--out", str(outs[precision]), "--backend",
+                        "onnxruntime-cpu", "--precision", precision]) == 0
+        assert f"({precision})" in capsys.readouterr().out
+    norm = load_bundle(bundle).manifest.normalization
+    record = next(r for r in load_bundle(bundle).manifest.step_models if r.precision == "int8")
+    with np.load(outs["fp32"]) as fp32, np.load(outs["int8"]) as int8:
+        assert fp32["keypoints"].shape == int8["keypoints"].shape
+        diff = np.abs(norm.pixels_to_canonical(fp32["keypoints"])
+                      - norm.pixels_to_canonical(int8["keypoints"]))
+        assert 0 < diff.max() <= record.tolerances["keypoints_max_abs"]  # quantised, within
+
+
+def test_stream_refuses_int8_it_cannot_serve(tiny_bundle: Path, stereo_wav: Path,  # noqa: F811
+                                             tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_cli([str(tiny_bundle), str(stereo_wav), "--out", str(tmp_path / "p.npz"),
+                    "--backend", "onnxruntime-cpu", "--precision", "int8"])
+    assert code == 2 and "int8" in capsys.readouterr().err
     assert not (tmp_path / "p.npz").exists()
 
 
