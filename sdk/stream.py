@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -22,8 +22,12 @@ from sdk.frames import PoseFrames
 from sdk.noise import frame_noise
 
 if TYPE_CHECKING:
-    from sdk.device_front_end import DeviceFeatureQueue
-    from sdk.streaming import StreamingGenerator
+    import queue
+
+    from sdk.device_front_end import DeviceFeatureQueue, DeviceFrontEnd
+    from sdk.manifest import Manifest
+    from sdk.mfcc import MfccMatrices
+    from sdk.runners.base import GeneratorStepper
 
 _MAX_BLOCK_SECONDS = 10  # long chunks are processed in blocks of this many input seconds
 _NOISE_BLOCK_FRAMES = 256  # frame_noise is drawn per stream this many frames at a time
@@ -77,6 +81,32 @@ def _check_rate(sample_rate: Any) -> int:
         raise StreamError(str(exc)) from exc
 
 
+class StreamOwner(Protocol):
+    """What a :class:`Stream` uses of the generator that made it (``StreamingGenerator``
+    is one; this module does not import it, so the two do not import each other).
+
+    manifest: the bundle's; num_joints: J of the output keypoints; lookahead_frames,
+    chunk_frames: feature frames of lookahead and per step; _lock: held while the
+    generator steps or frees slots; _closed: the generator was closed; _stepper: frees the
+    stream's state slot; _slots_dropped: slots of streams garbage-collected unclosed, freed
+    by the generator later; _matrices: the MFCC matrices (host features);
+    _device_front_end: the CUDA MFCC, or None for host features.
+    """
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    num_joints: int
+    lookahead_frames: int
+    chunk_frames: int
+    _lock: threading.RLock
+    _closed: bool
+    _stepper: GeneratorStepper
+    _slots_dropped: queue.SimpleQueue[int]
+    _matrices: MfccMatrices
+    _device_front_end: DeviceFrontEnd | None
+
+
 class Stream:
     """One speaker's audio in, pose frames out. Made by :meth:`StreamingGenerator.create_stream`.
 
@@ -85,7 +115,7 @@ class Stream:
     are fixed for the stream's life.
     """
 
-    def __init__(self, generator: StreamingGenerator, seed: int, slot: int,
+    def __init__(self, generator: StreamOwner, seed: int, slot: int,
                  style: str | None = None) -> None:
         self._generator = generator
         self.seed = seed
