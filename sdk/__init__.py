@@ -7,8 +7,7 @@ the backends that need them. Never imports torch, librosa, ``export`` or ``train
 from sdk.features import DEFAULT_FEATURES, FeatureConfig
 from sdk.skeleton import MODEL_SKELETON, OPENPOSE_137, UPPER_BODY_122, Skeleton
 from sdk.streaming import StreamingGenerator
-
-__version__ = "0.1.0"
+from sdk.version import __version__
 
 __all__ = [
     "DEFAULT_FEATURES",

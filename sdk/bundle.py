@@ -39,6 +39,7 @@ from sdk.manifest import (
     StepModelRecord,
     TensorSpec,
 )
+from sdk.version import __version__
 
 __all__ = [
     "FORMAT_VERSION", "MANIFEST_HASH_KEY", "MANIFEST_NAME", "Bundle", "BundleError",
@@ -72,8 +73,6 @@ def write_bundle_manifest(root: Path, manifest: Manifest) -> Manifest:
 
     Returns the manifest as written (with ``files``, ``created_at`` and ``sdk_version`` set).
     """
-    from sdk import __version__
-
     root = Path(root)
     files = {
         p.relative_to(root).as_posix(): sha256_file(p)
