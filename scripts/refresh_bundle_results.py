@@ -1,0 +1,143 @@
+"""Regenerate every committed result that depends on the shipped default bundle.
+
+After ``sdk/data/default_bundle`` changes (``make bundle``, ``gesturert export-step`` ...)::
+
+    python scripts/refresh_bundle_results.py [--corpus WORK/corpus] [--skip STEP ...]
+
+runs, in this order (each from this checkout, so a git worktree regenerates its own):
+
+* ``robustness``: ``python -m train.robustness`` on the shipped sample ->
+  benchmarks/results/robustness/default_bundle.{json,md}
+* ``voices``: ``python -m benchmarks.voices_acceptance`` -> benchmarks/results/voices/
+  (needs ``--corpus``, the voiced corpus of ``make bundle``; skipped without it, saying so)
+* ``validate``: ``gesturert validate`` -> benchmarks/results/validation/validate.*
+* ``tamper``: ``python -m export.tamper`` -> benchmarks/results/validation/tamper.*
+* ``validation-doc``: ``python tests/test_validation_doc.py --write``
+* ``demo``: ``gesturert demo``; its printed output replaces the README's block after
+  ``<!-- output-checked-by: tests/test_demo.py -->``, its plot and the video frame at 4 s
+  replace docs/img/demo_plot.png and docs/img/demo_frame.png
+* ``doc-results``: ``python -m benchmarks.doc_results`` (every generated passage)
+
+Stops at the first step that fails (its exit code). Timing benchmarks (step_gemm, serve,
+bench) are not here: they want an idle machine and are run on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = "sdk/data/default_bundle"
+SAMPLE = "sdk/data/samples/speech_en.flac"
+RESULTS = REPO / "benchmarks" / "results"
+README = REPO / "README.md"
+DEMO_MARK = "<!-- output-checked-by: tests/test_demo.py -->\n```text\n"
+DEMO_OUT = REPO / "out" / "demo"
+FRAME_SECONDS = 4  # the video frame shown in the README
+STEPS = ("robustness", "voices", "validate", "tamper", "validation-doc", "demo", "doc-results")
+
+ROBUSTNESS_HEAD = """# The shipped default bundle on out-of-corpus speech
+
+`python -m train.robustness {bundle} {sample} --json {json}`
+(the measures are defined in [robustness.md](robustness.md) and train/robustness.py; the
+bundle runs through the SDK, `StreamingGenerator.generate`). Written by
+scripts/refresh_bundle_results.py from the JSON.
+
+"""
+
+
+def replace_demo_block(readme: str, output: str) -> str:
+    """``readme`` with the demo's printed ``output`` as the block after ``DEMO_MARK``.
+
+    Raises:
+        ValueError: the README has no such block (or it is not closed).
+    """
+    start = readme.find(DEMO_MARK)
+    if start < 0:
+        raise ValueError(f"README has no block starting {DEMO_MARK!r}")
+    body = start + len(DEMO_MARK)
+    end = readme.find("\n```", body - 1)
+    if end < 0:
+        raise ValueError("the README's demo block is not closed with ```")
+    return readme[:body] + output.strip("\n") + readme[end:]
+
+
+def robustness_markdown(result: dict) -> str:
+    """default_bundle.md from train.robustness's JSON (one row per audio file)."""
+    rows = result["results"]
+    keys = list(next(iter(rows.values())))
+    lines = ["| audio | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for path, row in rows.items():
+        lines.append(f"| {Path(path).name} | "
+                     + " | ".join(f"{row[k]:.3g}" for k in keys) + " |")
+    head = ROBUSTNESS_HEAD.format(bundle=result["model"], sample=SAMPLE,
+                                  json="benchmarks/results/robustness/default_bundle.json")
+    return head + "\n".join(lines) + "\n"
+
+
+def _run(argv: Sequence[str], capture: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's code, not an installed one
+    print("$ " + " ".join(argv), flush=True)
+    done = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, text=True,
+                          capture_output=capture)
+    if done.returncode != 0:
+        if capture:
+            sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"refresh_bundle_results: {' '.join(argv)} exited {done.returncode}")
+    return done
+
+
+def refresh(corpus: Path | None, skip: Sequence[str]) -> None:
+    if "robustness" not in skip:
+        out = RESULTS / "robustness" / "default_bundle.json"
+        _run(["-m", "train.robustness", BUNDLE, SAMPLE, "--json", str(out.relative_to(REPO))])
+        out.with_suffix(".md").write_text(robustness_markdown(json.loads(out.read_text())))
+    if "voices" not in skip:
+        if corpus is None:
+            print("voices: skipped (no --corpus; benchmarks/results/voices/ left as it is)")
+        else:
+            _run(["-m", "benchmarks.voices_acceptance", BUNDLE, "--corpus", str(corpus)])
+    if "validate" not in skip:
+        _run(["-m", "sdk.cli", "validate", BUNDLE, "--out", "benchmarks/results/validation"])
+    if "tamper" not in skip:
+        _run(["-m", "export.tamper", BUNDLE, "--out", "benchmarks/results/validation"])
+    if "validation-doc" not in skip:
+        _run(["tests/test_validation_doc.py", "--write"])
+    if "demo" not in skip:
+        _refresh_demo()
+    if "doc-results" not in skip:
+        _run(["-m", "benchmarks.doc_results"])
+
+
+def _refresh_demo() -> None:
+    import imageio_ffmpeg
+
+    done = _run(["-m", "sdk.cli", "demo", "--out", str(DEMO_OUT.relative_to(REPO))],
+                capture=True)
+    README.write_text(replace_demo_block(README.read_text(), done.stdout))
+    shutil.copyfile(DEMO_OUT / "demo.png", REPO / "docs" / "img" / "demo_plot.png")
+    frame = REPO / "docs" / "img" / "demo_frame.png"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-ss",
+                    str(FRAME_SECONDS), "-i", str(DEMO_OUT / "demo.mp4"), "-frames:v", "1",
+                    str(frame)], check=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="the voiced corpus of `make bundle` (for the voices step)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=STEPS, help="steps to skip")
+    args = parser.parse_args(argv)
+    refresh(args.corpus, args.skip)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
