@@ -37,16 +37,21 @@ def goals(result: dict[str, Any]) -> list[list[Any]]:
         f"{result['flops_per_frame'] / 1e6:.3f} MFLOP/frame; sgemm "
         f"{result['sgemm']['gflops']:.1f} GFLOP/s (numpy 512^3, CPU time, mean of the runs "
         "before and after)")
-    add("batch-1 step <= 60 us per frame (fp32 step)",
-        None if b1 is None else b1["cpu_us_per_frame"],
-        None if b1 is None else b1["cpu_us_per_frame"] <= 60,
-        "p50 CPU time, ONNX Runtime 1 thread")
-    sdk_b1 = next((r for r in result.get("one_stream", [])
-                   if r["path"] == "SDK stepper (fp32), ping-pong state"), None)
-    add("batch-1 step <= 60 us per frame through the SDK (fp32 step, HostStateStepper)",
-        None if sdk_b1 is None else sdk_b1["cpu_us_p50"],
-        None if sdk_b1 is None else sdk_b1["cpu_us_p50"] <= 60,
-        "p50 CPU time of HostStateStepper.step, one stream, ping-pong state buffers")
+    one_stream = {r["path"]: r for r in result.get("one_stream", [])}
+    bound = one_stream.get("model call (fp32), IO binding made once")
+    add("batch-1 step <= 60 us per frame (fp32 step, run as the SDK runs it)",
+        None if bound is None else bound["cpu_us_p50"],
+        None if bound is None else bound["cpu_us_p50"] <= 60,
+        "p50 CPU time, ONNX Runtime 1 thread, inputs and outputs bound once (IO binding, "
+        "as HostStateStepper); a fresh run() per call: "
+        + ("not measured" if b1 is None else f"{b1['cpu_us_per_frame']:.1f} us"))
+    for precision in ("fp32", "int8"):
+        sdk_b1 = one_stream.get(f"SDK stepper ({precision}), ping-pong state")
+        add(f"batch-1 step <= 60 us per frame through the SDK ({precision} step, "
+            "HostStateStepper)",
+            None if sdk_b1 is None else sdk_b1["cpu_us_p50"],
+            None if sdk_b1 is None else sdk_b1["cpu_us_p50"] <= 60,
+            "p50 CPU time of HostStateStepper.step, one stream, ping-pong state buffers")
     sw = result["sliding_window"]
     add("stateful >= 10x less time per frame than sliding window, each at its best batch",
         sw["ratio_best"], sw["ratio_best"] >= 10,
