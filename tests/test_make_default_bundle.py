@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers_scripts import load_script
 from helpers_training import TINY_FGD, TINY_GENERATOR, TINY_POSESYNC
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,14 +65,7 @@ def test_make_default_bundle_trains_exports_and_evaluates_with_the_baseline(
 
 
 def _load_script():  # type: ignore[no-untyped-def]
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "make_default_bundle", REPO / "scripts" / "make_default_bundle.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("make_default_bundle")
 
 
 def test_a_rebuild_says_which_files_match_the_bundle_it_replaced(tmp_path: Path) -> None:
