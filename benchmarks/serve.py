@@ -67,8 +67,10 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_servers(bundle: Path, workers: int) -> tuple[list[subprocess.Popen[str]], int]:
-    """``workers`` serve processes on one free port (SO_REUSEPORT when > 1), all listening."""
+def start_servers(bundle: Path, workers: int, tree: Path = REPO_ROOT
+                  ) -> tuple[list[subprocess.Popen[str]], int]:
+    """``workers`` serve processes on one free port (SO_REUSEPORT when > 1), all listening;
+    ``tree``: the directory whose ``sdk`` they import (another commit's, for an A/B)."""
     port = _free_port()
     procs = []
     for _ in range(workers):
@@ -76,7 +78,7 @@ def start_servers(bundle: Path, workers: int) -> tuple[list[subprocess.Popen[str
                    "--backend", "onnxruntime-cpu", "--max-streams", "1024",
                    "--drain-seconds", "0"] + (["--reuse-port"] if workers > 1 else [])
         procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True, cwd=REPO_ROOT))
+                                      text=True, cwd=tree))
     for proc in procs:
         assert proc.stdout is not None
         deadline = time.monotonic() + 120

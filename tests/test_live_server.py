@@ -25,10 +25,11 @@ from websockets.exceptions import ConnectionClosed
 from sdk.audio import resample
 from sdk.cli_commands import register_stream
 from sdk.demo import DEFAULT_BUNDLE
+from sdk.frames import PoseFrames
 from sdk.live.cli import register_client
 from sdk.live.client import LiveClientError, stream_audio
 from sdk.live.config import ServerConfig
-from sdk.live.protocol import StartRequest, encode_audio
+from sdk.live.protocol import StartRequest, decode_frames_binary, encode_audio
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -155,6 +156,66 @@ def test_disconnect_mid_stream_releases_the_stream(server: ServerThread,
     assert asyncio.run(leave_early()) >= 5
     stats = server.wait_for(lambda s: s["streams"] == 0 and s["streams_open"] == 0)
     assert stats["counters"]["disconnected_mid_stream"] == before + 1
+
+
+
+async def send_and_collect(url: str, messages: list[str | bytes | list[bytes]],
+                           num_joints: int, fps: int) -> PoseFrames:
+    """Start (seed 3), send ``messages`` (a list: one message in fragments), end; the frames."""
+    payloads = []
+    async with connect(url, compression=None, max_size=None) as ws:
+        await ws.send(start_json(seed=3))
+        assert json.loads(await ws.recv())["type"] == "ready"
+        for message in messages:
+            await ws.send(message)
+        await ws.send(json.dumps({"type": "end"}))
+        async for message in ws:
+            if isinstance(message, bytes):
+                payloads.append(message)
+    return decode_frames_binary(b"".join(payloads), num_joints, fps)
+
+
+def test_audio_messages_take_the_fast_path_and_fragments_the_ordinary_one(
+        server: ServerThread, speech_16k: np.ndarray) -> None:
+    """Whole binary messages go to the server as they arrive (sdk.live.connection); from a
+    fragmented one on, messages take websockets' recv() path: the frames are the same."""
+    audio = speech_16k[: 2 * 16000]
+    pcm = encode_audio(audio, "pcm16")
+    chunks: list[str | bytes | list[bytes]] = [pcm[i:i + 640] for i in range(0, len(pcm), 640)]
+    want = server.generator.generate(np.frombuffer(pcm, np.int16), 16000, seed=3)
+    gen = server.generator
+    for fragment_at in (None, 10):
+        messages = list(chunks)
+        if fragment_at is not None:
+            whole = chunks[fragment_at]
+            assert isinstance(whole, bytes)
+            messages[fragment_at] = [whole[:320], whole[320:]]  # one message, two frames
+        before = server.stats()["counters"].get("audio_messages_fast", 0)
+        got = asyncio.run(send_and_collect(server.url, messages, gen.num_joints, gen.fps))
+        fast = server.stats()["counters"].get("audio_messages_fast", 0) - before
+        assert fast == (len(chunks) if fragment_at is None else fragment_at)
+        np.testing.assert_array_equal(got.index, want.index)
+        np.testing.assert_allclose(got.keypoints, want.keypoints, atol=1e-3, rtol=0)
+
+
+def test_audio_over_the_backlog_cap_pauses_reading_and_nothing_is_lost(
+        speech_16k: np.ndarray) -> None:
+    """6 s of audio sent at once against a 0.3 s backlog cap: the socket is not read while
+    over the cap (TCP pushes back), and every frame still comes, exact."""
+    srv = ServerThread(ServerConfig(port=0, max_backlog_seconds=0.3))
+    try:
+        audio = speech_16k[: 6 * 16000]
+        pcm = encode_audio(audio, "pcm16")
+        gen = srv.generator
+        got = asyncio.run(send_and_collect(
+            srv.url, [pcm[i:i + 640] for i in range(0, len(pcm), 640)], gen.num_joints,
+            gen.fps))
+        want = gen.generate(np.frombuffer(pcm, np.int16), 16000, seed=3)
+        np.testing.assert_array_equal(got.index, want.index)
+        np.testing.assert_allclose(got.keypoints, want.keypoints, atol=1e-3, rtol=0)
+        assert srv.stats()["counters"]["reading_paused"] >= 1
+    finally:
+        srv.stop()
 
 
 BAD_CASES = {

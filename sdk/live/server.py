@@ -1,7 +1,11 @@
 """``gesturert serve``: a WebSocket server on one shared StreamingGenerator.
 
 Library: ``websockets`` (asyncio, C speed-ups, no dependencies; its ``process_request``
-hook serves the browser page, ``/healthz`` and ``/stats`` on the WebSocket's own port).
+hook serves the browser page, ``/healthz`` and ``/stats`` on the WebSocket's own port:
+:mod:`sdk.live.http_routes`). Each connection is an :class:`~sdk.live.connection.AudioConnection`:
+after ``start``, audio messages reach :meth:`LiveServer._audio_in` as they are parsed, and
+messages out are written at once while nothing is queued before them (the per-message
+cost of the loop is what limits a process: docs/serving.md).
 
 **Process model.** One asyncio loop, one :class:`~sdk.streaming.StreamingGenerator`, one
 stream of :class:`~sdk.live.batched_streams.BatchedStreams` per connection. A pump task
@@ -35,27 +39,24 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import itertools
 import json
 import socket
 import time
 from collections import Counter, deque
-from http import HTTPStatus
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from sdk.live.batched_streams import BatchedStreams
 from sdk.live.config import ServerConfig
-from sdk.live.fleet import BACKEND_HEADER, LIVE_PATH, READY_PATH, backend_id
+from sdk.live.connection import AudioConnection
+from sdk.live.http_routes import name_backend, route, server_stats
 from sdk.live.protocol import (
     CLOSE_CODES,
-    WEBSOCKET_PATH,
     ProtocolError,
     check_audio,
     error_message,
@@ -65,10 +66,6 @@ from sdk.live.protocol import (
 )
 from sdk.live.session import LATENCY_WINDOW, CloseRequest, Session
 from sdk.streaming import StreamError, StreamingGenerator
-
-STATIC_DIR = Path(__file__).parent / "static"
-STATIC_FILES = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/javascript"),
-                "/worklet.js": ("worklet.js", "text/javascript")}
 
 
 class LiveServer:
@@ -110,10 +107,10 @@ class LiveServer:
         self._blas_limits = threadpool_limits(limits=1, user_api="blas")
         cfg = self.config
         self._server = await serve(
-            self._handle, cfg.host, cfg.port, process_request=self._http,
+            self._handle, cfg.host, cfg.port, process_request=functools.partial(route, self),
             max_size=4 * cfg.max_message_bytes, max_queue=4, compression=None,
             close_timeout=cfg.close_timeout_seconds, reuse_port=cfg.reuse_port or None,
-            process_response=_name_backend)
+            process_response=name_backend, create_connection=AudioConnection)
         self._pump_task = asyncio.create_task(self._pump())
 
     @property
@@ -147,32 +144,7 @@ class LiveServer:
         if self._blas_limits is not None:
             self._blas_limits.restore_original_limits()
 
-    # ---- HTTP: page, health, stats ----
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if path == WEBSOCKET_PATH:
-            if self.draining:  # refused before the upgrade: balancers retry elsewhere
-                refusal = b"draining: this server takes no new streams; connect to another\n"
-                return _response(HTTPStatus.SERVICE_UNAVAILABLE, refusal, "text/plain")
-            return None
-        if path == LIVE_PATH:  # liveness: the loop answers (never 503 while draining or full)
-            return _response(HTTPStatus.OK, json.dumps({"alive": True, "backend": backend_id()})
-                             .encode(), "application/json")
-        if path == READY_PATH:
-            status = self.status()
-            body = json.dumps({"status": status, "streams": len(self._sessions),
-                               "max_streams": self.config.max_streams})
-            code = HTTPStatus.OK if status == "ready" else HTTPStatus.SERVICE_UNAVAILABLE
-            return _response(code, body.encode(), "application/json")
-        if path == "/stats":
-            return _response(HTTPStatus.OK, json.dumps(self.stats()).encode(), "application/json")
-        if path in STATIC_FILES:
-            name, kind = STATIC_FILES[path]
-            return _response(HTTPStatus.OK, (STATIC_DIR / name).read_bytes(),
-                             f"{kind}; charset=utf-8")
-        return connection.respond(HTTPStatus.NOT_FOUND, f"no such path {path}; the WebSocket "
-                                  f"is at {WEBSOCKET_PATH}, the page at /\n")
-
+    # ---- HTTP: page, health, stats (sdk.live.http_routes) ----
     def status(self) -> str:
         """"ready", or why not: "draining", "full", "overloaded"."""
         if self.draining:
@@ -186,31 +158,7 @@ class LiveServer:
 
     def stats(self) -> dict[str, Any]:
         """Global and per-connection numbers (the ``/stats`` JSON)."""
-        now = time.monotonic()
-        while self._produced and self._produced[0][0] < now - 5:
-            self._produced.popleft()
-        lat = np.asarray(self._latencies) * 1e3
-        passes = np.asarray(self._pass_seconds) * 1e3
-        sessions = list(self._sessions.values())
-        return {
-            "status": self.status(), "streams": len(sessions),
-            "max_streams": self.config.max_streams,
-            "uptime_seconds": round(now - self._started_at, 3),
-            "backend": self.generator.backend_name,
-            "frames_per_second": round(sum(n for _, n in self._produced) / 5.0, 2),
-            "latency_ms_p50": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
-            "latency_ms_p99": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
-            "pump_pass_ms_p50": round(float(np.percentile(passes, 50)), 2) if passes.size else None,
-            "pump_pass_ms_p95": round(float(np.percentile(passes, 95)), 2) if passes.size else None,
-            "batch_mean": (round(float(np.mean(self._batch_sizes)), 2) if self._batch_sizes
-                           else None),
-            "backlog_seconds": round(sum(s.backlog_seconds() for s in sessions), 3),
-            "outbound_frames": sum(s.outbound_frames for s in sessions),
-            "streams_open": self.counters["streams_created"] - self._closed_streams,
-            "outbound_frames_peak": self._outbound_peak,
-            "counters": dict(self.counters),
-            "connections": [s.stats(now) for s in sessions[:1000]],
-        }
+        return server_stats(self)
 
     # ---- connections ----
     def _refusal(self) -> tuple[str, str] | None:
@@ -224,7 +172,8 @@ class LiveServer:
             return "server_full", "server overloaded (model steps fall behind); try again later"
         return None
 
-    async def _handle(self, ws: ServerConnection) -> None:
+    async def _handle(self, connection: ServerConnection) -> None:
+        ws = cast(AudioConnection, connection)  # serve(create_connection=AudioConnection)
         self.counters["connections"] += 1
         cfg_close = self.config.close_timeout_seconds
         refusal = self._refusal()
@@ -264,7 +213,7 @@ class LiveServer:
             if session.stream is not None:
                 self._to_close.append(session.stream)
 
-    async def _converse(self, session: Session, ws: ServerConnection) -> None:
+    async def _converse(self, session: Session, ws: AudioConnection) -> None:
         cfg = self.config
         try:
             first = await asyncio.wait_for(ws.recv(), cfg.start_timeout_seconds)
@@ -284,15 +233,19 @@ class LiveServer:
                                             start.sample_rate, start.style)
         session.start, session.stream = start, stream
         self.counters["streams_created"] += 1
-        session.outbox.put_nowait((json.dumps({**self._ready_fields, "stream_id": session.id,
-                                               "frame_format": start.frame_format,
-                                               "style": self.generator.manifest.generator
-                                               .style_names[stream.style_index]}), 0))
+        self._send(session, (json.dumps({**self._ready_fields, "stream_id": session.id,
+                                         "frame_format": start.frame_format,
+                                         "style": self.generator.manifest.generator
+                                         .style_names[stream.style_index]}), 0))
         session.room.set()
         while True:
             while session.backlog_seconds() > cfg.max_backlog_seconds and not session.closing:
                 session.room.clear()
                 await session.room.wait()
+            if ws.fast_path_allowed and ws.audio_sink is None and ws.receive_queue_empty() \
+                    and not session.closing and not session.end_requested:
+                # from now on audio goes to _audio_in as it arrives (connection module)
+                ws.audio_sink = functools.partial(self._audio_in, session)
             message = await ws.recv()
             if session.closing:
                 continue
@@ -309,6 +262,35 @@ class LiveServer:
                 raise ProtocolError("unexpected_message", f"unexpected {kind!r} message after "
                                     f"start; expected binary audio or end")
 
+    def _audio_in(self, session: Session, payload: bytes) -> None:
+        """An audio message, straight from the connection's ``data_received`` (the fast
+        path of :mod:`sdk.live.connection`): checked and queued as ``_converse`` would, and
+        reading paused while the session's backlog is over the cap."""
+        ws = session.websocket
+        if session.closing:
+            return
+        assert session.start is not None  # internal: the sink is set after start
+        try:
+            self._check_size(payload)
+            session.add_audio(payload, check_audio(payload, session.start), time.monotonic())
+        except ProtocolError as exc:
+            ws.audio_sink = None
+            self._fail(session, exc.code, exc.message)
+            return
+        self.counters["audio_messages_fast"] += 1
+        if session.backlog_seconds() > self.config.max_backlog_seconds \
+                and not session.reading_paused:
+            session.reading_paused = True
+            self.counters["reading_paused"] += 1
+            ws.pause_reading()
+
+    def _room(self, session: Session) -> None:
+        """The session may take audio again (backlog under the cap, or closing)."""
+        session.room.set()
+        if session.reading_paused:
+            session.reading_paused = False
+            session.websocket.resume_reading()
+
     def _check_size(self, message: str | bytes) -> None:
         if len(message) > self.config.max_message_bytes:
             raise ProtocolError("message_too_big", f"a message of {len(message)} bytes is over "
@@ -320,10 +302,29 @@ class LiveServer:
         if session.closing:
             return
         session.closing = True
-        session.room.set()
+        self._room(session)
         self.counters[f"error_{code}"] += 1
-        session.outbox.put_nowait((error_message(code, message), 0))
-        session.outbox.put_nowait(CloseRequest(CLOSE_CODES[code], code))
+        self._send(session, (error_message(code, message), 0))
+        self._send(session, CloseRequest(CLOSE_CODES[code], code))
+
+    def _send(self, session: Session, item: tuple[bytes | str, int] | CloseRequest) -> None:
+        """Send a message (and the frames in it) or close, in order: written at once when
+        nothing waits before it and the socket takes it, else queued for the sender task."""
+        ws = session.websocket
+        if isinstance(item, tuple) and session.outbox.empty() and not session.sending \
+                and ws.can_write_now():
+            payload, count = item
+            if ws.write_message(payload) and count:
+                session.frames_sent += count
+                session.last_frame_at = time.monotonic()
+                session.first_frame_at = session.first_frame_at or session.last_frame_at
+            return
+        if isinstance(item, tuple):
+            session.outbound_frames += item[1]
+            session.outbound_frames_peak = max(session.outbound_frames_peak,
+                                               session.outbound_frames)
+            self._outbound_peak = max(self._outbound_peak, session.outbound_frames)
+        session.outbox.put_nowait(item)
 
     async def _send_loop(self, session: Session, ws: ServerConnection) -> None:
         try:
@@ -333,7 +334,9 @@ class LiveServer:
                     await ws.close(item.code, item.reason)
                     return
                 payload, count = item
+                session.sending = True
                 await ws.send(payload)
+                session.sending = False
                 session.outbound_frames -= count
                 if count:
                     session.frames_sent += count
@@ -345,7 +348,7 @@ class LiveServer:
     def _slow_consumer(self, session: Session) -> None:
         """The client stopped reading: stop sending, close 1008, free the stream."""
         session.closing = True
-        session.room.set()
+        self._room(session)
         self.counters["error_slow_consumer"] += 1
         if session.sender is not None:
             session.sender.cancel()
@@ -416,31 +419,17 @@ class LiveServer:
                 self._latencies.extend(session.latency_of(frames, now))
                 self._produced.append((now, count))
                 session.frames_produced += count
-                session.outbound_frames += count
-                session.outbound_frames_peak = max(session.outbound_frames_peak,
-                                                   session.outbound_frames)
-                self._outbound_peak = max(self._outbound_peak, session.outbound_frames)
-                session.outbox.put_nowait((message, count))
+                self._send(session, (message, count))
             if session.done:
                 self._finish(session)
             elif session.backlog_seconds() <= cfg.max_backlog_seconds:
-                session.room.set()
+                self._room(session)
 
     def _finish(self, session: Session) -> None:
         session.closing = True
-        session.room.set()
-        session.outbox.put_nowait((json.dumps({
+        self._room(session)
+        self._send(session, (json.dumps({
             "type": "end", "frames": session.frames_produced,
             "audio_seconds": session.stats(time.monotonic())["audio_seconds"]}), 0))
-        session.outbox.put_nowait(CloseRequest(1000, "end of stream"))
+        self._send(session, CloseRequest(1000, "end of stream"))
 
-
-def _name_backend(connection: ServerConnection, request: Request, response: Response) -> None:
-    """Name this process (host:pid) in every handshake response: which backend serves."""
-    response.headers[BACKEND_HEADER] = backend_id()
-
-
-def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
-    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
-                       ("Cache-Control", "no-store")])
-    return Response(status.value, status.phrase, headers, body)

@@ -47,7 +47,9 @@ class Session:
         id: server-unique number.
         peer: "host:port" of the client.
         outbox: (message, frames in it) for the sender task, a CloseRequest last.
-        outbound_frames: frames queued in ``outbox`` and not yet written to the socket.
+        outbound_frames: frames queued in ``outbox`` and not yet written to the socket
+            (messages are written at once while nothing is queued and the socket takes
+            them: then they never count here).
     """
 
     id: int
@@ -68,6 +70,8 @@ class Session:
     closing: bool = False
     websocket: Any = None  # the connection (server side)
     sender: asyncio.Task[Any] | None = None  # the task writing ``outbox`` to the socket
+    sending: bool = False  # the sender task is writing an item (later ones must queue)
+    reading_paused: bool = False  # the socket is not read: backlog over the cap
     frames_sent: int = 0
     frames_produced: int = 0
     first_frame_at: float | None = None
