@@ -22,6 +22,7 @@ Binary frame record (all little-endian, :func:`record_bytes` long, one or more p
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import operator
@@ -113,9 +114,9 @@ class StartRequest:
                            "frame_format": self.frame_format}
                           | ({} if self.style is None else {"style": self.style}))
 
-    @property
+    @functools.cached_property
     def sample_bytes(self) -> int:
-        """Bytes of one sample frame (all channels)."""
+        """Bytes of one sample frame (all channels); computed once (checked per message)."""
         return SAMPLE_FORMATS[self.sample_format].itemsize * self.channels
 
 

@@ -79,6 +79,9 @@ class Session:
     audio_messages: int = 0
     samples_received: int = 0
     queued_feature_frames: int = 0  # stream backlog after the last step (worker)
+    # samples received from which the stream can step again (worker; 0: any audio): audio
+    # is handed over once it reaches this, so per-stream work runs once per pose frame
+    feed_at: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     _pending: list[bytes] = field(default_factory=list)  # checked audio messages
     _pending_samples: int = 0
@@ -111,7 +114,8 @@ class Session:
     def has_work(self) -> bool:
         """Whether the worker has something to do for this session."""
         return self.stream is not None and not self.done and not self.closing and (
-            bool(self._pending) or (self.end_requested and not self.finished)
+            (bool(self._pending) and self.samples_received >= self.feed_at)
+            or (self.end_requested and not self.finished)
             or self.queued_feature_frames >= self.chunk_frames)
 
     def take_audio(self) -> tuple[np.ndarray | None, bool]:
@@ -154,14 +158,17 @@ class Session:
             streams.finish(self.stream)
             self.finished = True
 
-    def collect(self, streams: BatchedStreams) -> tuple[PoseFrames, bytes | str | None]:
-        """Pop the produced frames and encode them (worker thread)."""
+    def collect(self, streams: BatchedStreams
+                ) -> tuple[PoseFrames | None, bytes | str | None]:
+        """Pop the produced frames and encode them (worker thread); (None, None) if none."""
         assert self.start is not None and self.stream is not None
-        frames = streams.pop_frames(self.stream)
-        self.queued_feature_frames = self.stream.num_feature_frames_queued
-        self.done = self.stream.is_done
-        if not len(frames):
-            return frames, None
+        stream = self.stream
+        self.queued_feature_frames = stream.num_feature_frames_queued
+        self.done = stream.is_done
+        self.feed_at = streams.samples_for_next_step(stream) or 0
+        if not stream.frames:
+            return None, None
+        frames = streams.pop_frames(stream)
         if self.start.frame_format == "json":
             return frames, encode_frames_json(frames)
         return frames, encode_frames_binary(frames)
