@@ -21,6 +21,7 @@ import soundfile
 from helpers_live import ServerThread, http_get, http_json
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
 from sdk.audio import resample
 from sdk.cli_commands import register_stream
@@ -196,6 +197,49 @@ def test_audio_messages_take_the_fast_path_and_fragments_the_ordinary_one(
         assert fast == (len(chunks) if fragment_at is None else fragment_at)
         np.testing.assert_array_equal(got.index, want.index)
         np.testing.assert_allclose(got.keypoints, want.keypoints, atol=1e-3, rtol=0)
+
+
+
+def test_audio_frames_split_anyhow_by_tcp_give_the_same_frames(
+        server: ServerThread, speech_16k: np.ndarray) -> None:
+    """The connection unmasks whole binary frames itself while websockets' parser stands
+    between frames (sdk.live.connection): bytes cut at random places, a ping and a
+    fragmented message among them, still give the offline frames."""
+    audio = speech_16k[: 2 * 16000]
+    pcm = encode_audio(audio, "pcm16")
+    chunks = [pcm[i:i + 640] for i in range(0, len(pcm), 640)]
+    wire = [Frame(Opcode.BINARY, c).serialize(mask=True) for c in chunks[:-4]]
+    wire.insert(20, Frame(Opcode.PING, b"hi").serialize(mask=True))
+    wire += [Frame(Opcode.BINARY, chunks[-4], fin=False).serialize(mask=True),
+             Frame(Opcode.CONT, chunks[-3]).serialize(mask=True)]
+    wire += [Frame(Opcode.BINARY, c).serialize(mask=True) for c in chunks[-2:]]
+    blob = b"".join(wire)
+    rng = np.random.default_rng(0)
+    cuts = np.sort(rng.choice(np.arange(1, len(blob)), 60, replace=False))
+    gen = server.generator
+    before = server.stats()["counters"].get("audio_messages_parsed_here", 0)
+
+    async def send_in_pieces() -> PoseFrames:
+        payloads = []
+        async with connect(server.url, compression=None, max_size=None) as ws:
+            await ws.send(start_json(seed=3))
+            assert json.loads(await ws.recv())["type"] == "ready"
+            for piece in np.split(np.frombuffer(blob, np.uint8), cuts):
+                ws.transport.write(piece.tobytes())  # raw bytes: frames cut anywhere
+                await asyncio.sleep(0.002)
+            await ws.send(json.dumps({"type": "end"}))
+            async for message in ws:
+                if isinstance(message, bytes):
+                    payloads.append(message)
+        return decode_frames_binary(b"".join(payloads), gen.num_joints, gen.fps)
+
+    got = asyncio.run(send_in_pieces())
+    want = gen.generate(np.frombuffer(pcm, np.int16), 16000, seed=3)
+    np.testing.assert_array_equal(got.index, want.index)
+    np.testing.assert_allclose(got.keypoints, want.keypoints, atol=1e-3, rtol=0)
+    stats = server.wait_for(lambda s: s["streams"] == 0)
+    here = stats["counters"]["audio_messages_parsed_here"] - before
+    assert 0 < here <= len(chunks) - 4  # whole and cut frames, none after the fragment
 
 
 def test_audio_over_the_backlog_cap_pauses_reading_and_nothing_is_lost(

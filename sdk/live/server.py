@@ -210,6 +210,7 @@ class LiveServer:
             if not session.done and session.start is not None:
                 self.counters["disconnected_mid_stream"] += 1
             del self._sessions[session.id]
+            self.counters["audio_messages_parsed_here"] += ws.messages_parsed_here
             if session.stream is not None:
                 self._to_close.append(session.stream)
 
