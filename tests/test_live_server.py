@@ -132,8 +132,9 @@ def test_eight_concurrent_realtime_clients(server: ServerThread, speech_16k: np.
         np.testing.assert_allclose(result.frames.keypoints, want.keypoints, atol=1e-3, rtol=0)
         assert result.end["frames"] == len(want) > 30
         assert 13.5 < result.frames_per_second < 16.5, result.frames_per_second
-        # speech-to-pose includes the model's algorithmic latency; loose bound (shared CI)
-        assert algorithmic < np.median(result.latencies) < algorithmic + 1.0
+        # speech-to-pose includes the model's algorithmic latency, give or take one 20 ms
+        # message (the audio a frame needs ends anywhere in a message); loose upper bound
+        assert algorithmic - 0.020 < np.median(result.latencies) < algorithmic + 1.0
     server.wait_for(lambda s: s["streams"] == 0 and s["streams_open"] == 0)
 
 
