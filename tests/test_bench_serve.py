@@ -55,6 +55,17 @@ def fake_result(held: int, keeps_up_two: int) -> dict[str, Any]:
     }
 
 
+def test_per_server_core_counts_the_servers_cpu_and_flags_a_saturated_machine() -> None:
+    result = fake_result(128, 200)
+    result["runs"]["2"] = [dict(result["runs"]["1"][0], clients=200, server_cpu_percent=100.0),
+                           dict(result["runs"]["1"][1], clients=256, server_cpu_percent=150.0,
+                                load_generator_cpu_percent=40.0)]
+    text = markdown(result)
+    assert "| 1 | 128 | 50 | 30 | 256 | 80 |" in text  # 128 / 0.5 core; next: 50 + 30 %
+    assert "| 2 | 200 | 100 | 30 | 200 | 190 (saturated) |" in text
+    assert "2 processes vs 1: 0.78x" in text and "machine was saturated" in text
+
+
 def test_report_says_met_or_missed_from_the_measured_counts(tmp_path: Path) -> None:
     met = markdown(fake_result(256, 512))
     assert "(193 ms): **met** (held: 256 clients" in met
@@ -63,6 +74,9 @@ def test_report_says_met_or_missed_from_the_measured_counts(tmp_path: Path) -> N
     missed = markdown(fake_result(128, 200))
     assert "(193 ms): **missed** (held: 128 clients" in missed
     assert "with 2 processes: **missed** (keeping up: 200 vs 128" in missed
+    # per server core: 256 held on 50 % of a core = 512 clients per core; the 2-process run
+    # holds nothing here, so only the 1-process row is reported
+    assert "| 1 | 256 | 50 | 30 | 512 | 80 |" in met
     plot(fake_result(128, 200), tmp_path / "serve.png")
     assert (tmp_path / "serve.png").stat().st_size > 1000
 
