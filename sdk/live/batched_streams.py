@@ -22,7 +22,7 @@ same frames for the same audio and seed, to float32 rounding of the matrix produ
 :class:`~sdk.audio.StreamingResampler` per stream first.
 
 **Errors**: bad audio raises :class:`~sdk.stream.StreamError` from :meth:`feed` before
-anything changes. **Threads**: one thread drives a BatchedStreams (the server's worker);
+anything changes. **Threads**: one thread drives a BatchedStreams (the server's loop);
 model calls take the generator's lock, so it may share the generator with other streams.
 """
 

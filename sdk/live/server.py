@@ -9,11 +9,14 @@ cost of the loop is what limits a process: docs/serving.md).
 
 **Process model.** One asyncio loop, one :class:`~sdk.streaming.StreamingGenerator`, one
 stream of :class:`~sdk.live.batched_streams.BatchedStreams` per connection. A pump task
-wakes every ``tick_seconds``; in one worker thread it feeds each session's coalesced
+wakes every ``tick_seconds`` and, on the loop's own thread, feeds each session's coalesced
 audio, computes every stream's features in one vectorised pass, steps all ready streams
-as one batch (again while any stays ready), pops and encodes their frames. Model calls
-therefore never block the loop, and the loop keeps reading audio meanwhile. Stream
-creation and close also run in that thread (they take the generator's lock).
+as one batch (again while any stays ready), pops and encodes their frames. The pass
+blocks the loop for its duration (a few ms at 200 streams on the 2-core machine). It ran
+in a worker thread before, so that the loop could read sockets while ONNX Runtime ran
+without the GIL; but the two threads handed the GIL back and forth at every socket call,
+and the same load cost about 20 % more CPU that way (benchmarks/serve_ab.py, interleaved
+A/B at 200 clients). For more cores, add processes.
 
 **Bounded queues.** Inbound: a message may hold at most ``max_message_bytes``; while a
 session has more than ``max_backlog_seconds`` of audio not yet turned into frames, its
@@ -23,7 +26,7 @@ is closed (error ``slow_consumer``, close 1008) and its stream freed: frames are
 silently dropped.
 
 **Refusal and shutdown.** At ``max_streams`` sessions, or while the pump is overloaded
-(p95 over the last 64 ticks of the worker's time per pass, idle ticks counting 0, over
+(p95 over the last 64 ticks of the time per pass, idle ticks counting 0, over
 ``overload_seconds``), a new connection gets error ``server_full``
 and close 1013. :meth:`LiveServer.drain` (SIGTERM/SIGINT in the CLI) reports not-ready
 on ``/healthz``, refuses new sessions, lets running ones finish for ``drain_seconds``,
@@ -38,7 +41,6 @@ full or draining); every handshake response names the process in ``X-Gesturert-B
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import itertools
 import json
@@ -78,8 +80,7 @@ class LiveServer:
         self._sessions: dict[int, Session] = {}
         self._ids = itertools.count(1)
         self._to_close: list[Any] = []
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gesturert")
-        self._streams = BatchedStreams(generator)  # touched by the worker thread only
+        self._streams = BatchedStreams(generator)  # touched by the pump and stream open only
         self._server: Server | None = None
         self._pump_task: asyncio.Task[None] | None = None
         self._blas_limits: Any = None  # threadpoolctl's limits while serving
@@ -90,7 +91,7 @@ class LiveServer:
         self._pass_seconds: deque[float] = deque(maxlen=64)
         self._batch_sizes: deque[int] = deque(maxlen=64)
         self.counters: Counter[str] = Counter()
-        self._closed_streams = 0  # written by the worker thread only
+        self._closed_streams = 0
         self._outbound_peak = 0  # most frames ever queued for one connection
         self._ready_fields = ready_fields(generator)
 
@@ -139,8 +140,7 @@ class LiveServer:
         self._stopping = True
         if self._pump_task is not None:
             await self._pump_task
-        await loop.run_in_executor(self._worker, self._close_streams, self._take_to_close())
-        self._worker.shutdown(wait=True)
+        self._close_streams(self._take_to_close())
         if self._blas_limits is not None:
             self._blas_limits.restore_original_limits()
 
@@ -229,9 +229,7 @@ class LiveServer:
         if start.style is not None and start.style not in self.generator.styles:
             raise ProtocolError("unknown_style", f"style {start.style!r:.60} is not one of "
                                 f"this bundle's styles {list(self.generator.styles)}")
-        loop = asyncio.get_running_loop()
-        stream = await loop.run_in_executor(self._worker, self._streams.open, start.seed,
-                                            start.sample_rate, start.style)
+        stream = self._streams.open(start.seed, start.sample_rate, start.style)
         session.start, session.stream = start, stream
         self.counters["streams_created"] += 1
         self._send(session, (json.dumps({**self._ready_fields, "stream_id": session.id,
@@ -363,7 +361,7 @@ class LiveServer:
         return streams
 
     def _close_streams(self, streams: list[Any]) -> None:
-        """Worker thread: free the streams of ended connections."""
+        """Free the streams of ended connections."""
         for stream in streams:
             self._streams.close(stream)
         self._closed_streams += len(streams)
@@ -375,9 +373,8 @@ class LiveServer:
             sessions = [s for s in self._sessions.values() if s.has_work()]
             if sessions or self._to_close:
                 jobs = [(s, s.take_audio()) for s in sessions]
-                results, seconds, batches = await loop.run_in_executor(
-                    self._worker, self._work, jobs, self._take_to_close())
-                self._pass_seconds.append(seconds)  # written here only: the loop reads them
+                results, seconds, batches = self._work(jobs, self._take_to_close())
+                self._pass_seconds.append(seconds)
                 self._batch_sizes.extend(batches)
                 self._deliver(results)
             else:
@@ -387,7 +384,7 @@ class LiveServer:
     def _work(self, jobs: list[tuple[Session, tuple[np.ndarray | None, bool]]],
               closing: list[Any]) -> tuple[list[tuple[Session, Any, Any, str | None]], float,
                                            list[int]]:
-        """Worker thread: close, feed, step every ready stream batched, collect frames.
+        """One pass: close, feed, step every ready stream batched, collect frames.
         Returns (per session: frames, encoded message, error), seconds, batch sizes."""
         began = time.perf_counter()
         self._close_streams(closing)

@@ -1,11 +1,9 @@
 """One client connection of ``gesturert serve``: its stream, queues, latency and counters.
 
-Threading: the asyncio loop owns everything here except :meth:`Session.process` and
-:meth:`Session.collect`, which the server's single worker thread runs (feeding audio to
-the server's :class:`~sdk.live.batched_streams.BatchedStreams`, finishing the input,
-popping and encoding frames) while the loop waits for it. The loop only hands audio over through
-:meth:`take_audio` (under no lock: the worker runs while the loop awaits it, so the two
-never touch a session at the same time).
+Threading: everything here runs on the server's asyncio loop. :meth:`Session.process`
+and :meth:`Session.collect` are the pump pass's side (feeding audio to the server's
+:class:`~sdk.live.batched_streams.BatchedStreams`, finishing the input, popping and
+encoding frames); the connection's side hands audio over through :meth:`take_audio`.
 """
 
 from __future__ import annotations
@@ -65,8 +63,8 @@ class Session:
     outbound_frames_peak: int = 0
     room: asyncio.Event = field(default_factory=asyncio.Event)  # set while backlog is under cap
     end_requested: bool = False
-    finished: bool = False  # input_finished called (worker)
-    done: bool = False  # every frame produced (worker)
+    finished: bool = False  # input_finished called (pump)
+    done: bool = False  # every frame produced (pump)
     closing: bool = False
     websocket: Any = None  # the connection (server side)
     sender: asyncio.Task[Any] | None = None  # the task writing ``outbox`` to the socket
@@ -78,8 +76,8 @@ class Session:
     last_frame_at: float | None = None
     audio_messages: int = 0
     samples_received: int = 0
-    queued_feature_frames: int = 0  # stream backlog after the last step (worker)
-    # samples received from which the stream can step again (worker; 0: any audio): audio
+    queued_feature_frames: int = 0  # stream backlog after the last step (pump)
+    # samples received from which the stream can step again (pump; 0: any audio): audio
     # is handed over once it reaches this, so per-stream work runs once per pose frame
     feed_at: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
@@ -112,15 +110,15 @@ class Session:
                 + self.queued_feature_frames / self.fps)
 
     def has_work(self) -> bool:
-        """Whether the worker has something to do for this session."""
+        """Whether the pump has something to do for this session."""
         return self.stream is not None and not self.done and not self.closing and (
             (bool(self._pending) and self.samples_received >= self.feed_at)
             or (self.end_requested and not self.finished)
             or self.queued_feature_frames >= self.chunk_frames)
 
     def take_audio(self) -> tuple[np.ndarray | None, bool]:
-        """Hand the pending audio to the worker as one decoded (N, C) block (None when there
-        is none), and whether ``end`` came before it (then the worker finishes the input
+        """Hand the pending audio to the pump as one decoded (N, C) block (None when there
+        is none), and whether ``end`` came before it (then the pump finishes the input
         after it)."""
         ended = self.end_requested  # read before the audio: all audio precedes end
         if not self._pending:
@@ -146,10 +144,10 @@ class Session:
         self.latencies.extend(found)
         return found
 
-    # ---- worker side ----
+    # ---- pump side ----
     def process(self, streams: BatchedStreams, audio: np.ndarray | None, ended: bool) -> None:
-        """Feed ``audio`` and, if ``ended``, finish the input (worker thread; the arguments
-        are :meth:`take_audio`'s: ``end_requested`` may change while the worker runs).
+        """Feed ``audio`` and, if ``ended``, finish the input (the pump pass; the arguments
+        are :meth:`take_audio`'s).
         The features and frames follow in ``streams.advance()``."""
         assert self.start is not None and self.stream is not None
         if audio is not None:
@@ -160,7 +158,7 @@ class Session:
 
     def collect(self, streams: BatchedStreams
                 ) -> tuple[PoseFrames | None, bytes | str | None]:
-        """Pop the produced frames and encode them (worker thread); (None, None) if none."""
+        """Pop the produced frames and encode them (the pump pass); (None, None) if none."""
         assert self.start is not None and self.stream is not None
         stream = self.stream
         self.queued_feature_frames = stream.num_feature_frames_queued
