@@ -257,11 +257,16 @@ def record_bytes(num_joints: int) -> int:
     return RECORD_HEADER.itemsize + 8 * num_joints
 
 
+@functools.lru_cache(maxsize=8)
+def _record_dtype(num_joints: int) -> np.dtype[Any]:
+    """The structured dtype of one binary frame record (made once per joint count: a
+    server encodes thousands of messages a second)."""
+    return np.dtype([("header", RECORD_HEADER), ("keypoints", "<f4", (num_joints, 2))])
+
+
 def encode_frames_binary(frames: PoseFrames) -> bytes:
     """PoseFrames as concatenated binary records (see the module docstring)."""
-    n, j = len(frames), frames.num_joints
-    record = np.dtype([("header", RECORD_HEADER), ("keypoints", "<f4", (j, 2))])
-    out = np.empty(n, record)
+    out = np.empty(len(frames), _record_dtype(frames.num_joints))
     out["header"]["index"] = frames.index
     out["header"]["time"] = frames.time
     out["header"]["saliency"] = frames.saliency
