@@ -116,6 +116,7 @@ def run_ab(ref: str, bundle: Path, clients: int, seconds: float, rounds: int
            ) -> dict[str, Any]:
     from sdk.streaming import StreamingGenerator
 
+    machine = machine_info()  # at the start: its load average says how busy the machine was
     with StreamingGenerator(bundle, backend="onnxruntime-cpu") as generator:
         fps, algorithmic_ms = generator.fps, generator.algorithmic_latency_seconds * 1e3
     with tempfile.TemporaryDirectory(prefix="serve_ab_") as tmp:
@@ -136,7 +137,7 @@ def run_ab(ref: str, bundle: Path, clients: int, seconds: float, rounds: int
     for key in METRICS[:4]:
         old, new = summary["baseline"][key], summary["candidate"][key]
         ratios[key] = None if not old or new is None else new / old
-    return {"machine": machine_info(), "baseline_commit": sha, "bundle": str(bundle),
+    return {"machine": machine, "baseline_commit": sha, "bundle": str(bundle),
             "clients": clients, "seconds": seconds, "rounds": rounds, "fps": fps,
             "algorithmic_latency_ms": algorithmic_ms,
             "goal_p99_ms": algorithmic_ms + GOAL_EXTRA_MS, "niceness": os.nice(0),
@@ -156,18 +157,19 @@ def markdown(result: dict[str, Any]) -> str:
         "# `gesturert serve` A/B: server CPU per client, baseline vs candidate", "",
         f"Machine: {machine['cpu_model']}, {machine['cpu_cores']} cores; "
         f"{machine['timestamp']}. The machine was {machine_state(machine['load_average'])}; "
-        f"1-minute load average before the runs: {min(loads):.2f} to {max(loads):.2f} "
-        f"(other work shared the cores), at the end {result['load_average_end'][0]:.2f}. "
-        "Server and load generator share the cores. Absolute latencies and capacity are "
-        "therefore not this machine's idle numbers: compare the two columns, which ran "
-        "interleaved under the same conditions.", "",
+        f"1-minute load average before each run: {min(loads):.2f} to {max(loads):.2f} "
+        "(the previous run's own load included), at the end "
+        f"{result['load_average_end'][0]:.2f}. Server and load generator share the cores, "
+        "and other engineers' jobs may run on them: absolute latencies and capacity here "
+        "are not the idle machine's (`gesturert bench --serve` measures those); compare the "
+        "two columns, which ran interleaved under the same conditions.", "",
         f"Baseline: commit `{result['baseline_commit'][:12]}`; candidate: "
         f"`{machine['git_sha']}`. {result['clients']} real-time clients x "
         f"{result['seconds']:g} s per run (20 ms pcm16 messages, 15 frames/s back), "
         f"{result['rounds']} rounds alternating the order; medians over rounds. CPU = the "
         "server process's user + system time (/proc), per client-second of audio and per "
-        "frame delivered; loop = the asyncio thread, other = the pump's worker and "
-        "onnxruntime.", "",
+        "frame delivered; loop = the asyncio (main) thread, other = every other thread "
+        "(a pump worker thread, onnxruntime's, if any).", "",
         "| metric | baseline | candidate | candidate / baseline |",
         "|---|---|---|---|",
     ]

@@ -131,3 +131,32 @@ def test_the_pass_benchmark_measures_both_paths_and_reports_them(tmp_path: Path)
     assert f"| 2 | {values['stream'][0]:.1f} | {values['batched_streams'][0]:.1f} |" in text
     pass_plot(result, tmp_path / "serve_pass.png")
     assert (tmp_path / "serve_pass.png").stat().st_size > 1000
+
+
+def test_the_ab_report_compares_medians_and_lists_every_run(tmp_path: Path) -> None:
+    from benchmarks.serve_ab import markdown as ab_markdown
+    from benchmarks.serve_ab import plot as ab_plot
+    from benchmarks.serve_ab import summarise as ab_summarise
+
+    def run(cpu: float, index: int) -> dict[str, Any]:
+        return {"round": index, "errors": 0, "load_average_before": [1.0, 1.0, 1.0],
+                "server_cpu_ms_per_client_second": cpu,
+                "loop_thread_cpu_ms_per_client_second": cpu / 2,
+                "other_threads_cpu_ms_per_client_second": cpu / 2,
+                "server_cpu_us_per_frame": 1e3 * cpu / 15, "latency_p50_ms": 160.0,
+                "latency_p99_ms": 180.0, "fps_min": 15.1}
+    runs = {"baseline": [run(4.0, 0), run(5.0, 1), run(9.0, 2)],
+            "candidate": [run(3.0, 0), run(2.0, 1), run(2.5, 2)]}
+    summary = {v: ab_summarise(rows) for v, rows in runs.items()}
+    assert summary["baseline"]["server_cpu_ms_per_client_second"] == 5.0  # median, not mean
+    result = {"machine": {"cpu_model": "test", "cpu_cores": 2, "git_sha": "y",
+                          "timestamp": "t", "load_average": [1.0, 1.0, 1.0]},
+              "baseline_commit": "x" * 40, "clients": 200, "seconds": 12.0, "rounds": 3,
+              "goal_p99_ms": 192.7, "runs": runs, "summary": summary,
+              "candidate_over_baseline": {"server_cpu_ms_per_client_second": 0.5},
+              "load_average_end": [1.0, 1.0, 1.0]}
+    text = ab_markdown(result)
+    assert "| server CPU ms per client-second | 5.00 | 2.50 | 0.50 |" in text
+    assert text.count("| baseline | 1.00 |") == 3 and text.count("| candidate | 1.00 |") == 3
+    ab_plot(result, tmp_path / "ab.png")
+    assert (tmp_path / "ab.png").stat().st_size > 1000
