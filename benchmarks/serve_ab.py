@@ -1,7 +1,7 @@
 """A/B of ``gesturert serve``'s cost: a baseline commit against this tree, interleaved.
 
     python -m benchmarks.serve_ab --baseline REF [--clients 200] [--seconds 12] [--rounds 3]
-                                  [--out benchmarks/results/serve_ab]
+                                  [--out benchmarks/results/serve_ab] [--name serve_ab]
 
 Absolute capacity (``gesturert bench --serve``) needs an idle machine. This benchmark is
 for a shared one: it compares two servers under the same load, alternating A B, B A, ...
@@ -241,12 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results"
                         / "serve_ab")
+    parser.add_argument("--name", default="serve_ab", help="results file name (no suffix)")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.seconds <= 0 or args.rounds < 1:
         parser.error("--clients, --seconds and --rounds must be positive")
     result = run_ab(args.baseline, args.bundle.resolve(), args.clients, args.seconds,
                     args.rounds)
-    for path in write_results(args.out, "serve_ab", result, markdown, plot):
+    for path in write_results(args.out, args.name, result, markdown, plot):
         print(path)
     return 0
 
