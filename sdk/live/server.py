@@ -15,8 +15,8 @@ as one batch (again while any stays ready), pops and encodes their frames. The p
 blocks the loop for its duration (a few ms at 200 streams on the 2-core machine). It ran
 in a worker thread before, so that the loop could read sockets while ONNX Runtime ran
 without the GIL; but the two threads handed the GIL back and forth at every socket call,
-and the same load cost about 20 % more CPU that way (benchmarks/serve_ab.py, interleaved
-A/B at 200 clients). For more cores, add processes.
+and 200 clients cost more server CPU that way (benchmarks/results/serve_ab/
+thread_vs_loop.md, an interleaved A/B). For more cores, add processes.
 
 **Bounded queues.** Inbound: a message may hold at most ``max_message_bytes``; while a
 session has more than ``max_backlog_seconds`` of audio not yet turned into frames, its
