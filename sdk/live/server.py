@@ -66,7 +66,7 @@ from sdk.live.protocol import (
     parse_start,
     ready_fields,
 )
-from sdk.live.session import LATENCY_WINDOW, CloseRequest, Session
+from sdk.live.session import LATENCY_WINDOW, CloseRequest, PassResult, Session, run_pass
 from sdk.streaming import StreamError, StreamingGenerator
 
 
@@ -372,35 +372,17 @@ class LiveServer:
             began = loop.time()
             sessions = [s for s in self._sessions.values() if s.has_work()]
             if sessions or self._to_close:
-                jobs = [(s, s.take_audio()) for s in sessions]
-                results, seconds, batches = self._work(jobs, self._take_to_close())
-                self._pass_seconds.append(seconds)
+                started = time.perf_counter()
+                self._close_streams(self._take_to_close())
+                results, batches = run_pass(self._streams, sessions)
+                self._pass_seconds.append(time.perf_counter() - started)
                 self._batch_sizes.extend(batches)
                 self._deliver(results)
             else:
                 self._pass_seconds.append(0.0)  # idle ticks count, so old load fades
             await asyncio.sleep(max(0.0, self.config.tick_seconds - (loop.time() - began)))
 
-    def _work(self, jobs: list[tuple[Session, tuple[np.ndarray | None, bool]]],
-              closing: list[Any]) -> tuple[list[tuple[Session, Any, Any, str | None]], float,
-                                           list[int]]:
-        """One pass: close, feed, step every ready stream batched, collect frames.
-        Returns (per session: frames, encoded message, error), seconds, batch sizes."""
-        began = time.perf_counter()
-        self._close_streams(closing)
-        results: list[tuple[Session, Any, Any, str | None]] = []
-        live = []
-        for session, (audio, ended) in jobs:
-            try:
-                session.process(self._streams, audio, ended)
-                live.append(session)
-            except StreamError as exc:
-                results.append((session, None, None, str(exc)))
-        batches = self._streams.advance()
-        results += [(s, *s.collect(self._streams), None) for s in live]
-        return results, time.perf_counter() - began, batches
-
-    def _deliver(self, results: list[tuple[Session, Any, Any, str | None]]) -> None:
+    def _deliver(self, results: list[PassResult]) -> None:
         now = time.monotonic()
         cfg = self.config
         for session, frames, message, error in results:
@@ -409,7 +391,7 @@ class LiveServer:
                 continue
             if session.closing or session.id not in self._sessions:
                 continue
-            if message is not None:
+            if message is not None and frames is not None:
                 count = len(frames)
                 if session.outbound_frames + count > cfg.max_outbound_frames:
                     self._slow_consumer(session)

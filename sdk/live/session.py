@@ -25,6 +25,7 @@ from sdk.live.protocol import (
     encode_frames_json,
     last_sample_of_frame,
 )
+from sdk.stream import StreamError
 
 LATENCY_WINDOW = 512  # latencies kept per session and (x8) for the server
 
@@ -189,3 +190,28 @@ class Session:
             "outbound_frames": self.outbound_frames,
             "outbound_frames_peak": self.outbound_frames_peak,
         }
+
+
+#: A pass's outcome for one session: (session, frames or None, encoded message or None,
+#: error message or None).
+PassResult = tuple[Session, PoseFrames | None, bytes | str | None, str | None]
+
+
+def run_pass(streams: BatchedStreams, sessions: list[Session]
+             ) -> tuple[list[PassResult], list[int]]:
+    """One pump pass: hand over each session's pending audio (and end), feed it, step every
+    ready stream of ``streams`` batched, pop and encode each session's frames. Returns the
+    results (a session whose audio the stream refused gets its error, nothing else) and
+    the batch size of each model call."""
+    results: list[PassResult] = []
+    live = []
+    for session in sessions:
+        audio, ended = session.take_audio()
+        try:
+            session.process(streams, audio, ended)
+            live.append(session)
+        except StreamError as exc:
+            results.append((session, None, None, str(exc)))
+    batches = streams.advance()
+    results += [(s, *s.collect(streams), None) for s in live]
+    return results, batches
