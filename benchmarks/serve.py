@@ -67,8 +67,10 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_servers(bundle: Path, workers: int) -> tuple[list[subprocess.Popen[str]], int]:
-    """``workers`` serve processes on one free port (SO_REUSEPORT when > 1), all listening."""
+def start_servers(bundle: Path, workers: int, tree: Path = REPO_ROOT
+                  ) -> tuple[list[subprocess.Popen[str]], int]:
+    """``workers`` serve processes on one free port (SO_REUSEPORT when > 1), all listening;
+    ``tree``: the directory whose ``sdk`` they import (another commit's, for an A/B)."""
     port = _free_port()
     procs = []
     for _ in range(workers):
@@ -76,7 +78,7 @@ def start_servers(bundle: Path, workers: int) -> tuple[list[subprocess.Popen[str
                    "--backend", "onnxruntime-cpu", "--max-streams", "1024",
                    "--drain-seconds", "0"] + (["--reuse-port"] if workers > 1 else [])
         procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True, cwd=REPO_ROOT))
+                                      text=True, cwd=tree))
     for proc in procs:
         assert proc.stdout is not None
         deadline = time.monotonic() + 120
@@ -296,7 +298,54 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["A count is *held* when every client connected, received frames at >= 95 % of "
               "the fps, and p99 <= the goal; it *keeps up* with p99 <= 1 s instead. The sweep "
               "stops after the first count that does not keep up.", ""]
+    lines += per_server_core(result)
     return "\n".join(lines)
+
+
+SATURATED = 0.9  # a machine whose server + load generator CPU is over this share of its cores
+
+
+def per_server_core(result: dict[str, Any]) -> list[str]:
+    """Report lines: per process count, the most clients held and the CPU the servers and
+    the load generator used there, clients per server core, and whether the next count
+    failed on a saturated machine (then the load generator, sharing the cores, set the
+    limit, and the process-count ratio says little about the servers)."""
+    cores = result["machine"]["cpu_cores"]
+    lines = ["## Per server core", "",
+             "The load generator runs on the same cores, so on a small machine the processes "
+             "cannot use every core. Measured at the largest count held in real time: the "
+             "servers' CPU (all processes) and the load generator's, and clients per core of "
+             "server CPU; then the machine's total at the next count (not held).", "",
+             "| processes | held | server CPU % | load gen CPU % | clients per server core | "
+             "next count: server + load gen CPU % of " f"{100 * cores} |",
+             "|---|---|---|---|---|---|"]
+    per_core = {}
+    saturated = {}
+    for workers, rows in result["runs"].items():
+        held = [r for r in rows if r["held_in_real_time"]]
+        if not held:
+            continue
+        best = max(held, key=lambda r: r["clients"])
+        after = [r for r in rows if r["clients"] > best["clients"]]
+        busy = (after[0]["server_cpu_percent"] + after[0]["load_generator_cpu_percent"]
+                if after else None)
+        per_core[workers] = best["clients"] / max(best["server_cpu_percent"] / 100, 1e-9)
+        saturated[workers] = busy is not None and busy >= SATURATED * 100 * cores
+        lines.append(f"| {workers} | {best['clients']} | {best['server_cpu_percent']:.0f} | "
+                     f"{best['load_generator_cpu_percent']:.0f} | {per_core[workers]:.0f} | "
+                     f"{_num(busy, 0)}{' (saturated)' if saturated[workers] else ''} |")
+    lines.append("")
+    multi = [n for n in per_core if n != "1"]
+    if "1" in per_core and multi:
+        n = multi[0]
+        lines += [(f"Clients per server core, {n} processes vs 1: "
+                  f"{per_core[n] / per_core['1']:.2f}x (1.0: the processes scale without "
+                  "loss per core). " + (
+                      f"With {n} processes the machine was saturated at the next count: "
+                      "their count is bounded by the cores the load generator left, not "
+                      "measured to their own limit; run the load generator on another machine "
+                      "for that." if saturated[n] else "")).strip(), ""]
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

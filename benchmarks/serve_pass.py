@@ -2,7 +2,7 @@
 
     python -m benchmarks.serve_pass [--out DIR] [--quick]
 
-What one pass of ``gesturert serve``'s worker thread does, without sockets: N streams each
+What one pass of ``gesturert serve``'s pump does, without sockets: N streams each
 get the audio of one server tick (``ServerConfig.tick_seconds``; 16 kHz pcm16, one block
 per stream, offsets staggered so streams reach frame boundaries at different ticks, as
 connections do), then every ready stream is stepped and its frames popped. Two

@@ -55,6 +55,17 @@ def fake_result(held: int, keeps_up_two: int) -> dict[str, Any]:
     }
 
 
+def test_per_server_core_counts_the_servers_cpu_and_flags_a_saturated_machine() -> None:
+    result = fake_result(128, 200)
+    result["runs"]["2"] = [dict(result["runs"]["1"][0], clients=200, server_cpu_percent=100.0),
+                           dict(result["runs"]["1"][1], clients=256, server_cpu_percent=150.0,
+                                load_generator_cpu_percent=40.0)]
+    text = markdown(result)
+    assert "| 1 | 128 | 50 | 30 | 256 | 80 |" in text  # 128 / 0.5 core; next: 50 + 30 %
+    assert "| 2 | 200 | 100 | 30 | 200 | 190 (saturated) |" in text
+    assert "2 processes vs 1: 0.78x" in text and "machine was saturated" in text
+
+
 def test_report_says_met_or_missed_from_the_measured_counts(tmp_path: Path) -> None:
     met = markdown(fake_result(256, 512))
     assert "(193 ms): **met** (held: 256 clients" in met
@@ -63,6 +74,9 @@ def test_report_says_met_or_missed_from_the_measured_counts(tmp_path: Path) -> N
     missed = markdown(fake_result(128, 200))
     assert "(193 ms): **missed** (held: 128 clients" in missed
     assert "with 2 processes: **missed** (keeping up: 200 vs 128" in missed
+    # per server core: 256 held on 50 % of a core = 512 clients per core; the 2-process run
+    # holds nothing here, so only the 1-process row is reported
+    assert "| 1 | 256 | 50 | 30 | 512 | 80 |" in met
     plot(fake_result(128, 200), tmp_path / "serve.png")
     assert (tmp_path / "serve.png").stat().st_size > 1000
 
@@ -117,3 +131,32 @@ def test_the_pass_benchmark_measures_both_paths_and_reports_them(tmp_path: Path)
     assert f"| 2 | {values['stream'][0]:.1f} | {values['batched_streams'][0]:.1f} |" in text
     pass_plot(result, tmp_path / "serve_pass.png")
     assert (tmp_path / "serve_pass.png").stat().st_size > 1000
+
+
+def test_the_ab_report_compares_medians_and_lists_every_run(tmp_path: Path) -> None:
+    from benchmarks.serve_ab import markdown as ab_markdown
+    from benchmarks.serve_ab import plot as ab_plot
+    from benchmarks.serve_ab import summarise as ab_summarise
+
+    def run(cpu: float, index: int) -> dict[str, Any]:
+        return {"round": index, "errors": 0, "load_average_before": [1.0, 1.0, 1.0],
+                "server_cpu_ms_per_client_second": cpu,
+                "loop_thread_cpu_ms_per_client_second": cpu / 2,
+                "other_threads_cpu_ms_per_client_second": cpu / 2,
+                "server_cpu_us_per_frame": 1e3 * cpu / 15, "latency_p50_ms": 160.0,
+                "latency_p99_ms": 180.0, "fps_min": 15.1}
+    runs = {"baseline": [run(4.0, 0), run(5.0, 1), run(9.0, 2)],
+            "candidate": [run(3.0, 0), run(2.0, 1), run(2.5, 2)]}
+    summary = {v: ab_summarise(rows) for v, rows in runs.items()}
+    assert summary["baseline"]["server_cpu_ms_per_client_second"] == 5.0  # median, not mean
+    result = {"machine": {"cpu_model": "test", "cpu_cores": 2, "git_sha": "y",
+                          "timestamp": "t", "load_average": [1.0, 1.0, 1.0]},
+              "baseline_commit": "x" * 40, "clients": 200, "seconds": 12.0, "rounds": 3,
+              "goal_p99_ms": 192.7, "runs": runs, "summary": summary,
+              "candidate_over_baseline": {"server_cpu_ms_per_client_second": 0.5},
+              "load_average_end": [1.0, 1.0, 1.0]}
+    text = ab_markdown(result)
+    assert "| server CPU ms per client-second | 5.00 | 2.50 | 0.50 |" in text
+    assert text.count("| baseline | 1.00 |") == 3 and text.count("| candidate | 1.00 |") == 3
+    ab_plot(result, tmp_path / "ab.png")
+    assert (tmp_path / "ab.png").stat().st_size > 1000

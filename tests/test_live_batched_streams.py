@@ -123,3 +123,26 @@ def test_frame_noise_at_equals_frame_noise_per_stream() -> None:
         frame_noise_at(np.array([-1]), np.array([0]), 1, 1)
     with pytest.raises(ValueError):
         frame_noise_at(np.array([1, 2]), np.array([0]), 1, 1)
+
+
+def test_samples_for_next_step_is_exactly_when_a_stream_can_step(
+        generator: StreamingGenerator) -> None:
+    """One sample short of ``samples_for_next_step``, advance steps nothing; at it, it steps
+    (so a server that waits for it adds no latency); unknown (None) for resampled audio."""
+    speech = _speech(16000, 2.0)
+    batch = BatchedStreams(generator)
+    stream = batch.open(0, 16000)
+    fed = 0
+    for _ in range(12):
+        need = batch.samples_for_next_step(stream)
+        assert need is not None and need > fed
+        steps = stream.fed
+        batch.feed(stream, speech[fed:need - 1])
+        batch.advance()
+        assert stream.fed == steps  # one sample short: no step
+        batch.feed(stream, speech[need - 1:need])
+        fed = need
+        batch.advance()
+        assert stream.fed >= steps + generator.chunk_frames
+    assert len(batch.pop_frames(stream)) == stream.fed - generator.lookahead_frames > 0
+    assert batch.samples_for_next_step(batch.open(0, 44100)) is None

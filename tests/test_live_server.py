@@ -21,14 +21,16 @@ import soundfile
 from helpers_live import ServerThread, http_get, http_json
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
 from sdk.audio import resample
 from sdk.cli_commands import register_stream
 from sdk.demo import DEFAULT_BUNDLE
+from sdk.frames import PoseFrames
 from sdk.live.cli import register_client
 from sdk.live.client import LiveClientError, stream_audio
 from sdk.live.config import ServerConfig
-from sdk.live.protocol import StartRequest, encode_audio
+from sdk.live.protocol import StartRequest, decode_frames_binary, encode_audio
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -130,8 +132,9 @@ def test_eight_concurrent_realtime_clients(server: ServerThread, speech_16k: np.
         np.testing.assert_allclose(result.frames.keypoints, want.keypoints, atol=1e-3, rtol=0)
         assert result.end["frames"] == len(want) > 30
         assert 13.5 < result.frames_per_second < 16.5, result.frames_per_second
-        # speech-to-pose includes the model's algorithmic latency; loose bound (shared CI)
-        assert algorithmic < np.median(result.latencies) < algorithmic + 1.0
+        # speech-to-pose includes the model's algorithmic latency, give or take one 20 ms
+        # message (the audio a frame needs ends anywhere in a message); loose upper bound
+        assert algorithmic - 0.020 < np.median(result.latencies) < algorithmic + 1.0
     server.wait_for(lambda s: s["streams"] == 0 and s["streams_open"] == 0)
 
 
@@ -155,6 +158,109 @@ def test_disconnect_mid_stream_releases_the_stream(server: ServerThread,
     assert asyncio.run(leave_early()) >= 5
     stats = server.wait_for(lambda s: s["streams"] == 0 and s["streams_open"] == 0)
     assert stats["counters"]["disconnected_mid_stream"] == before + 1
+
+
+
+async def send_and_collect(url: str, messages: list[str | bytes | list[bytes]],
+                           num_joints: int, fps: int) -> PoseFrames:
+    """Start (seed 3), send ``messages`` (a list: one message in fragments), end; the frames."""
+    payloads = []
+    async with connect(url, compression=None, max_size=None) as ws:
+        await ws.send(start_json(seed=3))
+        assert json.loads(await ws.recv())["type"] == "ready"
+        for message in messages:
+            await ws.send(message)
+        await ws.send(json.dumps({"type": "end"}))
+        async for message in ws:
+            if isinstance(message, bytes):
+                payloads.append(message)
+    return decode_frames_binary(b"".join(payloads), num_joints, fps)
+
+
+def test_audio_messages_take_the_fast_path_and_fragments_the_ordinary_one(
+        server: ServerThread, speech_16k: np.ndarray) -> None:
+    """Whole binary messages go to the server as they arrive (sdk.live.connection); from a
+    fragmented one on, messages take websockets' recv() path: the frames are the same."""
+    audio = speech_16k[: 2 * 16000]
+    pcm = encode_audio(audio, "pcm16")
+    chunks: list[str | bytes | list[bytes]] = [pcm[i:i + 640] for i in range(0, len(pcm), 640)]
+    want = server.generator.generate(np.frombuffer(pcm, np.int16), 16000, seed=3)
+    gen = server.generator
+    for fragment_at in (None, 10):
+        messages = list(chunks)
+        if fragment_at is not None:
+            whole = chunks[fragment_at]
+            assert isinstance(whole, bytes)
+            messages[fragment_at] = [whole[:320], whole[320:]]  # one message, two frames
+        before = server.stats()["counters"].get("audio_messages_fast", 0)
+        got = asyncio.run(send_and_collect(server.url, messages, gen.num_joints, gen.fps))
+        fast = server.stats()["counters"].get("audio_messages_fast", 0) - before
+        assert fast == (len(chunks) if fragment_at is None else fragment_at)
+        np.testing.assert_array_equal(got.index, want.index)
+        np.testing.assert_allclose(got.keypoints, want.keypoints, atol=1e-3, rtol=0)
+
+
+
+def test_audio_frames_split_anyhow_by_tcp_give_the_same_frames(
+        server: ServerThread, speech_16k: np.ndarray) -> None:
+    """The connection unmasks whole binary frames itself while websockets' parser stands
+    between frames (sdk.live.connection): bytes cut at random places, a ping and a
+    fragmented message among them, still give the offline frames."""
+    audio = speech_16k[: 2 * 16000]
+    pcm = encode_audio(audio, "pcm16")
+    chunks = [pcm[i:i + 640] for i in range(0, len(pcm), 640)]
+    wire = [Frame(Opcode.BINARY, c).serialize(mask=True) for c in chunks[:-4]]
+    wire.insert(20, Frame(Opcode.PING, b"hi").serialize(mask=True))
+    wire += [Frame(Opcode.BINARY, chunks[-4], fin=False).serialize(mask=True),
+             Frame(Opcode.CONT, chunks[-3]).serialize(mask=True)]
+    wire += [Frame(Opcode.BINARY, c).serialize(mask=True) for c in chunks[-2:]]
+    blob = b"".join(wire)
+    rng = np.random.default_rng(0)
+    cuts = np.sort(rng.choice(np.arange(1, len(blob)), 60, replace=False))
+    gen = server.generator
+    before = server.stats()["counters"].get("audio_messages_parsed_here", 0)
+
+    async def send_in_pieces() -> PoseFrames:
+        payloads = []
+        async with connect(server.url, compression=None, max_size=None) as ws:
+            await ws.send(start_json(seed=3))
+            assert json.loads(await ws.recv())["type"] == "ready"
+            for piece in np.split(np.frombuffer(blob, np.uint8), cuts):
+                ws.transport.write(piece.tobytes())  # raw bytes: frames cut anywhere
+                await asyncio.sleep(0.002)
+            await ws.send(json.dumps({"type": "end"}))
+            async for message in ws:
+                if isinstance(message, bytes):
+                    payloads.append(message)
+        return decode_frames_binary(b"".join(payloads), gen.num_joints, gen.fps)
+
+    got = asyncio.run(send_in_pieces())
+    want = gen.generate(np.frombuffer(pcm, np.int16), 16000, seed=3)
+    np.testing.assert_array_equal(got.index, want.index)
+    np.testing.assert_allclose(got.keypoints, want.keypoints, atol=1e-3, rtol=0)
+    stats = server.wait_for(lambda s: s["streams"] == 0)
+    here = stats["counters"]["audio_messages_parsed_here"] - before
+    assert 0 < here <= len(chunks) - 4  # whole and cut frames, none after the fragment
+
+
+def test_audio_over_the_backlog_cap_pauses_reading_and_nothing_is_lost(
+        speech_16k: np.ndarray) -> None:
+    """6 s of audio sent at once against a 0.3 s backlog cap: the socket is not read while
+    over the cap (TCP pushes back), and every frame still comes, exact."""
+    srv = ServerThread(ServerConfig(port=0, max_backlog_seconds=0.3))
+    try:
+        audio = speech_16k[: 6 * 16000]
+        pcm = encode_audio(audio, "pcm16")
+        gen = srv.generator
+        got = asyncio.run(send_and_collect(
+            srv.url, [pcm[i:i + 640] for i in range(0, len(pcm), 640)], gen.num_joints,
+            gen.fps))
+        want = gen.generate(np.frombuffer(pcm, np.int16), 16000, seed=3)
+        np.testing.assert_array_equal(got.index, want.index)
+        np.testing.assert_allclose(got.keypoints, want.keypoints, atol=1e-3, rtol=0)
+        assert srv.stats()["counters"]["reading_paused"] >= 1
+    finally:
+        srv.stop()
 
 
 BAD_CASES = {

@@ -22,7 +22,7 @@ same frames for the same audio and seed, to float32 rounding of the matrix produ
 :class:`~sdk.audio.StreamingResampler` per stream first.
 
 **Errors**: bad audio raises :class:`~sdk.stream.StreamError` from :meth:`feed` before
-anything changes. **Threads**: one thread drives a BatchedStreams (the server's worker);
+anything changes. **Threads**: one thread drives a BatchedStreams (the server's loop);
 model calls take the generator's lock, so it may share the generator with other streams.
 """
 
@@ -69,7 +69,9 @@ class BatchedStream:
     closed: bool = False
     style_index: int = 0  # the model's style input (the manifest's style table)
     new_samples: list[np.ndarray] = field(default_factory=list)
-    frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    # produced, not yet popped: (index of the first, keypoints (n, J, 2), saliency (n,)) runs,
+    # consecutive (a stream's frames come in index order without gaps)
+    frames: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @property
     def num_feature_frames_queued(self) -> int:
@@ -188,12 +190,28 @@ class BatchedStreams:
         stream.finish_inputs = -(-inputs // self._chunk) * self._chunk
         stream.total_frames = total
 
+    def samples_for_next_step(self, stream: BatchedStream) -> int | None:
+        """How many samples (at the stream's rate, counted from its start) the stream must
+        have been fed before :meth:`advance` can step it again: 0 when it can now, None when
+        unknown (audio resampled on the way in). A server feeds a stream only once its
+        audio reaches this (the frames are the same for any split of the audio), so the
+        per-stream work runs once per pose frame, not once per message."""
+        c = self.config
+        if stream.total_frames is not None or len(stream.queue) >= self._chunk:
+            return 0
+        if stream.resampler is not None:
+            return None
+        mfcc = c.mfcc_frames_needed(stream.fed + self._chunk)  # MFCC frames the step needs
+        # MFCC frame m's window ends at sample m * hop + n_fft of the centre-padded signal
+        return max(0, (mfcc - 1) * c.hop_length + c.n_fft - c.n_fft // 2)
+
     def pop_frames(self, stream: BatchedStream) -> PoseFrames:
         """The frames produced since the last pop (possibly none), oldest first."""
         parts, stream.frames = stream.frames, []
         if not parts:
             return PoseFrames.concatenate([], self.generator.num_joints)
-        index = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        count = sum(len(p[2]) for p in parts)
+        index = np.arange(parts[0][0], parts[0][0] + count, dtype=np.int64)
         return PoseFrames(
             keypoints=np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1],
             saliency=np.concatenate([p[2] for p in parts]) if len(parts) > 1 else parts[0][2],
@@ -327,16 +345,16 @@ class BatchedStreams:
             out = gen._stepper.step(features, noise, [s.slot for s in streams], styles)
             keypoints = self._norm.canonical_to_pixels(self._norm.destandardize(out.poses))
             saliency = np.array(out.saliency, dtype=np.float32)  # a copy: out may be reused
-        offsets = np.arange(chunk, dtype=np.int64) - self._lookahead
         for b, s in enumerate(streams):
-            index = s.fed + offsets
+            first = s.fed - self._lookahead  # pose index of the step's first output
             s.queue = s.queue[chunk:]
             s.fed += chunk
-            end = s.total_frames
-            keep = (index >= 0) & (index < (end if end is not None else np.inf))
-            if keep.all():
-                s.frames.append((index, keypoints[b], saliency[b]))
-                s.emitted += chunk
-            elif keep.any():
-                s.frames.append((index[keep], keypoints[b][keep], saliency[b][keep]))
-                s.emitted += int(keep.sum())
+            # keep indices in [0, total_frames): the lookahead's leading outputs and the
+            # trailing silence's are not frames
+            low = max(first, 0)
+            high = first + chunk if s.total_frames is None else min(first + chunk,
+                                                                    s.total_frames)
+            if high > low:
+                s.frames.append((low, keypoints[b, low - first:high - first],
+                                 saliency[b, low - first:high - first]))
+                s.emitted += high - low

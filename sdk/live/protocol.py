@@ -22,6 +22,7 @@ Binary frame record (all little-endian, :func:`record_bytes` long, one or more p
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import operator
@@ -113,9 +114,9 @@ class StartRequest:
                            "frame_format": self.frame_format}
                           | ({} if self.style is None else {"style": self.style}))
 
-    @property
+    @functools.cached_property
     def sample_bytes(self) -> int:
-        """Bytes of one sample frame (all channels)."""
+        """Bytes of one sample frame (all channels); computed once (checked per message)."""
         return SAMPLE_FORMATS[self.sample_format].itemsize * self.channels
 
 
@@ -256,11 +257,16 @@ def record_bytes(num_joints: int) -> int:
     return RECORD_HEADER.itemsize + 8 * num_joints
 
 
+@functools.lru_cache(maxsize=8)
+def _record_dtype(num_joints: int) -> np.dtype[Any]:
+    """The structured dtype of one binary frame record (made once per joint count: a
+    server encodes thousands of messages a second)."""
+    return np.dtype([("header", RECORD_HEADER), ("keypoints", "<f4", (num_joints, 2))])
+
+
 def encode_frames_binary(frames: PoseFrames) -> bytes:
     """PoseFrames as concatenated binary records (see the module docstring)."""
-    n, j = len(frames), frames.num_joints
-    record = np.dtype([("header", RECORD_HEADER), ("keypoints", "<f4", (j, 2))])
-    out = np.empty(n, record)
+    out = np.empty(len(frames), _record_dtype(frames.num_joints))
     out["header"]["index"] = frames.index
     out["header"]["time"] = frames.time
     out["header"]["saliency"] = frames.saliency

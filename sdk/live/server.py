@@ -1,15 +1,22 @@
 """``gesturert serve``: a WebSocket server on one shared StreamingGenerator.
 
 Library: ``websockets`` (asyncio, C speed-ups, no dependencies; its ``process_request``
-hook serves the browser page, ``/healthz`` and ``/stats`` on the WebSocket's own port).
+hook serves the browser page, ``/healthz`` and ``/stats`` on the WebSocket's own port:
+:mod:`sdk.live.http_routes`). Each connection is an :class:`~sdk.live.connection.AudioConnection`:
+after ``start``, audio messages reach :meth:`LiveServer._audio_in` as they are parsed, and
+messages out are written at once while nothing is queued before them (the per-message
+cost of the loop is what limits a process: docs/serving.md).
 
 **Process model.** One asyncio loop, one :class:`~sdk.streaming.StreamingGenerator`, one
 stream of :class:`~sdk.live.batched_streams.BatchedStreams` per connection. A pump task
-wakes every ``tick_seconds``; in one worker thread it feeds each session's coalesced
+wakes every ``tick_seconds`` and, on the loop's own thread, feeds each session's coalesced
 audio, computes every stream's features in one vectorised pass, steps all ready streams
-as one batch (again while any stays ready), pops and encodes their frames. Model calls
-therefore never block the loop, and the loop keeps reading audio meanwhile. Stream
-creation and close also run in that thread (they take the generator's lock).
+as one batch (again while any stays ready), pops and encodes their frames. The pass
+blocks the loop for its duration (a few ms at 200 streams on the 2-core machine). It ran
+in a worker thread before, so that the loop could read sockets while ONNX Runtime ran
+without the GIL; but the two threads handed the GIL back and forth at every socket call,
+and 200 clients cost more server CPU that way (benchmarks/results/serve_ab/
+thread_vs_loop.md, an interleaved A/B). For more cores, add processes.
 
 **Bounded queues.** Inbound: a message may hold at most ``max_message_bytes``; while a
 session has more than ``max_backlog_seconds`` of audio not yet turned into frames, its
@@ -19,7 +26,7 @@ is closed (error ``slow_consumer``, close 1008) and its stream freed: frames are
 silently dropped.
 
 **Refusal and shutdown.** At ``max_streams`` sessions, or while the pump is overloaded
-(p95 over the last 64 ticks of the worker's time per pass, idle ticks counting 0, over
+(p95 over the last 64 ticks of the time per pass, idle ticks counting 0, over
 ``overload_seconds``), a new connection gets error ``server_full``
 and close 1013. :meth:`LiveServer.drain` (SIGTERM/SIGINT in the CLI) reports not-ready
 on ``/healthz``, refuses new sessions, lets running ones finish for ``drain_seconds``,
@@ -34,28 +41,24 @@ full or draining); every handshake response names the process in ``X-Gesturert-B
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import functools
 import itertools
 import json
 import socket
 import time
 from collections import Counter, deque
-from http import HTTPStatus
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from sdk.live.batched_streams import BatchedStreams
 from sdk.live.config import ServerConfig
-from sdk.live.fleet import BACKEND_HEADER, LIVE_PATH, READY_PATH, backend_id
+from sdk.live.connection import AudioConnection
+from sdk.live.http_routes import name_backend, route, server_stats
 from sdk.live.protocol import (
     CLOSE_CODES,
-    WEBSOCKET_PATH,
     ProtocolError,
     check_audio,
     error_message,
@@ -63,12 +66,8 @@ from sdk.live.protocol import (
     parse_start,
     ready_fields,
 )
-from sdk.live.session import LATENCY_WINDOW, CloseRequest, Session
+from sdk.live.session import LATENCY_WINDOW, CloseRequest, PassResult, Session, run_pass
 from sdk.streaming import StreamError, StreamingGenerator
-
-STATIC_DIR = Path(__file__).parent / "static"
-STATIC_FILES = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/javascript"),
-                "/worklet.js": ("worklet.js", "text/javascript")}
 
 
 class LiveServer:
@@ -81,8 +80,7 @@ class LiveServer:
         self._sessions: dict[int, Session] = {}
         self._ids = itertools.count(1)
         self._to_close: list[Any] = []
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gesturert")
-        self._streams = BatchedStreams(generator)  # touched by the worker thread only
+        self._streams = BatchedStreams(generator)  # touched by the pump and stream open only
         self._server: Server | None = None
         self._pump_task: asyncio.Task[None] | None = None
         self._blas_limits: Any = None  # threadpoolctl's limits while serving
@@ -93,7 +91,7 @@ class LiveServer:
         self._pass_seconds: deque[float] = deque(maxlen=64)
         self._batch_sizes: deque[int] = deque(maxlen=64)
         self.counters: Counter[str] = Counter()
-        self._closed_streams = 0  # written by the worker thread only
+        self._closed_streams = 0
         self._outbound_peak = 0  # most frames ever queued for one connection
         self._ready_fields = ready_fields(generator)
 
@@ -110,10 +108,10 @@ class LiveServer:
         self._blas_limits = threadpool_limits(limits=1, user_api="blas")
         cfg = self.config
         self._server = await serve(
-            self._handle, cfg.host, cfg.port, process_request=self._http,
+            self._handle, cfg.host, cfg.port, process_request=functools.partial(route, self),
             max_size=4 * cfg.max_message_bytes, max_queue=4, compression=None,
             close_timeout=cfg.close_timeout_seconds, reuse_port=cfg.reuse_port or None,
-            process_response=_name_backend)
+            process_response=name_backend, create_connection=AudioConnection)
         self._pump_task = asyncio.create_task(self._pump())
 
     @property
@@ -142,37 +140,11 @@ class LiveServer:
         self._stopping = True
         if self._pump_task is not None:
             await self._pump_task
-        await loop.run_in_executor(self._worker, self._close_streams, self._take_to_close())
-        self._worker.shutdown(wait=True)
+        self._close_streams(self._take_to_close())
         if self._blas_limits is not None:
             self._blas_limits.restore_original_limits()
 
-    # ---- HTTP: page, health, stats ----
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if path == WEBSOCKET_PATH:
-            if self.draining:  # refused before the upgrade: balancers retry elsewhere
-                refusal = b"draining: this server takes no new streams; connect to another\n"
-                return _response(HTTPStatus.SERVICE_UNAVAILABLE, refusal, "text/plain")
-            return None
-        if path == LIVE_PATH:  # liveness: the loop answers (never 503 while draining or full)
-            return _response(HTTPStatus.OK, json.dumps({"alive": True, "backend": backend_id()})
-                             .encode(), "application/json")
-        if path == READY_PATH:
-            status = self.status()
-            body = json.dumps({"status": status, "streams": len(self._sessions),
-                               "max_streams": self.config.max_streams})
-            code = HTTPStatus.OK if status == "ready" else HTTPStatus.SERVICE_UNAVAILABLE
-            return _response(code, body.encode(), "application/json")
-        if path == "/stats":
-            return _response(HTTPStatus.OK, json.dumps(self.stats()).encode(), "application/json")
-        if path in STATIC_FILES:
-            name, kind = STATIC_FILES[path]
-            return _response(HTTPStatus.OK, (STATIC_DIR / name).read_bytes(),
-                             f"{kind}; charset=utf-8")
-        return connection.respond(HTTPStatus.NOT_FOUND, f"no such path {path}; the WebSocket "
-                                  f"is at {WEBSOCKET_PATH}, the page at /\n")
-
+    # ---- HTTP: page, health, stats (sdk.live.http_routes) ----
     def status(self) -> str:
         """"ready", or why not: "draining", "full", "overloaded"."""
         if self.draining:
@@ -186,31 +158,7 @@ class LiveServer:
 
     def stats(self) -> dict[str, Any]:
         """Global and per-connection numbers (the ``/stats`` JSON)."""
-        now = time.monotonic()
-        while self._produced and self._produced[0][0] < now - 5:
-            self._produced.popleft()
-        lat = np.asarray(self._latencies) * 1e3
-        passes = np.asarray(self._pass_seconds) * 1e3
-        sessions = list(self._sessions.values())
-        return {
-            "status": self.status(), "streams": len(sessions),
-            "max_streams": self.config.max_streams,
-            "uptime_seconds": round(now - self._started_at, 3),
-            "backend": self.generator.backend_name,
-            "frames_per_second": round(sum(n for _, n in self._produced) / 5.0, 2),
-            "latency_ms_p50": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
-            "latency_ms_p99": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
-            "pump_pass_ms_p50": round(float(np.percentile(passes, 50)), 2) if passes.size else None,
-            "pump_pass_ms_p95": round(float(np.percentile(passes, 95)), 2) if passes.size else None,
-            "batch_mean": (round(float(np.mean(self._batch_sizes)), 2) if self._batch_sizes
-                           else None),
-            "backlog_seconds": round(sum(s.backlog_seconds() for s in sessions), 3),
-            "outbound_frames": sum(s.outbound_frames for s in sessions),
-            "streams_open": self.counters["streams_created"] - self._closed_streams,
-            "outbound_frames_peak": self._outbound_peak,
-            "counters": dict(self.counters),
-            "connections": [s.stats(now) for s in sessions[:1000]],
-        }
+        return server_stats(self)
 
     # ---- connections ----
     def _refusal(self) -> tuple[str, str] | None:
@@ -224,7 +172,8 @@ class LiveServer:
             return "server_full", "server overloaded (model steps fall behind); try again later"
         return None
 
-    async def _handle(self, ws: ServerConnection) -> None:
+    async def _handle(self, connection: ServerConnection) -> None:
+        ws = cast(AudioConnection, connection)  # serve(create_connection=AudioConnection)
         self.counters["connections"] += 1
         cfg_close = self.config.close_timeout_seconds
         refusal = self._refusal()
@@ -261,10 +210,11 @@ class LiveServer:
             if not session.done and session.start is not None:
                 self.counters["disconnected_mid_stream"] += 1
             del self._sessions[session.id]
+            self.counters["audio_messages_parsed_here"] += ws.messages_parsed_here
             if session.stream is not None:
                 self._to_close.append(session.stream)
 
-    async def _converse(self, session: Session, ws: ServerConnection) -> None:
+    async def _converse(self, session: Session, ws: AudioConnection) -> None:
         cfg = self.config
         try:
             first = await asyncio.wait_for(ws.recv(), cfg.start_timeout_seconds)
@@ -279,20 +229,22 @@ class LiveServer:
         if start.style is not None and start.style not in self.generator.styles:
             raise ProtocolError("unknown_style", f"style {start.style!r:.60} is not one of "
                                 f"this bundle's styles {list(self.generator.styles)}")
-        loop = asyncio.get_running_loop()
-        stream = await loop.run_in_executor(self._worker, self._streams.open, start.seed,
-                                            start.sample_rate, start.style)
+        stream = self._streams.open(start.seed, start.sample_rate, start.style)
         session.start, session.stream = start, stream
         self.counters["streams_created"] += 1
-        session.outbox.put_nowait((json.dumps({**self._ready_fields, "stream_id": session.id,
-                                               "frame_format": start.frame_format,
-                                               "style": self.generator.manifest.generator
-                                               .style_names[stream.style_index]}), 0))
+        self._send(session, (json.dumps({**self._ready_fields, "stream_id": session.id,
+                                         "frame_format": start.frame_format,
+                                         "style": self.generator.manifest.generator
+                                         .style_names[stream.style_index]}), 0))
         session.room.set()
         while True:
             while session.backlog_seconds() > cfg.max_backlog_seconds and not session.closing:
                 session.room.clear()
                 await session.room.wait()
+            if ws.fast_path_allowed and ws.audio_sink is None and ws.receive_queue_empty() \
+                    and not session.closing and not session.end_requested:
+                # from now on audio goes to _audio_in as it arrives (connection module)
+                ws.audio_sink = functools.partial(self._audio_in, session)
             message = await ws.recv()
             if session.closing:
                 continue
@@ -309,6 +261,35 @@ class LiveServer:
                 raise ProtocolError("unexpected_message", f"unexpected {kind!r} message after "
                                     f"start; expected binary audio or end")
 
+    def _audio_in(self, session: Session, payload: bytes) -> None:
+        """An audio message, straight from the connection's ``data_received`` (the fast
+        path of :mod:`sdk.live.connection`): checked and queued as ``_converse`` would, and
+        reading paused while the session's backlog is over the cap."""
+        ws = session.websocket
+        if session.closing:
+            return
+        assert session.start is not None  # internal: the sink is set after start
+        try:
+            self._check_size(payload)
+            session.add_audio(payload, check_audio(payload, session.start), time.monotonic())
+        except ProtocolError as exc:
+            ws.audio_sink = None
+            self._fail(session, exc.code, exc.message)
+            return
+        self.counters["audio_messages_fast"] += 1
+        if session.backlog_seconds() > self.config.max_backlog_seconds \
+                and not session.reading_paused:
+            session.reading_paused = True
+            self.counters["reading_paused"] += 1
+            ws.pause_reading()
+
+    def _room(self, session: Session) -> None:
+        """The session may take audio again (backlog under the cap, or closing)."""
+        session.room.set()
+        if session.reading_paused:
+            session.reading_paused = False
+            session.websocket.resume_reading()
+
     def _check_size(self, message: str | bytes) -> None:
         if len(message) > self.config.max_message_bytes:
             raise ProtocolError("message_too_big", f"a message of {len(message)} bytes is over "
@@ -320,10 +301,29 @@ class LiveServer:
         if session.closing:
             return
         session.closing = True
-        session.room.set()
+        self._room(session)
         self.counters[f"error_{code}"] += 1
-        session.outbox.put_nowait((error_message(code, message), 0))
-        session.outbox.put_nowait(CloseRequest(CLOSE_CODES[code], code))
+        self._send(session, (error_message(code, message), 0))
+        self._send(session, CloseRequest(CLOSE_CODES[code], code))
+
+    def _send(self, session: Session, item: tuple[bytes | str, int] | CloseRequest) -> None:
+        """Send a message (and the frames in it) or close, in order: written at once when
+        nothing waits before it and the socket takes it, else queued for the sender task."""
+        ws = session.websocket
+        if isinstance(item, tuple) and session.outbox.empty() and not session.sending \
+                and ws.can_write_now():
+            payload, count = item
+            if ws.write_message(payload) and count:
+                session.frames_sent += count
+                session.last_frame_at = time.monotonic()
+                session.first_frame_at = session.first_frame_at or session.last_frame_at
+            return
+        if isinstance(item, tuple):
+            session.outbound_frames += item[1]
+            session.outbound_frames_peak = max(session.outbound_frames_peak,
+                                               session.outbound_frames)
+            self._outbound_peak = max(self._outbound_peak, session.outbound_frames)
+        session.outbox.put_nowait(item)
 
     async def _send_loop(self, session: Session, ws: ServerConnection) -> None:
         try:
@@ -333,7 +333,9 @@ class LiveServer:
                     await ws.close(item.code, item.reason)
                     return
                 payload, count = item
+                session.sending = True
                 await ws.send(payload)
+                session.sending = False
                 session.outbound_frames -= count
                 if count:
                     session.frames_sent += count
@@ -345,7 +347,7 @@ class LiveServer:
     def _slow_consumer(self, session: Session) -> None:
         """The client stopped reading: stop sending, close 1008, free the stream."""
         session.closing = True
-        session.room.set()
+        self._room(session)
         self.counters["error_slow_consumer"] += 1
         if session.sender is not None:
             session.sender.cancel()
@@ -359,7 +361,7 @@ class LiveServer:
         return streams
 
     def _close_streams(self, streams: list[Any]) -> None:
-        """Worker thread: free the streams of ended connections."""
+        """Free the streams of ended connections."""
         for stream in streams:
             self._streams.close(stream)
         self._closed_streams += len(streams)
@@ -370,36 +372,17 @@ class LiveServer:
             began = loop.time()
             sessions = [s for s in self._sessions.values() if s.has_work()]
             if sessions or self._to_close:
-                jobs = [(s, s.take_audio()) for s in sessions]
-                results, seconds, batches = await loop.run_in_executor(
-                    self._worker, self._work, jobs, self._take_to_close())
-                self._pass_seconds.append(seconds)  # written here only: the loop reads them
+                started = time.perf_counter()
+                self._close_streams(self._take_to_close())
+                results, batches = run_pass(self._streams, sessions)
+                self._pass_seconds.append(time.perf_counter() - started)
                 self._batch_sizes.extend(batches)
                 self._deliver(results)
             else:
                 self._pass_seconds.append(0.0)  # idle ticks count, so old load fades
             await asyncio.sleep(max(0.0, self.config.tick_seconds - (loop.time() - began)))
 
-    def _work(self, jobs: list[tuple[Session, tuple[np.ndarray | None, bool]]],
-              closing: list[Any]) -> tuple[list[tuple[Session, Any, Any, str | None]], float,
-                                           list[int]]:
-        """Worker thread: close, feed, step every ready stream batched, collect frames.
-        Returns (per session: frames, encoded message, error), seconds, batch sizes."""
-        began = time.perf_counter()
-        self._close_streams(closing)
-        results: list[tuple[Session, Any, Any, str | None]] = []
-        live = []
-        for session, (audio, ended) in jobs:
-            try:
-                session.process(self._streams, audio, ended)
-                live.append(session)
-            except StreamError as exc:
-                results.append((session, None, None, str(exc)))
-        batches = self._streams.advance()
-        results += [(s, *s.collect(self._streams), None) for s in live]
-        return results, time.perf_counter() - began, batches
-
-    def _deliver(self, results: list[tuple[Session, Any, Any, str | None]]) -> None:
+    def _deliver(self, results: list[PassResult]) -> None:
         now = time.monotonic()
         cfg = self.config
         for session, frames, message, error in results:
@@ -408,7 +391,7 @@ class LiveServer:
                 continue
             if session.closing or session.id not in self._sessions:
                 continue
-            if message is not None:
+            if message is not None and frames is not None:
                 count = len(frames)
                 if session.outbound_frames + count > cfg.max_outbound_frames:
                     self._slow_consumer(session)
@@ -416,31 +399,17 @@ class LiveServer:
                 self._latencies.extend(session.latency_of(frames, now))
                 self._produced.append((now, count))
                 session.frames_produced += count
-                session.outbound_frames += count
-                session.outbound_frames_peak = max(session.outbound_frames_peak,
-                                                   session.outbound_frames)
-                self._outbound_peak = max(self._outbound_peak, session.outbound_frames)
-                session.outbox.put_nowait((message, count))
+                self._send(session, (message, count))
             if session.done:
                 self._finish(session)
             elif session.backlog_seconds() <= cfg.max_backlog_seconds:
-                session.room.set()
+                self._room(session)
 
     def _finish(self, session: Session) -> None:
         session.closing = True
-        session.room.set()
-        session.outbox.put_nowait((json.dumps({
+        self._room(session)
+        self._send(session, (json.dumps({
             "type": "end", "frames": session.frames_produced,
             "audio_seconds": session.stats(time.monotonic())["audio_seconds"]}), 0))
-        session.outbox.put_nowait(CloseRequest(1000, "end of stream"))
+        self._send(session, CloseRequest(1000, "end of stream"))
 
-
-def _name_backend(connection: ServerConnection, request: Request, response: Response) -> None:
-    """Name this process (host:pid) in every handshake response: which backend serves."""
-    response.headers[BACKEND_HEADER] = backend_id()
-
-
-def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
-    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
-                       ("Cache-Control", "no-store")])
-    return Response(status.value, status.phrase, headers, body)

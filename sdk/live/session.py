@@ -1,11 +1,9 @@
 """One client connection of ``gesturert serve``: its stream, queues, latency and counters.
 
-Threading: the asyncio loop owns everything here except :meth:`Session.process` and
-:meth:`Session.collect`, which the server's single worker thread runs (feeding audio to
-the server's :class:`~sdk.live.batched_streams.BatchedStreams`, finishing the input,
-popping and encoding frames) while the loop waits for it. The loop only hands audio over through
-:meth:`take_audio` (under no lock: the worker runs while the loop awaits it, so the two
-never touch a session at the same time).
+Threading: everything here runs on the server's asyncio loop. :meth:`Session.process`
+and :meth:`Session.collect` are the pump pass's side (feeding audio to the server's
+:class:`~sdk.live.batched_streams.BatchedStreams`, finishing the input, popping and
+encoding frames); the connection's side hands audio over through :meth:`take_audio`.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from sdk.live.protocol import (
     encode_frames_json,
     last_sample_of_frame,
 )
+from sdk.stream import StreamError
 
 LATENCY_WINDOW = 512  # latencies kept per session and (x8) for the server
 
@@ -47,7 +46,9 @@ class Session:
         id: server-unique number.
         peer: "host:port" of the client.
         outbox: (message, frames in it) for the sender task, a CloseRequest last.
-        outbound_frames: frames queued in ``outbox`` and not yet written to the socket.
+        outbound_frames: frames queued in ``outbox`` and not yet written to the socket
+            (messages are written at once while nothing is queued and the socket takes
+            them: then they never count here).
     """
 
     id: int
@@ -63,18 +64,23 @@ class Session:
     outbound_frames_peak: int = 0
     room: asyncio.Event = field(default_factory=asyncio.Event)  # set while backlog is under cap
     end_requested: bool = False
-    finished: bool = False  # input_finished called (worker)
-    done: bool = False  # every frame produced (worker)
+    finished: bool = False  # input_finished called (pump)
+    done: bool = False  # every frame produced (pump)
     closing: bool = False
     websocket: Any = None  # the connection (server side)
     sender: asyncio.Task[Any] | None = None  # the task writing ``outbox`` to the socket
+    sending: bool = False  # the sender task is writing an item (later ones must queue)
+    reading_paused: bool = False  # the socket is not read: backlog over the cap
     frames_sent: int = 0
     frames_produced: int = 0
     first_frame_at: float | None = None
     last_frame_at: float | None = None
     audio_messages: int = 0
     samples_received: int = 0
-    queued_feature_frames: int = 0  # stream backlog after the last step (worker)
+    queued_feature_frames: int = 0  # stream backlog after the last step (pump)
+    # samples received from which the stream can step again (pump; 0: any audio): audio
+    # is handed over once it reaches this, so per-stream work runs once per pose frame
+    feed_at: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     _pending: list[bytes] = field(default_factory=list)  # checked audio messages
     _pending_samples: int = 0
@@ -105,14 +111,15 @@ class Session:
                 + self.queued_feature_frames / self.fps)
 
     def has_work(self) -> bool:
-        """Whether the worker has something to do for this session."""
+        """Whether the pump has something to do for this session."""
         return self.stream is not None and not self.done and not self.closing and (
-            bool(self._pending) or (self.end_requested and not self.finished)
+            (bool(self._pending) and self.samples_received >= self.feed_at)
+            or (self.end_requested and not self.finished)
             or self.queued_feature_frames >= self.chunk_frames)
 
     def take_audio(self) -> tuple[np.ndarray | None, bool]:
-        """Hand the pending audio to the worker as one decoded (N, C) block (None when there
-        is none), and whether ``end`` came before it (then the worker finishes the input
+        """Hand the pending audio to the pump as one decoded (N, C) block (None when there
+        is none), and whether ``end`` came before it (then the pump finishes the input
         after it)."""
         ended = self.end_requested  # read before the audio: all audio precedes end
         if not self._pending:
@@ -138,10 +145,10 @@ class Session:
         self.latencies.extend(found)
         return found
 
-    # ---- worker side ----
+    # ---- pump side ----
     def process(self, streams: BatchedStreams, audio: np.ndarray | None, ended: bool) -> None:
-        """Feed ``audio`` and, if ``ended``, finish the input (worker thread; the arguments
-        are :meth:`take_audio`'s: ``end_requested`` may change while the worker runs).
+        """Feed ``audio`` and, if ``ended``, finish the input (the pump pass; the arguments
+        are :meth:`take_audio`'s).
         The features and frames follow in ``streams.advance()``."""
         assert self.start is not None and self.stream is not None
         if audio is not None:
@@ -150,14 +157,17 @@ class Session:
             streams.finish(self.stream)
             self.finished = True
 
-    def collect(self, streams: BatchedStreams) -> tuple[PoseFrames, bytes | str | None]:
-        """Pop the produced frames and encode them (worker thread)."""
+    def collect(self, streams: BatchedStreams
+                ) -> tuple[PoseFrames | None, bytes | str | None]:
+        """Pop the produced frames and encode them (the pump pass); (None, None) if none."""
         assert self.start is not None and self.stream is not None
-        frames = streams.pop_frames(self.stream)
-        self.queued_feature_frames = self.stream.num_feature_frames_queued
-        self.done = self.stream.is_done
-        if not len(frames):
-            return frames, None
+        stream = self.stream
+        self.queued_feature_frames = stream.num_feature_frames_queued
+        self.done = stream.is_done
+        self.feed_at = streams.samples_for_next_step(stream) or 0
+        if not stream.frames:
+            return None, None
+        frames = streams.pop_frames(stream)
         if self.start.frame_format == "json":
             return frames, encode_frames_json(frames)
         return frames, encode_frames_binary(frames)
@@ -180,3 +190,28 @@ class Session:
             "outbound_frames": self.outbound_frames,
             "outbound_frames_peak": self.outbound_frames_peak,
         }
+
+
+#: A pass's outcome for one session: (session, frames or None, encoded message or None,
+#: error message or None).
+PassResult = tuple[Session, PoseFrames | None, bytes | str | None, str | None]
+
+
+def run_pass(streams: BatchedStreams, sessions: list[Session]
+             ) -> tuple[list[PassResult], list[int]]:
+    """One pump pass: hand over each session's pending audio (and end), feed it, step every
+    ready stream of ``streams`` batched, pop and encode each session's frames. Returns the
+    results (a session whose audio the stream refused gets its error, nothing else) and
+    the batch size of each model call."""
+    results: list[PassResult] = []
+    live = []
+    for session in sessions:
+        audio, ended = session.take_audio()
+        try:
+            session.process(streams, audio, ended)
+            live.append(session)
+        except StreamError as exc:
+            results.append((session, None, None, str(exc)))
+    batches = streams.advance()
+    results += [(s, *s.collect(streams), None) for s in live]
+    return results, batches
