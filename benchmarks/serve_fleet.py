@@ -157,7 +157,7 @@ class LoopbackFleet:
             for k in range(servers):
                 port = _free_port()
                 self.servers.append(self._start(
-                    [sys.executable, "-m", "sdk.live.fleet", "serve", str(bundle), "--port",
+                    [sys.executable, "-m", "sdk.live.cli", "serve", str(bundle), "--port",
                      str(port), "--backend", "onnxruntime-cpu", "--max-streams", "1024",
                      "--drain-seconds", "0"], f"serve{k}"))
                 self.ports.append(port)

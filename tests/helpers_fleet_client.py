@@ -45,9 +45,9 @@ def serve_command(port: int, drain_seconds: float, *extra: str) -> list[str]:
     """``gesturert serve`` of the default bundle on 127.0.0.1:``port`` (CPU backend).
 
     Started as the ``--workers`` supervisor starts its workers (``python -m
-    sdk.live.fleet serve``): the serve command without loading the other commands.
+    sdk.live.cli serve``): the serve command without loading the other commands.
     """
-    return [sys.executable, "-m", "sdk.live.fleet", "serve", str(DEFAULT_BUNDLE),
+    return [sys.executable, "-m", "sdk.live.cli", "serve", str(DEFAULT_BUNDLE),
             "--host", LOOPBACK, "--port", str(port), "--backend", "onnxruntime-cpu",
             "--drain-seconds", f"{drain_seconds:g}", *extra]
 

@@ -98,3 +98,21 @@ def test_workers_need_a_fixed_port(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["serve", str(DEFAULT_BUNDLE), "--port", "0", "--workers", "2"]) == 2
     assert "needs a fixed --port" in capsys.readouterr().err
+
+
+def test_serve_precision_is_checked_and_travels_to_the_workers(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from sdk.cli import main
+    from sdk.live.cli import register_serve, serve_argv
+
+    assert main(["serve", str(DEFAULT_BUNDLE), "--precision", "int4"]) == 2
+    assert "precision must be one of" in capsys.readouterr().err
+    parser = argparse.ArgumentParser()
+    register_serve(parser.add_subparsers())
+    args = parser.parse_args(["serve", str(DEFAULT_BUNDLE), "--port", "9000", "--workers", "2",
+                              "--precision", "int8"])
+    argv = serve_argv(args, workers=1, reuse_port=True)
+    assert argv[argv.index("--precision") + 1] == "int8"
+    assert argv[argv.index("--workers") + 1] == "1" and "--reuse-port" in argv

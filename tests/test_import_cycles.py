@@ -89,7 +89,6 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 KNOWN_LOOPS: list[list[str]] = [
-    ["sdk.live.cli", "sdk.live.fleet", "sdk.live.server"],
     ["train.data.windows", "train.generator_training"],
     ["train.evaluation", "train.evaluation_report"],
 ]

@@ -1,18 +1,22 @@
 """``gesturert serve`` and ``gesturert client``: the live server and a file client.
 
     gesturert serve BUNDLE [--host 127.0.0.1] [--port 8765] [--backend auto]
-                    [--max-streams N] [--threads 1] [--reuse-port] [--drain-seconds 10]
+                    [--precision P] [--max-streams N] [--threads 1] [--reuse-port]
+                    [--drain-seconds 10] [--workers N]
     gesturert client URL AUDIO --out frames.npz [--realtime] [--chunk-ms 20] [--seed 0]
                      [--style NAME] [--format npz|openpose-json]
 
 Light at import (stdlib only): websockets and the SDK load when a command runs. Needs the
-``live`` extra: ``pip install 'gesturert[live]'``.
+``live`` extra: ``pip install 'gesturert[live]'``. ``python -m sdk.live.cli serve ARGS`` is
+``gesturert serve ARGS`` without loading any other command's plugin: how the workers of
+``--workers N`` start (:mod:`sdk.live.fleet` supervises them).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 _SERVE_DOC = """Serve a bundle over WebSocket: speech in, poses out, in real time.
@@ -34,6 +38,10 @@ def register_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any)")
     parser.add_argument("--backend", default="auto",
                         help="inference backend (default auto: tensorrt > onnxruntime-gpu > cpu)")
+    parser.add_argument("--precision", default=None,
+                        help="fp32, fp16 or int8: a TensorRT engine's precision (fp16 preferred "
+                             "by default), or on onnxruntime-cpu the bundle's one-frame step "
+                             "model (fp32 by default; int8 when the bundle has one)")
     parser.add_argument("--max-streams", type=int, default=256,
                         help="most concurrent streams; more are refused with close 1013 "
                              "(default 256)")
@@ -77,8 +85,6 @@ def register_client(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 def run_serve(args: argparse.Namespace) -> int:
     """The ``serve`` command; returns the exit code."""
     if args.workers != 1:
-        from sdk.live.fleet import serve_workers
-
         return serve_workers(args)
     import asyncio
     import signal
@@ -92,7 +98,8 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         config = ServerConfig(host=args.host, port=args.port, max_streams=args.max_streams,
                               reuse_port=args.reuse_port, drain_seconds=args.drain_seconds)
-        backend = BackendConfig(args.backend, intra_op_num_threads=args.threads)
+        backend = BackendConfig(args.backend, intra_op_num_threads=args.threads,
+                                precision=args.precision)
         generator = StreamingGenerator(GeneratorConfig(args.bundle, backend))
     except (BundleError, BackendError, ValueError) as exc:
         print(f"gesturert serve: {exc}", file=sys.stderr)
@@ -169,3 +176,61 @@ def run_client(args: argparse.Namespace) -> int:
     print(f"frames: {len(result.frames)} received, {rate_text} frames/s")
     print(f"wrote {args.out}")
     return 0
+
+
+def serve_workers(args: argparse.Namespace) -> int:
+    """``gesturert serve --workers N``: N ``gesturert serve`` processes on one port.
+
+    Each worker is the same command with ``--workers 1 --reuse-port`` (SO_REUSEPORT: the
+    kernel spreads new connections over the workers), so each has its own generator and
+    streams. Returns the supervisor's exit code (:func:`sdk.live.fleet.run_workers`).
+    """
+    from sdk.live.fleet import run_workers
+
+    if args.workers < 1:
+        print(f"gesturert serve: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+        return 2
+    if args.port == 0:
+        print("gesturert serve: --workers needs a fixed --port (with 0 every worker would "
+              "pick its own)", file=sys.stderr)
+        return 2
+    argv = serve_argv(args, workers=1, reuse_port=True)
+    command = [sys.executable, "-m", "sdk.live.cli", "serve", *argv]
+    return run_workers(command, args.workers, grace_seconds=args.drain_seconds + 10.0)
+
+
+def serve_argv(args: argparse.Namespace, **overrides: object) -> list[str]:
+    """The ``gesturert serve`` arguments that give ``args`` (with ``overrides``) back.
+
+    Built from the serve parser itself, so an option added to it travels to the workers.
+    """
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    register_serve(subparsers)
+    parser = subparsers.choices["serve"]
+    values = {**vars(args), **overrides}
+    positional: list[str] = []
+    options: list[str] = []
+    for action in parser._actions:
+        if action.dest in ("help", "func") or action.dest not in values:
+            continue
+        value = values[action.dest]
+        if not action.option_strings:
+            positional.append(str(value))
+        elif isinstance(action, argparse._StoreTrueAction):
+            options += [action.option_strings[-1]] if value else []
+        elif value is not None:
+            options += [action.option_strings[-1], str(value)]
+    return [*positional, *options]
+
+
+def serve_main(argv: Sequence[str]) -> int:
+    """``python -m sdk.live.cli serve ARGS``: ``gesturert serve ARGS``, loading no other
+    command's plugin (how the workers start: a worker's start-up is the server's alone)."""
+    parser = argparse.ArgumentParser(prog="gesturert")
+    register_serve(parser.add_subparsers())
+    args = parser.parse_args(list(argv))
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(serve_main(sys.argv[1:]))

@@ -28,7 +28,6 @@ This module is stdlib only, so the server's command-line registration stays ligh
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
@@ -48,51 +47,6 @@ def backend_id() -> str:
     worker = os.environ.get(WORKER_ENV)
     suffix = f"/w{worker}" if worker is not None else ""
     return f"{os.uname().nodename}:{os.getpid()}{suffix}"
-
-
-def serve_workers(args: argparse.Namespace) -> int:
-    """``gesturert serve --workers N``: N ``gesturert serve`` processes on one port.
-
-    Each worker is the same command with ``--workers 1 --reuse-port`` (SO_REUSEPORT: the
-    kernel spreads new connections over the workers), so each has its own generator and
-    streams. Returns the supervisor's exit code (see :func:`run_workers`).
-    """
-    if args.workers < 1:
-        print(f"gesturert serve: --workers must be >= 1, got {args.workers}", file=sys.stderr)
-        return 2
-    if args.port == 0:
-        print("gesturert serve: --workers needs a fixed --port (with 0 every worker would "
-              "pick its own)", file=sys.stderr)
-        return 2
-    argv = serve_argv(args, workers=1, reuse_port=True)
-    command = [sys.executable, "-m", "sdk.live.fleet", "serve", *argv]
-    return run_workers(command, args.workers, grace_seconds=args.drain_seconds + 10.0)
-
-
-def serve_argv(args: argparse.Namespace, **overrides: object) -> list[str]:
-    """The ``gesturert serve`` arguments that give ``args`` (with ``overrides``) back.
-
-    Built from the serve parser itself, so an option added to it travels to the workers.
-    """
-    from sdk.live.cli import register_serve
-
-    subparsers = argparse.ArgumentParser().add_subparsers()
-    register_serve(subparsers)
-    parser = subparsers.choices["serve"]
-    values = {**vars(args), **overrides}
-    positional: list[str] = []
-    options: list[str] = []
-    for action in parser._actions:
-        if action.dest in ("help", "func") or action.dest not in values:
-            continue
-        value = values[action.dest]
-        if not action.option_strings:
-            positional.append(str(value))
-        elif isinstance(action, argparse._StoreTrueAction):
-            options += [action.option_strings[-1]] if value else []
-        elif value is not None:
-            options += [action.option_strings[-1], str(value)]
-    return [*positional, *options]
 
 
 def run_workers(command: Sequence[str], workers: int, *, grace_seconds: float,
@@ -172,18 +126,3 @@ def _stop_all(procs: Sequence[subprocess.Popen[bytes]], grace_seconds: float) ->
             proc.kill()
             codes.append(proc.wait())
     return codes
-
-
-def serve_main(argv: Sequence[str]) -> int:
-    """``python -m sdk.live.fleet serve ARGS``: ``gesturert serve ARGS``, loading no other
-    command's plugin (how the workers start: a worker's start-up is the server's alone)."""
-    from sdk.live.cli import register_serve
-
-    parser = argparse.ArgumentParser(prog="gesturert")
-    register_serve(parser.add_subparsers())
-    args = parser.parse_args(list(argv))
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(serve_main(sys.argv[1:]))

@@ -2,16 +2,18 @@
 
 Served by websockets' ``process_request`` hook on the WebSocket's own port; a request for
 ``/ws`` returns None and goes on to the upgrade (or 503 while the server drains). The
-numbers come from :class:`~sdk.live.server.LiveServer`'s state, read on its loop.
+numbers come from the server's state (:class:`~sdk.live.server.LiveServer`), read on its
+loop.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter, deque
 from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
@@ -22,14 +24,39 @@ from sdk.live.fleet import BACKEND_HEADER, LIVE_PATH, READY_PATH, backend_id
 from sdk.live.protocol import WEBSOCKET_PATH
 
 if TYPE_CHECKING:
-    from sdk.live.server import LiveServer
+    from sdk.live.config import ServerConfig
+    from sdk.live.session import Session
+    from sdk.streaming import StreamingGenerator
+
+
+class RoutedServer(Protocol):
+    """What the routes read of the server (:class:`sdk.live.server.LiveServer`, which
+    imports this module; this module does not import it): its config, generator, drain
+    flag, counters, sessions and the rolling windows behind ``/stats``."""
+
+    generator: StreamingGenerator
+    config: ServerConfig
+    draining: bool
+    counters: Counter[str]
+    _sessions: dict[int, Session]
+    _started_at: float  # time.monotonic() at start
+    _latencies: deque[float]  # seconds, speech-to-pose of recent frames
+    _produced: deque[tuple[float, int]]  # (monotonic time, frames) of the last 5 s
+    _pass_seconds: deque[float]
+    _batch_sizes: deque[int]
+    _closed_streams: int
+    _outbound_peak: int
+
+    def status(self) -> str: ...
+
+    def stats(self) -> dict[str, Any]: ...
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_FILES = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/javascript"),
                 "/worklet.js": ("worklet.js", "text/javascript")}
 
 
-def route(server: LiveServer, connection: ServerConnection, request: Request
+def route(server: RoutedServer, connection: ServerConnection, request: Request
           ) -> Response | None:
     """``process_request``: the page, ``/livez``, ``/healthz``, ``/stats``; None lets ``/ws``
     upgrade."""
@@ -58,7 +85,7 @@ def route(server: LiveServer, connection: ServerConnection, request: Request
                               f"is at {WEBSOCKET_PATH}, the page at /\n")
 
 
-def server_stats(server: LiveServer) -> dict[str, Any]:
+def server_stats(server: RoutedServer) -> dict[str, Any]:
     """Global and per-connection numbers (the ``/stats`` JSON)."""
     now = time.monotonic()
     while server._produced and server._produced[0][0] < now - 5:
