@@ -29,6 +29,12 @@ Stages, each one of the project's own commands run in a subprocess and timed:
 6. with ``--evaluate``: ``gesturert evaluate`` on the corpus's held-out split into
    ``--results`` (with ``--shuffled-generator`` when the baseline was trained).
 
+With ``--reuse EARLIER_WORK``, the corpus, PoseSyncNet and FGD autoencoder of an earlier
+run are copied into ``--work`` instead of stages 1 and the posesync/fgd trainings (for a
+change that only touches the generator); their times in the report are those of the
+earlier run's report (``RESULTS/default_training.json`` when it names the same work
+directory), marked as reused.
+
 With ``--export-only``, stages 1-2 are skipped: the checkpoints already in ``--work``
 (``generator/generator.pt``, ``posesync/posesync.pt``) are exported (into a temporary
 directory: ``--work`` is only read), then stage 4; no timing report is written.
@@ -56,6 +62,7 @@ DEFAULT_DEST = REPO / "sdk" / "data" / "default_bundle"
 DEFAULT_RESULTS = REPO / "benchmarks" / "results" / "training"
 DEFAULT_VALIDATION = REPO / "benchmarks" / "results" / "validation"
 TRAINING_STAGES = ("posesync", "fgd", "generator")
+REUSED_STAGES = ("synth", "train posesync", "train fgd")  # what --reuse copies instead
 
 
 def run_stage(name: str, args: list[str], timings: dict[str, float], quiet: bool) -> None:
@@ -148,11 +155,14 @@ def corpus_line(report: dict[str, Any]) -> str:
 def timing_markdown(report: dict[str, Any]) -> str:
     from train.results_report import machine_line
 
+    reused = report.get("reused") or {}
     lines = ["# Default models: training time", "",
              f"Command: `{report['command']}` (code at {report['revision']})", "",
              f"Machine: {machine_line(report['machine'])}.", "",
              "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
+    lines += [f"| {k} | {v:.1f}" + (" (reused: measured in the earlier run)" if k in
+                                    reused.get("stages", ()) else "") + " |"
+              for k, v in report["seconds"].items()]
     extra = (sum(report["seconds"].values()) - report["total_seconds"]  # baseline, evaluate
              if report.get("jobs", 1) == 1 else
              report.get("wall_seconds", report["total_seconds"]) - report["total_seconds"])
@@ -160,7 +170,9 @@ def timing_markdown(report: dict[str, Any]) -> str:
     lines += ["", f"Training (posesync + fgd + generator): "
               f"{report['training_seconds'] / 60:.1f} min"
               + (f" of stage time, {report['training_wall_seconds'] / 60:.1f} min wall with "
-                 f"{jobs} trainings at once (the baseline included)" if jobs > 1 else "")
+                 f"{jobs} trainings at once (the baseline included"
+                 + ("; this run's trainings only" if reused else "") + ")"
+                 if jobs > 1 else "")
               + "; synth to bundle "
               f"{report['total_seconds'] / 60:.1f} min"
               + (f", {(report['total_seconds'] + extra) / 60:.1f} min with the stages after "
@@ -168,6 +180,9 @@ def timing_markdown(report: dict[str, Any]) -> str:
               + f". Corpus: {corpus_line(report)}, seed {report['seed']}. Bundle: "
               f"{report['bundle_bytes'] / 1e6:.2f} MB "
               f"({', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in report['files'].items())})."]
+    if reused:
+        lines += ["", f"Stages {', '.join(reused['stages'])} reused from `{reused['from']}` "
+                  "(copied; their times are the earlier run's, counted in the totals)."]
     replaced = report.get("compared_with_replaced")
     if replaced is not None:
         other = {k: v for k, v in replaced.items() if v != "identical"}
@@ -203,6 +218,35 @@ def export_and_validate(generator: Path, posesync: Path, dest: Path, validation:
     run_stage("validate", ["validate", _repo_relative(dest), "--out",
                            _repo_relative(validation)], timings, quiet)
     return replaced
+
+
+def earlier_seconds(earlier_work: Path, results: Path) -> dict[str, float]:
+    """Seconds of the stages ``--reuse`` skips, from the report in ``results`` of the run
+    whose work directory was ``earlier_work``; raises SystemExit when there is none."""
+    report_path = results / "default_training.json"
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"--reuse: no readable earlier report {report_path} ({exc})") from exc
+    command = str(report.get("command", ""))
+    seconds = report.get("seconds", {})
+    if f"--work {earlier_work}" not in command or any(k not in seconds for k in REUSED_STAGES):
+        raise SystemExit(f"--reuse: {report_path} is not the report of the run in "
+                         f"{earlier_work} (its command: {command!r}) or lacks the times of "
+                         f"{list(REUSED_STAGES)}")
+    return {k: float(seconds[k]) for k in REUSED_STAGES}
+
+
+def copy_reused(earlier_work: Path, work: Path) -> None:
+    """Copy the corpus, posesync and fgd of ``earlier_work`` into ``work``."""
+    needed = [earlier_work / "corpus", earlier_work / "posesync" / "posesync.pt",
+              earlier_work / "fgd" / "fgd.pt"]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise SystemExit(f"--reuse {earlier_work}: missing {missing}")
+    for name in ("corpus", "posesync", "fgd"):
+        shutil.copytree(earlier_work / name, work / name)
+    print(f"[reuse] corpus, posesync, fgd copied from {earlier_work}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, choices=(1, 2),
                         help="trainings at once (default 1; 2: the generator beside posesync, "
                              "fgd and the baseline, one thread each, for a 2-core machine)")
+    parser.add_argument("--reuse", type=Path, default=None, metavar="EARLIER_WORK",
+                        help="copy the corpus, posesync and fgd of an earlier --work instead "
+                             "of synthesizing and training them (their times: the earlier "
+                             "run's report in --results)")
     parser.add_argument("--quiet", action="store_true", help="hide the commands' output")
     args = parser.parse_args(argv)
     if args.export_only:
@@ -269,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
 
     work = args.work.resolve()
     corpus = work / "corpus"
+    reused_seconds = None if args.reuse is None else earlier_seconds(args.reuse.resolve(),
+                                                                      args.results)
+    if args.reuse is not None and args.reuse.resolve() == work:
+        parser.error("--reuse must name another directory than --work (--work is replaced)")
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -278,16 +330,20 @@ def main(argv: list[str] | None = None) -> int:
     voiced = [] if args.voices is None else (
         ["--voices", args.voices, "--held-out-voices", args.held_out_voices]
         + ([] if args.styles is None else ["--styles", str(args.styles)]))
-    run_stage("synth", ["data", "synth", "--out", str(corpus), "--minutes", str(args.minutes),
-                        "--speakers", str(args.speakers), "--seed", str(args.seed),
-                        "--no-progress", *voiced], timings, args.quiet)
+    if args.reuse is not None:
+        copy_reused(args.reuse.resolve(), work)
+    else:
+        run_stage("synth", ["data", "synth", "--out", str(corpus), "--minutes",
+                            str(args.minutes), "--speakers", str(args.speakers), "--seed",
+                            str(args.seed), "--no-progress", *voiced], timings, args.quiet)
     if args.voices is not None:  # which voices the bundle learnt from, with their licences
         args.results.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(corpus / "voices.json", args.results / "training_voices.json")
     shuffled = work / "generator_shuffled" / "generator.pt"
     trainings = {f"train {model}": ["train", model, "--data", str(corpus), "--out",
                                     str(work / model), "--no-progress", *overrides[model]]
-                 for model in TRAINING_STAGES}
+                 for model in TRAINING_STAGES
+                 if args.reuse is None or f"train {model}" not in REUSED_STAGES}
     if args.shuffled_baseline:
         trainings["train shuffled baseline"] = [
             "train", "generator", "--data", str(corpus), "--out", str(shuffled.parent),
@@ -316,16 +372,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from train.results_report import machine_description
 
+    if reused_seconds is not None:
+        timings = reused_seconds | timings
     dest = args.dest.resolve()
     report = {
         "command": "python scripts/make_default_bundle.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),
-        "revision": revision, "wall_seconds": round(time.perf_counter() - started, 1),
+        "revision": revision, "wall_seconds": round(
+            time.perf_counter() - started + sum((reused_seconds or {}).values()), 1),
         "minutes": args.minutes, "speakers": args.speakers, "seed": args.seed,
         "voices": args.voices, "held_out_voices": args.held_out_voices, "styles": args.styles,
         "seconds": {k: round(v, 1) for k, v in timings.items()},
         "training_seconds": round(sum(timings[f"train {m}"] for m in TRAINING_STAGES), 1),
-        "total_seconds": round(total, 1),
+        "total_seconds": round(total + sum((reused_seconds or {}).values()), 1),
+        "reused": None if args.reuse is None else {"from": str(args.reuse),
+                                                   "stages": list(REUSED_STAGES)},
         "jobs": args.jobs, "training_wall_seconds": round(training_wall, 1),
         "bundle_bytes": directory_bytes(dest),
         "compared_with_replaced": replaced,

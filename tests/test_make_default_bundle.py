@@ -88,3 +88,35 @@ def test_a_rebuild_says_which_files_match_the_bundle_it_replaced(tmp_path: Path)
               "seed": 0, "bundle_bytes": 1, "files": {},
               "compared_with_replaced": {"a.onnx": "identical", "b.onnx": "differs"}}
     assert "b.onnx differs; the rest identical." in script.timing_markdown(report)
+
+
+def test_reuse_takes_the_earlier_runs_stages_and_times(tmp_path: Path) -> None:
+    script = _load_script()
+    earlier, results = tmp_path / "earlier", tmp_path / "results"
+    results.mkdir()
+    seconds = {"synth": 10.0, "train posesync": 20.0, "train fgd": 5.0, "train generator": 60.0}
+    (results / "default_training.json").write_text(json.dumps(
+        {"command": f"python scripts/make_default_bundle.py --work {earlier}",
+         "seconds": seconds}))
+    assert script.earlier_seconds(earlier, results) == {
+        "synth": 10.0, "train posesync": 20.0, "train fgd": 5.0}
+    with pytest.raises(SystemExit, match="not the report of the run"):  # another run's report
+        script.earlier_seconds(tmp_path / "other", results)
+    with pytest.raises(SystemExit, match="missing"):  # nothing to copy yet
+        script.copy_reused(earlier, tmp_path / "work")
+    for part in ("corpus/speaker/a.csv", "posesync/posesync.pt", "fgd/fgd.pt"):
+        (earlier / part).parent.mkdir(parents=True, exist_ok=True)
+        (earlier / part).write_text(part)
+    (tmp_path / "work").mkdir()
+    script.copy_reused(earlier, tmp_path / "work")
+    copied = tmp_path / "work" / "corpus" / "speaker" / "a.csv"
+    assert copied.read_text() == "corpus/speaker/a.csv"
+    machine = {"cpu": "x", "cores": 1, "load_average": [0.0, 0.0, 0.0], "date_utc": "d",
+               "torch": "t"}
+    report = {"command": "c", "revision": "r", "machine": machine, "seconds": seconds,
+              "training_seconds": 85.0, "total_seconds": 95.0, "speakers": 1, "minutes": 1,
+              "seed": 0, "bundle_bytes": 1, "files": {}, "compared_with_replaced": None,
+              "reused": {"from": str(earlier), "stages": list(script.REUSED_STAGES)}}
+    markdown = script.timing_markdown(report)
+    assert "| train fgd | 5.0 (reused: measured in the earlier run) |" in markdown
+    assert "| train generator | 60.0 |" in markdown and "reused from" in markdown

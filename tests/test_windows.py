@@ -15,6 +15,7 @@ from train.data.sdt import compute_normalization, load_speaker, speaker_scales
 from train.data.synth import synthesize_corpus
 from train.data.windows import (
     WindowDataset,
+    complete_posture_label,
     feature_statistics,
     generator_data,
     join_clips,
@@ -48,6 +49,7 @@ def test_windows_have_the_documented_shapes(train_set: WindowDataset) -> None:
         "saliency": ((T,), np.float32),
         "posture": ((T,), np.int64),
         "seq_label": ((), np.float32),
+        "label_weight": ((), np.float32),
         "audio": ((68267,), np.float32),
         "mfcc": ((426, CFG.n_mfcc), np.float32),
     }
@@ -96,6 +98,43 @@ def test_sequence_labels_agree_with_frame_saliency(train_set: WindowDataset) -> 
         np.testing.assert_array_equal(item["posture"] >= 0, item["saliency"] == 1.0)
         labels.append(item["seq_label"])
     assert 0.2 < np.mean(labels) < 0.9  # both kinds of window exist
+
+
+def test_complete_posture_label_needs_the_posture_start_and_k_frames() -> None:
+    saliency = np.zeros(200, np.float32)
+    saliency[50:72] = 1.0  # a 22-frame posture
+    saliency[150:160] = 1.0  # a 10-frame posture (shorter than k)
+    k = 16
+    assert complete_posture_label(saliency, 0, 64, k) == (0.0, 0.0)  # 14 frames in: too few
+    assert complete_posture_label(saliency, 40, 64, k) == (1.0, 1.0)  # start and all 22 in
+    assert complete_posture_label(saliency, 50, 64, k) == (1.0, 1.0)  # starts at the window
+    assert complete_posture_label(saliency, 51, 64, k) == (0.0, 0.0)  # cue before the window
+    assert complete_posture_label(saliency, 60, 64, k) == (0.0, 0.0)
+    assert complete_posture_label(saliency, 80, 64, k) == (0.0, 1.0)  # nothing salient
+    assert complete_posture_label(saliency, 100, 64, k) == (1.0, 1.0)  # all 10 of a short one
+    assert complete_posture_label(saliency, 90, 64, k) == (0.0, 0.0)  # 4 of its 10 frames
+    with pytest.raises(ValueError, match="label_frames"):
+        complete_posture_label(saliency, 0, 64, 0)
+
+
+def test_complete_labels_leave_ambiguous_windows_out(corpus: Path,
+                                                     train_set: WindowDataset) -> None:
+    clips = [c for s in ("synth_00", "synth_01") for c in load_speaker(corpus, s)
+             if c.split == "train"]
+    complete = WindowDataset(clips, train_set.normalization, T, L, STRIDE,
+                             scales=speaker_scales(clips), detector_label="complete")
+    weights = np.array([complete[k]["label_weight"] for k in range(len(complete))])
+    for k in range(len(complete)):
+        item, before = complete[k], train_set[k]
+        assert before["label_weight"] == 1.0
+        if item["label_weight"] == 1.0:  # decided windows keep the "any" label
+            assert item["seq_label"] == before["seq_label"]
+        else:  # left out: a posture is there, but not one the window can score
+            assert before["seq_label"] == 1.0 and item["seq_label"] == 0.0
+    assert 0.0 < np.mean(weights == 0.0) < 0.5
+    with pytest.raises(ValueError, match="detector_label"):
+        WindowDataset(clips, train_set.normalization, T, L, STRIDE,
+                      scales=speaker_scales(clips), detector_label="some")
 
 
 def test_motion_range_labels_without_ground_truth(corpus: Path,
@@ -148,3 +187,26 @@ def test_generator_data_uses_dev_split_for_validation(corpus: Path) -> None:
     assert data.val.motion_threshold == data.train.motion_threshold
     assert data.train[0]["features"].shape == (35, CFG.feature_dim)
     assert data.normalization.mean.shape == (122, 2)
+
+
+def test_the_detector_loss_leaves_ambiguous_windows_out(corpus: Path,
+                                                        train_set: WindowDataset) -> None:
+    import torch
+
+    from train.generator_training import _label_weights, collate_windows
+    from train.losses import detector_loss
+
+    clips = [c for s in ("synth_00", "synth_01") for c in load_speaker(corpus, s)
+             if c.split == "train"]
+    complete = WindowDataset(clips, train_set.normalization, T, L, STRIDE,
+                             scales=speaker_scales(clips), detector_label="complete")
+    batch = collate_windows([complete[k] for k in range(len(complete))])
+    label = batch["seq_label"].float()
+    weights = _label_weights(batch, label)
+    assert weights is not None and 0 < int((weights == 0).sum()) < weights.numel()
+    scores = torch.rand(label.shape[0])
+    kept = weights > 0
+    ambiguous_ignored = detector_loss(scores, label, weights)
+    assert torch.isclose(ambiguous_ignored, detector_loss(scores[kept], label[kept]))
+    scores[~kept] = 1e-3  # what ambiguous windows score cannot change the loss
+    assert torch.isclose(detector_loss(scores, label, weights), ambiguous_ignored)

@@ -65,6 +65,11 @@ class GeneratorDataConfig:
             Scored next to the real generator by ``gesturert evaluate --shuffled-generator``.
         max_missing_fraction: windows with a larger share of their joints unobserved
             (OpenPose confidence 0) are dropped and counted (train/data/sequences.py).
+        detector_label: the window label of the detector with frame ground truth
+            (train/data/windows.py): "complete" (1 = a posture starts in the window with
+            top_k of its frames in it, 0 = no salient frame, any other window left out of
+            the detector loss) or "any" (1 = any salient frame; the bundles before
+            issue 17's fix).
     """
 
     window_frames: int = 64
@@ -78,6 +83,7 @@ class GeneratorDataConfig:
     augment_snr_db: tuple[float, ...] = (20.0, 45.0)
     shuffle_audio_pairs: bool = False
     max_missing_fraction: float = 0.5
+    detector_label: str = "any"
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,7 @@ def feature_statistics(dataset: Dataset[dict[str, Any]], max_windows: int = _STA
     return frames.mean(0).astype(np.float32), np.maximum(frames.std(0), 1e-3).astype(np.float32)
 
 
-_BATCH_KEYS = ("features", "pose", "seq_label", "augmented", "mask", "style")
+_BATCH_KEYS = ("features", "pose", "seq_label", "label_weight", "augmented", "mask", "style")
 
 
 def collate_windows(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -154,6 +160,12 @@ def _batch_style(batch: dict[str, Any], device: torch.device) -> torch.Tensor | 
     """(B,) int64 style indices of a batch, or None for windows without styles."""
     style = batch.get("style")
     return None if style is None else torch.as_tensor(style, dtype=torch.long).to(device)
+
+
+def _label_weights(batch: dict[str, Any], label: torch.Tensor) -> torch.Tensor | None:
+    """(B,) detector-loss weights of a batch's labels (0 = ambiguous window), or None."""
+    weight = batch.get("label_weight")
+    return None if weight is None else torch.as_tensor(weight).reshape(-1).to(label)
 
 
 def _batch_to(batch: dict[str, Any], device: torch.device
@@ -190,7 +202,8 @@ def evaluate_generator(model: SalientPostureGenerator, dataset: Dataset[dict[str
         noise = draw_noise(features.shape[0], features.shape[1], config.model.noise_dim,
                            generator).to(device)
         out = model(features, noise, pose, _batch_style(batch, device))
-        _, parts = generator_loss(out, pose, label, config.loss, mask=mask)
+        _, parts = generator_loss(out, pose, label, config.loss, _label_weights(batch, label),
+                                  mask=mask)
         parts["generation_l1"] = weighted_pose_error(out.aligned_poses, pose, weights, "l1",
                                                      mask)
         for k, v in parts.items():
@@ -266,9 +279,10 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
             jitter = torch.randn(features.shape).to(context.device)
             features = features + config.data.feature_noise * model.feature_std * jitter
         out = net(features, noise, pose, _batch_style(batch, context.device))
-        detector_weights = None
+        detector_weights = _label_weights(batch, label)
         if config.data.clean_detector and augmented is not None:
-            detector_weights = 1.0 - torch.as_tensor(augmented).to(label)
+            clean = 1.0 - torch.as_tensor(augmented).to(label)
+            detector_weights = clean if detector_weights is None else detector_weights * clean
         loss, parts = generator_loss(out, pose, label, config.loss, detector_weights, mask)
         optimizer_step(loop.optimizer, loss, model, config.optim.grad_clip)
         return {k: float(v) for k, v in parts.items()}

@@ -22,9 +22,17 @@ first MFCC frame fall on the same instant and window-local frame i maps to MFCC 
   (``dropped_windows`` counts them).
 * ``saliency`` float32 (T,) frame ground truth in {0, 1}, NaN when the corpus has none;
   ``posture`` int64 (T,) posture ids, -1 = none or unknown.
+* ``label_weight`` float32 (): 1, or 0 for a window whose ``seq_label`` is ambiguous
+  (above); the detector loss weights windows by it.
 * ``augmented`` float32 (): 1 if ``features`` come from augmented audio, else 0.
-* ``seq_label`` float32 (): 1 if the window holds a salient posture. With ground truth:
-  1 iff any frame's saliency is 1. Without: 1 iff the window's wrist motion range
+* ``seq_label`` float32 (): 1 if the window holds a salient posture. With ground truth
+  and ``detector_label="any"``: 1 iff any frame's saliency is 1. With
+  ``detector_label="complete"`` (:func:`complete_posture_label`): 1 iff a posture *starts*
+  in the window and at least ``label_frames`` of its frames (all, when it is shorter) lie
+  in it; 0 iff no frame is salient; any other window (a posture cut by the window's
+  start, whose cue was spoken before the window's audio, or one with fewer than
+  ``label_frames`` frames in it) is ambiguous for a top-k detector and gets
+  ``label_weight`` 0. Without ground truth: 1 iff the window's wrist motion range
   (:func:`wrist_motion_range`) exceeds ``motion_threshold``, by default
   :func:`motion_label_threshold` of this dataset's window ranges: Otsu's threshold on
   their logarithm, which splits large-range windows from beat-and-sway windows without
@@ -58,9 +66,9 @@ from sdk.skeleton import UPPER_BODY_122
 from train.data.sdt import SdtClip, clip_sample_range
 from train.data.sequences import PoseSequence, count_windows, frame_alignment, join_clips
 
-__all__ = ["AudioAugmentation", "PoseSequence", "WindowDataset", "frame_alignment",
-           "generator_data", "join_clips", "motion_label_threshold", "otsu_threshold",
-           "wrist_motion_range"]
+__all__ = ["AudioAugmentation", "PoseSequence", "WindowDataset", "complete_posture_label",
+           "frame_alignment", "generator_data", "join_clips", "motion_label_threshold",
+           "otsu_threshold", "wrist_motion_range"]
 
 WRISTS = (UPPER_BODY_122.joint_names.index("right_wrist"),
           UPPER_BODY_122.joint_names.index("left_wrist"))
@@ -144,6 +152,39 @@ def otsu_threshold(values: np.ndarray) -> float:
     return float(0.5 * (x[best] + x[best + 1]))
 
 
+DETECTOR_LABELS = ("any", "complete")
+
+
+def complete_posture_label(saliency: np.ndarray, start: int, frames: int, label_frames: int
+                           ) -> tuple[float, float]:
+    """(label, weight) of window [start, start + frames) of a sequence's frame ground truth.
+
+    Args:
+        saliency: (F,) float frame saliency of the whole sequence, {0, 1}.
+        start, frames: the window; label_frames: k of the detector's top-k mean.
+    Returns:
+        (1, 1) when a posture (a run of salient frames) starts in the window (its first
+        frame at or after ``start``) and min(k, its length) of its frames lie in it; (0, 1)
+        when no frame of the window is salient; (0, 0) otherwise: the top-k mean of a
+        detector that hears the window's audio can match neither label there (a posture
+        whose start, and so its spoken cue, came before the window; or too few of its
+        frames inside for k high scores).
+    """
+    if label_frames < 1 or frames < 1:
+        raise ValueError(f"need label_frames >= 1 and frames >= 1, got {label_frames}, {frames}")
+    salient = np.asarray(saliency) > 0.5
+    window = salient[start:start + frames]
+    if not window.any():
+        return 0.0, 1.0
+    edges = np.diff(np.concatenate([[0], salient.astype(np.int8), [0]]))
+    run_starts, run_ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    end = start + frames
+    for a, b in zip(run_starts.tolist(), run_ends.tolist(), strict=True):
+        if start <= a < end and min(b, end) - a >= min(label_frames, b - a):
+            return 1.0, 1.0
+    return 0.0, 0.0
+
+
 def motion_label_threshold(ranges: np.ndarray) -> float:
     """Wrist-range threshold (canonical units) separating salient windows: Otsu on log range.
 
@@ -171,6 +212,8 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
         max_missing_fraction: windows with more of their joints missing are dropped.
         styles: speaker -> gesture-style index (train/data/styles.py); every window then
             carries ``style`` (int64). None: windows carry no style.
+        detector_label: "any" or "complete", the ``seq_label`` rule with ground truth (see
+            the module docstring); label_frames: its k (the detector's top-k).
     """
 
     def __init__(self, clips: Sequence[SdtClip], normalization: PoseNormalization,
@@ -181,7 +224,14 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
                  motion_threshold: float | None = None,
                  augmentation: AudioAugmentation | None = None,
                  max_missing_fraction: float = 1.0,
-                 styles: Mapping[str, int] | None = None) -> None:
+                 styles: Mapping[str, int] | None = None, detector_label: str = "any",
+                 label_frames: int = 16) -> None:
+        if detector_label not in DETECTOR_LABELS:
+            raise ValueError(f"detector_label must be one of {DETECTOR_LABELS}, got "
+                             f"{detector_label!r}")
+        if label_frames < 1:
+            raise ValueError(f"label_frames must be >= 1, got {label_frames}")
+        self.detector_label, self.label_frames = detector_label, label_frames
         if window_frames < 1 or lookahead_frames < 0 or stride_frames < 1:
             raise ValueError(f"need window_frames >= 1, lookahead_frames >= 0, stride_frames "
                              f">= 1; got {window_frames}, {lookahead_frames}, {stride_frames}")
@@ -241,8 +291,11 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
         if seq.saliency is not None and seq.posture is not None:
             saliency = seq.saliency[s:s + t].astype(np.float32)
             posture = seq.posture[s:s + t].astype(np.int64)
-            label = float(saliency.max() > 0.5)
+            label, weight = float(saliency.max() > 0.5), 1.0
+            if self.detector_label == "complete":
+                label, weight = complete_posture_label(seq.saliency, s, t, self.label_frames)
         else:
+            weight = 1.0
             saliency = np.full(t, np.nan, dtype=np.float32)
             posture = np.full(t, -1, dtype=np.int64)
             label = float(self.motion_ranges[index] > self.motion_threshold)
@@ -263,6 +316,7 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
             "saliency": saliency,
             "posture": posture,
             "seq_label": np.float32(label),
+            "label_weight": np.float32(weight),
             "augmented": np.float32(augmented),
             "audio": audio,
             "mfcc": self.mfcc[i][m0:m0 + int(cfg.mfcc_start(t))],
@@ -361,6 +415,8 @@ def generator_data(data_dir: Path, config: Any) -> Any:
         window_frames=config.data.window_frames, lookahead_frames=config.model.lookahead_frames,
         stride_frames=config.data.stride_frames, scales=scales,
         max_missing_fraction=getattr(config.data, "max_missing_fraction", 1.0),
+        detector_label=getattr(config.data, "detector_label", "any"),
+        label_frames=getattr(config.model, "top_k", 16),
         styles=style_indices({s: speaker_styles[s] for s in {c.speaker for c in train_clips}
                               | {c.speaker for c in val_clips}}, names))
     augment = None
