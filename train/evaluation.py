@@ -53,6 +53,7 @@ from sdk.mfcc import MfccMatrices, feature_frames, mfcc_offline
 from sdk.noise import frame_noise
 from sdk.normalization import PoseNormalization
 from sdk.psd import DEFAULT_MAX_OFFSET, clip_distances, sequence_embeddings
+from train.evaluation_report import FGD_STRIDE, SHIFT_RANGE, acceptance_checks
 from train.metrics import (
     ALL_JOINT_BEATS,
     ARM_BEATS,
@@ -76,8 +77,6 @@ from train.models.generator import SalientPostureGenerator
 from train.models.posesync import PoseSyncNet
 from train.results_report import machine_description
 
-FGD_STRIDE = 8  # frames between FGD windows (4 windows per 32-frame span)
-SHIFT_RANGE = (3, 15)  # |shift| of PoseSyncNet's held-out negatives, pose frames (training's)
 SHIFT_SEED = 1234
 # BC columns: key -> how motion beats are found (train/metrics/beat.py)
 BEAT_FORMULATIONS: dict[str, BeatFormulation] = {"bc": ARM_BEATS,
@@ -351,8 +350,6 @@ def style_report(model: SalientPostureGenerator, sequences: Sequence[HeldOutSequ
 def run_evaluation(generator_ckpt: Path, posesync_ckpt: Path, fgd_ckpt: Path, data: Path,
                    seed: int = 0, shuffled_ckpt: Path | None = None) -> dict[str, Any]:
     """The whole ``gesturert evaluate`` report as a JSON-able dict."""
-    from train.evaluation_report import acceptance_checks
-
     torch.set_num_threads(1)
     models = load_eval_models(posesync_ckpt, fgd_ckpt)
     model, normalization = load_generator_checkpoint(generator_ckpt)

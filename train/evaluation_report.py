@@ -16,6 +16,10 @@ from typing import Any
 
 from train.results_report import machine_line, markdown_table, write_report
 
+# The evaluation protocol (train/evaluation.py uses these; the report quotes them)
+FGD_STRIDE = 8  # frames between FGD windows (4 windows per 32-frame span)
+SHIFT_RANGE = (3, 15)  # |shift| of PoseSyncNet's held-out negatives, pose frames (training's)
+
 # relative difference under which a comparison is a tie, not a win: the other-audio set is
 # the generator's own outputs up to one-sample crops of the audio (FGDs 2e-6 apart)
 TIE_TOLERANCE = 1e-3
@@ -115,8 +119,6 @@ def _shown(check: dict[str, Any]) -> str:
 
 
 def evaluation_markdown(report: dict[str, Any]) -> str:
-    from train.evaluation import FGD_STRIDE, SHIFT_RANGE
-
     sync = report["posesync"]
     lines = [
         "# Held-out evaluation", "",

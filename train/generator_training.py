@@ -23,10 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from sdk.features import FeatureConfig
 from sdk.noise import frame_noise
-from sdk.normalization import PoseNormalization
 from train.config import OptimConfig, RunConfig
+from train.data.generator_data import GeneratorData, sampled_feature_statistics
 from train.loop import (
     DistributedContext,
     init_distributed,
@@ -38,7 +37,6 @@ from train.models.generator import GeneratorConfig, SalientPostureGenerator
 from train.step_loop import StepLoop, optimizer_step
 
 CHECKPOINT_NAME = "generator.pt"
-_STAT_WINDOWS = 512  # windows sampled to measure the feature mean/std
 
 
 @dataclass(frozen=True)
@@ -102,41 +100,11 @@ class GeneratorTrainingConfig:
     data: GeneratorDataConfig = field(default_factory=GeneratorDataConfig)
 
 
-@dataclass
-class GeneratorData:
-    """Training input: map-style datasets of window dicts and the corpus statistics.
-
-    styles / default_style: the corpus's style table (train/data/styles.py); windows then
-    carry ``style`` indices into it and the model gets one embedding row per style. ()
-    for datasets without styles (the model then has no style input).
-    """
-
-    train: Dataset[dict[str, Any]]
-    val: Dataset[dict[str, Any]] | None
-    features: FeatureConfig
-    normalization: PoseNormalization | None
-    styles: tuple[str, ...] = ()
-    default_style: str = ""
-
-
 def draw_noise(batch: int, frames: int, dim: int, generator: torch.Generator | None = None
                ) -> torch.Tensor:
     """(batch, frames, dim) float32 ``frame_noise`` rows, one random stream seed per window."""
     seeds = torch.randint(0, 2**62, (batch,), generator=generator).tolist()
     return torch.from_numpy(np.stack([frame_noise(int(s), 0, frames, dim) for s in seeds]))
-
-
-def feature_statistics(dataset: Dataset[dict[str, Any]], max_windows: int = _STAT_WINDOWS
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std (feature_dim,) float32 of the raw features of up to ``max_windows``
-    evenly spaced windows; the std is floored at 1e-3 (constant channels)."""
-    size = len(dataset)  # type: ignore[arg-type]
-    if size == 0:
-        raise ValueError("the training set has no windows; is the data directory empty?")
-    picks = np.unique(np.linspace(0, size - 1, min(size, max_windows)).astype(np.int64))
-    frames = np.concatenate([np.asarray(dataset[int(i)]["features"], dtype=np.float64)
-                             for i in picks])
-    return frames.mean(0).astype(np.float32), np.maximum(frames.std(0), 1e-3).astype(np.float32)
 
 
 _BATCH_KEYS = ("features", "pose", "seq_label", "label_weight", "augmented", "mask", "style")
@@ -253,7 +221,7 @@ def _train(config: GeneratorTrainingConfig, data: GeneratorData, out_dir: Path, 
                           context=context, postfix={"loss": "total", "gen": "generation"})
     if not resume:
         exact = getattr(data.train, "feature_statistics", None)  # WindowDataset: every frame
-        mean, std = exact() if callable(exact) else feature_statistics(data.train)
+        mean, std = exact() if callable(exact) else sampled_feature_statistics(data.train)
         model.set_feature_normalization(mean, std)
     net: torch.nn.Module = model
     if context.enabled:

@@ -63,6 +63,7 @@ from sdk.features import DEFAULT_FEATURES, FeatureConfig
 from sdk.mfcc import MfccMatrices, feature_frames, mfcc_offline
 from sdk.normalization import PoseNormalization
 from sdk.skeleton import UPPER_BODY_122
+from train.data.generator_data import GeneratorData, sampled_feature_statistics
 from train.data.sdt import SdtClip, clip_sample_range
 from train.data.sequences import PoseSequence, count_windows, frame_alignment, join_clips
 
@@ -356,8 +357,7 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
         (each frame once; lookahead frames past a sequence end excluded); std floored at
         1e-3. With an augmentation, of augmented windows instead (what training feeds)."""
         if self.augmentation is not None:
-            from train.generator_training import feature_statistics as window_statistics
-            return window_statistics(self)
+            return sampled_feature_statistics(self)
         return feature_statistics(self)
 
 
@@ -389,8 +389,6 @@ def generator_data(data_dir: Path, config: Any) -> Any:
     """
     from train.data.sdt import compute_normalization, list_speakers, load_speaker, speaker_scales
     from train.data.styles import default_style, speaker_style, style_indices
-    from train.generator_training import GeneratorData
-
     speakers = list_speakers(Path(data_dir))
     if not speakers:
         raise FileNotFoundError(f"{data_dir}: no <speaker>/processed_137.csv under it")
