@@ -40,7 +40,7 @@ from benchmarks.common import (
 )
 from benchmarks.serve_load import CHUNK_MS
 
-COUNTS = (1, 8, 32, 48, 64, 96, 128, 200, 256, 384, 512)
+COUNTS = (1, 8, 32, 48, 64, 96, 128, 200, 256, 320, 384, 448, 512)
 GOAL_EXTRA_MS = 50.0
 KEEP_UP_P99_MS = 1000.0
 FPS_FRACTION = 0.95
