@@ -11,7 +11,7 @@ import pytest
 
 from sdk.features import DEFAULT_FEATURES as CFG
 from sdk.mfcc import MfccMatrices, extract_features, mfcc_offline
-from train.data.sdt import compute_normalization, load_speaker, speaker_scales
+from train.data.sdt import SdtClip, compute_normalization, load_speaker, speaker_scales
 from train.data.synth import synthesize_corpus
 from train.data.windows import (
     WindowDataset,
@@ -117,12 +117,21 @@ def test_complete_posture_label_needs_the_posture_start_and_k_frames() -> None:
         complete_posture_label(saliency, 0, 64, 0)
 
 
+def _train_clips(corpus: Path) -> list[SdtClip]:
+    """The training clips of the two speakers."""
+    return [c for s in ("synth_00", "synth_01") for c in load_speaker(corpus, s)
+            if c.split == "train"]
+
+
+def _windows(clips: list[SdtClip], train_set: WindowDataset, label: str) -> WindowDataset:
+    return WindowDataset(clips, train_set.normalization, T, L, STRIDE,
+                         scales=speaker_scales(clips), detector_label=label)
+
+
 def test_complete_labels_leave_ambiguous_windows_out(corpus: Path,
                                                      train_set: WindowDataset) -> None:
-    clips = [c for s in ("synth_00", "synth_01") for c in load_speaker(corpus, s)
-             if c.split == "train"]
-    complete = WindowDataset(clips, train_set.normalization, T, L, STRIDE,
-                             scales=speaker_scales(clips), detector_label="complete")
+    clips = _train_clips(corpus)
+    complete = _windows(clips, train_set, "complete")
     weights = np.array([complete[k]["label_weight"] for k in range(len(complete))])
     for k in range(len(complete)):
         item, before = complete[k], train_set[k]
@@ -133,8 +142,7 @@ def test_complete_labels_leave_ambiguous_windows_out(corpus: Path,
             assert before["seq_label"] == 1.0 and item["seq_label"] == 0.0
     assert 0.0 < np.mean(weights == 0.0) < 0.5
     with pytest.raises(ValueError, match="detector_label"):
-        WindowDataset(clips, train_set.normalization, T, L, STRIDE,
-                      scales=speaker_scales(clips), detector_label="some")
+        _windows(clips, train_set, "some")
 
 
 def test_motion_range_labels_without_ground_truth(corpus: Path,
@@ -196,10 +204,8 @@ def test_the_detector_loss_leaves_ambiguous_windows_out(corpus: Path,
     from train.generator_training import _label_weights, collate_windows
     from train.losses import detector_loss
 
-    clips = [c for s in ("synth_00", "synth_01") for c in load_speaker(corpus, s)
-             if c.split == "train"]
-    complete = WindowDataset(clips, train_set.normalization, T, L, STRIDE,
-                             scales=speaker_scales(clips), detector_label="complete")
+    clips = _train_clips(corpus)
+    complete = _windows(clips, train_set, "complete")
     batch = collate_windows([complete[k] for k in range(len(complete))])
     label = batch["seq_label"].float()
     weights = _label_weights(batch, label)
