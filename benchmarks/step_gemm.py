@@ -26,8 +26,9 @@ under load average 8 on 2 cores), which is not the step's cost.
 * **sliding window** (benchmarks/sliding_window.py): the stateless re-run over the
   receptive field at 1, 16, 64 streams; stateful vs window each at its best batch.
 * **streams per core with the front end**: :class:`sdk.stream_batch.StreamBatch` of N
-  streams fed 20 ms packets at 16 and 48 kHz (resample, MFCC, noise, step, pixels) -- the
-  whole per-stream-frame cost; and the per-stream path (``Stream`` + ``step``) for the ratio.
+  streams fed 20 ms packets at 16 and 48 kHz (resample, MFCC, noise, step, pixels), with the
+  fp32 and the int8 step at the same counts -- the whole per-stream-frame cost; and the
+  per-stream path (``Stream`` + ``step``) for the ratio.
 * **anatomy of the one-stream model call**: ORT's fixed cost per call, the step's Gemms
   alone, its state Split + Concat alone, a chain of Add nodes (cost per node), A/B.
 * **front-end parts** of a StreamBatch of 256 streams (checks, resampling, MFCC, steps)
@@ -193,10 +194,11 @@ def sliding_window_rows(generator: Any, work: Path, features: np.ndarray,
 
 
 def front_end_rows(root: Path, counts: tuple[int, ...], packets: int) -> list[dict[str, Any]]:
-    """CPU us per stream-frame of StreamBatch (whole pipeline; fp32 step, and int8 at 256
-    streams) and of one Stream per speaker + step."""
+    """CPU us per stream-frame of StreamBatch (whole pipeline; fp32 and int8 step at the
+    same stream counts, so each is judged at its best) and of one Stream per speaker + step
+    (fp32)."""
     rows = _front_end_rows(root, counts, packets, "fp32", with_streams=True)
-    return rows + _front_end_rows(root, (256,), packets, "int8", with_streams=False)
+    return rows + _front_end_rows(root, counts, packets, "int8", with_streams=False)
 
 
 def _front_end_rows(root: Path, counts: tuple[int, ...], packets: int, precision: str,
