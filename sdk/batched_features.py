@@ -94,7 +94,10 @@ class BatchedFeatureExtractor:
             raise ValueError(f"num_streams must be >= 1, got {num_streams}")
         self.config = config
         self.num_streams = num_streams
-        self._window64 = matrices.window.astype(np.float64)
+        from scipy import fft  # imported here: `import sdk` stays numpy-only
+
+        self._rfft = fft.rfft
+        self._window = matrices.window.astype(np.float32)
         # |X|^2 @ mel.T == [Re X, Im X]^2 (interleaved, as complex64 lies in memory) @ each
         # mel.T row twice: the power spectrum never materialises
         self._mel2_t = np.ascontiguousarray(np.repeat(matrices.mel.T, 2, axis=0))
@@ -131,13 +134,13 @@ class BatchedFeatureExtractor:
         frames = np.lib.stride_tricks.as_strided(
             self._buffer[:, self._start:], (self.num_streams, count, c.n_fft),
             (self._buffer.strides[0], c.hop_length * item, item), writeable=False)
-        # numpy's float64 rFFT is ~1.7x faster than its float32 one (2.1 vs 3.5 us per
-        # 512-point frame, cast included, on the 2-core EPYC): more precise, and cheaper
-        windowed = np.multiply(frames, self._window64)  # float64 (N, m, n_fft)
-        spectrum = np.fft.rfft(windowed, axis=2).reshape(-1, c.n_fft // 2 + 1)
-        parts = spectrum.view(np.float64)  # (N m, 2 n_freqs): Re, Im interleaved
+        # scipy's float32 rFFT vectorises across the frames (pocketfft, SIMD): ~0.5 us per
+        # 512-point frame here against ~1.1 us for numpy's float64 one, ~3 us float32
+        windowed = np.multiply(frames, self._window)  # float32 (N, m, n_fft)
+        spectrum = self._rfft(windowed, axis=2, overwrite_x=True).reshape(-1, c.n_fft // 2 + 1)
+        parts = spectrum.view(np.float32)  # (N m, 2 n_freqs): Re, Im interleaved (complex64)
         np.square(parts, out=parts)
-        mel = parts.astype(np.float32) @ self._mel2_t  # (N m, n_mels) mel power
+        mel = parts @ self._mel2_t  # (N m, n_mels) mel power
         np.maximum(mel, self._amin, out=mel)
         np.log10(mel, out=mel)
         out = (mel @ self._dct_db_t).reshape(self.num_streams, count, c.n_mfcc)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 NEVER_IN_SDK = ("torch", "librosa", "export", "train")
-LAZY_ONLY = ("onnxruntime", "tensorrt", "cuda", "matplotlib")
+LAZY_ONLY = ("onnxruntime", "tensorrt", "cuda", "matplotlib", "scipy")
 
 
 def _loaded_after(code: str, candidates: tuple[str, ...]) -> list[str]:
