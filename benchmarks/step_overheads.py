@@ -29,7 +29,8 @@ def one_stream_rows(root: Path, generator: Any, features: np.ndarray, repeats: i
     the stepper as it was before them (checked ``infer``, state gathered from and scattered
     to the table every call; git 91e8f82), fp32 and int8."""
     from export.gemm_step import STEP_FILE, STEP_INT8_FILE
-    from sdk.runners.base import STATE_OUT, HostStateStepper
+    from sdk.runners.base import STATE_OUT
+    from sdk.runners.host_stepper import HostStateStepper
     from sdk.runners.onnxrt import OnnxRuntimeRunner
 
     style = generator.default_style_index if generator.config.styles else None

@@ -15,12 +15,12 @@ from helpers_bundle import TINY_GENERATOR, tiny_bundle  # noqa: F401  (session f
 
 from sdk.features import DEFAULT_FEATURES
 from sdk.runners.base import (
-    HostStateStepper,
     Runner,
     RunnerError,
     RunnerInputError,
     TensorMeta,
 )
+from sdk.runners.host_stepper import HostStateStepper
 from sdk.runners.onnxrt import OnnxRuntimeRunner
 from train.models.generator import SalientPostureGenerator
 

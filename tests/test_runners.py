@@ -18,7 +18,8 @@ from helpers_bundle import TINY_GENERATOR, tiny_bundle  # noqa: F401  (session f
 from sdk.bundle import Bundle, EngineRecord, load_bundle, write_bundle_manifest
 from sdk.features import DEFAULT_FEATURES
 from sdk.runners import select
-from sdk.runners.base import HostStateStepper, RunnerError, RunnerInputError
+from sdk.runners.base import RunnerError, RunnerInputError
+from sdk.runners.host_stepper import HostStateStepper
 from sdk.runners.onnxrt import CPU_PROVIDER, CUDA_PROVIDER, OnnxRuntimeRunner
 from sdk.runners.select import BackendConfig, BackendError, choose_backend, create_stepper
 from sdk.runners.tensorrt_graph import batch_buckets

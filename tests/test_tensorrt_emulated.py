@@ -21,7 +21,8 @@ from helpers_bundle import TINY_GENERATOR, tiny_bundle  # noqa: F401  (session f
 from helpers_device_path import fake, library  # noqa: F401  (fixtures: emulator, fake TensorRT)
 
 from sdk.features import DEFAULT_FEATURES
-from sdk.runners.base import HostStateStepper, RunnerError, RunnerInputError
+from sdk.runners.base import RunnerError, RunnerInputError
+from sdk.runners.host_stepper import HostStateStepper
 from sdk.runners.onnxrt import OnnxRuntimeRunner
 from sdk.runners.tensorrt import TensorRTRunner
 from sdk.runners.tensorrt_stepper import TensorRTStepper

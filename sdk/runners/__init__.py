@@ -7,13 +7,13 @@
 
 from sdk.runners.base import (
     GeneratorStepper,
-    HostStateStepper,
     Runner,
     RunnerError,
     RunnerInputError,
     StepOutputs,
     TensorMeta,
 )
+from sdk.runners.host_stepper import HostStateStepper
 from sdk.runners.onnxrt import OnnxRuntimeRunner
 from sdk.runners.select import (
     BACKENDS,

@@ -1,4 +1,4 @@
-"""Ping-pong state buffers for :class:`sdk.runners.base.HostStateStepper`.
+"""Ping-pong state buffers for :class:`sdk.runners.host_stepper.HostStateStepper`.
 
 A host stepper keeps every stream's state in a table, float32 (slots, S). Stepping a batch
 the plain way costs, per call, a gather of the batch's rows into a fresh (B, S) input, a
@@ -58,12 +58,18 @@ class _Group:
     current: int
     used: int
 
-    def takes(self, inputs: Arrays) -> bool:
-        """Whether ``inputs`` fit the bound buffers (same names, shapes and dtypes)."""
-        if inputs.keys() != self.inputs.keys():
+    def refill(self, inputs: Arrays) -> bool:
+        """Copy ``inputs`` into the bound buffers if they fit (same names, shapes and
+        dtypes); False if not (a buffer may then hold part of them: every step refills
+        them before running, and the state is not among them)."""
+        if len(inputs) != len(self.inputs):
             return False
-        return all(buffer.shape == inputs[name].shape and buffer.dtype == inputs[name].dtype
-                   for name, buffer in self.inputs.items())
+        for name, buffer in self.inputs.items():
+            value = inputs.get(name)
+            if value is None or value.shape != buffer.shape or value.dtype != buffer.dtype:
+                return False
+            buffer[...] = value
+        return True
 
 
 class ResidentStates:
@@ -97,10 +103,8 @@ class ResidentStates:
         of the same batch overwrites."""
         self._clock += 1
         group = self._groups.get(slots)
-        if group is not None and group.takes(inputs):
+        if group is not None and group.refill(inputs):
             group.used = self._clock
-            for name, buffer in group.inputs.items():
-                buffer[...] = inputs[name]
             group.calls[group.current]()
             group.current ^= 1
             return group.outputs

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdk.bundle import Bundle, EngineRecord, StepModelRecord
-from sdk.runners.base import GeneratorStepper, HostStateStepper, RunnerError
+from sdk.runners.base import GeneratorStepper, RunnerError
+from sdk.runners.host_stepper import HostStateStepper
 from sdk.runners.onnxrt import (
     CPU_PROVIDER,
     CUDA_PROVIDER,
