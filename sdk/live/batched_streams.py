@@ -201,9 +201,7 @@ class BatchedStreams:
             return 0
         if stream.resampler is not None:
             return None
-        mfcc = c.mfcc_frames_needed(stream.fed + self._chunk)  # MFCC frames the step needs
-        # MFCC frame m's window ends at sample m * hop + n_fft of the centre-padded signal
-        return max(0, (mfcc - 1) * c.hop_length + c.n_fft - c.n_fft // 2)
+        return c.samples_needed_for_mfcc(c.mfcc_frames_needed(stream.fed + self._chunk))
 
     def pop_frames(self, stream: BatchedStream) -> PoseFrames:
         """The frames produced since the last pop (possibly none), oldest first."""

@@ -313,10 +313,8 @@ class LiveServer:
         if isinstance(item, tuple) and session.outbox.empty() and not session.sending \
                 and ws.can_write_now():
             payload, count = item
-            if ws.write_message(payload) and count:
-                session.frames_sent += count
-                session.last_frame_at = time.monotonic()
-                session.first_frame_at = session.first_frame_at or session.last_frame_at
+            if ws.write_message(payload):
+                session.frames_written(count)
             return
         if isinstance(item, tuple):
             session.outbound_frames += item[1]
@@ -337,10 +335,7 @@ class LiveServer:
                 await ws.send(payload)
                 session.sending = False
                 session.outbound_frames -= count
-                if count:
-                    session.frames_sent += count
-                    session.last_frame_at = time.monotonic()
-                    session.first_frame_at = session.first_frame_at or session.last_frame_at
+                session.frames_written(count)
         except ConnectionClosed:
             return
 

@@ -145,6 +145,13 @@ class Session:
         self.latencies.extend(found)
         return found
 
+    def frames_written(self, count: int) -> None:
+        """A message holding ``count`` frames went to the socket."""
+        if count:
+            self.frames_sent += count
+            self.last_frame_at = time.monotonic()
+            self.first_frame_at = self.first_frame_at or self.last_frame_at
+
     # ---- pump side ----
     def process(self, streams: BatchedStreams, audio: np.ndarray | None, ended: bool) -> None:
         """Feed ``audio`` and, if ``ended``, finish the input (the pump pass; the arguments
