@@ -54,8 +54,9 @@ class GeneratorDataConfig:
             model trained on the synthetic corpus holds up on recorded speech.
         augment_probability: share of training windows corrupted (the rest stay clean).
         augment_gain_db: gain range +- dB; augment_snr_db: [low, high] SNR of the noise.
-        clean_detector: the detector loss counts only windows left clean (the synthetic
-            keyword cues the detector learns are what the corruption masks).
+        clean_detector: the detector loss counts only windows left clean (the bundles
+            before issue 17's fix; on the voiced corpus, training it on the corrupted
+            windows too halved its false alarms: detector_window_labels/README.md).
         shuffle_audio_pairs: the *audio-shuffled baseline*, not a model to ship: every
             training window gets the features of another window of its batch (a fresh
             random pairing each step; its pose and label stay), so the model cannot learn
@@ -66,8 +67,8 @@ class GeneratorDataConfig:
         detector_label: the window label of the detector with frame ground truth
             (train/data/windows.py): "complete" (1 = a posture starts in the window with
             top_k of its frames in it, 0 = no salient frame, any other window left out of
-            the detector loss) or "any" (1 = any salient frame; the bundles before
-            issue 17's fix).
+            the detector loss; the default) or "any" (1 = any salient frame; the bundles
+            before issue 17's fix).
     """
 
     window_frames: int = 64
@@ -76,12 +77,12 @@ class GeneratorDataConfig:
     feature_noise: float = 0.2
     audio_augmentation: bool = True
     augment_probability: float = 0.5
-    clean_detector: bool = True
+    clean_detector: bool = False
     augment_gain_db: float = 0.0
     augment_snr_db: tuple[float, ...] = (20.0, 45.0)
     shuffle_audio_pairs: bool = False
     max_missing_fraction: float = 0.5
-    detector_label: str = "any"
+    detector_label: str = "complete"
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class GeneratorTrainingConfig:
     # one torch thread: on the shared 2-core CPU two OpenMP threads ran a step 15x slower
     # (2.3 s vs 0.15 s, measured under load); raise run.threads on a dedicated machine
     run: RunConfig = field(default_factory=lambda: RunConfig(
-        steps=1500, checkpoint_every=250, eval_every=250, threads=1))
+        steps=2000, checkpoint_every=250, eval_every=250, threads=1))
     data: GeneratorDataConfig = field(default_factory=GeneratorDataConfig)
 
 
