@@ -20,7 +20,8 @@ from train.data import espeak, flite
 from train.data.sdt import SDT_CLIP_FRAMES
 from train.data.synth import synthesize_corpus
 from train.data.synth_script import make_speaker_profile
-from train.data.voice_text import KEYWORDS, WORDS
+from train.data.voice_script import KEYWORD_RAMP_S, louder_word
+from train.data.voice_text import KEYWORD_GAIN_DB, KEYWORD_PROSODY, KEYWORDS, WORDS
 from train.data.voice_timing import check_timing
 from train.data.voices import VOICES, VOICES_BY_NAME, held_out_names, select_voices
 
@@ -188,6 +189,32 @@ def test_flite_phones_are_split_into_words_and_stressed() -> None:
     assert spoken.phones[-1].end_s == pytest.approx(spoken.audio.shape[0] / 16000, abs=0.02)
     stressed = [p for p in spoken.phones if p.stress == 1]
     assert {p.word_position for p in stressed} <= {1, 2, 3} and len(stressed) <= 3
+
+
+def test_flite_keyword_is_louder_by_the_keyword_gain_and_nothing_else_changes() -> None:
+    """flite has no emphasis: louder_word raises the keyword's phones by KEYWORD_GAIN_DB
+    (espeak's SSML volume), with short ramps, and leaves other words and the timing alone."""
+    sr = 16000
+    phones = (espeak.SpokenPhone("_", 0.0, 0.1, 0, 0), espeak.SpokenPhone("m", 0.1, 0.3, 0, 1),
+              espeak.SpokenPhone("aa", 0.3, 0.5, 1, 2), espeak.SpokenPhone("t", 0.5, 0.6, 0, 2),
+              espeak.SpokenPhone("ax", 0.6, 0.8, 0, 3))
+    tone = 0.1 * np.sin(2 * np.pi * 200 * np.arange(int(0.8 * sr)) / sr).astype(np.float32)
+    spoken = espeak.SpokenPhrase(tone, sr, phones)
+    louder = louder_word(spoken, 2, KEYWORD_GAIN_DB)
+    assert louder.phones == spoken.phones and louder.audio.shape == tone.shape
+    ramp = round(KEYWORD_RAMP_S * sr)
+
+    def level_db(a: np.ndarray) -> float:
+        return float(10 * np.log10(np.mean(a.astype(np.float64) ** 2)))
+
+    inside = slice(int(0.3 * sr) + ramp, int(0.6 * sr) - ramp)
+    assert level_db(louder.audio[inside]) - level_db(tone[inside]) == pytest.approx(
+        KEYWORD_GAIN_DB, abs=0.01)
+    outside = np.r_[0:int(0.3 * sr) - ramp, int(0.6 * sr) + ramp:tone.size]
+    np.testing.assert_array_equal(louder.audio[outside], tone[outside])
+    assert np.abs(np.diff(louder.audio)).max() < 2 * np.abs(np.diff(tone)).max()  # no click
+    assert louder_word(spoken, 7, KEYWORD_GAIN_DB) is spoken  # no such word: unchanged
+    assert '+6dB' in KEYWORD_PROSODY[0] and KEYWORD_GAIN_DB == 6.0  # one number for both engines
 
 
 @needs_flite

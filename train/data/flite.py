@@ -13,7 +13,8 @@ segment starts). Words and stress, which flite does not print:
   STRESS_MIN_VOWEL_S long, is marked primary (duration is what flite's prosody model
   lengthens stressed vowels with); the rest are unstressed.
 
-flite ignores SSML emphasis; a keyword is only its word.
+flite ignores SSML emphasis: train.data.voice_script.louder_word gives a keyword the
+loudness part of the emphasis (the gain espeak-ng is given), nothing else.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ samples (an ordinary vowel is about 1, as in the synthetic corpus).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import soxr
@@ -42,7 +42,7 @@ from train.data.synth_script import (
     Syllable,
     posture_for,
 )
-from train.data.voice_text import PhrasePlan, draw_phrase, phrase_ssml
+from train.data.voice_text import KEYWORD_GAIN_DB, PhrasePlan, draw_phrase, phrase_ssml
 from train.data.voices import Voice
 
 VOICED_BAND_HZ = 1500.0  # upper edge of the band the lip envelope is measured in
@@ -54,6 +54,7 @@ END_MARGIN_S = 0.2  # the last phrase ends at least this long before the interva
 MAX_UNTIMED_PHRASES = 20  # consecutive phrases espeak could not time before giving up
 POSTURE_GAP_FRAMES = 4  # as in synth_script: pose frames between two postures
 FLITE_NOMINAL_WPM = 170.0  # flite's own rate at duration_stretch 1
+KEYWORD_RAMP_S = 0.01  # gain ramps around a flite keyword (louder_word)
 #: espeak mnemonic first letter -> vowel class (a, i, u, e, o, ae of VOWEL_FORMANTS_HZ)
 _ESPEAK_VOWELS = {"a": 0, "A": 0, "V": 0, "i": 1, "I": 1, "y": 1, "Y": 1, "u": 2, "U": 2,
                   "e": 3, "E": 3, "@": 3, "3": 3, "W": 3, "o": 4, "O": 4, "0": 4, "&": 5}
@@ -87,8 +88,35 @@ def speak(plan: PhrasePlan, voice: Voice) -> tuple[espeak.SpokenPhrase, int]:
     if voice.engine == "flite":
         spoken = flite.render(plan.words, voice.engine_voice,
                               FLITE_NOMINAL_WPM / voice.rate_wpm, float(voice.pitch))
-        return spoken, plan.keyword_index + 1
+        if plan.keyword_index < 0:
+            return spoken, 0
+        position = plan.keyword_index + 1
+        return louder_word(spoken, position, KEYWORD_GAIN_DB), position
     raise ValueError(f"voice {voice.name}: unknown engine {voice.engine!r}")
+
+
+def louder_word(spoken: espeak.SpokenPhrase, word_position: int, gain_db: float
+                ) -> espeak.SpokenPhrase:
+    """``spoken`` with the phones of word ``word_position`` ``gain_db`` louder.
+
+    flite has no emphasis (no SSML prosody): its keywords get the loudness part of the
+    emphasis espeak-ng is given (KEYWORD_PROSODY), from the phone times flite returned,
+    with raised-cosine ramps of KEYWORD_RAMP_S at both ends (no clicks). Timing unchanged.
+    """
+    phones = [p for p in spoken.phones if p.word_position == word_position]
+    if not phones:
+        return spoken
+    sr = spoken.sample_rate
+    begin, end = round(phones[0].start_s * sr), round(phones[-1].end_s * sr)
+    ramp = max(1, round(KEYWORD_RAMP_S * sr))
+    envelope = np.zeros(len(spoken.audio), np.float64)
+    envelope[begin:end] = 1.0
+    rise = 0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp)
+    envelope[max(0, begin - ramp):begin] = rise[ramp - (begin - max(0, begin - ramp)):]
+    after = envelope[end:end + ramp]
+    after[:] = rise[::-1][:after.size]
+    gain = 1.0 + (10.0 ** (gain_db / 20.0) - 1.0) * envelope
+    return replace(spoken, audio=(spoken.audio * gain).astype(np.float32))
 
 
 @dataclass(frozen=True)

@@ -64,8 +64,9 @@ WORDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 MIN_WORDS, MAX_WORDS = 3, 8  # words per phrase
 PAUSE_S = (0.25, 0.9)  # pause after a phrase, uniform (s)
-KEYWORD_PROSODY = ('<prosody rate="75%" volume="+6dB"><emphasis level="strong">',
-                   "</emphasis></prosody>")
+KEYWORD_GAIN_DB = 6.0  # a keyword is spoken this much louder (espeak's SSML; flite: a gain)
+KEYWORD_PROSODY = (f'<prosody rate="75%" volume="+{KEYWORD_GAIN_DB:g}dB">'
+                   '<emphasis level="strong">', "</emphasis></prosody>")
 
 
 @dataclass(frozen=True)
