@@ -23,6 +23,9 @@ by hand, from the trained weights, in the shape a CPU (and TensorRT) runs best:
   face features, into one Gemm with the detector's hidden layer; both pose heads and the
   root (exactly 0) into one Gemm whose columns are the output joint order. LeakyReLU
   follows its Gemm (ONNX Runtime fuses the pair).
+* **The saliency hold** (``saliency_hold_frames`` h > 0): the last h raw scores follow
+  the caches in the state, one Split piece each; ``saliency`` is one Max over them and
+  this frame's score, and the new state drops the oldest.
 * **Styles** (a generator with ``config.styles``): the ``style`` input (B,) int32 picks a
   one-hot row (a Gather from an identity table), one more block of rows of the decoders'
   input Gemm whose body-decoder columns are ``style_embedding @ W_body_dec[:E]`` (the
@@ -145,6 +148,7 @@ class _StepBuilder:
         self.blocks: list[CausalBlock] = []
         self.new_caches: list[str] = []
         self._pieces: list[list[tuple[int, str]]] = []  # per layer: (first frame, tensor)
+        self._held_scores: list[str] = []  # the saliency hold's raw scores, oldest first
         self._plan()
 
     def _layers(self) -> list[CausalConv1d]:
@@ -169,6 +173,9 @@ class _StepBuilder:
             frames.append(starts)
             sizes += [(end - start) * block.channels for start, end in zip(starts, bounds,
                                                                               strict=True)]
+        self._layer = 0
+        hold = self.generator.config.saliency_hold_frames
+        sizes += [1] * hold  # the held raw scores, one piece each
         if not sizes:
             return
         names = self.g.op("Split", [STATE, self.g.const("state_split", np.array(sizes,
@@ -176,7 +183,7 @@ class _StepBuilder:
                           "cache", outputs=len(sizes), axis=1)
         it = iter(names)
         self._pieces = [[(start, next(it)) for start in starts] for starts in frames]
-        self._layer = 0
+        self._held_scores = list(it)  # (B, 1) each, oldest first
 
     def _causal(self, h: str, stack: CausalConvStack, hint: str) -> str:
         """The residual blocks of ``stack`` on h (B, hidden); caches from the state."""
@@ -280,7 +287,11 @@ class _StepBuilder:
         w_d2, b_d2 = _dense(cast(torch.nn.Conv1d, gen.detector[2]))
         logit = g.gemm(split[-1], w_d2, b_d2, "det_out")  # (B, 1)
         saliency = g.one("Sigmoid", [logit], "sal")
-        g.nodes.append(helper.make_node("Identity", [saliency], [SALIENCY], name="saliency"))
+        if self._held_scores:  # one Max over the held raw scores and this frame's
+            g.nodes.append(helper.make_node("Max", [*self._held_scores, saliency], [SALIENCY],
+                                            name="saliency"))
+        else:
+            g.nodes.append(helper.make_node("Identity", [saliency], [SALIENCY], name="saliency"))
         # ---- decoders and one head Gemm in output joint order ----
         body_h = self._causal(split[0], gen.body_decoder, "body_dec")
         w_bh, b_bh = _dense(gen.body_head)  # (Hd, 2 * body joints)
@@ -312,9 +323,12 @@ class _StepBuilder:
             "Reshape", [flat, g.const("pose_shape", np.array([0, 1, cfg.num_joints, 2],
                                                              np.int64))], [POSES], name="poses"))
         # ---- the new state: every cache shifted by one frame, in state order ----
-        if sum(b.size for b in self.blocks) != gen.state_size:
-            raise RuntimeError(f"step graph covers {sum(b.size for b in self.blocks)} state "
-                               f"floats, the generator has {gen.state_size}")
+        if self._held_scores:  # then the held raw scores, shifted by one frame
+            self.new_caches += [*self._held_scores[1:], saliency]
+        covered = sum(b.size for b in self.blocks) + len(self._held_scores)
+        if covered != gen.state_size:
+            raise RuntimeError(f"step graph covers {covered} state floats, the generator has "
+                               f"{gen.state_size}")
         if self.new_caches:
             g.nodes.append(helper.make_node("Concat", self.new_caches, [STATE_OUT],
                                             name="state_out", axis=1))

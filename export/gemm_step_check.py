@@ -24,7 +24,7 @@ from train.models.generator import GeneratorConfig, SalientPostureGenerator
 def step_state_from_torch(state: np.ndarray, blocks: list[CausalBlock]) -> np.ndarray:
     """A ``generator.onnx`` / PyTorch state (B, S) (caches channel-major, (C, context))
     in this module's layout (each cache time-major, (context, C)); float32 (B, S)."""
-    out = np.empty_like(state, dtype=np.float32)
+    out = np.array(state, dtype=np.float32)  # what follows the caches (the held scores)
     for block in blocks:
         part = state[:, block.offset:block.offset + block.size]
         out[:, block.offset:block.offset + block.size] = part.reshape(

@@ -38,7 +38,8 @@ def _features(frames: int = 24, seed: int = 1) -> np.ndarray:
     TINY_GENERATOR,
     dataclasses.replace(TINY_GENERATOR, feature_clip=3.0, body_dilations=(1, 2, 4)),
     dataclasses.replace(TINY_GENERATOR, separate_branches=False, body_kernel=2),
-], ids=["tiny", "clip-dilated", "one-decoder"])
+    dataclasses.replace(TINY_GENERATOR, saliency_hold_frames=3),
+], ids=["tiny", "clip-dilated", "one-decoder", "saliency-hold"])
 def test_step_equals_pytorch_frame_by_frame(tmp_path: Path, config: GeneratorConfig) -> None:
     generator = _generator(config)
     export_step(generator, tmp_path / "step.onnx")
@@ -93,7 +94,7 @@ def test_batch_invariance_and_state_layout(tmp_path: Path) -> None:
 
 
 def test_step_passes_the_tensorrt_op_check(tmp_path: Path) -> None:
-    export_step(_generator(GeneratorConfig()), tmp_path / "step.onnx")
+    export_step(_generator(GeneratorConfig(saliency_hold_frames=4)), tmp_path / "step.onnx")
     report = check_model(tmp_path / "step.onnx", name="step")
     assert not report.issues, report.issues
     model = onnx.load(str(tmp_path / "step.onnx"))

@@ -37,9 +37,9 @@ def _inputs(config: GeneratorConfig, batch: int, frames: int, seed: int = 1
             torch.randn(batch, frames, config.noise_dim, generator=g))
 
 
-@pytest.mark.parametrize("separate", [True, False])
-def test_forward_equals_step_by_step_for_random_chunks(separate: bool) -> None:
-    config = dataclasses.replace(TINY, separate_branches=separate)
+@pytest.mark.parametrize("separate, hold", [(True, 0), (False, 0), (True, 4)])
+def test_forward_equals_step_by_step_for_random_chunks(separate: bool, hold: int) -> None:
+    config = dataclasses.replace(TINY, separate_branches=separate, saliency_hold_frames=hold)
     model = _model(config)
     features, noise = _inputs(config, batch=3, frames=57)
     rng = np.random.default_rng(7)
@@ -54,7 +54,27 @@ def test_forward_equals_step_by_step_for_random_chunks(separate: bool) -> None:
             saliency.append(s)
             start = stop
     assert torch.cat(poses, 1).sub(offline.poses).abs().max() <= 1e-5
-    assert torch.cat(saliency, 1).sub(offline.saliency).abs().max() <= 1e-5
+    assert torch.cat(saliency, 1).sub(offline.output_saliency).abs().max() <= 1e-5
+
+
+def test_saliency_hold_is_the_running_max_of_the_raw_score_and_training_sees_raw() -> None:
+    config = dataclasses.replace(TINY, saliency_hold_frames=3)
+    model = _model(config)
+    raw_model = _model(TINY)  # same seed: the same weights, no hold
+    features, noise = _inputs(config, batch=2, frames=40)
+    with torch.no_grad():
+        held = model(features, noise)
+        raw = raw_model(features, noise)
+    assert model.state_size == raw_model.state_size + 3
+    # training (the top-k loss, the consistency weights) reads the raw score
+    assert torch.equal(held.saliency, raw.saliency)
+    assert torch.equal(held.seq_score, raw.seq_score)
+    scores = raw.saliency.numpy()
+    want = np.stack([[scores[b, max(0, t - 3):t + 1].max() for t in range(scores.shape[1])]
+                     for b in range(scores.shape[0])])
+    np.testing.assert_allclose(held.output_saliency.numpy(), want, atol=1e-7)
+    assert (held.output_saliency > held.saliency + 1e-3).any()  # the hold does something
+    assert torch.equal(raw.output_saliency, raw.saliency)  # no hold: the raw score
 
 
 def test_output_at_input_t_ignores_later_inputs() -> None:
@@ -132,10 +152,11 @@ def test_default_config_state_size() -> None:
     assert model.state_size == 2 * 64 * 2 + 128 * 2 * 15 + 2 * 128 * 2 * 3
 
 
-def test_onnx_step_matches_torch_step(tmp_path) -> None:
+@pytest.mark.parametrize("hold", [0, 2])
+def test_onnx_step_matches_torch_step(tmp_path, hold: int) -> None:
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    model = _model()
+    model = _model(dataclasses.replace(TINY, saliency_hold_frames=hold))
     step = GeneratorStep(model)
     batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
     example = (*_inputs(TINY, 2, 3), torch.randn(2, model.state_size))

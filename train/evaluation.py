@@ -73,7 +73,7 @@ from train.metrics import (
 )
 from train.metrics.psd import psd_of_sequences, torch_embed_fn
 from train.models.fgd import PoseAutoencoder, fgd_features
-from train.models.generator import SalientPostureGenerator
+from train.models.generator import GeneratorOutput, SalientPostureGenerator
 from train.models.posesync import PoseSyncNet
 from train.results_report import machine_description
 
@@ -167,11 +167,10 @@ def load_generator_checkpoint(path: str | Path
 
 
 @torch.no_grad()
-def generate(model: SalientPostureGenerator, normalization: PoseNormalization,
-             audio: np.ndarray, num_frames: int, seed: int = 0,
-             features: FeatureConfig = DEFAULT_FEATURES, style: str | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Poses of pose frames 0..T-1 for (N,) audio: canonical (T, 122, 2), saliency (T,).
+def generator_output(model: SalientPostureGenerator, audio: np.ndarray, num_frames: int,
+                     seed: int = 0, features: FeatureConfig = DEFAULT_FEATURES,
+                     style: str | None = None) -> GeneratorOutput:
+    """The model's whole output for (N,) audio, T = ``num_frames`` pose frames (batch 1).
 
     One forward pass over T + L feature frames from a zero state (== streaming), in
     gesture style ``style`` (a model with styles; not in its table or None: its default).
@@ -185,10 +184,20 @@ def generate(model: SalientPostureGenerator, normalization: PoseNormalization,
     feats = torch.from_numpy(feature_frames(mfcc, features, 0, frames))[None]
     noise = torch.from_numpy(frame_noise(seed, 0, frames, model.config.noise_dim))[None]
     model.eval()
-    out = model(feats, noise, style=None if row is None else torch.tensor([row]))
+    return model(feats, noise, style=None if row is None else torch.tensor([row]))
+
+
+@torch.no_grad()
+def generate(model: SalientPostureGenerator, normalization: PoseNormalization,
+             audio: np.ndarray, num_frames: int, seed: int = 0,
+             features: FeatureConfig = DEFAULT_FEATURES, style: str | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Poses of pose frames 0..T-1 for (N,) audio: canonical (T, 122, 2), saliency (T,)
+    (the output saliency, as a step returns it); see :func:`generator_output`."""
+    out = generator_output(model, audio, num_frames, seed, features, style)
     poses = out.aligned_poses[0].numpy()
     return (normalization.destandardize(poses).astype(np.float32),
-            out.aligned_saliency[0].numpy().astype(np.float32))
+            out.aligned_output_saliency[0].numpy().astype(np.float32))
 
 
 def shuffled_audio(sequences: Sequence[HeldOutSequence], index: int) -> np.ndarray:

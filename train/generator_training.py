@@ -89,9 +89,10 @@ class GeneratorDataConfig:
 class GeneratorTrainingConfig:
     """Everything ``gesturert train generator`` reads (train/configs/generator.yaml)."""
 
-    # soft input clip on for new runs; GeneratorConfig's default (off) keeps checkpoints
-    # from before the option as they were
-    model: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(feature_clip=3.0))
+    # soft input clip and saliency hold on for new runs; GeneratorConfig's defaults (off)
+    # keep checkpoints from before the options as they were
+    model: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(
+        feature_clip=3.0, saliency_hold_frames=4))
     loss: GeneratorLossConfig = field(default_factory=GeneratorLossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     # one torch thread: on the shared 2-core CPU two OpenMP threads ran a step 15x slower

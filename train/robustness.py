@@ -107,8 +107,8 @@ def _run_checkpoint(path: Path, audio_path: Path, seed: int
     with torch.no_grad():
         out = model(torch.from_numpy(feats)[None], torch.from_numpy(noise)[None])
     feature_z = (feats - model.feature_mean.numpy()) / model.feature_std.numpy()
-    return (out.aligned_poses[0].numpy(), out.aligned_saliency[0].numpy(), ckpt.normalization,
-            features_config.fps, feature_z)
+    return (out.aligned_poses[0].numpy(), out.aligned_output_saliency[0].numpy(),
+            ckpt.normalization, features_config.fps, feature_z)
 
 
 def measure(model_path: str | Path, audio_path: str | Path, seed: int = 0) -> dict[str, float]:

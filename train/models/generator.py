@@ -73,7 +73,9 @@ class GeneratorOutput:
 
     Input-index time (T_in = input frames; index t is pose frame t - lookahead):
         poses: (B, T_in, J, 2) generated standardised poses (root exactly 0).
-        saliency: (B, T_in) per-frame salient-posture scores in [0, 1].
+        saliency: (B, T_in) per-frame salient-posture scores in [0, 1], raw (the losses).
+        held_saliency: (B, T_in) the same held over ``saliency_hold_frames`` (what a
+            step returns; see ``output_saliency``).
         audio_emb: (B, T_in, E) audio embedding in the joint manifold.
     Pose-frame time (T = T_in - lookahead; frame p is input index p + lookahead):
         seq_score: (B,) mean of the top-k aligned saliency scores (k = min(top_k, T)).
@@ -88,6 +90,18 @@ class GeneratorOutput:
     lookahead: int
     pose_emb: torch.Tensor | None = None
     recon_poses: torch.Tensor | None = None
+    held_saliency: torch.Tensor | None = None
+
+    @property
+    def output_saliency(self) -> torch.Tensor:
+        """(B, T_in) the saliency :meth:`SalientPostureGenerator.step` returns: ``saliency``
+        held over ``saliency_hold_frames`` (``saliency`` itself without a hold)."""
+        return self.saliency if self.held_saliency is None else self.held_saliency
+
+    @property
+    def aligned_output_saliency(self) -> torch.Tensor:
+        """(B, T) output saliency of pose frames 0..T-1 (what evaluation scores)."""
+        return self.output_saliency[:, self.lookahead:]
 
     @property
     def aligned_poses(self) -> torch.Tensor:
@@ -178,8 +192,10 @@ class SalientPostureGenerator(nn.Module):
 
     @property
     def state_size(self) -> int:
-        """S: floats of streaming state per stream."""
-        return sum(s.state_size for s in self._streaming_stacks())
+        """S: floats of streaming state per stream (the stacks' caches, then the
+        ``saliency_hold_frames`` last raw detector scores, oldest first)."""
+        return sum(s.state_size for s in self._streaming_stacks()) \
+            + self.config.saliency_hold_frames
 
     def init_state(self, batch: int) -> torch.Tensor:
         """Zeros (batch, S) on the model's device: the state at stream start."""
@@ -204,9 +220,10 @@ class SalientPostureGenerator(nn.Module):
     def _generate(self, features: torch.Tensor, noise: torch.Tensor, state: torch.Tensor,
                   style: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                             torch.Tensor | None]:
-        """Shared by step and forward. Returns poses (B,Tc,J,2), saliency (B,Tc),
-        audio_emb (B,E,Tc), new state (B,S), face-audio features (B,Hf,Tc) or None.
+                             torch.Tensor, torch.Tensor | None]:
+        """Shared by step and forward. Returns poses (B,Tc,J,2), the raw saliency (B,Tc),
+        the held saliency (B,Tc) (== raw without a hold), audio_emb (B,E,Tc), new state
+        (B,S), face-audio features (B,Hf,Tc) or None.
         ``style``: (B,) int32/int64 style indices, None = the default style."""
         x = (features - self.feature_mean) / self.feature_std
         clip = self.config.feature_clip
@@ -214,7 +231,9 @@ class SalientPostureGenerator(nn.Module):
             x = clip * torch.tanh(x / clip)
         x = x.transpose(1, 2)  # (B, F, Tc)
         sizes = [s.state_size for s in self._streaming_stacks()]
-        parts = list(torch.split(state, sizes, dim=1)) if sizes else []
+        hold = self.config.saliency_hold_frames
+        held_before = state[:, sum(sizes):]  # (B, hold) raw scores, oldest first
+        parts = list(torch.split(state[:, :sum(sizes)], sizes, dim=1)) if sizes else []
         new_parts: list[torch.Tensor] = []
         face_feat = None
         if self.face_encoder is not None:
@@ -223,11 +242,18 @@ class SalientPostureGenerator(nn.Module):
         body_feat, s = self.body_encoder(x, parts.pop(0))  # (B, Hb, Tc)
         new_parts.append(s)
         audio_emb = self.audio_proj(body_feat)  # (B, E, Tc)
-        saliency = torch.sigmoid(self.detector(body_feat)[:, 0])  # (B, Tc)
+        saliency = torch.sigmoid(self.detector(body_feat)[:, 0])  # (B, Tc) raw
         poses, decoder_parts = self._decode(audio_emb, noise, face_feat, parts,
                                             self._style_vector(style, features.shape[0]))
         new_parts.extend(decoder_parts)
-        return poses, saliency, audio_emb, torch.cat(new_parts, dim=1), face_feat
+        held = saliency
+        if hold:
+            scores = torch.cat([held_before, saliency], dim=1)  # (B, hold + Tc)
+            tc = saliency.shape[1]
+            for k in range(1, hold + 1):  # frame t: max of raw t-hold .. t
+                held = torch.maximum(held, scores[:, hold - k:hold - k + tc])
+            new_parts.append(scores[:, tc:])
+        return poses, saliency, held, audio_emb, torch.cat(new_parts, dim=1), face_feat
 
     def _decode(self, latent: torch.Tensor, noise: torch.Tensor, face_feat: torch.Tensor | None,
                 parts: list[torch.Tensor], style_vec: torch.Tensor | None
@@ -262,11 +288,12 @@ class SalientPostureGenerator(nn.Module):
                 the default style. A generator without styles takes None only.
         Returns:
             poses (B, Tc, J, 2) standardised poses of pose frames t-L .. t-L+Tc-1,
-            saliency (B, Tc) of the same frames, state_out (B, S).
+            saliency (B, Tc) of the same frames (held over ``saliency_hold_frames``),
+            state_out (B, S).
         """
         self._check_inputs(features, noise)
-        poses, saliency, _, state_out, _ = self._generate(features, noise, state, style)
-        return poses, saliency, state_out
+        poses, _, held, _, state_out, _ = self._generate(features, noise, state, style)
+        return poses, held, state_out
 
     # ---- training ----
     def forward(self, features: torch.Tensor, noise: torch.Tensor,
@@ -286,13 +313,13 @@ class SalientPostureGenerator(nn.Module):
         if t_in <= lookahead:
             raise ValueError(
                 f"need more than lookahead_frames={lookahead} input frames, got {t_in}")
-        poses, saliency, audio_emb, _, face_feat = self._generate(
+        poses, saliency, held, audio_emb, _, face_feat = self._generate(
             features, noise, self.init_state(batch), style)
         aligned = saliency[:, lookahead:]
         k = min(self.config.top_k, aligned.shape[1])
         seq_score = aligned.topk(k, dim=1).values.mean(dim=1)
         out = GeneratorOutput(poses=poses, saliency=saliency, audio_emb=audio_emb.transpose(1, 2),
-                              seq_score=seq_score, lookahead=lookahead)
+                              seq_score=seq_score, lookahead=lookahead, held_saliency=held)
         if pose is None:
             return out
         expected = (batch, t_in - lookahead, self.config.num_joints, 2)

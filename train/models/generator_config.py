@@ -31,6 +31,13 @@ class GeneratorConfig:
         decoder_hidden / decoder_kernel / decoder_dilations: both decoders.
         detector_hidden: hidden width of the per-frame saliency head.
         top_k: frames averaged into the sequence-level saliency prediction (paper: 16).
+        saliency_hold_frames: h >= 0; the saliency a step returns is the running maximum
+            of the detector's score over the current and the h previous frames (causal:
+            no delay; h raw scores join the streaming state). Trained with top_k of a
+            window, the detector fires on about top_k frames of a longer posture; the
+            hold carries its score over the posture's last frames. Training (the top-k
+            loss, the consistency weights) uses the raw score. 0 = off (checkpoints from
+            before the option).
         dropout: on every residual block while training (identity in eval / export):
             with a 2 s audio context the model otherwise memorises the corpus's
             unpredictable idle motion (train L1 0.26 vs held-out 0.47 without it).
@@ -65,6 +72,7 @@ class GeneratorConfig:
     decoder_dilations: tuple[int, ...] = (1, 2)
     detector_hidden: int = 32
     top_k: int = 16
+    saliency_hold_frames: int = 0
     dropout: float = 0.1
     feature_clip: float = 0.0
     styles: tuple[str, ...] = ()
@@ -94,7 +102,7 @@ class GeneratorConfig:
         if not self.feature_clip >= 0.0:
             raise ValueError(f"GeneratorConfig.feature_clip must be >= 0 (0 = off), got "
                              f"{self.feature_clip}")
-        for name in ("lookahead_frames", "noise_dim"):
+        for name in ("lookahead_frames", "noise_dim", "saliency_hold_frames"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"GeneratorConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("face_dilations", "body_dilations", "pose_dilations", "decoder_dilations"):
