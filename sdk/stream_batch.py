@@ -21,6 +21,11 @@ stream's audio (same accounting, same noise, same model; tested).
 **Errors**: a block of the wrong shape, dtype or values raises ``StreamError`` before
 anything changes. **Threads**: drive one StreamBatch from one thread; its steps take the
 generator's lock, so it may share the generator with other streams and batches.
+**BLAS threads**: the batched MFCC's matrix products are small; with numpy's BLAS
+(OpenBLAS) on several threads, its threads spin between calls and, on a busy machine, made
+the MFCC about 100x slower in a measurement on 2 cores. Hold BLAS to one thread while
+serving (``threadpoolctl.threadpool_limits(1, "blas")``, as ``gesturert serve`` does, or
+``OPENBLAS_NUM_THREADS=1``).
 """
 
 from __future__ import annotations
