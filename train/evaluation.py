@@ -187,7 +187,6 @@ def generator_output(model: SalientPostureGenerator, audio: np.ndarray, num_fram
     return model(feats, noise, style=None if row is None else torch.tensor([row]))
 
 
-@torch.no_grad()
 def generate(model: SalientPostureGenerator, normalization: PoseNormalization,
              audio: np.ndarray, num_frames: int, seed: int = 0,
              features: FeatureConfig = DEFAULT_FEATURES, style: str | None = None

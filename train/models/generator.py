@@ -231,9 +231,10 @@ class SalientPostureGenerator(nn.Module):
             x = clip * torch.tanh(x / clip)
         x = x.transpose(1, 2)  # (B, F, Tc)
         sizes = [s.state_size for s in self._streaming_stacks()]
+        caches = sum(sizes)
         hold = self.config.saliency_hold_frames
-        held_before = state[:, sum(sizes):]  # (B, hold) raw scores, oldest first
-        parts = list(torch.split(state[:, :sum(sizes)], sizes, dim=1)) if sizes else []
+        held_before = state[:, caches:]  # (B, hold) raw scores, oldest first
+        parts = list(torch.split(state[:, :caches], sizes, dim=1)) if sizes else []
         new_parts: list[torch.Tensor] = []
         face_feat = None
         if self.face_encoder is not None:
