@@ -169,6 +169,28 @@ def test_a_step_with_a_wrong_input_changes_nothing(runner: OnnxRuntimeRunner) ->
         np.testing.assert_array_equal(stepper.read_state(slot), plain.states[slot])
 
 
+def test_a_resident_step_refuses_an_input_that_only_broadcasts(runner: OnnxRuntimeRunner
+                                                              ) -> None:
+    """The bound buffers' refill checks shapes: a (1, 1, 1) noise would broadcast into the
+    (1, 1, N) buffer; it must be refused as the plain step refuses it, state untouched."""
+    with runner:
+        stepper = HostStateStepper(runner, S, "onnxruntime-cpu")
+        slot = stepper.allocate_slot()
+        features, noise = inputs(1, 1, seed=0)
+        stepper.step(features, noise, [slot])
+        before = stepper.read_state(slot)
+        for _ in range(3):  # plain, then bound (resident) on the second step, then refilled
+            stepper.step(features, noise, [slot])
+        assert stepper._resident.resident_slots == 1
+        with pytest.raises(RunnerInputError, match="noise"):
+            stepper.step(features, np.ascontiguousarray(noise[:, :, :1]), [slot])
+        plain = PlainStepper(runner)
+        plain.states[slot] = before
+        for _ in range(3):
+            plain.step(features, noise, [slot])
+        np.testing.assert_array_equal(stepper.read_state(slot), plain.states[slot])
+
+
 class DoublingRunner(Runner):
     """A backend without buffer binding: ``y = 2 x`` (the base class's copying bind)."""
 

@@ -26,6 +26,8 @@ from sdk.runners.base import (
 )
 from sdk.runners.resident_state import DEFAULT_MAX_ROWS, ResidentStates
 
+_INT32 = np.dtype(np.int32)  # numpy's builtin dtypes are singletons: `is` is the fast test
+
 
 class HostStateStepper(GeneratorStepper):
     """A :class:`GeneratorStepper` over any :class:`Runner`, with the state table in host memory.
@@ -89,13 +91,14 @@ class HostStateStepper(GeneratorStepper):
     def step(self, features: np.ndarray, noise: np.ndarray, slots: Sequence[int],
              styles: np.ndarray | None = None) -> StepOutputs:
         rows = tuple(map(int, slots))
-        if len(rows) != features.shape[0] or len(set(rows)) != len(rows):
+        batch = len(rows)
+        if batch != features.shape[0] or (batch > 1 and len(set(rows)) != batch):
             self._check_slots(slots, features.shape[0])  # raises, saying which
         if not self._slots.all_live(rows):
             for slot in rows:
                 self._slots.check_live(slot)  # raises for the first one not allocated
-        if self.styled and isinstance(styles, np.ndarray) and styles.dtype == np.int32 \
-                and styles.shape == (len(rows),):  # the common case, as _style_feed takes it
+        if self.styled and type(styles) is np.ndarray and styles.dtype is _INT32 \
+                and styles.shape == (batch,):  # the common case, as _style_feed takes it
             inputs = {FEATURES: features, NOISE: noise, STYLE: styles}
         else:
             inputs = {FEATURES: features, NOISE: noise} | self._style_feed(self.styled, styles,

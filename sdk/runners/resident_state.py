@@ -58,15 +58,22 @@ class _Group:
     current: int
     used: int
 
+    def __post_init__(self) -> None:
+        # (name, buffer, shape, dtype) per bound input: refill runs every step of every
+        # resident group, and reading these off the buffers each time costs more than the
+        # copies of a one-stream step
+        self._specs = tuple((name, b, b.shape, b.dtype) for name, b in self.inputs.items())
+
     def refill(self, inputs: Arrays) -> bool:
         """Copy ``inputs`` into the bound buffers if they fit (same names, shapes and
         dtypes); False if not (a buffer may then hold part of them: every step refills
         them before running, and the state is not among them)."""
-        if len(inputs) != len(self.inputs):
+        if len(inputs) != len(self._specs):
             return False
-        for name, buffer in self.inputs.items():
+        for name, buffer, shape, dtype in self._specs:
             value = inputs.get(name)
-            if value is None or value.shape != buffer.shape or value.dtype != buffer.dtype:
+            if value is None or value.shape != shape or (value.dtype is not dtype
+                                                         and value.dtype != dtype):
                 return False
             buffer[...] = value
         return True
