@@ -33,6 +33,7 @@ SOURCES = {
     "voices_acceptance_before": RESULTS / "voices" / "acceptance_synthetic_voice_bundle.json",
     "training_voices": RESULTS / "training" / "training_voices.json",
     "evaluation_before": RESULTS / "training" / "synthetic_voice_bundle" / "evaluation.json",
+    "evaluation_6000_steps": RESULTS / "training" / "generator_6000_steps" / "evaluation.json",
 }
 
 
@@ -263,7 +264,8 @@ def eval_before_after() -> str:
     corpus: ratios, since FGD encoder, judge and test set differ between the two."""
     rows = []
     for label, source in (("synthetic voice (previous)", "evaluation_before"),
-                          ("voiced corpus (shipped)", "evaluation")):
+                          ("voiced corpus (shipped)", "evaluation"),
+                          ("voiced corpus, 6000 steps (not shipped)", "evaluation_6000_steps")):
         ev = load(source)
         m = ev["methods"]
         gen, mean, truth = m["generator"], m["mean_pose"], m["ground_truth"]
