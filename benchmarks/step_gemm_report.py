@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.common import machine_state, write_results
 from benchmarks.report import _table, machine_lines
 
@@ -76,6 +78,41 @@ def goals(result: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def run_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`goals_in_each_run` keeps of one run: when, the core's sgemm rate and
+    every goal's value and status."""
+    return {"timestamp": result["machine"]["timestamp"],
+            "load_average": result["machine"].get("load_average"),
+            "sgemm_gflops": result["sgemm"]["gflops"],
+            "goals": [[goal, value, status] for goal, value, status, _ in goals(result)]}
+
+
+def goals_in_each_run(result: dict[str, Any]) -> list[str]:
+    """Markdown: every goal's value in each run of ``--runs N``, the median and in how many
+    runs it was met (empty for a single run)."""
+    runs = result.get("runs") or []
+    if len(runs) < 2:
+        return []
+    names = [g[0] for g in runs[-1]["goals"]]
+    rows: list[list[Any]] = [["the core's sgemm (GFLOP/s; the machine's speed)",
+                              *[r["sgemm_gflops"] for r in runs],
+                              float(np.median([r["sgemm_gflops"] for r in runs])), ""]]
+    for name in names:
+        cells = [next((g for g in r["goals"] if g[0] == name), [name, None, "not measured"])
+                 for r in runs]
+        values = [c[1] for c in cells if c[1] is not None]
+        met = sum(c[2] == "**met**" for c in cells)
+        rows.append([name, *[c[1] for c in cells],
+                     float(np.median(values)) if values else None,
+                     f"{met} of {len(runs)}"])
+    return [f"## Goals in each of {len(runs)} runs", "",
+            f"The whole benchmark run {len(runs)} times back to back, each a fresh process "
+            f"({runs[0]['timestamp']} to {runs[-1]['timestamp']}); the other tables are the "
+            "last run's.", "",
+            *_table(["goal", *[f"run {i + 1}" for i in range(len(runs))], "median",
+                     "met in runs"], rows)]
+
+
 def overhead_tables(result: dict[str, Any]) -> list[str]:
     """Markdown of the one-stream SDK path, the StreamBatch parts and the soxr set-ups
     (empty for results that predate them)."""
@@ -122,6 +159,7 @@ def markdown(result: dict[str, Any]) -> str:
              "machine absolute times are pessimistic; the ratios were measured side by "
              "side, call by call, in this one run.", "", "## Goals", "",
              *_table(["goal", "measured", "status", "how"], goals(result)),
+             *goals_in_each_run(result),
              "## Step models, time per stream-frame (p50; CPU = calling thread)", ""]
     rows = []
     for batch in sorted({r["batch"] for r in result["models"]}):
@@ -225,7 +263,7 @@ def doc_passage(result: dict[str, Any]) -> str:
              f"one pinned core, git {str(result['machine']['git_sha'])[:7]}:", "",
              *_table(["goal", "measured", "status", "how"], goals(result)),
              *[line.replace("## ", "#### ", 1) if line.startswith("## ") else line
-               for line in overhead_tables(result)]]
+               for line in [*goals_in_each_run(result), *overhead_tables(result)]]]
     return "\n".join(lines).rstrip() + "\n"
 
 

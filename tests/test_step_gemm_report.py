@@ -84,3 +84,22 @@ def test_the_benchmark_rebuilds_the_shipped_bundles_generator_with_its_styles(
     manifest = load_bundle(root).manifest
     assert generator.config.styles == manifest.generator.styles
     assert {s.precision for s in manifest.step_models} == {"fp32", "int8"}
+
+
+def test_each_run_s_goals_are_reported_with_how_many_runs_met_them() -> None:
+    from benchmarks.step_gemm_report import goals_in_each_run, run_summary
+
+    fast = _result()
+    slow = copy.deepcopy(fast)
+    for row in slow["one_stream"]:
+        row["cpu_us_p50"] = 500.0
+    result = {**fast, "runs": [run_summary(fast), run_summary(slow), run_summary(fast)]}
+    lines = goals_in_each_run(result)
+    row = next(line for line in lines if "(fp32 step, run as the SDK runs it)" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    bound = next(r for r in fast["one_stream"] if r["path"].startswith("model call (fp32)"))
+    met_in_fast = bound["cpu_us_p50"] <= 60
+    assert cells[2] == "500" and cells[-1] == f"{2 if met_in_fast else 0} of 3"
+    assert float(cells[4]) == pytest.approx(bound["cpu_us_p50"], abs=1e-3)  # the median
+    assert "## Goals in each of 3 runs" in markdown(result)
+    assert goals_in_each_run({**fast, "runs": [run_summary(fast)]}) == []
