@@ -33,7 +33,6 @@ SOURCES = {
     "voices_acceptance_before": RESULTS / "voices" / "acceptance_synthetic_voice_bundle.json",
     "training_voices": RESULTS / "training" / "training_voices.json",
     "evaluation_before": RESULTS / "training" / "synthetic_voice_bundle" / "evaluation.json",
-    "evaluation_6000_steps": RESULTS / "training" / "generator_6000_steps" / "evaluation.json",
 }
 
 
@@ -264,8 +263,7 @@ def eval_before_after() -> str:
     corpus: ratios, since FGD encoder, judge and test set differ between the two."""
     rows = []
     for label, source in (("synthetic voice (previous)", "evaluation_before"),
-                          ("voiced corpus (shipped)", "evaluation"),
-                          ("voiced corpus, 6000 steps (not shipped)", "evaluation_6000_steps")):
+                          ("voiced corpus (shipped)", "evaluation")):
         ev = load(source)
         m = ev["methods"]
         gen, mean, truth = m["generator"], m["mean_pose"], m["ground_truth"]
@@ -277,6 +275,32 @@ def eval_before_after() -> str:
     return _table(["generator, test set", "sequences", "FGD / mean pose's ↓",
                    "PSD / mean pose's ↓", "PSD / ground truth's", "lip-sync r ↑",
                    "detector AUC ↑", "diversity / ground truth's"], rows)
+
+
+STEPS_SWEEP = RESULTS / "training" / "generator_steps"
+"""The generator's training length, one corpus, PoseSyncNet and FGD encoder for every run:
+one directory per run (steps_N[_dropout_D]) with its evaluation.json."""
+
+
+def eval_steps() -> str:
+    """The step-count sweep: every run against the same judges, as ratios and raw."""
+    rows = []
+    runs = sorted(STEPS_SWEEP.glob("steps_*/evaluation.json"),
+                  key=lambda p: (int(p.parent.name.split("_")[1]), p.parent.name))
+    for path in runs:
+        ev = json.loads(path.read_text())
+        m = ev["methods"]
+        gen, mean, truth = m["generator"], m["mean_pose"], m["ground_truth"]
+        _, steps, *rest = path.parent.name.split("_")
+        rows.append([steps, rest[1] if rest else "0.1", f"{gen['fgd']:.1f}",
+                     f"{gen['fgd'] / mean['fgd']:.3f}", f"{gen['psd']:.3f}",
+                     f"{gen['psd'] / truth['psd']:.2f}", f"{gen['lip_sync']:.3f}",
+                     f"{gen['detector_auc']:.3f}",
+                     f"{gen['diversity'] / truth['diversity']:.2f}", f"{gen['l1']:.3f}",
+                     f"{gen['bc']:.3f} / {gen['bc_chance']:.3f}"])
+    return _table(["steps", "dropout", "FGD ↓", "FGD / mean pose's ↓", "PSD ↓",
+                   "PSD / ground truth's", "lip-sync r ↑", "detector AUC ↑",
+                   "diversity / ground truth's", "L1 ↓", "BC / at chance"], rows)
 
 
 def voices_criteria() -> str:
@@ -361,6 +385,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "training_voices": training_voices,
     "voices_criteria": voices_criteria,
     "eval_before_after": eval_before_after,
+    "eval_steps": eval_steps,
     "ablation_topk": _ablation("ablation_topk"),
     "ablation_modules": _ablation("ablation_modules"),
     "ablation_lookahead": _ablation("ablation_lookahead"),
