@@ -13,7 +13,7 @@ encoder score them with ``train.evaluation`` on the held-out split.
 
 The shared, reduced step budget (``ABLATION_STEPS``, change with ``--steps``) is what
 lets a whole ablation (3-4 trainings + scoring) run in about 10 minutes on a shared
-2-core CPU: the default config trains 2000 steps, so ablation models are less trained
+2-core CPU: the default config trains 4000 steps, so ablation models are less trained
 than the shipped one and their absolute numbers are worse; the comparison between
 variants is what the tables are for. Variants:
 

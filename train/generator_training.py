@@ -98,7 +98,7 @@ class GeneratorTrainingConfig:
     # one torch thread: on the shared 2-core CPU two OpenMP threads ran a step 15x slower
     # (2.3 s vs 0.15 s, measured under load); raise run.threads on a dedicated machine
     run: RunConfig = field(default_factory=lambda: RunConfig(
-        steps=2000, checkpoint_every=250, eval_every=250, threads=1))
+        steps=4000, checkpoint_every=250, eval_every=250, threads=1))
     data: GeneratorDataConfig = field(default_factory=GeneratorDataConfig)
 
 
