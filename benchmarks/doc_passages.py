@@ -258,6 +258,16 @@ def _voices_acceptance(source: str) -> str:
                    "mouth r", "mean abs z", "beyond 4 SD", "criteria"], rows)
 
 
+def _judged_ratios(ev: dict[str, Any]) -> list[str]:
+    """An evaluation's generator against its own judges and references: FGD / mean pose's,
+    PSD / ground truth's, lip-sync r, detector AUC, diversity / ground truth's."""
+    m = ev["methods"]
+    gen, mean, truth = m["generator"], m["mean_pose"], m["ground_truth"]
+    return [f"{gen['fgd'] / mean['fgd']:.3f}", f"{gen['psd'] / truth['psd']:.2f}",
+            f"{gen['lip_sync']:.3f}", f"{gen['detector_auc']:.3f}",
+            f"{gen['diversity'] / truth['diversity']:.2f}"]
+
+
 def eval_before_after() -> str:
     """The generator against its own test set's references, before and after the voiced
     corpus: ratios, since FGD encoder, judge and test set differ between the two."""
@@ -265,13 +275,10 @@ def eval_before_after() -> str:
     for label, source in (("synthetic voice (previous)", "evaluation_before"),
                           ("voiced corpus (shipped)", "evaluation")):
         ev = load(source)
-        m = ev["methods"]
-        gen, mean, truth = m["generator"], m["mean_pose"], m["ground_truth"]
-        rows.append([label, str(ev["sequences"]), f"{gen['fgd'] / mean['fgd']:.3f}",
-                     f"{gen['psd'] / mean['psd']:.3f}",
-                     f"{gen['psd'] / truth['psd']:.2f}", f"{gen['lip_sync']:.3f}",
-                     f"{gen['detector_auc']:.3f}",
-                     f"{gen['diversity'] / truth['diversity']:.2f}"])
+        gen, mean = ev["methods"]["generator"], ev["methods"]["mean_pose"]
+        fgd_ratio, psd_truth, lip, auc, diversity = _judged_ratios(ev)
+        rows.append([label, str(ev["sequences"]), fgd_ratio, f"{gen['psd'] / mean['psd']:.3f}",
+                     psd_truth, lip, auc, diversity])
     return _table(["generator, test set", "sequences", "FGD / mean pose's ↓",
                    "PSD / mean pose's ↓", "PSD / ground truth's", "lip-sync r ↑",
                    "detector AUC ↑", "diversity / ground truth's"], rows)
@@ -289,14 +296,11 @@ def eval_steps() -> str:
                   key=lambda p: (int(p.parent.name.split("_")[1]), p.parent.name))
     for path in runs:
         ev = json.loads(path.read_text())
-        m = ev["methods"]
-        gen, mean, truth = m["generator"], m["mean_pose"], m["ground_truth"]
+        gen = ev["methods"]["generator"]
+        fgd_ratio, psd_truth, lip, auc, diversity = _judged_ratios(ev)
         _, steps, *rest = path.parent.name.split("_")
-        rows.append([steps, rest[1] if rest else "0.1", f"{gen['fgd']:.1f}",
-                     f"{gen['fgd'] / mean['fgd']:.3f}", f"{gen['psd']:.3f}",
-                     f"{gen['psd'] / truth['psd']:.2f}", f"{gen['lip_sync']:.3f}",
-                     f"{gen['detector_auc']:.3f}",
-                     f"{gen['diversity'] / truth['diversity']:.2f}", f"{gen['l1']:.3f}",
+        rows.append([steps, rest[1] if rest else "0.1", f"{gen['fgd']:.1f}", fgd_ratio,
+                     f"{gen['psd']:.3f}", psd_truth, lip, auc, diversity, f"{gen['l1']:.3f}",
                      f"{gen['bc']:.3f} / {gen['bc_chance']:.3f}"])
     return _table(["steps", "dropout", "FGD ↓", "FGD / mean pose's ↓", "PSD ↓",
                    "PSD / ground truth's", "lip-sync r ↑", "detector AUC ↑",

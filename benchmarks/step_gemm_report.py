@@ -82,7 +82,6 @@ def run_summary(result: dict[str, Any]) -> dict[str, Any]:
     """What :func:`goals_in_each_run` keeps of one run: when, the core's sgemm rate and
     every goal's value and status."""
     return {"timestamp": result["machine"]["timestamp"],
-            "load_average": result["machine"].get("load_average"),
             "sgemm_gflops": result["sgemm"]["gflops"],
             "goals": [[goal, value, status] for goal, value, status, _ in goals(result)]}
 
