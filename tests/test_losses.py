@@ -15,6 +15,7 @@ from train.losses import (
     generator_loss,
     joint_weights,
     saliency_weights,
+    spread_error,
     topk_mean,
     velocity_error,
     weighted_pose_error,
@@ -99,6 +100,42 @@ def test_velocity_error_ignores_a_constant_offset() -> None:
     assert velocity_error(moved, target, w) > 0.1
 
 
+def test_spread_error_asks_a_still_pose_for_the_motion_s_size_not_its_timing() -> None:
+    g = torch.Generator().manual_seed(1)
+    target = torch.randn(3, 16, J, 2, generator=g)
+    w = joint_weights(GeneratorLossConfig())
+    # an offset, or the same motion played backwards, has the target's spread: no loss
+    assert spread_error(target + 0.5, target, w) < 1e-5
+    assert spread_error(target.flip(1), target, w) < 1e-5
+    # the mean pose (no motion) loses the whole spread; half the motion, half of it
+    still = target.mean(dim=1, keepdim=True).expand_as(target).clone().requires_grad_(True)
+    full = spread_error(still, target, w)
+    assert full > 0.5
+    half = target.mean(dim=1, keepdim=True) + 0.5 * (target - target.mean(dim=1, keepdim=True))
+    assert torch.isclose(spread_error(half, target, w), full / 2, rtol=1e-3)
+    full.backward()  # and its gradient exists at a still pose (eps in the sqrt)
+    assert still.grad is not None and torch.isfinite(still.grad).all()
+
+
+def test_spread_error_uses_observed_frames_only() -> None:
+    target = torch.randn(1, 8, J, 2)
+    mask = torch.ones(1, 8, J)
+    lip = MODEL_SKELETON.groups["lips"][0]
+    target[0, :4, lip] = float("nan")  # not observed: must not reach the loss
+    mask[0, :4, lip] = 0
+    w = joint_weights(GeneratorLossConfig())
+    pred = target.clone()
+    pred[0, :4, lip] = 100.0  # whatever the model says where nothing was observed
+    assert torch.isfinite(spread_error(pred, target, w, mask))
+    assert spread_error(pred, target, w, mask) < 1e-5
+    pred[0, 4:, lip] *= 3.0  # a wrong spread on the observed frames is seen ...
+    assert spread_error(pred, target, w, mask) > 1e-3
+    mask[0, 5:, lip] = 0  # ... unless one frame is observed: no spread to compare
+    assert spread_error(pred, target, w, mask) < 1e-5
+    with pytest.raises(ValueError, match="shapes differ"):
+        spread_error(pred[:, :4], target, w)
+
+
 def test_detector_loss_is_bce_of_the_sequence_score() -> None:
     score = torch.tensor([0.8, 0.3])
     label = torch.tensor([1.0, 0.0])
@@ -118,9 +155,11 @@ def test_generator_loss_total_is_the_weighted_sum_of_parts() -> None:
         recon_poses=torch.randn(b, t, J, 2, generator=g))
     pose = torch.randn(b, t, J, 2, generator=g)
     config = GeneratorLossConfig(generation_weight=2.0, consistency_weight=0.25,
-                                 detector_weight=3.0, velocity_weight=0.5)
+                                 detector_weight=3.0, velocity_weight=0.5,
+                                 spread_weight=0.75)
     total, parts = generator_loss(out, pose, torch.tensor([1.0, 0.0]), config)
     want = (2.0 * parts["generation"] + parts["reconstruction"] + 0.5 * parts["velocity"]
+            + 0.75 * parts["spread"]
             + 0.25 * parts["consistency"] + 3.0 * parts["detector"])
     assert torch.isclose(total, want)
     assert torch.isclose(parts["total"], total)

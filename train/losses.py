@@ -5,6 +5,11 @@
   data did not observe (the windows' ``mask``, train/data/sequences.py) carry none either;
 * reconstruction: the same on the reconstruction path (pose encoder -> decoders);
 * velocity: the same on frame-to-frame differences (keeps motion from being smoothed);
+* spread: |std_t(generated) - std_t(ground truth)| per window, joint and coordinate, joints
+  weighted and masked as above: how far each joint moves within the window, whatever the
+  timing. An L1 regressor that cannot tell where a gesture goes makes it smaller
+  (regression to the mean pose); this term asks for the motion's size back (off by
+  default: benchmarks/results/training/motion_spread);
 * consistency: 1 - cos(audio_emb, pose_emb) per frame, reweighted by the detector's
   frame scores: ``w = 1 + alpha * score`` (score detached, so the reweighting does not
   train the detector to lower the weights), normalised to mean 1 over the batch so alpha
@@ -33,7 +38,8 @@ class GeneratorLossConfig:
 
     Attributes:
         kind: "l1" or "l2" for the pose terms.
-        generation_weight / reconstruction_weight / velocity_weight: pose terms.
+        generation_weight / reconstruction_weight / velocity_weight / spread_weight:
+            pose terms.
         consistency_weight: the joint-manifold consistency term.
         saliency_alpha: reweighting strength, w = 1 + alpha * score (0 = no reweighting).
         detector_weight: top-k BCE of the detector.
@@ -46,6 +52,7 @@ class GeneratorLossConfig:
     generation_weight: float = 1.0
     reconstruction_weight: float = 1.0
     velocity_weight: float = 1.0
+    spread_weight: float = 0.0
     consistency_weight: float = 0.5
     saliency_alpha: float = 2.0
     detector_weight: float = 0.5
@@ -115,6 +122,42 @@ def velocity_error(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tens
         return pred.new_zeros(())
     both = None if mask is None else mask[:, 1:] * mask[:, :-1]
     return weighted_pose_error(pred.diff(dim=1), target.diff(dim=1), weights, kind, both)
+
+
+def spread_error(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Joint-weighted mean |std over time of pred - std over time of target|, scalar.
+
+    Args:
+        pred, target: (B, T, J, 2) standardised poses.
+        weights: (J,) joint weights.
+        mask: (B, T, J) observed joints (None = all); a window's std of a joint uses its
+            observed frames only, and a joint observed in fewer than 2 frames of a window
+            carries no weight there.
+    Returns:
+        sum_{b,j} w_j v_bj mean_xy |s_pred - s_target|_bj / sum_{b,j} w_j v_bj, v = 1 where
+        the joint has >= 2 observed frames; 0 when T < 2 or nothing is observed.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs "
+                         f"{tuple(target.shape)}")
+    if pred.shape[1] < 2:
+        return pred.new_zeros(())
+    m = (torch.ones(pred.shape[:3], dtype=pred.dtype, device=pred.device) if mask is None
+         else mask.to(pred)).unsqueeze(-1)  # (B, T, J, 1)
+    count = m.sum(dim=1)  # (B, J, 1)
+    # where() keeps a NaN/Inf left in an unobserved target out of the sums
+    pred = torch.where(m > 0, pred, torch.zeros_like(pred))
+    target = torch.where(m > 0, target, torch.zeros_like(target))
+
+    def std(x: torch.Tensor) -> torch.Tensor:  # (B, J, 2)
+        mean = (x * m).sum(dim=1) / count.clamp_min(1.0)
+        var = ((x - mean.unsqueeze(1)).square() * m).sum(dim=1) / count.clamp_min(1.0)
+        return (var + 1e-8).sqrt()
+
+    err = (std(pred) - std(target)).abs().mean(dim=-1)  # (B, J)
+    valid = (count[..., 0] >= 2).to(err) * weights.to(err)  # (B, J)
+    return (err * valid).sum() / valid.sum().clamp_min(1e-12)
 
 
 def topk_mean(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -193,6 +236,7 @@ def generator_loss(out: GeneratorOutput, pose: torch.Tensor, seq_label: torch.Te
                                               mask),
         "velocity": velocity_error(generated, pose, w_joint, config.kind, mask)
         + velocity_error(out.recon_poses, pose, w_joint, config.kind, mask),
+        "spread": spread_error(generated, pose, w_joint, mask),
         "consistency": consistency_loss(
             out.aligned_audio_emb, out.pose_emb,
             saliency_weights(out.aligned_saliency, config.saliency_alpha),
@@ -202,6 +246,7 @@ def generator_loss(out: GeneratorOutput, pose: torch.Tensor, seq_label: torch.Te
     total = (config.generation_weight * parts["generation"]
              + config.reconstruction_weight * parts["reconstruction"]
              + config.velocity_weight * parts["velocity"]
+             + config.spread_weight * parts["spread"]
              + config.consistency_weight * parts["consistency"]
              + config.detector_weight * parts["detector"])
     logged = {k: v.detach() for k, v in parts.items()}
