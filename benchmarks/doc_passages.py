@@ -10,8 +10,10 @@ and mark the passage ``<!-- results:NAME -->...<!-- /results -->`` in the doc.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -289,8 +291,19 @@ STEPS_SWEEP = RESULTS / "training" / "generator_steps"
 one directory per run (steps_N[_dropout_D]) with its evaluation.json."""
 
 
+def _generator_changes(command: str) -> str:
+    """The ``--set generator:KEY=VALUE`` overrides of a run's command but the step count
+    (each sweep row's other changes from the default config), or "-"."""
+    words = shlex.split(command)
+    changes = [w.split(":", 1)[1] for previous, w in pairwise(words)
+               if previous == "--set" and w.startswith("generator:")
+               and not w.startswith("generator:run.steps=")]
+    return ", ".join(changes) or "-"
+
+
 def eval_steps() -> str:
-    """The step-count sweep: every run against the same judges, as ratios and raw."""
+    """The generator sweep (step count and other changes): every run against the same
+    judges, as ratios and raw."""
     rows = []
     runs = sorted(STEPS_SWEEP.glob("steps_*/evaluation.json"),
                   key=lambda p: (int(p.parent.name.split("_")[1]), p.parent.name))
@@ -298,11 +311,11 @@ def eval_steps() -> str:
         ev = json.loads(path.read_text())
         gen = ev["methods"]["generator"]
         fgd_ratio, psd_truth, lip, auc, diversity = _judged_ratios(ev)
-        _, steps, *rest = path.parent.name.split("_")
-        rows.append([steps, rest[1] if rest else "0.1", f"{gen['fgd']:.1f}", fgd_ratio,
-                     f"{gen['psd']:.3f}", psd_truth, lip, auc, diversity, f"{gen['l1']:.3f}",
-                     f"{gen['bc']:.3f} / {gen['bc_chance']:.3f}"])
-    return _table(["steps", "dropout", "FGD ↓", "FGD / mean pose's ↓", "PSD ↓",
+        command = json.loads((path.parent / "default_training.json").read_text())["command"]
+        rows.append([path.parent.name.split("_")[1], _generator_changes(command),
+                     f"{gen['fgd']:.1f}", fgd_ratio, f"{gen['psd']:.3f}", psd_truth, lip, auc,
+                     diversity, f"{gen['l1']:.3f}", f"{gen['bc']:.3f} / {gen['bc_chance']:.3f}"])
+    return _table(["steps", "other changes", "FGD ↓", "FGD / mean pose's ↓", "PSD ↓",
                    "PSD / ground truth's", "lip-sync r ↑", "detector AUC ↑",
                    "diversity / ground truth's", "L1 ↓", "BC / at chance"], rows)
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -376,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         timings = reused_seconds | timings
     dest = args.dest.resolve()
     report = {
-        "command": "python scripts/make_default_bundle.py " + " ".join(
+        "command": "python scripts/make_default_bundle.py " + shlex.join(
             argv if argv is not None else sys.argv[1:]),
         "revision": revision, "wall_seconds": round(
             time.perf_counter() - started + sum((reused_seconds or {}).values()), 1),

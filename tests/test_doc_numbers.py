@@ -107,3 +107,12 @@ def test_a_metric_at_its_chance_level_reads_not_informative_in_the_readme() -> N
         if check["status"].startswith("not informative"):
             assert f"| {check['criterion']} | {check['value']:.3f} | {check['status']} |" \
                 in table
+
+
+def test_a_sweep_row_names_its_changes_from_the_default_config() -> None:
+    command = ("python scripts/make_default_bundle.py --voices all --set generator:run.steps=6000 "
+               "--set 'generator:model.face_dilations=[1, 2]' --set posesync:run.steps=10 "
+               "--set generator:loss.spread_weight=1.0 --work w")
+    assert doc_passages._generator_changes(command) == \
+        "model.face_dilations=[1, 2], loss.spread_weight=1.0"
+    assert doc_passages._generator_changes("python x.py --set generator:run.steps=2000") == "-"

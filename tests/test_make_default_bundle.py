@@ -5,6 +5,7 @@ evaluation has the audio-shuffled baseline row."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,9 @@ def test_make_default_bundle_trains_exports_and_evaluates_with_the_baseline(
         tmp_path: Path) -> None:
     sets = [f"{model}:{item}" for model, items in (
         ("posesync", TINY_POSESYNC), ("fgd", TINY_FGD),
-        ("generator", [*TINY_GENERATOR, "run.steps=3"])) for item in items]
+        # a value with a space (the default's face dilations): the recorded command quotes it
+        ("generator", [*TINY_GENERATOR, "run.steps=3", "model.face_dilations=[1, 1]"]))
+        for item in items]
     command = [sys.executable, str(REPO / "scripts" / "make_default_bundle.py"),
                "--minutes", "1.5", "--voices", "espeak-en-us-m1,espeak-en-us-f2,flite-awb",
                "--held-out-voices", "flite-awb", "--styles", "2", "--jobs", "2",
@@ -36,6 +39,7 @@ def test_make_default_bundle_trains_exports_and_evaluates_with_the_baseline(
     assert json.loads((tmp_path / "validation" / "validate.json").read_text())["passed"]
     timing = json.loads((tmp_path / "results" / "default_training.json").read_text())
     assert timing["compared_with_replaced"] is None  # --dest held no bundle
+    assert shlex.split(timing["command"])[2:] == command[2:]  # the run, as a shell runs it
     assert {"synth", "train posesync", "train fgd", "train generator", "export", "export-step",
             "train shuffled baseline", "evaluate"} <= set(timing["seconds"])
     assert timing["jobs"] == 2 and timing["voices"].endswith("flite-awb")
