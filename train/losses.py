@@ -9,7 +9,7 @@
   weighted and masked as above: how far each joint moves within the window, whatever the
   timing. An L1 regressor that cannot tell where a gesture goes makes it smaller
   (regression to the mean pose); this term asks for the motion's size back (off by
-  default: benchmarks/results/training/motion_spread);
+  default: benchmarks/results/training/generator_steps);
 * consistency: 1 - cos(audio_emb, pose_emb) per frame, reweighted by the detector's
   frame scores: ``w = 1 + alpha * score`` (score detached, so the reweighting does not
   train the detector to lower the weights), normalised to mean 1 over the batch so alpha
