@@ -209,13 +209,10 @@ def front_end_parts(root: Path, count: int, packets: int) -> list[dict[str, Any]
 def resampler_rows(count: int, packets: int, rate: int = 48000) -> list[dict[str, Any]]:
     """soxr set-ups for ``count`` streams of 20 ms packets at ``rate`` -> the model's 16 kHz:
     CPU us per stream-frame (66.7 ms of audio) and the output held back after the packets
-    (ms: the resampler's streaming delay, part of the end-to-end latency). The channels
-    one soxr stream carries: all ``count`` (StreamBatch before RESAMPLER_CHANNELS), groups
-    of RESAMPLER_CHANNELS (StreamBatch), 1 (one Stream per speaker)."""
+    (ms: the resampler's streaming delay, part of the end-to-end latency)."""
     import soxr
 
     from sdk.audio import RESAMPLE_QUALITY
-    from sdk.batched_features import RESAMPLER_CHANNELS
     from sdk.features import DEFAULT_FEATURES
 
     out_rate = DEFAULT_FEATURES.sample_rate
@@ -223,26 +220,23 @@ def resampler_rows(count: int, packets: int, rate: int = 48000) -> list[dict[str
     rng = np.random.default_rng(2)
     audio = (0.1 * rng.standard_normal((count, n * packets))).astype(np.float32)
     rows = []
-    hq = RESAMPLE_QUALITY
-    ways: list[tuple[str, str, int]] = [
-        (f"soxr {hq}, groups of {RESAMPLER_CHANNELS} channels (StreamBatch)", hq,
-         RESAMPLER_CHANNELS),
-        (f"soxr {hq}, one stream of all {count} channels", hq, count),
-        (f"soxr {hq}, one stream per speaker (Stream)", hq, 1),
-        (f"soxr VHQ, groups of {RESAMPLER_CHANNELS} channels", "VHQ", RESAMPLER_CHANNELS),
-        (f"soxr LQ, groups of {RESAMPLER_CHANNELS} channels", "LQ", RESAMPLER_CHANNELS)]
-    for name, quality, channels in ways:
-        groups = [(first, min(first + channels, count)) for first in range(0, count, channels)]
-        streams = [soxr.ResampleStream(rate, out_rate, end - first, dtype="float32",
-                                       quality=quality) for first, end in groups]
+    ways: list[tuple[str, str, bool]] = [
+        (f"soxr {RESAMPLE_QUALITY}, one multichannel stream (StreamBatch, today)",
+         RESAMPLE_QUALITY, True),
+        (f"soxr {RESAMPLE_QUALITY}, one stream per speaker (Stream)", RESAMPLE_QUALITY, False),
+        ("soxr VHQ, one multichannel stream", "VHQ", True),
+        ("soxr LQ, one multichannel stream", "LQ", True)]
+    for name, quality, multichannel in ways:
+        channels = count if multichannel else 1
+        streams = [soxr.ResampleStream(rate, out_rate, channels, dtype="float32",
+                                       quality=quality) for _ in range(count // channels)]
         cpu, got = 0.0, 0
         for i in range(packets):
             block = audio[:, i * n:(i + 1) * n]
             t0 = time.thread_time()
-            if channels > 1:  # (n, group) in, (m, group) out, back to (N, m) as StreamBatch
-                outs = [s.resample_chunk(np.ascontiguousarray(block[first:end].T))
-                        for (first, end), s in zip(groups, streams, strict=True)]
-                got += np.ascontiguousarray(np.concatenate(outs, axis=1).T).shape[1]
+            if multichannel:  # (n, N) in, (m, N) out, as BatchedResampler does
+                got += np.ascontiguousarray(
+                    streams[0].resample_chunk(np.ascontiguousarray(block.T)).T).shape[1]
             else:
                 outs = [s.resample_chunk(block[b]) for b, s in enumerate(streams)]
                 got += outs[0].size

@@ -7,9 +7,8 @@ streams advance in *lockstep* -- the same input rate and the same number of samp
 call, as a server does that takes one packet per connection per tick -- the work has the
 same shape for every stream, and this module does it for all of them at once:
 
-* :class:`BatchedResampler`: multichannel ``soxr.ResampleStream`` s (channel = stream), one
-  per group of up to ``RESAMPLER_CHANNELS`` streams; soxr filters every channel alike, so
-  each channel equals that stream resampled alone.
+* :class:`BatchedResampler`: one multichannel ``soxr.ResampleStream`` (channel = stream);
+  soxr filters every channel alike, so each channel equals that stream resampled alone.
 * :class:`BatchedFeatureExtractor`: a (N, samples) buffer, every MFCC frame of every
   stream cut as one strided (N, frames, n_fft) view, one rFFT, one mel and one DCT matrix
   product; the feature frames (N, k, feature_dim) stacked with one fancy index. The
@@ -50,58 +49,36 @@ def as_stream_block(samples: Any, num_streams: int, name: str = "samples") -> np
     return out
 
 
-RESAMPLER_CHANNELS = 32
-"""Most streams one soxr stream resamples together. soxr's time per stream grows with its
-channel count once a packet of every channel outgrows the caches (48 -> 16 kHz, HQ, 20 ms
-packets, one core: ~12.4 us per stream-frame at 16-32 channels, 15.2 at 256, 23.2 at
-1024; benchmarks/step_overheads.py ``resampler_groups``), so many streams are cut into
-groups of this many."""
-
-
 class BatchedResampler:
-    """Resample N lockstep streams from ``in_rate`` to ``out_rate``: one multichannel soxr
-    stream per group of up to :data:`RESAMPLER_CHANNELS` streams.
+    """Resample N lockstep streams from ``in_rate`` to ``out_rate`` with one soxr stream.
 
     ``process`` (N, n) -> (N, m) float32, ``flush`` -> the tails; identity when the rates
     match. Each row equals :class:`sdk.audio.StreamingResampler` over that stream.
     """
 
-    def __init__(self, in_rate: int, out_rate: int, num_streams: int,
-                 channels_per_group: int = RESAMPLER_CHANNELS) -> None:
+    def __init__(self, in_rate: int, out_rate: int, num_streams: int) -> None:
         self.in_rate = check_sample_rate("in_rate", in_rate)
         self.out_rate = check_sample_rate("out_rate", out_rate)
-        if channels_per_group < 1:
-            raise ValueError(f"channels_per_group must be >= 1, got {channels_per_group}")
         self.num_streams = num_streams
-        self._groups: list[tuple[int, int, soxr.ResampleStream]] = []
+        self._stream: soxr.ResampleStream | None = None
         if self.in_rate != self.out_rate:
-            for first in range(0, num_streams, channels_per_group):
-                last = min(first + channels_per_group, num_streams)
-                self._groups.append((first, last, soxr.ResampleStream(
-                    self.in_rate, self.out_rate, last - first, dtype="float32",
-                    quality=RESAMPLE_QUALITY)))
-
-    def _each_group(self, block: np.ndarray, last: bool) -> np.ndarray:
-        """Every group's soxr output for its rows of ``block`` (N, n), as (N, m)."""
-        outs = [stream.resample_chunk(np.ascontiguousarray(block[first:end].T), last=last)
-                for first, end, stream in self._groups]  # (m, group) each
-        lengths = {out.shape[0] for out in outs}
-        if len(lengths) != 1:  # equal inputs give equal outputs in soxr: never seen
-            raise RuntimeError(f"soxr groups returned different lengths {sorted(lengths)} for "
-                               f"the same input length")
-        return np.ascontiguousarray(np.concatenate(outs, axis=1).T)
+            self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, num_streams,
+                                               dtype="float32", quality=RESAMPLE_QUALITY)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """float32 (N, n) at in_rate -> float32 (N, m) at out_rate, the samples now final."""
-        if not self._groups:
+        if self._stream is None:
             return block
-        return self._each_group(block, last=False)
+        out = self._stream.resample_chunk(np.ascontiguousarray(block.T))  # (m, N)
+        return np.ascontiguousarray(out.T)
 
     def flush(self) -> np.ndarray:
         """The remaining output of every stream, float32 (N, m)."""
-        if not self._groups:
+        if self._stream is None:
             return np.zeros((self.num_streams, 0), np.float32)
-        return self._each_group(np.zeros((self.num_streams, 0), np.float32), last=True)
+        tail = self._stream.resample_chunk(np.zeros((0, self.num_streams), np.float32),
+                                           last=True)
+        return np.ascontiguousarray(tail.T)
 
 
 class BatchedFeatureExtractor:

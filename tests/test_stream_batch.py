@@ -51,24 +51,6 @@ def test_batched_front_end_equals_one_extractor_per_stream(rate: int) -> None:
         assert np.abs(batched[b] - want).max() <= 1e-6 * np.abs(want).max()
 
 
-def test_streams_past_one_soxr_group_resample_as_alone() -> None:
-    """70 streams at 48 kHz: soxr groups of 32, 32 and 6 channels, each row the stream's own
-    resampling (a group joined out of order, or a row lost between groups, fails)."""
-    rng = np.random.default_rng(1)
-    count, n, blocks = 70, 960, 4
-    audio = (0.1 * rng.standard_normal((count, n * blocks))).astype(np.float32)
-    resampler = BatchedResampler(48000, 16000, count, channels_per_group=32)
-    got = np.concatenate([resampler.process(audio[:, i * n:(i + 1) * n]) for i in range(blocks)]
-                         + [resampler.flush()], axis=1)
-    for b in (0, 31, 32, 63, 64, 69):
-        one = StreamingResampler(48000, 16000)
-        want = np.concatenate([one.process(audio[b, i * n:(i + 1) * n]) for i in range(blocks)]
-                              + [one.flush()])
-        np.testing.assert_allclose(got[b], want, rtol=0, atol=1e-6)
-    with pytest.raises(ValueError, match="channels_per_group"):
-        BatchedResampler(48000, 16000, 4, channels_per_group=0)
-
-
 def test_noise_of_many_seeds_equals_one_seed_at_a_time() -> None:
     seeds = np.array([0, 7, 2**62 + 5])
     got = frame_noise_streams(seeds, 11, 4, 3)
