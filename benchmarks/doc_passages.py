@@ -287,8 +287,9 @@ def eval_before_after() -> str:
 
 
 STEPS_SWEEP = RESULTS / "training" / "generator_steps"
-"""The generator's training length, one corpus, PoseSyncNet and FGD encoder for every run:
-one directory per run (steps_N[_dropout_D]) with its evaluation.json."""
+"""The generator sweep, one corpus, PoseSyncNet and FGD encoder for every run: one directory
+per run (steps_N[_what_changed]) with its evaluation.json and default_training.json (whose
+recorded command names the changes)."""
 
 
 def _generator_changes(command: str) -> str:
@@ -305,14 +306,14 @@ def eval_steps() -> str:
     """The generator sweep (step count and other changes): every run against the same
     judges, as ratios and raw."""
     rows = []
-    runs = sorted(STEPS_SWEEP.glob("steps_*/evaluation.json"),
-                  key=lambda p: (int(p.parent.name.split("_")[1]), p.parent.name))
-    for path in runs:
-        ev = json.loads(path.read_text())
+    runs = sorted((int(p.parent.name.split("_")[1]), p.parent.name, p.parent)
+                  for p in STEPS_SWEEP.glob("steps_*/evaluation.json"))
+    for steps, _, run in runs:
+        ev = json.loads((run / "evaluation.json").read_text())
         gen = ev["methods"]["generator"]
         fgd_ratio, psd_truth, lip, auc, diversity = _judged_ratios(ev)
-        command = json.loads((path.parent / "default_training.json").read_text())["command"]
-        rows.append([path.parent.name.split("_")[1], _generator_changes(command),
+        command = json.loads((run / "default_training.json").read_text())["command"]
+        rows.append([str(steps), _generator_changes(command),
                      f"{gen['fgd']:.1f}", fgd_ratio, f"{gen['psd']:.3f}", psd_truth, lip, auc,
                      diversity, f"{gen['l1']:.3f}", f"{gen['bc']:.3f} / {gen['bc_chance']:.3f}"])
     return _table(["steps", "other changes", "FGD ↓", "FGD / mean pose's ↓", "PSD ↓",
