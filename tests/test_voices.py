@@ -9,6 +9,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,8 @@ from train.data.voice_script import KEYWORD_RAMP_S, louder_word
 from train.data.voice_text import KEYWORD_GAIN_DB, KEYWORD_PROSODY, KEYWORDS, WORDS
 from train.data.voice_timing import check_timing
 from train.data.voices import VOICES, VOICES_BY_NAME, held_out_names, select_voices
+
+REPO = Path(__file__).resolve().parents[1]
 
 needs_espeak = pytest.mark.skipif(not espeak.available(),
                                   reason="libespeak-ng not installed (`make voices`)")
@@ -158,6 +162,19 @@ def test_espeak_reports_stress_and_words_of_what_it_spoke() -> None:
 
 
 @needs_espeak
+def test_breathy_voice_renders_the_same_audio_whatever_called_rand_before() -> None:
+    # espeak-ng's +f variants draw breath noise from libc rand(): render() seeds it per call
+    child = ("import ctypes, ctypes.util, hashlib, sys\n"
+             "libc = ctypes.CDLL(ctypes.util.find_library('c'))\n"
+             "for _ in range(int(sys.argv[1])): libc.rand()\n"
+             "from train.data import espeak\n"
+             "a = espeak.render('guten Morgen, wie geht es dir?', 'de+f3', 160, 50).audio\n"
+             "print(a.shape[0], hashlib.sha256(a.tobytes()).hexdigest())\n")
+    runs = [subprocess.run([sys.executable, "-c", child, str(n)], capture_output=True,
+                           text=True, check=True, cwd=REPO).stdout for n in (0, 5)]
+    assert runs[0] and runs[0] == runs[1]
+
+
 @needs_espeak
 def test_closure_correction_ends_a_vowel_before_a_long_geminate_closure() -> None:
     """Italian "mattina": espeak reports the /tt/ at its release, ~0.1 s after the vowel
