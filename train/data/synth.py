@@ -106,13 +106,16 @@ class CorpusSummary:
 def synthesize_corpus(out: Path, speakers: int, minutes: float, seed: int = 0,
                       config: FeatureConfig = DEFAULT_FEATURES, overwrite: bool = False,
                       on_clip: Callable[[], None] | None = None,
-                      articulation: bool = False) -> CorpusSummary:
+                      articulation: bool = False, keypoint_jitter: bool = True) -> CorpusSummary:
     """Write a synthetic corpus of ``speakers`` speakers x ``minutes`` minutes under ``out``.
 
     Each speaker gets floor(minutes * 60 * fps / 64) clips of 64 frames. ``on_clip`` is
     called after each clip is written (progress bars). Refuses to overwrite an existing
     speaker directory unless ``overwrite`` (then its clips/ and index are replaced).
     ``articulation``: vowel-dependent mouth shapes (recorded in each speaker's profile).
+    ``keypoint_jitter=False``: the same corpus without the per-frame keypoint jitter (every
+    random draw is the same, its size is 0; ``noise_px`` 0 in the profile): what drove the
+    keypoints, for the lip-sync ceiling (``benchmarks/lip_sync_ceiling.py``).
     """
     if speakers < 1:
         raise ValueError(f"speakers must be >= 1, got {speakers}")
@@ -130,6 +133,8 @@ def synthesize_corpus(out: Path, speakers: int, minutes: float, seed: int = 0,
     salient = 0.0
     for s in range(speakers):
         profile = make_speaker_profile(seed, s)
+        if not keypoint_jitter:
+            profile = dataclasses.replace(profile, noise_px=0.0)
         speaker_dir = out / profile.name
         if overwrite and (speaker_dir / "clips").is_dir():
             shutil.rmtree(speaker_dir / "clips")

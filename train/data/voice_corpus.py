@@ -83,11 +83,14 @@ def synthesize_voice_corpus(out: Path, voices: Sequence[Voice], minutes: float, 
                             config: FeatureConfig = DEFAULT_FEATURES, overwrite: bool = False,
                             on_clip: Callable[[], None] | None = None,
                             articulation: bool = False,
-                            styles: int | None = None) -> VoiceCorpusSummary:
+                            styles: int | None = None,
+                            keypoint_jitter: bool = True) -> VoiceCorpusSummary:
     """Write ``minutes`` of talk per voice under ``out`` (see the module docstring).
 
     ``styles``: number of gesture styles shared round-robin by the voices (None: one per
-    voice).
+    voice). ``keypoint_jitter=False``: the same corpus without the per-frame keypoint
+    jitter (as :func:`train.data.synth.synthesize_corpus`); render it in a fresh process
+    to compare with one rendered with jitter (:mod:`train.data.espeak` keeps state).
 
     Raises:
         ValueError: no voices or too few minutes. FileExistsError: a speaker exists and
@@ -114,6 +117,8 @@ def synthesize_voice_corpus(out: Path, voices: Sequence[Voice], minutes: float, 
     for s, voice in enumerate(voices):
         style = s if styles is None else s % styles
         profile = dataclasses.replace(make_speaker_profile(seed, style), name=voice.name)
+        if not keypoint_jitter:
+            profile = dataclasses.replace(profile, noise_px=0.0)
         speaker_dir = out / voice.name
         if overwrite and (speaker_dir / "clips").is_dir():
             shutil.rmtree(speaker_dir / "clips")
