@@ -35,6 +35,8 @@ SOURCES = {
     "voices_acceptance_before": RESULTS / "voices" / "acceptance_synthetic_voice_bundle.json",
     "training_voices": RESULTS / "training" / "training_voices.json",
     "evaluation_before": RESULTS / "training" / "synthetic_voice_bundle" / "evaluation.json",
+    "lip_ceiling": RESULTS / "training" / "lip_sync_ceiling" / "voiced.json",
+    "lip_ceiling_before": RESULTS / "training" / "lip_sync_ceiling" / "synthetic_voice.json",
 }
 
 
@@ -274,16 +276,22 @@ def eval_before_after() -> str:
     """The generator against its own test set's references, before and after the voiced
     corpus: ratios, since FGD encoder, judge and test set differ between the two."""
     rows = []
-    for label, source in (("synthetic voice (previous)", "evaluation_before"),
-                          ("voiced corpus (shipped)", "evaluation")):
-        ev = load(source)
+    for label, source, ceiling_source in (
+            ("synthetic voice (previous)", "evaluation_before", "lip_ceiling_before"),
+            ("voiced corpus (shipped)", "evaluation", "lip_ceiling")):
+        ev, ceiling = load(source), load(ceiling_source)
+        if ceiling["sequences"] != ev["sequences"]:
+            raise ValueError(f"{SOURCES[ceiling_source]}: {ceiling['sequences']} sequences, "
+                             f"{SOURCES[source]}: {ev['sequences']}: not the same test set")
         gen, mean = ev["methods"]["generator"], ev["methods"]["mean_pose"]
         fgd_ratio, psd_truth, lip, auc, diversity = _judged_ratios(ev)
         rows.append([label, str(ev["sequences"]), fgd_ratio, f"{gen['psd'] / mean['psd']:.3f}",
-                     psd_truth, lip, auc, diversity])
+                     psd_truth, lip, f"{ceiling['lip_sync_ceiling']:.3f}",
+                     f"{gen['lip_sync'] / ceiling['lip_sync_ceiling']:.3f}", auc, diversity])
     return _table(["generator, test set", "sequences", "FGD / mean pose's ↓",
                    "PSD / mean pose's ↓", "PSD / ground truth's", "lip-sync r ↑",
-                   "detector AUC ↑", "diversity / ground truth's"], rows)
+                   "lip-sync r ceiling", "lip-sync r / ceiling ↑", "detector AUC ↑",
+                   "diversity / ground truth's"], rows)
 
 
 STEPS_SWEEP = RESULTS / "training" / "generator_steps"

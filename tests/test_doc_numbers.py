@@ -116,3 +116,18 @@ def test_a_sweep_row_names_its_changes_from_the_default_config() -> None:
     assert doc_passages._generator_changes(command) == \
         "model.face_dilations=[1, 2], loss.spread_weight=1.0"
     assert doc_passages._generator_changes("python x.py --set generator:run.steps=2000") == "-"
+
+
+def test_a_lip_ceiling_of_another_test_set_is_refused(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    ceiling = json.loads(doc_passages.SOURCES["lip_ceiling"].read_text())
+    ceiling["sequences"] += 1  # measured on a corpus other than the evaluation's
+    path = tmp_path / "voiced.json"
+    path.write_text(json.dumps(ceiling))
+    monkeypatch.setitem(doc_passages.SOURCES, "lip_ceiling", path)
+    doc_passages.load.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="not the same test set"):
+            doc_passages.eval_before_after()
+    finally:
+        doc_passages.load.cache_clear()
