@@ -54,6 +54,8 @@ class GeneratorDataConfig:
             model trained on the synthetic corpus holds up on recorded speech.
         augment_probability: share of training windows corrupted (the rest stay clean).
         augment_gain_db: gain range +- dB; augment_snr_db: [low, high] SNR of the noise.
+        augment_warp: [low, high] vocal-tract-length warp factor of a corrupted window's
+            mel filterbank (train.data.audio_augmentation.warped_filterbank; [1, 1] off).
         clean_detector: the detector loss counts only windows left clean (the bundles
             before issue 17's fix; on the voiced corpus, training it on the corrupted
             windows too halved its false alarms: detector_window_labels/README.md).
@@ -80,6 +82,7 @@ class GeneratorDataConfig:
     clean_detector: bool = False
     augment_gain_db: float = 0.0
     augment_snr_db: tuple[float, ...] = (20.0, 45.0)
+    augment_warp: tuple[float, ...] = (1.0, 1.0)
     shuffle_audio_pairs: bool = False
     max_missing_fraction: float = 0.5
     detector_label: str = "complete"

@@ -50,19 +50,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.signal import iirpeak, lfilter
 from torch.utils.data import Dataset
 
 from sdk.features import DEFAULT_FEATURES, FeatureConfig
 from sdk.mfcc import MfccMatrices, feature_frames, mfcc_offline
 from sdk.normalization import PoseNormalization
 from sdk.skeleton import UPPER_BODY_122
+from train.data.audio_augmentation import AudioAugmentation, warped_filterbank
 from train.data.generator_data import GeneratorData, sampled_feature_statistics
 from train.data.sdt import SdtClip, clip_sample_range
 from train.data.sequences import PoseSequence, count_windows, frame_alignment, join_clips
@@ -73,48 +72,6 @@ __all__ = ["AudioAugmentation", "PoseSequence", "WindowDataset", "complete_postu
 
 WRISTS = (UPPER_BODY_122.joint_names.index("right_wrist"),
           UPPER_BODY_122.joint_names.index("left_wrist"))
-
-
-@dataclass(frozen=True)
-class AudioAugmentation:
-    """Random corruption of a training window's audio before the MFCC (so training sees
-    features the way serving computes them from a recording). A share ``probability`` of
-    the windows is corrupted (the rest stay clean); per corrupted window, independently:
-
-    * gain: uniform in +-``gain_db`` dB;
-    * tilt: ``y[n] = x[n] - a x[n-1]``, ``a`` uniform in ``tilt`` (pre-/de-emphasis: the
-      spectral slope of another voice, microphone or room);
-    * peak: with probability ``peak_probability``, ``x + g * bandpass(x)`` with ``g``
-      uniform in [-0.7, 2], centre 150-5000 Hz (log-uniform), Q 0.7-3 (a resonance);
-    * noise: with probability ``noise_probability``, white noise through a random tilt
-      filter at an SNR uniform in ``snr_db`` against the sequence's RMS (so pauses get a
-      noise floor as in a recording).
-    """
-
-    probability: float = 1.0
-    gain_db: float = 12.0
-    tilt: tuple[float, float] = (-0.6, 0.95)
-    peak_probability: float = 0.5
-    noise_probability: float = 0.5
-    snr_db: tuple[float, float] = (15.0, 40.0)
-
-    def apply(self, audio: np.ndarray, sequence_rms: float, sample_rate: int,
-              rng: np.random.Generator) -> np.ndarray:
-        """audio float32 (N,) -> float32 (N,) corrupted copy (``audio`` untouched)."""
-        x = np.asarray(audio, dtype=np.float64)
-        if rng.random() >= self.probability:
-            return x.astype(np.float32)
-        x = lfilter([1.0, -rng.uniform(*self.tilt)], [1.0], x)
-        if rng.random() < self.peak_probability:
-            centre = np.exp(rng.uniform(np.log(150.0), np.log(5000.0)))
-            b, a = iirpeak(centre, rng.uniform(0.7, 3.0), fs=sample_rate)
-            x = x + rng.uniform(-0.7, 2.0) * lfilter(b, a, x)
-        x = x * 10.0 ** (rng.uniform(-self.gain_db, self.gain_db) / 20.0)
-        if rng.random() < self.noise_probability and sequence_rms > 0:
-            noise = lfilter([1.0, -rng.uniform(-0.5, 0.99)], [1.0], rng.standard_normal(x.size))
-            noise *= sequence_rms / max(float(np.sqrt(np.mean(noise ** 2))), 1e-12)
-            x = x + noise * 10.0 ** (-rng.uniform(*self.snr_db) / 20.0)
-        return x.astype(np.float32)
 
 
 def wrist_motion_range(canonical: np.ndarray) -> float:
@@ -348,7 +305,8 @@ class WindowDataset(Dataset):  # type: ignore[type-arg]
             return clean, False
         corrupted = dataclasses.replace(self.augmentation, probability=1.0).apply(
             segment, self.sequence_rms[i], cfg.sample_rate, rng)
-        mfcc = mfcc_offline(corrupted, cfg, self.matrices, skip + needed,
+        matrices = warped_filterbank(self.matrices, self.augmentation.warp_factor(rng))
+        mfcc = mfcc_offline(corrupted, cfg, matrices, skip + needed,
                             first_index=m0 - skip)[skip:]
         return feature_frames(mfcc, cfg, 0, frames), True
 
@@ -421,7 +379,8 @@ def generator_data(data_dir: Path, config: Any) -> Any:
     if getattr(config.data, "audio_augmentation", False):  # absent: a config from before it
         augment = AudioAugmentation(probability=config.data.augment_probability,
                                     gain_db=config.data.augment_gain_db,
-                                    snr_db=tuple(config.data.augment_snr_db))
+                                    snr_db=tuple(config.data.augment_snr_db),
+                                    warp=tuple(getattr(config.data, "augment_warp", (1.0, 1.0))))
     train_set = WindowDataset(train_clips, normalization, augmentation=augment, **kwargs)
     if len(train_set) == 0:
         raise ValueError(

@@ -1,0 +1,71 @@
+"""train.data.audio_augmentation: the vocal-tract-length warp of the mel filterbank."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sdk.features import DEFAULT_FEATURES as CFG
+from sdk.mfcc import MfccMatrices
+from train.data.audio_augmentation import AudioAugmentation, warped_filterbank
+from train.data.sdt import compute_normalization, load_speaker
+from train.data.synth import synthesize_corpus
+from train.data.windows import WindowDataset
+
+
+def _loudest_band(mel: np.ndarray, tone_hz: float) -> int:
+    """The mel band (n_mels,) that a pure tone's power spectrum excites most."""
+    n = CFG.n_fft
+    t = np.arange(n) / CFG.sample_rate
+    power = np.abs(np.fft.rfft(np.hanning(n) * np.sin(2 * np.pi * tone_hz * t))) ** 2
+    return int(np.argmax(mel @ power))
+
+
+def test_a_warp_moves_a_formant_to_the_band_of_factor_times_its_frequency() -> None:
+    plain = MfccMatrices.default()
+    assert warped_filterbank(plain, 1.0) is plain
+    for factor in (0.85, 1.2):
+        warped = warped_filterbank(plain, factor).mel
+        for tone in (500.0, 1000.0, 2500.0):
+            assert _loudest_band(warped, tone) == _loudest_band(plain.mel, factor * tone)
+            assert _loudest_band(warped, tone) != _loudest_band(plain.mel, tone)
+
+
+def test_the_warp_keeps_every_band_inside_the_spectrum() -> None:
+    plain = MfccMatrices.default()
+    for factor in (0.8, 1.25):
+        warped = warped_filterbank(plain, factor).mel
+        assert warped.shape == plain.mel.shape and np.all(warped >= 0)
+        assert np.all(warped.sum(axis=1) > 0)  # no band warped off the top or bottom
+
+
+def test_the_warp_factor_draws_nothing_when_off_and_refuses_a_bad_range() -> None:
+    rng = np.random.default_rng(0)
+    before = rng.bit_generator.state
+    assert AudioAugmentation().warp_factor(rng) == 1.0
+    assert rng.bit_generator.state == before
+    factors = [AudioAugmentation(warp=(0.9, 1.1)).warp_factor(rng) for _ in range(50)]
+    assert 0.9 <= min(factors) < max(factors) <= 1.1
+    with pytest.raises(ValueError, match="warp range"):
+        AudioAugmentation(warp=(1.2, 0.9)).warp_factor(rng)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> list:
+    root = tmp_path_factory.mktemp("warp")
+    synthesize_corpus(root, speakers=1, minutes=0.5, seed=3)
+    return [c for c in load_speaker(root, "synth_00") if c.split == "train"]
+
+
+def test_warped_windows_get_other_features_and_unwarped_ones_the_same(clips: list) -> None:
+    norm = compute_normalization(clips)
+
+    def features(warp: tuple[float, float]) -> np.ndarray:
+        torch.manual_seed(0)  # the window's augmentation draws come from torch's generator
+        data = WindowDataset(clips, norm, 64, 2, 16, augmentation=AudioAugmentation(warp=warp))
+        return np.asarray(data[0]["features"])
+
+    off = features((1.0, 1.0))
+    np.testing.assert_array_equal(off, features((1.0, 1.0)))
+    assert np.abs(features((1.2, 1.2)) - off).max() > 0.1
