@@ -2,13 +2,18 @@
 bundle itself (SDK, ONNX Runtime, its own PoseSyncNet as the judge).
 
     python -m benchmarks.voices_acceptance BUNDLE --corpus VOICED_CORPUS \\
-        [--sample sdk/data/samples/speech_en.flac] [--out benchmarks/results/voices]
+        [--sample sdk/data/samples/speech_en.flac] [--out benchmarks/results/voices] \\
+        [--condition clean|noise_15db|reverb_0.5s]
 
 Audio: every sequence of each held-out voice of ``VOICED_CORPUS`` (``voices.json``:
 ``held_out``; split ``test``, held-out words; never trained on), and the shipped sample.
 Each sequence is streamed through ``StreamingGenerator.generate`` (seed 0; with the
 speaker's gesture style when the bundle has styles and the corpus names one) and scored
-like ``gesturert demo`` scores its sample (:func:`sdk.bundle_psd.frames_psd`).
+like ``gesturert demo`` scores its sample (:func:`sdk.bundle_psd.frames_psd`). With
+``--condition`` other than ``clean``, every audio (the sample too) is first put through
+that recording condition (:mod:`benchmarks.recording_conditions`; seed = the sequence's
+index), and the report is ``acceptance_<condition>.json/.md``: the same criteria on
+noisy or reverberant speech, what a microphone in a room delivers.
 
 Criteria, per held-out voice (means over its sequences) and for the sample:
 
@@ -36,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import load_average, machine_info, machine_state
+from benchmarks.recording_conditions import CONDITIONS
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SAMPLE = REPO / "sdk" / "data" / "samples" / "speech_en.flac"
@@ -120,8 +126,10 @@ def _speaker_style(corpus: Path, speaker: str, styles: tuple[str, ...]) -> str |
     return style if style in styles else None
 
 
-def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0) -> dict[str, Any]:
-    """Rows for every held-out voice of ``corpus`` and for ``sample``."""
+def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0,
+        condition: str = "clean") -> dict[str, Any]:
+    """Rows for every held-out voice of ``corpus`` and for ``sample``, under ``condition``."""
+    from benchmarks.recording_conditions import apply_condition
     from sdk.audio import load_audio
     from sdk.streaming import StreamingGenerator
     from train.posesync_data import load_corpus_sequences
@@ -136,19 +144,23 @@ def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0) -> dict[str
         styles = generator.styles
         rate = generator.manifest.features.sample_rate
         for voice in held:
-            audios = [s.audio.astype(np.float32) for s in sequences
-                      if s.speaker == voice and s.held_out]
+            audios = [apply_condition(s.audio, condition, rate, i)
+                      for i, s in enumerate(q for q in sequences
+                                            if q.speaker == voice and q.held_out)]
             rows[voice] = score_sequences(generator, audios,
                                           _speaker_style(corpus, voice, styles), seed)
             rows[voice]["voice"] = table[voice]
         rows["sample:" + sample.name] = score_sequences(
-            generator, [load_audio(sample, rate)], None, seed)
+            generator, [apply_condition(load_audio(sample, rate), condition, rate, 0)], None,
+            seed)
     return rows
 
 
 def markdown(report: dict[str, Any]) -> str:
     rows = report["rows"]
-    lines = ["# Voices never heard: the bundle's acceptance (issue 17)", "",
+    condition = report.get("condition", "clean")
+    title = "" if condition == "clean" else f", recording condition `{condition}`"
+    lines = [f"# Voices never heard: the bundle's acceptance (issue 17){title}", "",
              f"Bundle `{report['bundle']}`, corpus `{report['corpus']}` (held-out voices: "
              "split `test`, held-out words, never trained on), sample "
              f"`{report['sample']}`. Judge: the bundle's own PoseSyncNet. Machine: "
@@ -185,21 +197,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="speech sample scored as well (default: the shipped sample)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
     parser.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
+    parser.add_argument("--condition", default="clean", choices=sorted(CONDITIONS),
+                        help="recording condition applied to every audio first (default "
+                        "clean; benchmarks/recording_conditions.py)")
     args = parser.parse_args(argv)
     started, load = time.perf_counter(), machine_state(load_average())
     try:
-        rows = run(args.bundle, args.corpus, args.sample, args.seed)
+        rows = run(args.bundle, args.corpus, args.sample, args.seed, args.condition)
     except (OSError, ValueError) as exc:
         print(f"voices_acceptance: {exc}", file=sys.stderr)
         return 2
     report = {"bundle": _shown(args.bundle), "corpus": _shown(args.corpus),
-              "sample": _shown(args.sample), "seed": args.seed, "rows": rows,
+              "sample": _shown(args.sample), "seed": args.seed,
+              "condition": args.condition, "rows": rows,
               "all_passed": all(all(r["passed"].values()) for r in rows.values()),
               "seconds": time.perf_counter() - started, "machine": machine_info(), "load": load}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "acceptance.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    name = "acceptance" if args.condition == "clean" else f"acceptance_{args.condition}"
+    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     text = markdown(report)
-    (args.out / "acceptance.md").write_text(text)
+    (args.out / f"{name}.md").write_text(text)
     print(text)
     return 0 if report["all_passed"] else 1
 

@@ -1,0 +1,85 @@
+"""Recording conditions a clean synthesized voice never has, applied to test audio:
+background noise and a room's reverberation (for ``benchmarks.voices_acceptance
+--condition``).
+
+Every condition is a function of the audio, its rate and a seed (numpy's
+``default_rng(seed)``), so a row is reproducible:
+
+* ``noise_15db``: pink noise (power falling 3 dB per octave, as most room and crowd noise)
+  added at 15 dB SNR against the audio's RMS over the whole clip;
+* ``reverb_0.5s``: a room impulse response of reverberation time RT60 = 0.5 s (a living
+  room or small office): the direct sound (1 at t = 0) plus Gaussian noise decaying by
+  60 dB over RT60, as much energy in that tail as in the direct sound (direct-to-
+  reverberant ratio 0 dB: a talker a metre or two from the microphone); the output
+  scaled so its RMS equals the input's. The tail past the clip's end is cut (the stream
+  ends there too).
+
+Neither is the training augmentation (:mod:`train.data.audio_augmentation`: tilt,
+resonance and white noise through a tilt filter, SNR 20-45 dB): these test conditions
+are harsher or of another kind (reverberation is not in training at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.signal import fftconvolve
+
+NOISE_SNR_DB = 15.0  # the noise condition's signal-to-noise ratio
+REVERB_RT60_S = 0.5  # the reverb condition's reverberation time (60 dB decay)
+DIRECT_TO_REVERBERANT_DB = 0.0  # the reverb condition's direct / tail energy
+
+
+def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """float64 (n,) noise with power spectral density ~ 1/f (above DC), unit RMS."""
+    spectrum = rng.standard_normal(n // 2 + 1) + 1j * rng.standard_normal(n // 2 + 1)
+    f = np.arange(n // 2 + 1, dtype=np.float64)
+    spectrum[1:] /= np.sqrt(f[1:])
+    spectrum[0] = 0.0
+    noise = np.fft.irfft(spectrum, n)
+    return noise / max(float(np.sqrt(np.mean(noise ** 2))), 1e-30)
+
+
+def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """(N,) audio + pink noise at ``snr_db`` dB below the audio's RMS (float64 (N,))."""
+    x = np.asarray(audio, dtype=np.float64)
+    rms = float(np.sqrt(np.mean(x ** 2)))
+    return x + pink_noise(x.size, rng) * rms * 10.0 ** (-snr_db / 20.0)
+
+
+def room_impulse(rt60_s: float, sample_rate: int, rng: np.random.Generator,
+                 direct_to_reverberant_db: float = DIRECT_TO_REVERBERANT_DB) -> np.ndarray:
+    """float64 (round(rt60 * rate),) impulse response: the direct sound, 1 at t = 0, then a
+    Gaussian tail whose amplitude envelope is exp(-ln(1000) t / rt60) (60 dB of energy in
+    ``rt60_s``) with 10 ** (-DRR / 10) times the direct sound's energy."""
+    t = np.arange(1, max(2, round(rt60_s * sample_rate))) / sample_rate
+    tail = rng.standard_normal(t.size) * np.exp(-np.log(1000.0) * t / rt60_s)
+    tail *= np.sqrt(10.0 ** (-direct_to_reverberant_db / 10.0) / np.sum(tail ** 2))
+    return np.concatenate([[1.0], tail])
+
+
+def reverberate(audio: np.ndarray, rt60_s: float, sample_rate: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """(N,) audio through :func:`room_impulse`, cut to N samples, RMS kept (float64 (N,))."""
+    x = np.asarray(audio, dtype=np.float64)
+    y = fftconvolve(x, room_impulse(rt60_s, sample_rate, rng))[: x.size]
+    gain = np.sqrt(np.mean(x ** 2)) / max(float(np.sqrt(np.mean(y ** 2))), 1e-30)
+    return y * gain
+
+
+CONDITIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
+    "clean": lambda x, sr, rng: np.asarray(x, dtype=np.float64),
+    "noise_15db": lambda x, sr, rng: add_noise(x, NOISE_SNR_DB, rng),
+    "reverb_0.5s": lambda x, sr, rng: reverberate(x, REVERB_RT60_S, sr, rng),
+}
+
+
+def apply_condition(audio: np.ndarray, condition: str, sample_rate: int,
+                    seed: int) -> np.ndarray:
+    """float32 (N,) ``audio`` (float (N,) at ``sample_rate`` Hz) under ``condition``."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown recording condition {condition!r}; choose one of "
+                         f"{', '.join(CONDITIONS)}")
+    out = CONDITIONS[condition](audio, sample_rate, np.random.default_rng(seed))
+    return out.astype(np.float32)
