@@ -35,6 +35,12 @@ SOURCES = {
     "voices_acceptance_before": RESULTS / "voices" / "acceptance_synthetic_voice_bundle.json",
     "training_voices": RESULTS / "training" / "training_voices.json",
     "evaluation_before": RESULTS / "training" / "synthetic_voice_bundle" / "evaluation.json",
+    "voices_noise": RESULTS / "voices" / "acceptance_noise_15db.json",
+    "voices_reverb": RESULTS / "voices" / "acceptance_reverb_0.5s.json",
+    "voices_noise_no_augmentation": RESULTS / "training" / "generator_steps"
+    / "steps_4000_audio_augmentation_false" / "acceptance_noise_15db.json",
+    "voices_reverb_no_augmentation": RESULTS / "training" / "generator_steps"
+    / "steps_4000_audio_augmentation_false" / "acceptance_reverb_0.5s.json",
     "lip_ceiling": RESULTS / "training" / "lip_sync_ceiling" / "voiced.json",
     "lip_ceiling_before": RESULTS / "training" / "lip_sync_ceiling" / "synthetic_voice.json",
 }
@@ -243,6 +249,27 @@ def robustness_sample() -> str:
             f"{before['mean_abs_z']:.1f} ({before['beyond_4sd']:.0%} beyond 4 SD) without")
 
 
+def voices_conditions() -> str:
+    """The held-out voices and the sample under each recording condition, with the
+    augmented training (shipped) and without it (generator sweep): criteria missed."""
+    rows = []
+    for condition, shipped, plain in (("pink noise, 15 dB SNR", "voices_noise",
+                                       "voices_noise_no_augmentation"),
+                                      ("room, RT60 0.5 s, DRR 0 dB", "voices_reverb",
+                                       "voices_reverb_no_augmentation")):
+        for training, source in (("shipped (augmented)", shipped),
+                                 ("no audio augmentation", plain)):
+            report = load(source)
+            for name, r in report["rows"].items():
+                failed = [k for k, ok in r["passed"].items() if not ok]
+                rows.append([condition, training, name.replace("sample:", "sample "),
+                             f"{r['psd']:.3f}", f"{r['psd'] / r['mean_pose_psd']:.2f}",
+                             f"{r['mean_abs_z']:.2f}", f"{r['beyond_4sd']:.3%}",
+                             "all met" if not failed else "missed: " + ", ".join(failed)])
+    return _table(["condition", "training", "audio", "PSD ↓", "PSD / mean pose's ↓",
+                   "mean abs z", "beyond 4 SD", "criteria"], rows)
+
+
 def manifest_psd() -> str:
     return f"{load('manifest')['psd_reference']['value']:.2f}"
 
@@ -408,6 +435,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "manifest_psd": manifest_psd,
     "voices_acceptance": lambda: _voices_acceptance("voices_acceptance"),
     "voices_acceptance_before": lambda: _voices_acceptance("voices_acceptance_before"),
+    "voices_conditions": voices_conditions,
     "training_voices": training_voices,
     "voices_criteria": voices_criteria,
     "eval_before_after": eval_before_after,
