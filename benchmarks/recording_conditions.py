@@ -26,6 +26,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy.signal import fftconvolve
 
+from train.data.audio_augmentation import room_impulse
+
 NOISE_SNR_DB = 15.0  # the noise condition's signal-to-noise ratio
 REVERB_RT60_S = 0.5  # the reverb condition's reverberation time (60 dB decay)
 DIRECT_TO_REVERBERANT_DB = 0.0  # the reverb condition's direct / tail energy
@@ -48,22 +50,11 @@ def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.
     return x + pink_noise(x.size, rng) * rms * 10.0 ** (-snr_db / 20.0)
 
 
-def room_impulse(rt60_s: float, sample_rate: int, rng: np.random.Generator,
-                 direct_to_reverberant_db: float = DIRECT_TO_REVERBERANT_DB) -> np.ndarray:
-    """float64 (round(rt60 * rate),) impulse response: the direct sound, 1 at t = 0, then a
-    Gaussian tail whose amplitude envelope is exp(-ln(1000) t / rt60) (60 dB of energy in
-    ``rt60_s``) with 10 ** (-DRR / 10) times the direct sound's energy."""
-    t = np.arange(1, max(2, round(rt60_s * sample_rate))) / sample_rate
-    tail = rng.standard_normal(t.size) * np.exp(-np.log(1000.0) * t / rt60_s)
-    tail *= np.sqrt(10.0 ** (-direct_to_reverberant_db / 10.0) / np.sum(tail ** 2))
-    return np.concatenate([[1.0], tail])
-
-
 def reverberate(audio: np.ndarray, rt60_s: float, sample_rate: int,
                 rng: np.random.Generator) -> np.ndarray:
     """(N,) audio through :func:`room_impulse`, cut to N samples, RMS kept (float64 (N,))."""
     x = np.asarray(audio, dtype=np.float64)
-    y = fftconvolve(x, room_impulse(rt60_s, sample_rate, rng))[: x.size]
+    y = fftconvolve(x, room_impulse(rt60_s, sample_rate, rng, DIRECT_TO_REVERBERANT_DB))[: x.size]
     gain = np.sqrt(np.mean(x ** 2)) / max(float(np.sqrt(np.mean(y ** 2))), 1e-30)
     return y * gain
 

@@ -1,6 +1,8 @@
-"""train.data.audio_augmentation: the vocal-tract-length warp of the mel filterbank."""
+"""train.data.audio_augmentation: the mel filterbank warp and the room reverberation."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -69,3 +71,22 @@ def test_warped_windows_get_other_features_and_unwarped_ones_the_same(clips: lis
     off = features((1.0, 1.0))
     np.testing.assert_array_equal(off, features((1.0, 1.0)))
     assert np.abs(features((1.2, 1.2)) - off).max() > 0.1
+
+
+def test_reverb_augmentation_smears_a_click_and_draws_nothing_when_off() -> None:
+    click = np.zeros(CFG.sample_rate, dtype=np.float32)
+    click[100] = 1.0
+    plain = AudioAugmentation(gain_db=0.0, tilt=(0.0, 0.0), peak_probability=0.0,
+                              noise_probability=0.0)
+    dry = plain.apply(click, 1.0, CFG.sample_rate, np.random.default_rng(0))
+    wet = dataclasses.replace(plain, reverb_probability=1.0).apply(
+        click, 1.0, CFG.sample_rate, np.random.default_rng(0))
+    late = slice(100 + CFG.sample_rate // 10, None)  # 100 ms after the click
+    assert np.abs(dry[late]).max() == 0 and np.abs(wet[late]).max() > 0
+    assert np.sqrt(np.mean(wet ** 2)) == pytest.approx(np.sqrt(np.mean(dry ** 2)), rel=1e-4)
+    rng = np.random.default_rng(1)
+    plain.apply(click, 1.0, CFG.sample_rate, rng)
+    other = np.random.default_rng(1)
+    for draw in (other.random, other.uniform, other.random, other.uniform, other.random):
+        draw()  # what apply draws without reverb: no draw more
+    assert rng.bit_generator.state == other.bit_generator.state

@@ -40,7 +40,7 @@ def test_noise_is_pink_and_added_at_its_snr() -> None:
 
 
 def test_the_room_decays_60_db_in_its_rt60_with_its_direct_to_reverberant_ratio() -> None:
-    ir = room_impulse(REVERB_RT60_S, SR, np.random.default_rng(0))
+    ir = room_impulse(REVERB_RT60_S, SR, np.random.default_rng(0), DIRECT_TO_REVERBERANT_DB)
     assert ir[0] == 1.0
     drr = 10 * np.log10(1.0 / np.sum(ir[1:] ** 2))
     assert drr == pytest.approx(DIRECT_TO_REVERBERANT_DB, abs=1e-9)

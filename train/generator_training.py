@@ -56,6 +56,8 @@ class GeneratorDataConfig:
         augment_gain_db: gain range +- dB; augment_snr_db: [low, high] SNR of the noise.
         augment_warp: [low, high] vocal-tract-length warp factor of a corrupted window's
             mel filterbank (train.data.audio_augmentation.warped_filterbank; [1, 1] off).
+        augment_reverb_probability: share of corrupted windows also put through a random
+            room (RT60 0.2-0.9 s, DRR -3..12 dB; train.data.audio_augmentation; 0 = off).
         clean_detector: the detector loss counts only windows left clean (the bundles
             before issue 17's fix; on the voiced corpus, training it on the corrupted
             windows too halved its false alarms: detector_window_labels/README.md).
@@ -83,6 +85,7 @@ class GeneratorDataConfig:
     augment_gain_db: float = 0.0
     augment_snr_db: tuple[float, ...] = (20.0, 45.0)
     augment_warp: tuple[float, ...] = (1.0, 1.0)
+    augment_reverb_probability: float = 0.0
     shuffle_audio_pairs: bool = False
     max_missing_fraction: float = 0.5
     detector_label: str = "complete"

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import iirpeak, lfilter
+from scipy.signal import fftconvolve, iirpeak, lfilter
 
 from sdk.mfcc import MfccMatrices
 
@@ -34,6 +34,10 @@ class AudioAugmentation:
     * noise: with probability ``noise_probability``, white noise through a random tilt
       filter at an SNR uniform in ``snr_db`` against the sequence's RMS (so pauses get a
       noise floor as in a recording);
+    * reverb: with probability ``reverb_probability`` (default 0: off, nothing drawn),
+      the window through a room (:func:`room_impulse`) of RT60 uniform in ``reverb_rt60_s``
+      and direct-to-reverberant ratio uniform in ``reverb_drr_db``, RMS kept, before the
+      noise (the noise is the microphone's, not the room's);
     * warp: a vocal-tract-length factor uniform in ``warp`` (default (1, 1): off, nothing
       drawn), applied to the MFCC's mel filterbank (:func:`warped_filterbank`), as another
       speaker's formants: the corrupted audio's features are computed with it.
@@ -46,6 +50,9 @@ class AudioAugmentation:
     noise_probability: float = 0.5
     snr_db: tuple[float, float] = (15.0, 40.0)
     warp: tuple[float, float] = (1.0, 1.0)
+    reverb_probability: float = 0.0
+    reverb_rt60_s: tuple[float, float] = (0.2, 0.9)
+    reverb_drr_db: tuple[float, float] = (-3.0, 12.0)
 
     def apply(self, audio: np.ndarray, sequence_rms: float, sample_rate: int,
               rng: np.random.Generator) -> np.ndarray:
@@ -59,6 +66,11 @@ class AudioAugmentation:
             b, a = iirpeak(centre, rng.uniform(0.7, 3.0), fs=sample_rate)
             x = x + rng.uniform(-0.7, 2.0) * lfilter(b, a, x)
         x = x * 10.0 ** (rng.uniform(-self.gain_db, self.gain_db) / 20.0)
+        if self.reverb_probability > 0 and rng.random() < self.reverb_probability:
+            ir = room_impulse(rng.uniform(*self.reverb_rt60_s), sample_rate, rng,
+                              rng.uniform(*self.reverb_drr_db))
+            wet = fftconvolve(x, ir)[: x.size]
+            x = wet * np.sqrt(np.mean(x ** 2) / max(float(np.mean(wet ** 2)), 1e-30))
         if rng.random() < self.noise_probability and sequence_rms > 0:
             noise = lfilter([1.0, -rng.uniform(-0.5, 0.99)], [1.0], rng.standard_normal(x.size))
             noise *= sequence_rms / max(float(np.sqrt(np.mean(noise ** 2))), 1e-12)
@@ -72,6 +84,17 @@ class AudioAugmentation:
         if not 0.5 <= low <= high <= 2.0:
             raise ValueError(f"warp range {self.warp}: need 0.5 <= low <= high <= 2")
         return 1.0 if low == high == 1.0 else float(rng.uniform(low, high))
+
+
+def room_impulse(rt60_s: float, sample_rate: int, rng: np.random.Generator,
+                 direct_to_reverberant_db: float) -> np.ndarray:
+    """float64 (round(rt60 * rate),) impulse response: the direct sound, 1 at t = 0, then a
+    Gaussian tail whose amplitude envelope is exp(-ln(1000) t / rt60) (60 dB of energy in
+    ``rt60_s``) with 10 ** (-DRR / 10) times the direct sound's energy."""
+    t = np.arange(1, max(2, round(rt60_s * sample_rate))) / sample_rate
+    tail = rng.standard_normal(t.size) * np.exp(-np.log(1000.0) * t / rt60_s)
+    tail *= np.sqrt(10.0 ** (-direct_to_reverberant_db / 10.0) / np.sum(tail ** 2))
+    return np.concatenate([[1.0], tail])
 
 
 def warped_filterbank(matrices: MfccMatrices, factor: float) -> MfccMatrices:

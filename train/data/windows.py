@@ -380,7 +380,9 @@ def generator_data(data_dir: Path, config: Any) -> Any:
         augment = AudioAugmentation(probability=config.data.augment_probability,
                                     gain_db=config.data.augment_gain_db,
                                     snr_db=tuple(config.data.augment_snr_db),
-                                    warp=tuple(getattr(config.data, "augment_warp", (1.0, 1.0))))
+                                    warp=tuple(getattr(config.data, "augment_warp", (1.0, 1.0))),
+                                    reverb_probability=getattr(
+                                        config.data, "augment_reverb_probability", 0.0))
     train_set = WindowDataset(train_clips, normalization, augmentation=augment, **kwargs)
     if len(train_set) == 0:
         raise ValueError(
