@@ -12,7 +12,10 @@ Every condition is a function of the audio, its rate and a seed (numpy's
   60 dB over RT60, as much energy in that tail as in the direct sound (direct-to-
   reverberant ratio 0 dB: a talker a metre or two from the microphone); the output
   scaled so its RMS equals the input's. The tail past the clip's end is cut (the stream
-  ends there too).
+  ends there too);
+* ``reverb_1.2s``: the same with RT60 = 1.2 s (a hall or a bare stairwell): outside the
+  range the optional room augmentation of training draws from (RT60 0.2-0.9 s), so a
+  model trained with it still meets a room it never heard.
 
 Neither is the training augmentation (:mod:`train.data.audio_augmentation`: tilt,
 resonance and white noise through a tilt filter, SNR 20-45 dB): these test conditions
@@ -30,6 +33,7 @@ from train.data.audio_augmentation import room_impulse
 
 NOISE_SNR_DB = 15.0  # the noise condition's signal-to-noise ratio
 REVERB_RT60_S = 0.5  # the reverb condition's reverberation time (60 dB decay)
+HALL_RT60_S = 1.2  # the second room's: longer than any training room
 DIRECT_TO_REVERBERANT_DB = 0.0  # the reverb condition's direct / tail energy
 
 
@@ -63,6 +67,7 @@ CONDITIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarra
     "clean": lambda x, sr, rng: np.asarray(x, dtype=np.float64),
     "noise_15db": lambda x, sr, rng: add_noise(x, NOISE_SNR_DB, rng),
     "reverb_0.5s": lambda x, sr, rng: reverberate(x, REVERB_RT60_S, sr, rng),
+    "reverb_1.2s": lambda x, sr, rng: reverberate(x, HALL_RT60_S, sr, rng),
 }
 
 

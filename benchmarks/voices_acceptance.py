@@ -3,7 +3,7 @@ bundle itself (SDK, ONNX Runtime, its own PoseSyncNet as the judge).
 
     python -m benchmarks.voices_acceptance BUNDLE --corpus VOICED_CORPUS \\
         [--sample sdk/data/samples/speech_en.flac] [--out benchmarks/results/voices] \\
-        [--condition clean|noise_15db|reverb_0.5s]
+        [--condition clean|noise_15db|reverb_0.5s|reverb_1.2s]
 
 Audio: every sequence of each held-out voice of ``VOICED_CORPUS`` (``voices.json``:
 ``held_out``; split ``test``, held-out words; never trained on), and the shipped sample.

@@ -7,6 +7,7 @@ import pytest
 
 from benchmarks.recording_conditions import (
     DIRECT_TO_REVERBERANT_DB,
+    HALL_RT60_S,
     NOISE_SNR_DB,
     REVERB_RT60_S,
     apply_condition,
@@ -39,15 +40,17 @@ def test_noise_is_pink_and_added_at_its_snr() -> None:
     assert snr == pytest.approx(NOISE_SNR_DB, abs=0.01)
 
 
-def test_the_room_decays_60_db_in_its_rt60_with_its_direct_to_reverberant_ratio() -> None:
-    ir = room_impulse(REVERB_RT60_S, SR, np.random.default_rng(0), DIRECT_TO_REVERBERANT_DB)
+@pytest.mark.parametrize("rt60", [REVERB_RT60_S, HALL_RT60_S])
+def test_the_room_decays_60_db_in_its_rt60_with_its_direct_to_reverberant_ratio(
+        rt60: float) -> None:
+    ir = room_impulse(rt60, SR, np.random.default_rng(0), DIRECT_TO_REVERBERANT_DB)
     assert ir[0] == 1.0
     drr = 10 * np.log10(1.0 / np.sum(ir[1:] ** 2))
     assert drr == pytest.approx(DIRECT_TO_REVERBERANT_DB, abs=1e-9)
     schroeder = np.cumsum(ir[1:][::-1] ** 2)[::-1]  # energy decay curve of the tail
     edc = 10 * np.log10(schroeder / schroeder[0])
     t5, t35 = np.argmax(edc <= -5) / SR, np.argmax(edc <= -35) / SR
-    assert 2 * (t35 - t5) == pytest.approx(REVERB_RT60_S, rel=0.1)  # T30 x 2
+    assert 2 * (t35 - t5) == pytest.approx(rt60, rel=0.1)  # T30 x 2
 
 
 def test_reverb_keeps_length_and_level_and_smears_a_click() -> None:
@@ -62,7 +65,7 @@ def test_reverb_keeps_length_and_level_and_smears_a_click() -> None:
 def test_clean_is_the_audio_and_conditions_are_reproducible() -> None:
     x = np.random.default_rng(3).standard_normal(4000).astype(np.float32)
     np.testing.assert_array_equal(apply_condition(x, "clean", SR, 0), x)
-    for condition in ("noise_15db", "reverb_0.5s"):
+    for condition in ("noise_15db", "reverb_0.5s", "reverb_1.2s"):
         a, b = apply_condition(x, condition, SR, 5), apply_condition(x, condition, SR, 5)
         np.testing.assert_array_equal(a, b)
         assert not np.array_equal(a, apply_condition(x, condition, SR, 6))
