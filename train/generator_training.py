@@ -50,8 +50,9 @@ class GeneratorDataConfig:
         feature_noise: std of Gaussian noise added to the training features, in units of
             each feature's std (augmentation against memorising the corpus; 0 = off).
         audio_augmentation: corrupt each training window's audio before its MFCC
-            (train.data.windows.AudioAugmentation: gain, tilt, resonance, noise) so a
-            model trained on the synthetic corpus holds up on recorded speech.
+            (train.data.audio_augmentation.AudioAugmentation: gain, tilt, resonance,
+            noise) so the model holds up on recorded speech (noise, rooms:
+            benchmarks/results/training/generator_steps/README.md).
         augment_probability: share of training windows corrupted (the rest stay clean).
         augment_gain_db: gain range +- dB; augment_snr_db: [low, high] SNR of the noise.
         augment_warp: [low, high] vocal-tract-length warp factor of a corrupted window's
