@@ -6,14 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
 from sdk.features import DEFAULT_FEATURES as CFG
 from sdk.mfcc import MfccMatrices
 from train.data.audio_augmentation import AudioAugmentation, warped_filterbank
-from train.data.sdt import compute_normalization, load_speaker
-from train.data.synth import synthesize_corpus
-from train.data.windows import WindowDataset
 
 
 def _loudest_band(mel: np.ndarray, tone_hz: float) -> int:
@@ -51,26 +47,6 @@ def test_the_warp_factor_draws_nothing_when_off_and_refuses_a_bad_range() -> Non
     assert 0.9 <= min(factors) < max(factors) <= 1.1
     with pytest.raises(ValueError, match="warp range"):
         AudioAugmentation(warp=(1.2, 0.9)).warp_factor(rng)
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> list:
-    root = tmp_path_factory.mktemp("warp")
-    synthesize_corpus(root, speakers=1, minutes=0.5, seed=3)
-    return [c for c in load_speaker(root, "synth_00") if c.split == "train"]
-
-
-def test_warped_windows_get_other_features_and_unwarped_ones_the_same(clips: list) -> None:
-    norm = compute_normalization(clips)
-
-    def features(warp: tuple[float, float]) -> np.ndarray:
-        torch.manual_seed(0)  # the window's augmentation draws come from torch's generator
-        data = WindowDataset(clips, norm, 64, 2, 16, augmentation=AudioAugmentation(warp=warp))
-        return np.asarray(data[0]["features"])
-
-    off = features((1.0, 1.0))
-    np.testing.assert_array_equal(off, features((1.0, 1.0)))
-    assert np.abs(features((1.2, 1.2)) - off).max() > 0.1
 
 
 def test_reverb_augmentation_smears_a_click_and_draws_nothing_when_off() -> None:

@@ -154,3 +154,16 @@ def test_windows_say_whether_their_features_were_augmented(clips: list) -> None:
     assert never[0]["augmented"] == 0.0 and always[0]["augmented"] == 1.0
     np.testing.assert_array_equal(never[0]["features"], WindowDataset(
         clips, norm, 64, 2, 16)[0]["features"])
+
+
+def test_warped_windows_get_other_features_and_unwarped_ones_the_same(clips: list) -> None:
+    norm = compute_normalization(clips)
+
+    def features(warp: tuple[float, float]) -> np.ndarray:
+        torch.manual_seed(0)  # the window's augmentation draws come from torch's generator
+        data = WindowDataset(clips, norm, 64, 2, 16, augmentation=AudioAugmentation(warp=warp))
+        return np.asarray(data[0]["features"])
+
+    off = features((1.0, 1.0))
+    np.testing.assert_array_equal(off, features((1.0, 1.0)))
+    assert np.abs(features((1.2, 1.2)) - off).max() > 0.1
