@@ -51,16 +51,15 @@ JITTER_SIGMAS = 7.0  # |Gaussian draw| > 7 sigma: p = 2.6e-12 each; a 72-min cor
 def min_frames() -> int:
     """Frames a held-out sequence needs to be evaluated (``train.evaluation``'s rule) with
     the default PoseSyncNet clip and FGD window (train/configs)."""
-    from sdk.psd import DEFAULT_MAX_OFFSET
     from train.cli import default_config_path
     from train.config import load_config
+    from train.evaluation import frames_needed
     from train.fgd_training import FGDTrainingConfig
     from train.posesync_training import PoseSyncTrainingConfig
 
     posesync = load_config(PoseSyncTrainingConfig, default_config_path("posesync"))
     fgd = load_config(FGDTrainingConfig, default_config_path("fgd"))
-    return max(posesync.model.clip.clip_frames + 2 * DEFAULT_MAX_OFFSET,
-               fgd.model.window_frames)
+    return frames_needed(posesync.model.clip.clip_frames, fgd.model.window_frames)
 
 
 def corpus_options(args: argparse.Namespace) -> list[str]:
@@ -139,8 +138,7 @@ def measure(jittered: Path, clean: Path, frames: int) -> dict[str, Any]:
         late.append(float(np.corrcoef(early[seen], now[seen])[0, 1]))
     speakers: dict[str, list[float]] = {}
     for seq in stored:
-        speakers.setdefault(seq.name.split("@")[0].rsplit("-", 1)[0], []).append(
-            per_sequence[seq.name])
+        speakers.setdefault(seq.speaker, []).append(per_sequence[seq.name])
     ceiling_r = float(np.mean(list(per_sequence.values())))
     if not np.mean(late) < ceiling_r - 0.1:
         raise RuntimeError(f"the one-frame-late control scores {np.mean(late):.3f}, not below "

@@ -55,8 +55,7 @@ def breakdown(generator: Path, data: Path, ceiling: dict[str, Any] | None) -> di
     for seq in sequences:
         poses, _ = generate(model, normalization, seq.audio, seq.num_frames, 0, style=seq.style)
         truth = seq.observed_canonical()
-        speaker = seq.name.split("@")[0].rsplit("-", 1)[0]  # interval id = SPEAKER-NNNN
-        groups.setdefault(speaker, []).append(
+        groups.setdefault(seq.speaker, []).append(
             (lip_sync_correlation(poses, truth), l1_error(poses, truth), seq.num_frames))
     rows = {}
     for speaker, scores in sorted(groups.items()):

@@ -91,7 +91,8 @@ class HeldOutSequence:
     (undetected joints 0), saliency (T,) ground truth or None, the speaker's normalization,
     observed: bool (T, 122) joints the data saw (None: all); L1, PCK and lip sync skip
     the others. style: the speaker's gesture style (train/data/styles.py); generators
-    with styles run the sequence in it (their default when it is not in their table)."""
+    with styles run the sequence in it (their default when it is not in their table).
+    speaker: the corpus speaker it comes from ("" when not from a corpus)."""
 
     name: str
     audio: np.ndarray
@@ -100,6 +101,7 @@ class HeldOutSequence:
     normalization: PoseNormalization
     observed: np.ndarray | None = None
     style: str | None = None
+    speaker: str = ""
 
     def observed_canonical(self) -> np.ndarray:
         """(T, 122, 2) canonical poses, NaN where not observed."""
@@ -120,10 +122,17 @@ class EvalModels:
     fgd: PoseAutoencoder
 
 
+def frames_needed(clip_frames: int, window_frames: int,
+                  max_offset: int = DEFAULT_MAX_OFFSET) -> int:
+    """Frames a sequence needs for the offset sweep over PoseSyncNet clips of
+    ``clip_frames`` and one FGD window of ``window_frames``."""
+    return max(clip_frames + 2 * max_offset, window_frames)
+
+
 def min_sequence_frames(models: EvalModels, max_offset: int = DEFAULT_MAX_OFFSET) -> int:
     """Frames a sequence needs for the offset sweep and one FGD window."""
-    return max(models.posesync.config.clip_frames + 2 * max_offset,
-               models.fgd.config.window_frames)
+    return frames_needed(models.posesync.config.clip_frames, models.fgd.config.window_frames,
+                         max_offset)
 
 
 def load_held_out(data_dir: Path, min_frames: int,
@@ -134,7 +143,8 @@ def load_held_out(data_dir: Path, min_frames: int,
 
     out = [HeldOutSequence(f"{s.interval_id}@{s.start}", s.audio,
                            np.nan_to_num(s.canonical, nan=0.0).astype(np.float32), s.saliency,
-                           s.normalization, s.observed(), speaker_style(Path(data_dir), s.speaker))
+                           s.normalization, s.observed(), speaker_style(Path(data_dir), s.speaker),
+                           s.speaker)
            for s in load_corpus_sequences(Path(data_dir), features)
            if s.held_out and s.num_frames >= min_frames]
     if not out:
