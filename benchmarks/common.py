@@ -140,18 +140,25 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def write_results(out_dir: Path, name: str, result: dict[str, Any],
-                  markdown: Callable[[dict[str, Any]], str],
-                  plot: Callable[[dict[str, Any], Path], None]) -> list[Path]:
-    """A benchmark's three results files in ``out_dir`` (made if missing): ``NAME.json``
-    (every number of ``result``), ``NAME.md`` (``markdown(result)``) and ``NAME.png``
-    (``plot(result, path)``); returns their paths in that order."""
+def write_json_and_markdown(out_dir: Path, name: str, result: dict[str, Any],
+                            markdown: Callable[[dict[str, Any]], str]) -> list[Path]:
+    """``NAME.json`` (every number of ``result``) and ``NAME.md`` (``markdown(result)``)
+    in ``out_dir`` (made if missing); returns their paths in that order."""
     import json
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md", out_dir / f"{name}.png"]
+    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md"]
     paths[0].write_text(json.dumps(result, indent=1, default=json_default) + "\n")
     paths[1].write_text(markdown(result))
+    return paths
+
+
+def write_results(out_dir: Path, name: str, result: dict[str, Any],
+                  markdown: Callable[[dict[str, Any]], str],
+                  plot: Callable[[dict[str, Any], Path], None]) -> list[Path]:
+    """A benchmark's three results files in ``out_dir``: :func:`write_json_and_markdown`'s
+    and ``NAME.png`` (``plot(result, path)``); returns their paths in that order."""
+    paths = write_json_and_markdown(out_dir, name, result, markdown) + [out_dir / f"{name}.png"]
     plot(result, paths[2])
     return paths
 

@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.render is not None:  # a render process
         render(args, args.render, args.work / args.render)
         return 0
-    from benchmarks.common import machine_info
+    from benchmarks.common import machine_info, write_json_and_markdown
 
     command = "python -m benchmarks.lip_sync_ceiling " + shlex.join(
         sys.argv[1:] if argv is None else list(argv))
@@ -233,10 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "machine": machine_info()}
     if args.evaluation is not None:
         result["generator"] = generator_share(result, args.evaluation)
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.results / f"{args.name}.md").write_text(markdown(result))
-    print(markdown(result))
+    print(write_json_and_markdown(args.results, args.name, result, markdown)[1].read_text())
     return 0
 
 

@@ -113,15 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="benchmarks.lip_sync_ceiling JSON of the same corpus")
     parser.add_argument("--name", default="speaker_breakdown", help="results file name")
     args = parser.parse_args(argv)
-    from benchmarks.common import machine_info
+    from benchmarks.common import machine_info, write_json_and_markdown
 
     ceiling = None if args.ceiling is None else json.loads(args.ceiling.read_text())
     result = {"name": args.name, "generator": str(args.generator), "data": str(args.data),
               **breakdown(args.generator, args.data, ceiling), "machine": machine_info()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / f"{args.name}.md").write_text(markdown(result))
-    print(markdown(result))
+    print(write_json_and_markdown(args.out, args.name, result, markdown)[1].read_text())
     return 0
 
 
