@@ -69,20 +69,22 @@ class AudioAugmentation:
         if self.reverb_probability > 0 and rng.random() < self.reverb_probability:
             ir = room_impulse(rng.uniform(*self.reverb_rt60_s), sample_rate, rng,
                               rng.uniform(*self.reverb_drr_db))
-            wet = fftconvolve(x, ir)[: x.size]
-            x = wet * np.sqrt(np.mean(x ** 2) / max(float(np.mean(wet ** 2)), 1e-30))
+            x = through_room(x, ir)
         if rng.random() < self.noise_probability and sequence_rms > 0:
             noise = lfilter([1.0, -rng.uniform(-0.5, 0.99)], [1.0], rng.standard_normal(x.size))
             noise *= sequence_rms / max(float(np.sqrt(np.mean(noise ** 2))), 1e-12)
             x = x + noise * 10.0 ** (-rng.uniform(*self.snr_db) / 20.0)
         return x.astype(np.float32)
 
+    def __post_init__(self) -> None:
+        low, high = self.warp
+        if not 0.5 <= low <= high <= 2.0:
+            raise ValueError(f"warp range {self.warp}: need 0.5 <= low <= high <= 2")
+
     def warp_factor(self, rng: np.random.Generator) -> float:
         """A corrupted window's warp factor: uniform in ``warp``; 1.0, drawing nothing,
         when the range is (1, 1) (so configs without a warp keep their random stream)."""
         low, high = self.warp
-        if not 0.5 <= low <= high <= 2.0:
-            raise ValueError(f"warp range {self.warp}: need 0.5 <= low <= high <= 2")
         return 1.0 if low == high == 1.0 else float(rng.uniform(low, high))
 
 
@@ -95,6 +97,14 @@ def room_impulse(rt60_s: float, sample_rate: int, rng: np.random.Generator,
     tail = rng.standard_normal(t.size) * np.exp(-np.log(1000.0) * t / rt60_s)
     tail *= np.sqrt(10.0 ** (-direct_to_reverberant_db / 10.0) / np.sum(tail ** 2))
     return np.concatenate([[1.0], tail])
+
+
+def through_room(audio: np.ndarray, impulse: np.ndarray) -> np.ndarray:
+    """(N,) audio convolved with a room ``impulse``, cut to N samples (the tail past the
+    end is dropped), scaled to the input's RMS: float64 (N,)."""
+    x = np.asarray(audio, dtype=np.float64)
+    y = fftconvolve(x, impulse)[: x.size]
+    return y * (np.sqrt(np.mean(x ** 2)) / max(float(np.sqrt(np.mean(y ** 2))), 1e-30))
 
 
 def warped_filterbank(matrices: MfccMatrices, factor: float) -> MfccMatrices:
