@@ -113,7 +113,7 @@ def goals_in_each_run(result: dict[str, Any]) -> list[str]:
 
 
 def overhead_tables(result: dict[str, Any]) -> list[str]:
-    """Markdown of the one-stream SDK path, the StreamBatch parts and the soxr set-ups
+    """Markdown of the one-stream SDK path, the StreamBatch parts and the resamplers
     (empty for results that predate them)."""
     lines: list[str] = []
     if result.get("one_stream"):
@@ -137,7 +137,7 @@ def overhead_tables(result: dict[str, Any]) -> list[str]:
                           r["mfcc_us"], r["steps_us"], r["total_us"]]
                          for r in result["front_end_parts"]])
     if result.get("resamplers"):
-        lines += ["## soxr set-ups, 20 ms packets to 16 kHz", "",
+        lines += ["## Resamplers, 20 ms packets to 16 kHz", "",
                   "Held back: output still inside the resampler after the packets (its "
                   "streaming delay, part of the end-to-end latency).", ""]
         lines += _table(["way", "input Hz", "streams", "CPU us per stream-frame",

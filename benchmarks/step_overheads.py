@@ -207,21 +207,30 @@ def front_end_parts(root: Path, count: int, packets: int) -> list[dict[str, Any]
 
 
 def resampler_rows(count: int, packets: int, rate: int = 48000) -> list[dict[str, Any]]:
-    """soxr set-ups for ``count`` streams of 20 ms packets at ``rate`` -> the model's 16 kHz:
-    CPU us per stream-frame (66.7 ms of audio) and the output held back after the packets
-    (ms: the resampler's streaming delay, part of the end-to-end latency)."""
+    """Resamplers for ``count`` streams of 20 ms packets at ``rate`` -> the model's 16 kHz
+    (soxr set-ups and, at an integer ratio, :class:`sdk.decimator.Decimator`, which the SDK
+    uses there): CPU us per stream-frame (66.7 ms of audio) and the output held back after
+    the packets (ms: the resampler's streaming delay, part of the end-to-end latency)."""
     import soxr
 
     from sdk.audio import RESAMPLE_QUALITY
+    from sdk.decimator import Decimator, decimation_factor
     from sdk.features import DEFAULT_FEATURES
 
     out_rate = DEFAULT_FEATURES.sample_rate
     n = rate * PACKET_MS // 1000
     rng = np.random.default_rng(2)
     audio = (0.1 * rng.standard_normal((count, n * packets))).astype(np.float32)
+    seconds = packets * PACKET_MS / 1000
     rows = []
+
+    def row(way: str, cpu: float, got: int) -> dict[str, Any]:
+        return {"way": way, "rate": rate, "streams": count,
+                "us_per_stream_frame": cpu / (count * seconds * 1000 / FRAME_MS) * 1e6,
+                "held_back_ms": (seconds * out_rate - got) / out_rate * 1e3}
+
     ways: list[tuple[str, str, bool]] = [
-        (f"soxr {RESAMPLE_QUALITY}, one multichannel stream (StreamBatch, today)",
+        (f"soxr {RESAMPLE_QUALITY}, one multichannel stream (StreamBatch before)",
          RESAMPLE_QUALITY, True),
         (f"soxr {RESAMPLE_QUALITY}, one stream per speaker (Stream)", RESAMPLE_QUALITY, False),
         ("soxr VHQ, one multichannel stream", "VHQ", True),
@@ -241,8 +250,20 @@ def resampler_rows(count: int, packets: int, rate: int = 48000) -> list[dict[str
                 outs = [s.resample_chunk(block[b]) for b, s in enumerate(streams)]
                 got += outs[0].size
             cpu += time.thread_time() - t0
-        seconds = packets * PACKET_MS / 1000
-        rows.append({"way": name, "rate": rate, "streams": count,
-                     "us_per_stream_frame": cpu / (count * seconds * 1000 / FRAME_MS) * 1e6,
-                     "held_back_ms": (seconds * out_rate - got) / out_rate * 1e3})
+        rows.append(row(name, cpu, got))
+    factor = decimation_factor(rate, out_rate)
+    if factor is None:
+        return rows
+    for name, channels in (("sdk.decimator, all streams (StreamBatch)", count),
+                           ("sdk.decimator, one per speaker (Stream)", 1)):
+        decimators = [Decimator(factor, channels) for _ in range(count // channels)]
+        cpu, got = 0.0, 0
+        for i in range(packets):
+            block = audio[:, i * n:(i + 1) * n]
+            t0 = time.thread_time()
+            outs = [d.process(block[b * channels:(b + 1) * channels])
+                    for b, d in enumerate(decimators)]
+            cpu += time.thread_time() - t0
+            got += outs[0].shape[1]
+        rows.append(row(name, cpu, got))
     return rows

@@ -2,12 +2,18 @@
 
 Everything the models see is float32 mono in [-1, 1] at ``FeatureConfig.sample_rate``
 (16 kHz). Files are read through soundfile (libsndfile: wav, flac, ogg, ...), arrays
-are converted by :func:`to_float_mono`, and rates are changed by soxr (a polyphase
-resampler) through its streaming API, so that :func:`resample` over a whole clip and
-:class:`StreamingResampler` over any chunking of it give bit-identical output
-(``tests/test_audio.py`` checks random chunkings down to 1-sample chunks; the measured
-difference is exactly 0 because soxr's state after a chunk does not depend on where
-chunks were cut).
+are converted by :func:`to_float_mono`, and rates are changed by a streaming resampler,
+so that :func:`resample` over a whole clip and :class:`StreamingResampler` over any
+chunking of it give the same output (``tests/test_audio.py`` checks random chunkings down
+to 1-sample chunks):
+
+* an input rate that is an integer multiple (2..16) of the output rate (48 kHz, 32 kHz,
+  96 kHz -> 16 kHz) is decimated by :class:`sdk.decimator.Decimator`, a FIR low-pass run
+  as matrix products, ~2x cheaper than soxr and holding back 2-3 ms instead of 21 ms; its
+  output is chunk-invariant to float32 rounding (~1e-6 of full scale);
+* every other rate by soxr (a polyphase resampler) through its streaming API: bit-identical
+  over any chunking, because soxr's state after a chunk does not depend on where chunks
+  were cut.
 
 Every problem with the input raises :class:`AudioError` naming the file or array and
 what was wrong.
@@ -24,6 +30,7 @@ import numpy as np
 import soundfile
 import soxr
 
+from sdk.decimator import Decimator, decimation_factor
 from sdk.features import DEFAULT_FEATURES
 
 MAX_CHANNELS = 32
@@ -39,7 +46,8 @@ MAX_SAMPLE_RATE = 768000
 return for rates near 2**63)."""
 
 RESAMPLE_QUALITY = "HQ"
-"""soxr quality preset (soxr's own default: 20-bit precision, steep low-pass)."""
+"""soxr quality preset (soxr's own default: 20-bit precision, steep low-pass); used for the
+rates that are not an integer multiple of the output rate (see the module docstring)."""
 
 _INT_SCALE = {np.dtype(np.int16): 1.0 / 32768.0, np.dtype(np.int32): 1.0 / 2.0**31}
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -125,19 +133,25 @@ def to_float_mono(samples: Any, name: str = "samples") -> np.ndarray:
 
 
 class StreamingResampler:
-    """Resample a mono stream chunk by chunk with soxr; output independent of chunking.
+    """Resample a mono stream chunk by chunk; output independent of chunking.
 
-    ``process(x)`` returns the output samples that became available (soxr keeps a
-    filter's worth of input, so early calls may return fewer samples than
+    ``process(x)`` returns the output samples that became available (the filter keeps
+    its length of input, so early calls may return fewer samples than
     ``len(x) * out_rate / in_rate``); ``flush()`` returns the rest at the end of the
-    stream. When ``in_rate == out_rate`` both are the identity (no delay, no filter).
+    stream. Integer-multiple rates go through :class:`sdk.decimator.Decimator`, the others
+    through soxr (module docstring). When ``in_rate == out_rate`` both are the identity
+    (no delay, no filter).
     """
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
         self.in_rate = check_sample_rate("in_rate", in_rate)
         self.out_rate = check_sample_rate("out_rate", out_rate)
         self._stream: soxr.ResampleStream | None = None
-        if self.in_rate != self.out_rate:
+        self._decimator: Decimator | None = None
+        factor = decimation_factor(self.in_rate, self.out_rate)
+        if factor is not None:
+            self._decimator = Decimator(factor, 1)
+        elif self.in_rate != self.out_rate:
             self._stream = soxr.ResampleStream(
                 self.in_rate, self.out_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY
             )
@@ -146,7 +160,7 @@ class StreamingResampler:
     @property
     def is_identity(self) -> bool:
         """True when in_rate == out_rate (samples pass through unchanged)."""
-        return self._stream is None
+        return self._stream is None and self._decimator is None
 
     def process(self, samples: Any) -> np.ndarray:
         """Feed input samples at ``in_rate`` (any form :func:`to_float_mono` accepts).
@@ -156,6 +170,8 @@ class StreamingResampler:
         if self._flushed:
             raise RuntimeError("StreamingResampler.process after flush(); call reset() first")
         mono = to_float_mono(samples, name="resampler input")
+        if self._decimator is not None:
+            return self._decimator.process(mono[None, :])[0]
         if self._stream is None:
             return mono.copy()
         return self._stream.resample_chunk(mono)
@@ -165,6 +181,8 @@ class StreamingResampler:
         if self._flushed:
             raise RuntimeError("StreamingResampler.flush called twice; call reset() first")
         self._flushed = True
+        if self._decimator is not None:
+            return self._decimator.flush()[0]
         if self._stream is None:
             return np.zeros(0, dtype=np.float32)
         return self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
@@ -173,6 +191,8 @@ class StreamingResampler:
         """Start a new stream with the same rates."""
         if self._stream is not None:
             self._stream.clear()
+        if self._decimator is not None:
+            self._decimator.reset()
         self._flushed = False
 
 

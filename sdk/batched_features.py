@@ -7,8 +7,12 @@ streams advance in *lockstep* -- the same input rate and the same number of samp
 call, as a server does that takes one packet per connection per tick -- the work has the
 same shape for every stream, and this module does it for all of them at once:
 
-* :class:`BatchedResampler`: one multichannel ``soxr.ResampleStream`` (channel = stream);
-  soxr filters every channel alike, so each channel equals that stream resampled alone.
+* :class:`BatchedResampler`: at an integer multiple of the model rate (48 kHz), one
+  :class:`~sdk.decimator.Decimator` over all streams (one matrix product per 16 output
+  samples); else one multichannel ``soxr.ResampleStream`` (channel = stream). Either
+  filters every stream alike, so each row equals that stream through
+  :class:`sdk.audio.StreamingResampler` (bit for bit with soxr, to float32 rounding with
+  the decimator).
 * :class:`BatchedFeatureExtractor`: a (N, samples) buffer, every MFCC frame of every
   stream cut as one strided (N, frames, n_fft) view, one rFFT, one mel and one DCT matrix
   product; the feature frames (N, k, feature_dim) stacked with one fancy index. The
@@ -28,6 +32,7 @@ import numpy as np
 import soxr
 
 from sdk.audio import RESAMPLE_QUALITY, check_sample_rate
+from sdk.decimator import Decimator, decimation_factor
 from sdk.features import FeatureConfig
 from sdk.mfcc import MfccMatrices
 
@@ -50,7 +55,7 @@ def as_stream_block(samples: Any, num_streams: int, name: str = "samples") -> np
 
 
 class BatchedResampler:
-    """Resample N lockstep streams from ``in_rate`` to ``out_rate`` with one soxr stream.
+    """Resample N lockstep streams from ``in_rate`` to ``out_rate`` in one call per block.
 
     ``process`` (N, n) -> (N, m) float32, ``flush`` -> the tails; identity when the rates
     match. Each row equals :class:`sdk.audio.StreamingResampler` over that stream.
@@ -61,12 +66,18 @@ class BatchedResampler:
         self.out_rate = check_sample_rate("out_rate", out_rate)
         self.num_streams = num_streams
         self._stream: soxr.ResampleStream | None = None
-        if self.in_rate != self.out_rate:
+        self._decimator: Decimator | None = None
+        factor = decimation_factor(self.in_rate, self.out_rate)
+        if factor is not None:
+            self._decimator = Decimator(factor, num_streams)
+        elif self.in_rate != self.out_rate:
             self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, num_streams,
                                                dtype="float32", quality=RESAMPLE_QUALITY)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """float32 (N, n) at in_rate -> float32 (N, m) at out_rate, the samples now final."""
+        if self._decimator is not None:
+            return self._decimator.process(block)
         if self._stream is None:
             return block
         out = self._stream.resample_chunk(np.ascontiguousarray(block.T))  # (m, N)
@@ -74,6 +85,8 @@ class BatchedResampler:
 
     def flush(self) -> np.ndarray:
         """The remaining output of every stream, float32 (N, m)."""
+        if self._decimator is not None:
+            return self._decimator.flush()
         if self._stream is None:
             return np.zeros((self.num_streams, 0), np.float32)
         tail = self._stream.resample_chunk(np.zeros((0, self.num_streams), np.float32),

@@ -26,7 +26,7 @@ def _speakers(speech: np.ndarray, count: int, samples: int) -> np.ndarray:
                      for i in range(count)]).astype(np.float32)
 
 
-@pytest.mark.parametrize("rate", [16000, 44100])
+@pytest.mark.parametrize("rate", [16000, 44100, 48000])  # identity, soxr, sdk.decimator
 def test_batched_front_end_equals_one_extractor_per_stream(rate: int) -> None:
     rng = np.random.default_rng(0)
     n, blocks = 1470, 9
