@@ -38,8 +38,10 @@ from sdk.mfcc import MfccMatrices
 
 
 def as_stream_block(samples: Any, num_streams: int, name: str = "samples") -> np.ndarray:
-    """float32 C-contiguous (num_streams, n) from a (num_streams, n) array; ValueError
-    naming the problem (shape, dtype, NaN/Inf) otherwise. int16 is scaled by 1/32768."""
+    """float32 (num_streams, n) from a (num_streams, n) array; ValueError naming the problem
+    (shape, dtype, NaN/Inf) otherwise. int16 is scaled by 1/32768. A float32 input comes
+    back as itself, strided or not (the resamplers and the MFCC copy it into their own
+    buffers; a copy here cost ~1.5 CPU us per stream-frame at 48 kHz): do not modify it."""
     array = np.asarray(samples)
     if array.ndim != 2 or array.shape[0] != num_streams:
         raise ValueError(f"{name}: expected shape ({num_streams}, n) (one row per stream), got "
@@ -48,7 +50,7 @@ def as_stream_block(samples: Any, num_streams: int, name: str = "samples") -> np
         return np.multiply(array, np.float32(1.0 / 32768.0), dtype=np.float32)
     if array.dtype.kind != "f":
         raise ValueError(f"{name}: expected float32/float64 or int16 samples, got {array.dtype}")
-    out = np.ascontiguousarray(array, dtype=np.float32)
+    out = array.astype(np.float32, copy=False)
     if not np.isfinite(out).all():
         raise ValueError(f"{name}: contains NaN or Inf; audio samples must be finite")
     return out

@@ -111,8 +111,10 @@ class DeviceFeatureQueue:
             self.reset_pending = True
 
     def accept(self, samples: Any) -> np.ndarray:
-        """Append float (n,) model-rate samples; returns no frames (0, feature_dim)."""
-        array = np.asarray(samples, dtype=np.float32).reshape(-1)
+        """Append float (n,) model-rate samples; returns no frames (0, feature_dim). The
+        samples are copied: they wait in the backlog past the call, and a caller may refill
+        its buffer (a view of it here once carried the next packet's samples, or NaN)."""
+        array = np.array(samples, dtype=np.float32).reshape(-1)
         if array.size:
             with self._lock:
                 self._backlog.append(array)

@@ -208,3 +208,28 @@ def test_device_front_end_false_keeps_the_host_mfcc(fake: FakeDriver, tiny_bundl
 
 
 # ---- the parity check can fail ----
+
+
+def test_a_stream_batch_keeps_no_view_of_the_callers_buffer(
+        gpu: StreamingGenerator, cpu: StreamingGenerator, speech_16k: np.ndarray) -> None:
+    """A server refills one packet buffer for every tick: samples the batch has not yet
+    taken to the device must be its own copy, not a view the next packet overwrites."""
+    from sdk.stream_batch import StreamBatch
+
+    clips = np.stack([np.roll(speech(speech_16k, 1.0), 997 * i) for i in range(3)])
+    n = 1000  # not a whole number of frames: samples wait in the host backlog
+    packets = clips.shape[1] // n
+    reused = np.empty((3, n), np.float32)
+    with StreamBatch(gpu, seeds=range(3), sample_rate=16000) as batch:
+        got = []
+        for i in range(packets):
+            reused[:] = clips[:, i * n:(i + 1) * n]
+            got.append(batch.accept(reused).keypoints)
+            reused[:] = np.nan  # the caller's buffer, between ticks
+        got.append(batch.finish().keypoints)
+    with StreamBatch(cpu, seeds=range(3), sample_rate=16000) as batch:
+        want = [batch.accept(clips[:, i * n:(i + 1) * n]).keypoints for i in range(packets)]
+        want.append(batch.finish().keypoints)
+    mine, theirs = np.concatenate(got, axis=1), np.concatenate(want, axis=1)
+    assert mine.shape == theirs.shape and np.isfinite(mine).all()
+    np.testing.assert_allclose(mine, theirs, rtol=0, atol=POSE_ATOL_PX)
