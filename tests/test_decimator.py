@@ -184,7 +184,7 @@ def test_keypoints_through_the_decimator_match_soxr() -> None:
                              BackendConfig("onnxruntime-cpu"))
     with StreamingGenerator(config) as gen:
         norm = gen.manifest.normalization
-        int8 = [r for r in gen.manifest.step_models if r.precision == "int8"][0].tolerances
+        int8 = next(r for r in gen.manifest.step_models if r.precision == "int8").tolerances
         ours, theirs = (norm.pixels_to_canonical(frames.keypoints).astype(np.float64)
                         for frames in (gen.generate(x48, 48000, seed=0),
                                        gen.generate(soxr.resample(x48, 48000, RATE,
