@@ -18,6 +18,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from benchmarks.resampler_quality import passage as resampler_passage
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SOURCES = {
@@ -37,6 +39,7 @@ SOURCES = {
     "evaluation_before": RESULTS / "training" / "synthetic_voice_bundle" / "evaluation.json",
     "lip_ceiling": RESULTS / "training" / "lip_sync_ceiling" / "voiced.json",
     "lip_ceiling_before": RESULTS / "training" / "lip_sync_ceiling" / "synthetic_voice.json",
+    "resampler_quality": RESULTS / "step_gemm" / "resampler_quality.json",
 }
 
 
@@ -444,4 +447,5 @@ REGIONS: dict[str, Callable[[], str]] = {
     "ablation_topk": _ablation("ablation_topk"),
     "ablation_modules": _ablation("ablation_modules"),
     "ablation_lookahead": _ablation("ablation_lookahead"),
+    "resampler_quality": lambda: resampler_passage(load("resampler_quality")),
 }

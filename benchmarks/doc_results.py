@@ -127,7 +127,7 @@ NOT_MEASURED: dict[str, str] = {
                 "(StreamingGenerator.algorithmic_latency_seconds; tests/test_demo.py prints it)",
     "4 kHz": _RATES, "768 kHz": _RATES, "4000–768000 Hz": _RATES, "8 kHz": _RATES,
     "22.05": _RATES, "22.05 kHz": _RATES, "44.1": _RATES, "44.1 kHz": _RATES,
-    "48 kHz": _RATES, "48000.0": _RATES, "1 Hz": _RATES, "647 Hz": _RATES,
+    "48 kHz": _RATES, "96 kHz": _RATES, "48000.0": _RATES, "1 Hz": _RATES, "647 Hz": _RATES,
     "20 ms": _INPUT, "200 ms": _INPUT, "1000 ms": _INPUT, "1024 streams": _INPUT,
     "0.4 s": _INPUT, "1 s": _INPUT, "4 s": _INPUT,
     "5 s": _INPUT + "; docs/scaling.md: Triton's idle-sequence timeout (config)",

@@ -8,7 +8,7 @@ import pytest
 import soxr
 from scipy import signal
 
-from sdk.audio import load_audio
+from benchmarks.resampler_quality import speech_at_48k
 from sdk.decimator import (
     BLOCK_OUTPUTS,
     DELAY_OUTPUT_SAMPLES,
@@ -18,7 +18,7 @@ from sdk.decimator import (
 )
 from sdk.features import DEFAULT_FEATURES
 from sdk.mfcc import MfccMatrices, mfcc_offline
-from tests.conftest import REPO, SPEECH_SAMPLE
+from tests.conftest import REPO
 
 RATE = 16000
 
@@ -97,21 +97,6 @@ def test_a_tone_comes_out_on_time_and_an_alias_does_not_come_out() -> None:
     assert np.sqrt(np.mean(high[::3] ** 2)) > 0.3  # the fault the filter prevents
 
 
-def _speech_at_48k(with_hf: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The shipped 16 kHz speech sample (float32) and it brought to 48 kHz, optionally with
-    noise at 8.5-20 kHz that follows the speech's loudness (what a 48 kHz microphone adds
-    above the model's band)."""
-    speech = load_audio(SPEECH_SAMPLE, target_rate=RATE)
-    x48 = soxr.resample(speech, RATE, 48000, quality="VHQ").astype(np.float64)
-    if with_hf:
-        rng = np.random.default_rng(0)
-        band = signal.butter(8, [8500, 20000], "bandpass", fs=48000, output="sos")
-        smooth = signal.butter(2, 30, fs=48000, output="sos")
-        loudness = signal.sosfilt(smooth, np.abs(signal.hilbert(x48)))
-        x48 = x48 + 0.5 * signal.sosfilt(band, rng.standard_normal(x48.size)) * loudness
-    return speech, x48.astype(np.float32)
-
-
 @pytest.mark.parametrize("with_hf", [False, True])
 def test_speech_mfcc_match_soxr(with_hf: bool) -> None:
     """MFCCs of speech at 48 kHz through the decimator vs through soxr HQ (the resampler it
@@ -119,7 +104,7 @@ def test_speech_mfcc_match_soxr(with_hf: bool) -> None:
     band-limited speech (soxr's own MFCCs differ from the native 16 kHz audio's by 1.14 at
     most), max 0.61 / mean 0.09 with high-frequency noise, where x[::3] (no filter) is
     19.6 away on average."""
-    speech, x48 = _speech_at_48k(with_hf)
+    speech, x48 = speech_at_48k(with_hf)
     matrices = MfccMatrices.default()
     decimator = Decimator(3, 1)
     ours = mfcc_offline(_decimate(decimator, x48[None], np.array([], int))[0],
@@ -179,7 +164,7 @@ def test_keypoints_through_the_decimator_match_soxr() -> None:
     from sdk.runners.select import BackendConfig
     from sdk.streaming import GeneratorConfig, StreamingGenerator
 
-    _, x48 = _speech_at_48k(with_hf=True)
+    _, x48 = speech_at_48k(with_hf=True)
     config = GeneratorConfig(REPO / "sdk" / "data" / "default_bundle",
                              BackendConfig("onnxruntime-cpu"))
     with StreamingGenerator(config) as gen:
@@ -194,3 +179,21 @@ def test_keypoints_through_the_decimator_match_soxr() -> None:
     diff = np.abs(ours - theirs)
     assert diff.max() < int8["keypoints_max_abs"] and diff.mean() < int8["keypoints_mean_abs"]
     assert np.abs(naive - theirs).mean() > int8["keypoints_mean_abs"]
+
+
+def test_the_committed_quality_results_are_this_codes() -> None:
+    """benchmarks/results/step_gemm/resampler_quality.json, which docs/step_cpu.md quotes,
+    is what the code measures now (a changed filter or spec must rerun it)."""
+    import json
+
+    from benchmarks.resampler_quality import OUT, chunking, filter_rows, speech_rows
+
+    committed = json.loads((OUT / "resampler_quality.json").read_text())
+    for got_row, want_row in zip(filter_rows(), committed["filter"], strict=True):
+        assert got_row == pytest.approx(want_row, rel=1e-6)
+    fresh = speech_rows()[:-1]
+    for got, want in zip(fresh, committed["speech"], strict=True):
+        assert got["audio"] == want["audio"]
+        for name in ("decimator", "native", "no filter"):
+            assert got[name] == pytest.approx(want[name], rel=0.05, abs=1e-6), name
+    assert chunking()["random_cuts_max_abs"] < 5e-6
