@@ -179,8 +179,9 @@ def passage(result: dict[str, Any]) -> str:
     clean, noisy = result["speech"]
     tol = result["int8_tolerances"]
     return (f"At 48 kHz its filter has {f48['taps']} taps: within "
-            f"{_f(f48['passband_max_abs_db'], '.1g')} dB to 7 kHz, {_f(f48['gain_8000_db'], '.1f')} "
-            f"dB at 8 kHz, at most {_f(f48['stopband_max_db'], '.1f')} dB from 8.8 kHz. On the "
+            f"{_f(f48['passband_max_abs_db'], '.1g')} dB to 7 kHz, "
+            f"{_f(f48['gain_8000_db'], '.1f')} dB at 8 kHz, at most "
+            f"{_f(f48['stopband_max_db'], '.1f')} dB from 8.8 kHz. On the "
             f"shipped speech sample at 48 kHz its MFCCs differ from soxr HQ's by at most "
             f"{_f(clean['decimator']['mfcc_max'], '.2f')} (range "
             f"{_f(clean['mfcc_range'], '.0f')}) and the generator's keypoints by "

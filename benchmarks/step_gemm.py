@@ -265,18 +265,26 @@ def _front_end_rows(root: Path, counts: tuple[int, ...], packets: int, precision
 
 
 def latency_rows(root: Path) -> list[dict[str, Any]]:
+    import soxr
+
     from benchmarks.runtime import chunk_latency, speech_audio
+    from sdk.features import DEFAULT_FEATURES
     from sdk.runners.select import BackendConfig
     from sdk.streaming import GeneratorConfig, StreamingGenerator
 
     audio = speech_audio(20.0)
+    rate = DEFAULT_FEATURES.sample_rate
+    at_48k = soxr.resample(audio, rate, 48000, quality="VHQ").astype(np.float32)
     rows = []
-    for name, use_step in (("generator.onnx", False), ("step fp32", True)):
+    for name, use_step, clip, clip_rate in (
+            ("generator.onnx", False, audio, rate), ("step fp32", True, audio, rate),
+            ("step fp32, 48 kHz input (sdk.decimator)", True, at_48k, 48000)):
         config = GeneratorConfig(root, BackendConfig("onnxruntime-cpu", intra_op_num_threads=1,
                                                      use_step_model=use_step))
         with StreamingGenerator(config) as gen:
-            run = chunk_latency(gen, audio, 20.0)
-        rows.append({"model": name, "end_to_end_p50_ms": run.end_to_end.p50_ms,
+            run = chunk_latency(gen, clip, 20.0, clip_rate)
+        rows.append({"model": name, "input_hz": clip_rate,
+                     "end_to_end_p50_ms": run.end_to_end.p50_ms,
                      "end_to_end_p99_ms": run.end_to_end.p99_ms, "step_p50_ms": run.step.p50_ms,
                      "step_cpu_p50_ms": run.step_cpu.p50_ms})
     return rows
