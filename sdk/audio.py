@@ -9,8 +9,8 @@ to 1-sample chunks):
 
 * an input rate that is an integer multiple (2..16) of the output rate (48 kHz, 32 kHz,
   96 kHz -> 16 kHz) is decimated by :class:`sdk.decimator.Decimator`, a FIR low-pass run
-  as matrix products, ~2x cheaper than soxr and holding back 2-3 ms instead of 21 ms; its
-  output is chunk-invariant to float32 rounding (~1e-6 of full scale);
+  as matrix products over all streams, cheaper than soxr and holding back 2-3 ms instead of
+  soxr's 21 ms (benchmarks/results/step_gemm/); bit-identical over any chunking too;
 * every other rate by soxr (a polyphase resampler) through its streaming API: bit-identical
   over any chunking, because soxr's state after a chunk does not depend on where chunks
   were cut.

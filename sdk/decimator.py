@@ -18,9 +18,11 @@ zeros after the end that :meth:`Decimator.flush` supplies.
 **GEMM shape.** Outputs are made in blocks of ``P = BLOCK_OUTPUTS``: block ``b`` reads the
 window ``u[b M P : b M P + W]``, ``W = M (P - 1) + L``, of every stream, a strided view of the
 stream buffer (no copy), and is one matrix product ``(N, W) @ T (W, P)`` with
-``T[M p + t, p] = h[t]``: all N streams in one call per block, at the BLAS's rate. Each
-output's value depends on its own window and ``T`` only, so any chunking of the input gives
-the same outputs (to the BLAS's rounding, which may vary with the number of rows of a call).
+``T[M p + t, p] = h[t]``: all N streams in one call per block, at the BLAS's rate. Every
+block is its own call of that one shape, so any chunking of the input gives the same
+outputs bit for bit (a call over several blocks at once was faster for one stream and long
+chunks, but its row count, and with it the BLAS's order of summation, varied with the
+chunking). N streams in one decimator and one stream alone agree to float32 rounding.
 
 **Filter** (:func:`decimation_filter`): Kaiser-windowed sinc (``scipy.signal.firwin``),
 cutoff at ``CUTOFF`` of the output's Nyquist frequency, ``beta = KAISER_BETA``,
@@ -48,9 +50,6 @@ KAISER_BETA = 10.0
 BLOCK_OUTPUTS = 16
 """Output samples per matrix product (P). 16 and 32 took alike at 256-1024 streams; 16
 multiplies fewer zeros (W / L = 1.23 at M = 3) and holds less output back."""
-_GROUP = 512
-"""Blocks whose windows are copied at once when few streams bring long input (a 10-minute
-chunk must not copy its windows, 2.5x its size, at once)."""
 MAX_FACTOR = 16
 """Largest decimation factor taken (768 kHz -> 48 kHz); beyond, soxr resamples."""
 
@@ -126,16 +125,10 @@ class Decimator:
         windows = np.lib.stride_tricks.as_strided(
             self._buffer, (self.num_streams, count, self._width),
             (self._buffer.strides[0], self._step * item, item), writeable=False)
-        if self.num_streams >= count:  # one product per block over all streams
-            out = np.empty((self.num_streams, count, BLOCK_OUTPUTS), np.float32)
-            for b in range(count):
-                out[:, b] = windows[:, b] @ self._toeplitz
-        else:  # few streams, long input: per stream, its blocks' windows copied (the
-            # overlapping view is no BLAS operand) and multiplied, GROUP blocks at a time
-            out = np.empty((self.num_streams, count, BLOCK_OUTPUTS), np.float32)
-            for g in range(0, count, _GROUP):
-                np.matmul(np.ascontiguousarray(windows[:, g:g + _GROUP]), self._toeplitz,
-                          out=out[:, g:g + _GROUP])
+        out = np.empty((self.num_streams, count, BLOCK_OUTPUTS), np.float32)
+        for b in range(count):  # one product per block over all streams, the same shape
+            # every time: any chunking gives the same bits (module docstring)
+            out[:, b] = windows[:, b] @ self._toeplitz
         used = count * self._step
         rest = self._fill - used
         self._buffer[:, :rest] = self._buffer[:, used:self._fill]
