@@ -18,11 +18,13 @@ zeros after the end that :meth:`Decimator.flush` supplies.
 **GEMM shape.** Outputs are made in blocks of ``P = BLOCK_OUTPUTS``: block ``b`` reads the
 window ``u[b M P : b M P + W]``, ``W = M (P - 1) + L``, of every stream, a strided view of the
 stream buffer (no copy), and is one matrix product ``(N, W) @ T (W, P)`` with
-``T[M p + t, p] = h[t]``: all N streams in one call per block, at the BLAS's rate. Every
-block is its own call of that one shape, so any chunking of the input gives the same
-outputs bit for bit (a call over several blocks at once was faster for one stream and long
-chunks, but its row count, and with it the BLAS's order of summation, varied with the
-chunking). N streams in one decimator and one stream alone agree to float32 rounding.
+``T[M p + t, p] = h[t]``: all N streams in one call per block, at the BLAS's rate (fewer
+than ``MIN_ROWS`` streams: a group of blocks per call, see there). Every call of a
+decimator has one shape and every block the same row of its call, whatever the chunking,
+so any chunking gives the same outputs bit for bit. Both matter: a call over as many blocks
+as had arrived varied its row count with the chunking, and a block at another row of the
+same shape fell into another tile of the BLAS kernel; either summed in another order
+(~4e-7 apart). N streams in one decimator and one stream alone agree to float32 rounding.
 
 **Filter** (:func:`decimation_filter`): Kaiser-windowed sinc (``scipy.signal.firwin``),
 cutoff at ``CUTOFF`` of the output's Nyquist frequency, ``beta = KAISER_BETA``,
@@ -50,6 +52,12 @@ KAISER_BETA = 10.0
 BLOCK_OUTPUTS = 16
 """Output samples per matrix product (P). 16 and 32 took alike at 256-1024 streams; 16
 multiplies fewer zeros (W / L = 1.23 at M = 3) and holds less output back."""
+MIN_ROWS = 16
+"""Fewest rows of a matrix product: with fewer streams, a group of ``ceil(MIN_ROWS / N)``
+blocks of each goes into one product (copied to a scratch buffer). One stream's 20 ms
+packets at 48 kHz took ~190 CPU us per stream-frame as one-row products, ~60 as 16-row ones
+(8 to 64 rows measured alike: the cost per call dominates); soxr took ~40 for one stream,
+so the one-stream path pays for the many-stream one's speed."""
 MAX_FACTOR = 16
 """Largest decimation factor taken (768 kHz -> 48 kHz); beyond, soxr resamples."""
 
@@ -94,6 +102,8 @@ class Decimator:
         for p in range(BLOCK_OUTPUTS):
             toeplitz[factor * p:factor * p + taps.size, p] = taps[::-1]
         self._toeplitz = toeplitz
+        self._group = -(-MIN_ROWS // num_streams)  # blocks per product
+        self._scratch = np.zeros((num_streams, self._group, self._width), np.float32)
         self._buffer = np.zeros((num_streams, 4 * self._width), np.float32)
         self.reset()
 
@@ -101,6 +111,8 @@ class Decimator:
         """Forget all input: the next sample is a stream's first."""
         self._fill = DELAY_OUTPUT_SAMPLES * self.factor  # u's leading zeros (the shift)
         self._buffer[:, :self._fill] = 0.0
+        self._first_block = 0  # the block whose window starts at buffer column 0
+        self._made = 0  # blocks made (their outputs returned)
         self.samples_in = 0
         self.samples_out = 0
         self._flushed = False
@@ -116,24 +128,43 @@ class Decimator:
         self._fill += n
 
     def _blocks(self) -> np.ndarray:
-        """Every block whose window is in the buffer: float32 (N, blocks * P); the buffer
-        then starts at the next block's window."""
-        if self._fill < self._width:
+        """Every block not yet made whose window is in the buffer: float32 (N, blocks * P).
+
+        Buffer column 0 is the window start of block ``_first_block`` (a multiple of the
+        group size G): block b is always row ``b % G`` of its group's product, so it is
+        made by the same arithmetic whatever the chunking (a group whose later blocks have
+        not arrived is made with those rows zero, and made again once they have)."""
+        group, step, width = self._group, self._step, self._width
+        ready = (self._fill - width) // step + 1 if self._fill >= width else 0
+        end = self._first_block + ready  # blocks < end are computable
+        if end <= self._made:
             return np.zeros((self.num_streams, 0), np.float32)
-        count = (self._fill - self._width) // self._step + 1
         item = self._buffer.itemsize
         windows = np.lib.stride_tricks.as_strided(
-            self._buffer, (self.num_streams, count, self._width),
-            (self._buffer.strides[0], self._step * item, item), writeable=False)
-        out = np.empty((self.num_streams, count, BLOCK_OUTPUTS), np.float32)
-        for b in range(count):  # one product per block over all streams, the same shape
-            # every time: any chunking gives the same bits (module docstring)
-            out[:, b] = windows[:, b] @ self._toeplitz
-        used = count * self._step
+            self._buffer, (self.num_streams, ready, width),
+            (self._buffer.strides[0], step * item, item), writeable=False)
+        out = np.empty((self.num_streams, end - self._made, BLOCK_OUTPUTS), np.float32)
+        if group == 1:  # one product per block over all streams, read in place
+            for b in range(self._made, end):
+                out[:, b - self._made] = windows[:, b - self._first_block] @ self._toeplitz
+        else:  # few streams: a group of blocks per product, through the scratch rows
+            scratch = self._scratch
+            rows = scratch.reshape(self.num_streams * group, width)
+            for first in range(self._made - self._made % group, end, group):
+                k = min(group, end - first)
+                at = first - self._first_block
+                scratch[:, :k] = windows[:, at:at + k]
+                scratch[:, k:] = 0.0
+                product = (rows @ self._toeplitz).reshape(self.num_streams, group, -1)
+                keep = max(first, self._made)
+                out[:, keep - self._made:first + k - self._made] = product[:, keep - first:k]
+        self._made = end
+        start = end - end % group  # the first block of the group still open
+        used = (start - self._first_block) * step
         rest = self._fill - used
         self._buffer[:, :rest] = self._buffer[:, used:self._fill]
-        self._fill = rest
-        return out.reshape(self.num_streams, count * BLOCK_OUTPUTS)
+        self._fill, self._first_block = rest, start
+        return out.reshape(self.num_streams, -1)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """float32 (N, n) input samples -> float32 (N, m) output samples now final."""
@@ -158,7 +189,8 @@ class Decimator:
         if missing <= 0:
             return np.zeros((self.num_streams, 0), np.float32)
         blocks = -(-missing // BLOCK_OUTPUTS)
-        need = (blocks - 1) * self._step + self._width - self._fill
+        last = self._made + blocks - 1  # the last block flush makes
+        need = (last - self._first_block) * self._step + self._width - self._fill
         self._append(np.zeros((self.num_streams, max(0, need)), np.float32))
         out = self._blocks()[:, :missing]
         self.samples_out += out.shape[1]
