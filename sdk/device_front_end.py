@@ -4,11 +4,11 @@ When :class:`sdk.streaming.StreamingGenerator` runs on a stepper that takes its 
 on the device (:class:`DeviceFeatureStepper`: :class:`sdk.runners.tensorrt_stepper.
 TensorRTStepper`), a :class:`DeviceFrontEnd` replaces the per-stream numpy MFCC:
 
-* ``Stream.accept_waveform`` resamples on the host as before (soxr: a CPU library, and
-  the input rate's samples would be more bytes to move) and appends the model-rate samples
-  to the stream's :class:`DeviceFeatureQueue`, a host backlog of float32 samples. No
-  device call happens there: producers run on any thread, device work only under the
-  generator's lock.
+* ``Stream.accept_waveform`` resamples on the host as before (sdk.audio's resampler, soxr
+  or sdk.decimator: CPU code, and the input rate's samples would be more bytes to move)
+  and appends the model-rate samples to the stream's :class:`DeviceFeatureQueue`, a host
+  backlog of float32 samples. No device call happens there: producers run on any thread,
+  device work only under the generator's lock.
 * ``StreamingGenerator.step`` hands the batch to :meth:`DeviceFrontEnd.step`: each
   stream's backlog goes host -> device once (one upload for the whole batch,
   :meth:`sdk.cuda.mfcc.CudaMfcc.accept`), the CUDA MFCC advances every stream on the

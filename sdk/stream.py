@@ -2,7 +2,7 @@
 
 Made by :meth:`sdk.streaming.StreamingGenerator.create_stream`; the frame accounting, the
 error rules and the thread-safety rules are in :mod:`sdk.streaming`'s docstring. Per
-stream: a soxr resampler to the bundle rate -> a streaming MFCC feature extractor -> a
+stream: a resampler to the bundle rate (sdk.audio) -> a streaming MFCC feature extractor -> a
 FIFO of feature frames (:class:`_FeatureQueue`) that the generator's ``step`` takes
 ``chunk_frames`` at a time, plus the frames produced and not yet popped.
 """

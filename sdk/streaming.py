@@ -11,8 +11,8 @@ and one light :class:`Stream` per speaker::
     frames = s.pop_frames()                          # PoseFrames
     s.input_finished()                               # then step until not ready: the tail
 
-Per stream: a soxr resampler to the bundle rate -> a streaming MFCC feature extractor ->
-a queue of feature frames. A step takes ``chunk_frames`` feature frames from each
+Per stream: a resampler to the bundle rate (:mod:`sdk.audio`) -> a streaming MFCC feature
+extractor -> a queue of feature frames. A step takes ``chunk_frames`` feature frames from each
 stream (streams may be at different positions), adds ``frame_noise(seed, t, ...)``,
 gathers the streams' states, runs the model, scatters the states back, drops the first
 ``lookahead_frames`` outputs of a stream (negative frame indices), and turns standardised
@@ -20,8 +20,8 @@ poses into pixels with the manifest's PoseNormalization.
 
 **Frame accounting.** ``sample_rate``-Hz input of N samples becomes
 ``model_rate_samples(N, sample_rate, model_rate) = floor(N * model_rate / sample_rate + 1/2)``
-samples at the model rate (soxr's output length; identity at the model rate). After
-``input_finished`` a stream yields exactly ``FeatureConfig.num_pose_frames`` of that many
+samples at the model rate (the resampler's output length; identity at the model rate).
+After ``input_finished`` a stream yields exactly ``FeatureConfig.num_pose_frames`` of that many
 frames, numbered 0, 1, ... with ``time = index / fps``. To get the last one out, the
 runtime feeds features of trailing silence for ``lookahead_frames`` more input frames
 (rounded up to whole steps; outputs past the end are dropped).
