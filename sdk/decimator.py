@@ -55,7 +55,7 @@ multiplies fewer zeros (W / L = 1.23 at M = 3) and holds less output back."""
 MIN_ROWS = 16
 """Fewest rows of a matrix product: with fewer streams, a group of ``ceil(MIN_ROWS / N)``
 blocks of each goes into one product (copied to a scratch buffer). One stream's 20 ms
-packets at 48 kHz took ~190 CPU us per stream-frame as one-row products, ~60 as 16-row ones
+packets at 48 kHz took ~190 CPU us per stream-frame as one-row products, 45-60 as 16-row ones
 (8 to 64 rows measured alike: the cost per call dominates); soxr took ~40 for one stream,
 so the one-stream path pays for the many-stream one's speed."""
 MAX_FACTOR = 16
@@ -104,6 +104,9 @@ class Decimator:
         self._toeplitz = toeplitz
         self._group = -(-MIN_ROWS // num_streams)  # blocks per product
         self._scratch = np.zeros((num_streams, self._group, self._width), np.float32)
+        self._rows = self._scratch.reshape(num_streams * self._group, self._width)
+        self._product = np.empty((num_streams * self._group, BLOCK_OUTPUTS), np.float32)
+        self._products = self._product.reshape(num_streams, self._group, BLOCK_OUTPUTS)
         self._buffer = np.zeros((num_streams, 4 * self._width), np.float32)
         self.reset()
 
@@ -139,25 +142,26 @@ class Decimator:
         end = self._first_block + ready  # blocks < end are computable
         if end <= self._made:
             return np.zeros((self.num_streams, 0), np.float32)
-        item = self._buffer.itemsize
-        windows = np.lib.stride_tricks.as_strided(
-            self._buffer, (self.num_streams, ready, width),
-            (self._buffer.strides[0], step * item, item), writeable=False)
+        buffer = self._buffer  # (N, ready, W) overlapping windows, a view (as_strided's
+        # arithmetic without its per-call Python: this runs per packet per stream)
+        windows = np.ndarray((self.num_streams, ready, width), np.float32, buffer,
+                             strides=(buffer.strides[0], step * buffer.itemsize,
+                                      buffer.itemsize))
         out = np.empty((self.num_streams, end - self._made, BLOCK_OUTPUTS), np.float32)
         if group == 1:  # one product per block over all streams, read in place
             for b in range(self._made, end):
                 out[:, b - self._made] = windows[:, b - self._first_block] @ self._toeplitz
         else:  # few streams: a group of blocks per product, through the scratch rows
-            scratch = self._scratch
-            rows = scratch.reshape(self.num_streams * group, width)
-            for first in range(self._made - self._made % group, end, group):
+            scratch, made = self._scratch, self._made
+            for first in range(made - made % group, end, group):
                 k = min(group, end - first)
                 at = first - self._first_block
                 scratch[:, :k] = windows[:, at:at + k]
-                scratch[:, k:] = 0.0
-                product = (rows @ self._toeplitz).reshape(self.num_streams, group, -1)
-                keep = max(first, self._made)
-                out[:, keep - self._made:first + k - self._made] = product[:, keep - first:k]
+                if k < group:
+                    scratch[:, k:] = 0.0
+                np.matmul(self._rows, self._toeplitz, out=self._product)
+                keep = max(first, made)
+                out[:, keep - made:first + k - made] = self._products[:, keep - first:k]
         self._made = end
         start = end - end % group  # the first block of the group still open
         used = (start - self._first_block) * step
