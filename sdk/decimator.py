@@ -103,10 +103,11 @@ class Decimator:
             toeplitz[factor * p:factor * p + taps.size, p] = taps[::-1]
         self._toeplitz = toeplitz
         self._group = -(-MIN_ROWS // num_streams)  # blocks per product
-        self._scratch = np.zeros((num_streams, self._group, self._width), np.float32)
-        self._rows = self._scratch.reshape(num_streams * self._group, self._width)
-        self._product = np.empty((num_streams * self._group, BLOCK_OUTPUTS), np.float32)
-        self._products = self._product.reshape(num_streams, self._group, BLOCK_OUTPUTS)
+        rows = num_streams if self._group > 1 else 0  # group 1 reads the buffer in place
+        self._scratch = np.zeros((rows, self._group, self._width), np.float32)
+        self._rows = self._scratch.reshape(rows * self._group, self._width)
+        self._product = np.empty((rows * self._group, BLOCK_OUTPUTS), np.float32)
+        self._products = self._product.reshape(rows, self._group, BLOCK_OUTPUTS)
         self._buffer = np.zeros((num_streams, 4 * self._width), np.float32)
         self.reset()
 

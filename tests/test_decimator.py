@@ -42,15 +42,16 @@ def _decimate(decimator: Decimator, x: np.ndarray, cuts: np.ndarray) -> np.ndarr
     return np.concatenate([*parts, decimator.flush()], axis=1)
 
 
-@pytest.mark.parametrize("factor", [2, 3, 6])
-def test_output_is_the_filter_formula_for_any_chunking(factor: int) -> None:
+@pytest.mark.parametrize(("factor", "streams"), [(2, 3), (3, 3), (6, 3), (3, 1), (3, 16)],
+                         ids=["2x3", "3x3", "6x3", "3x1", "3x16"])
+def test_output_is_the_filter_formula_for_any_chunking(factor: int, streams: int) -> None:
     """Measured: <= 1.5e-6 from the float64 formula for samples of std 1 (float32 rounding),
     and any chunking bit-identical to one call; a delay off by one output sample is ~0.1
     away from the formula, so the check sees alignment."""
     rng = np.random.default_rng(factor)
-    x = rng.standard_normal((3, 10007)).astype(np.float32)
+    x = rng.standard_normal((streams, 10007)).astype(np.float32)
     want = _formula(x, factor)
-    decimator = Decimator(factor, 3)
+    decimator = Decimator(factor, streams)  # 16 streams: a product per block, in place
     whole = _decimate(decimator, x, np.array([], int))
     np.testing.assert_allclose(whole, want, rtol=0, atol=5e-6)
     for cuts in (np.sort(rng.integers(0, x.shape[1], 50)), np.array([1, 2, 9000])):
