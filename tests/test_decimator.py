@@ -72,6 +72,29 @@ def test_many_streams_equal_one_at_a_time() -> None:
         np.testing.assert_allclose(together[i:i + 1], alone, rtol=0, atol=5e-6)
 
 
+@pytest.mark.parametrize("factor", range(2, 17))
+def test_filter_is_scipys_firwin(factor: int) -> None:
+    from sdk.decimator import CUTOFF, KAISER_BETA
+
+    taps = decimation_filter(factor)
+    want = signal.firwin(taps.size, CUTOFF / factor, window=("kaiser", KAISER_BETA))
+    np.testing.assert_allclose(taps, want, rtol=0, atol=1e-15)
+
+
+def test_a_48_khz_stream_does_not_import_scipy_signal() -> None:
+    """A server makes a resampler per 48 kHz connection: the first must not stall the loop
+    on scipy.signal's import (0.55 s here)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from sdk.audio import StreamingResampler; "
+            "StreamingResampler(48000, 16000).process(__import__('numpy').zeros(4800)); "
+            "print('scipy.signal' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, check=True)
+    assert done.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("factor", [2, 3, 6])
 def test_filter_is_flat_to_7_khz_and_stops_from_8_8_khz(factor: int) -> None:
     """The response on the output's axis (16 kHz): the band the MFCC reads passes
