@@ -162,6 +162,13 @@ class StreamingResampler:
         """True when in_rate == out_rate (samples pass through unchanged)."""
         return self._stream is None and self._decimator is None
 
+    def input_needed(self, outputs: int) -> int | None:
+        """Input samples from the start after which ``process`` has returned ``outputs``
+        output samples in all; None where that is not known in advance (soxr)."""
+        if self._decimator is not None:
+            return self._decimator.input_needed(outputs)
+        return max(0, outputs) if self._stream is None else None
+
     def process(self, samples: Any) -> np.ndarray:
         """Feed input samples at ``in_rate`` (any form :func:`to_float_mono` accepts).
 

@@ -177,6 +177,15 @@ class Decimator:
         self._fill, self._first_block = rest, start
         return out.reshape(self.num_streams, -1)
 
+    def input_needed(self, outputs: int) -> int:
+        """Input samples per stream, counted from the start, after which :meth:`process` has
+        returned at least ``outputs`` output samples (0 for ``outputs <= 0``): block
+        ``ceil(outputs / P) - 1`` is made once its window is in, whatever the chunking."""
+        if outputs <= 0:
+            return 0
+        last = -(-outputs // BLOCK_OUTPUTS) - 1
+        return max(0, last * self._step + self._width - DELAY_OUTPUT_SAMPLES * self.factor)
+
     def process(self, block: np.ndarray) -> np.ndarray:
         """float32 (N, n) input samples -> float32 (N, m) output samples now final."""
         if self._flushed:

@@ -225,3 +225,24 @@ def test_the_committed_quality_results_are_this_codes() -> None:
             assert got[name] == pytest.approx(want[name], rel=0.05, abs=1e-6), name
     assert chunking() == committed["chunking"] == {"random_cuts_max_abs": 0.0,
                                                    "one_sample_max_abs": 0.0, "input_std": 0.3}
+
+
+@pytest.mark.parametrize("streams", [1, 16])
+def test_input_needed_is_exactly_when_the_outputs_are_out(streams: int) -> None:
+    """What a server waits for before feeding a stream: one input sample short of
+    ``input_needed(m)`` gives fewer than m outputs, at it m or more, in any chunking."""
+    from sdk.audio import StreamingResampler
+
+    rng = np.random.default_rng(2)
+    decimator = Decimator(3, streams)
+    for outputs in (1, 15, 16, 17, 320, 1067):
+        need = decimator.input_needed(outputs)
+        for feed in (need - 1, need):
+            decimator.reset()
+            got = sum(decimator.process(np.zeros((streams, n), np.float32)).shape[1]
+                      for n in np.diff([0, *np.sort(rng.integers(0, feed + 1, 3)), feed]))
+            assert (got >= outputs) == (feed == need), (outputs, feed, got)
+    assert decimator.input_needed(0) == 0
+    assert StreamingResampler(16000, RATE).input_needed(5) == 5
+    assert StreamingResampler(44100, RATE).input_needed(5) is None
+    assert StreamingResampler(48000, RATE).input_needed(320) == Decimator(3, 1).input_needed(320)

@@ -125,13 +125,16 @@ def test_frame_noise_at_equals_frame_noise_per_stream() -> None:
         frame_noise_at(np.array([1, 2]), np.array([0]), 1, 1)
 
 
+@pytest.mark.parametrize("rate", [16000, 48000])
 def test_samples_for_next_step_is_exactly_when_a_stream_can_step(
-        generator: StreamingGenerator) -> None:
+        generator: StreamingGenerator, rate: int) -> None:
     """One sample short of ``samples_for_next_step``, advance steps nothing; at it, it steps
-    (so a server that waits for it adds no latency); unknown (None) for resampled audio."""
-    speech = _speech(16000, 2.0)
+    (so a server that waits for it adds no latency), at the model rate and at 48 kHz
+    (decimated: its output count is known in advance); unknown (None) for audio soxr
+    resamples (44.1 kHz)."""
+    speech = _speech(rate, 2.0)
     batch = BatchedStreams(generator)
-    stream = batch.open(0, 16000)
+    stream = batch.open(0, rate)
     fed = 0
     for _ in range(12):
         need = batch.samples_for_next_step(stream)

@@ -193,15 +193,18 @@ class BatchedStreams:
     def samples_for_next_step(self, stream: BatchedStream) -> int | None:
         """How many samples (at the stream's rate, counted from its start) the stream must
         have been fed before :meth:`advance` can step it again: 0 when it can now, None when
-        unknown (audio resampled on the way in). A server feeds a stream only once its
-        audio reaches this (the frames are the same for any split of the audio), so the
-        per-stream work runs once per pose frame, not once per message."""
+        unknown (audio resampled by soxr on the way in; a rate that is an integer multiple
+        of the model's is decimated, whose output count is known in advance). A server
+        feeds a stream only once its audio reaches this (the frames are the same for any
+        split of the audio), so the per-stream work -- resampling included -- runs once per
+        pose frame, not once per message."""
         c = self.config
         if stream.total_frames is not None or len(stream.queue) >= self._chunk:
             return 0
+        needed = c.samples_needed_for_mfcc(c.mfcc_frames_needed(stream.fed + self._chunk))
         if stream.resampler is not None:
-            return None
-        return c.samples_needed_for_mfcc(c.mfcc_frames_needed(stream.fed + self._chunk))
+            return stream.resampler.input_needed(needed)
+        return needed
 
     def pop_frames(self, stream: BatchedStream) -> PoseFrames:
         """The frames produced since the last pop (possibly none), oldest first."""
