@@ -83,9 +83,13 @@ def _decimate(x48: np.ndarray, cuts: Sequence[int] = ()) -> np.ndarray:
     return np.concatenate([*parts, decimator.flush()], axis=1)[0]
 
 
-def speech_rows() -> list[dict[str, Any]]:
+def speech_rows() -> dict[str, Any]:
+    """``{"speech": one row per audio (band-limited, with noise), "int8_tolerances": the
+    bundle's}``: each row the differences from soxr HQ of the decimator, the native audio
+    and ``x[::3]``."""
     import soxr
 
+    from sdk.audio import resample
     from sdk.features import DEFAULT_FEATURES
     from sdk.mfcc import MfccMatrices, mfcc_offline
     from sdk.runners.select import BackendConfig
@@ -98,7 +102,7 @@ def speech_rows() -> list[dict[str, Any]]:
         norm = gen.manifest.normalization
         for with_hf in (False, True):
             speech, x48 = speech_at_48k(with_hf)
-            audio = {"decimator": _decimate(x48),
+            audio = {"decimator": resample(x48, 48000, MODEL_RATE),  # the SDK's 48 kHz path
                      "soxr": soxr.resample(x48, 48000, MODEL_RATE, quality="HQ"),
                      "native": speech, "no filter": np.ascontiguousarray(x48[::3])}
             mfcc = {k: mfcc_offline(v, DEFAULT_FEATURES, matrices) for k, v in audio.items()}
@@ -114,7 +118,7 @@ def speech_rows() -> list[dict[str, Any]]:
                              "keypoints_max": float(k.max()), "keypoints_mean": float(k.mean())}
             rows.append(row)
         tolerances = next(r for r in gen.manifest.step_models if r.precision == "int8").tolerances
-    return [*rows, {"int8_tolerances": dict(tolerances)}]
+    return {"speech": rows, "int8_tolerances": dict(tolerances)}
 
 
 def chunking() -> dict[str, float]:
@@ -129,9 +133,8 @@ def chunking() -> dict[str, float]:
 
 
 def measure() -> dict[str, Any]:
-    speech = speech_rows()
-    return {"machine": machine_info(), "filter": filter_rows(), "speech": speech[:-1],
-            "int8_tolerances": speech[-1]["int8_tolerances"], "chunking": chunking()}
+    return {"machine": machine_info(), "filter": filter_rows(), **speech_rows(),
+            "chunking": chunking()}
 
 
 def _f(value: float, fmt: str = ".3g") -> str:
@@ -139,37 +142,34 @@ def _f(value: float, fmt: str = ".3g") -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = ["# The integer-ratio decimator against soxr HQ", "",
-             "`python -m benchmarks.resampler_quality`; what `sdk.decimator` (48, 32, 96 kHz -> "
-             "16 kHz) changes against soxr HQ, which the SDK used before.", "",
-             "## Filter (gain on the 16 kHz output's axis)", "",
-             "| factor | input Hz | taps | max abs dB to 7 kHz | dB at 7.5 kHz | dB at 8 kHz "
-             "| max dB from 8.8 kHz |", "|---|---|---|---|---|---|---|"]
-    for r in result["filter"]:
-        lines.append(f"| {r['factor']} | {r['input_hz']} | {r['taps']} | "
-                     f"{_f(r['passband_max_abs_db'])} | {_f(r['gain_7500_db'], '.1f')} | "
-                     f"{_f(r['gain_8000_db'], '.1f')} | {_f(r['stopband_max_db'], '.1f')} |")
+    from benchmarks.report import _table
+
     tol = result["int8_tolerances"]
-    lines += ["", "## Speech at 48 kHz: differences from soxr HQ", "",
-              f"MFCC (range {_f(result['speech'][0]['mfcc_range'], '.0f')}) and the shipped "
-              f"generator's keypoints (canonical units; validate's int8 tolerances: max "
-              f"{tol['keypoints_max_abs']}, mean {tol['keypoints_mean_abs']}).", "",
-              "| audio | path | MFCC max | MFCC mean | keypoints max | keypoints mean |",
-              "|---|---|---|---|---|---|"]
-    for r in result["speech"]:
-        for name in ("decimator", "native", "no filter"):
-            d = r[name]
-            label = {"decimator": "sdk.decimator", "native": "native 16 kHz audio (scale)",
-                     "no filter": "x[::3], no filter (the fault)"}[name]
-            lines.append(f"| {r['audio']} | {label} | {_f(d['mfcc_max'])} | "
-                         f"{_f(d['mfcc_mean'])} | {_f(d['keypoints_max'])} | "
-                         f"{_f(d['keypoints_mean'])} |")
+    labels = {"decimator": "sdk.decimator", "native": "native 16 kHz audio (scale)",
+              "no filter": "x[::3], no filter (the fault)"}
     c = result["chunking"]
-    lines += ["", "## Chunking", "",
-              f"Largest difference from one call (samples of std {c['input_std']}): random "
-              f"cuts {_f(c['random_cuts_max_abs'])}, 1-sample chunks "
-              f"{_f(c['one_sample_max_abs'])}.", ""]
-    return "\n".join(lines)
+    return "\n".join([
+        "# The integer-ratio decimator against soxr HQ", "",
+        "`python -m benchmarks.resampler_quality`; what `sdk.decimator` (48, 32, 96 kHz -> "
+        "16 kHz) changes against soxr HQ, which the SDK used before.", "",
+        "## Filter (gain on the 16 kHz output's axis)", "",
+        *_table(["factor", "input Hz", "taps", "max abs dB to 7 kHz", "dB at 7.5 kHz",
+                 "dB at 8 kHz", "max dB from 8.8 kHz"],
+                [[r["factor"], r["input_hz"], r["taps"], _f(r["passband_max_abs_db"]),
+                  _f(r["gain_7500_db"], ".1f"), _f(r["gain_8000_db"], ".1f"),
+                  _f(r["stopband_max_db"], ".1f")] for r in result["filter"]]),
+        "## Speech at 48 kHz: differences from soxr HQ", "",
+        f"MFCC (range {_f(result['speech'][0]['mfcc_range'], '.0f')}) and the shipped "
+        f"generator's keypoints (canonical units; validate's int8 tolerances: max "
+        f"{tol['keypoints_max_abs']}, mean {tol['keypoints_mean_abs']}).", "",
+        *_table(["audio", "path", "MFCC max", "MFCC mean", "keypoints max", "keypoints mean"],
+                [[r["audio"], labels[name], *(_f(r[name][k]) for k in (
+                    "mfcc_max", "mfcc_mean", "keypoints_max", "keypoints_mean"))]
+                 for r in result["speech"] for name in labels]),
+        "## Chunking", "",
+        f"Largest difference from one call (samples of std {c['input_std']}): random "
+        f"cuts {_f(c['random_cuts_max_abs'])}, 1-sample chunks "
+        f"{_f(c['one_sample_max_abs'])}.", ""])
 
 
 def passage(result: dict[str, Any]) -> str:
