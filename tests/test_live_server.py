@@ -296,7 +296,7 @@ def test_audio_over_the_backlog_cap_pauses_reading_and_nothing_is_lost(
         srv.stop()
 
 
-BAD_CASES = {
+BAD_CASES: dict[str, tuple[list[str | bytes], str, int]] = {
     "malformed start": ([start_json(sample_rate=None)], "bad_start", 1008),
     "unknown sample format": ([start_json(sample_format="mulaw")], "unsupported_format", 1008),
     "unknown frame format": ([start_json(frame_format="xml")], "unsupported_format", 1008),
