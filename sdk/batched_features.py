@@ -143,9 +143,10 @@ class BatchedFeatureExtractor:
 
     def _append(self, block: np.ndarray) -> None:
         n = block.shape[1]
-        if self._end + n > self._buffer.shape[1]:
-            tail = self._end - self._start
-            size = max(self._buffer.shape[1], 2 * (tail + n))
+        tail, capacity = self._end - self._start, self._buffer.shape[1]
+        oversized = capacity > 64 * self.config.n_fft and 4 * (tail + n) < capacity
+        if self._end + n > capacity or oversized:  # full, or far too big after a long block
+            size = max(4 * self.config.n_fft, 2 * (tail + n))
             grown = np.zeros((self.num_streams, size), np.float32)
             grown[:, :tail] = self._buffer[:, self._start:self._end]
             self._buffer, self._start, self._end = grown, 0, tail

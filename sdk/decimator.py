@@ -58,6 +58,8 @@ blocks of each goes into one product (copied to a scratch buffer). One stream's 
 packets at 48 kHz took ~190 CPU us per stream-frame as one-row products, 45-60 as 16-row ones
 (8 to 64 rows measured alike: the cost per call dominates); soxr took ~40 for one stream,
 so the one-stream path pays for the many-stream one's speed."""
+_SHRINK_AT = 16
+"""A buffer wider than this many windows, and over 4x what it holds, is made smaller."""
 MAX_FACTOR = 16
 """Largest decimation factor taken (768 kHz -> 48 kHz); beyond, soxr resamples."""
 
@@ -173,7 +175,14 @@ class Decimator:
         start = end - end % group  # the first block of the group still open
         used = (start - self._first_block) * step
         rest = self._fill - used
-        self._buffer[:, :rest] = self._buffer[:, used:self._fill]
+        if self._buffer.shape[1] > _SHRINK_AT * self._width and 4 * rest < self._buffer.shape[1]:
+            # after a long chunk: give the memory back (a stream fed 10 s at once kept
+            # 1.9 MB per channel of 48 kHz audio for the rest of its life)
+            kept = np.zeros((self.num_streams, max(4 * self._width, 2 * rest)), np.float32)
+            kept[:, :rest] = self._buffer[:, used:self._fill]
+            self._buffer = kept
+        else:
+            self._buffer[:, :rest] = self._buffer[:, used:self._fill]
         self._fill, self._first_block = rest, start
         return out.reshape(self.num_streams, -1)
 
