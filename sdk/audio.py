@@ -65,7 +65,11 @@ def check_sample_rate(name: str, rate: Any) -> int:
     """``rate`` as an int, or :class:`AudioError` unless it is an integer number of Hz in
     [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]; ``name`` is what the message calls it."""
     if isinstance(rate, bool) or not isinstance(rate, numbers.Integral) or rate <= 0:
-        raise AudioError(f"{name} must be a positive integer number of Hz, got {rate!r}")
+        shape = getattr(rate, "shape", None)  # audio passed as the rate: no 1000-value repr
+        shown = (f"an array of shape {tuple(shape)}" if shape
+                 else f"a {type(rate).__name__} of length {len(rate)}"
+                 if isinstance(rate, (list, tuple, bytes)) else repr(rate))
+        raise AudioError(f"{name} must be a positive integer number of Hz, got {shown}")
     rate = int(rate)
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise AudioError(f"{name} {rate} Hz is outside the supported {MIN_SAMPLE_RATE}.."

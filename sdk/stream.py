@@ -9,6 +9,7 @@ FIFO of feature frames (:class:`_FeatureQueue`) that the generator's ``step`` ta
 
 from __future__ import annotations
 
+import numbers
 import threading
 import weakref
 from types import TracebackType
@@ -176,6 +177,11 @@ class Stream:
             StreamError: bad dtype/shape/values/rate, a rate change, input after
                 ``input_finished``, or a closed stream. Nothing is changed then.
         """
+        if isinstance(samples, numbers.Integral) and hasattr(sample_rate, "__len__"):
+            raise StreamError(
+                f"accept_waveform(samples, sample_rate) takes the audio first; got the number "
+                f"{samples} as samples and audio as sample_rate (sherpa-onnx's order is the "
+                f"other way round): call accept_waveform(audio, {samples})")
         rate = _check_rate(sample_rate)
         try:
             mono = to_float_mono(samples, name="samples")

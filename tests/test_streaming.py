@@ -254,6 +254,9 @@ BAD_INPUTS = [
     (np.zeros(100, np.float32), 16000.5, "positive integer"),
     (np.zeros(100, np.float32), True, "positive integer"),
     (np.zeros(100, np.float32), 22050, "sample_rate changed from 16000 to 22050"),
+    (16000, np.zeros(100, np.float32), "takes the audio first"),  # sherpa-onnx's order
+    (np.zeros(100, np.float32), np.zeros(100, np.float32), "got an array of shape (100,)"),
+    (np.zeros(100, np.float32), [16000], "got a list of length 1"),
 ]
 
 
