@@ -14,6 +14,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from sdk.demo import DEFAULT_BUNDLE
 from sdk.live.config import ServerConfig
 from sdk.live.server import LiveServer
@@ -85,3 +87,15 @@ def http_get(url: str) -> tuple[int, str]:
 def http_json(url: str) -> tuple[int, dict[str, Any]]:
     status, body = http_get(url)
     return status, json.loads(body)
+
+
+def robust_slope(y: np.ndarray, x: np.ndarray | None = None) -> float:
+    """The Theil-Sen slope of ``y`` against ``x`` (default 0, 1, 2, ...): the median of every
+    pair's slope. A stall the system then catches up on, or one at the end of a run, bends
+    few pairs and moves it little; a steady shortfall moves it by its whole size. Timing
+    checks of the live tests use it so that one hiccup of a loaded 2-core CI machine is
+    not read as a slow server (a whole-run rate, (T - 1) / (last - first), was)."""
+    y = np.asarray(y, np.float64)
+    x = np.arange(len(y), dtype=np.float64) if x is None else np.asarray(x, np.float64)
+    i, j = np.triu_indices(len(y), k=1)
+    return float(np.median((y[j] - y[i]) / (x[j] - x[i])))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
-from helpers_live import ServerThread
+from helpers_live import ServerThread, robust_slope
 from websockets.asyncio.client import connect
 
 from sdk.audio import resample
@@ -131,7 +131,7 @@ def test_page_streams_the_fake_microphone_and_draws_the_skeleton(
 
 
 async def drive(url: str, tmp_path: Path) -> tuple[dict[str, Any], float, int, int, str]:
-    """Wait for 75+ frames, measure the rate over 3 s, check the canvas, screenshot, stop."""
+    """Wait for 45+ frames, measure the rate over 3 s, check the canvas, screenshot, stop."""
     async with connect(url, max_size=None, compression=None) as ws:
         tab = DevTools(ws)
 
@@ -144,10 +144,15 @@ async def drive(url: str, tmp_path: Path) -> tuple[dict[str, Any], float, int, i
             assert time.monotonic() < deadline and not live["error"], live
             await asyncio.sleep(0.25)
             live = await state()
-        first, began = live["framesReceived"], time.monotonic()
-        await asyncio.sleep(3.0)
-        live = await state()
-        rate = (live["framesReceived"] - first) / (time.monotonic() - began)
+        # frames received against time over 3 s, sampled every 0.25 s; the rate is their
+        # robust slope (one stall of a loaded machine, caught up, bends few pairs)
+        times, counts = [time.monotonic()], [live["framesReceived"]]
+        while times[-1] - times[0] < 3.0:
+            await asyncio.sleep(0.25)
+            live = await state()
+            times.append(time.monotonic())
+            counts.append(live["framesReceived"])
+        rate = robust_slope(np.array(counts), np.array(times))
         page_fps = live["fps"]  # the page's own figure, before the end's tail burst
         drawn, total = await tab.evaluate(DRAWN_PIXELS_JS)
         text = await tab.evaluate("document.getElementById('stats').textContent")

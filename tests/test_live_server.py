@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
-from helpers_live import ServerThread, http_get, http_json
+from helpers_live import ServerThread, http_get, http_json, robust_slope
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
@@ -117,15 +117,6 @@ def test_client_writes_the_frames_gesturert_stream_writes(
         assert np.abs(got["keypoints"] - want["keypoints"]).max() > 1e-3
 
 
-def latency_drift_per_frame(latencies: np.ndarray) -> float:
-    """Seconds by which speech-to-pose grows per frame: the Theil-Sen slope of latency
-    against frame number (the median of every pair's slope), so a stall the server then
-    catches up on -- a bump of late frames -- moves it little, and a server slower than
-    the audio (latency growing steadily) moves it by its whole shortfall."""
-    i, j = np.triu_indices(len(latencies), k=1)
-    return float(np.median((latencies[j] - latencies[i]) / (j - i)))
-
-
 def test_latency_drift_ignores_a_caught_up_stall_and_catches_a_slow_server() -> None:
     """The check below, on frame times a client could see: 45 frames at 15 frames/s,
     each received on the first 20 ms message after its audio (latency jitters by 20 ms)."""
@@ -137,11 +128,11 @@ def test_latency_drift_ignores_a_caught_up_stall_and_catches_a_slow_server() -> 
     slow = 0.15 + np.arange(1, 46) / 12.0  # a server doing 12 frames/s
     bound = 1 / 13.5 - 1 / 15
     for received in (on_time, mid_stall, end_stall):
-        assert abs(latency_drift_per_frame(received - audio_end)) < 0.2 * bound
+        assert abs(robust_slope(received - audio_end)) < 0.2 * bound
     # the whole-run receive rate, (T - 1) / (last - first), fails on the end stall
     assert 44 / (end_stall[-1] - end_stall[0]) < 13.5 < 44 / (on_time[-1] - on_time[0])
-    assert latency_drift_per_frame(slow - audio_end) == pytest.approx(1 / 12 - 1 / 15)
-    assert latency_drift_per_frame(slow - audio_end) > bound
+    assert robust_slope(slow - audio_end) == pytest.approx(1 / 12 - 1 / 15)
+    assert robust_slope(slow - audio_end) > bound
 
 
 def test_eight_concurrent_realtime_clients(server: ServerThread, speech_16k: np.ndarray) -> None:
@@ -161,7 +152,7 @@ def test_eight_concurrent_realtime_clients(server: ServerThread, speech_16k: np.
         # the server keeps pace with the audio: speech-to-pose does not grow frame by frame
         # (a server at 13.5 frames/s would add 7.4 ms a frame); one stall the server
         # catches up on is the machine's, not a fault (test_latency_drift_...)
-        drift = latency_drift_per_frame(result.latencies)
+        drift = robust_slope(result.latencies)
         assert abs(drift) < 1 / 13.5 - 1 / 15, (
             f"drift {drift * 1e3:.1f} ms/frame, {result.frames_per_second:.2f} frames/s, "
             f"latency p50/p90/max {np.percentile(result.latencies, [50, 90, 100])}")
