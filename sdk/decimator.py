@@ -88,6 +88,28 @@ def decimation_filter(factor: int) -> np.ndarray:
     return np.asarray(windowed / windowed.sum(), dtype=np.float64)
 
 
+def block_matrix(factor: int) -> np.ndarray:
+    """T, float32 (W, P): ``T[M p + t, p] = h[t]``, so that a block's window (W input
+    samples) @ T is its P output samples (module docstring)."""
+    taps = decimation_filter(factor)
+    width = factor * (BLOCK_OUTPUTS - 1) + taps.size
+    toeplitz = np.zeros((width, BLOCK_OUTPUTS), np.float32)
+    for p in range(BLOCK_OUTPUTS):
+        toeplitz[factor * p:factor * p + taps.size, p] = taps[::-1]
+    return toeplitz
+
+
+def input_needed(factor: int, outputs: int) -> int:
+    """Input samples of a stream, from its start, whose blocks hold its first ``outputs``
+    output samples (0 for ``outputs <= 0``): block ``ceil(outputs / P) - 1`` needs its
+    whole window, less the ``D M`` leading zeros of the shift."""
+    if outputs <= 0:
+        return 0
+    last = -(-outputs // BLOCK_OUTPUTS) - 1
+    width = factor * (BLOCK_OUTPUTS - 1) + 2 * DELAY_OUTPUT_SAMPLES * factor + 1
+    return max(0, last * factor * BLOCK_OUTPUTS + width - DELAY_OUTPUT_SAMPLES * factor)
+
+
 class Decimator:
     """Streaming decimation of ``num_streams`` lockstep streams by an integer ``factor``.
 
@@ -102,14 +124,9 @@ class Decimator:
             raise ValueError(f"num_streams must be >= 1, got {num_streams}")
         self.factor = factor
         self.num_streams = num_streams
-        taps = decimation_filter(factor)
-        step = factor * BLOCK_OUTPUTS  # input samples per block
-        self._step = step
-        self._width = factor * (BLOCK_OUTPUTS - 1) + taps.size  # W
-        toeplitz = np.zeros((self._width, BLOCK_OUTPUTS), np.float32)
-        for p in range(BLOCK_OUTPUTS):
-            toeplitz[factor * p:factor * p + taps.size, p] = taps[::-1]
-        self._toeplitz = toeplitz
+        self._toeplitz = block_matrix(factor)
+        self._step = factor * BLOCK_OUTPUTS  # input samples per block
+        self._width = self._toeplitz.shape[0]  # W
         self._group = -(-MIN_ROWS // num_streams)  # blocks per product
         rows = num_streams if self._group > 1 else 0  # group 1 reads the buffer in place
         self._scratch = np.zeros((rows, self._group, self._width), np.float32)
@@ -190,10 +207,7 @@ class Decimator:
         """Input samples per stream, counted from the start, after which :meth:`process` has
         returned at least ``outputs`` output samples (0 for ``outputs <= 0``): block
         ``ceil(outputs / P) - 1`` is made once its window is in, whatever the chunking."""
-        if outputs <= 0:
-            return 0
-        last = -(-outputs // BLOCK_OUTPUTS) - 1
-        return max(0, last * self._step + self._width - DELAY_OUTPUT_SAMPLES * self.factor)
+        return input_needed(self.factor, outputs)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """float32 (N, n) input samples -> float32 (N, m) output samples now final."""
