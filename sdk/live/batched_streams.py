@@ -18,8 +18,11 @@ does the arithmetic once for all of them:
 
 The frame accounting is :class:`~sdk.stream.Stream`'s (see :mod:`sdk.streaming`): the
 same frames for the same audio and seed, to float32 rounding of the matrix products
-(tested against ``StreamingGenerator.generate``). Input at another rate goes through one
-:class:`~sdk.audio.StreamingResampler` per stream first.
+(tested against ``StreamingGenerator.generate``). Input at an integer multiple of the
+model's rate (48, 32, 96 kHz ...) is decimated for all streams at once
+(:class:`~sdk.ragged_decimator.RaggedDecimator`: every block the tick's audio completes, of
+every stream, as rows of one matrix product); other rates go through one soxr
+:class:`~sdk.audio.StreamingResampler` per stream.
 
 **Errors**: bad audio raises :class:`~sdk.stream.StreamError` from :meth:`feed` before
 anything changes. **Threads**: one thread drives a BatchedStreams (the server's loop);
@@ -34,8 +37,10 @@ from typing import Any
 import numpy as np
 
 from sdk.audio import AudioError, StreamingResampler, check_sample_rate, to_float_mono
+from sdk.decimator import decimation_factor
 from sdk.frames import PoseFrames
 from sdk.noise import frame_noise_at
+from sdk.ragged_decimator import DecimatorInput, RaggedDecimator
 from sdk.stream import StreamError
 from sdk.stream_batch import STEP_BATCH
 from sdk.streaming import StreamingGenerator
@@ -48,7 +53,8 @@ class BatchedStream:
     ``samples``: float32 model-rate audio from the next MFCC window's first sample on (the
     first window starts with ``n_fft // 2`` zeros of centre padding). ``history``: float32
     (h, n_mfcc) MFCC frames from MFCC index ``history_first`` on. ``queue``: float32
-    (q, feature_dim) feature frames not yet stepped.
+    (q, feature_dim) feature frames not yet stepped. Audio not at the model rate goes
+    through ``decimator`` (its input ``decimated``) or, at other rates, ``resampler``.
     """
 
     seed: int
@@ -69,6 +75,8 @@ class BatchedStream:
     closed: bool = False
     style_index: int = 0  # the model's style input (the manifest's style table)
     new_samples: list[np.ndarray] = field(default_factory=list)
+    decimator: RaggedDecimator | None = None
+    decimated: DecimatorInput | None = None
     # produced, not yet popped: (index of the first, keypoints (n, J, 2), saliency (n,)) runs,
     # consecutive (a stream's frames come in index order without gaps)
     frames: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)
@@ -115,6 +123,8 @@ class BatchedStreams:
         self._context_offsets = np.arange(c.mfcc_context)
         self._batch = min(generator.max_batch or STEP_BATCH, STEP_BATCH)
         self.streams: dict[BatchedStream, None] = {}  # open streams, in order of opening
+        self._decimators: dict[int, RaggedDecimator] = {}  # by factor
+        self._undecimated: dict[BatchedStream, None] = {}  # fed since the last advance
 
     # ---- streams ----
     def open(self, seed: int, sample_rate: int, style: str | None = None) -> BatchedStream:
@@ -132,14 +142,19 @@ class BatchedStreams:
         except AudioError as exc:
             raise StreamError(str(exc)) from exc
         c, gen = self.config, self.generator
-        resampler = None if rate == c.sample_rate else StreamingResampler(rate, c.sample_rate)
+        factor = decimation_factor(rate, c.sample_rate)
+        decimator = self._decimators.setdefault(factor, RaggedDecimator(factor)) \
+            if factor else None
+        resampler = None if rate == c.sample_rate or decimator \
+            else StreamingResampler(rate, c.sample_rate)
         with gen._lock:
             gen._check_open()
             gen._release_dropped()
             slot = gen._stepper.allocate_slot()
         stream = BatchedStream(
             seed=int(seed), slot=slot, sample_rate=rate, resampler=resampler,
-            style_index=style_index,
+            style_index=style_index, decimator=decimator,
+            decimated=decimator.open() if decimator else None,
             samples=np.zeros(c.n_fft // 2, np.float32),
             history=np.zeros((0, c.n_mfcc), np.float32),
             queue=np.zeros((0, c.feature_dim), np.float32))
@@ -153,6 +168,7 @@ class BatchedStreams:
             if not stream.closed:
                 stream.closed = True
                 self.streams.pop(stream, None)
+                self._undecimated.pop(stream, None)
                 if not gen._closed:
                     gen._stepper.release_slot(stream.slot)
 
@@ -167,11 +183,18 @@ class BatchedStreams:
             mono = to_float_mono(samples, name="samples")
         except AudioError as exc:
             raise StreamError(str(exc)) from exc
-        if mono.size:
-            if stream.resampler is not None:
-                mono = stream.resampler.process(mono)
-            stream.new_samples.append(mono)
-            stream.model_samples += mono.size
+        if not mono.size:
+            return
+        if stream.decimator is not None and stream.decimated is not None:
+            stream.decimator.append(stream.decimated, mono)  # a copy, made at advance()
+            self._undecimated[stream] = None
+            return
+        # resampled: a new array; else a copy (``mono`` may be the caller's buffer, which a
+        # server refills before advance() reads it)
+        mono = stream.resampler.process(mono) if stream.resampler is not None \
+            else np.array(mono, np.float32)
+        stream.new_samples.append(mono)
+        stream.model_samples += mono.size
 
     def finish(self, stream: BatchedStream) -> None:
         """No more audio: the next :meth:`advance` emits the tail (trailing silence as
@@ -180,8 +203,14 @@ class BatchedStreams:
             raise StreamError("finish on a closed stream")
         if stream.total_frames is not None:
             return
+        tails: list[np.ndarray] = []
         if stream.resampler is not None:
-            tail = stream.resampler.flush()
+            tails.append(stream.resampler.flush())
+        if stream.decimator is not None and stream.decimated is not None:
+            self._undecimated.pop(stream, None)
+            tails += [*stream.decimator.make([stream.decimated]),
+                      stream.decimator.flush(stream.decimated)]
+        for tail in tails:
             stream.new_samples.append(tail)
             stream.model_samples += tail.size
         c, gen = self.config, self.generator
@@ -202,6 +231,8 @@ class BatchedStreams:
         if stream.total_frames is not None or len(stream.queue) >= self._chunk:
             return 0
         needed = c.samples_needed_for_mfcc(c.mfcc_frames_needed(stream.fed + self._chunk))
+        if stream.decimator is not None:
+            return stream.decimator.input_needed(needed)
         if stream.resampler is not None:
             return stream.resampler.input_needed(needed)
         return needed
@@ -222,9 +253,27 @@ class BatchedStreams:
     def advance(self) -> list[int]:
         """Features of all fed audio, then step every ready stream until none is ready.
         Returns the batch size of each model call."""
+        self._decimate()
         self._front_end([s for s in self.streams if s.new_samples or (
             s.total_frames is not None and s.features_emitted < s.finish_inputs)])
         return self._step_all()
+
+    def _decimate(self) -> None:
+        """The blocks the audio fed since the last pass completes, per decimation factor
+        one product over every stream fed."""
+        if not self._undecimated:
+            return
+        groups: dict[RaggedDecimator, list[BatchedStream]] = {}
+        for s in self._undecimated:
+            if s.decimator is not None:
+                groups.setdefault(s.decimator, []).append(s)
+        self._undecimated.clear()
+        for decimator, streams in groups.items():
+            made = decimator.make([s.decimated for s in streams if s.decimated is not None])
+            for s, out in zip(streams, made, strict=True):
+                if out.size:
+                    s.new_samples.append(out)
+                    s.model_samples += out.size
 
     def _front_end(self, streams: list[BatchedStream]) -> None:
         """Every complete MFCC window of ``streams``, then their new feature frames."""
