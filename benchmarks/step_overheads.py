@@ -216,6 +216,7 @@ def resampler_rows(count: int, packets: int, rate: int = 48000) -> list[dict[str
     from sdk.audio import RESAMPLE_QUALITY
     from sdk.decimator import Decimator, decimation_factor
     from sdk.features import DEFAULT_FEATURES
+    from sdk.ragged_decimator import RaggedDecimator
 
     out_rate = DEFAULT_FEATURES.sample_rate
     n = rate * PACKET_MS // 1000
@@ -266,4 +267,16 @@ def resampler_rows(count: int, packets: int, rate: int = 48000) -> list[dict[str
             cpu += time.thread_time() - t0
             got += outs[0].shape[1]
         rows.append(row(name, cpu, got))
+    ragged = RaggedDecimator(factor)  # the live server's: each connection fed on its own
+    inputs = [ragged.open() for _ in range(count)]
+    cpu, got = 0.0, 0
+    for i in range(packets):
+        block = audio[:, i * n:(i + 1) * n]
+        t0 = time.thread_time()
+        for b, stream in enumerate(inputs):
+            ragged.append(stream, block[b])
+        made = ragged.make(inputs)
+        cpu += time.thread_time() - t0
+        got += made[0].size
+    rows.append(row("sdk.ragged_decimator, all connections (live server)", cpu, got))
     return rows
