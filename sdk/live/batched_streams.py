@@ -10,8 +10,8 @@ framed, recent MFCC frames, queued feature frames, counters) and per :meth:`adva
 does the arithmetic once for all of them:
 
 * MFCC: every complete window of every stream cut from one concatenated buffer as one
-  (F, n_fft) gather, one float64 rFFT, one mel and one DCT product (the arithmetic of
-  :class:`~sdk.batched_features.BatchedFeatureExtractor`);
+  (F, n_fft) gather, then :class:`~sdk.batched_features.FrameMfcc` (one float32 rFFT,
+  grouped mel products, one DCT product: StreamBatch's arithmetic);
 * feature stacking: one gather of ``mfcc_context`` MFCC rows per new feature frame;
 * the step: per ``STEP_BATCH`` ready streams one feature stack, one noise draw
   (:func:`~sdk.noise.frame_noise_at`), one model call, one pixel conversion.
@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from sdk.audio import AudioError, StreamingResampler, check_sample_rate, to_float_mono
+from sdk.batched_features import FrameMfcc
 from sdk.decimator import decimation_factor
 from sdk.frames import PoseFrames
 from sdk.noise import frame_noise_at
@@ -113,13 +114,7 @@ class BatchedStreams:
         self._lookahead = generator.lookahead_frames
         self._noise_dim = manifest.generator.noise_dim
         self._norm = manifest.normalization
-        matrices = generator._matrices
-        self._window64 = matrices.window.astype(np.float64)
-        # |X|^2 @ mel.T == [Re X, Im X]^2 (interleaved) @ each mel.T row twice
-        self._mel2_t = np.ascontiguousarray(np.repeat(matrices.mel.T, 2, axis=0))
-        self._dct_db_t = np.ascontiguousarray((np.float32(10.0) * matrices.dct).T)
-        self._amin = np.float32(c.amin)
-        self._window_offsets = np.arange(c.n_fft)
+        self._frame_mfcc = FrameMfcc(c, generator._matrices)
         self._context_offsets = np.arange(c.mfcc_context)
         self._batch = min(generator.max_batch or STEP_BATCH, STEP_BATCH)
         self.streams: dict[BatchedStream, None] = {}  # open streams, in order of opening
@@ -317,15 +312,7 @@ class BatchedStreams:
         before = np.cumsum(counts) - counts
         starts = np.repeat(begins - before * c.hop_length, counts) + \
             np.arange(total) * c.hop_length
-        windows = np.lib.stride_tricks.sliding_window_view(signal, c.n_fft)[starts]
-        # float64 rFFT: numpy's is faster than its float32 one (BatchedFeatureExtractor)
-        spectrum = np.fft.rfft(np.multiply(windows, self._window64), axis=1)
-        parts = spectrum.view(np.float64)  # (F, 2 n_freqs): Re, Im interleaved
-        np.square(parts, out=parts)
-        mel = parts.astype(np.float32) @ self._mel2_t
-        np.maximum(mel, self._amin, out=mel)
-        np.log10(mel, out=mel)
-        return np.asarray(mel @ self._dct_db_t, np.float32)
+        return self._frame_mfcc(np.lib.stride_tricks.sliding_window_view(signal, c.n_fft)[starts])
 
     def _stack(self, streams: list[BatchedStream], mfcc: np.ndarray, counts: np.ndarray
                ) -> None:
