@@ -39,6 +39,7 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.serve_load import CHUNK_MS
+from benchmarks.serve_load import RATE as LOAD_RATE
 
 COUNTS = (1, 8, 32, 48, 64, 96, 128, 200, 256, 320, 384, 448, 512)
 GOAL_EXTRA_MS = 50.0
@@ -106,7 +107,8 @@ def stop_servers(procs: list[subprocess.Popen[str]]) -> None:
 
 
 def run_point(servers: list[subprocess.Popen[str]], port: int, clients: int, seconds: float,
-              fps: int, algorithmic_ms: float, chunk_ms: float = CHUNK_MS) -> dict[str, Any]:
+              fps: int, algorithmic_ms: float, chunk_ms: float = CHUNK_MS,
+              rate: int = LOAD_RATE) -> dict[str, Any]:
     """N clients for ``seconds``: latency, fps, errors, CPU; one row of the report."""
     url = f"ws://127.0.0.1:{port}/ws"
     shares = np.array_split(np.arange(clients), -(-clients // CLIENTS_PER_LOAD_PROCESS))
@@ -116,7 +118,7 @@ def run_point(servers: list[subprocess.Popen[str]], port: int, clients: int, sec
     began = time.monotonic()
     loads = [subprocess.Popen([sys.executable, "-m", "benchmarks.serve_load", url,
                                str(len(share)), str(seconds), "--seed", str(int(share[0])),
-                               "--chunk-ms", str(chunk_ms)],
+                               "--chunk-ms", str(chunk_ms), "--rate", str(rate)],
                               stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
              for share in shares]
     results: list[dict[str, Any]] = []

@@ -41,6 +41,7 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.serve import run_point, start_servers, stop_servers
+from benchmarks.serve_load import RATE as LOAD_RATE
 from sdk.demo import DEFAULT_BUNDLE
 
 VARIANTS = ("baseline", "candidate")
@@ -74,13 +75,13 @@ def unpack_baseline(ref: str, into: Path) -> str:
 
 
 def measure(tree: Path, bundle: Path, clients: int, seconds: float, fps: int,
-            algorithmic_ms: float) -> dict[str, Any]:
+            algorithmic_ms: float, rate: int = LOAD_RATE) -> dict[str, Any]:
     """One server from ``tree``, one load run: run_point's row plus the thread split."""
     procs, port = start_servers(bundle, 1, tree=tree)
     try:
         pid = procs[0].pid
         before = thread_cpu_seconds(pid)
-        row = run_point(procs, port, clients, seconds, fps, algorithmic_ms)
+        row = run_point(procs, port, clients, seconds, fps, algorithmic_ms, rate=rate)
         after = thread_cpu_seconds(pid)
     finally:
         stop_servers(procs)
@@ -112,8 +113,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     return out
 
 
-def run_ab(ref: str, bundle: Path, clients: int, seconds: float, rounds: int
-           ) -> dict[str, Any]:
+def run_ab(ref: str, bundle: Path, clients: int, seconds: float, rounds: int,
+           rate: int = LOAD_RATE) -> dict[str, Any]:
     from sdk.streaming import StreamingGenerator
 
     machine = machine_info()  # at the start: its load average says how busy the machine was
@@ -129,7 +130,8 @@ def run_ab(ref: str, bundle: Path, clients: int, seconds: float, rounds: int
                 print(f"[serve_ab {time.strftime('%H:%M:%S')}] round {index + 1}/{rounds}: "
                       f"{variant}, {clients} clients x {seconds:g} s", file=sys.stderr,
                       flush=True)
-                row = measure(trees[variant], bundle, clients, seconds, fps, algorithmic_ms)
+                row = measure(trees[variant], bundle, clients, seconds, fps, algorithmic_ms,
+                              rate)
                 row["round"] = index
                 runs[variant].append(row)
     summary = {v: summarise(runs[v]) for v in VARIANTS}
@@ -139,6 +141,7 @@ def run_ab(ref: str, bundle: Path, clients: int, seconds: float, rounds: int
         ratios[key] = None if not old or new is None else new / old
     return {"machine": machine, "baseline_commit": sha, "bundle": str(bundle),
             "clients": clients, "seconds": seconds, "rounds": rounds, "fps": fps,
+            "sample_rate": rate,
             "algorithmic_latency_ms": algorithmic_ms,
             "goal_p99_ms": algorithmic_ms + GOAL_EXTRA_MS, "niceness": os.nice(0),
             "runs": runs, "summary": summary, "candidate_over_baseline": ratios,
@@ -165,7 +168,8 @@ def markdown(result: dict[str, Any]) -> str:
         "two columns, which ran interleaved under the same conditions.", "",
         f"Baseline: commit `{result['baseline_commit'][:12]}`; candidate: "
         f"`{machine['git_sha']}`. {result['clients']} real-time clients x "
-        f"{result['seconds']:g} s per run (20 ms pcm16 messages, 15 frames/s back), "
+        f"{result['seconds']:g} s per run (20 ms pcm16 messages at "
+        f"{result.get('sample_rate', LOAD_RATE)} Hz, 15 frames/s back), "
         f"{result['rounds']} rounds alternating the order; medians over rounds. CPU = the "
         "server process's user + system time (/proc), per client-second of audio and per "
         "frame delivered; loop = the asyncio (main) thread, other = every other thread "
@@ -239,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=LOAD_RATE,
+                        help="the clients' audio rate, Hz (default the model's 16000)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results"
                         / "serve_ab")
     parser.add_argument("--name", default="serve_ab", help="results file name (no suffix)")
@@ -246,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.clients < 1 or args.seconds <= 0 or args.rounds < 1:
         parser.error("--clients, --seconds and --rounds must be positive")
     result = run_ab(args.baseline, args.bundle.resolve(), args.clients, args.seconds,
-                    args.rounds)
+                    args.rounds, args.rate)
     for path in write_results(args.out, args.name, result, markdown, plot):
         print(path)
     return 0

@@ -45,12 +45,13 @@ _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
 
-def chunks_of_speech(seconds: float, chunk_ms: float) -> list[bytes]:
-    """``seconds`` of the speech sample (looped) as pcm16 messages of ``chunk_ms``."""
-    speech = load_audio(DATA_DIR / "samples" / "speech_en.flac", RATE)
-    total = int(seconds * RATE)
+def chunks_of_speech(seconds: float, chunk_ms: float, rate: int = RATE) -> list[bytes]:
+    """``seconds`` of the speech sample (looped) at ``rate`` Hz as pcm16 messages of
+    ``chunk_ms``."""
+    speech = load_audio(DATA_DIR / "samples" / "speech_en.flac", rate)
+    total = int(seconds * rate)
     audio = np.resize(speech, total)
-    step = round(chunk_ms * RATE / 1000)
+    step = round(chunk_ms * rate / 1000)
     return [encode_audio(audio[i:i + step], "pcm16") for i in range(0, total, step)]
 
 
@@ -185,20 +186,21 @@ class LoadClient(asyncio.Protocol):
             self.transport.close()
 
 
-async def run(url: str, clients: int, seconds: float, chunk_ms: float, seed: int
-              ) -> list[dict[str, Any]]:
-    """Connect ``clients`` spread over START_SPREAD_SECONDS, pace their audio, collect."""
+async def run(url: str, clients: int, seconds: float, chunk_ms: float, seed: int,
+              rate: int = RATE) -> list[dict[str, Any]]:
+    """Connect ``clients`` spread over START_SPREAD_SECONDS, pace their audio (at ``rate``
+    Hz), collect."""
     loop = asyncio.get_running_loop()
     host_port, _, path = url.removeprefix("ws://").partition("/")
     host, _, port = host_port.partition(":")
-    chunks = chunks_of_speech(seconds, chunk_ms)
+    chunks = chunks_of_speech(seconds, chunk_ms, rate)
     framed = [client_frame(_BINARY, c) for c in chunks]
     end = client_frame(_TEXT, json.dumps({"type": "end"}).encode())
-    step = round(chunk_ms * RATE / 1000)
+    step = round(chunk_ms * rate / 1000)
     total = len(chunks) * step
     fps = 15  # replaced by the ready message's below; sizes the table generously
-    frames_max = total * 60 // RATE + 2
-    table = {fps: np.array([min(total - 1, last_sample_of_frame(k, RATE, fps)) // step
+    frames_max = total * 60 // rate + 2
+    table = {fps: np.array([min(total - 1, last_sample_of_frame(k, rate, fps)) // step
                             for k in range(frames_max)], np.int64)}
     began = time.monotonic()
     period = chunk_ms / 1000
@@ -208,7 +210,7 @@ async def run(url: str, clients: int, seconds: float, chunk_ms: float, seed: int
     async def connect(i: int) -> None:
         await asyncio.sleep(max(0.0, began + START_SPREAD_SECONDS * i / max(clients, 1)
                                 - time.monotonic()))
-        start = StartRequest(sample_rate=RATE, seed=seed + i).to_json().encode()
+        start = StartRequest(sample_rate=rate, seed=seed + i).to_json().encode()
         client = LoadClient(host_port, "/" + path if path else WEBSOCKET_PATH, start,
                             table[fps], len(chunks))
         clients_.append(client)
@@ -218,11 +220,12 @@ async def run(url: str, clients: int, seconds: float, chunk_ms: float, seed: int
         except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
             client.error = client.error or f"{type(exc).__name__}: {exc}"[:200]
             return
-        rate = int(ready["fps"])
-        if rate not in table:
-            table[rate] = np.array([min(total - 1, last_sample_of_frame(k, RATE, rate)) // step
-                                    for k in range(total * rate // RATE + 2)], np.int64)
-        client.chunk_of_frame = table[rate]
+        frame_rate = int(ready["fps"])
+        if frame_rate not in table:
+            table[frame_rate] = np.array(
+                [min(total - 1, last_sample_of_frame(k, rate, frame_rate)) // step
+                 for k in range(total * frame_rate // rate + 2)], np.int64)
+        client.chunk_of_frame = table[frame_rate]
         schedule.append((time.monotonic() + period, client))
 
     async def pace() -> None:
@@ -271,9 +274,11 @@ def main() -> None:
     parser.add_argument("seconds", type=float)
     parser.add_argument("--chunk-ms", type=float, default=CHUNK_MS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rate", type=int, default=RATE, help="the clients' audio rate, Hz")
     args = parser.parse_args()
     cpu_before = time.process_time()  # after the imports: the run's own cost
-    results = asyncio.run(run(args.url, args.clients, args.seconds, args.chunk_ms, args.seed))
+    results = asyncio.run(run(args.url, args.clients, args.seconds, args.chunk_ms, args.seed,
+                              args.rate))
     print(json.dumps({"clients": results, "cpu_seconds": time.process_time() - cpu_before}))
 
 
