@@ -138,8 +138,10 @@ class BatchedStreams:
             raise StreamError(str(exc)) from exc
         c, gen = self.config, self.generator
         factor = decimation_factor(rate, c.sample_rate)
-        decimator = self._decimators.setdefault(factor, RaggedDecimator(factor)) \
-            if factor else None
+        decimator = None
+        if factor:  # one per factor, shared by its streams (made once: its filter design)
+            decimator = self._decimators.get(factor) or self._decimators.setdefault(
+                factor, RaggedDecimator(factor))
         resampler = None if rate == c.sample_rate or decimator \
             else StreamingResampler(rate, c.sample_rate)
         with gen._lock:
@@ -181,7 +183,7 @@ class BatchedStreams:
         if not mono.size:
             return
         if stream.decimator is not None and stream.decimated is not None:
-            stream.decimator.append(stream.decimated, mono)  # a copy, made at advance()
+            stream.decimator.append(stream.decimated, mono)  # copied; decimated at advance()
             self._undecimated[stream] = None
             return
         # resampled: a new array; else a copy (``mono`` may be the caller's buffer, which a
