@@ -85,6 +85,12 @@ class RaggedDecimator:
         array at once); nothing is made until :meth:`make`."""
         if stream.flushed:
             raise RuntimeError("RaggedDecimator.append after flush of this stream")
+        self._put(stream, samples)
+        stream.samples_in += samples.shape[0]
+
+    def _put(self, stream: DecimatorInput, samples: np.ndarray) -> None:
+        """Copy ``samples`` after the stream's buffered input (growing, or shrinking a
+        buffer far bigger than it holds)."""
         n = samples.shape[0]
         capacity = stream.buffer.shape[0]
         if stream.fill + n > capacity or (capacity > 16 * self._width
@@ -94,11 +100,10 @@ class RaggedDecimator:
             stream.buffer = buffer
         stream.buffer[stream.fill:stream.fill + n] = samples
         stream.fill += n
-        stream.samples_in += n
 
     def make(self, streams: Sequence[DecimatorInput]) -> list[np.ndarray]:
-        """Every block the streams' input completes: float32 (16 k,) per stream, in order
-        (k = 0 for a stream whose next block is not complete)."""
+        """Every block the (distinct) streams' input completes: float32 (16 k,) per stream,
+        in order (k = 0 for a stream whose next block is not complete)."""
         width, step = self._width, self._step
         counts = [max(0, (s.fill - width) // step + 1) for s in streams]
         outputs: list[np.ndarray] = []
@@ -148,11 +153,8 @@ class RaggedDecimator:
             return np.zeros(0, np.float32)
         blocks = -(-missing // BLOCK_OUTPUTS)
         need = (blocks - 1) * self._step + self._width - stream.fill
-        if need > 0:
-            stream.flushed = False  # append checks it
-            self.append(stream, np.zeros(need, np.float32))
-            stream.samples_in -= need  # padding, not input
-            stream.flushed = True
+        if need > 0:  # the zeros after the end (padding, not input)
+            self._put(stream, np.zeros(need, np.float32))
         windows = np.ndarray((blocks, self._width), np.float32, stream.buffer,
                              strides=(self._step * 4, 4))
         out = (np.ascontiguousarray(windows) @ self._toeplitz).reshape(-1)[:missing]
