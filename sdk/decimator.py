@@ -88,6 +88,25 @@ def decimation_filter(factor: int) -> np.ndarray:
     return np.asarray(windowed / windowed.sum(), dtype=np.float64)
 
 
+def output_count(factor: int, samples_in: int) -> int:
+    """Outputs in all of ``samples_in`` input samples once flushed: ``floor(n / M + 1/2)``
+    (``sdk.streaming.model_rate_samples`` at an integer ratio)."""
+    return (2 * samples_in + factor) // (2 * factor)
+
+
+def buffer_with_room(buffer: np.ndarray, fill: int, n: int, width: int) -> np.ndarray:
+    """``buffer`` float32 (..., capacity), holding ``fill`` samples per row, if ``n`` more
+    fit; else a new one with those samples and room to spare. A buffer over ``_SHRINK_AT``
+    windows of ``width`` and over 4x what it will hold is made smaller: after a long chunk
+    the memory goes back (a stream fed 10 min of 48 kHz audio at once kept 115 MB)."""
+    capacity, need = buffer.shape[-1], fill + n
+    if need <= capacity and not (capacity > _SHRINK_AT * width and 4 * need < capacity):
+        return buffer
+    fitted = np.zeros((*buffer.shape[:-1], max(4 * width, 2 * need)), np.float32)
+    fitted[..., :fill] = buffer[..., :fill]
+    return fitted
+
+
 def block_matrix(factor: int) -> np.ndarray:
     """T, float32 (W, P): ``T[M p + t, p] = h[t]``, so that a block's window (W input
     samples) @ T is its P output samples (module docstring)."""
@@ -148,11 +167,7 @@ class Decimator:
 
     def _append(self, block: np.ndarray) -> None:
         n = block.shape[1]
-        if self._fill + n > self._buffer.shape[1]:
-            grown = np.zeros((self.num_streams, max(2 * self._buffer.shape[1],
-                                                    self._fill + n + self._width)), np.float32)
-            grown[:, :self._fill] = self._buffer[:, :self._fill]
-            self._buffer = grown
+        self._buffer = buffer_with_room(self._buffer, self._fill, n, self._width)
         self._buffer[:, self._fill:self._fill + n] = block
         self._fill += n
 
@@ -192,14 +207,7 @@ class Decimator:
         start = end - end % group  # the first block of the group still open
         used = (start - self._first_block) * step
         rest = self._fill - used
-        if self._buffer.shape[1] > _SHRINK_AT * self._width and 4 * rest < self._buffer.shape[1]:
-            # after a long chunk: give the memory back (a stream fed 10 s at once kept
-            # 1.9 MB per channel of 48 kHz audio for the rest of its life)
-            kept = np.zeros((self.num_streams, max(4 * self._width, 2 * rest)), np.float32)
-            kept[:, :rest] = self._buffer[:, used:self._fill]
-            self._buffer = kept
-        else:
-            self._buffer[:, :rest] = self._buffer[:, used:self._fill]
+        self._buffer[:, :rest] = self._buffer[:, used:self._fill]
         self._fill, self._first_block = rest, start
         return out.reshape(self.num_streams, -1)
 
@@ -227,8 +235,7 @@ class Decimator:
         if self._flushed:
             raise RuntimeError("Decimator.flush called twice; call reset() first")
         self._flushed = True
-        total = (2 * self.samples_in + self.factor) // (2 * self.factor)
-        missing = total - self.samples_out
+        missing = output_count(self.factor, self.samples_in) - self.samples_out
         if missing <= 0:
             return np.zeros((self.num_streams, 0), np.float32)
         blocks = -(-missing // BLOCK_OUTPUTS)

@@ -30,7 +30,9 @@ from sdk.decimator import (
     DELAY_OUTPUT_SAMPLES,
     MAX_FACTOR,
     block_matrix,
+    buffer_with_room,
     input_needed,
+    output_count,
 )
 
 MAX_ROWS = 1024
@@ -42,15 +44,14 @@ alike, 128 rows 13-15 (one core of the 2-core AMD EPYC, median of 5 turns)."""
 
 class DecimatorInput:
     """One stream's input not yet made into blocks: ``buffer[:fill]`` from the window start of
-    block ``first_block`` on (at the start: the shift's ``D M`` leading zeros).
+    its next block on (at the start: the shift's ``D M`` leading zeros).
     ``samples_in`` / ``samples_out``: input taken and output given so far."""
 
-    __slots__ = ("buffer", "fill", "first_block", "flushed", "samples_in", "samples_out")
+    __slots__ = ("buffer", "fill", "flushed", "samples_in", "samples_out")
 
     def __init__(self, width: int, lead: int) -> None:
         self.buffer = np.zeros(4 * width, np.float32)
         self.fill = lead
-        self.first_block = 0
         self.samples_in = 0
         self.samples_out = 0
         self.flushed = False
@@ -92,12 +93,7 @@ class RaggedDecimator:
         """Copy ``samples`` after the stream's buffered input (growing, or shrinking a
         buffer far bigger than it holds)."""
         n = samples.shape[0]
-        capacity = stream.buffer.shape[0]
-        if stream.fill + n > capacity or (capacity > 16 * self._width
-                                          and 4 * (stream.fill + n) < capacity):
-            buffer = np.zeros(max(4 * self._width, 2 * (stream.fill + n)), np.float32)
-            buffer[:stream.fill] = stream.buffer[:stream.fill]
-            stream.buffer = buffer
+        stream.buffer = buffer_with_room(stream.buffer, stream.fill, n, self._width)
         stream.buffer[stream.fill:stream.fill + n] = samples
         stream.fill += n
 
@@ -137,7 +133,6 @@ class RaggedDecimator:
         rest = stream.fill - used
         stream.buffer[:rest] = stream.buffer[used:stream.fill]
         stream.fill = rest
-        stream.first_block += blocks
         stream.samples_out += blocks * BLOCK_OUTPUTS
 
     def flush(self, stream: DecimatorInput) -> np.ndarray:
@@ -147,8 +142,7 @@ class RaggedDecimator:
         if stream.flushed:
             raise RuntimeError("RaggedDecimator.flush called twice for a stream")
         stream.flushed = True
-        total = (2 * stream.samples_in + self.factor) // (2 * self.factor)
-        missing = total - stream.samples_out
+        missing = output_count(self.factor, stream.samples_in) - stream.samples_out
         if missing <= 0:
             return np.zeros(0, np.float32)
         blocks = -(-missing // BLOCK_OUTPUTS)
