@@ -18,6 +18,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from benchmarks.corpus_minutes import passage as corpus_minutes_passage
 from benchmarks.resampler_quality import passage as resampler_passage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -444,6 +445,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "voices_criteria": voices_criteria,
     "eval_before_after": eval_before_after,
     "eval_steps": eval_steps,
+    "corpus_minutes": corpus_minutes_passage,
     "ablation_topk": _ablation("ablation_topk"),
     "ablation_modules": _ablation("ablation_modules"),
     "ablation_lookahead": _ablation("ablation_lookahead"),
