@@ -106,10 +106,11 @@ def load_probe_sequences(data: Path, kind: str) -> list[ProbeSequence]:
 def context(features: np.ndarray, first: int, last: int) -> np.ndarray:
     """(F, D) -> (F, (last - first + 1) * D): frame k's row holds frames k+first..k+last
     (zeros outside the sequence), as the face branch's window."""
-    n, d = features.shape
-    padded = np.zeros((n + last - first, d), np.float32)
-    padded[-first:-first + n] = features
-    return np.concatenate([padded[i:i + n] for i in range(last - first + 1)], axis=1)
+    n = features.shape[0]
+    index = np.arange(n)[:, None] + np.arange(first, last + 1)[None, :]  # (F, window)
+    inside = (index >= 0) & (index < n)
+    rows = np.where(inside[..., None], features[np.clip(index, 0, max(n - 1, 0))], 0.0)
+    return rows.reshape(n, -1).astype(np.float32)
 
 
 def pearson(prediction: np.ndarray, truth: np.ndarray) -> float:

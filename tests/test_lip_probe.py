@@ -53,6 +53,8 @@ def test_context_rows_hold_the_face_branchs_window_with_zeros_outside() -> None:
     np.testing.assert_array_equal(z[0], [0, 0, 1, 2, 3])
     np.testing.assert_array_equal(z[3], [2, 3, 4, 5, 6])
     np.testing.assert_array_equal(z[5], [4, 5, 6, 0, 0])
+    # a window wholly in the future (a longer lookahead than the receptive field)
+    np.testing.assert_array_equal(lip_probe.context(x, 1, 2)[:, 1], [3, 4, 5, 6, 0, 0])
 
 
 def test_pearson_skips_unobserved_frames_and_is_zero_for_a_constant() -> None:
