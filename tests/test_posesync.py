@@ -70,7 +70,8 @@ def test_a_few_training_steps_lower_the_loss() -> None:
     labels = torch.cat([torch.ones(32), torch.zeros(32)])
     losses = []
     for _ in range(20):
-        loss = contrastive_loss(*model(*inputs), labels, TINY.margin)
+        audio_emb, pose_emb = model(*inputs)
+        loss = contrastive_loss(audio_emb, pose_emb, labels, TINY.margin)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -173,3 +174,63 @@ def test_shipped_config_builds_the_contract_model() -> None:
     assert model.mfcc_shape == (13, 60)
     assert model.image_shape == (config.model.imaging.height, config.model.imaging.width)
     assert config.model.normalize and config.model.margin > 0
+
+
+# ---- corrupted copies of the training audio (data.audio_augmentation_copies) ----
+def test_corrupted_copies_are_the_generators_corruption_of_each_sequence(
+        tiny_corpus: Path) -> None:
+    from train.data.audio_augmentation import AudioAugmentation
+    from train.posesync_data import SyncCorpus, load_corpus_sequences, sequence_mfcc
+    from train.posesync_training import PoseSyncDataConfig
+
+    augmentation = PoseSyncDataConfig(audio_augmentation_copies=2).augmentation()
+    assert isinstance(augmentation, AudioAugmentation) and augmentation.gain_db == 0.0
+    imaging = ImagingConfig(height=24, width=24)
+    sequences = load_corpus_sequences(tiny_corpus)
+    train = [s for s in sequences if not s.held_out]
+    clean = SyncCorpus(train, [], imaging)
+    noisy = SyncCorpus(train, [], imaging, augmentation=augmentation, copies=2, seed=5)
+    assert (clean.num_variants, noisy.num_variants) == (1, 3)
+    clips = np.array([0, 7, noisy.num_clips - 1])
+    np.testing.assert_array_equal(noisy.audio_clips(clips, np.zeros(3, np.int64)),
+                                  clean.audio_clips(clips))
+    np.testing.assert_array_equal(noisy.audio_clips(clips), clean.audio_clips(clips))
+    # the reference: copy 2 of the first sequence, corrupted and featurised by hand
+    seq = train[0]
+    rms = float(np.sqrt(np.mean(np.square(seq.audio, dtype=np.float64))))
+    audio = augmentation.apply(seq.audio, rms, 16000, np.random.default_rng([5, 0, 1]))
+    reference = sequence_mfcc(audio, seq.num_frames, clean.features, clean.clip)
+    first = noisy.audio_clips(np.array([0, 7]), np.array([2, 2]))
+    for row, k in zip(first, (0, 7), strict=True):
+        start = int(clean.clip_mfcc[k])
+        np.testing.assert_array_equal(row, reference[start:start + row.shape[1]].T)
+    # a corrupted clip is not the clean one, and copies differ from each other
+    one, two = (noisy.audio_clips(clips, np.full(3, v)) for v in (1, 2))
+    assert np.abs(one - clean.audio_clips(clips)).max() > 1.0
+    assert np.abs(one - two).max() > 1.0
+
+
+def test_corrupted_copies_are_refused_without_a_corruption_or_below_zero(
+        tiny_corpus: Path) -> None:
+    from train.posesync_data import SyncCorpus, load_corpus_sequences
+    from train.posesync_training import PoseSyncDataConfig
+
+    with pytest.raises(ValueError, match="audio_augmentation_copies must be >= 0, got -1"):
+        PoseSyncDataConfig(audio_augmentation_copies=-1)
+    assert PoseSyncDataConfig().augmentation() is None
+    train = [s for s in load_corpus_sequences(tiny_corpus) if not s.held_out]
+    with pytest.raises(ValueError, match="need an augmentation, got 1"):
+        SyncCorpus(train, [], ImagingConfig(height=24, width=24), copies=1)
+
+
+def test_training_with_corrupted_copies_runs(tiny_corpus: Path, tmp_path: Path) -> None:
+    from train.posesync_data import load_sync_corpus
+    from train.posesync_training import train_posesync
+
+    config = _tiny_training_config(steps=2)
+    config = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, audio_augmentation_copies=1))
+    corpus = load_sync_corpus(tiny_corpus, config.model.imaging,
+                              augmentation=config.data.augmentation(), copies=1)
+    result = train_posesync(config, corpus, tmp_path, device="cpu", show_progress=False)
+    assert np.isfinite(result["loss"])

@@ -22,6 +22,7 @@ from sdk.mfcc import MfccMatrices, mfcc_offline
 from sdk.normalization import PoseNormalization
 from sdk.pose_image import ImagingConfig
 from sdk.psd import DEFAULT_CLIP, PoseSyncClipConfig, sequence_images
+from train.data.audio_augmentation import AudioAugmentation
 from train.data.sdt import SdtClip, compute_normalization, list_speakers, load_speaker
 from train.data.sequences import joint_mask
 
@@ -145,13 +146,23 @@ class SyncCorpus:
     Clip k (0 <= k < num_clips) starts at pose frame ``clip_frame[k]`` of the concatenated
     images and MFCC frame ``clip_mfcc[k]`` of the concatenated MFCC; it belongs to the
     sequence whose clips are ``clip_seq_first[k] .. + clip_seq_count[k]``.
+
+    With an ``augmentation`` and ``copies`` = C > 0, each training sequence's audio is also
+    corrupted C times (copy c of sequence s with ``default_rng([seed, s, c])``, the whole
+    sequence at once, noise against its RMS) and featurised: ``audio_clips`` then takes
+    variant 0 (clean) or 1..C (corrupted) per clip. Held-out sequences stay clean.
     """
 
     def __init__(self, train: Sequence[CorpusSequence], held_out: Sequence[CorpusSequence],
                  imaging: ImagingConfig, features: FeatureConfig = DEFAULT_FEATURES,
-                 clip: PoseSyncClipConfig = DEFAULT_CLIP) -> None:
+                 clip: PoseSyncClipConfig = DEFAULT_CLIP,
+                 augmentation: AudioAugmentation | None = None, copies: int = 0,
+                 seed: int = 0) -> None:
+        if copies < 0 or (copies > 0 and augmentation is None):
+            raise ValueError(f"copies must be >= 0 and need an augmentation, got {copies}")
         self.features, self.imaging, self.clip = features, imaging, clip
         images, mfccs, frame, mfcc_at, first, count = [], [], [], [], [], []
+        corrupted: list[list[np.ndarray]] = [[] for _ in range(copies)]
         frames_so_far = mfcc_so_far = clips_so_far = 0
         for seq in train:
             n = seq.num_frames - clip.clip_frames + 1
@@ -159,6 +170,11 @@ class SyncCorpus:
                 continue
             images.append(sequence_images(seq.canonical, imaging))
             mfccs.append(sequence_mfcc(seq.audio, seq.num_frames, features, clip))
+            rms = float(np.sqrt(np.mean(np.square(seq.audio, dtype=np.float64))))
+            for c, augment in enumerate([augmentation] * copies if augmentation else []):
+                audio = augment.apply(seq.audio, rms, features.sample_rate,
+                                      np.random.default_rng([seed, len(images) - 1, c]))
+                corrupted[c].append(sequence_mfcc(audio, seq.num_frames, features, clip))
             starts = np.arange(n)
             frame.append(frames_so_far + starts)
             mfcc_at.append(mfcc_so_far + features.mfcc_start(starts))
@@ -171,6 +187,8 @@ class SyncCorpus:
             raise ValueError(f"no training sequence is at least {clip.clip_frames} frames long")
         self.images = np.concatenate(images)  # (F, H, W) float32
         self.mfcc = np.concatenate(mfccs)  # (M, 13) float32
+        # (1 + C, M, 13): variant 0 is self.mfcc, 1..C the corrupted copies
+        self.mfcc_variants = np.stack([self.mfcc, *(np.concatenate(c) for c in corrupted)])
         self.clip_frame = np.concatenate(frame)
         self.clip_mfcc = np.concatenate(mfcc_at).astype(np.int64)
         self.clip_seq_first = np.concatenate(first).astype(np.int64)
@@ -184,11 +202,20 @@ class SyncCorpus:
     def num_clips(self) -> int:
         return int(self.clip_frame.shape[0])
 
-    def audio_clips(self, clips: np.ndarray) -> np.ndarray:
-        """(B,) clip indices -> (B, 13, 60) float32 raw MFCC clips."""
+    @property
+    def num_variants(self) -> int:
+        """1 + the corrupted copies of the training audio (variant 0 = clean)."""
+        return int(self.mfcc_variants.shape[0])
+
+    def audio_clips(self, clips: np.ndarray, variants: np.ndarray | None = None) -> np.ndarray:
+        """(B,) clip indices [, (B,) variants in 0 .. num_variants - 1; default clean]
+        -> (B, 13, 60) float32 raw MFCC clips."""
         index = self.clip_mfcc[clips][:, None] + np.arange(self.clip.clip_mfcc_frames(
             self.features))
-        return np.ascontiguousarray(self.mfcc[index].transpose(0, 2, 1))
+        if variants is None:
+            return np.ascontiguousarray(self.mfcc[index].transpose(0, 2, 1))
+        return np.ascontiguousarray(
+            self.mfcc_variants[np.asarray(variants)[:, None], index].transpose(0, 2, 1))
 
     def pose_clips(self, clips: np.ndarray) -> np.ndarray:
         """(B,) clip indices -> (B, 9, H, W) float32 pose-image clips."""
@@ -202,8 +229,12 @@ class SyncCorpus:
 
 def load_sync_corpus(root: Path, imaging: ImagingConfig,
                      features: FeatureConfig = DEFAULT_FEATURES,
-                     clip: PoseSyncClipConfig = DEFAULT_CLIP) -> SyncCorpus:
-    """Sequences of the corpus at ``root`` imaged and featurised for PoseSyncNet."""
+                     clip: PoseSyncClipConfig = DEFAULT_CLIP,
+                     augmentation: AudioAugmentation | None = None, copies: int = 0,
+                     seed: int = 0) -> SyncCorpus:
+    """Sequences of the corpus at ``root`` imaged and featurised for PoseSyncNet (with
+    ``copies`` corrupted versions of the training audio: :class:`SyncCorpus`)."""
     sequences = load_corpus_sequences(root, features)
     return SyncCorpus([s for s in sequences if not s.held_out],
-                      [s for s in sequences if s.held_out], imaging, features, clip)
+                      [s for s in sequences if s.held_out], imaging, features, clip,
+                      augmentation, copies, seed)

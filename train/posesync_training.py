@@ -30,6 +30,7 @@ import torch
 from sdk.features import DEFAULT_FEATURES, FeatureConfig
 from sdk.psd import DEFAULT_MAX_OFFSET, clip_distances, sequence_embeddings, sweep_embeddings
 from train.config import OptimConfig, RunConfig
+from train.data.audio_augmentation import AudioAugmentation
 from train.loop import configure_process, run_in_one_process
 from train.metrics.auc import roc_auc
 from train.metrics.psd import torch_embed_fn
@@ -50,6 +51,11 @@ class PoseSyncDataConfig:
             (the rest: any training clip).
         max_offset: offset sweep range of the held-out evaluation, pose frames.
         eval_seed: seed of the held-out negatives (evaluation never touches the global RNG).
+        audio_augmentation_copies: C corrupted copies of every training sequence's audio
+            (the generator's corruption, train/data/audio_augmentation.py, gain 0, noise at
+            ``augment_snr_db``); each anchor's audio clip is clean or one of the copies,
+            uniformly (C = 1: half corrupted, as the generator's default). 0 = off.
+        augment_snr_db: SNR range of the copies' noise, dB.
     """
 
     min_shift: int = 3
@@ -57,6 +63,8 @@ class PoseSyncDataConfig:
     same_sequence_fraction: float = 0.75
     max_offset: int = DEFAULT_MAX_OFFSET
     eval_seed: int = 1234
+    audio_augmentation_copies: int = 0
+    augment_snr_db: tuple[float, float] = (20.0, 45.0)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_shift <= self.max_shift:
@@ -64,6 +72,16 @@ class PoseSyncDataConfig:
                              f"{self.min_shift}, {self.max_shift}")
         if not 0.0 <= self.same_sequence_fraction <= 1.0:
             raise ValueError("data.same_sequence_fraction must be in [0, 1]")
+        if self.audio_augmentation_copies < 0:
+            raise ValueError(f"data.audio_augmentation_copies must be >= 0, got "
+                             f"{self.audio_augmentation_copies}")
+
+    def augmentation(self) -> AudioAugmentation | None:
+        """The corruption of the training audio's copies (None when there are none)."""
+        if self.audio_augmentation_copies == 0:
+            return None
+        return AudioAugmentation(probability=1.0, gain_db=0.0,
+                                 snr_db=tuple(self.augment_snr_db))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -100,7 +118,10 @@ def pair_batch(corpus: SyncCorpus, anchors: torch.Tensor, data: PoseSyncDataConf
                device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Anchors (B,) -> mfcc (B, 13, 60), pose clips (2B, 9, H, W) [aligned; shifted], y (2B,)."""
     negatives = sample_negatives(corpus, anchors, data)
-    mfcc = torch.from_numpy(corpus.audio_clips(anchors.numpy())).to(device)
+    variants = None  # clean, or one of the corrupted copies per anchor (global RNG)
+    if corpus.num_variants > 1:
+        variants = torch.randint(0, corpus.num_variants, (len(anchors),)).numpy()
+    mfcc = torch.from_numpy(corpus.audio_clips(anchors.numpy(), variants)).to(device)
     images = torch.from_numpy(corpus.pose_clips(torch.cat([anchors, negatives]).numpy()))
     labels = torch.cat([torch.ones(len(anchors)), torch.zeros(len(anchors))])
     return mfcc, images.to(device), labels.to(device)
@@ -196,7 +217,10 @@ def train_posesync_main(args: Any) -> int:
         config = load_config(PoseSyncTrainingConfig, args.config, args.overrides)
         require_trainable(Path(args.data), config.model.clip.clip_frames, stride_frames=1)
         corpus = load_sync_corpus(Path(args.data), config.model.imaging,
-                                  clip=config.model.clip)
+                                  clip=config.model.clip,
+                                  augmentation=config.data.augmentation(),
+                                  copies=config.data.audio_augmentation_copies,
+                                  seed=config.run.seed)
         return train_posesync(config, corpus, args.out, resume=args.resume,
                               device=args.device,
                               show_progress=not getattr(args, "no_progress", False))
