@@ -260,8 +260,9 @@ def voices_conditions() -> str:
     rows = []
     plain = STEPS_SWEEP / "steps_4000_audio_augmentation_false"
     for condition, label in CONDITION_LABELS.items():
-        for training, path in (("shipped (augmented)", RESULTS / "voices"),
-                               ("no audio augmentation", plain)):
+        for training, path in (("shipped (augmented; judge heard corrupted speech)",
+                                RESULTS / "voices"),
+                               ("no audio augmentation (clean-trained judge)", plain)):
             report = json.loads((path / f"acceptance_{condition}.json").read_text())["rows"]
             missed = [f"{name.replace('sample:', 'sample ')}: " + ", ".join(
                 k for k, ok in r["passed"].items() if not ok)
