@@ -8,14 +8,18 @@ runs, in this order (each from this checkout, so a git worktree regenerates its 
 
 * ``robustness``: ``python -m train.robustness`` on the shipped sample ->
   benchmarks/results/robustness/default_bundle.{json,md}
-* ``voices``: ``python -m benchmarks.voices_acceptance`` -> benchmarks/results/voices/
-  (needs ``--corpus``, the voiced corpus of ``make bundle``; skipped without it, saying so)
+* ``voices``: ``python -m benchmarks.voices_acceptance``, clean and under every recording
+  condition (``--condition``, benchmarks/recording_conditions.py) ->
+  benchmarks/results/voices/ (needs ``--corpus``, the voiced corpus of ``make bundle``;
+  skipped without it, saying so)
 * ``validate``: ``gesturert validate`` -> benchmarks/results/validation/validate.*
 * ``tamper``: ``python -m export.tamper`` -> benchmarks/results/validation/tamper.*
 * ``validation-doc``: ``python tests/test_validation_doc.py --write``
 * ``demo``: ``gesturert demo``; its printed output replaces the README's block after
   ``<!-- output-checked-by: tests/test_demo.py -->``, its plot and the video frame at 4 s
   replace docs/img/demo_plot.png and docs/img/demo_frame.png
+* ``resampler-quality``: ``python -m benchmarks.resampler_quality`` (keypoints through the
+  bundle's model) -> benchmarks/results/step_gemm/resampler_quality.*
 * ``doc-results``: ``python -m benchmarks.doc_results`` (every generated passage)
 
 Stops at the first step that fails (its exit code). Timing benchmarks (step_gemm, serve,
@@ -41,7 +45,8 @@ README = REPO / "README.md"
 DEMO_MARK = "<!-- output-checked-by: tests/test_demo.py -->\n```text\n"
 DEMO_OUT = REPO / "out" / "demo"
 FRAME_SECONDS = 4  # the video frame shown in the README
-STEPS = ("robustness", "voices", "validate", "tamper", "validation-doc", "demo", "doc-results")
+STEPS = ("robustness", "voices", "validate", "tamper", "validation-doc", "demo",
+         "resampler-quality", "doc-results")
 
 ROBUSTNESS_HEAD = """# The shipped default bundle on out-of-corpus speech
 
@@ -103,7 +108,12 @@ def refresh(corpus: Path | None, skip: Sequence[str]) -> None:
         if corpus is None:
             print("voices: skipped (no --corpus; benchmarks/results/voices/ left as it is)")
         else:
-            _run(["-m", "benchmarks.voices_acceptance", BUNDLE, "--corpus", str(corpus)])
+            from benchmarks.recording_conditions import CONDITIONS
+
+            for condition in CONDITIONS:
+                extra = [] if condition == "clean" else ["--condition", condition]
+                _run(["-m", "benchmarks.voices_acceptance", BUNDLE, "--corpus", str(corpus),
+                      *extra])
     if "validate" not in skip:
         _run(["-m", "sdk.cli", "validate", BUNDLE, "--out", "benchmarks/results/validation"])
     if "tamper" not in skip:
@@ -112,6 +122,8 @@ def refresh(corpus: Path | None, skip: Sequence[str]) -> None:
         _run(["tests/test_validation_doc.py", "--write"])
     if "demo" not in skip:
         _refresh_demo()
+    if "resampler-quality" not in skip:
+        _run(["-m", "benchmarks.resampler_quality"])
     if "doc-results" not in skip:
         _run(["-m", "benchmarks.doc_results"])
 

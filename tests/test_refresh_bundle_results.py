@@ -43,7 +43,7 @@ def test_the_committed_robustness_table_is_its_json() -> None:
     result = json.loads((folder / "default_bundle.json").read_text())
     assert (folder / "default_bundle.md").read_text() == script.robustness_markdown(result), \
         "regenerate: python scripts/refresh_bundle_results.py --skip voices validate tamper " \
-        "validation-doc demo doc-results"
+        "validation-doc demo resampler-quality doc-results"
     changed = json.loads(json.dumps(result))
     next(iter(changed["results"].values()))["mean_abs_z"] += 1.0
     assert script.robustness_markdown(changed) != script.robustness_markdown(result)
