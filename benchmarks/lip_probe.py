@@ -83,21 +83,27 @@ def feature_extractor(kind: str) -> Any:
 
 def load_probe_sequences(data: Path, kind: str) -> list[ProbeSequence]:
     """The corpus's training sequences and the held-out sequences of
-    ``train.evaluation.load_held_out`` (those ``gesturert evaluate`` scores)."""
+    ``train.evaluation.load_held_out`` (those ``gesturert evaluate`` scores: held out and
+    at least ``min_frames()`` long), from one read of the corpus; unobserved lips are NaN
+    in ``canonical`` as in ``observed_canonical()``."""
     from benchmarks.lip_sync_ceiling import min_frames
     from benchmarks.speaker_breakdown import held_out_voice
-    from train.evaluation import load_held_out
     from train.metrics.keypoints import lip_opening
     from train.posesync_data import load_corpus_sequences
 
     extract = feature_extractor(kind)
-    out = [ProbeSequence(s.speaker, "train", extract(s.audio, s.num_frames),
-                         lip_opening(s.canonical))
-           for s in load_corpus_sequences(data) if not s.held_out]
-    for s in load_held_out(data, min_frames()):
-        group = "held-out voices" if held_out_voice(data, s.speaker) else "held-out sentences"
+    out = []
+    for s in load_corpus_sequences(data):
+        if not s.held_out:
+            group = "train"
+        elif s.num_frames < min_frames():
+            continue
+        elif held_out_voice(data, s.speaker):
+            group = "held-out voices"
+        else:
+            group = "held-out sentences"
         out.append(ProbeSequence(s.speaker, group, extract(s.audio, s.num_frames),
-                                 lip_opening(s.observed_canonical())))
+                                 lip_opening(s.canonical)))
     if not any(s.group == "train" for s in out):
         raise ValueError(f"{data}: no training sequence to fit the probe on")
     return out
@@ -114,12 +120,11 @@ def context(features: np.ndarray, first: int, last: int) -> np.ndarray:
 
 
 def pearson(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """r over the frames whose truth is finite (0 when either side is constant), as
-    ``train.metrics.lip_sync_correlation``."""
-    seen = np.isfinite(truth)
-    a, b = prediction[seen] - prediction[seen].mean(), truth[seen] - truth[seen].mean()
-    denom = float(np.sqrt((a @ a) * (b @ b)))
-    return float(a @ b) / denom if denom > 0 else 0.0
+    """r over the frames whose truth is finite (0 when either side is constant): the
+    per-sequence formula of ``train.metrics.lip_sync_correlation``, on lip openings."""
+    from train.metrics.keypoints import observed_correlation
+
+    return observed_correlation(prediction, truth)
 
 
 def fit_and_score(sequences: list[ProbeSequence], steps: int, seed: int,

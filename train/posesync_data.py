@@ -170,11 +170,12 @@ class SyncCorpus:
                 continue
             images.append(sequence_images(seq.canonical, imaging))
             mfccs.append(sequence_mfcc(seq.audio, seq.num_frames, features, clip))
-            rms = float(np.sqrt(np.mean(np.square(seq.audio, dtype=np.float64))))
-            for c, augment in enumerate([augmentation] * copies if augmentation else []):
-                audio = augment.apply(seq.audio, rms, features.sample_rate,
-                                      np.random.default_rng([seed, len(images) - 1, c]))
-                corrupted[c].append(sequence_mfcc(audio, seq.num_frames, features, clip))
+            if augmentation is not None:  # copies > 0 needs one (checked above)
+                rms = float(np.sqrt(np.mean(np.square(seq.audio, dtype=np.float64))))
+                for c in range(copies):
+                    audio = augmentation.apply(seq.audio, rms, features.sample_rate,
+                                               np.random.default_rng([seed, len(images) - 1, c]))
+                    corrupted[c].append(sequence_mfcc(audio, seq.num_frames, features, clip))
             starts = np.arange(n)
             frame.append(frames_so_far + starts)
             mfcc_at.append(mfcc_so_far + features.mfcc_start(starts))
@@ -186,9 +187,9 @@ class SyncCorpus:
         if clips_so_far == 0:
             raise ValueError(f"no training sequence is at least {clip.clip_frames} frames long")
         self.images = np.concatenate(images)  # (F, H, W) float32
-        self.mfcc = np.concatenate(mfccs)  # (M, 13) float32
-        # (1 + C, M, 13): variant 0 is self.mfcc, 1..C the corrupted copies
-        self.mfcc_variants = np.stack([self.mfcc, *(np.concatenate(c) for c in corrupted)])
+        # (1 + C, M, 13) float32: variant 0 the clean MFCC, 1..C the corrupted copies
+        self.mfcc_variants = np.stack([np.concatenate(m) for m in (mfccs, *corrupted)])
+        self.mfcc = self.mfcc_variants[0]  # (M, 13) float32, a view
         self.clip_frame = np.concatenate(frame)
         self.clip_mfcc = np.concatenate(mfcc_at).astype(np.int64)
         self.clip_seq_first = np.concatenate(first).astype(np.int64)

@@ -87,9 +87,14 @@ def lip_sync_correlation(pred: np.ndarray, gt: np.ndarray) -> float:
         either opening is constant (no lip motion to correlate).
     """
     p, g = _pair(pred, gt)
-    a, b = lip_opening(p).ravel(), lip_opening(g).ravel()
-    seen = np.isfinite(b)
-    a, b = a[seen], b[seen]
+    return observed_correlation(lip_opening(p).ravel(), lip_opening(g).ravel())
+
+
+def observed_correlation(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Pearson r of two (T,) series over the frames whose ``truth`` is finite; 0 when
+    there is none or either side is constant there (the lip-sync r of one sequence)."""
+    seen = np.isfinite(truth)
+    a, b = np.asarray(prediction, np.float64)[seen], np.asarray(truth, np.float64)[seen]
     if a.size == 0:
         return 0.0
     a, b = a - a.mean(), b - b.mean()
