@@ -40,6 +40,8 @@ SOURCES = {
     "evaluation_before": RESULTS / "training" / "synthetic_voice_bundle" / "evaluation.json",
     "lip_ceiling": RESULTS / "training" / "lip_sync_ceiling" / "voiced.json",
     "lip_ceiling_before": RESULTS / "training" / "lip_sync_ceiling" / "synthetic_voice.json",
+    "lip_probe": RESULTS / "training" / "lip_probe" / "minutes_4.json",
+    "lip_probe_before": RESULTS / "training" / "lip_probe" / "synthetic_voice.json",
     "resampler_quality": RESULTS / "step_gemm" / "resampler_quality.json",
 }
 
@@ -305,26 +307,48 @@ def _judged_ratios(ev: dict[str, Any]) -> list[str]:
             f"{gen['diversity'] / truth['diversity']:.2f}"]
 
 
+def _probe_lip_sync(source: str, sequences: int) -> float:
+    """The held-out lip-sync r of a :mod:`benchmarks.lip_probe` results file's probe on the
+    generator's own features (``mfcc``, not the audio-shuffled control), refused unless it
+    was scored on ``sequences`` held-out sequences (the evaluation's test set)."""
+    for row in load(source)["rows"]:
+        if row["features"] == "mfcc" and not row["shuffle_audio"]:
+            held_out = row["groups"]["all held-out"]
+            if held_out["sequences"] != sequences:
+                raise ValueError(f"{SOURCES[source]}: probe scored on {held_out['sequences']} "
+                                 f"held-out sequences, the evaluation on {sequences}: not the "
+                                 f"same test set")
+            return float(held_out["lip_sync"])
+    raise ValueError(f"{SOURCES[source]}: no mfcc probe row (python -m benchmarks.lip_probe "
+                     f"CORPUS --features mfcc)")
+
+
 def eval_before_after() -> str:
     """The generator against its own test set's references, before and after the voiced
-    corpus: ratios, since FGD encoder, judge and test set differ between the two."""
+    corpus: ratios, since FGD encoder, judge and test set differ between the two. The lip
+    row also against the features-only probe on the same test set (what the 13 MFCCs
+    carry about the lips there)."""
     rows = []
-    for label, source, ceiling_source in (
-            ("synthetic voice (previous)", "evaluation_before", "lip_ceiling_before"),
-            ("voiced corpus (shipped)", "evaluation", "lip_ceiling")):
+    for label, source, ceiling_source, probe_source in (
+            ("synthetic voice (previous)", "evaluation_before", "lip_ceiling_before",
+             "lip_probe_before"),
+            ("voiced corpus (shipped)", "evaluation", "lip_ceiling", "lip_probe")):
         ev, ceiling = load(source), load(ceiling_source)
         if ceiling["sequences"] != ev["sequences"]:
             raise ValueError(f"{SOURCES[ceiling_source]}: {ceiling['sequences']} sequences, "
                              f"{SOURCES[source]}: {ev['sequences']}: not the same test set")
+        probe = _probe_lip_sync(probe_source, ev["sequences"])
         gen, mean = ev["methods"]["generator"], ev["methods"]["mean_pose"]
         fgd_ratio, psd_truth, lip, auc, diversity = _judged_ratios(ev)
         rows.append([label, str(ev["sequences"]), fgd_ratio, f"{gen['psd'] / mean['psd']:.3f}",
                      psd_truth, lip, f"{ceiling['lip_sync_ceiling']:.3f}",
-                     f"{gen['lip_sync'] / ceiling['lip_sync_ceiling']:.3f}", auc, diversity])
+                     f"{gen['lip_sync'] / ceiling['lip_sync_ceiling']:.3f}", f"{probe:.3f}",
+                     f"{gen['lip_sync'] / probe:.3f}", auc, diversity])
     return _table(["generator, test set", "sequences", "FGD / mean pose's ↓",
                    "PSD / mean pose's ↓", "PSD / ground truth's", "lip-sync r ↑",
-                   "lip-sync r ceiling", "lip-sync r / ceiling ↑", "detector AUC ↑",
-                   "diversity / ground truth's"], rows)
+                   "lip-sync r ceiling", "lip-sync r / ceiling ↑", "probe's lip-sync r",
+                   "lip-sync r / probe's ↑", "detector AUC ↑", "diversity / ground truth's"],
+                  rows)
 
 
 STEPS_SWEEP = RESULTS / "training" / "generator_steps"

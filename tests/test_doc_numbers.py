@@ -131,3 +131,43 @@ def test_a_lip_ceiling_of_another_test_set_is_refused(tmp_path: Path,
             doc_passages.eval_before_after()
     finally:
         doc_passages.load.cache_clear()
+
+
+@pytest.mark.parametrize("fault", ["another test set", "no mfcc row"])
+def test_a_lip_probe_of_another_test_set_or_features_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str) -> None:
+    probe = json.loads(doc_passages.SOURCES["lip_probe"].read_text())
+    for row in probe["rows"]:
+        if fault == "another test set":  # scored on a corpus other than the evaluation's
+            row["groups"]["all held-out"]["sequences"] += 1
+        else:  # only the log-mel probe: not the features the generator is given
+            row["features"] = "logmel"
+    path = tmp_path / "minutes_4.json"
+    path.write_text(json.dumps(probe))
+    monkeypatch.setitem(doc_passages.SOURCES, "lip_probe", path)
+    doc_passages.load.cache_clear()
+    try:
+        match = "not the same test set" if fault == "another test set" else "no mfcc probe row"
+        with pytest.raises(ValueError, match=match):
+            doc_passages.eval_before_after()
+    finally:
+        doc_passages.load.cache_clear()
+
+
+def test_the_readmes_lip_probe_claims_hold_in_the_committed_results() -> None:
+    """README, below the before/after table: the previous generator reached its probe, the
+    voiced corpus's probe stays below the previous lip-sync r, the shipped generator comes
+    close to its probe, and the sweep's run without audio augmentation reaches it."""
+    evaluation = doc_passages.load("evaluation")
+    before = doc_passages.load("evaluation_before")["methods"]["generator"]["lip_sync"]
+    probe_before = doc_passages._probe_lip_sync("lip_probe_before", 28)
+    probe = doc_passages._probe_lip_sync("lip_probe", evaluation["sequences"])
+    shipped = evaluation["methods"]["generator"]["lip_sync"]
+    sweep = doc_passages.STEPS_SWEEP / "steps_4000_audio_augmentation_false" / "evaluation.json"
+    no_augmentation = json.loads(sweep.read_text())
+    assert no_augmentation["sequences"] == evaluation["sequences"]
+    unaugmented = no_augmentation["methods"]["generator"]["lip_sync"]
+    assert before / probe_before > 0.995
+    assert probe < before
+    assert 0.98 < shipped / probe < unaugmented / probe
+    assert unaugmented / probe > 0.995
