@@ -22,6 +22,13 @@ Feature kinds (each through ``sdk.mfcc``, the SDK's own front end):
 * ``logmel``: the same front end with every mel band kept (the DCT replaced by the
   identity: 40 log-mel bands in dB x 7 hops) -- the information the 13 MFCCs drop.
 
+``--mean-normalise`` removes each stream's own mean of every coefficient before the probe
+sees it (cepstral mean normalisation, the classic speaker and channel normalisation):
+``sequence`` the mean over the whole sequence (an offline upper bound), ``running`` a
+causal exponential mean with a ``--mean-seconds`` time constant, started at the training
+sequences' mean (what a streaming front end could do). The default ``none`` is the
+generator's front end.
+
 ``--shuffle-audio`` trains on each training sequence's features paired with *another*
 sequence's lips (the audio-shuffled control): its held-out r must sit near 0, or the probe
 scores something other than audio. Writes ``DIR/NAME.json`` and ``.md`` (NAME default
@@ -109,6 +116,51 @@ def load_probe_sequences(data: Path, kind: str) -> list[ProbeSequence]:
     return out
 
 
+MEAN_NORMALISATIONS = ("none", "sequence", "running")
+
+
+def mean_normalise(sequences: list[ProbeSequence], how: str,
+                   seconds: float = 3.0) -> list[ProbeSequence]:
+    """Remove each sequence's own mean of every coefficient from its features.
+
+    A feature row holds ``mfcc_context`` hops of C coefficients; a frame's value of a
+    coefficient is its mean over the hops, and the mean removed is taken over frames:
+    ``sequence`` over all of the sequence's frames, ``running`` causally, ``m_k = (1 - a)
+    m_(k-1) + a x_k`` with ``a = 1 / (seconds * fps)`` and ``m_(-1)`` the mean over the
+    training sequences' frames. Returns new sequences; ``none`` returns them unchanged.
+    """
+    from sdk.features import DEFAULT_FEATURES
+
+    if how not in MEAN_NORMALISATIONS:
+        raise ValueError(f"unknown mean normalisation {how!r}; choose from "
+                         f"{MEAN_NORMALISATIONS}")
+    if how == "none":
+        return sequences
+    if not seconds > 0:
+        raise ValueError(f"the running mean's time constant must be > 0 s, got {seconds}")
+    hops = DEFAULT_FEATURES.mfcc_context
+
+    def frame_values(s: ProbeSequence) -> np.ndarray:  # (F, C): each coefficient's hop mean
+        return s.features.reshape(len(s.features), hops, -1).mean(1)
+
+    start = np.concatenate([frame_values(s) for s in sequences if s.group == "train"]).mean(0)
+    rate = 1.0 / (seconds * DEFAULT_FEATURES.fps)
+    out = []
+    for s in sequences:
+        values = frame_values(s)
+        if how == "sequence":
+            mean = np.broadcast_to(values.mean(0), values.shape)
+        else:
+            mean, m = np.empty_like(values), start.copy()
+            for k, x in enumerate(values):
+                m = (1.0 - rate) * m + rate * x
+                mean[k] = m
+        features = s.features.reshape(len(s.features), hops, -1) - mean[:, None, :]
+        out.append(dataclasses.replace(
+            s, features=features.reshape(s.features.shape).astype(np.float32)))
+    return out
+
+
 def context(features: np.ndarray, first: int, last: int) -> np.ndarray:
     """(F, D) -> (F, (last - first + 1) * D): frame k's row holds frames k+first..k+last
     (zeros outside the sequence), as the face branch's window."""
@@ -181,11 +233,17 @@ GROUPS = ("train", "held-out sentences", "held-out voices", "all held-out")
 
 
 def markdown(result: dict[str, Any]) -> str:
+    normalised = {"none": "", "sequence": " Each sequence's own mean of every coefficient "
+                  "removed (cepstral mean normalisation over the whole sequence).",
+                  "running": " Each coefficient's causal running mean removed (time "
+                  f"constant {result.get('mean_seconds')} s)."}[result.get("mean_normalise",
+                                                                         "none")]
     lines = [f"# Lip-sync probe: {result['name']}", "",
              f"Corpus `{result['data']}`; an MLP on the features alone, window "
              f"{result['window']} frames around the pose frame, {result['steps']} steps, seed "
              f"{result['seed']} (code at {result['machine']['git_sha']}, "
-             f"{result['machine']['timestamp']}). Mean per-sequence lip-sync r (sequences):",
+             f"{result['machine']['timestamp']}).{normalised} Mean per-sequence lip-sync r "
+             "(sequences):",
              "", "| features | control | " + " | ".join(GROUPS) + " |",
              "|---|---|" + "---|" * len(GROUPS)]
     for row in result["rows"]:
@@ -207,16 +265,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="probe seed")
     parser.add_argument("--shuffle-audio", action="store_true",
                         help="also train each probe on audio-shuffled pairs (the control)")
+    parser.add_argument("--mean-normalise", default="none", choices=MEAN_NORMALISATIONS,
+                        help="remove each stream's own mean of every coefficient: over the "
+                             "whole sequence or a causal running mean (default none: the "
+                             "generator's front end)")
+    parser.add_argument("--mean-seconds", type=float, default=3.0,
+                        help="time constant of the running mean (s)")
     parser.add_argument("--name", default="lip_probe", help="results file name")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
+    if not args.mean_seconds > 0:
+        parser.error(f"--mean-seconds must be > 0, got {args.mean_seconds}")
     from benchmarks.common import machine_info, write_json_and_markdown
 
     rows = []
     try:
         for kind in args.features:
-            sequences = load_probe_sequences(args.data, kind)
+            sequences = mean_normalise(load_probe_sequences(args.data, kind),
+                                       args.mean_normalise, args.mean_seconds)
             for shuffle in (False, True) if args.shuffle_audio else (False,):
                 rows.append({"features": kind, "shuffle_audio": shuffle,
                              **fit_and_score(sequences, args.steps, args.seed, shuffle)})
@@ -225,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     result = {"name": args.name, "data": str(args.data), "steps": args.steps,
               "seed": args.seed, "window": rows[0]["window"], "rows": rows,
+              "mean_normalise": args.mean_normalise,
+              **({"mean_seconds": args.mean_seconds} if args.mean_normalise == "running"
+                 else {}),
               "machine": machine_info()}
     write_json_and_markdown(args.out, args.name, result, markdown)
     print(markdown(result))

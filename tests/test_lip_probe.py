@@ -84,3 +84,37 @@ def test_a_corpus_without_training_sequences_is_refused(tmp_path: Path, capsys:
                                                         pytest.CaptureFixture[str]) -> None:
     assert lip_probe.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "no <speaker>/processed_137.csv" in capsys.readouterr().err
+
+
+def test_mean_normalisation_removes_each_streams_own_mean_of_every_coefficient() -> None:
+    rng = np.random.default_rng(0)
+    hops = C.mfcc_context
+
+    def sequence(group: str, offset: float, frames: int = 300) -> lip_probe.ProbeSequence:
+        features = rng.standard_normal((frames, hops, 3)) + offset  # 3 coefficients
+        return lip_probe.ProbeSequence("v", group, features.reshape(frames, -1).astype(
+            np.float32), np.zeros(frames))
+
+    sequences = [sequence("train", 0.0), sequence("held-out voices", 5.0)]
+    assert lip_probe.mean_normalise(sequences, "none") is sequences
+    whole = lip_probe.mean_normalise(sequences, "sequence")
+    for s in whole:  # every coefficient's mean over frames and hops is 0
+        np.testing.assert_allclose(s.features.reshape(-1, hops, 3).mean((0, 1)), 0, atol=1e-5)
+    # the original offset of the held-out stream is gone; its within-stream variation is not
+    assert abs(sequences[1].features.mean() - 5.0) < 0.1
+    np.testing.assert_allclose(whole[1].features.std(0), sequences[1].features.std(0), rtol=1e-4)
+    # running: a causal mean, started at the training mean, converging to the stream's own
+    running = lip_probe.mean_normalise(sequences, "running", seconds=1.0)
+    values = sequences[1].features.reshape(-1, hops, 3).mean(1)
+    start = sequences[0].features.reshape(-1, hops, 3).mean((0, 1))
+    a = 1.0 / C.fps
+    first_mean = (1 - a) * start + a * values[0]
+    np.testing.assert_allclose(running[1].features.reshape(-1, hops, 3)[0],
+                               sequences[1].features.reshape(-1, hops, 3)[0] - first_mean,
+                               rtol=1e-5, atol=1e-5)
+    late = running[1].features.reshape(-1, hops, 3)[150:]  # 10 time constants in
+    assert abs(late.mean()) < 0.2 and abs(running[1].features[:5].mean()) > 3.0
+    with pytest.raises(ValueError, match="unknown mean normalisation 'cmn'"):
+        lip_probe.mean_normalise(sequences, "cmn")
+    with pytest.raises(ValueError, match="time constant must be > 0 s"):
+        lip_probe.mean_normalise(sequences, "running", seconds=0.0)
