@@ -20,7 +20,9 @@ Feature kinds (each through ``sdk.mfcc``, the SDK's own front end):
 * ``mfcc``: the bundle's features (13 MFCCs x 7 hops per pose frame) -- what the
   generator sees;
 * ``logmel``: the same front end with every mel band kept (the DCT replaced by the
-  identity: 40 log-mel bands in dB x 7 hops) -- the information the 13 MFCCs drop.
+  identity: 40 log-mel bands in dB x 7 hops) -- the information the 13 MFCCs drop;
+* ``mfcc40``: all 40 cepstral coefficients (the full orthonormal DCT of the ``logmel``
+  bands: the same information, another basis; its first 13 are ``mfcc``).
 
 ``--mean-normalise`` removes each stream's own mean of every coefficient before the probe
 sees it (cepstral mean normalisation, the classic speaker and channel normalisation):
@@ -46,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-FEATURE_KINDS = ("mfcc", "logmel")
+FEATURE_KINDS = ("mfcc", "logmel", "mfcc40")
 HIDDEN = 256  # units per hidden layer of the probe
 BATCH = 256  # frames per step
 LR, WEIGHT_DECAY = 1e-3, 1e-4
@@ -85,6 +87,11 @@ def feature_extractor(kind: str) -> Any:
         config = dataclasses.replace(DEFAULT_FEATURES, n_mfcc=DEFAULT_FEATURES.n_mels)
         matrices = MfccMatrices(config, matrices.window, matrices.mel,
                                 np.eye(config.n_mels, dtype=np.float32))
+    elif kind == "mfcc40":  # every coefficient of the orthonormal DCT-II of the bands
+        from export.feature_matrices import compute_mfcc_matrices
+
+        config = dataclasses.replace(DEFAULT_FEATURES, n_mfcc=DEFAULT_FEATURES.n_mels)
+        matrices = compute_mfcc_matrices(config)
     return lambda audio, frames: extract_features(audio, config, matrices, frames)
 
 
@@ -259,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="the corpus (SDT layout)")
     parser.add_argument("--out", type=Path, required=True, help="results directory")
-    parser.add_argument("--features", nargs="+", default=list(FEATURE_KINDS),
+    parser.add_argument("--features", nargs="+", default=["mfcc", "logmel"],
                         choices=FEATURE_KINDS, help="feature kinds, one probe each")
     parser.add_argument("--steps", type=int, default=6000, help="training steps per probe")
     parser.add_argument("--seed", type=int, default=0, help="probe seed")

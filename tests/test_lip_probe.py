@@ -8,6 +8,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 import pytest
+import scipy.fft
 from helpers_training import TinyRun, make_tiny_run
 
 from benchmarks import lip_probe
@@ -40,6 +41,13 @@ def test_logmel_features_are_librosas_log_mel_bands_stacked_as_the_generators(
     np.testing.assert_allclose(ours[k], expected, atol=1e-3 * np.abs(expected).max())
     # the mfcc kind is the bundle's own features (13 coefficients per hop)
     assert lip_probe.feature_extractor("mfcc")(audio, frames).shape == (frames, C.feature_dim)
+    # mfcc40: the full orthonormal DCT of each hop's bands; its first 13 are the mfcc kind's
+    cepstra = lip_probe.feature_extractor("mfcc40")(audio, frames)[k].reshape(C.mfcc_context, -1)
+    bands = ours[k].reshape(C.mfcc_context, C.n_mels)
+    dct = scipy.fft.dct(np.eye(C.n_mels), type=2, norm="ortho", axis=0)
+    np.testing.assert_allclose(cepstra, bands @ dct.T, atol=1e-3 * np.abs(cepstra).max())
+    first = lip_probe.feature_extractor("mfcc")(audio, frames)[k].reshape(C.mfcc_context, -1)
+    np.testing.assert_allclose(cepstra[:, :C.n_mfcc], first, atol=1e-3 * np.abs(first).max())
     with pytest.raises(ValueError, match="unknown feature kind 'mel'"):
         lip_probe.feature_extractor("mel")
 
