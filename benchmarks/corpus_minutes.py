@@ -27,32 +27,45 @@ RUNS: dict[int, tuple[Path, Path, Path]] = {  # minutes -> evaluation, breakdown
 }
 
 
-def _probe_row(probe: dict[str, Any], features: str) -> dict[str, Any]:
+def probe_row(probe: dict[str, Any], features: str) -> dict[str, Any]:
     for row in probe["rows"]:
         if row["features"] == features and not row["shuffle_audio"]:
             return row["groups"]  # type: ignore[no-any-return]
     raise ValueError(f"lip probe {probe['name']}: no {features} row")
 
 
-def row(minutes: int) -> list[str]:
-    """One table row; raises ValueError when the three files score different test sets."""
-    evaluation, breakdown, probe = (json.loads(p.read_text()) for p in RUNS[minutes])
-    mfcc, logmel = _probe_row(probe, "mfcc"), _probe_row(probe, "logmel")
-    counts = {evaluation["sequences"], breakdown["sequences"], mfcc["all held-out"]["sequences"]}
+def generator_cells(evaluation: dict[str, Any], breakdown: dict[str, Any],
+                    test_set_sizes: list[int], what: str) -> list[str]:
+    """A generator run's cells, ratios to its own references: FGD / mean pose's, PSD /
+    ground truth's, diversity / ground truth's, detector AUC, lip-sync r all / training
+    voices / held-out voices. ``test_set_sizes``: the held-out sequence counts of the other
+    files on the row; raises ValueError (naming ``what``) unless all score one test set."""
+    counts = {evaluation["sequences"], breakdown["sequences"], *test_set_sizes}
     if len(counts) != 1:
-        raise ValueError(f"{minutes} min: evaluation, speaker breakdown and lip probe score "
+        raise ValueError(f"{what}: evaluation, speaker breakdown and lip probe score "
                          f"{sorted(counts)} sequences: not the same test set")
     m = evaluation["methods"]
     gen, mean, truth = m["generator"], m["mean_pose"], m["ground_truth"]
-    return [str(minutes), str(evaluation["sequences"]), f"{gen['fgd'] / mean['fgd']:.3f}",
-            f"{gen['psd'] / truth['psd']:.2f}", f"{gen['diversity'] / truth['diversity']:.2f}",
-            f"{gen['detector_auc']:.3f}",
+    return [f"{gen['fgd'] / mean['fgd']:.3f}", f"{gen['psd'] / truth['psd']:.2f}",
+            f"{gen['diversity'] / truth['diversity']:.2f}", f"{gen['detector_auc']:.3f}",
             f"{gen['lip_sync']:.3f} / {breakdown['lip_sync_training_voices']:.3f} / "
-            f"{breakdown['lip_sync_held_out_voices']:.3f}",
-            " / ".join(f"{mfcc[g]['lip_sync']:.3f}" for g in
-                       ("all held-out", "held-out sentences", "held-out voices")),
-            " / ".join(f"{logmel[g]['lip_sync']:.3f}" for g in
-                       ("all held-out", "held-out sentences", "held-out voices"))]
+            f"{breakdown['lip_sync_held_out_voices']:.3f}"]
+
+
+def probe_cell(groups: dict[str, Any]) -> str:
+    """A probe's lip-sync r: all held-out / held-out sentences / held-out voices."""
+    return " / ".join(f"{groups[g]['lip_sync']:.3f}" for g in
+                      ("all held-out", "held-out sentences", "held-out voices"))
+
+
+def row(minutes: int) -> list[str]:
+    """One table row; raises ValueError when the three files score different test sets."""
+    evaluation, breakdown, probe = (json.loads(p.read_text()) for p in RUNS[minutes])
+    mfcc, logmel = probe_row(probe, "mfcc"), probe_row(probe, "logmel")
+    return [str(minutes), str(evaluation["sequences"]),
+            *generator_cells(evaluation, breakdown, [mfcc["all held-out"]["sequences"]],
+                             f"{minutes} min"),
+            probe_cell(mfcc), probe_cell(logmel)]
 
 
 def passage() -> str:

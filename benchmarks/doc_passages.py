@@ -19,6 +19,7 @@ from statistics import median
 from typing import Any
 
 from benchmarks.corpus_minutes import passage as corpus_minutes_passage
+from benchmarks.front_end import passage as front_end_passage
 from benchmarks.resampler_quality import passage as resampler_passage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -471,6 +472,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "eval_before_after": eval_before_after,
     "eval_steps": eval_steps,
     "corpus_minutes": corpus_minutes_passage,
+    "front_end": front_end_passage,
     "ablation_topk": _ablation("ablation_topk"),
     "ablation_modules": _ablation("ablation_modules"),
     "ablation_lookahead": _ablation("ablation_lookahead"),
