@@ -15,37 +15,78 @@ Files: :data:`RUNS`.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.corpus_minutes import generator_cells, probe_cell, probe_row
+from benchmarks.recording_conditions import CONDITIONS as RECORDING_CONDITIONS
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINING = ROOT / "benchmarks" / "results" / "training"
+RESULTS = ROOT / "benchmarks" / "results"
+TRAINING = RESULTS / "training"
 FRONT_END = TRAINING / "front_end"
 PROBE = TRAINING / "lip_probe"
-RUNS: dict[str, tuple[str, Path, Path, Path, str]] = {
-    # name -> (features per pose frame, evaluation, breakdown, probe file, probe kind)
-    "13 MFCCs (shipped)": ("7 x 13", TRAINING / "evaluation.json",
-                           TRAINING / "speaker_breakdown.json", PROBE / "minutes_4.json",
-                           "mfcc"),
-    "40 MFCCs": ("7 x 40", FRONT_END / "mfcc_40" / "evaluation.json",
-                 FRONT_END / "mfcc_40" / "speaker_breakdown.json",
-                 PROBE / "minutes_4_mfcc40.json", "mfcc40"),
-    "40 log-mel bands": ("7 x 40", FRONT_END / "logmel_40" / "evaluation.json",
-                         FRONT_END / "logmel_40" / "speaker_breakdown.json",
-                         PROBE / "minutes_4.json", "logmel"),
+CONDITIONS = tuple(RECORDING_CONDITIONS)  # the voices column's order
+
+
+@dataclass(frozen=True)
+class FrontEndRun:
+    """One row: a generator run's result files and the probe on its features."""
+
+    values: str  # feature values per pose frame, e.g. "7 x 40"
+    evaluation: Path  # gesturert evaluate's JSON
+    breakdown: Path  # benchmarks.speaker_breakdown's JSON
+    probe: Path  # benchmarks.lip_probe's JSON
+    probe_kind: str  # the probe row on the run's features
+    voices: Path  # directory of benchmarks.voices_acceptance's acceptance[_CONDITION].json
+
+    @staticmethod
+    def in_directory(directory: Path, values: str, probe: Path, kind: str) -> FrontEndRun:
+        return FrontEndRun(values, directory / "evaluation.json",
+                           directory / "speaker_breakdown.json", probe, kind,
+                           directory / "voices")
+
+
+RUNS: dict[str, FrontEndRun] = {
+    "13 MFCCs (shipped)": FrontEndRun("7 x 13", TRAINING / "evaluation.json",
+                                      TRAINING / "speaker_breakdown.json",
+                                      PROBE / "minutes_4.json", "mfcc", RESULTS / "voices"),
+    "40 MFCCs": FrontEndRun.in_directory(FRONT_END / "mfcc_40", "7 x 40",
+                                         PROBE / "minutes_4_mfcc40.json", "mfcc40"),
+    "40 log-mel bands": FrontEndRun.in_directory(FRONT_END / "logmel_40", "7 x 40",
+                                                 PROBE / "minutes_4.json", "logmel"),
 }
+
+
+def voices_cell(voices: Path) -> str:
+    """Audios (held-out voices and the sample) meeting every criterion of
+    ``benchmarks.voices_acceptance``, per condition of :data:`CONDITIONS`, e.g. "4 / 3 / 3 /
+    2 of 4"; raises ValueError when the conditions scored different audios."""
+    counts, audios = [], set()
+    for condition in CONDITIONS:
+        name = "acceptance.json" if condition == "clean" else f"acceptance_{condition}.json"
+        result = json.loads((voices / name).read_text())
+        if result["condition"] != condition:
+            raise ValueError(f"{voices / name}: condition {result['condition']!r}, expected "
+                             f"{condition!r}")
+        rows = result["rows"]
+        audios.add(tuple(sorted(rows)))
+        counts.append(sum(all(r["passed"].values()) for r in rows.values()))
+    if len(audios) != 1:
+        raise ValueError(f"{voices}: the conditions scored different audios: {sorted(audios)}")
+    return " / ".join(map(str, counts)) + f" of {len(audios.pop())}"
 
 
 def row(name: str) -> list[str]:
     """One table row; raises ValueError when its files score different test sets."""
-    features, *paths, kind = RUNS[name]
-    evaluation, breakdown, probe = (json.loads(p.read_text()) for p in paths)
-    groups = probe_row(probe, kind)
-    return [name, features,
+    run = RUNS[name]
+    evaluation, breakdown, probe = (json.loads(p.read_text()) for p in
+                                    (run.evaluation, run.breakdown, run.probe))
+    groups = probe_row(probe, run.probe_kind)
+    return [name, run.values,
             *generator_cells(evaluation, breakdown, [groups["all held-out"]["sequences"]],
                              name),
-            probe_cell(groups)]
+            probe_cell(groups), voices_cell(run.voices)]
 
 
 def passage() -> str:
@@ -53,7 +94,8 @@ def passage() -> str:
     header = ["generator's front end", "values per pose frame", "FGD / mean pose's ↓",
               "PSD / ground truth's", "diversity / ground truth's", "detector AUC ↑",
               "generator lip-sync r: all / training voices / held-out voices ↑",
-              "probe on the same features"]
+              "probe on the same features",
+              f"audios meeting issue 17's criteria: {' / '.join(CONDITIONS)} ↑"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row(name)) + " |" for name in RUNS]
     return "\n".join(lines)
