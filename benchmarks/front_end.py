@@ -55,14 +55,19 @@ RUNS: dict[str, FrontEndRun] = {
                                          PROBE / "minutes_4_mfcc40.json", "mfcc40"),
     "40 log-mel bands": FrontEndRun.in_directory(FRONT_END / "logmel_40", "7 x 40",
                                                  PROBE / "minutes_4.json", "logmel"),
+    **{f"40 log-mel bands, run.seed={seed}": FrontEndRun.in_directory(
+        FRONT_END / f"logmel_40_seed_{seed}", "7 x 40", PROBE / "minutes_4.json", "logmel")
+       for seed in (1, 2)},
 }
 
 
-def voices_cell(voices: Path) -> str:
-    """Audios (held-out voices and the sample) meeting every criterion of
-    ``benchmarks.voices_acceptance``, per condition of :data:`CONDITIONS`, e.g. "4 / 3 / 3 /
-    2 of 4"; raises ValueError when the conditions scored different audios."""
-    counts, audios = [], set()
+def voices_cells(voices: Path) -> list[str]:
+    """Two cells from ``benchmarks.voices_acceptance``'s results: the audios (held-out voices
+    and the sample) meeting every criterion, per condition of :data:`CONDITIONS`, e.g. "4 /
+    3 / 3 / 2 of 4"; and the criteria missed by any audio in any condition ("-" if none).
+    Raises ValueError when a file is of another condition or the conditions scored
+    different audios."""
+    counts, audios, missed = [], set(), set()
     for condition in CONDITIONS:
         name = "acceptance.json" if condition == "clean" else f"acceptance_{condition}.json"
         result = json.loads((voices / name).read_text())
@@ -72,9 +77,11 @@ def voices_cell(voices: Path) -> str:
         rows = result["rows"]
         audios.add(tuple(sorted(rows)))
         counts.append(sum(all(r["passed"].values()) for r in rows.values()))
+        missed |= {k for r in rows.values() for k, ok in r["passed"].items() if not ok}
     if len(audios) != 1:
         raise ValueError(f"{voices}: the conditions scored different audios: {sorted(audios)}")
-    return " / ".join(map(str, counts)) + f" of {len(audios.pop())}"
+    return [" / ".join(map(str, counts)) + f" of {len(audios.pop())}",
+            ", ".join(sorted(missed)) or "-"]
 
 
 def row(name: str) -> list[str]:
@@ -86,7 +93,7 @@ def row(name: str) -> list[str]:
     return [name, run.values,
             *generator_cells(evaluation, breakdown, [groups["all held-out"]["sequences"]],
                              name),
-            probe_cell(groups), voices_cell(run.voices)]
+            probe_cell(groups), *voices_cells(run.voices)]
 
 
 def passage() -> str:
@@ -95,7 +102,8 @@ def passage() -> str:
               "PSD / ground truth's", "diversity / ground truth's", "detector AUC ↑",
               "generator lip-sync r: all / training voices / held-out voices ↑",
               "probe on the same features",
-              f"audios meeting issue 17's criteria: {' / '.join(CONDITIONS)} ↑"]
+              f"audios meeting issue 17's criteria: {' / '.join(CONDITIONS)} ↑",
+              "criteria missed"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row(name)) + " |" for name in RUNS]
     return "\n".join(lines)
