@@ -58,6 +58,9 @@ RUNS: dict[str, FrontEndRun] = {
     **{f"40 log-mel bands, run.seed={seed}": FrontEndRun.in_directory(
         FRONT_END / f"logmel_40_seed_{seed}", "7 x 40", PROBE / "minutes_4.json", "logmel")
        for seed in (1, 2)},
+    **{f"40 log-mel bands, loss.spread_weight=0.3, run.seed={seed}": FrontEndRun.in_directory(
+        FRONT_END / f"logmel_40_spread_0.3_seed_{seed}", "7 x 40", PROBE / "minutes_4.json",
+        "logmel") for seed in (0, 1)},
 }
 
 
