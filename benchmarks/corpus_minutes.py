@@ -28,6 +28,9 @@ RUNS: dict[int, tuple[Path, Path, Path]] = {  # minutes -> evaluation, breakdown
 
 
 def probe_row(probe: dict[str, Any], features: str) -> dict[str, Any]:
+    """The per-group scores (``{"all held-out": {"lip_sync", "sequences", ...}, ...}``) of a
+    :mod:`benchmarks.lip_probe` results file's probe on ``features`` with the real audio
+    (not the audio-shuffled control); raises ValueError when the file has no such row."""
     for row in probe["rows"]:
         if row["features"] == features and not row["shuffle_audio"]:
             return row["groups"]  # type: ignore[no-any-return]

@@ -19,6 +19,7 @@ from statistics import median
 from typing import Any
 
 from benchmarks.corpus_minutes import passage as corpus_minutes_passage
+from benchmarks.corpus_minutes import probe_row
 from benchmarks.front_end import passage as front_end_passage
 from benchmarks.resampler_quality import passage as resampler_passage
 
@@ -312,16 +313,12 @@ def _probe_lip_sync(source: str, sequences: int) -> float:
     """The held-out lip-sync r of a :mod:`benchmarks.lip_probe` results file's probe on the
     generator's own features (``mfcc``, not the audio-shuffled control), refused unless it
     was scored on ``sequences`` held-out sequences (the evaluation's test set)."""
-    for row in load(source)["rows"]:
-        if row["features"] == "mfcc" and not row["shuffle_audio"]:
-            held_out = row["groups"]["all held-out"]
-            if held_out["sequences"] != sequences:
-                raise ValueError(f"{SOURCES[source]}: probe scored on {held_out['sequences']} "
-                                 f"held-out sequences, the evaluation on {sequences}: not the "
-                                 f"same test set")
-            return float(held_out["lip_sync"])
-    raise ValueError(f"{SOURCES[source]}: no mfcc probe row (python -m benchmarks.lip_probe "
-                     f"CORPUS --features mfcc)")
+    held_out = probe_row(load(source), "mfcc")["all held-out"]
+    if held_out["sequences"] != sequences:
+        raise ValueError(f"{SOURCES[source]}: probe scored on {held_out['sequences']} "
+                         f"held-out sequences, the evaluation on {sequences}: not the same "
+                         f"test set")
+    return float(held_out["lip_sync"])
 
 
 def eval_before_after() -> str:

@@ -147,7 +147,7 @@ def test_a_lip_probe_of_another_test_set_or_features_is_refused(
     monkeypatch.setitem(doc_passages.SOURCES, "lip_probe", path)
     doc_passages.load.cache_clear()
     try:
-        match = "not the same test set" if fault == "another test set" else "no mfcc probe row"
+        match = "not the same test set" if fault == "another test set" else "no mfcc row"
         with pytest.raises(ValueError, match=match):
             doc_passages.eval_before_after()
     finally:
