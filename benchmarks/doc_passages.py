@@ -1,63 +1,29 @@
 """The passages the docs quote, each generated from a committed results file.
 
 :data:`REGIONS` maps a region name to a function that returns its Markdown from the
-results files of :data:`SOURCES` (paths relative to the repository). The regions, the
-checker of numbers outside them and the command that rewrites them are in
-:mod:`benchmarks.doc_results`. A new results file: add it to SOURCES, a generator here,
-and mark the passage ``<!-- results:NAME -->...<!-- /results -->`` in the doc.
+results files of :data:`benchmarks.doc_sources.SOURCES` (re-exported here). The passages
+on real voices are in :mod:`benchmarks.voices_passages`. The regions, the checker of
+numbers outside them and the command that rewrites them are in
+:mod:`benchmarks.doc_results`. A new results file: add it to SOURCES, a generator here (or
+in the module of its topic), and mark the passage in the doc with
+``<!-- results:NAME -->...<!-- /results -->``.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Callable
-from functools import cache
-from itertools import pairwise
 from pathlib import Path
 from statistics import median
 from typing import Any
 
+from benchmarks import voices_passages as voices
 from benchmarks.corpus_minutes import passage as corpus_minutes_passage
-from benchmarks.corpus_minutes import probe_row
+from benchmarks.doc_sources import RESULTS, ROOT, SOURCES, load, markdown_table
 from benchmarks.front_end import passage as front_end_passage
 from benchmarks.resampler_quality import passage as resampler_passage
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-SOURCES = {
-    "bench": RESULTS / "2core-intel-xeon" / "bench.json",
-    "evaluation": RESULTS / "training" / "evaluation.json",
-    "training": RESULTS / "training" / "default_training.json",
-    "robustness": RESULTS / "robustness" / "robustness.json",
-    "robustness_default": RESULTS / "robustness" / "default_bundle.json",
-    "manifest": ROOT / "sdk" / "data" / "default_bundle" / "manifest.json",
-    "ablation_topk": RESULTS / "ablations" / "ablation_topk.json",
-    "ablation_modules": RESULTS / "ablations" / "ablation_modules.json",
-    "ablation_lookahead": RESULTS / "ablations" / "ablation_lookahead.json",
-    "cli_start": RESULTS / "2core-amd-epyc" / "cli_start.json",
-    "voices_acceptance": RESULTS / "voices" / "acceptance.json",
-    "voices_acceptance_before": RESULTS / "voices" / "acceptance_synthetic_voice_bundle.json",
-    "training_voices": RESULTS / "training" / "training_voices.json",
-    "evaluation_before": RESULTS / "training" / "synthetic_voice_bundle" / "evaluation.json",
-    "lip_ceiling": RESULTS / "training" / "lip_sync_ceiling" / "voiced.json",
-    "lip_ceiling_before": RESULTS / "training" / "lip_sync_ceiling" / "synthetic_voice.json",
-    "lip_probe": RESULTS / "training" / "lip_probe" / "minutes_4.json",
-    "lip_probe_before": RESULTS / "training" / "lip_probe" / "synthetic_voice.json",
-    "resampler_quality": RESULTS / "step_gemm" / "resampler_quality.json",
-}
-
-
-@cache
-def load(source: str) -> Any:
-    """The parsed JSON of a :data:`SOURCES` entry."""
-    return json.loads(SOURCES[source].read_text())
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+__all__ = ["REGIONS", "ROOT", "SOURCES", "gpu_result_dirs", "gpu_status", "load"]
 
 
 # ---------------------------------------------------------------- benchmarks (bench.json)
@@ -115,13 +81,13 @@ def _goal_value(goal: dict[str, Any]) -> str:
 def bench_goals() -> str:
     rows = [[g["target"], _goal_value(g), g["status"], g["where"]]
             for g in load("bench")["goals"]]
-    return _table(["goal", "measured", "status", "measured on"], rows)
+    return markdown_table(["goal", "measured", "status", "measured on"], rows)
 
 
 def bench_latency() -> str:
     chunks = [c for c in load("bench")["chunks"] if c["threads"] == 1]
     header = ["one stream (ORT, 1 thread)"] + [f"{c['chunk_ms']:.4g} ms chunks" for c in chunks]
-    return _table(header, [
+    return markdown_table(header, [
         ["end-to-end latency p50 (ms)"] + [f"{c['end_to_end_ms']['p50_ms']:.0f}"
                                            for c in chunks],
         ["end-to-end latency p99 (ms)"] + [f"{c['end_to_end_ms']['p99_ms']:.0f}"
@@ -210,7 +176,7 @@ def eval_table() -> str:
              _num(m["psd"], ".3f"), _num(m["lip_sync"], ".3f"),
              _num(m.get("detector_auc"), ".3f"), _num(m["diversity"], ".1f")]
             for key, name in EVAL_ROWS if (m := methods.get(key))]
-    return _table(["", "FGD ↓", "BC ↑", "BC at chance", "PSD ↓", "lip-sync r ↑",
+    return markdown_table(["", "FGD ↓", "BC ↑", "BC at chance", "PSD ↓", "lip-sync r ↑",
                    "detector frame AUC ↑", "diversity"], rows)
 
 
@@ -218,7 +184,7 @@ def eval_acceptance() -> str:
     rows = [[c["criterion"], f"{c['value']:.3f}",
              {"passed": "yes", "failed": "NO"}.get(c["status"], c["status"])]
             for c in load("evaluation")["acceptance"]]
-    return _table(["acceptance (issue 3)", "value", "passed"], rows)
+    return markdown_table(["acceptance (issue 3)", "value", "passed"], rows)
 
 
 def _eval(method: str, key: str, fmt: str = ".3f") -> Callable[[], str]:
@@ -262,7 +228,7 @@ def voices_conditions() -> str:
     augmentation (generator sweep): on how many of the held-out voices and the sample
     every criterion is met, what is missed, the largest PSD / mean pose's and 4-SD share."""
     rows = []
-    plain = STEPS_SWEEP / "steps_4000_audio_augmentation_false"
+    plain = voices.STEPS_SWEEP / "steps_4000_audio_augmentation_false"
     for condition, label in CONDITION_LABELS.items():
         for training, path in (("shipped (augmented; judge heard corrupted speech)",
                                 RESULTS / "voices"),
@@ -276,140 +242,12 @@ def voices_conditions() -> str:
                          f"{max(r['psd'] / r['mean_pose_psd'] for r in report.values()):.2f}",
                          f"{max(r['beyond_4sd'] for r in report.values()):.3%}",
                          "; ".join(missed) or "-"])
-    return _table(["condition", "training", "all criteria met", "largest PSD / mean pose's",
+    return markdown_table(["condition", "training", "all criteria met", "largest PSD / mean pose's",
                    "largest share beyond 4 SD", "missed"], rows)
 
 
 def manifest_psd() -> str:
     return f"{load('manifest')['psd_reference']['value']:.2f}"
-
-
-# ---------------------------------------------------------------- voices (issue 17)
-def _voices_acceptance(source: str) -> str:
-    rows = []
-    for name, r in load(source)["rows"].items():
-        failed = [k for k, ok in r["passed"].items() if not ok]
-        rows.append([name.replace("sample:", "sample "), f"{r['psd']:.3f}",
-                     f"{r['mean_pose_psd']:.3f}",
-                     ", ".join(f"{o:+d}" for o in r["best_offsets"]),
-                     f"{r['confidence']:.2f}", f"{r['mouth_energy_r']:.2f}",
-                     f"{r['mean_abs_z']:.2f}", f"{r['beyond_4sd']:.3%}",
-                     "all met" if not failed else "missed: " + ", ".join(failed)])
-    return _table(["audio", "PSD ↓", "mean pose PSD", "best offsets", "confidence",
-                   "mouth r", "mean abs z", "beyond 4 SD", "criteria"], rows)
-
-
-def _judged_ratios(ev: dict[str, Any]) -> list[str]:
-    """An evaluation's generator against its own judges and references: FGD / mean pose's,
-    PSD / ground truth's, lip-sync r, detector AUC, diversity / ground truth's."""
-    m = ev["methods"]
-    gen, mean, truth = m["generator"], m["mean_pose"], m["ground_truth"]
-    return [f"{gen['fgd'] / mean['fgd']:.3f}", f"{gen['psd'] / truth['psd']:.2f}",
-            f"{gen['lip_sync']:.3f}", f"{gen['detector_auc']:.3f}",
-            f"{gen['diversity'] / truth['diversity']:.2f}"]
-
-
-def _probe_lip_sync(source: str, sequences: int) -> float:
-    """The held-out lip-sync r of a :mod:`benchmarks.lip_probe` results file's probe on the
-    generator's own features (``mfcc``, not the audio-shuffled control), refused unless it
-    was scored on ``sequences`` held-out sequences (the evaluation's test set)."""
-    held_out = probe_row(load(source), "mfcc")["all held-out"]
-    if held_out["sequences"] != sequences:
-        raise ValueError(f"{SOURCES[source]}: probe scored on {held_out['sequences']} "
-                         f"held-out sequences, the evaluation on {sequences}: not the same "
-                         f"test set")
-    return float(held_out["lip_sync"])
-
-
-def eval_before_after() -> str:
-    """The generator against its own test set's references, before and after the voiced
-    corpus: ratios, since FGD encoder, judge and test set differ between the two. The lip
-    row also against the features-only probe on the same test set (what the 13 MFCCs
-    carry about the lips there)."""
-    rows = []
-    for label, source, ceiling_source, probe_source in (
-            ("synthetic voice (previous)", "evaluation_before", "lip_ceiling_before",
-             "lip_probe_before"),
-            ("voiced corpus (shipped)", "evaluation", "lip_ceiling", "lip_probe")):
-        ev, ceiling = load(source), load(ceiling_source)
-        if ceiling["sequences"] != ev["sequences"]:
-            raise ValueError(f"{SOURCES[ceiling_source]}: {ceiling['sequences']} sequences, "
-                             f"{SOURCES[source]}: {ev['sequences']}: not the same test set")
-        probe = _probe_lip_sync(probe_source, ev["sequences"])
-        gen, mean = ev["methods"]["generator"], ev["methods"]["mean_pose"]
-        fgd_ratio, psd_truth, lip, auc, diversity = _judged_ratios(ev)
-        rows.append([label, str(ev["sequences"]), fgd_ratio, f"{gen['psd'] / mean['psd']:.3f}",
-                     psd_truth, lip, f"{ceiling['lip_sync_ceiling']:.3f}",
-                     f"{gen['lip_sync'] / ceiling['lip_sync_ceiling']:.3f}", f"{probe:.3f}",
-                     f"{gen['lip_sync'] / probe:.3f}", auc, diversity])
-    return _table(["generator, test set", "sequences", "FGD / mean pose's ↓",
-                   "PSD / mean pose's ↓", "PSD / ground truth's", "lip-sync r ↑",
-                   "lip-sync r ceiling", "lip-sync r / ceiling ↑", "probe's lip-sync r",
-                   "lip-sync r / probe's ↑", "detector AUC ↑", "diversity / ground truth's"],
-                  rows)
-
-
-STEPS_SWEEP = RESULTS / "training" / "generator_steps"
-"""The generator sweep, one corpus, PoseSyncNet and FGD encoder for every run: one directory
-per run (steps_N[_what_changed]) with its evaluation.json and default_training.json (whose
-recorded command names the changes)."""
-
-
-def _generator_changes(command: str) -> str:
-    """The ``--set generator:KEY=VALUE`` overrides of a run's command but the step count
-    (each sweep row's other changes from the default config), or "-"."""
-    words = shlex.split(command)
-    changes = [w.split(":", 1)[1] for previous, w in pairwise(words)
-               if previous == "--set" and w.startswith("generator:")
-               and not w.startswith("generator:run.steps=")]
-    return ", ".join(changes) or "-"
-
-
-def eval_steps() -> str:
-    """The generator sweep (step count and other changes): every run against the same
-    judges, as ratios and raw."""
-    rows = []
-    runs = sorted((int(p.parent.name.split("_")[1]), p.parent.name, p.parent)
-                  for p in STEPS_SWEEP.glob("steps_*/evaluation.json"))
-    for steps, _, run in runs:
-        ev = json.loads((run / "evaluation.json").read_text())
-        gen = ev["methods"]["generator"]
-        fgd_ratio, psd_truth, lip, auc, diversity = _judged_ratios(ev)
-        command = json.loads((run / "default_training.json").read_text())["command"]
-        rows.append([str(steps), _generator_changes(command),
-                     f"{gen['fgd']:.1f}", fgd_ratio, f"{gen['psd']:.3f}", psd_truth, lip, auc,
-                     diversity, f"{gen['l1']:.3f}", f"{gen['bc']:.3f} / {gen['bc_chance']:.3f}"])
-    return _table(["steps", "other changes", "FGD ↓", "FGD / mean pose's ↓", "PSD ↓",
-                   "PSD / ground truth's", "lip-sync r ↑", "detector AUC ↑",
-                   "diversity / ground truth's", "L1 ↓", "BC / at chance"], rows)
-
-
-def voices_criteria() -> str:
-    """Issue 17's criteria, from the constants benchmarks/voices_acceptance.py applies."""
-    from benchmarks import voices_acceptance as va
-
-    return (f"PSD <= {va.PSD_MAX} and <= {va.MEAN_POSE_RATIO_MAX} x the mean pose's on the "
-            f"same audio, best offset within ±{va.OFFSET_MAX_FRAMES} frame with confidence >= "
-            f"{va.CONFIDENCE_MIN}, mouth opening vs audio energy r >= {va.MOUTH_R_MIN}, body "
-            f"and hands inside the training poses (mean |z| <= {va.MEAN_ABS_Z_MAX}, <= "
-            f"{va.BEYOND_4SD_MAX:.1%} beyond 4 SD)")
-
-
-def training_voices() -> str:
-    voices = load("training_voices")
-    trained = [v for v in voices.values() if not v["held_out"]]
-    held = sorted(name for name, v in voices.items() if v["held_out"])
-    engines = sorted({v["engine"] for v in trained})
-    licences = sorted({v["licence"] for v in trained})
-    languages = sorted({v["language"] for v in trained})
-    return (f"{len(trained)} voices ({', '.join(engines)}; {len(languages)} languages: "
-            f"{', '.join(languages)}; "
-            f"{sum(v['gender'] == 'female' for v in trained)} female, "
-            f"{sum(v['gender'] == 'male' for v in trained)} male), held out: "
-            f"{', '.join(held)}. Licences: {'; '.join(licences)}; every trained voice "
-            + ("allows distributing a model trained on its output"
-               if all(v["model_distributable"] for v in trained) else
-               "does NOT allow distributing a model trained on its output"))
 
 
 # ---------------------------------------------------------------- ablations
@@ -432,7 +270,7 @@ def _ablation(source: str) -> Callable[[], str]:
                          _range(seeds, "lip_sync", ".4f"), _range(seeds, "bc", ".3f"),
                          _range(seeds, "bc_chance", ".3f")])
         return (f"{report['steps']} steps per training; median (min–max) over training "
-                f"seeds\n\n" + _table(["variant", *(["latency ms"] if latency else []),
+                f"seeds\n\n" + markdown_table(["variant", *(["latency ms"] if latency else []),
                                         "seeds", "detector AUC", "FGD", "PSD",
                                         "lip-sync r", "BC", "BC at chance"], rows))
     return table
@@ -461,13 +299,13 @@ REGIONS: dict[str, Callable[[], str]] = {
     "training_load": training_load,
     "robustness_sample": robustness_sample,
     "manifest_psd": manifest_psd,
-    "voices_acceptance": lambda: _voices_acceptance("voices_acceptance"),
-    "voices_acceptance_before": lambda: _voices_acceptance("voices_acceptance_before"),
+    "voices_acceptance": lambda: voices.voices_acceptance("voices_acceptance"),
+    "voices_acceptance_before": lambda: voices.voices_acceptance("voices_acceptance_before"),
     "voices_conditions": voices_conditions,
-    "training_voices": training_voices,
-    "voices_criteria": voices_criteria,
-    "eval_before_after": eval_before_after,
-    "eval_steps": eval_steps,
+    "training_voices": voices.training_voices,
+    "voices_criteria": voices.voices_criteria,
+    "eval_before_after": voices.eval_before_after,
+    "eval_steps": voices.eval_steps,
     "corpus_minutes": corpus_minutes_passage,
     "front_end": front_end_passage,
     "ablation_topk": _ablation("ablation_topk"),

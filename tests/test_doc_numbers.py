@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import doc_passages
+from benchmarks import doc_passages, voices_passages
 from benchmarks.doc_results import (
     DOC_FILES,
     GENERATED_ELSEWHERE,
@@ -113,9 +113,9 @@ def test_a_sweep_row_names_its_changes_from_the_default_config() -> None:
     command = ("python scripts/make_default_bundle.py --voices all --set generator:run.steps=6000 "
                "--set 'generator:model.face_dilations=[1, 2]' --set posesync:run.steps=10 "
                "--set generator:loss.spread_weight=1.0 --work w")
-    assert doc_passages._generator_changes(command) == \
+    assert voices_passages._generator_changes(command) == \
         "model.face_dilations=[1, 2], loss.spread_weight=1.0"
-    assert doc_passages._generator_changes("python x.py --set generator:run.steps=2000") == "-"
+    assert voices_passages._generator_changes("python x.py --set generator:run.steps=2000") == "-"
 
 
 def test_a_lip_ceiling_of_another_test_set_is_refused(tmp_path: Path,
@@ -128,7 +128,7 @@ def test_a_lip_ceiling_of_another_test_set_is_refused(tmp_path: Path,
     doc_passages.load.cache_clear()
     try:
         with pytest.raises(ValueError, match="not the same test set"):
-            doc_passages.eval_before_after()
+            voices_passages.eval_before_after()
     finally:
         doc_passages.load.cache_clear()
 
@@ -149,7 +149,7 @@ def test_a_lip_probe_of_another_test_set_or_features_is_refused(
     try:
         match = "not the same test set" if fault == "another test set" else "no mfcc row"
         with pytest.raises(ValueError, match=match):
-            doc_passages.eval_before_after()
+            voices_passages.eval_before_after()
     finally:
         doc_passages.load.cache_clear()
 
@@ -160,10 +160,10 @@ def test_the_readmes_lip_probe_claims_hold_in_the_committed_results() -> None:
     close to its probe, and the sweep's run without audio augmentation reaches it."""
     evaluation = doc_passages.load("evaluation")
     before = doc_passages.load("evaluation_before")["methods"]["generator"]["lip_sync"]
-    probe_before = doc_passages._probe_lip_sync("lip_probe_before", 28)
-    probe = doc_passages._probe_lip_sync("lip_probe", evaluation["sequences"])
+    probe_before = voices_passages._probe_lip_sync("lip_probe_before", 28)
+    probe = voices_passages._probe_lip_sync("lip_probe", evaluation["sequences"])
     shipped = evaluation["methods"]["generator"]["lip_sync"]
-    sweep = doc_passages.STEPS_SWEEP / "steps_4000_audio_augmentation_false" / "evaluation.json"
+    sweep = voices_passages.STEPS_SWEEP / "steps_4000_audio_augmentation_false" / "evaluation.json"
     no_augmentation = json.loads(sweep.read_text())
     assert no_augmentation["sequences"] == evaluation["sequences"]
     unaugmented = no_augmentation["methods"]["generator"]["lip_sync"]

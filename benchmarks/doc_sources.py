@@ -1,0 +1,50 @@
+"""The committed results files the docs quote, and the helpers every passage shares.
+
+:data:`SOURCES` names each results file the passages of :mod:`benchmarks.doc_passages`
+read (paths in the repository); :func:`load` parses one (cached); :func:`markdown_table`
+writes a Markdown table.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SOURCES = {
+    "bench": RESULTS / "2core-intel-xeon" / "bench.json",
+    "evaluation": RESULTS / "training" / "evaluation.json",
+    "training": RESULTS / "training" / "default_training.json",
+    "robustness": RESULTS / "robustness" / "robustness.json",
+    "robustness_default": RESULTS / "robustness" / "default_bundle.json",
+    "manifest": ROOT / "sdk" / "data" / "default_bundle" / "manifest.json",
+    "ablation_topk": RESULTS / "ablations" / "ablation_topk.json",
+    "ablation_modules": RESULTS / "ablations" / "ablation_modules.json",
+    "ablation_lookahead": RESULTS / "ablations" / "ablation_lookahead.json",
+    "cli_start": RESULTS / "2core-amd-epyc" / "cli_start.json",
+    "voices_acceptance": RESULTS / "voices" / "acceptance.json",
+    "voices_acceptance_before": RESULTS / "voices" / "acceptance_synthetic_voice_bundle.json",
+    "training_voices": RESULTS / "training" / "training_voices.json",
+    "evaluation_before": RESULTS / "training" / "synthetic_voice_bundle" / "evaluation.json",
+    "lip_ceiling": RESULTS / "training" / "lip_sync_ceiling" / "voiced.json",
+    "lip_ceiling_before": RESULTS / "training" / "lip_sync_ceiling" / "synthetic_voice.json",
+    "lip_probe": RESULTS / "training" / "lip_probe" / "minutes_4.json",
+    "lip_probe_before": RESULTS / "training" / "lip_probe" / "synthetic_voice.json",
+    "resampler_quality": RESULTS / "step_gemm" / "resampler_quality.json",
+}
+
+
+@cache
+def load(source: str) -> Any:
+    """The parsed JSON of a :data:`SOURCES` entry."""
+    return json.loads(SOURCES[source].read_text())
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table: one header row, then ``rows`` (cells already formatted)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)

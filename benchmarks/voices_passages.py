@@ -1,0 +1,143 @@
+"""The docs' passages on real voices (issue 17): the acceptance per voice, the training
+voices and their licences, the generator before and after the voiced corpus, the sweep.
+
+Each function returns Markdown (or a phrase) from the results files of
+:data:`benchmarks.doc_sources.SOURCES`; :data:`benchmarks.doc_passages.REGIONS` names them.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from itertools import pairwise
+from typing import Any
+
+from benchmarks.corpus_minutes import probe_row
+from benchmarks.doc_sources import RESULTS, SOURCES, load, markdown_table
+
+
+def voices_acceptance(source: str) -> str:
+    rows = []
+    for name, r in load(source)["rows"].items():
+        failed = [k for k, ok in r["passed"].items() if not ok]
+        rows.append([name.replace("sample:", "sample "), f"{r['psd']:.3f}",
+                     f"{r['mean_pose_psd']:.3f}",
+                     ", ".join(f"{o:+d}" for o in r["best_offsets"]),
+                     f"{r['confidence']:.2f}", f"{r['mouth_energy_r']:.2f}",
+                     f"{r['mean_abs_z']:.2f}", f"{r['beyond_4sd']:.3%}",
+                     "all met" if not failed else "missed: " + ", ".join(failed)])
+    return markdown_table(["audio", "PSD ↓", "mean pose PSD", "best offsets", "confidence",
+                   "mouth r", "mean abs z", "beyond 4 SD", "criteria"], rows)
+
+
+def _judged_ratios(ev: dict[str, Any]) -> list[str]:
+    """An evaluation's generator against its own judges and references: FGD / mean pose's,
+    PSD / ground truth's, lip-sync r, detector AUC, diversity / ground truth's."""
+    m = ev["methods"]
+    gen, mean, truth = m["generator"], m["mean_pose"], m["ground_truth"]
+    return [f"{gen['fgd'] / mean['fgd']:.3f}", f"{gen['psd'] / truth['psd']:.2f}",
+            f"{gen['lip_sync']:.3f}", f"{gen['detector_auc']:.3f}",
+            f"{gen['diversity'] / truth['diversity']:.2f}"]
+
+
+def _probe_lip_sync(source: str, sequences: int) -> float:
+    """The held-out lip-sync r of a :mod:`benchmarks.lip_probe` results file's probe on the
+    generator's own features (``mfcc``, not the audio-shuffled control), refused unless it
+    was scored on ``sequences`` held-out sequences (the evaluation's test set)."""
+    held_out = probe_row(load(source), "mfcc")["all held-out"]
+    if held_out["sequences"] != sequences:
+        raise ValueError(f"{SOURCES[source]}: probe scored on {held_out['sequences']} "
+                         f"held-out sequences, the evaluation on {sequences}: not the same "
+                         f"test set")
+    return float(held_out["lip_sync"])
+
+
+def eval_before_after() -> str:
+    """The generator against its own test set's references, before and after the voiced
+    corpus: ratios, since FGD encoder, judge and test set differ between the two. The lip
+    row also against the features-only probe on the same test set (what the 13 MFCCs
+    carry about the lips there)."""
+    rows = []
+    for label, source, ceiling_source, probe_source in (
+            ("synthetic voice (previous)", "evaluation_before", "lip_ceiling_before",
+             "lip_probe_before"),
+            ("voiced corpus (shipped)", "evaluation", "lip_ceiling", "lip_probe")):
+        ev, ceiling = load(source), load(ceiling_source)
+        if ceiling["sequences"] != ev["sequences"]:
+            raise ValueError(f"{SOURCES[ceiling_source]}: {ceiling['sequences']} sequences, "
+                             f"{SOURCES[source]}: {ev['sequences']}: not the same test set")
+        probe = _probe_lip_sync(probe_source, ev["sequences"])
+        gen, mean = ev["methods"]["generator"], ev["methods"]["mean_pose"]
+        fgd_ratio, psd_truth, lip, auc, diversity = _judged_ratios(ev)
+        rows.append([label, str(ev["sequences"]), fgd_ratio, f"{gen['psd'] / mean['psd']:.3f}",
+                     psd_truth, lip, f"{ceiling['lip_sync_ceiling']:.3f}",
+                     f"{gen['lip_sync'] / ceiling['lip_sync_ceiling']:.3f}", f"{probe:.3f}",
+                     f"{gen['lip_sync'] / probe:.3f}", auc, diversity])
+    return markdown_table(["generator, test set", "sequences", "FGD / mean pose's ↓",
+                   "PSD / mean pose's ↓", "PSD / ground truth's", "lip-sync r ↑",
+                   "lip-sync r ceiling", "lip-sync r / ceiling ↑", "probe's lip-sync r",
+                   "lip-sync r / probe's ↑", "detector AUC ↑", "diversity / ground truth's"],
+                  rows)
+
+
+STEPS_SWEEP = RESULTS / "training" / "generator_steps"
+"""The generator sweep, one corpus, PoseSyncNet and FGD encoder for every run: one directory
+per run (steps_N[_what_changed]) with its evaluation.json and default_training.json (whose
+recorded command names the changes)."""
+
+
+def _generator_changes(command: str) -> str:
+    """The ``--set generator:KEY=VALUE`` overrides of a run's command but the step count
+    (each sweep row's other changes from the default config), or "-"."""
+    words = shlex.split(command)
+    changes = [w.split(":", 1)[1] for previous, w in pairwise(words)
+               if previous == "--set" and w.startswith("generator:")
+               and not w.startswith("generator:run.steps=")]
+    return ", ".join(changes) or "-"
+
+
+def eval_steps() -> str:
+    """The generator sweep (step count and other changes): every run against the same
+    judges, as ratios and raw."""
+    rows = []
+    runs = sorted((int(p.parent.name.split("_")[1]), p.parent.name, p.parent)
+                  for p in STEPS_SWEEP.glob("steps_*/evaluation.json"))
+    for steps, _, run in runs:
+        ev = json.loads((run / "evaluation.json").read_text())
+        gen = ev["methods"]["generator"]
+        fgd_ratio, psd_truth, lip, auc, diversity = _judged_ratios(ev)
+        command = json.loads((run / "default_training.json").read_text())["command"]
+        rows.append([str(steps), _generator_changes(command),
+                     f"{gen['fgd']:.1f}", fgd_ratio, f"{gen['psd']:.3f}", psd_truth, lip, auc,
+                     diversity, f"{gen['l1']:.3f}", f"{gen['bc']:.3f} / {gen['bc_chance']:.3f}"])
+    return markdown_table(["steps", "other changes", "FGD ↓", "FGD / mean pose's ↓", "PSD ↓",
+                   "PSD / ground truth's", "lip-sync r ↑", "detector AUC ↑",
+                   "diversity / ground truth's", "L1 ↓", "BC / at chance"], rows)
+
+
+def voices_criteria() -> str:
+    """Issue 17's criteria, from the constants benchmarks/voices_acceptance.py applies."""
+    from benchmarks import voices_acceptance as va
+
+    return (f"PSD <= {va.PSD_MAX} and <= {va.MEAN_POSE_RATIO_MAX} x the mean pose's on the "
+            f"same audio, best offset within ±{va.OFFSET_MAX_FRAMES} frame with confidence >= "
+            f"{va.CONFIDENCE_MIN}, mouth opening vs audio energy r >= {va.MOUTH_R_MIN}, body "
+            f"and hands inside the training poses (mean |z| <= {va.MEAN_ABS_Z_MAX}, <= "
+            f"{va.BEYOND_4SD_MAX:.1%} beyond 4 SD)")
+
+
+def training_voices() -> str:
+    voices = load("training_voices")
+    trained = [v for v in voices.values() if not v["held_out"]]
+    held = sorted(name for name, v in voices.items() if v["held_out"])
+    engines = sorted({v["engine"] for v in trained})
+    licences = sorted({v["licence"] for v in trained})
+    languages = sorted({v["language"] for v in trained})
+    return (f"{len(trained)} voices ({', '.join(engines)}; {len(languages)} languages: "
+            f"{', '.join(languages)}; "
+            f"{sum(v['gender'] == 'female' for v in trained)} female, "
+            f"{sum(v['gender'] == 'male' for v in trained)} male), held out: "
+            f"{', '.join(held)}. Licences: {'; '.join(licences)}; every trained voice "
+            + ("allows distributing a model trained on its output"
+               if all(v["model_distributable"] for v in trained) else
+               "does NOT allow distributing a model trained on its output"))
