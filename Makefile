@@ -60,11 +60,12 @@ clean:
 # `apt-get install -y` of what is missing. The tests use all of them: chromium for the live
 # page's browser test (headless, fake microphone), haproxy and nginx-light for the fleet
 # tests (the shipped balancer configurations on loopback), espeak-ng and flite for the
-# voiced corpus (`gesturert data synth --voices`). `make voices` installs only the last two.
+# voiced corpus (`gesturert data synth --voices`), festival and two of its voices for the
+# engine no model heard (benchmarks.voices_acceptance). `make voices` installs only these.
 # MBROLA would need contrib + non-free in the apt sources (not enabled here) and its voices
 # are non-commercial, so it is not used.
-TEST_DEBS := chromium haproxy nginx-light espeak-ng flite
-VOICE_DEBS := espeak-ng flite
+VOICE_DEBS := espeak-ng flite festival festvox-kdlpc16k festvox-us-slt-hts
+TEST_DEBS := chromium haproxy nginx-light $(VOICE_DEBS)
 define install_debs
 	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \

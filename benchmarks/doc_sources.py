@@ -27,6 +27,8 @@ SOURCES = {
     "cli_start": RESULTS / "2core-amd-epyc" / "cli_start.json",
     "voices_acceptance": RESULTS / "voices" / "acceptance.json",
     "voices_acceptance_before": RESULTS / "voices" / "acceptance_synthetic_voice_bundle.json",
+    "voices_acceptance_quieter": RESULTS / "voices" / "acceptance_gain_-6db.json",
+    "voices_acceptance_louder": RESULTS / "voices" / "acceptance_gain_+6db.json",
     "training_voices": RESULTS / "training" / "training_voices.json",
     "evaluation_before": RESULTS / "training" / "synthetic_voice_bundle" / "evaluation.json",
     "lip_ceiling": RESULTS / "training" / "lip_sync_ceiling" / "voiced.json",

@@ -3,17 +3,22 @@ bundle itself (SDK, ONNX Runtime, its own PoseSyncNet as the judge).
 
     python -m benchmarks.voices_acceptance BUNDLE --corpus VOICED_CORPUS \\
         [--sample sdk/data/samples/speech_en.flac] [--out benchmarks/results/voices] \\
-        [--condition clean|noise_15db|reverb_0.5s|reverb_1.2s]
+        [--condition clean|noise_15db|reverb_0.5s|reverb_1.2s] [--gain-db G]
 
 Audio: every sequence of each held-out voice of ``VOICED_CORPUS`` (``voices.json``:
-``held_out``; split ``test``, held-out words; never trained on), and the shipped sample.
+``held_out``; split ``test``, held-out words; never trained on), the voices of an engine
+never heard (``--engine-never-heard``, default every festival voice of
+:mod:`train.data.festival`: held-out phrases, as many sequences of the same mean length as
+a held-out corpus voice has; ``none`` leaves them out), and the shipped sample.
 Each sequence is streamed through ``StreamingGenerator.generate`` (seed 0; with the
 speaker's gesture style when the bundle has styles and the corpus names one) and scored
 like ``gesturert demo`` scores its sample (:func:`sdk.bundle_psd.frames_psd`). With
 ``--condition`` other than ``clean``, every audio (the sample too) is first put through
 that recording condition (:mod:`benchmarks.recording_conditions`; seed = the sequence's
 index), and the report is ``acceptance_<condition>.json/.md``: the same criteria on
-noisy or reverberant speech, what a microphone in a room delivers.
+noisy or reverberant speech, what a microphone in a room delivers. With ``--gain-db G``
+every audio is then scaled by G dB (a louder or quieter microphone; samples beyond +-1
+clipped, as a recording would be), the report ``acceptance[_<condition>]_gain_<G>db``.
 
 Criteria, per held-out voice (means over its sequences) and for the sample:
 
@@ -54,6 +59,16 @@ MOUTH_R_MIN = 0.6
 MEAN_ABS_Z_MAX = 1.0
 BEYOND_4SD_MAX = 0.001
 CRITERIA = ("psd", "psd_vs_mean_pose", "offset", "confidence", "mouth", "training_range")
+ENGINE_NEVER_HEARD = "engine never heard"  # a row's voice["held_out"] for festival's voices
+
+
+def split_engine_rows(rows: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A report's rows as (the corpus's held-out voices and the sample, the voices of the
+    engine never heard): reports made before that engine was scored have only the first,
+    so comparisons across reports use the first part."""
+    engine = {k: r for k, r in rows.items()
+              if r.get("voice", {}).get("held_out") == ENGINE_NEVER_HEARD}
+    return {k: r for k, r in rows.items() if k not in engine}, engine
 
 
 def verdict(row: dict[str, Any]) -> dict[str, bool]:
@@ -127,12 +142,29 @@ def _speaker_style(corpus: Path, speaker: str, styles: tuple[str, ...]) -> str |
 
 
 def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0,
-        condition: str = "clean") -> dict[str, Any]:
-    """Rows for every held-out voice of ``corpus`` and for ``sample``, under ``condition``."""
+        condition: str = "clean", engine_voices: str = "all",
+        gain_db: float = 0.0) -> dict[str, Any]:
+    """Rows for every held-out voice of ``corpus``, every festival voice ``engine_voices``
+    names (:func:`train.data.festival.select`; ``none``: no such row) and ``sample``, under
+    ``condition``, then scaled by ``gain_db`` dB."""
     from benchmarks.recording_conditions import apply_condition
     from sdk.audio import load_audio
     from sdk.streaming import StreamingGenerator
+    from train.data import festival
     from train.posesync_data import load_corpus_sequences
+
+    def recorded(audio: np.ndarray, index: int) -> np.ndarray:
+        """``audio`` under the condition, then the gain (clipped to +-1)."""
+        out = apply_condition(audio, condition, rate, index)
+        if gain_db == 0.0:
+            return out
+        return np.clip(out * np.float32(10.0 ** (gain_db / 20.0)), -1.0, 1.0)
+
+    never_heard = () if engine_voices == "none" else festival.select(engine_voices)
+    for engine_voice in never_heard:  # refuse before any work
+        problem = festival.missing(engine_voice)
+        if problem:
+            raise ValueError(f"{problem} (or --engine-never-heard none)")
 
     table = json.loads((corpus / "voices.json").read_text())
     held = sorted(name for name, v in table.items() if v["held_out"])
@@ -144,14 +176,26 @@ def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0,
         styles = generator.styles
         rate = generator.manifest.features.sample_rate
         for voice in held:
-            audios = [apply_condition(s.audio, condition, rate, i)
+            audios = [recorded(s.audio, i)
                       for i, s in enumerate(q for q in sequences
                                             if q.speaker == voice and q.held_out)]
             rows[voice] = score_sequences(generator, audios,
                                           _speaker_style(corpus, voice, styles), seed)
             rows[voice]["voice"] = table[voice]
+        held_sequences = [q for q in sequences if q.speaker in held and q.held_out]
+        count = round(len(held_sequences) / len(held))
+        seconds = float(np.mean([len(q.audio) for q in held_sequences])) / rate
+        for engine_voice in never_heard:
+            speech = festival.held_out_speech(engine_voice, count, seconds, rate, seed)
+            rows[engine_voice.name] = score_sequences(
+                generator, [recorded(a, i) for i, a in enumerate(speech)],
+                None, seed)
+            rows[engine_voice.name]["voice"] = {
+                "engine": "festival", "held_out": ENGINE_NEVER_HEARD,
+                "festival_voice": engine_voice.scheme, "gender": engine_voice.gender,
+                "language": festival.LANGUAGE, "licence": engine_voice.licence}
         rows["sample:" + sample.name] = score_sequences(
-            generator, [apply_condition(load_audio(sample, rate), condition, rate, 0)], None,
+            generator, [recorded(load_audio(sample, rate), 0)], None,
             seed)
     return rows
 
@@ -160,9 +204,14 @@ def markdown(report: dict[str, Any]) -> str:
     rows = report["rows"]
     condition = report.get("condition", "clean")
     title = "" if condition == "clean" else f", recording condition `{condition}`"
+    if report.get("gain_db", 0.0):
+        title += f", level {report['gain_db']:+g} dB"
     lines = [f"# Voices never heard: the bundle's acceptance (issue 17){title}", "",
              f"Bundle `{report['bundle']}`, corpus `{report['corpus']}` (held-out voices: "
-             "split `test`, held-out words, never trained on), sample "
+             "split `test`, held-out words, never trained on), "
+             + ("" if report.get("engine_never_heard", "none") == "none" else
+                "festival's voices (an engine never heard; held-out words), ")
+             + "sample "
              f"`{report['sample']}`. Judge: the bundle's own PoseSyncNet. Machine: "
              f"{report['machine']['cpu_model']}, {report['machine']['cpu_cores']} cores, "
              f"{report['load']}; {report['seconds']:.0f} s.", "",
@@ -197,23 +246,32 @@ def main(argv: list[str] | None = None) -> int:
                         help="speech sample scored as well (default: the shipped sample)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
     parser.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
+    parser.add_argument("--engine-never-heard", default="all", metavar="VOICES",
+                        help="festival voices to score as an engine never heard: all "
+                        "(default), comma-separated names, or none")
+    parser.add_argument("--gain-db", type=float, default=0.0, metavar="G",
+                        help="scale every audio by G dB after the condition (default 0)")
     parser.add_argument("--condition", default="clean", choices=sorted(CONDITIONS),
                         help="recording condition applied to every audio first (default "
                         "clean; benchmarks/recording_conditions.py)")
     args = parser.parse_args(argv)
     started, load = time.perf_counter(), machine_state(load_average())
     try:
-        rows = run(args.bundle, args.corpus, args.sample, args.seed, args.condition)
+        rows = run(args.bundle, args.corpus, args.sample, args.seed, args.condition,
+                   args.engine_never_heard, args.gain_db)
     except (OSError, ValueError) as exc:
         print(f"voices_acceptance: {exc}", file=sys.stderr)
         return 2
     report = {"bundle": _shown(args.bundle), "corpus": _shown(args.corpus),
               "sample": _shown(args.sample), "seed": args.seed,
+              "engine_never_heard": args.engine_never_heard, "gain_db": args.gain_db,
               "condition": args.condition, "rows": rows,
               "all_passed": all(all(r["passed"].values()) for r in rows.values()),
               "seconds": time.perf_counter() - started, "machine": machine_info(), "load": load}
     args.out.mkdir(parents=True, exist_ok=True)
     name = "acceptance" if args.condition == "clean" else f"acceptance_{args.condition}"
+    if args.gain_db != 0.0:
+        name += f"_gain_{args.gain_db:+g}db"
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     text = markdown(report)
     (args.out / f"{name}.md").write_text(text)

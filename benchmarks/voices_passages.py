@@ -30,6 +30,32 @@ def voices_acceptance(source: str) -> str:
                    "mouth r", "mean abs z", "beyond 4 SD", "criteria"], rows)
 
 
+def voices_level() -> str:
+    """The clean acceptance at the recorded level and 6 dB quieter and louder (every audio
+    scaled, clipped at +-1): audios meeting every criterion, the largest mean |z| and share
+    beyond 4 SD, what is missed. Raises ValueError when the reports scored other audios or
+    another condition."""
+    rows, audios = [], set()
+    for source in ("voices_acceptance_quieter", "voices_acceptance", "voices_acceptance_louder"):
+        report = load(source)
+        if report["condition"] != "clean":
+            raise ValueError(f"{SOURCES[source]}: condition {report['condition']!r}, not clean")
+        audios.add(tuple(sorted(report["rows"])))
+        r = report["rows"]
+        missed = [f"{name.replace('sample:', 'sample ')}: " + ", ".join(
+            k for k, ok in row["passed"].items() if not ok)
+            for name, row in r.items() if not all(row["passed"].values())]
+        rows.append([f"{report.get('gain_db', 0.0):+g} dB", f"{len(r) - len(missed)} of {len(r)}",
+                     f"{max(row['psd'] for row in r.values()):.3f}",
+                     f"{max(row['mean_abs_z'] for row in r.values()):.2f}",
+                     f"{max(row['beyond_4sd'] for row in r.values()):.3%}",
+                     "; ".join(missed) or "-"])
+    if len(audios) != 1:
+        raise ValueError(f"the level reports scored different audios: {sorted(audios)}")
+    return markdown_table(["level", "all criteria met", "largest PSD",
+                           "largest mean abs z", "largest share beyond 4 SD", "missed"], rows)
+
+
 def _judged_ratios(ev: dict[str, Any]) -> list[str]:
     """An evaluation's generator against its own judges and references: FGD / mean pose's,
     PSD / ground truth's, lip-sync r, detector AUC, diversity / ground truth's."""

@@ -171,3 +171,48 @@ def test_the_readmes_lip_probe_claims_hold_in_the_committed_results() -> None:
     assert probe < before
     assert 0.98 < shipped / probe < unaugmented / probe
     assert unaugmented / probe > 0.995
+
+
+def test_the_conditions_table_compares_the_audios_both_trainings_scored() -> None:
+    """The shipped bundle's reports also score the engine never heard (festival), the
+    sweep's run without augmentation does not: those rows get a column of their own."""
+    from benchmarks.voices_acceptance import split_engine_rows
+
+    table = doc_passages.voices_conditions()
+    plain = voices_passages.STEPS_SWEEP / "steps_4000_audio_augmentation_false"
+    for condition in doc_passages.CONDITION_LABELS:
+        report = json.loads((plain / f"acceptance_{condition}.json").read_text())["rows"]
+        shipped = doc_passages.load("voices_acceptance")["rows"]
+        assert set(split_engine_rows(shipped)[0]) == set(report)
+        assert f"of {len(report)} |" in table
+    assert "| not run |" in table
+
+
+def test_the_readmes_level_claims_hold_in_the_committed_results() -> None:
+    """README, around the level table: on festival's male voice every sync criterion holds
+    and the training range does not; louder audio keeps its sync and leaves the training
+    range, quieter audio stays inside it."""
+    def missed(source: str) -> dict[str, set[str]]:
+        return {name: {k for k, ok in row["passed"].items() if not ok}
+                for name, row in doc_passages.load(source)["rows"].items()}
+
+    assert missed("voices_acceptance")["festival-ked"] == {"training_range"}
+    louder = missed("voices_acceptance_louder")
+    assert all(m <= {"training_range"} for m in louder.values())
+    assert any(m == {"training_range"} for m in louder.values())
+    assert not any("training_range" in m for m in missed("voices_acceptance_quieter").values())
+
+
+def test_level_reports_of_other_audios_are_refused(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    louder = json.loads(doc_passages.SOURCES["voices_acceptance_louder"].read_text())
+    del louder["rows"]["festival-ked"]  # one audio fewer than the other levels
+    path = tmp_path / "acceptance_gain_+6db.json"
+    path.write_text(json.dumps(louder))
+    monkeypatch.setitem(doc_passages.SOURCES, "voices_acceptance_louder", path)
+    doc_passages.load.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="scored different audios"):
+            voices_passages.voices_level()
+    finally:
+        doc_passages.load.cache_clear()

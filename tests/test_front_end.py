@@ -102,3 +102,16 @@ def test_the_readmes_front_end_claims_hold_in_the_committed_results() -> None:
         assert float(row[5]) > float(shipped[5])
     assert any(int(row[8].split(" / ")[0]) < int(row[8].split(" of ")[1]) for row in spread)
 
+
+
+def test_the_engine_never_heard_is_left_out_of_the_comparison(tmp_path: Path) -> None:
+    """Only the shipped bundle's report scores festival's voices: the cells compare the
+    audios every run scored, so a failing festival row changes nothing here."""
+    voices = _voices(tmp_path / "voices", {"noise_15db": 1})
+    before = front_end.voices_cells(voices)
+    for path in voices.glob("acceptance*.json"):
+        result = json.loads(path.read_text())
+        result["rows"]["festival-ked"] = {"passed": {"psd": False},
+                                          "voice": {"held_out": "engine never heard"}}
+        path.write_text(json.dumps(result))
+    assert front_end.voices_cells(voices) == before == ["2 / 1 / 2 / 2 of 2", "training_range"]

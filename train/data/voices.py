@@ -13,7 +13,9 @@ Two engines, both Debian main:
 
 MBROLA's human diphone voices (the exact-timing path of the feasibility notes) are in
 Debian's contrib and non-free sections, which this machine's apt sources do not enable,
-and their licence forbids commercial use, so none is registered. festival is not used.
+and their licence forbids commercial use, so none is registered. festival is not
+registered either: it is the engine no model hears (:mod:`train.data.festival`), spoken
+only by the acceptance of voices never heard.
 
 Licences (what the output may be used for):
 
