@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks import voices_passages as voices
 from benchmarks.corpus_minutes import passage as corpus_minutes_passage
-from benchmarks.doc_sources import RESULTS, ROOT, SOURCES, load, markdown_table
+from benchmarks.doc_sources import NO_GAIN, RESULTS, ROOT, SOURCES, load, markdown_table
 from benchmarks.front_end import passage as front_end_passage
 from benchmarks.resampler_quality import passage as resampler_passage
 from benchmarks.voices_acceptance import split_engine_rows
@@ -232,15 +232,17 @@ def _missed(rows: dict[str, Any]) -> list[str]:
 
 
 def voices_conditions() -> str:
-    """Per recording condition, the shipped bundle and the same training without audio
-    augmentation (generator sweep), on the audios both scored (the held-out voices and the
+    """Per recording condition, the shipped bundle, the one before it (no random level in
+    training) and the same training without audio augmentation (generator sweep), on the
+    audios all scored (the held-out voices and the
     sample): on how many every criterion is met, what is missed, the largest PSD / mean
     pose's and 4-SD share; and apart, the shipped bundle on the engine never heard."""
     rows = []
     plain = voices.STEPS_SWEEP / "steps_4000_audio_augmentation_false"
     for condition, label in CONDITION_LABELS.items():
-        for training, path in (("shipped (augmented; judge heard corrupted speech)",
-                                RESULTS / "voices"),
+        for training, path in (("shipped (augmented, random level; judge heard corrupted "
+                                 "speech)", RESULTS / "voices"),
+                               ("before: augmented, no random level", NO_GAIN),
                                ("no audio augmentation (clean-trained judge)", plain)):
             report, engine = split_engine_rows(
                 json.loads((path / f"acceptance_{condition}.json").read_text())["rows"])

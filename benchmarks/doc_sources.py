@@ -14,6 +14,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+NO_GAIN = RESULTS / "training" / "no_gain_augmentation" / "voices"
+"""issue 17's acceptance of the bundle shipped before training drew a random level."""
 SOURCES = {
     "bench": RESULTS / "2core-intel-xeon" / "bench.json",
     "evaluation": RESULTS / "training" / "evaluation.json",
@@ -29,8 +31,12 @@ SOURCES = {
     "voices_acceptance_before": RESULTS / "voices" / "acceptance_synthetic_voice_bundle.json",
     "voices_acceptance_quieter": RESULTS / "voices" / "acceptance_gain_-6db.json",
     "voices_acceptance_louder": RESULTS / "voices" / "acceptance_gain_+6db.json",
+    "voices_no_gain_quieter": NO_GAIN / "acceptance_gain_-6db.json",
+    "voices_no_gain": NO_GAIN / "acceptance.json",
+    "voices_no_gain_louder": NO_GAIN / "acceptance_gain_+6db.json",
     "training_voices": RESULTS / "training" / "training_voices.json",
     "evaluation_before": RESULTS / "training" / "synthetic_voice_bundle" / "evaluation.json",
+    "evaluation_no_gain": RESULTS / "training" / "no_gain_augmentation" / "evaluation.json",
     "lip_ceiling": RESULTS / "training" / "lip_sync_ceiling" / "voiced.json",
     "lip_ceiling_before": RESULTS / "training" / "lip_sync_ceiling" / "synthetic_voice.json",
     "lip_probe": RESULTS / "training" / "lip_probe" / "minutes_4.json",

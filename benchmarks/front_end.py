@@ -48,10 +48,11 @@ class FrontEndRun:
                            directory / "voices")
 
 
+BASELINE = "13 MFCCs (shipped before the random level)"
 RUNS: dict[str, FrontEndRun] = {
-    "13 MFCCs (shipped)": FrontEndRun("7 x 13", TRAINING / "evaluation.json",
-                                      TRAINING / "speaker_breakdown.json",
-                                      PROBE / "minutes_4.json", "mfcc", RESULTS / "voices"),
+    # the bundle shipped when these runs were made: the same recipe, no random level
+    BASELINE: FrontEndRun.in_directory(TRAINING / "no_gain_augmentation", "7 x 13",
+                                       PROBE / "minutes_4.json", "mfcc"),
     "40 MFCCs": FrontEndRun.in_directory(FRONT_END / "mfcc_40", "7 x 40",
                                          PROBE / "minutes_4_mfcc40.json", "mfcc40"),
     "40 log-mel bands": FrontEndRun.in_directory(FRONT_END / "logmel_40", "7 x 40",

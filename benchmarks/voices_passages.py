@@ -30,29 +30,41 @@ def voices_acceptance(source: str) -> str:
                    "mouth r", "mean abs z", "beyond 4 SD", "criteria"], rows)
 
 
+LEVEL_ROWS = (("shipped (random level in training)", ("voices_acceptance_quieter",
+                                                     "voices_acceptance",
+                                                     "voices_acceptance_louder")),
+              ("before (no random level)", ("voices_no_gain_quieter", "voices_no_gain",
+                                            "voices_no_gain_louder")))
+"""The level table's bundles and their acceptance reports, 6 dB quieter, as recorded, 6 dB
+louder (benchmarks/results/voices/)."""
+
+
 def voices_level() -> str:
     """The clean acceptance at the recorded level and 6 dB quieter and louder (every audio
-    scaled, clipped at +-1): audios meeting every criterion, the largest mean |z| and share
-    beyond 4 SD, what is missed. Raises ValueError when the reports scored other audios or
-    another condition."""
+    scaled, clipped at +-1), per bundle of :data:`LEVEL_ROWS`: audios meeting every
+    criterion, the largest PSD, mean |z| and share beyond 4 SD, what is missed. Raises
+    ValueError when the reports scored other audios or another condition."""
     rows, audios = [], set()
-    for source in ("voices_acceptance_quieter", "voices_acceptance", "voices_acceptance_louder"):
-        report = load(source)
-        if report["condition"] != "clean":
-            raise ValueError(f"{SOURCES[source]}: condition {report['condition']!r}, not clean")
-        audios.add(tuple(sorted(report["rows"])))
-        r = report["rows"]
-        missed = [f"{name.replace('sample:', 'sample ')}: " + ", ".join(
-            k for k, ok in row["passed"].items() if not ok)
-            for name, row in r.items() if not all(row["passed"].values())]
-        rows.append([f"{report.get('gain_db', 0.0):+g} dB", f"{len(r) - len(missed)} of {len(r)}",
-                     f"{max(row['psd'] for row in r.values()):.3f}",
-                     f"{max(row['mean_abs_z'] for row in r.values()):.2f}",
-                     f"{max(row['beyond_4sd'] for row in r.values()):.3%}",
-                     "; ".join(missed) or "-"])
+    for bundle, sources in LEVEL_ROWS:
+        for source in sources:
+            report = load(source)
+            if report["condition"] != "clean":
+                raise ValueError(f"{SOURCES[source]}: condition {report['condition']!r}, "
+                                 f"not clean")
+            audios.add(tuple(sorted(report["rows"])))
+            r = report["rows"]
+            missed = [f"{name.replace('sample:', 'sample ')}: " + ", ".join(
+                k for k, ok in row["passed"].items() if not ok)
+                for name, row in r.items() if not all(row["passed"].values())]
+            rows.append([bundle, f"{report.get('gain_db', 0.0):+g} dB",
+                         f"{len(r) - len(missed)} of {len(r)}",
+                         f"{max(row['psd'] for row in r.values()):.3f}",
+                         f"{max(row['mean_abs_z'] for row in r.values()):.2f}",
+                         f"{max(row['beyond_4sd'] for row in r.values()):.3%}",
+                         "; ".join(missed) or "-"])
     if len(audios) != 1:
         raise ValueError(f"the level reports scored different audios: {sorted(audios)}")
-    return markdown_table(["level", "all criteria met", "largest PSD",
+    return markdown_table(["bundle", "level", "all criteria met", "largest PSD",
                            "largest mean abs z", "largest share beyond 4 SD", "missed"], rows)
 
 
@@ -87,6 +99,8 @@ def eval_before_after() -> str:
     for label, source, ceiling_source, probe_source in (
             ("synthetic voice (previous)", "evaluation_before", "lip_ceiling_before",
              "lip_probe_before"),
+            ("voiced corpus, no random level in training (shipped before)",
+             "evaluation_no_gain", "lip_ceiling", "lip_probe"),
             ("voiced corpus (shipped)", "evaluation", "lip_ceiling", "lip_probe")):
         ev, ceiling = load(source), load(ceiling_source)
         if ceiling["sequences"] != ev["sequences"]:

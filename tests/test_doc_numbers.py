@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,19 +189,73 @@ def test_the_conditions_table_compares_the_audios_both_trainings_scored() -> Non
     assert "| not run |" in table
 
 
-def test_the_readmes_level_claims_hold_in_the_committed_results() -> None:
-    """README, around the level table: on festival's male voice every sync criterion holds
-    and the training range does not; louder audio keeps its sync and leaves the training
-    range, quieter audio stays inside it."""
-    def missed(source: str) -> dict[str, set[str]]:
-        return {name: {k for k, ok in row["passed"].items() if not ok}
-                for name, row in doc_passages.load(source)["rows"].items()}
+def _missed(report: dict[str, Any]) -> dict[str, set[str]]:
+    return {name: {k for k, ok in row["passed"].items() if not ok}
+            for name, row in report["rows"].items()}
 
-    assert missed("voices_acceptance")["festival-ked"] == {"training_range"}
-    louder = missed("voices_acceptance_louder")
-    assert all(m <= {"training_range"} for m in louder.values())
-    assert any(m == {"training_range"} for m in louder.values())
-    assert not any("training_range" in m for m in missed("voices_acceptance_quieter").values())
+
+SYNC = {"psd", "psd_vs_mean_pose", "offset", "confidence", "mouth"}
+
+
+def test_the_readmes_level_claims_hold_in_the_committed_results() -> None:
+    """README, around the level table: every sync criterion holds on every audio (the
+    festival voices among them), one voice misses the training range; the bundle before
+    left the training range on louder speech and on festival's male voice as recorded, the
+    shipped one only on that one voice at any level; quieter, nothing is missed; on the
+    test split FGD, diversity and the detector gain a little, lip-sync r loses a little."""
+    shipped = _missed(doc_passages.load("voices_acceptance"))
+    assert {"festival-ked", "festival-slt-hts"} <= set(shipped)
+    assert not any(m & SYNC for m in shipped.values())
+    assert [m for m in shipped.values() if m] == [{"training_range"}]
+    before = _missed(doc_passages.load("voices_no_gain"))
+    assert before["festival-ked"] == {"training_range"}
+    louder_before = _missed(doc_passages.load("voices_no_gain_louder"))
+    assert not any(m & SYNC for m in louder_before.values())
+    assert sum(bool(m) for m in louder_before.values()) > 1
+    for level in ("voices_acceptance", "voices_acceptance_louder", "voices_acceptance_quieter"):
+        failing = {name for name, m in _missed(doc_passages.load(level)).items() if m}
+        assert failing <= {"espeak-en-us-f4"}, level
+    for level in ("voices_acceptance_quieter", "voices_no_gain_quieter"):
+        assert not any(_missed(doc_passages.load(level)).values())
+    new, old = (doc_passages.load(s)["methods"] for s in ("evaluation", "evaluation_no_gain"))
+
+    def ratio(methods: dict[str, Any], key: str, reference: str) -> float:
+        return float(methods["generator"][key] / methods[reference][key])
+
+    assert ratio(new, "fgd", "mean_pose") < ratio(old, "fgd", "mean_pose")
+    assert ratio(new, "diversity", "ground_truth") > ratio(old, "diversity", "ground_truth")
+    assert new["generator"]["detector_auc"] > old["generator"]["detector_auc"]
+    assert 0 < old["generator"]["lip_sync"] - new["generator"]["lip_sync"] < 0.01
+
+
+def test_the_readmes_recording_condition_claims_hold_in_the_committed_results() -> None:
+    """README, below the conditions table: the shipped bundle's judge finds every held-out
+    voice and the sample in sync in every condition; the random level lifted the noise and
+    the hall by one audio each; the sample misses the 4-SD share in the rooms, festival's
+    male voice under noise, both festival voices in the hall also the PSD ratio."""
+    from benchmarks.voices_acceptance import split_engine_rows
+
+    no_gain = doc_passages.NO_GAIN
+    for condition in doc_passages.CONDITION_LABELS:
+        report = doc_passages.RESULTS / "voices" / f"acceptance_{condition}.json"
+        rows = json.loads(report.read_text())
+        corpus, engine = split_engine_rows(rows["rows"])
+        missed = _missed({"rows": corpus})
+        assert not any(m & SYNC for m in missed.values()), condition
+        before = split_engine_rows(json.loads(
+            (no_gain / f"acceptance_{condition}.json").read_text())["rows"])[0]
+        met, met_before = (sum(not m for m in _missed({"rows": r}).values())
+                           for r in (corpus, before))
+        assert met - met_before == (0 if condition == "reverb_0.5s" else 1), condition
+        sample_missed = missed["sample:speech_en.flac"]
+        assert sample_missed == (set() if condition == "noise_15db" else {"training_range"})
+        engine_missed = _missed({"rows": engine})
+        if condition == "noise_15db":
+            assert engine_missed == {"festival-ked": {"training_range"},
+                                     "festival-slt-hts": set()}
+        if condition == "reverb_1.2s":
+            assert all(m == {"psd_vs_mean_pose", "training_range"}
+                       for m in engine_missed.values())
 
 
 def test_level_reports_of_other_audios_are_refused(tmp_path: Path,
