@@ -60,6 +60,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DEST = REPO / "sdk" / "data" / "default_bundle"
+DEFAULT_WORK = REPO / "runs" / "default_bundle"  # make bundle's work directory (no --work)
 DEFAULT_RESULTS = REPO / "benchmarks" / "results" / "training"
 DEFAULT_VALIDATION = REPO / "benchmarks" / "results" / "validation"
 TRAINING_STAGES = ("posesync", "fgd", "generator")
@@ -231,7 +232,9 @@ def earlier_seconds(earlier_work: Path, results: Path) -> dict[str, float]:
         raise SystemExit(f"--reuse: no readable earlier report {report_path} ({exc})") from exc
     command = str(report.get("command", ""))
     seconds = report.get("seconds", {})
-    if f"--work {earlier_work}" not in command or any(k not in seconds for k in REUSED_STAGES):
+    named = f"--work {earlier_work}" in command
+    implied = "--work " not in command and earlier_work == DEFAULT_WORK.resolve()
+    if not (named or implied) or any(k not in seconds for k in REUSED_STAGES):
         raise SystemExit(f"--reuse: {report_path} is not the report of the run in "
                          f"{earlier_work} (its command: {command!r}) or lacks the times of "
                          f"{list(REUSED_STAGES)}")
@@ -265,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of each training (default 1; 0 = torch's default)")
     parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
-    parser.add_argument("--work", type=Path, default=REPO / "runs" / "default_bundle",
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
                         help="work directory: corpus, runs, bundle (default runs/default_bundle)")
     parser.add_argument("--dest", type=Path, default=DEFAULT_DEST,
                         help="where the finished bundle goes (default sdk/data/default_bundle)")

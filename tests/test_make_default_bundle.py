@@ -106,6 +106,15 @@ def test_reuse_takes_the_earlier_runs_stages_and_times(tmp_path: Path) -> None:
         "synth": 10.0, "train posesync": 20.0, "train fgd": 5.0}
     with pytest.raises(SystemExit, match="not the report of the run"):  # another run's report
         script.earlier_seconds(tmp_path / "other", results)
+    # `make bundle` names no --work: its report is the default work directory's, only its
+    (results / "default_training.json").write_text(json.dumps(
+        {"command": "python scripts/make_default_bundle.py --voices all", "seconds": seconds}))
+    assert script.earlier_seconds(script.DEFAULT_WORK.resolve(), results)["synth"] == 10.0
+    with pytest.raises(SystemExit, match="not the report of the run"):
+        script.earlier_seconds(earlier, results)
+    (results / "default_training.json").write_text(json.dumps(
+        {"command": f"python scripts/make_default_bundle.py --work {earlier}",
+         "seconds": seconds}))
     with pytest.raises(SystemExit, match="missing"):  # nothing to copy yet
         script.copy_reused(earlier, tmp_path / "work")
     for part in ("corpus/speaker/a.csv", "posesync/posesync.pt", "fgd/fgd.pt"):
