@@ -83,7 +83,7 @@ class GeneratorDataConfig:
     audio_augmentation: bool = True
     augment_probability: float = 0.5
     clean_detector: bool = False
-    augment_gain_db: float = 0.0
+    augment_gain_db: float = 6.0
     augment_snr_db: tuple[float, ...] = (20.0, 45.0)
     augment_warp: tuple[float, ...] = (1.0, 1.0)
     augment_reverb_probability: float = 0.0
