@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 NO_GAIN = RESULTS / "training" / "no_gain_augmentation" / "voices"
 """issue 17's acceptance of the bundle shipped before training drew a random level."""
+SEED_1 = RESULTS / "training" / "random_level_seed_1" / "voices"
+"""issue 17's acceptance of the shipped recipe with the generator trained on seed 1."""
 SOURCES = {
     "bench": RESULTS / "2core-intel-xeon" / "bench.json",
     "evaluation": RESULTS / "training" / "evaluation.json",
@@ -34,6 +36,9 @@ SOURCES = {
     "voices_no_gain_quieter": NO_GAIN / "acceptance_gain_-6db.json",
     "voices_no_gain": NO_GAIN / "acceptance.json",
     "voices_no_gain_louder": NO_GAIN / "acceptance_gain_+6db.json",
+    "voices_seed_1_quieter": SEED_1 / "acceptance_gain_-6db.json",
+    "voices_seed_1": SEED_1 / "acceptance.json",
+    "voices_seed_1_louder": SEED_1 / "acceptance_gain_+6db.json",
     "training_voices": RESULTS / "training" / "training_voices.json",
     "evaluation_before": RESULTS / "training" / "synthetic_voice_bundle" / "evaluation.json",
     "evaluation_no_gain": RESULTS / "training" / "no_gain_augmentation" / "evaluation.json",

@@ -33,6 +33,8 @@ def voices_acceptance(source: str) -> str:
 LEVEL_ROWS = (("shipped (random level in training)", ("voices_acceptance_quieter",
                                                      "voices_acceptance",
                                                      "voices_acceptance_louder")),
+              ("shipped recipe, generator seed 1", ("voices_seed_1_quieter", "voices_seed_1",
+                                                    "voices_seed_1_louder")),
               ("before (no random level)", ("voices_no_gain_quieter", "voices_no_gain",
                                             "voices_no_gain_louder")))
 """The level table's bundles and their acceptance reports, 6 dB quieter, as recorded, 6 dB

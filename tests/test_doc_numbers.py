@@ -215,6 +215,22 @@ def test_the_readmes_level_claims_hold_in_the_committed_results() -> None:
     for level in ("voices_acceptance", "voices_acceptance_louder", "voices_acceptance_quieter"):
         failing = {name for name, m in _missed(doc_passages.load(level)).items() if m}
         assert failing <= {"espeak-en-us-f4"}, level
+    seed_1 = [_missed(doc_passages.load(s)) for s in
+              ("voices_seed_1_quieter", "voices_seed_1", "voices_seed_1_louder")]
+    shipped_levels = [_missed(doc_passages.load(s)) for s in
+                      ("voices_acceptance_quieter", "voices_acceptance",
+                       "voices_acceptance_louder")]
+    for seed_level, shipped_level in zip(seed_1, shipped_levels, strict=True):
+        assert not any(m & SYNC for m in seed_level.values())
+        assert sum(not m for m in seed_level.values()) < sum(not m for m in shipped_level.values())
+    for i, (seed_source, before_source) in enumerate(zip(
+            ("voices_seed_1_quieter", "voices_seed_1", "voices_seed_1_louder"),
+            ("voices_no_gain_quieter", "voices_no_gain", "voices_no_gain_louder"), strict=True)):
+        rows, rows_before = (doc_passages.load(x)["rows"].values()
+                             for x in (seed_source, before_source))
+        assert max(r["mean_abs_z"] for r in rows) < max(r["mean_abs_z"] for r in rows_before)
+        if i > 0:  # as recorded and louder
+            assert max(r["beyond_4sd"] for r in rows) < max(r["beyond_4sd"] for r in rows_before)
     for level in ("voices_acceptance_quieter", "voices_no_gain_quieter"):
         assert not any(_missed(doc_passages.load(level)).values())
     new, old = (doc_passages.load(s)["methods"] for s in ("evaluation", "evaluation_no_gain"))
