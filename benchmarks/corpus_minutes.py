@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.doc_sources import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING = ROOT / "benchmarks" / "results" / "training"
 RUNS: dict[int, tuple[Path, Path, Path]] = {  # minutes -> evaluation, breakdown, probe
@@ -79,9 +81,7 @@ def passage() -> str:
               "PSD / ground truth's", "diversity / ground truth's", "detector AUC ↑",
               "generator lip-sync r: all / training voices / held-out voices ↑",
               "probe on MFCC (the generator's features)", "probe on log-mel (all 40 bands)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row(m)) + " |" for m in sorted(RUNS)]
-    return "\n".join(lines)
+    return markdown_table(header, [row(m) for m in sorted(RUNS)])
 
 
 if __name__ == "__main__":

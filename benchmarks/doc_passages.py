@@ -224,19 +224,12 @@ CONDITION_LABELS = {"noise_15db": "pink noise, 15 dB SNR",
 """The recording conditions (benchmarks/recording_conditions.py) the README shows."""
 
 
-def _missed(rows: dict[str, Any]) -> list[str]:
-    """"audio: criterion, ..." for every acceptance row missing a criterion."""
-    return [f"{name.replace('sample:', 'sample ')}: " + ", ".join(
-        k for k, ok in r["passed"].items() if not ok)
-        for name, r in rows.items() if not all(r["passed"].values())]
-
-
 def voices_conditions() -> str:
     """Per recording condition, the shipped bundle, the one before it (no random level in
     training) and the same training without audio augmentation (generator sweep), on the
-    audios all scored (the held-out voices and the
-    sample): on how many every criterion is met, what is missed, the largest PSD / mean
-    pose's and 4-SD share; and apart, the shipped bundle on the engine never heard."""
+    audios all scored (the held-out voices and the sample): on how many every criterion is
+    met, what is missed, the largest PSD / mean pose's and 4-SD share; and apart, the
+    bundles on the engine never heard."""
     rows = []
     plain = voices.STEPS_SWEEP / "steps_4000_audio_augmentation_false"
     for condition, label in CONDITION_LABELS.items():
@@ -246,8 +239,8 @@ def voices_conditions() -> str:
                                ("no audio augmentation (clean-trained judge)", plain)):
             report, engine = split_engine_rows(
                 json.loads((path / f"acceptance_{condition}.json").read_text())["rows"])
-            missed = _missed(report)
-            engine_missed = _missed(engine)
+            missed = voices.missed_criteria(report)
+            engine_missed = voices.missed_criteria(engine)
             rows.append([label, training, f"{len(report) - len(missed)} of {len(report)}",
                          f"{max(r['psd'] / r['mean_pose_psd'] for r in report.values()):.2f}",
                          f"{max(r['beyond_4sd'] for r in report.values()):.3%}",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.corpus_minutes import generator_cells, probe_cell, probe_row
+from benchmarks.doc_sources import markdown_table
 from benchmarks.recording_conditions import CONDITIONS as RECORDING_CONDITIONS
 from benchmarks.voices_acceptance import split_engine_rows
 
@@ -110,9 +111,7 @@ def passage() -> str:
               "probe on the same features",
               f"audios meeting issue 17's criteria: {' / '.join(CONDITIONS)} ↑",
               "criteria missed"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row(name)) + " |" for name in RUNS]
-    return "\n".join(lines)
+    return markdown_table(header, [row(name) for name in RUNS])
 
 
 if __name__ == "__main__":

@@ -16,6 +16,14 @@ from benchmarks.corpus_minutes import probe_row
 from benchmarks.doc_sources import RESULTS, SOURCES, load, markdown_table
 
 
+def missed_criteria(rows: dict[str, Any]) -> list[str]:
+    """"audio: criterion, ..." for every acceptance row (of a voices_acceptance report)
+    missing a criterion, in the rows' order."""
+    return [f"{name.replace('sample:', 'sample ')}: " + ", ".join(
+        k for k, ok in row["passed"].items() if not ok)
+        for name, row in rows.items() if not all(row["passed"].values())]
+
+
 def voices_acceptance(source: str) -> str:
     rows = []
     for name, r in load(source)["rows"].items():
@@ -27,7 +35,7 @@ def voices_acceptance(source: str) -> str:
                      f"{r['mean_abs_z']:.2f}", f"{r['beyond_4sd']:.3%}",
                      "all met" if not failed else "missed: " + ", ".join(failed)])
     return markdown_table(["audio", "PSD ↓", "mean pose PSD", "best offsets", "confidence",
-                   "mouth r", "mean abs z", "beyond 4 SD", "criteria"], rows)
+                           "mouth r", "mean abs z", "beyond 4 SD", "criteria"], rows)
 
 
 LEVEL_ROWS = (("shipped (random level in training)", ("voices_acceptance_quieter",
@@ -37,8 +45,8 @@ LEVEL_ROWS = (("shipped (random level in training)", ("voices_acceptance_quieter
                                                     "voices_seed_1_louder")),
               ("before (no random level)", ("voices_no_gain_quieter", "voices_no_gain",
                                             "voices_no_gain_louder")))
-"""The level table's bundles and their acceptance reports, 6 dB quieter, as recorded, 6 dB
-louder (benchmarks/results/voices/)."""
+"""The level table's bundles and their acceptance reports (:data:`SOURCES` keys), 6 dB
+quieter, as recorded, 6 dB louder."""
 
 
 def voices_level() -> str:
@@ -55,9 +63,7 @@ def voices_level() -> str:
                                  f"not clean")
             audios.add(tuple(sorted(report["rows"])))
             r = report["rows"]
-            missed = [f"{name.replace('sample:', 'sample ')}: " + ", ".join(
-                k for k, ok in row["passed"].items() if not ok)
-                for name, row in r.items() if not all(row["passed"].values())]
+            missed = missed_criteria(r)
             rows.append([bundle, f"{report.get('gain_db', 0.0):+g} dB",
                          f"{len(r) - len(missed)} of {len(r)}",
                          f"{max(row['psd'] for row in r.values()):.3f}",

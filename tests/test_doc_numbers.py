@@ -10,6 +10,7 @@ the reason.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,22 @@ from benchmarks.doc_results import (
 )
 
 CHECKED = tuple(p for p in DOC_FILES if p not in GENERATED_ELSEWHERE)
+
+
+@pytest.fixture
+def swap_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                ) -> Iterator[Callable[[str, Any], None]]:
+    """``swap(key, data)``: the passages read ``data`` (a results file's JSON, written under
+    tmp_path with the committed file's name) as SOURCES[key]; the cache is cleared both
+    ways."""
+    def swap(key: str, data: Any) -> None:
+        path = tmp_path / doc_passages.SOURCES[key].name
+        path.write_text(json.dumps(data))
+        monkeypatch.setitem(doc_passages.SOURCES, key, path)
+        doc_passages.load.cache_clear()
+
+    yield swap
+    doc_passages.load.cache_clear()
 
 
 @pytest.mark.parametrize("path", CHECKED, ids=lambda p: str(p.relative_to(doc_passages.ROOT)))
@@ -119,40 +136,28 @@ def test_a_sweep_row_names_its_changes_from_the_default_config() -> None:
     assert voices_passages._generator_changes("python x.py --set generator:run.steps=2000") == "-"
 
 
-def test_a_lip_ceiling_of_another_test_set_is_refused(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lip_ceiling_of_another_test_set_is_refused(
+        swap_source: Callable[[str, Any], None]) -> None:
     ceiling = json.loads(doc_passages.SOURCES["lip_ceiling"].read_text())
     ceiling["sequences"] += 1  # measured on a corpus other than the evaluation's
-    path = tmp_path / "voiced.json"
-    path.write_text(json.dumps(ceiling))
-    monkeypatch.setitem(doc_passages.SOURCES, "lip_ceiling", path)
-    doc_passages.load.cache_clear()
-    try:
-        with pytest.raises(ValueError, match="not the same test set"):
-            voices_passages.eval_before_after()
-    finally:
-        doc_passages.load.cache_clear()
+    swap_source("lip_ceiling", ceiling)
+    with pytest.raises(ValueError, match="not the same test set"):
+        voices_passages.eval_before_after()
 
 
 @pytest.mark.parametrize("fault", ["another test set", "no mfcc row"])
 def test_a_lip_probe_of_another_test_set_or_features_is_refused(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str) -> None:
+        swap_source: Callable[[str, Any], None], fault: str) -> None:
     probe = json.loads(doc_passages.SOURCES["lip_probe"].read_text())
     for row in probe["rows"]:
         if fault == "another test set":  # scored on a corpus other than the evaluation's
             row["groups"]["all held-out"]["sequences"] += 1
         else:  # only the log-mel probe: not the features the generator is given
             row["features"] = "logmel"
-    path = tmp_path / "minutes_4.json"
-    path.write_text(json.dumps(probe))
-    monkeypatch.setitem(doc_passages.SOURCES, "lip_probe", path)
-    doc_passages.load.cache_clear()
-    try:
-        match = "not the same test set" if fault == "another test set" else "no mfcc row"
-        with pytest.raises(ValueError, match=match):
-            voices_passages.eval_before_after()
-    finally:
-        doc_passages.load.cache_clear()
+    swap_source("lip_probe", probe)
+    match = "not the same test set" if fault == "another test set" else "no mfcc row"
+    with pytest.raises(ValueError, match=match):
+        voices_passages.eval_before_after()
 
 
 def test_the_readmes_lip_probe_claims_hold_in_the_committed_results() -> None:
@@ -274,16 +279,10 @@ def test_the_readmes_recording_condition_claims_hold_in_the_committed_results() 
                        for m in engine_missed.values())
 
 
-def test_level_reports_of_other_audios_are_refused(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_level_reports_of_other_audios_are_refused(
+        swap_source: Callable[[str, Any], None]) -> None:
     louder = json.loads(doc_passages.SOURCES["voices_acceptance_louder"].read_text())
     del louder["rows"]["festival-ked"]  # one audio fewer than the other levels
-    path = tmp_path / "acceptance_gain_+6db.json"
-    path.write_text(json.dumps(louder))
-    monkeypatch.setitem(doc_passages.SOURCES, "voices_acceptance_louder", path)
-    doc_passages.load.cache_clear()
-    try:
-        with pytest.raises(ValueError, match="scored different audios"):
-            voices_passages.voices_level()
-    finally:
-        doc_passages.load.cache_clear()
+    swap_source("voices_acceptance_louder", louder)
+    with pytest.raises(ValueError, match="scored different audios"):
+        voices_passages.voices_level()
