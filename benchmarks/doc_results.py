@@ -174,6 +174,8 @@ NOT_MEASURED: dict[str, str] = {
     "6 dB": "the loudness of an emphasised word in the voiced corpus's SSML (a setting)",
     "20 dB": _TOL + " (vowels louder than pauses: the voiced corpus's timing check)",
     "90%": _TOL + " (share of vowels that must pass the timing check)",
+    "0.1%": _TOL + " (issue 17's training-range limit before 2026-12-04, values beyond 4 SD; "
+                   "benchmarks/voices_acceptance.py BEYOND_4SD_MAX)",
     "30 ms": _TOL + " (vowel labels vs the low-band energy: the timing check)",
     "150 ms": _INPUT + " (the shifted-label control of the timing check)",
     "0.2 s": "import-openpose's longest interpolated gap (train/data/openpose.py), a setting",

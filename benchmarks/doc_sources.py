@@ -14,8 +14,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-NO_GAIN = RESULTS / "training" / "no_gain_augmentation" / "voices"
-"""issue 17's acceptance of the bundle shipped before training drew a random level."""
+NO_GAIN = RESULTS / "training" / "no_gain_augmentation" / "rejudged"
+"""issue 17's acceptance of the bundle shipped before training drew a random level, judged by
+today's training-range criterion (its ``voices/`` sibling: as judged when it shipped, the
+front-end study's reference)."""
 SEED_1 = RESULTS / "training" / "random_level_seed_1" / "voices"
 """issue 17's acceptance of the shipped recipe with the generator trained on seed 1."""
 SOURCES = {

@@ -3,7 +3,8 @@ bundle itself (SDK, ONNX Runtime, its own PoseSyncNet as the judge).
 
     python -m benchmarks.voices_acceptance BUNDLE --corpus VOICED_CORPUS \\
         [--sample sdk/data/samples/speech_en.flac] [--out benchmarks/results/voices] \\
-        [--condition clean|noise_15db|reverb_0.5s|reverb_1.2s] [--gain-db G]
+        [--condition clean|noise_15db|reverb_0.5s|reverb_1.2s] [--gain-db G] \\
+        [--training-corpus CORPUS_THE_BUNDLE_WAS_TRAINED_ON]
 
 Audio: every sequence of each held-out voice of ``VOICED_CORPUS`` (``voices.json``:
 ``held_out``; split ``test``, held-out words; never trained on), the voices of an engine
@@ -30,8 +31,12 @@ Criteria, per held-out voice (means over its sequences) and for the sample:
 * ``mouth``: inner-lip opening vs the audio's RMS per pose frame, Pearson r >= 0.6 at lag 0;
 * ``training_range``: body and hand joints inside the poses the model was trained on, in
   the model's own standardised units (:func:`train.robustness.pose_robustness`): mean |z|
-  <= 1 and at most 0.1 % of values beyond 4 SD (unit-variance training poses have mean
-  |z| about 0.8 and almost none beyond 4 SD).
+  <= 1 (the training poses': about 0.55) and no value more than 0.5 SD past the training
+  poses' own range (per joint and axis, lowest to highest value of the corpus's training
+  split, :class:`train.robustness.TrainingRange`; the held-out ground truth, real poses
+  never trained on, goes about 0.26 SD past it). Each report records both references.
+  The shares outside the range and beyond 4 SD are reported, not limited (see
+  ``BEYOND_4SD_MAX``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import numpy as np
 
 from benchmarks.common import load_average, machine_info, machine_state
 from benchmarks.recording_conditions import CONDITIONS
+from train.robustness import TrainingRange
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SAMPLE = REPO / "sdk" / "data" / "samples" / "speech_en.flac"
@@ -57,6 +63,11 @@ OFFSET_MAX_FRAMES = 1
 CONFIDENCE_MIN = 0.3
 MOUTH_R_MIN = 0.6
 MEAN_ABS_Z_MAX = 1.0
+EXCURSION_MAX_SD = 0.5
+# The limit before 2026-12-04, kept to name what older reports were judged by: at most
+# 0.1 % of values beyond 4 SD, on the premise that training poses put almost none there.
+# The voiced corpus's training poses put 2.1 % there (salient postures are large): it
+# failed models for moving as far as the training poses do. Reports still show the share.
 BEYOND_4SD_MAX = 0.001
 CRITERIA = ("psd", "psd_vs_mean_pose", "offset", "confidence", "mouth", "training_range")
 ENGINE_NEVER_HEARD = "engine never heard"  # a row's voice["held_out"] for festival's voices
@@ -80,14 +91,14 @@ def verdict(row: dict[str, Any]) -> dict[str, bool]:
         "confidence": row["confidence"] >= CONFIDENCE_MIN,
         "mouth": row["mouth_energy_r"] >= MOUTH_R_MIN,
         "training_range": (row["mean_abs_z"] <= MEAN_ABS_Z_MAX
-                           and row["beyond_4sd"] <= BEYOND_4SD_MAX),
+                           and row["largest_excursion"] <= EXCURSION_MAX_SD),
     }
 
 
 def score_sequences(generator: Any, audios: list[np.ndarray], style: str | None,
-                    seed: int = 0) -> dict[str, Any]:
+                    training_range: TrainingRange, seed: int = 0) -> dict[str, Any]:
     """Stream each (N,) float32 audio at the bundle's rate; the row's measures (means over
-    the sequences; offsets listed)."""
+    the sequences, ``largest_excursion`` the largest; offsets listed)."""
     from benchmarks.voices_experiment import mouth_energy_r
     from sdk.bundle_psd import frames_psd, posesync_embed_fn
     from sdk.mfcc import MfccMatrices
@@ -101,7 +112,7 @@ def score_sequences(generator: Any, audios: list[np.ndarray], style: str | None,
     rate = manifest.features.sample_rate
     measured: dict[str, list[Any]] = {k: [] for k in (
         "psd", "mean_pose_psd", "best_offsets", "confidence", "mouth_energy_r", "mean_abs_z",
-        "beyond_4sd", "seconds")}
+        "beyond_4sd", "outside_training_range", "largest_excursion", "seconds")}
     kwargs = {} if style is None else {"style": style}
     try:
         for audio in audios:
@@ -111,19 +122,22 @@ def score_sequences(generator: Any, audios: list[np.ndarray], style: str | None,
             sweep = frames_psd(manifest, matrices, embed, audio, canonical).sweep
             mean_pose = np.repeat(norm.destandardize(np.zeros_like(z[:1])), len(z), axis=0)
             still = frames_psd(manifest, matrices, embed, audio, mean_pose).sweep
-            robust = pose_robustness(z, frames.saliency, norm, manifest.features.fps)
+            robust = pose_robustness(z, frames.saliency, norm, manifest.features.fps,
+                                     training_range)
             measured["psd"].append(sweep.psd)
             measured["mean_pose_psd"].append(still.psd)
             measured["best_offsets"].append(int(sweep.best_offset))
             measured["confidence"].append(sweep.confidence)
             measured["mouth_energy_r"].append(mouth_energy_r(canonical, audio))
             measured["mean_abs_z"].append(robust["mean_abs_z"])
-            measured["beyond_4sd"].append(robust["beyond_4sd"])
+            for key in ("beyond_4sd", "outside_training_range", "largest_excursion"):
+                measured[key].append(robust[key])
             measured["seconds"].append(len(audio) / rate)
     finally:
         runner.deactivate()
     row: dict[str, Any] = {k: float(np.mean(v)) for k, v in measured.items()
                            if k not in ("best_offsets", "seconds")}
+    row["largest_excursion"] = float(np.max(measured["largest_excursion"]))
     row["best_offsets"] = measured["best_offsets"]
     row["sequences"] = len(audios)
     row["seconds"] = float(np.sum(measured["seconds"]))
@@ -143,10 +157,14 @@ def _speaker_style(corpus: Path, speaker: str, styles: tuple[str, ...]) -> str |
 
 def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0,
         condition: str = "clean", engine_voices: str = "all",
-        gain_db: float = 0.0) -> dict[str, Any]:
+        gain_db: float = 0.0, training_corpus: Path | None = None
+        ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """Rows for every held-out voice of ``corpus``, every festival voice ``engine_voices``
     names (:func:`train.data.festival.select`; ``none``: no such row) and ``sample``, under
-    ``condition``, then scaled by ``gain_db`` dB."""
+    ``condition``, then scaled by ``gain_db`` dB; and the references of the training range
+    they are judged by (``corpus``'s training clips, in the bundle's standardised units):
+    the training poses' own measures and how far the held-out ground truth leaves it.
+    ``training_corpus``: the corpus the bundle was trained on, when not ``corpus``."""
     from benchmarks.recording_conditions import apply_condition
     from sdk.audio import load_audio
     from sdk.streaming import StreamingGenerator
@@ -171,16 +189,29 @@ def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0,
     if not held:
         raise ValueError(f"{corpus}/voices.json names no held-out voice")
     sequences = load_corpus_sequences(corpus)
+    trained_on = sequences if training_corpus is None else load_corpus_sequences(
+        training_corpus)
+    if all(q.held_out for q in trained_on):
+        raise ValueError(f"{training_corpus or corpus}: no training clips, and the training "
+                         "range is measured on them (pass the corpus the bundle was trained "
+                         "on, --training-corpus)")
     rows: dict[str, Any] = {}
     with StreamingGenerator(str(bundle_dir)) as generator:
         styles = generator.styles
         rate = generator.manifest.features.sample_rate
+        norm = generator.manifest.normalization
+        training_range = TrainingRange.from_poses(
+            norm.standardize(q.canonical) for q in trained_on if not q.held_out)
+        references = {"training_poses": training_range.to_dict(),
+                      "held_out_poses": training_range.outside(np.concatenate(
+                          [norm.standardize(q.canonical) for q in trained_on if q.held_out]))}
         for voice in held:
             audios = [recorded(s.audio, i)
                       for i, s in enumerate(q for q in sequences
                                             if q.speaker == voice and q.held_out)]
             rows[voice] = score_sequences(generator, audios,
-                                          _speaker_style(corpus, voice, styles), seed)
+                                          _speaker_style(corpus, voice, styles),
+                                          training_range, seed)
             rows[voice]["voice"] = table[voice]
         held_sequences = [q for q in sequences if q.speaker in held and q.held_out]
         count = round(len(held_sequences) / len(held))
@@ -189,15 +220,15 @@ def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0,
             speech = festival.held_out_speech(engine_voice, count, seconds, rate, seed)
             rows[engine_voice.name] = score_sequences(
                 generator, [recorded(a, i) for i, a in enumerate(speech)],
-                None, seed)
+                None, training_range, seed)
             rows[engine_voice.name]["voice"] = {
                 "engine": "festival", "held_out": ENGINE_NEVER_HEARD,
                 "festival_voice": engine_voice.scheme, "gender": engine_voice.gender,
                 "language": festival.LANGUAGE, "licence": engine_voice.licence}
         rows["sample:" + sample.name] = score_sequences(
             generator, [recorded(load_audio(sample, rate), 0)], None,
-            seed)
-    return rows
+            training_range, seed)
+    return rows, references
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -218,11 +249,13 @@ def markdown(report: dict[str, Any]) -> str:
              f"Criteria: PSD <= {PSD_MAX} and <= {MEAN_POSE_RATIO_MAX} x the mean pose's PSD "
              f"on the same audio; every sequence's best offset within +-{OFFSET_MAX_FRAMES} "
              f"frame; confidence >= {CONFIDENCE_MIN}; mouth opening vs audio energy r >= "
-             f"{MOUTH_R_MIN}; body/hand mean |z| <= {MEAN_ABS_Z_MAX} and <= "
-             f"{100 * BEYOND_4SD_MAX:.1f} % beyond 4 SD.", "",
+             f"{MOUTH_R_MIN}; body/hand mean |z| <= {MEAN_ABS_Z_MAX} and no value more "
+             f"than {EXCURSION_MAX_SD} SD past the training poses' range (per joint and "
+             "axis).", "", *_reference_lines(report),
              "| audio | style | seqs | s | PSD | mean pose PSD | ratio | offsets | conf. | "
-             "mouth r | mean abs z | beyond 4 SD | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "mouth r | mean abs z | beyond 4 SD | outside training range | farthest past "
+             "it (SD) | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         failed = [k for k, ok in r["passed"].items() if not ok]
         lines.append(
@@ -230,6 +263,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"{r['psd']:.3f} | {r['mean_pose_psd']:.3f} | {r['psd'] / r['mean_pose_psd']:.2f} | "
             f"{r['best_offsets']} | {r['confidence']:.3f} | {r['mouth_energy_r']:.2f} | "
             f"{r['mean_abs_z']:.2f} | {100 * r['beyond_4sd']:.3f} % | "
+            f"{100 * r['outside_training_range']:.3f} % | {r['largest_excursion']:.2f} | "
             + ("pass" if not failed else "FAIL: " + ", ".join(failed)) + " |")
     everything = all(all(r["passed"].values()) for r in rows.values())
     lines += ["", "All criteria met on every held-out voice and the sample."
@@ -237,11 +271,26 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _reference_lines(report: dict[str, Any]) -> list[str]:
+    """The corpus's own poses, the reference of the training-range columns."""
+    own, held = report["training_poses"], report["held_out_poses"]
+    return [f"The training corpus `{report.get('training_corpus', report['corpus'])}`'s poses "
+            "in the bundle's standardised units: training split "
+            f"({own['frames']:.0f} frames) mean |z| {own['mean_abs_z']:.2f}, "
+            f"{100 * own['beyond_4sd']:.2f} % of values beyond 4 SD (salient postures are "
+            f"large); held-out ground truth {100 * held['outside_training_range']:.4f} % "
+            f"outside the training range, at most {held['largest_excursion']:.2f} SD past it.",
+            ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle", type=Path, help="bundle directory")
     parser.add_argument("--corpus", type=Path, required=True,
                         help="voiced corpus with held-out voices (gesturert data synth --voices)")
+    parser.add_argument("--training-corpus", type=Path, default=None,
+                        help="the corpus the bundle was trained on, when not --corpus (the "
+                        "training range comes from its training clips)")
     parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE,
                         help="speech sample scored as well (default: the shipped sample)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
@@ -257,15 +306,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started, load = time.perf_counter(), machine_state(load_average())
     try:
-        rows = run(args.bundle, args.corpus, args.sample, args.seed, args.condition,
-                   args.engine_never_heard, args.gain_db)
+        rows, references = run(args.bundle, args.corpus, args.sample, args.seed,
+                               args.condition, args.engine_never_heard, args.gain_db,
+                               args.training_corpus)
     except (OSError, ValueError) as exc:
         print(f"voices_acceptance: {exc}", file=sys.stderr)
         return 2
     report = {"bundle": _shown(args.bundle), "corpus": _shown(args.corpus),
+              "training_corpus": _shown(args.training_corpus or args.corpus),
               "sample": _shown(args.sample), "seed": args.seed,
               "engine_never_heard": args.engine_never_heard, "gain_db": args.gain_db,
               "condition": args.condition, "rows": rows,
+              **references,
               "all_passed": all(all(r["passed"].values()) for r in rows.values()),
               "seconds": time.perf_counter() - started, "machine": machine_info(), "load": load}
     args.out.mkdir(parents=True, exist_ok=True)

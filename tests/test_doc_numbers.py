@@ -203,41 +203,27 @@ SYNC = {"psd", "psd_vs_mean_pose", "offset", "confidence", "mouth"}
 
 
 def test_the_readmes_level_claims_hold_in_the_committed_results() -> None:
-    """README, around the level table: every sync criterion holds on every audio (the
-    festival voices among them), one voice misses the training range; the bundle before
-    left the training range on louder speech and on festival's male voice as recorded, the
-    shipped one only on that one voice at any level; quieter, nothing is missed; on the
-    test split FGD, diversity and the detector gain a little, lip-sync r loses a little."""
-    shipped = _missed(doc_passages.load("voices_acceptance"))
-    assert {"festival-ked", "festival-slt-hts"} <= set(shipped)
-    assert not any(m & SYNC for m in shipped.values())
-    assert [m for m in shipped.values() if m] == [{"training_range"}]
-    before = _missed(doc_passages.load("voices_no_gain"))
-    assert before["festival-ked"] == {"training_range"}
-    louder_before = _missed(doc_passages.load("voices_no_gain_louder"))
-    assert not any(m & SYNC for m in louder_before.values())
-    assert sum(bool(m) for m in louder_before.values()) > 1
-    for level in ("voices_acceptance", "voices_acceptance_louder", "voices_acceptance_quieter"):
-        failing = {name for name, m in _missed(doc_passages.load(level)).items() if m}
-        assert failing <= {"espeak-en-us-f4"}, level
-    seed_1 = [_missed(doc_passages.load(s)) for s in
-              ("voices_seed_1_quieter", "voices_seed_1", "voices_seed_1_louder")]
-    shipped_levels = [_missed(doc_passages.load(s)) for s in
-                      ("voices_acceptance_quieter", "voices_acceptance",
-                       "voices_acceptance_louder")]
-    for seed_level, shipped_level in zip(seed_1, shipped_levels, strict=True):
-        assert not any(m & SYNC for m in seed_level.values())
-        assert sum(not m for m in seed_level.values()) < sum(not m for m in shipped_level.values())
-    for i, (seed_source, before_source) in enumerate(zip(
-            ("voices_seed_1_quieter", "voices_seed_1", "voices_seed_1_louder"),
-            ("voices_no_gain_quieter", "voices_no_gain", "voices_no_gain_louder"), strict=True)):
-        rows, rows_before = (doc_passages.load(x)["rows"].values()
-                             for x in (seed_source, before_source))
-        assert max(r["mean_abs_z"] for r in rows) < max(r["mean_abs_z"] for r in rows_before)
-        if i > 0:  # as recorded and louder
-            assert max(r["beyond_4sd"] for r in rows) < max(r["beyond_4sd"] for r in rows_before)
-    for level in ("voices_acceptance_quieter", "voices_no_gain_quieter"):
-        assert not any(_missed(doc_passages.load(level)).values())
+    """README, around the level table: every criterion holds on every audio (the festival
+    voices among them) at every level, for the shipped seed and seed 1, though the shipped
+    one's espeak-en-us-f4 is past the old 4-SD limit; the training poses put more than that
+    beyond 4 SD; the bundle before sent festival's male voice a whole SD past the training
+    range as recorded and louder, its sync kept; quieter, nothing is missed; on the test
+    split FGD, diversity and the detector gain a little, lip-sync r loses a little."""
+    from benchmarks.voices_acceptance import BEYOND_4SD_MAX
+
+    shipped = doc_passages.load("voices_acceptance")
+    assert {"festival-ked", "festival-slt-hts"} <= set(shipped["rows"])
+    assert shipped["rows"]["espeak-en-us-f4"]["beyond_4sd"] > BEYOND_4SD_MAX
+    assert shipped["training_poses"]["beyond_4sd"] > 10 * BEYOND_4SD_MAX
+    for level in ("voices_acceptance_quieter", "voices_acceptance", "voices_acceptance_louder",
+                  "voices_seed_1_quieter", "voices_seed_1", "voices_seed_1_louder",
+                  "voices_no_gain_quieter"):
+        assert not any(_missed(doc_passages.load(level)).values()), level
+    for level in ("voices_no_gain", "voices_no_gain_louder"):
+        report = doc_passages.load(level)
+        assert {k: m for k, m in _missed(report).items() if m} == {
+            "festival-ked": {"training_range"}}, level
+        assert report["rows"]["festival-ked"]["largest_excursion"] > 0.95
     new, old = (doc_passages.load(s)["methods"] for s in ("evaluation", "evaluation_no_gain"))
 
     def ratio(methods: dict[str, Any], key: str, reference: str) -> float:
@@ -250,33 +236,31 @@ def test_the_readmes_level_claims_hold_in_the_committed_results() -> None:
 
 
 def test_the_readmes_recording_condition_claims_hold_in_the_committed_results() -> None:
-    """README, below the conditions table: the shipped bundle's judge finds every held-out
-    voice and the sample in sync in every condition; the random level lifted the noise and
-    the hall by one audio each; the sample misses the 4-SD share in the rooms, festival's
-    male voice under noise, both festival voices in the hall also the PSD ratio."""
+    """README, below the conditions table: the shipped bundle meets every criterion on every
+    held-out voice and the sample in every condition; the random level brought festival's
+    male voice in the room inside the training range and lifted the hall by one audio
+    (flite-slt, out of range and past the PSD ratio before); both festival voices miss the
+    PSD ratio in the hall, inside the training range."""
     from benchmarks.voices_acceptance import split_engine_rows
 
     no_gain = doc_passages.NO_GAIN
     for condition in doc_passages.CONDITION_LABELS:
         report = doc_passages.RESULTS / "voices" / f"acceptance_{condition}.json"
-        rows = json.loads(report.read_text())
-        corpus, engine = split_engine_rows(rows["rows"])
-        missed = _missed({"rows": corpus})
-        assert not any(m & SYNC for m in missed.values()), condition
-        before = split_engine_rows(json.loads(
-            (no_gain / f"acceptance_{condition}.json").read_text())["rows"])[0]
-        met, met_before = (sum(not m for m in _missed({"rows": r}).values())
-                           for r in (corpus, before))
-        assert met - met_before == (0 if condition == "reverb_0.5s" else 1), condition
-        sample_missed = missed["sample:speech_en.flac"]
-        assert sample_missed == (set() if condition == "noise_15db" else {"training_range"})
-        engine_missed = _missed({"rows": engine})
-        if condition == "noise_15db":
-            assert engine_missed == {"festival-ked": {"training_range"},
-                                     "festival-slt-hts": set()}
+        corpus, engine = split_engine_rows(json.loads(report.read_text())["rows"])
+        assert not any(_missed({"rows": corpus}).values()), condition
+        before, engine_before = split_engine_rows(json.loads(
+            (no_gain / f"acceptance_{condition}.json").read_text())["rows"])
+        missed_before = {k: m for k, m in _missed({"rows": before}).items() if m}
+        assert missed_before == ({"flite-slt": {"psd_vs_mean_pose", "training_range"}}
+                                 if condition == "reverb_1.2s" else {}), condition
+        engine_missed = {k: m for k, m in _missed({"rows": engine}).items() if m}
         if condition == "reverb_1.2s":
-            assert all(m == {"psd_vs_mean_pose", "training_range"}
-                       for m in engine_missed.values())
+            assert engine_missed == {"festival-ked": {"psd_vs_mean_pose"},
+                                     "festival-slt-hts": {"psd_vs_mean_pose"}}
+        else:
+            assert engine_missed == {}, condition
+        if condition == "reverb_0.5s":
+            assert _missed({"rows": engine_before})["festival-ked"] == {"training_range"}
 
 
 def test_level_reports_of_other_audios_are_refused(

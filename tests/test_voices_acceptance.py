@@ -10,16 +10,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.voices_acceptance import CRITERIA, score_sequences, verdict
+from benchmarks.voices_acceptance import CRITERIA, EXCURSION_MAX_SD, score_sequences, verdict
 from sdk.audio import load_audio
+from sdk.skeleton import MODEL_SKELETON
 from sdk.streaming import StreamingGenerator
 from tests.helpers_bundle import tiny_bundle  # noqa: F401  (fixture)
+from train.robustness import TrainingRange
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sdk" / "data" / "samples" / "speech_en.flac"
 
 GOOD: dict[str, Any] = {"psd": 0.3, "mean_pose_psd": 1.0, "best_offsets": [0, 1, -1],
                         "confidence": 0.5, "mouth_energy_r": 0.8, "mean_abs_z": 0.4,
-                        "beyond_4sd": 0.0}
+                        "beyond_4sd": 0.0, "outside_training_range": 0.0003,
+                        "largest_excursion": 0.15}
 # one fault per criterion, each a value the criterion must refuse
 BROKEN: dict[str, dict[str, Any]] = {
     "psd": {"psd": 0.55, "mean_pose_psd": 2.0},
@@ -27,7 +30,8 @@ BROKEN: dict[str, dict[str, Any]] = {
     "offset": {"best_offsets": [0, 2]},  # poses two frames late on one sequence
     "confidence": {"confidence": 0.29},
     "mouth": {"mouth_energy_r": 0.1},  # a mouth that ignores the voice
-    "training_range": {"beyond_4sd": 0.02},  # a skeleton far outside its training poses
+    # festival's male voice on the bundle trained without a random level: 0.99 SD past
+    "training_range": {"largest_excursion": 0.99, "outside_training_range": 0.0017},
 }
 
 
@@ -41,12 +45,23 @@ def test_each_criterion_fails_on_its_own_fault(criterion: str) -> None:
     assert [k for k, ok in result.items() if not ok] == [criterion]
 
 
+def test_training_range_limits_excursion_and_size_not_the_4sd_share() -> None:
+    """Training poses put 2.1 % of their values beyond 4 SD: a model moving as far as they do
+    passes; one wandering past their range, or moving much more on average, does not."""
+    assert verdict(GOOD | {"beyond_4sd": 0.021})["training_range"]
+    assert verdict(GOOD | {"largest_excursion": EXCURSION_MAX_SD})["training_range"]
+    assert not verdict(GOOD | {"largest_excursion": EXCURSION_MAX_SD + 0.01})["training_range"]
+    assert not verdict(GOOD | {"mean_abs_z": 1.2})["training_range"]  # everything larger
+
+
 def test_the_measure_runs_a_bundle_through_the_sdk(tiny_bundle: Path) -> None:  # noqa: F811
     """Random weights (numbers meaningless): every measure is there and finite."""
     with StreamingGenerator(str(tiny_bundle)) as generator:
         audio = load_audio(SAMPLE, generator.manifest.features.sample_rate)[:16000 * 6]
-        row = score_sequences(generator, [audio], None)
+        poses = np.random.default_rng(0).normal(size=(200, MODEL_SKELETON.num_joints, 2))
+        row = score_sequences(generator, [audio], None, TrainingRange.from_poses([poses]))
     assert row["sequences"] == 1 and abs(row["seconds"] - 6.0) < 1e-6
-    assert np.isfinite([row["psd"], row["mean_pose_psd"], row["confidence"]]).all()
+    assert np.isfinite([row["psd"], row["mean_pose_psd"], row["confidence"],
+                        row["outside_training_range"], row["largest_excursion"]]).all()
     assert set(row["passed"]) == set(CRITERIA)
     json.dumps(row)  # the report is JSON

@@ -11,7 +11,12 @@ poses: z = (canonical - training mean) / training std, per joint and axis):
   salient a minority of the time; ~1 throughout means the detector is saturated);
 * ``mean_abs_z``: mean |z| over the body and hand joints (root excluded), frames, axes;
   ``arm_mean_abs_z``: the same over elbows and wrists only;
-* ``beyond_4sd``: share of body/hand (frame, joint, axis) values with |z| > 4;
+* ``beyond_4sd``: share of body/hand (frame, joint, axis) values with |z| > 4 (not a
+  limit by itself: salient postures are large, and the training poses put a share of their
+  own values there, :attr:`TrainingRange.beyond_4sd`);
+* with a :class:`TrainingRange` also ``outside_training_range``: share of body/hand values
+  outside the training poses' own range (per joint and axis, lowest to highest value seen
+  in training), and ``largest_excursion``: how far the farthest one lies past it, in SD;
 * ``motion``: mean speed of the body/hand joints, canonical units (shoulder widths) per
   second (0 = a frozen skeleton);
 * with a checkpoint also ``feature_mean_abs_z`` / ``feature_beyond_4sd``: the input
@@ -27,6 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +52,62 @@ SALIENT = 0.5  # saliency score above which a frame counts as salient
 FAR_SD = 4.0  # |z| beyond which a value counts as far outside the training poses
 
 
+def _check_poses(z: np.ndarray, min_frames: int) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 3 or z.shape[1:] != (MODEL_SKELETON.num_joints, 2) or z.shape[0] < min_frames:
+        raise ValueError(f"z must be (T >= {min_frames}, {MODEL_SKELETON.num_joints}, 2), "
+                         f"got {z.shape}")
+    return z
+
+
+@dataclass(frozen=True)
+class TrainingRange:
+    """The range of the poses a model was trained on, in its standardised units.
+
+    Attributes:
+        low, high: float64 (len(BODY_HAND_JOINTS), 2) lowest and highest z seen per body/hand
+            joint and axis (undetected joints left out).
+        frames: number of training frames they come from.
+        mean_abs_z, beyond_4sd: the training poses' own mean |z| and share beyond 4 SD
+            (what :func:`pose_robustness` reports for an output, measured on the data).
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+    frames: int
+    mean_abs_z: float
+    beyond_4sd: float
+
+    @classmethod
+    def from_poses(cls, poses: Iterable[np.ndarray]) -> TrainingRange:
+        """From standardised training poses, each float (T, J, 2); NaN = not detected."""
+        body = np.concatenate([_check_poses(z, 1)[:, list(BODY_HAND_JOINTS)] for z in poses])
+        if not np.isfinite(body).any(axis=0).all():
+            raise ValueError("the training poses never show some body/hand joint")
+        seen = np.abs(body[np.isfinite(body)])
+        return cls(np.nanmin(body, axis=0), np.nanmax(body, axis=0), int(body.shape[0]),
+                   float(seen.mean()), float(np.mean(seen > FAR_SD)))
+
+    def outside(self, z: np.ndarray) -> dict[str, float]:
+        """``outside_training_range`` and ``largest_excursion`` (SD) of float (T, J, 2)
+        standardised poses (see the module docstring); NaN values (undetected) left out."""
+        body = _check_poses(z, 1)[:, list(BODY_HAND_JOINTS)]
+        past = np.maximum(self.low - body, body - self.high)  # > 0 outside
+        past = past[np.isfinite(past)]  # undetected joints (ground truth) left out
+        if not past.size:
+            raise ValueError("no body/hand value to compare with the training range")
+        return {"outside_training_range": float(np.mean(past > 0)),
+                "largest_excursion": float(max(past.max(), 0.0))}
+
+    def to_dict(self) -> dict[str, float]:
+        """The summary a report records (not the per-joint bounds)."""
+        return {"frames": float(self.frames), "mean_abs_z": self.mean_abs_z,
+                "beyond_4sd": self.beyond_4sd}
+
+
 def pose_robustness(z: np.ndarray, saliency: np.ndarray, normalization: PoseNormalization,
-                    fps: int) -> dict[str, float]:
+                    fps: int, training_range: TrainingRange | None = None
+                    ) -> dict[str, float]:
     """The pose measures of the module docstring.
 
     Args:
@@ -54,14 +115,13 @@ def pose_robustness(z: np.ndarray, saliency: np.ndarray, normalization: PoseNorm
         saliency: float (T,) scores in [0, 1].
         normalization: the model's pose statistics (to get canonical units for motion).
         fps: pose frames per second.
+        training_range: the training poses' range; adds the measures outside it.
     """
-    z = np.asarray(z, dtype=np.float64)
-    if z.ndim != 3 or z.shape[1:] != (MODEL_SKELETON.num_joints, 2) or z.shape[0] < 2:
-        raise ValueError(f"z must be (T >= 2, {MODEL_SKELETON.num_joints}, 2), got {z.shape}")
+    z = _check_poses(z, 2)
     body = np.abs(z[:, list(BODY_HAND_JOINTS)])
     canonical = normalization.destandardize(z.astype(np.float32))[:, list(BODY_HAND_JOINTS)]
     speed = np.linalg.norm(np.diff(canonical.astype(np.float64), axis=0), axis=-1) * fps
-    return {
+    measures = {
         "frames": float(z.shape[0]),
         "salient_fraction": float(np.mean(np.asarray(saliency) > SALIENT)),
         "mean_saliency": float(np.mean(saliency)),
@@ -70,6 +130,9 @@ def pose_robustness(z: np.ndarray, saliency: np.ndarray, normalization: PoseNorm
         "beyond_4sd": float(np.mean(body > FAR_SD)),
         "motion": float(speed.mean()),
     }
+    if training_range is not None:
+        measures.update(training_range.outside(z))
+    return measures
 
 
 def _run_bundle(path: Path, audio_path: Path, seed: int
