@@ -315,6 +315,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "voices_criteria": voices.voices_criteria,
     "voices_training_poses": lambda: voices.training_poses("voices_acceptance"),
     "eval_before_after": voices.eval_before_after,
+    "eval_cross_test_sets": voices.eval_cross_test_sets,
     "eval_steps": voices.eval_steps,
     "corpus_minutes": corpus_minutes_passage,
     "front_end": front_end_passage,

@@ -20,6 +20,8 @@ today's training-range criterion (its ``voices/`` sibling: as judged when it shi
 front-end study's reference)."""
 SEED_1 = RESULTS / "training" / "random_level_seed_1" / "voices"
 """issue 17's acceptance of the shipped recipe with the generator trained on seed 1."""
+CROSS = RESULTS / "training" / "cross_test_sets"
+"""Both generators (the synthetic-voice recipe's and the shipped one) on both test sets."""
 SOURCES = {
     "bench": RESULTS / "2core-intel-xeon" / "bench.json",
     "evaluation": RESULTS / "training" / "evaluation.json",
@@ -44,6 +46,9 @@ SOURCES = {
     "training_voices": RESULTS / "training" / "training_voices.json",
     "evaluation_before": RESULTS / "training" / "synthetic_voice_bundle" / "evaluation.json",
     "evaluation_no_gain": RESULTS / "training" / "no_gain_augmentation" / "evaluation.json",
+    "cross_synthetic_recipe_on_synthetic": CROSS / "synthetic_recipe_on_synthetic_corpus.json",
+    "cross_shipped_on_synthetic": CROSS / "shipped_on_synthetic_corpus.json",
+    "cross_synthetic_recipe_on_voiced": CROSS / "synthetic_recipe_on_voiced_corpus.json",
     "lip_ceiling": RESULTS / "training" / "lip_sync_ceiling" / "voiced.json",
     "lip_ceiling_before": RESULTS / "training" / "lip_sync_ceiling" / "synthetic_voice.json",
     "lip_probe": RESULTS / "training" / "lip_probe" / "minutes_4.json",

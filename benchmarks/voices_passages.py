@@ -149,6 +149,40 @@ def eval_before_after() -> str:
                   rows)
 
 
+CROSS_ROWS = (("synthetic-voice corpus", (
+    ("synthetic-voice recipe (trained on it)", "cross_synthetic_recipe_on_synthetic"),
+    ("shipped (never heard its voice)", "cross_shipped_on_synthetic"))),
+    ("voiced corpus", (
+        ("synthetic-voice recipe (never heard these voices)",
+         "cross_synthetic_recipe_on_voiced"),
+        ("shipped (trained on it)", "evaluation"))))
+"""The cross table: per test set, its two generators' evaluations (:data:`SOURCES` keys)."""
+
+
+def eval_cross_test_sets() -> str:
+    """Both generators on both test sets, each test set judged by its own PoseSyncNet and
+    FGD encoder. Raises ValueError when a test set's two evaluations differ in sequences or
+    in the ground truth's PSD or diversity, which only the test set and the judges set (then
+    they are not one comparison)."""
+    rows = []
+    for test_set, generators in CROSS_ROWS:
+        evaluations = [load(source) for _, source in generators]
+        for what in ("sequences", "psd", "diversity"):
+            seen = {ev["sequences"] if what == "sequences" else
+                    round(ev["methods"]["ground_truth"][what], 9) for ev in evaluations}
+            if len(seen) != 1:
+                raise ValueError(f"{test_set}: the evaluations differ in {what} "
+                                 f"{sorted(seen)}: other test sets or judges")
+        for (label, _), ev in zip(generators, evaluations, strict=True):
+            gen = ev["methods"]["generator"]
+            fgd_ratio, psd_truth, lip, auc, diversity = _judged_ratios(ev)
+            rows.append([test_set, str(ev["sequences"]), label, fgd_ratio, f"{gen['psd']:.3f}",
+                         psd_truth, lip, auc, diversity])
+    return markdown_table(["test set", "sequences", "generator", "FGD / mean pose's ↓", "PSD ↓",
+                           "PSD / ground truth's", "lip-sync r ↑", "detector AUC ↑",
+                           "diversity / ground truth's"], rows)
+
+
 STEPS_SWEEP = RESULTS / "training" / "generator_steps"
 """The generator sweep, one corpus, PoseSyncNet and FGD encoder for every run: one directory
 per run (steps_N[_what_changed]) with its evaluation.json and default_training.json (whose
