@@ -21,7 +21,8 @@ front-end study's reference)."""
 SEED_1 = RESULTS / "training" / "random_level_seed_1" / "voices"
 """issue 17's acceptance of the shipped recipe with the generator trained on seed 1."""
 CROSS = RESULTS / "training" / "cross_test_sets"
-"""Both generators (the synthetic-voice recipe's and the shipped one) on both test sets."""
+"""The generators of the synthetic-voice recipe, of the shipped one and of the shipped
+recipe on both corpora, on both test sets."""
 SOURCES = {
     "bench": RESULTS / "2core-intel-xeon" / "bench.json",
     "evaluation": RESULTS / "training" / "evaluation.json",
@@ -49,6 +50,8 @@ SOURCES = {
     "cross_synthetic_recipe_on_synthetic": CROSS / "synthetic_recipe_on_synthetic_corpus.json",
     "cross_shipped_on_synthetic": CROSS / "shipped_on_synthetic_corpus.json",
     "cross_synthetic_recipe_on_voiced": CROSS / "synthetic_recipe_on_voiced_corpus.json",
+    "cross_both_on_synthetic": CROSS / "both_corpora_on_synthetic_corpus.json",
+    "cross_both_on_voiced": CROSS / "both_corpora_on_voiced_corpus.json",
     "lip_ceiling": RESULTS / "training" / "lip_sync_ceiling" / "voiced.json",
     "lip_ceiling_before": RESULTS / "training" / "lip_sync_ceiling" / "synthetic_voice.json",
     "lip_probe": RESULTS / "training" / "lip_probe" / "minutes_4.json",

@@ -151,17 +151,19 @@ def eval_before_after() -> str:
 
 CROSS_ROWS = (("synthetic-voice corpus", (
     ("synthetic-voice recipe (trained on it)", "cross_synthetic_recipe_on_synthetic"),
-    ("shipped (never heard its voice)", "cross_shipped_on_synthetic"))),
+    ("shipped (never heard its voice)", "cross_shipped_on_synthetic"),
+    ("shipped recipe on both corpora", "cross_both_on_synthetic"))),
     ("voiced corpus", (
         ("synthetic-voice recipe (never heard these voices)",
          "cross_synthetic_recipe_on_voiced"),
-        ("shipped (trained on it)", "evaluation"))))
+        ("shipped (trained on it)", "evaluation"),
+        ("shipped recipe on both corpora", "cross_both_on_voiced"))))
 """The cross table: per test set, its two generators' evaluations (:data:`SOURCES` keys)."""
 
 
 def eval_cross_test_sets() -> str:
-    """Both generators on both test sets, each test set judged by its own PoseSyncNet and
-    FGD encoder. Raises ValueError when a test set's two evaluations differ in sequences or
+    """The generators on both test sets, each test set judged by its own PoseSyncNet and
+    FGD encoder. Raises ValueError when a test set's evaluations differ in sequences or
     in the ground truth's PSD or diversity, which only the test set and the judges set (then
     they are not one comparison)."""
     rows = []
