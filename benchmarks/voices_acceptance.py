@@ -52,7 +52,7 @@ import numpy as np
 
 from benchmarks.common import load_average, machine_info, machine_state
 from benchmarks.recording_conditions import CONDITIONS
-from train.robustness import TrainingRange
+from train.robustness import TrainingRange, corpus_training_range
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SAMPLE = REPO / "sdk" / "data" / "samples" / "speech_en.flac"
@@ -191,7 +191,7 @@ def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0,
     sequences = load_corpus_sequences(corpus)
     trained_on = sequences if training_corpus is None else load_corpus_sequences(
         training_corpus)
-    if all(q.held_out for q in trained_on):
+    if all(q.held_out for q in trained_on):  # refused before the bundle loads
         raise ValueError(f"{training_corpus or corpus}: no training clips, and the training "
                          "range is measured on them (pass the corpus the bundle was trained "
                          "on, --training-corpus)")
@@ -200,8 +200,7 @@ def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0,
         styles = generator.styles
         rate = generator.manifest.features.sample_rate
         norm = generator.manifest.normalization
-        training_range = TrainingRange.from_poses(
-            norm.standardize(q.canonical) for q in trained_on if not q.held_out)
+        training_range = corpus_training_range(trained_on, norm)
         references = {"training_poses": training_range.to_dict(),
                       "held_out_poses": training_range.outside(np.concatenate(
                           [norm.standardize(q.canonical) for q in trained_on if q.held_out]))}

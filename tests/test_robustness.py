@@ -109,10 +109,15 @@ def test_training_range_refuses_what_it_cannot_measure() -> None:
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> list:
+def corpus_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("robust")
     synthesize_corpus(root, speakers=1, minutes=0.5, seed=3)
-    return [c for c in load_speaker(root, "synth_00") if c.split == "train"]
+    return root
+
+
+@pytest.fixture(scope="module")
+def clips(corpus_root: Path) -> list:
+    return [c for c in load_speaker(corpus_root, "synth_00") if c.split == "train"]
 
 
 def test_identity_augmentation_reproduces_the_stream_features(clips: list) -> None:
@@ -196,6 +201,35 @@ def test_measure_command_on_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureF
     assert main([str(ckpt), str(wav), "--json", str(out)]) == 0
     assert "tone.wav" in capsys.readouterr().out and out.is_file()
     assert main([str(tmp_path / "missing.pt"), str(wav)]) == 2
+
+
+def test_measure_against_the_training_corpus(tmp_path: Path, corpus_root: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--corpus adds the measures outside the training range, in the model's own units."""
+    from train.posesync_data import load_corpus_sequences
+    from train.robustness import corpus_training_range
+
+    sequences = load_corpus_sequences(corpus_root)
+    model = SalientPostureGenerator(TINY).eval()
+    from train.config import config_to_dict
+    from train.generator_training import GeneratorTrainingConfig
+
+    ckpt = save_checkpoint(tmp_path / "generator.pt", kind="generator",
+                           config=config_to_dict(GeneratorTrainingConfig(model=TINY)),
+                           model=model, features=CFG, normalization=UNIT)
+    wav = tmp_path / "tone.wav"
+    soundfile.write(wav, (0.3 * np.sin(np.arange(24000) / 10)).astype(np.float32), 16000)
+    result = measure(ckpt, wav, training_sequences=sequences)
+    expected = corpus_training_range(sequences, UNIT)
+    assert result["largest_excursion"] >= 0 and 0 <= result["outside_training_range"] <= 1
+    assert "largest_excursion" not in measure(ckpt, wav)
+    assert main([str(ckpt), str(wav), "--corpus", str(corpus_root)]) == 0
+    assert "largest_excursion" in capsys.readouterr().out
+    assert expected.frames == sum(q.num_frames for q in sequences if not q.held_out)
+    with pytest.raises(ValueError, match="no training clips"):
+        corpus_training_range([q for q in sequences if q.held_out], UNIT)
+    assert main([str(ckpt), str(wav), "--corpus", str(tmp_path / "no-corpus")]) == 2
+    assert "no-corpus" in capsys.readouterr().err
 
 
 def test_detector_loss_can_skip_augmented_windows() -> None:

@@ -1,6 +1,7 @@
 """How far a generator's output on some audio strays from the poses it was trained on.
 
-    python -m train.robustness BUNDLE_DIR_OR_GENERATOR_PT AUDIO [AUDIO ...] [--json OUT]
+    python -m train.robustness BUNDLE_DIR_OR_GENERATOR_PT AUDIO [AUDIO ...] [--json OUT] \\
+        [--corpus THE_CORPUS_IT_WAS_TRAINED_ON]
 
 A model trained on the synthetic corpus can behave on held-out synthetic clips and still
 produce an odd skeleton on recorded speech. The numbers here say how odd, per clip, with
@@ -174,9 +175,24 @@ def _run_checkpoint(path: Path, audio_path: Path, seed: int
             ckpt.normalization, features_config.fps, feature_z)
 
 
-def measure(model_path: str | Path, audio_path: str | Path, seed: int = 0) -> dict[str, float]:
+def corpus_training_range(sequences: Iterable[Any], normalization: PoseNormalization
+                          ) -> TrainingRange:
+    """The :class:`TrainingRange` of a corpus's training sequences
+    (:class:`train.posesync_data.CorpusSequence`, held-out ones skipped) in the standardised
+    units of ``normalization`` (the model's). Raises ValueError when none is a training one."""
+    poses = [normalization.standardize(q.canonical) for q in sequences if not q.held_out]
+    if not poses:
+        raise ValueError("the corpus has no training clips, and the training range is "
+                         "measured on them (pass the corpus the model was trained on)")
+    return TrainingRange.from_poses(poses)
+
+
+def measure(model_path: str | Path, audio_path: str | Path, seed: int = 0,
+            training_sequences: Iterable[Any] | None = None) -> dict[str, float]:
     """Robustness measures of one model (bundle directory or generator ``.pt``) on one
-    audio file (any rate; resampled to the model's)."""
+    audio file (any rate; resampled to the model's); with the sequences of the corpus the
+    model was trained on (:func:`train.posesync_data.load_corpus_sequences`) also the
+    measures outside its training range."""
     model_path = Path(model_path)
     if model_path.is_dir():
         runner: Any = _run_bundle
@@ -186,7 +202,9 @@ def measure(model_path: str | Path, audio_path: str | Path, seed: int = 0) -> di
         raise FileNotFoundError(f"{model_path}: expected a bundle directory or a generator "
                                 f"checkpoint (.pt)")
     z, saliency, norm, fps, feature_z = runner(model_path, Path(audio_path), seed)
-    result = pose_robustness(z, saliency, norm, fps)
+    training_range = (None if training_sequences is None
+                      else corpus_training_range(training_sequences, norm))
+    result = pose_robustness(z, saliency, norm, fps, training_range)
     if feature_z is not None:
         result["feature_mean_abs_z"] = float(np.abs(feature_z).mean())
         result["feature_beyond_4sd"] = float(np.mean(np.abs(feature_z) > FAR_SD))
@@ -199,11 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("audio", type=Path, nargs="+", help="audio files")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="the corpus the model was trained on: adds the share of values "
+                        "outside its training poses' range and the farthest past it (SD)")
     args = parser.parse_args(argv)
     results: dict[str, dict[str, float]] = {}
     try:
+        sequences = None
+        if args.corpus is not None:
+            from train.posesync_data import load_corpus_sequences
+
+            sequences = load_corpus_sequences(args.corpus)
         for path in args.audio:
-            results[str(path)] = measure(args.model, path, args.seed)
+            results[str(path)] = measure(args.model, path, args.seed, sequences)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"robustness: {exc}", file=sys.stderr)
         return 2
