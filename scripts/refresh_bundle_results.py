@@ -51,9 +51,9 @@ STEPS = ("robustness", "voices", "validate", "tamper", "validation-doc", "demo",
 
 ROBUSTNESS_HEAD = """# The shipped default bundle on out-of-corpus speech
 
-`python -m train.robustness {bundle} {sample} --json {json}`
+`python -m train.robustness {bundle} {sample} --json {json}{corpus}`
 (the measures are defined in [robustness.md](robustness.md) and train/robustness.py; the
-bundle runs through the SDK, `StreamingGenerator.generate`). Written by
+bundle runs through the SDK, `StreamingGenerator.generate`{corpus_note}). Written by
 scripts/refresh_bundle_results.py from the JSON.
 
 """
@@ -76,15 +76,21 @@ def replace_demo_block(readme: str, output: str) -> str:
 
 
 def robustness_markdown(result: dict) -> str:
-    """default_bundle.md from train.robustness's JSON (one row per audio file)."""
+    """default_bundle.md from train.robustness's JSON (one row per audio file; measured
+    with ``--corpus``, the corpus of make bundle, when the JSON names one)."""
+    with_corpus = result.get("corpus") is not None
     rows = result["results"]
     keys = list(next(iter(rows.values())))
     lines = ["| audio | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for path, row in rows.items():
         lines.append(f"| {Path(path).name} | "
                      + " | ".join(f"{row[k]:.3g}" for k in keys) + " |")
-    head = ROBUSTNESS_HEAD.format(bundle=result["model"], sample=SAMPLE,
-                                  json="benchmarks/results/robustness/default_bundle.json")
+    head = ROBUSTNESS_HEAD.format(
+        bundle=result["model"], sample=SAMPLE,
+        json="benchmarks/results/robustness/default_bundle.json",
+        corpus=" --corpus CORPUS" if with_corpus else "",
+        corpus_note=("; CORPUS: the voiced corpus of `make bundle`, whose training clips "
+                     "give the training range") if with_corpus else "")
     return head + "\n".join(lines) + "\n"
 
 
@@ -106,7 +112,9 @@ def _run(argv: Sequence[str], capture: bool = False,
 def refresh(corpus: Path | None, skip: Sequence[str]) -> None:
     if "robustness" not in skip:
         out = RESULTS / "robustness" / "default_bundle.json"
-        _run(["-m", "train.robustness", BUNDLE, SAMPLE, "--json", str(out.relative_to(REPO))])
+        with_corpus = ["--corpus", str(corpus)] if corpus is not None else []
+        _run(["-m", "train.robustness", BUNDLE, SAMPLE, "--json", str(out.relative_to(REPO)),
+              *with_corpus])
         out.with_suffix(".md").write_text(robustness_markdown(json.loads(out.read_text())))
     if "voices" not in skip:
         if corpus is None:

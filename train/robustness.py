@@ -242,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         print("| mean | " + " | ".join(
             f"{np.mean([r[k] for r in results.values()]):.3f}" for k in keys) + " |")
     if args.json is not None:
-        args.json.write_text(json.dumps({"model": str(args.model), "results": results},
-                                        indent=2, sort_keys=True) + "\n")
+        args.json.write_text(json.dumps(
+            {"model": str(args.model), "results": results,
+             "corpus": None if args.corpus is None else str(args.corpus)},
+            indent=2, sort_keys=True) + "\n")
     return 0
 
 
