@@ -158,7 +158,7 @@ def _speaker_style(corpus: Path, speaker: str, styles: tuple[str, ...]) -> str |
 def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0,
         condition: str = "clean", engine_voices: str = "all",
         gain_db: float = 0.0, training_corpus: Path | None = None
-        ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+        ) -> tuple[dict[str, Any], dict[str, dict[str, float] | None]]:
     """Rows for every held-out voice of ``corpus``, every festival voice ``engine_voices``
     names (:func:`train.data.festival.select`; ``none``: no such row) and ``sample``, under
     ``condition``, then scaled by ``gain_db`` dB; and the references of the training range
@@ -201,9 +201,10 @@ def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0,
         rate = generator.manifest.features.sample_rate
         norm = generator.manifest.normalization
         training_range = corpus_training_range(trained_on, norm)
-        references = {"training_poses": training_range.to_dict(),
-                      "held_out_poses": training_range.outside(np.concatenate(
-                          [norm.standardize(q.canonical) for q in trained_on if q.held_out]))}
+        held_out_poses = [norm.standardize(q.canonical) for q in trained_on if q.held_out]
+        references = {"training_poses": training_range.to_dict(),  # None: no held-out clip
+                      "held_out_poses": training_range.outside(np.concatenate(held_out_poses))
+                      if held_out_poses else None}
         for voice in held:
             audios = [recorded(s.audio, i)
                       for i, s in enumerate(q for q in sequences
@@ -273,13 +274,14 @@ def markdown(report: dict[str, Any]) -> str:
 def _reference_lines(report: dict[str, Any]) -> list[str]:
     """The corpus's own poses, the reference of the training-range columns."""
     own, held = report["training_poses"], report["held_out_poses"]
+    truth = ("no held-out clips" if not held else
+             f"held-out ground truth {100 * held['outside_training_range']:.4f} % outside the "
+             f"training range, at most {held['largest_excursion']:.2f} SD past it")
     return [f"The training corpus `{report.get('training_corpus', report['corpus'])}`'s poses "
             "in the bundle's standardised units: training split "
             f"({own['frames']:.0f} frames) mean |z| {own['mean_abs_z']:.2f}, "
             f"{100 * own['beyond_4sd']:.2f} % of values beyond 4 SD (salient postures are "
-            f"large); held-out ground truth {100 * held['outside_training_range']:.4f} % "
-            f"outside the training range, at most {held['largest_excursion']:.2f} SD past it.",
-            ""]
+            f"large); {truth}.", ""]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,3 +65,17 @@ def test_the_measure_runs_a_bundle_through_the_sdk(tiny_bundle: Path) -> None:  
                         row["outside_training_range"], row["largest_excursion"]]).all()
     assert set(row["passed"]) == set(CRITERIA)
     json.dumps(row)  # the report is JSON
+
+
+def test_the_report_names_its_training_range_references() -> None:
+    from benchmarks.voices_acceptance import markdown
+
+    row = GOOD | {"sequences": 1, "seconds": 6.0, "style": None, "passed": verdict(GOOD)}
+    report = {"rows": {"v": row}, "bundle": "b", "corpus": "c", "sample": "s.flac",
+              "machine": {"cpu_model": "cpu", "cpu_cores": 2}, "load": "idle", "seconds": 1.0,
+              "training_poses": {"frames": 700.0, "mean_abs_z": 0.55, "beyond_4sd": 0.021},
+              "held_out_poses": {"outside_training_range": 5e-5, "largest_excursion": 0.26}}
+    text = markdown(report)
+    assert "mean |z| 0.55, 2.10 % of values beyond 4 SD" in text
+    assert "at most 0.26 SD past it" in text and "| 0.15 | pass |" in text
+    assert "no held-out clips" in markdown(report | {"held_out_poses": None})
