@@ -209,12 +209,14 @@ def test_the_readmes_level_claims_hold_in_the_committed_results() -> None:
     beyond 4 SD; the bundle before sent festival's male voice a whole SD past the training
     range as recorded and louder, its sync kept; quieter, nothing is missed; on the test
     split FGD, diversity and the detector gain a little, lip-sync r loses a little."""
-    from benchmarks.voices_acceptance import BEYOND_4SD_MAX
+    from benchmarks.voices_acceptance import BEYOND_4SD_MAX, EXCURSION_MAX_SD
 
     shipped = doc_passages.load("voices_acceptance")
     assert {"festival-ked", "festival-slt-hts"} <= set(shipped["rows"])
     assert shipped["rows"]["espeak-en-us-f4"]["beyond_4sd"] > BEYOND_4SD_MAX
     assert shipped["training_poses"]["beyond_4sd"] > 10 * BEYOND_4SD_MAX
+    # the limit is "about twice the held-out ground truth's own excursion"
+    assert 1.5 < EXCURSION_MAX_SD / shipped["held_out_poses"]["largest_excursion"] < 2.5
     for level in ("voices_acceptance_quieter", "voices_acceptance", "voices_acceptance_louder",
                   "voices_seed_1_quieter", "voices_seed_1", "voices_seed_1_louder",
                   "voices_no_gain_quieter"):
