@@ -325,3 +325,14 @@ def test_the_cross_table_refuses_evaluations_of_other_judges(
     with pytest.raises(ValueError, match="differ in psd"):
         voices_passages.eval_cross_test_sets()
 
+
+def test_the_acceptance_verdicts_are_those_of_the_synthetic_voice_bundle() -> None:
+    """README, above the before/after table: every issue-3 acceptance point has the verdict
+    it had on the synthetic-voice bundle's evaluation, BC not informative on both."""
+    def verdicts(source: str) -> list[tuple[str, str]]:
+        return [(a["criterion"], a["status"].split(" (")[0])
+                for a in doc_passages.load(source)["acceptance"]]
+
+    assert verdicts("evaluation") == verdicts("evaluation_before")
+    assert ("generator BC above mean pose", "not informative") in verdicts("evaluation")
+
