@@ -20,6 +20,7 @@ from typing import Any
 from benchmarks import voices_passages as voices
 from benchmarks.corpus_minutes import passage as corpus_minutes_passage
 from benchmarks.doc_sources import NO_GAIN, RESULTS, ROOT, SOURCES, load, markdown_table
+from benchmarks.front_end import RANDOM_LEVEL_RUNS
 from benchmarks.front_end import passage as front_end_passage
 from benchmarks.resampler_quality import passage as resampler_passage
 from benchmarks.voices_acceptance import split_engine_rows
@@ -319,6 +320,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "eval_steps": voices.eval_steps,
     "corpus_minutes": corpus_minutes_passage,
     "front_end": front_end_passage,
+    "front_end_random_level": lambda: front_end_passage(RANDOM_LEVEL_RUNS),
     "ablation_topk": _ablation("ablation_topk"),
     "ablation_modules": _ablation("ablation_modules"),
     "ablation_lookahead": _ablation("ablation_lookahead"),
