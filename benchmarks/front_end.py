@@ -102,10 +102,10 @@ def voices_cells(voices: Path) -> list[str]:
             ", ".join(sorted(missed)) or "-"]
 
 
-def row(name: str, runs: dict[str, FrontEndRun] = RUNS) -> list[str]:
-    """One table row of ``runs``; raises ValueError when its files score different test
-    sets."""
-    run = runs[name]
+def row(name: str, runs: dict[str, FrontEndRun] | None = None) -> list[str]:
+    """One table row of ``runs`` (default :data:`RUNS`); raises ValueError when its files
+    score different test sets."""
+    run = (RUNS if runs is None else runs)[name]
     evaluation, breakdown, probe = (json.loads(p.read_text()) for p in
                                     (run.evaluation, run.breakdown, run.probe))
     groups = probe_row(probe, run.probe_kind)
@@ -115,8 +115,9 @@ def row(name: str, runs: dict[str, FrontEndRun] = RUNS) -> list[str]:
             probe_cell(groups), *voices_cells(run.voices)]
 
 
-def passage(runs: dict[str, FrontEndRun] = RUNS) -> str:
-    """The README's table of ``runs`` (Markdown)."""
+def passage(runs: dict[str, FrontEndRun] | None = None) -> str:
+    """The README's table of ``runs`` (default :data:`RUNS`; Markdown)."""
+    runs = RUNS if runs is None else runs
     header = ["generator's front end", "values per pose frame", "FGD / mean pose's ↓",
               "PSD / ground truth's", "diversity / ground truth's", "detector AUC ↑",
               "generator lip-sync r: all / training voices / held-out voices ↑",
