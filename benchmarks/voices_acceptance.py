@@ -136,7 +136,7 @@ def score_sequences(generator: Any, audios: list[np.ndarray], style: str | None,
     finally:
         runner.deactivate()
     row: dict[str, Any] = {k: float(np.mean(v)) for k, v in measured.items()
-                           if k not in ("best_offsets", "seconds")}
+                           if k not in ("best_offsets", "seconds", "largest_excursion")}
     row["largest_excursion"] = float(np.max(measured["largest_excursion"]))
     row["best_offsets"] = measured["best_offsets"]
     row["sequences"] = len(audios)
