@@ -33,8 +33,9 @@ Criteria, per held-out voice (means over its sequences) and for the sample:
   the model's own standardised units (:func:`train.robustness.pose_robustness`): mean |z|
   <= 1 (the training poses': about 0.55) and no value more than 0.5 SD past the training
   poses' own range (per joint and axis, lowest to highest value of the corpus's training
-  split, :class:`train.robustness.TrainingRange`; the held-out ground truth, real poses
-  never trained on, goes about 0.26 SD past it). Each report records both references.
+  split, :class:`sdk.pose_range.PoseRange`, what a bundle carries; the held-out ground
+  truth, real poses never trained on, goes about 0.26 SD past it). Each report records
+  both references.
   The shares outside the range and beyond 4 SD are reported, not limited (see
   ``BEYOND_4SD_MAX``).
 """
@@ -52,7 +53,8 @@ import numpy as np
 
 from benchmarks.common import load_average, machine_info, machine_state
 from benchmarks.recording_conditions import CONDITIONS
-from train.robustness import TrainingRange, corpus_training_range
+from sdk.pose_range import PoseRange, RangeLimits
+from train.robustness import corpus_training_range
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SAMPLE = REPO / "sdk" / "data" / "samples" / "speech_en.flac"
@@ -62,8 +64,8 @@ MEAN_POSE_RATIO_MAX = 0.5
 OFFSET_MAX_FRAMES = 1
 CONFIDENCE_MIN = 0.3
 MOUTH_R_MIN = 0.6
-MEAN_ABS_Z_MAX = 1.0
-EXCURSION_MAX_SD = 0.5
+MEAN_ABS_Z_MAX = RangeLimits().mean_abs_z_max
+EXCURSION_MAX_SD = RangeLimits().excursion_max_sd
 # The limit before 2026-12-04, kept to name what older reports were judged by: at most
 # 0.1 % of values beyond 4 SD, on the premise that training poses put almost none there.
 # The voiced corpus's training poses put 2.1 % there (salient postures are large): it
@@ -96,7 +98,7 @@ def verdict(row: dict[str, Any]) -> dict[str, bool]:
 
 
 def score_sequences(generator: Any, audios: list[np.ndarray], style: str | None,
-                    training_range: TrainingRange, seed: int = 0) -> dict[str, Any]:
+                    training_range: PoseRange, seed: int = 0) -> dict[str, Any]:
     """Stream each (N,) float32 audio at the bundle's rate; the row's measures (means over
     the sequences, ``largest_excursion`` the largest; offsets listed)."""
     from benchmarks.voices_experiment import mouth_energy_r
@@ -202,9 +204,12 @@ def run(bundle_dir: Path, corpus: Path, sample: Path, seed: int = 0,
         norm = generator.manifest.normalization
         training_range = corpus_training_range(trained_on, norm)
         held_out_poses = [norm.standardize(q.canonical) for q in trained_on if q.held_out]
-        references = {"training_poses": training_range.to_dict(),  # None: no held-out clip
-                      "held_out_poses": training_range.outside(np.concatenate(held_out_poses))
-                      if held_out_poses else None}
+        held_out = (training_range.measure(np.concatenate(held_out_poses))
+                    if held_out_poses else None)
+        references = {"training_poses": training_range.summary(),  # None: no held-out clip
+                      "held_out_poses": None if held_out is None else {
+                          "outside_training_range": held_out.outside_share,
+                          "largest_excursion": held_out.largest_excursion}}
         for voice in held:
             audios = [recorded(s.audio, i)
                       for i, s in enumerate(q for q in sequences

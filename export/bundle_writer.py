@@ -55,6 +55,7 @@ from sdk.features import FeatureConfig
 from sdk.golden import REFERENCE_DIR
 from sdk.normalization import PoseNormalization
 from sdk.pose_image import ImagingConfig
+from sdk.pose_range import PoseRange
 from sdk.runners.base import MFCC_CLIPS, POSE_IMAGES
 from sdk.skeleton import MODEL_SKELETON
 from train.checkpoint import (
@@ -94,6 +95,7 @@ class ExportInputs:
     normalization: PoseNormalization
     imaging: ImagingConfig
     provenance: dict[str, Any]
+    pose_range: PoseRange | None = None  # the training poses' range (export --corpus)
 
 
 def _provenance(checkpoint: Checkpoint) -> dict[str, Any]:
@@ -128,15 +130,28 @@ def load_posesync(path: str | Path, features: FeatureConfig
     return model.eval(), config.imaging, checkpoint
 
 
-def load_export_inputs(generator_ckpt: str | Path, posesync_ckpt: str | Path) -> ExportInputs:
-    """Load both checkpoints; CheckpointError for a missing file, wrong kind or features."""
+def load_export_inputs(generator_ckpt: str | Path, posesync_ckpt: str | Path,
+                       corpus: str | Path | None = None) -> ExportInputs:
+    """Load both checkpoints; CheckpointError for a missing file, wrong kind or features.
+    With ``corpus`` (the one the generator was trained on) also the training poses' range
+    (:func:`train.robustness.trained_pose_range`); ExportError for another corpus."""
     generator, gen_ckpt = load_generator(generator_ckpt)
     if gen_ckpt.normalization is None:
         raise CheckpointError(f"checkpoint {generator_ckpt}: no pose normalisation stored; "
                               "the runtime cannot turn standardised poses into pixels")
     posesync, imaging, sync_ckpt = load_posesync(posesync_ckpt, gen_ckpt.features)
+    pose_range = None
+    if corpus is not None:
+        from train.robustness import trained_pose_range
+
+        try:
+            pose_range = trained_pose_range(corpus, gen_ckpt.normalization,
+                                            float(gen_ckpt.config["data"]["val_fraction"]))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ExportError(f"--corpus: {exc}") from exc
     return ExportInputs(generator, posesync, gen_ckpt.features, gen_ckpt.normalization, imaging,
-                        {"generator": _provenance(gen_ckpt), "posesync": _provenance(sync_ckpt)})
+                        {"generator": _provenance(gen_ckpt), "posesync": _provenance(sync_ckpt)},
+                        pose_range)
 
 
 def _prepare_directory(out_dir: Path, overwrite: bool) -> None:
@@ -275,6 +290,7 @@ def write_bundle(inputs: ExportInputs, out_dir: str | Path, lookahead_frames: in
             mfcc_matrices=MFCC_FILE,
             psd_reference=psd_reference,
             reference=reference,
+            pose_range=inputs.pose_range,
             training={
                 "checkpoints": inputs.provenance,
                 "parity": {"generator": gen_parity.to_dict(),
@@ -296,7 +312,8 @@ def write_bundle(inputs: ExportInputs, out_dir: str | Path, lookahead_frames: in
 
 def export_bundle(generator_ckpt: str | Path, posesync_ckpt: str | Path, out_dir: str | Path,
                   lookahead_frames: int | None = None, opset: int = DEFAULT_OPSET,
-                  **options: Any) -> Manifest:
-    """Checkpoints -> bundle (see :func:`write_bundle` for ``options``)."""
-    inputs = load_export_inputs(generator_ckpt, posesync_ckpt)
+                  corpus: str | Path | None = None, **options: Any) -> Manifest:
+    """Checkpoints -> bundle (see :func:`write_bundle` for ``options``); with ``corpus``
+    (the generator's training corpus) the bundle carries its training poses' range."""
+    inputs = load_export_inputs(generator_ckpt, posesync_ckpt, corpus)
     return write_bundle(inputs, out_dir, lookahead_frames, opset, **options)

@@ -47,7 +47,7 @@ def _run_export(args: argparse.Namespace) -> int:
     try:
         manifest = export_bundle(args.generator, args.posesync, args.out,
                                  lookahead_frames=args.lookahead_frames, opset=args.opset,
-                                 **options)
+                                 corpus=args.corpus, **options)
     except (CheckpointError, ExportError, OnnxExportError, ParityError, BundleError) as exc:
         return _fail("export", exc)
     parity = manifest.training.get("parity", {})
@@ -62,6 +62,13 @@ def _run_export(args: argparse.Namespace) -> int:
     for model, issues in manifest.training.get("tensorrt_check", {}).items():
         if issues:
             print(f"warning: {model} would not build with TensorRT: {issues}", file=sys.stderr)
+    if manifest.pose_range is not None:
+        own = manifest.pose_range
+        print(f"training pose range: {len(own.joints)} body/hand joints over {own.frames} "
+              f"training frames (their mean |z| {own.mean_abs_z:.2f})")
+    else:
+        print("no --corpus: the bundle carries no training pose range (stream and demo "
+              "cannot say whether output strays past the training poses)", file=sys.stderr)
     print(f"wrote bundle {args.out} ({len(manifest.files)} files + manifest.json)")
     return EXIT_OK
 
@@ -74,6 +81,10 @@ def register_export(subparsers: Any) -> None:
     p.add_argument("--generator", required=True, type=Path, help="generator checkpoint")
     p.add_argument("--posesync", required=True, type=Path, help="PoseSyncNet checkpoint")
     p.add_argument("--out", required=True, type=Path, help="bundle directory to write")
+    p.add_argument("--corpus", type=Path, default=None, metavar="DIR",
+                   help="the corpus the generator was trained on (checked against the "
+                   "checkpoint's pose statistics): the bundle then carries the training "
+                   "poses' range, so a deployment can tell when output strays past it")
     p.add_argument("--lookahead-frames", type=int, default=None,
                    help="must equal the trained lookahead (checked); default: the trained one")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 17 (default 18)")

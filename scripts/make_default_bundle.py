@@ -15,7 +15,8 @@ Stages, each one of the project's own commands run in a subprocess and timed:
    ``--set run.threads=1`` (a machine setting, not a model one: on the shared 2-core CPU
    two OpenMP threads per process ran several times slower; ``--threads 0`` = torch's
    default);
-3. ``gesturert export`` of the generator and PoseSyncNet into ``WORK/bundle``, then
+3. ``gesturert export`` of the generator and PoseSyncNet into ``WORK/bundle`` (with
+   ``--corpus WORK/corpus``: the bundle carries the training poses' range), then
    ``gesturert export-step`` (the GEMM-shaped one-frame step models, fp32 and int8);
 4. the bundle replaces ``--dest`` (default ``sdk/data/default_bundle/``); the report says
    which of its files are byte-identical to those of the bundle it replaced (the manifest
@@ -36,8 +37,9 @@ earlier run's report (``RESULTS/default_training.json`` when it names the same w
 directory), marked as reused.
 
 With ``--export-only``, stages 1-2 are skipped: the checkpoints already in ``--work``
-(``generator/generator.pt``, ``posesync/posesync.pt``) are exported (into a temporary
-directory: ``--work`` is only read), then stage 4; no timing report is written.
+(``generator/generator.pt``, ``posesync/posesync.pt``; the range from ``corpus/``) are
+exported (into a temporary directory: ``--work`` is only read), then stage 4; no timing
+report is written.
 
 Prints the time of every stage and writes them, with the machine (CPU model, cores, load
 average), to ``RESULTS/default_training.json`` and ``.md``. The training of the three
@@ -202,17 +204,22 @@ def _repo_relative(path: Path) -> str:
         return str(path)
 
 
-def export_and_validate(generator: Path, posesync: Path, dest: Path, validation: Path,
-                        timings: dict[str, float], quiet: bool) -> dict[str, str] | None:
-    """Export the checkpoints (into a temporary directory), replace ``dest`` with the
-    bundle, validate it into ``validation``; returns the comparison with the old bundle."""
+def export_and_validate(generator: Path, posesync: Path, corpus: Path, dest: Path,
+                        validation: Path, timings: dict[str, float], quiet: bool
+                        ) -> dict[str, str] | None:
+    """Export the checkpoints (into a temporary directory; the bundle carries the training
+    pose range of ``corpus``, the generator's), replace ``dest`` with the bundle, validate it
+    into ``validation``; returns the comparison with the old bundle."""
     for checkpoint in (generator, posesync):
         if not checkpoint.is_file():
             raise SystemExit(f"{checkpoint}: no such checkpoint")
+    if not corpus.is_dir():
+        raise SystemExit(f"{corpus}: no corpus (the generator's, for the pose range)")
     with tempfile.TemporaryDirectory(prefix="gesturert-bundle-") as tmp:
         bundle = Path(tmp) / "bundle"
         run_stage("export", ["export", "--generator", str(generator), "--posesync",
-                             str(posesync), "--out", str(bundle), "--quiet"], timings, quiet)
+                             str(posesync), "--corpus", str(corpus), "--out", str(bundle),
+                             "--quiet"], timings, quiet)
         run_stage("export-step", ["export-step", str(bundle), "--generator", str(generator)],
                   timings, quiet)
         replaced = compare_bundles(dest, bundle)
@@ -303,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         timings: dict[str, float] = {}
         work = args.work.resolve()
         replaced = export_and_validate(work / "generator" / "generator.pt",
-                                       work / "posesync" / "posesync.pt", args.dest.resolve(),
-                                       args.validation_results, timings, args.quiet)
+                                       work / "posesync" / "posesync.pt", work / "corpus",
+                                       args.dest.resolve(), args.validation_results, timings,
+                                       args.quiet)
         print("against the bundle it replaced: " + ("no bundle there" if replaced is None else
               ", ".join(f"{k} {v}" for k, v in replaced.items())))
         return 0
@@ -361,8 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                   trainings, timings, args.quiet)
     training_wall = time.perf_counter() - lanes_started
     replaced = export_and_validate(work / "generator" / "generator.pt",
-                                   work / "posesync" / "posesync.pt", args.dest.resolve(),
-                                   args.validation_results, timings, args.quiet)
+                                   work / "posesync" / "posesync.pt", corpus,
+                                   args.dest.resolve(), args.validation_results, timings,
+                                   args.quiet)
     total = time.perf_counter() - started
     if args.shuffled_baseline and args.jobs == 1:
         run_stage("train shuffled baseline", trainings["train shuffled baseline"], timings,

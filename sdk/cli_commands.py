@@ -10,7 +10,9 @@ would have finished arriving from a microphone; without it, as fast as possible.
 every chunk the generator steps while the stream is ready. Printed: the backend and why,
 frames and lookahead, per-step compute latency (p50/p99), and end-to-end latency per
 frame: from the moment the last audio sample of frame k was handed over to the moment
-frame k was out (with ``--realtime`` this includes waiting for the lookahead audio).
+frame k was out (with ``--realtime`` this includes waiting for the lookahead audio); and,
+when the bundle carries its training poses' range (:mod:`sdk.pose_range`), how far the
+body and hands strayed past it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sdk.audio import AudioError, read_audio
 from sdk.bundle import BundleError
 from sdk.frames import PoseFrames
 from sdk.pose_output import OUTPUT_FORMATS, save_frames
+from sdk.pose_range import describe_range
 from sdk.runners.select import BACKENDS, PRECISIONS, BackendConfig, BackendError
 from sdk.streaming import GeneratorConfig, Stream, StreamError, StreamingGenerator
 
@@ -111,6 +114,7 @@ def run_stream(args: argparse.Namespace) -> int:
     print(f"end-to-end latency: {_percentiles(latencies)} frames")
     print(f"wall time {wall:.3f} s for {seconds:.2f} s of audio (real-time factor "
           f"{wall / max(seconds, 1e-9):.3f})")
+    print(describe_range(manifest.pose_range, manifest.normalization, frames.keypoints))
     print(f"wrote {args.out}")
     return 0
 

@@ -45,6 +45,7 @@ from sdk.bundle_psd import FramesPsd, frames_psd, posesync_embed_fn
 from sdk.cli_commands import _percentiles, _simulate
 from sdk.frames import PoseFrames
 from sdk.mfcc import MfccMatrices
+from sdk.pose_range import describe_range
 from sdk.render import fit_to_canvas, render_video_frames
 from sdk.runners.select import BACKENDS, BackendConfig, BackendError
 from sdk.skeleton import Skeleton
@@ -328,6 +329,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"styles: {styles[0]} (left) and {styles[1]} (right) of "
               f"{', '.join(generator.styles)}")
     scores = _score(generator.bundle, speech, frames)
+    print(describe_range(manifest.pose_range, manifest.normalization, frames.keypoints))
     if second is not None:
         print(f"style {styles[1]}: ", end="")
         _score(generator.bundle, speech, second)

@@ -13,6 +13,7 @@ from typing import Any
 
 from sdk.features import FeatureConfig
 from sdk.normalization import PoseNormalization
+from sdk.pose_range import PoseRange
 from sdk.skeleton import Skeleton
 
 FORMAT_VERSION = 1
@@ -337,6 +338,7 @@ class Manifest:
     reference: ReferenceSpec | None = None  # the golden reference (reference/), validate's
     engines: tuple[EngineRecord, ...] = ()
     step_models: tuple[StepModelRecord, ...] = ()  # optional one-frame step models
+    pose_range: PoseRange | None = None  # the training poses' range (sdk.pose_range)
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     training: dict[str, Any] = field(default_factory=dict)  # provenance, free-form
     format_version: int = FORMAT_VERSION
@@ -344,6 +346,11 @@ class Manifest:
     created_at: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        optional: dict[str, Any] = {}
+        if self.step_models:
+            optional["step_models"] = [m.to_dict() for m in self.step_models]
+        if self.pose_range is not None:
+            optional["pose_range"] = self.pose_range.to_dict()
         return {
             "format_version": self.format_version,
             "sdk_version": self.sdk_version,
@@ -361,8 +368,7 @@ class Manifest:
             "engines": [e.to_dict() for e in self.engines],
             "files": dict(sorted(self.files.items())),
             "training": self.training,
-        } | ({"step_models": [m.to_dict() for m in self.step_models]}
-             if self.step_models else {})  # absent when none: older manifests stay as they were
+        } | optional  # keys absent when empty: older manifests stay as they were
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = MANIFEST_NAME) -> Manifest:
@@ -381,9 +387,10 @@ class Manifest:
                     f"{source}: feature_hash {d['feature_hash']} does not match the feature "
                     f"config ({features.config_hash()}); the manifest was edited: re-export"
                 )
+            skeleton = Skeleton.from_dict(d["skeleton"])
             return cls(
                 features=features,
-                skeleton=Skeleton.from_dict(d["skeleton"]),
+                skeleton=skeleton,
                 normalization=PoseNormalization.from_dict(d["normalization"]),
                 imaging=dict(d["imaging"]),
                 generator=GeneratorSpec.from_dict(d["generator"]),
@@ -397,6 +404,8 @@ class Manifest:
                 engines=tuple(EngineRecord.from_dict(e) for e in d.get("engines", [])),
                 step_models=tuple(StepModelRecord.from_dict(m)
                                   for m in d.get("step_models", [])),
+                pose_range=None if d.get("pose_range") is None
+                else PoseRange.from_dict(d["pose_range"], skeleton),
                 files=dict(d.get("files", {})),
                 training=dict(d.get("training", {})),
                 format_version=version,

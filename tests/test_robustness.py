@@ -11,6 +11,7 @@ import torch
 
 from sdk.features import DEFAULT_FEATURES as CFG
 from sdk.normalization import PoseNormalization
+from sdk.pose_range import PoseRange
 from sdk.skeleton import MODEL_SKELETON
 from train.checkpoint import save_checkpoint
 from train.data.sdt import compute_normalization, load_speaker
@@ -20,7 +21,6 @@ from train.models.generator import GeneratorConfig, SalientPostureGenerator
 from train.robustness import (
     ARM_JOINTS,
     BODY_HAND_JOINTS,
-    TrainingRange,
     main,
     measure,
     pose_robustness,
@@ -53,59 +53,18 @@ def test_pose_measures_of_known_poses() -> None:
         pose_robustness(np.zeros((10, J - 1, 2)), np.zeros(10), UNIT, CFG.fps)
 
 
-def _training_poses(seed: int = 0) -> list[np.ndarray]:
-    """Two 'sequences' of standardised poses: a tenth of the frames salient, three times as
-    large as the rest, as salient postures make them."""
-    rng = np.random.default_rng(seed)
-    return [rng.normal(size=(n, J, 2)) * np.where(rng.random((n, 1, 1)) < 0.1, 3.0, 1.0)
-            for n in (400, 300)]
-
-
-def test_training_range_is_the_training_poses_own_range() -> None:
-    poses = _training_poses()
-    poses[1][5, 0] = np.nan  # an undetected joint is left out, not a bound
-    rng = TrainingRange.from_poses(poses)
-    body = np.concatenate(poses)[:, list(BODY_HAND_JOINTS)]
-    assert rng.frames == 700 and rng.low.shape == (len(BODY_HAND_JOINTS), 2)
-    assert np.array_equal(rng.low, np.nanmin(body, axis=0))
-    assert np.array_equal(rng.high, np.nanmax(body, axis=0))
-    # such poses put far more than "almost none" beyond 4 SD: the share is measured, not assumed
-    assert rng.beyond_4sd == pytest.approx(np.mean(np.abs(body[np.isfinite(body)]) > 4))
-    assert rng.beyond_4sd > 0.01
-    inside = rng.outside(poses[0])  # the training poses are inside by definition
-    assert inside == {"outside_training_range": 0.0, "largest_excursion": 0.0}
-
-
-def test_training_range_catches_poses_past_it() -> None:
-    poses = _training_poses()
-    rng = TrainingRange.from_poses(poses)
-    new = _training_poses(seed=1)[0]  # other poses of the same distribution: near the range
-    near = rng.outside(new)
-    assert near["outside_training_range"] < 0.005
-    exaggerated = rng.outside(2.0 * poses[0])  # every gesture twice as large
-    assert exaggerated["outside_training_range"] > 0.01 and exaggerated["largest_excursion"] > 1
+def test_the_measure_adds_the_training_range_measures_when_given_one() -> None:
+    rng = np.random.default_rng(0)
+    poses = [rng.normal(size=(400, J, 2))]
+    training = PoseRange.from_poses(poses, MODEL_SKELETON)
     one_wrist = poses[0].copy()  # one wrist 1 SD past the highest x in training, one frame
     wrist = BODY_HAND_JOINTS.index(ARM_JOINTS[1])
-    one_wrist[7, ARM_JOINTS[1], 0] = rng.high[wrist, 0] + 1.0
-    out = rng.outside(one_wrist)
-    assert out["largest_excursion"] == pytest.approx(1.0)
-    assert out["outside_training_range"] == pytest.approx(1 / one_wrist[:, BODY_HAND_JOINTS].size)
-    measures = pose_robustness(one_wrist, np.zeros(400), UNIT, CFG.fps, rng)
+    one_wrist[7, ARM_JOINTS[1], 0] = training.high[wrist, 0] + 1.0
+    measures = pose_robustness(one_wrist, np.zeros(400), UNIT, CFG.fps, training)
     assert measures["largest_excursion"] == pytest.approx(1.0)
+    values = 400 * 2 * len(BODY_HAND_JOINTS)
+    assert measures["outside_training_range"] == pytest.approx(1 / values)
     assert "largest_excursion" not in pose_robustness(one_wrist, np.zeros(400), UNIT, CFG.fps)
-
-
-def test_training_range_refuses_what_it_cannot_measure() -> None:
-    poses = _training_poses()
-    poses[0][:, BODY_HAND_JOINTS[3]] = np.nan
-    poses[1][:, BODY_HAND_JOINTS[3]] = np.nan
-    with pytest.raises(ValueError, match="never show some body/hand joint"):
-        TrainingRange.from_poses(poses)
-    with pytest.raises(ValueError, match="z must be"):
-        TrainingRange.from_poses([np.zeros((5, J - 1, 2))])
-    rng = TrainingRange.from_poses(_training_poses())
-    with pytest.raises(ValueError, match="no body/hand value"):
-        rng.outside(np.full((3, J, 2), np.nan))
 
 
 @pytest.fixture(scope="module")

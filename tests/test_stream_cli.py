@@ -54,6 +54,7 @@ def test_stream_writes_the_offline_frames_and_reports_latency(
     assert "backend: onnxruntime-cpu" in printed
     assert "step latency (compute): p50" in printed and "p99" in printed
     assert "end-to-end latency: p50" in printed and f"wrote {out}" in printed
+    assert "pose range: not measured (the bundle carries no training pose range" in printed
     audio, rate = soundfile.read(stereo_wav, dtype="int16")
     with StreamingGenerator(tiny_bundle, backend="onnxruntime-cpu") as gen:
         want = gen.generate(audio, rate, seed=3)

@@ -12,10 +12,10 @@ import pytest
 
 from benchmarks.voices_acceptance import CRITERIA, EXCURSION_MAX_SD, score_sequences, verdict
 from sdk.audio import load_audio
+from sdk.pose_range import PoseRange
 from sdk.skeleton import MODEL_SKELETON
 from sdk.streaming import StreamingGenerator
 from tests.helpers_bundle import tiny_bundle  # noqa: F401  (fixture)
-from train.robustness import TrainingRange
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sdk" / "data" / "samples" / "speech_en.flac"
 
@@ -59,7 +59,8 @@ def test_the_measure_runs_a_bundle_through_the_sdk(tiny_bundle: Path) -> None:  
     with StreamingGenerator(str(tiny_bundle)) as generator:
         audio = load_audio(SAMPLE, generator.manifest.features.sample_rate)[:16000 * 6]
         poses = np.random.default_rng(0).normal(size=(200, MODEL_SKELETON.num_joints, 2))
-        row = score_sequences(generator, [audio], None, TrainingRange.from_poses([poses]))
+        training = PoseRange.from_poses([poses], MODEL_SKELETON)
+        row = score_sequences(generator, [audio], None, training)
     assert row["sequences"] == 1 and abs(row["seconds"] - 6.0) < 1e-6
     assert np.isfinite([row["psd"], row["mean_pose_psd"], row["confidence"],
                         row["outside_training_range"], row["largest_excursion"]]).all()

@@ -14,8 +14,9 @@ poses: z = (canonical - training mean) / training std, per joint and axis):
   ``arm_mean_abs_z``: the same over elbows and wrists only;
 * ``beyond_4sd``: share of body/hand (frame, joint, axis) values with |z| > 4 (not a
   limit by itself: salient postures are large, and the training poses put a share of their
-  own values there, :attr:`TrainingRange.beyond_4sd`);
-* with a :class:`TrainingRange` also ``outside_training_range``: share of body/hand values
+  own values there, :attr:`sdk.pose_range.PoseRange.beyond_4sd`);
+* with a :class:`sdk.pose_range.PoseRange` (the training poses' range, what a bundle
+  carries) also ``outside_training_range``: share of body/hand values
   outside the training poses' own range (per joint and axis, lowest to highest value seen
   in training), and ``largest_excursion``: how far the farthest one lies past it, in SD;
 * ``motion``: mean speed of the body/hand joints, canonical units (shoulder widths) per
@@ -34,7 +35,6 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +42,13 @@ import numpy as np
 
 from sdk.audio import load_audio
 from sdk.normalization import PoseNormalization
+from sdk.pose_range import FAR_SD, PoseRange, range_joints, standardize_pixels
 from sdk.skeleton import MODEL_SKELETON
 
-_ROOT = MODEL_SKELETON.root
-BODY_HAND_JOINTS = tuple(j for j in MODEL_SKELETON.groups["body"] + MODEL_SKELETON.groups[
-    "left_hand"] + MODEL_SKELETON.groups["right_hand"] if j != _ROOT)
+BODY_HAND_JOINTS = range_joints(MODEL_SKELETON)
 ARM_JOINTS = tuple(MODEL_SKELETON.joint_names.index(n) for n in (
     "right_elbow", "right_wrist", "left_elbow", "left_wrist"))
 SALIENT = 0.5  # saliency score above which a frame counts as salient
-FAR_SD = 4.0  # |z| beyond which a value counts as far outside the training poses
 
 
 def _check_poses(z: np.ndarray, min_frames: int) -> np.ndarray:
@@ -61,53 +59,8 @@ def _check_poses(z: np.ndarray, min_frames: int) -> np.ndarray:
     return z
 
 
-@dataclass(frozen=True)
-class TrainingRange:
-    """The range of the poses a model was trained on, in its standardised units.
-
-    Attributes:
-        low, high: float64 (len(BODY_HAND_JOINTS), 2) lowest and highest z seen per body/hand
-            joint and axis (undetected joints left out).
-        frames: number of training frames they come from.
-        mean_abs_z, beyond_4sd: the training poses' own mean |z| and share beyond 4 SD
-            (what :func:`pose_robustness` reports for an output, measured on the data).
-    """
-
-    low: np.ndarray
-    high: np.ndarray
-    frames: int
-    mean_abs_z: float
-    beyond_4sd: float
-
-    @classmethod
-    def from_poses(cls, poses: Iterable[np.ndarray]) -> TrainingRange:
-        """From standardised training poses, each float (T, J, 2); NaN = not detected."""
-        body = np.concatenate([_check_poses(z, 1)[:, list(BODY_HAND_JOINTS)] for z in poses])
-        if not np.isfinite(body).any(axis=0).all():
-            raise ValueError("the training poses never show some body/hand joint")
-        seen = np.abs(body[np.isfinite(body)])
-        return cls(np.nanmin(body, axis=0), np.nanmax(body, axis=0), int(body.shape[0]),
-                   float(seen.mean()), float(np.mean(seen > FAR_SD)))
-
-    def outside(self, z: np.ndarray) -> dict[str, float]:
-        """``outside_training_range`` and ``largest_excursion`` (SD) of float (T, J, 2)
-        standardised poses (see the module docstring); NaN values (undetected) left out."""
-        body = _check_poses(z, 1)[:, list(BODY_HAND_JOINTS)]
-        past = np.maximum(self.low - body, body - self.high)  # > 0 outside
-        past = past[np.isfinite(past)]  # undetected joints (ground truth) left out
-        if not past.size:
-            raise ValueError("no body/hand value to compare with the training range")
-        return {"outside_training_range": float(np.mean(past > 0)),
-                "largest_excursion": float(max(past.max(), 0.0))}
-
-    def to_dict(self) -> dict[str, float]:
-        """The summary a report records (not the per-joint bounds)."""
-        return {"frames": float(self.frames), "mean_abs_z": self.mean_abs_z,
-                "beyond_4sd": self.beyond_4sd}
-
-
 def pose_robustness(z: np.ndarray, saliency: np.ndarray, normalization: PoseNormalization,
-                    fps: int, training_range: TrainingRange | None = None
+                    fps: int, training_range: PoseRange | None = None
                     ) -> dict[str, float]:
     """The pose measures of the module docstring.
 
@@ -132,7 +85,9 @@ def pose_robustness(z: np.ndarray, saliency: np.ndarray, normalization: PoseNorm
         "motion": float(speed.mean()),
     }
     if training_range is not None:
-        measures.update(training_range.outside(z))
+        inside = training_range.measure(z)
+        measures.update(outside_training_range=inside.outside_share,
+                        largest_excursion=inside.largest_excursion)
     return measures
 
 
@@ -144,7 +99,7 @@ def _run_bundle(path: Path, audio_path: Path, seed: int
         rate = generator.manifest.features.sample_rate
         frames = generator.generate(load_audio(audio_path, rate), rate, seed=seed)
         norm = generator.manifest.normalization
-        z = norm.standardize(norm.pixels_to_canonical(frames.keypoints))
+        z = standardize_pixels(frames.keypoints, norm)
         return z, frames.saliency, norm, generator.fps, None
 
 
@@ -176,15 +131,44 @@ def _run_checkpoint(path: Path, audio_path: Path, seed: int
 
 
 def corpus_training_range(sequences: Iterable[Any], normalization: PoseNormalization
-                          ) -> TrainingRange:
-    """The :class:`TrainingRange` of a corpus's training sequences
+                          ) -> PoseRange:
+    """The :class:`sdk.pose_range.PoseRange` of a corpus's training sequences
     (:class:`train.posesync_data.CorpusSequence`, held-out ones skipped) in the standardised
     units of ``normalization`` (the model's). Raises ValueError when none is a training one."""
     poses = [normalization.standardize(q.canonical) for q in sequences if not q.held_out]
     if not poses:
         raise ValueError("the corpus has no training clips, and the training range is "
                          "measured on them (pass the corpus the model was trained on)")
-    return TrainingRange.from_poses(poses)
+    return PoseRange.from_poses(poses, MODEL_SKELETON)
+
+
+def trained_pose_range(corpus: str | Path, normalization: PoseNormalization,
+                       val_fraction: float) -> PoseRange:
+    """The :class:`sdk.pose_range.PoseRange` a bundle carries: :func:`corpus_training_range`
+    of ``corpus``, checked to be the corpus a generator with ``normalization`` was trained on
+    (its pose statistics recomputed over the generator's training clips,
+    :func:`train.data.sdt.generator_splits` with the training config's ``val_fraction``,
+    must equal the checkpoint's). Raises ValueError naming the mismatch otherwise."""
+    from train.data.sdt import compute_normalization, generator_splits
+    from train.posesync_data import load_corpus_sequences
+
+    train_clips, _ = generator_splits(Path(corpus), val_fraction)
+    if not train_clips:
+        raise ValueError(f"{corpus}: no clips of the 'train' split; pass the corpus the "
+                         "generator was trained on")
+    own = compute_normalization(train_clips, normalization.image_size)
+    gaps = {key: float(np.max(np.abs(np.subtract(a, b)) / (1.0 + np.abs(b)))) for key, a, b in (
+        ("anchor_px", own.anchor_px, normalization.anchor_px),
+        ("scale_px", own.scale_px, normalization.scale_px),
+        ("mean", own.mean, normalization.mean), ("std", own.std, normalization.std))}
+    off = {k: v for k, v in gaps.items() if v > 1e-5}  # float32 in the checkpoint: rounding
+    if off:
+        raise ValueError(
+            f"{corpus} is not the corpus this generator was trained on: its training clips' "
+            f"pose statistics differ from the checkpoint's (largest relative differences: "
+            + ", ".join(f"{k} {v:.3g}" for k, v in off.items())
+            + "); pass the corpus given to `gesturert train generator --data`")
+    return corpus_training_range(load_corpus_sequences(Path(corpus)), normalization)
 
 
 def measure(model_path: str | Path, audio_path: str | Path, seed: int = 0,

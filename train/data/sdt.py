@@ -256,6 +256,25 @@ def load_speaker(root: Path, speaker: str, splits: Sequence[str] | None = None,
             if splits is None or row.split in splits]
 
 
+def generator_splits(root: Path, val_fraction: float
+                     ) -> tuple[list[SdtClip], list[SdtClip]]:
+    """(training, validation) clips of every speaker under ``root`` as the generator's
+    training splits them: training = split ``train``; validation = ``dev``, or the last
+    ``val_fraction`` of each speaker's training clips when it has no dev split."""
+    train_clips: list[SdtClip] = []
+    val_clips: list[SdtClip] = []
+    for speaker in list_speakers(Path(root)):
+        clips = load_speaker(Path(root), speaker)
+        train = [c for c in clips if c.split == "train"]
+        dev = [c for c in clips if c.split == "dev"]
+        if not dev and len(train) > 1:
+            keep = len(train) - max(1, round(val_fraction * len(train)))
+            train, dev = train[:keep], train[keep:]
+        train_clips += train
+        val_clips += dev
+    return train_clips, val_clips
+
+
 def compute_normalization(clips: Sequence[SdtClip],
                           image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
                           ) -> PoseNormalization:

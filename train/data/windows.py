@@ -336,8 +336,7 @@ def generator_data(data_dir: Path, config: Any) -> Any:
     ``config`` is a GeneratorTrainingConfig: ``config.data`` (window_frames, stride_frames,
     val_fraction; audio_augmentation, augment_gain_db, augment_snr_db for the training
     windows only) and ``config.model.lookahead_frames`` are read. Every speaker under
-    ``data_dir`` is used. Training clips: split ``train``; validation: ``dev``, or the
-    last ``val_fraction`` of each speaker's training clips when there is no dev split.
+    ``data_dir`` is used. Training and validation clips: :func:`train.data.sdt.generator_splits`.
     Windows with more than ``config.data.max_missing_fraction`` of their joints missing
     are dropped (both sets' ``dropped_windows``).
     Poses are canonical per speaker and standardised with statistics pooled over the
@@ -345,22 +344,17 @@ def generator_data(data_dir: Path, config: Any) -> Any:
     its speaker's style index (train/data/styles.py); the style table (names of the
     training clips' styles, sorted) and default go into ``GeneratorData``.
     """
-    from train.data.sdt import compute_normalization, list_speakers, load_speaker, speaker_scales
+    from train.data.sdt import (
+        compute_normalization,
+        generator_splits,
+        list_speakers,
+        speaker_scales,
+    )
     from train.data.styles import default_style, speaker_style, style_indices
     speakers = list_speakers(Path(data_dir))
     if not speakers:
         raise FileNotFoundError(f"{data_dir}: no <speaker>/processed_137.csv under it")
-    train_clips: list[SdtClip] = []
-    val_clips: list[SdtClip] = []
-    for speaker in speakers:
-        clips = load_speaker(Path(data_dir), speaker)
-        train = [c for c in clips if c.split == "train"]
-        dev = [c for c in clips if c.split == "dev"]
-        if not dev and len(train) > 1:
-            keep = len(train) - max(1, round(config.data.val_fraction * len(train)))
-            train, dev = train[:keep], train[keep:]
-        train_clips += train
-        val_clips += dev
+    train_clips, val_clips = generator_splits(Path(data_dir), config.data.val_fraction)
     if not train_clips:
         raise ValueError(f"{data_dir}: no clips in the 'train' split")
     normalization = compute_normalization(train_clips)
