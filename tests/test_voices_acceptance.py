@@ -80,3 +80,31 @@ def test_the_report_names_its_training_range_references() -> None:
     assert "mean |z| 0.55, 2.10 % of values beyond 4 SD" in text
     assert "at most 0.26 SD past it" in text and "| 0.15 | pass |" in text
     assert "no held-out clips" in markdown(report | {"held_out_poses": None})
+
+
+def test_the_shipped_bundle_carries_the_range_its_acceptance_was_judged_by() -> None:
+    """The range export wrote into the shipped manifest (from the corpus, at export) is the
+    one every committed acceptance report of that bundle measured from the corpus at
+    evaluation time; and the demo's pose-range line in the README (the bundle's own range,
+    SDK only) repeats the report's numbers for the sample."""
+    import re
+
+    from sdk.bundle import load_bundle
+
+    repo = Path(__file__).resolve().parents[1]
+    carried = load_bundle(repo / "sdk" / "data" / "default_bundle").manifest.pose_range
+    assert carried is not None, "the shipped bundle was exported without --corpus"
+    reports = [p for p in (repo / "benchmarks" / "results" / "voices").glob("acceptance*.json")
+               if "synthetic_voice" not in p.name]
+    assert len(reports) >= 6
+    for path in reports:
+        assert json.loads(path.read_text())["training_poses"] == carried.summary(), path.name
+    clean = json.loads((repo / "benchmarks" / "results" / "voices" / "acceptance.json")
+                       .read_text())
+    (sample,) = [r for k, r in clean["rows"].items() if k.startswith("sample:")]
+    readme = (repo / "README.md").read_text()
+    found = re.search(r"pose range: ([0-9.]+)% of body/hand values outside .*? farthest "
+                      r"([0-9.]+) SD past", readme)
+    assert found, "the README's demo output has no pose-range line"
+    assert float(found[1]) == pytest.approx(100 * sample["outside_training_range"], abs=5e-4)
+    assert float(found[2]) == pytest.approx(sample["largest_excursion"], abs=5e-4)
