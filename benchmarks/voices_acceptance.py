@@ -102,7 +102,7 @@ def score_sequences(generator: Any, audios: list[np.ndarray], style: str | None,
     """Stream each (N,) float32 audio at the bundle's rate; the row's measures (means over
     the sequences, ``largest_excursion`` the largest; offsets listed)."""
     from benchmarks.voices_experiment import mouth_energy_r
-    from sdk.bundle_psd import frames_psd, posesync_embed_fn
+    from sdk.bundle_psd import frames_psd, mean_pose_psd, posesync_embed_fn
     from sdk.mfcc import MfccMatrices
     from train.robustness import pose_robustness
 
@@ -122,8 +122,7 @@ def score_sequences(generator: Any, audios: list[np.ndarray], style: str | None,
             canonical = norm.pixels_to_canonical(frames.keypoints)
             z = norm.standardize(canonical)
             sweep = frames_psd(manifest, matrices, embed, audio, canonical).sweep
-            mean_pose = np.repeat(norm.destandardize(np.zeros_like(z[:1])), len(z), axis=0)
-            still = frames_psd(manifest, matrices, embed, audio, mean_pose).sweep
+            still = mean_pose_psd(manifest, matrices, embed, audio, len(z)).sweep
             robust = pose_robustness(z, frames.saliency, norm, manifest.features.fps,
                                      training_range)
             measured["psd"].append(sweep.psd)

@@ -2,8 +2,9 @@
 
 :func:`posesync_embed_fn` wraps the bundle's ``posesync.onnx`` (or any runner of it) as
 an :data:`sdk.psd.EmbedFn`; :func:`frames_psd` scores poses generated from some audio the
-way the manifest's ``psd_reference`` was measured. ``gesturert demo`` and ``gesturert
-validate`` score frames with these.
+way the manifest's ``psd_reference`` was measured; :func:`mean_pose_psd` scores the
+baseline a generator must beat on the same audio (the bundle's mean pose held still).
+``gesturert demo`` and ``gesturert validate`` score frames with these.
 """
 
 from __future__ import annotations
@@ -102,3 +103,15 @@ def frames_psd(manifest: Manifest, matrices: MfccMatrices, embed_fn: EmbedFn,
     sweep = sweep_embeddings(audio_emb, pose_emb, min(max_offset, (n - 1) // 2))
     times = (np.arange(n) + clip.clip_frames / 2) / features.fps
     return FramesPsd(sweep, clip_distances(audio_emb, pose_emb), times)
+
+
+def mean_pose_psd(manifest: Manifest, matrices: MfccMatrices, embed_fn: EmbedFn,
+                  audio: np.ndarray, num_frames: int, max_offset: int = DEFAULT_MAX_OFFSET
+                  ) -> FramesPsd:
+    """:func:`frames_psd` of the bundle's mean pose (standardised 0: the training mean) held
+    still for ``num_frames`` frames on ``audio``: a judge that scores it close to the
+    generator's poses cannot tell sync from no motion."""
+    norm = manifest.normalization
+    still = norm.destandardize(np.zeros((1, norm.num_joints, 2), np.float32))
+    return frames_psd(manifest, matrices, embed_fn, audio,
+                      np.repeat(still, num_frames, axis=0), max_offset)

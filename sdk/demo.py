@@ -41,7 +41,7 @@ import soundfile
 
 from sdk.audio import AudioError, load_audio
 from sdk.bundle import Bundle, BundleError
-from sdk.bundle_psd import FramesPsd, frames_psd, posesync_embed_fn
+from sdk.bundle_psd import FramesPsd, frames_psd, mean_pose_psd, posesync_embed_fn
 from sdk.cli_commands import _percentiles, _simulate
 from sdk.frames import PoseFrames
 from sdk.mfcc import MfccMatrices
@@ -382,6 +382,7 @@ def _score(bundle: Bundle, speech: np.ndarray, frames: PoseFrames) -> FramesPsd 
         try:
             canonical = manifest.normalization.pixels_to_canonical(frames.keypoints)
             scores = frames_psd(manifest, matrices, embed, speech, canonical)
+            still = mean_pose_psd(manifest, matrices, embed, speech, len(frames)).sweep
         finally:
             runner.deactivate()
     except (BundleError, ValueError) as exc:
@@ -393,4 +394,7 @@ def _score(bundle: Bundle, speech: np.ndarray, frames: PoseFrames) -> FramesPsd 
           f"confidence {sweep.confidence:.4f}"
           + (f"; the bundle's reference on its sample: {reference.value:.4f}, offset "
              f"{reference.offset:+d}" if reference is not None else ""))
+    print(f"PSD of the mean pose held still on the same audio: {still.psd:.4f} (the "
+          f"generator's is {sweep.psd / still.psd:.2f} of it; near 1: the judge cannot tell "
+          f"this motion from none)")
     return scores

@@ -152,6 +152,18 @@ def test_demo_psd_on_the_shipped_sample_is_the_manifests_reference(
     assert printed, out
     assert printed.group(1) == f"{reference['value']:.4f}"
     assert int(printed.group(2)) == reference["offset"]
+    # issue 17: a PSD well below the mean pose's on the same audio, and an offset of 0; the
+    # mean pose's is the one the voices acceptance report measured on the sample
+    still = re.search(r"^PSD of the mean pose held still on the same audio: ([\d.]+) ", out,
+                      re.M)
+    assert still, out
+    assert float(printed.group(1)) <= 0.5 * float(still.group(1))
+    assert int(printed.group(2)) == 0
+    report = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" /
+                         "voices" / "acceptance.json").read_text())
+    (sample,) = [r for k, r in report["rows"].items() if k.startswith("sample:")]
+    assert still.group(1) == f"{sample['mean_pose_psd']:.4f}"
+    assert printed.group(1) == f"{sample['psd']:.4f}"
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     quoted = readme.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
     timing = ("step latency", "end-to-end latency", "wall time", "wrote ")
