@@ -243,6 +243,58 @@ def _body_hand(z: np.ndarray, num_joints: int | None, joints: Sequence[int]) -> 
     return z[:, list(joints)]
 
 
+class PoseRangeMonitor:
+    """The measures of :meth:`PoseRange.measure` kept up to date as frames arrive, for one
+    stream: feed every popped run of frames to :meth:`update`, read :meth:`result` at any
+    time. The result over any split of the frames equals one :meth:`PoseRange.measure_pixels`
+    over all of them (sums and maxima only). Not thread-safe: one monitor per stream.
+    """
+
+    def __init__(self, pose_range: PoseRange, normalization: PoseNormalization,
+                 root: int = 0) -> None:
+        self.pose_range = pose_range
+        self.normalization = normalization
+        self.root = root
+        self._frames = 0
+        self._values = 0  # finite body/hand values seen
+        self._outside = 0
+        self._abs_z = 0.0
+        self._frames_outside = 0
+        self._largest = 0.0
+        self._worst = ""
+
+    def update(self, keypoints: np.ndarray) -> np.ndarray:
+        """Add frames (float (T, J, 2) pixels, ``PoseFrames.keypoints``); returns float64
+        (T,) SD past the range per frame (0 inside), e.g. to flag frames as they go out."""
+        body = _body_hand(standardize_pixels(keypoints, self.normalization, self.root), None,
+                          self.pose_range.joints)
+        past = np.maximum(self.pose_range.low - body, body - self.pose_range.high)
+        known = np.isfinite(past)
+        past = np.where(known, past, -np.inf)
+        per_frame = np.maximum(past.max(axis=(1, 2), initial=-np.inf), 0.0)
+        self._frames += body.shape[0]
+        self._values += int(known.sum())
+        self._outside += int((past > 0).sum())
+        self._abs_z += float(np.abs(body[known]).sum())
+        self._frames_outside += int(np.count_nonzero(per_frame))
+        if per_frame.size and per_frame.max() > self._largest:
+            _, joint, _ = np.unravel_index(np.argmax(past), past.shape)
+            self._largest = float(per_frame.max())
+            self._worst = self.pose_range.joint_names[int(joint)]
+        return per_frame
+
+    def result(self) -> RangeMeasure | None:
+        """The measures so far; None before any body/hand value was seen."""
+        if not self._values:
+            return None
+        mean_abs_z = self._abs_z / self._values
+        limits = self.pose_range.limits
+        return RangeMeasure(self._frames, mean_abs_z, self._outside / self._values,
+                            self._largest, self._worst, self._frames_outside,
+                            mean_abs_z <= limits.mean_abs_z_max
+                            and self._largest <= limits.excursion_max_sd)
+
+
 def describe_range(pose_range: PoseRange | None, normalization: PoseNormalization,
                    keypoints: np.ndarray) -> str:
     """One line on output frames (float (T, J, 2) pixels) against the bundle's training pose

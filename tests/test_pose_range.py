@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pytest
 
 from sdk.normalization import PoseNormalization
-from sdk.pose_range import FAR_SD, PoseRange, RangeLimits, range_joints, standardize_pixels
+from sdk.pose_range import (
+    FAR_SD,
+    PoseRange,
+    PoseRangeMonitor,
+    RangeLimits,
+    range_joints,
+    standardize_pixels,
+)
 from sdk.skeleton import MODEL_SKELETON
 
 J = MODEL_SKELETON.num_joints
@@ -135,3 +143,29 @@ def test_the_range_refuses_what_it_cannot_measure() -> None:
     with pytest.raises(ValueError, match="poses must be"):
         rng.measure(np.zeros((3, J)))
     assert rng.frame_excursion(np.zeros((0, J, 2))).shape == (0,)
+
+
+def test_the_monitor_over_any_split_equals_one_measure_over_all_frames() -> None:
+    rng = np.random.default_rng(3)
+    norm = PoseNormalization(anchor_px=(320.0, 200.0), scale_px=80.0,
+                             mean=rng.normal(size=(J, 2)), std=0.5 + rng.random((J, 2)),
+                             image_size=(640, 480))
+    training = PoseRange.from_poses(_training_poses(), MODEL_SKELETON)
+    z = 1.3 * _training_poses(seed=2)[0].astype(np.float32)  # some frames go past the range
+    z[:, MODEL_SKELETON.root] = -norm.mean[MODEL_SKELETON.root] / norm.std[MODEL_SKELETON.root]
+    pixels = norm.canonical_to_pixels(norm.destandardize(z))
+    whole = training.measure_pixels(pixels, norm)
+    assert whole.frames_outside > 0 and not whole.within
+    monitor = PoseRangeMonitor(training, norm)
+    assert monitor.result() is None  # nothing seen yet
+    cuts = np.unique(np.r_[0, rng.integers(0, len(z), 12), len(z)])
+    per_frame = [monitor.update(pixels[a:b]) for a, b in itertools.pairwise(cuts)]
+    assert monitor.update(pixels[:0]).shape == (0,)  # an empty pop changes nothing
+    got = monitor.result()
+    assert got is not None
+    assert (got.frames, got.frames_outside, got.worst_joint, got.within) == (
+        whole.frames, whole.frames_outside, whole.worst_joint, whole.within)
+    for name in ("mean_abs_z", "outside_share", "largest_excursion"):
+        assert getattr(got, name) == pytest.approx(getattr(whole, name), rel=1e-9)
+    np.testing.assert_allclose(np.concatenate(per_frame),
+                               training.frame_excursion(standardize_pixels(pixels, norm)))
