@@ -105,6 +105,29 @@ class RangeMeasure:
                 "worst_joint": self.worst_joint, "frames_outside": self.frames_outside,
                 "within": self.within}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RangeMeasure:
+        """From :meth:`to_dict`'s dict (e.g. the live server's ``end`` message)."""
+        try:
+            return cls(int(d["frames"]), float(d["mean_abs_z"]), float(d["outside_share"]),
+                       float(d["largest_excursion"]), str(d["worst_joint"]),
+                       int(d["frames_outside"]), bool(d["within"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed pose range measure: {exc!r}") from exc
+
+    def describe(self, limits: RangeLimits | None = None,
+                 training_mean_abs_z: float | None = None) -> str:
+        """One line for a command's summary (``limits``, the training poses' mean |z|:
+        shown when given)."""
+        where = f" ({self.worst_joint})" if self.worst_joint else ""
+        training = "" if training_mean_abs_z is None else f" (training {training_mean_abs_z:.2f})"
+        shown = "" if limits is None else (f" ({limits.excursion_max_sd:g} SD past, mean |z| "
+                                           f"{limits.mean_abs_z_max:g})")
+        return (f"{100 * self.outside_share:.3f}% of body/hand values outside the training "
+                f"poses' range, in {self.frames_outside} of {self.frames} frames; farthest "
+                f"{self.largest_excursion:.3f} SD past{where}, mean |z| {self.mean_abs_z:.2f}"
+                f"{training}: {'within' if self.within else 'PAST'} the bundle's limits{shown}")
+
 
 @dataclass(frozen=True)
 class PoseRange:
@@ -243,6 +266,18 @@ def _body_hand(z: np.ndarray, num_joints: int | None, joints: Sequence[int]) -> 
     return z[:, list(joints)]
 
 
+@dataclass(frozen=True)
+class _FrameStats:
+    """Per frame of a run (float64/int64 (T,)): SD past the range (0 inside), the joint
+    row of the farthest value, finite and outside values, sum of |z|."""
+
+    largest: np.ndarray
+    worst_joint: np.ndarray
+    values: np.ndarray
+    outside: np.ndarray
+    abs_z: np.ndarray
+
+
 class PoseRangeMonitor:
     """The measures of :meth:`PoseRange.measure` kept up to date as frames arrive, for one
     stream: feed every popped run of frames to :meth:`update`, read :meth:`result` at any
@@ -266,22 +301,22 @@ class PoseRangeMonitor:
     def update(self, keypoints: np.ndarray) -> np.ndarray:
         """Add frames (float (T, J, 2) pixels, ``PoseFrames.keypoints``); returns float64
         (T,) SD past the range per frame (0 inside), e.g. to flag frames as they go out."""
-        body = _body_hand(standardize_pixels(keypoints, self.normalization, self.root), None,
-                          self.pose_range.joints)
-        past = np.maximum(self.pose_range.low - body, body - self.pose_range.high)
-        known = np.isfinite(past)
-        past = np.where(known, past, -np.inf)
-        per_frame = np.maximum(past.max(axis=(1, 2), initial=-np.inf), 0.0)
-        self._frames += body.shape[0]
-        self._values += int(known.sum())
-        self._outside += int((past > 0).sum())
-        self._abs_z += float(np.abs(body[known]).sum())
-        self._frames_outside += int(np.count_nonzero(per_frame))
-        if per_frame.size and per_frame.max() > self._largest:
-            _, joint, _ = np.unravel_index(np.argmax(past), past.shape)
-            self._largest = float(per_frame.max())
-            self._worst = self.pose_range.joint_names[int(joint)]
-        return per_frame
+        return update_monitors([(self, keypoints)])[0]
+
+    def _add(self, frames: _FrameStats, first: int, stop: int, counts: tuple[int, ...]) -> None:
+        """Add frames ``first:stop`` of ``frames``; ``counts`` = their (values, outside,
+        frames outside) sums and ``abs_z`` sum, computed for every monitor at once."""
+        values, outside, frames_outside, abs_z = counts
+        self._frames += stop - first
+        self._values += values
+        self._outside += outside
+        self._abs_z += abs_z
+        self._frames_outside += frames_outside
+        if stop > first:
+            worst = first + int(np.argmax(frames.largest[first:stop]))
+            if frames.largest[worst] > self._largest:
+                self._largest = float(frames.largest[worst])
+                self._worst = self.pose_range.joint_names[int(frames.worst_joint[worst])]
 
     def result(self) -> RangeMeasure | None:
         """The measures so far; None before any body/hand value was seen."""
@@ -295,6 +330,41 @@ class PoseRangeMonitor:
                             and self._largest <= limits.excursion_max_sd)
 
 
+def update_monitors(updates: Sequence[tuple[PoseRangeMonitor, np.ndarray]]
+                    ) -> list[np.ndarray]:
+    """:meth:`PoseRangeMonitor.update` of many monitors in one vectorised pass (the live
+    server's streams after a batched step): ``updates`` = (monitor, float (T_i, J, 2)
+    pixels); every monitor must share one range, normalisation and root (one generator's
+    streams), else ValueError. Returns each run's (T_i,) SD past the range per frame."""
+    if not updates:
+        return []
+    first = updates[0][0]
+    if any(m.pose_range is not first.pose_range or m.normalization is not first.normalization
+           or m.root != first.root for m, _ in updates):
+        raise ValueError("update_monitors: the monitors must share one pose range, "
+                         "normalisation and root (one generator's streams)")
+    keypoints = [np.asarray(k, dtype=np.float32) for _, k in updates]
+    body = _body_hand(standardize_pixels(np.concatenate(keypoints), first.normalization,
+                                         first.root), None, first.pose_range.joints)
+    flat = (len(body), 2 * len(first.pose_range.joints))  # (T, joints x axes)
+    past = np.maximum(first.pose_range.low - body, body - first.pose_range.high)
+    known = np.isfinite(past)
+    past = np.where(known, past, -np.inf).reshape(flat)
+    worst = np.argmax(past, axis=1)
+    largest = np.maximum(np.take_along_axis(past, worst[:, None], axis=1)[:, 0], 0.0)
+    frames = _FrameStats(largest, worst // 2, known.reshape(flat).sum(axis=1),
+                         (past > 0).sum(axis=1),
+                         np.where(known, np.abs(body), 0.0).reshape(flat).sum(axis=1))
+    bounds = np.cumsum([0] + [len(k) for k in keypoints])
+    totals = [np.diff(np.r_[0, np.cumsum(a)][bounds]).tolist()
+              for a in (frames.values, frames.outside, frames.largest > 0)]
+    abs_z = np.diff(np.r_[0.0, np.cumsum(frames.abs_z)][bounds]).tolist()
+    for i, (monitor, _) in enumerate(updates):
+        monitor._add(frames, int(bounds[i]), int(bounds[i + 1]),
+                     (int(totals[0][i]), int(totals[1][i]), int(totals[2][i]), abs_z[i]))
+    return [largest[bounds[i]:bounds[i + 1]] for i in range(len(updates))]
+
+
 def describe_range(pose_range: PoseRange | None, normalization: PoseNormalization,
                    keypoints: np.ndarray) -> str:
     """One line on output frames (float (T, J, 2) pixels) against the bundle's training pose
@@ -306,11 +376,4 @@ def describe_range(pose_range: PoseRange | None, normalization: PoseNormalizatio
         m = pose_range.measure_pixels(keypoints, normalization)
     except ValueError as exc:
         return f"pose range: not measured ({exc})"
-    limits = pose_range.limits
-    where = f" ({m.worst_joint})" if m.worst_joint else ""
-    verdict = "within" if m.within else "PAST"
-    return (f"pose range: {100 * m.outside_share:.3f}% of body/hand values outside the "
-            f"training poses' range, in {m.frames_outside} of {m.frames} frames; farthest "
-            f"{m.largest_excursion:.3f} SD past{where}, mean |z| {m.mean_abs_z:.2f} "
-            f"(training {pose_range.mean_abs_z:.2f}): {verdict} the bundle's limits "
-            f"({limits.excursion_max_sd:g} SD past, mean |z| {limits.mean_abs_z_max:g})")
+    return "pose range: " + m.describe(pose_range.limits, pose_range.mean_abs_z)

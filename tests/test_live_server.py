@@ -38,6 +38,7 @@ from sdk.live.cli import register_client
 from sdk.live.client import LiveClientError, stream_audio
 from sdk.live.config import ServerConfig
 from sdk.live.protocol import StartRequest, decode_frames_binary, encode_audio
+from sdk.pose_range import RangeMeasure
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,6 +100,7 @@ def test_client_writes_the_frames_gesturert_stream_writes(
                        str(live), "--seed", "5", "--chunk-ms", "20"]) == 0
     printed = capsys.readouterr().out
     assert "speech-to-pose latency: p50" in printed and "frames/s" in printed
+    assert "pose range (the server's measure): " in printed and "the bundle's limits" in printed
     with np.load(offline) as want, np.load(live) as got:
         assert sorted(want.files) == sorted(got.files)
         assert len(got["index"]) > 40  # about 4 s at 15 fps
@@ -159,6 +161,17 @@ def test_eight_concurrent_realtime_clients(server: ServerThread, speech_16k: np.
         np.testing.assert_allclose(result.frames.keypoints, want.keypoints, atol=TOLERANCE_PX,
                                    rtol=0)
         assert result.end["frames"] == len(want) > 30
+        # the end message measures the stream's frames against the bundle's training pose
+        # range, all eight streams' monitors updated together after each batched step
+        manifest = server.generator.manifest
+        assert manifest.pose_range is not None
+        alone = manifest.pose_range.measure_pixels(result.frames.keypoints,
+                                                   manifest.normalization)
+        measured = RangeMeasure.from_dict(result.end["pose_range"])
+        for name in ("frames", "frames_outside", "worst_joint", "within"):
+            assert getattr(measured, name) == getattr(alone, name)
+        for name in ("mean_abs_z", "outside_share", "largest_excursion"):
+            assert getattr(measured, name) == pytest.approx(getattr(alone, name), rel=1e-6)
         # the server keeps pace with the audio: speech-to-pose does not grow frame by frame
         # (a server at 13.5 frames/s would add 7.4 ms a frame); one stall the server
         # catches up on is the machine's, not a fault (test_latency_drift_...)

@@ -16,6 +16,7 @@ from sdk.pose_range import (
     RangeLimits,
     range_joints,
     standardize_pixels,
+    update_monitors,
 )
 from sdk.skeleton import MODEL_SKELETON
 
@@ -169,3 +170,36 @@ def test_the_monitor_over_any_split_equals_one_measure_over_all_frames() -> None
         assert getattr(got, name) == pytest.approx(getattr(whole, name), rel=1e-9)
     np.testing.assert_allclose(np.concatenate(per_frame),
                                training.frame_excursion(standardize_pixels(pixels, norm)))
+
+
+def test_many_monitors_in_one_pass_equal_each_on_its_own() -> None:
+    """The live server updates every stream's monitor after a batched step in one call."""
+    norm = PoseNormalization(anchor_px=(320.0, 200.0), scale_px=80.0, mean=np.zeros((J, 2)),
+                             std=np.ones((J, 2)), image_size=(640, 480))
+    training = PoseRange.from_poses(_training_poses(), MODEL_SKELETON)
+    rng = np.random.default_rng(5)
+    runs = [norm.canonical_to_pixels(scale * rng.normal(size=(n, J, 2)))
+            for n, scale in ((3, 1.0), (0, 1.0), (1, 4.0), (7, 2.0))]
+    runs[3][2, RIGHT_WRIST] = np.nan  # an undetected joint is left out
+    together = [PoseRangeMonitor(training, norm) for _ in runs]
+    alone = [PoseRangeMonitor(training, norm) for _ in runs]
+    for _ in range(2):  # twice: the running maxima and sums carry over
+        per_frame = update_monitors(list(zip(together, runs, strict=True)))
+        for monitor, run, got in zip(alone, runs, per_frame, strict=True):
+            np.testing.assert_array_equal(got, monitor.update(run))
+    for a, b in zip(together, alone, strict=True):
+        measured, want = a.result(), b.result()
+        if want is None:
+            assert measured is None
+            continue
+        assert measured is not None
+        for name in ("frames", "frames_outside", "worst_joint", "within"):
+            assert getattr(measured, name) == getattr(want, name)
+        for name in ("mean_abs_z", "outside_share", "largest_excursion"):  # sums reordered
+            assert getattr(measured, name) == pytest.approx(getattr(want, name), rel=1e-12)
+    far = together[2].result()
+    assert together[1].result() is None and far is not None and far.largest_excursion > 1
+    other = PoseRangeMonitor(PoseRange.from_poses(_training_poses(1), MODEL_SKELETON), norm)
+    with pytest.raises(ValueError, match="share one pose range"):
+        update_monitors([(together[0], runs[0]), (other, runs[0])])
+    assert update_monitors([]) == []

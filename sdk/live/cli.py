@@ -139,6 +139,7 @@ def run_client(args: argparse.Namespace) -> int:
     from sdk.audio import AudioError, read_audio
     from sdk.live.client import LiveClientError, stream_audio
     from sdk.pose_output import save_frames
+    from sdk.pose_range import RangeMeasure
     from sdk.skeleton import Skeleton
 
     if not args.chunk_ms > 0:
@@ -174,6 +175,9 @@ def run_client(args: argparse.Namespace) -> int:
         print(f"speech-to-pose latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {lat.size} "
               f"frames")
     print(f"frames: {len(result.frames)} received, {rate_text} frames/s")
+    if result.end.get("pose_range") is not None:  # servers of bundles with the range send it
+        measure = RangeMeasure.from_dict(result.end["pose_range"])
+        print(f"pose range (the server's measure): {measure.describe()}")
     print(f"wrote {args.out}")
     return 0
 

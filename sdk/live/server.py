@@ -66,7 +66,14 @@ from sdk.live.protocol import (
     parse_start,
     ready_fields,
 )
-from sdk.live.session import LATENCY_WINDOW, CloseRequest, PassResult, Session, run_pass
+from sdk.live.session import (
+    LATENCY_WINDOW,
+    CloseRequest,
+    PassResult,
+    Session,
+    pose_monitor_for,
+    run_pass,
+)
 from sdk.streaming import StreamError, StreamingGenerator
 
 
@@ -187,7 +194,8 @@ class LiveServer:
             return
         peer = ws.remote_address
         session = Session(next(self._ids), f"{peer[0]}:{peer[1]}" if peer else "?",
-                          fps=self.generator.fps, chunk_frames=self.generator.chunk_frames)
+                          fps=self.generator.fps, chunk_frames=self.generator.chunk_frames,
+                          pose_monitor=pose_monitor_for(self.generator.manifest))
         self._sessions[session.id] = session
         session.websocket = ws
         sock = ws.transport.get_extra_info("socket")
@@ -403,8 +411,10 @@ class LiveServer:
     def _finish(self, session: Session) -> None:
         session.closing = True
         self._room(session)
+        pose_range = session.pose_range()
         self._send(session, (json.dumps({
             "type": "end", "frames": session.frames_produced,
-            "audio_seconds": session.stats(time.monotonic())["audio_seconds"]}), 0))
+            "audio_seconds": session.stats(time.monotonic())["audio_seconds"]}
+            | ({} if pose_range is None else {"pose_range": pose_range})), 0))
         self._send(session, CloseRequest(1000, "end of stream"))
 

@@ -25,6 +25,8 @@ from sdk.live.protocol import (
     encode_frames_json,
     last_sample_of_frame,
 )
+from sdk.manifest import Manifest
+from sdk.pose_range import PoseRangeMonitor, update_monitors
 from sdk.stream import StreamError
 
 LATENCY_WINDOW = 512  # latencies kept per session and (x8) for the server
@@ -82,6 +84,8 @@ class Session:
     # is handed over once it reaches this, so per-stream work runs once per pose frame
     feed_at: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    # the frames against the bundle's training pose range (None: the bundle has none)
+    pose_monitor: PoseRangeMonitor | None = None
     _pending: list[bytes] = field(default_factory=list)  # checked audio messages
     _pending_samples: int = 0
     _arrivals: deque[tuple[int, float]] = field(default_factory=deque)  # (end sample, time)
@@ -196,7 +200,22 @@ class Session:
             "backlog_seconds": round(self.backlog_seconds(), 3),
             "outbound_frames": self.outbound_frames,
             "outbound_frames_peak": self.outbound_frames_peak,
+            "pose_range": self.pose_range(),
         }
+
+    def pose_range(self) -> dict[str, Any] | None:
+        """The frames so far against the training pose range (``RangeMeasure.to_dict``), or
+        None (no range in the bundle, or no frame yet)."""
+        measure = None if self.pose_monitor is None else self.pose_monitor.result()
+        return None if measure is None else measure.to_dict()
+
+
+def pose_monitor_for(manifest: Manifest) -> PoseRangeMonitor | None:
+    """A new session's monitor of the bundle's training pose range (None: it has none).
+    Every session's shares the manifest's range and normalisation (one batched update)."""
+    if manifest.pose_range is None:
+        return None
+    return PoseRangeMonitor(manifest.pose_range, manifest.normalization)
 
 
 #: A pass's outcome for one session: (session, frames or None, encoded message or None,
@@ -220,5 +239,7 @@ def run_pass(streams: BatchedStreams, sessions: list[Session]
         except StreamError as exc:
             results.append((session, None, None, str(exc)))
     batches = streams.advance()
-    results += [(s, *s.collect(streams), None) for s in live]
-    return results, batches
+    collected: list[PassResult] = [(s, *s.collect(streams), None) for s in live]
+    update_monitors([(s.pose_monitor, frames.keypoints) for s, frames, _, _ in collected
+                     if s.pose_monitor is not None and frames is not None])
+    return results + collected, batches
