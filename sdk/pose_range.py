@@ -69,6 +69,12 @@ class RangeLimits:
     mean_abs_z_max: float = 1.0
     excursion_max_sd: float = 0.5
 
+    def __post_init__(self) -> None:
+        if not (self.mean_abs_z_max > 0 and self.excursion_max_sd >= 0):
+            raise ValueError(f"pose range limits: mean_abs_z_max must be > 0 and "
+                             f"excursion_max_sd >= 0, got {self.mean_abs_z_max}, "
+                             f"{self.excursion_max_sd}")
+
     def to_dict(self) -> dict[str, float]:
         return {"mean_abs_z_max": self.mean_abs_z_max, "excursion_max_sd": self.excursion_max_sd}
 

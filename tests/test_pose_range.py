@@ -128,6 +128,9 @@ def test_a_malformed_range_is_refused_naming_the_problem() -> None:
         PoseRange.from_dict(good | {"low": good["high"], "high": good["low"]}, MODEL_SKELETON)
     with pytest.raises(ValueError, match="malformed pose range"):
         PoseRange.from_dict({k: v for k, v in good.items() if k != "limits"}, MODEL_SKELETON)
+    with pytest.raises(ValueError, match="excursion_max_sd >= 0"):
+        PoseRange.from_dict(good | {"limits": {"mean_abs_z_max": 1.0, "excursion_max_sd": -1}},
+                            MODEL_SKELETON)
 
 
 def test_the_range_refuses_what_it_cannot_measure() -> None:
