@@ -272,18 +272,6 @@ def _body_hand(z: np.ndarray, num_joints: int | None, joints: Sequence[int]) -> 
     return z[:, list(joints)]
 
 
-@dataclass(frozen=True)
-class _FrameStats:
-    """Per frame of a run (float64/int64 (T,)): SD past the range (0 inside), the joint
-    row of the farthest value, finite and outside values, sum of |z|."""
-
-    largest: np.ndarray
-    worst_joint: np.ndarray
-    values: np.ndarray
-    outside: np.ndarray
-    abs_z: np.ndarray
-
-
 class PoseRangeMonitor:
     """The measures of :meth:`PoseRange.measure` kept up to date as frames arrive, for one
     stream: feed every popped run of frames to :meth:`update`, read :meth:`result` at any
@@ -296,6 +284,13 @@ class PoseRangeMonitor:
         self.pose_range = pose_range
         self.normalization = normalization
         self.root = root
+        joints = list(pose_range.joints)
+        # z of the covered joints = ((pixels - root) / scale - mean) / std in float32, the
+        # operations of standardize_pixels in its order (so the same values), subsets cut once
+        self._scale = np.float32(normalization.scale_px)
+        self._joints = np.asarray(joints, dtype=np.intp)
+        self._mean = normalization.mean[joints]
+        self._std = normalization.std[joints]
         self._frames = 0
         self._values = 0  # finite body/hand values seen
         self._outside = 0
@@ -309,20 +304,15 @@ class PoseRangeMonitor:
         (T,) SD past the range per frame (0 inside), e.g. to flag frames as they go out."""
         return update_monitors([(self, keypoints)])[0]
 
-    def _add(self, frames: _FrameStats, first: int, stop: int, counts: tuple[int, ...]) -> None:
-        """Add frames ``first:stop`` of ``frames``; ``counts`` = their (values, outside,
-        frames outside) sums and ``abs_z`` sum, computed for every monitor at once."""
-        values, outside, frames_outside, abs_z = counts
-        self._frames += stop - first
-        self._values += values
-        self._outside += outside
-        self._abs_z += abs_z
-        self._frames_outside += frames_outside
-        if stop > first:
-            worst = first + int(np.argmax(frames.largest[first:stop]))
-            if frames.largest[worst] > self._largest:
-                self._largest = float(frames.largest[worst])
-                self._worst = self.pose_range.joint_names[int(frames.worst_joint[worst])]
+    def _standardized(self, keypoints: np.ndarray) -> np.ndarray:
+        """float32 (T, len(joints), 2) z of the covered joints of pixels (T, J, 2)."""
+        keypoints = np.asarray(keypoints, dtype=np.float32)
+        if keypoints.ndim != 3 or keypoints.shape[2] != 2 or \
+                keypoints.shape[1] <= max(max(self.pose_range.joints), self.root):
+            raise ValueError(f"keypoints must be (T, J, 2) with the range's joints, got "
+                             f"{keypoints.shape}")
+        rel = keypoints[:, self._joints] - keypoints[:, self.root:self.root + 1]
+        return (rel / self._scale - self._mean) / self._std
 
     def result(self) -> RangeMeasure | None:
         """The measures so far; None before any body/hand value was seen."""
@@ -349,26 +339,37 @@ def update_monitors(updates: Sequence[tuple[PoseRangeMonitor, np.ndarray]]
            or m.root != first.root for m, _ in updates):
         raise ValueError("update_monitors: the monitors must share one pose range, "
                          "normalisation and root (one generator's streams)")
-    keypoints = [np.asarray(k, dtype=np.float32) for _, k in updates]
-    body = _body_hand(standardize_pixels(np.concatenate(keypoints), first.normalization,
-                                         first.root), None, first.pose_range.joints)
-    flat = (len(body), 2 * len(first.pose_range.joints))  # (T, joints x axes)
-    past = np.maximum(first.pose_range.low - body, body - first.pose_range.high)
+    runs = [np.asarray(k) for _, k in updates]
+    bounds = np.cumsum([0] + [len(k) for k in runs])
+    if not bounds[-1]:
+        return [np.zeros(0) for _ in runs]
+    z = first._standardized(np.concatenate(runs) if len(runs) > 1 else runs[0])
+    flat = (len(z), 2 * len(first.pose_range.joints))  # (T, joints x axes)
+    past = np.maximum(first.pose_range.low - z, z - first.pose_range.high).reshape(flat)
+    abs_z = np.abs(z).reshape(flat)
     known = np.isfinite(past)
-    past = np.where(known, past, -np.inf).reshape(flat)
-    worst = np.argmax(past, axis=1)
-    largest = np.maximum(np.take_along_axis(past, worst[:, None], axis=1)[:, 0], 0.0)
-    frames = _FrameStats(largest, worst // 2, known.reshape(flat).sum(axis=1),
-                         (past > 0).sum(axis=1),
-                         np.where(known, np.abs(body), 0.0).reshape(flat).sum(axis=1))
-    bounds = np.cumsum([0] + [len(k) for k in keypoints])
-    totals = [np.diff(np.r_[0, np.cumsum(a)][bounds]).tolist()
-              for a in (frames.values, frames.outside, frames.largest > 0)]
-    abs_z = np.diff(np.r_[0.0, np.cumsum(frames.abs_z)][bounds]).tolist()
-    for i, (monitor, _) in enumerate(updates):
-        monitor._add(frames, int(bounds[i]), int(bounds[i + 1]),
-                     (int(totals[0][i]), int(totals[1][i]), int(totals[2][i]), abs_z[i]))
-    return [largest[bounds[i]:bounds[i + 1]] for i in range(len(updates))]
+    if not known.all():  # undetected joints (NaN) are left out of every measure
+        past = np.where(known, past, -np.inf)
+        abs_z = np.where(known, abs_z, 0.0)
+    largest = np.maximum(past.max(axis=1), 0.0)  # (T,)
+    filled = [i for i in range(len(runs)) if bounds[i + 1] > bounds[i]]
+    starts = bounds[:-1][filled]
+    per_run = [np.add.reduceat(a, starts).tolist() for a in (
+        known.sum(axis=1), (past > 0).sum(axis=1), largest > 0,
+        abs_z.sum(axis=1, dtype=np.float64))]
+    run_max = np.maximum.reduceat(largest, starts).tolist()
+    for n, i in enumerate(filled):
+        monitor, begin, stop = updates[i][0], int(bounds[i]), int(bounds[i + 1])
+        monitor._frames += stop - begin
+        monitor._values += int(per_run[0][n])
+        monitor._outside += int(per_run[1][n])
+        monitor._frames_outside += int(per_run[2][n])
+        monitor._abs_z += float(per_run[3][n])
+        if run_max[n] > monitor._largest:  # a new farthest value: find its joint
+            frame = begin + int(np.argmax(largest[begin:stop]))
+            monitor._largest = float(run_max[n])
+            monitor._worst = first.pose_range.joint_names[int(np.argmax(past[frame])) // 2]
+    return [largest[bounds[i]:bounds[i + 1]] for i in range(len(runs))]
 
 
 def describe_range(pose_range: PoseRange | None, normalization: PoseNormalization,
