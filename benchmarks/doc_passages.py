@@ -158,6 +158,18 @@ def cli_start() -> str:
             f"{load_start} at the start: a shared, busy machine)")
 
 
+def serve_pose_range() -> str:
+    """The server CPU that ``serve --pose-range`` adds (an interleaved A/B of two commits)."""
+    report = load("serve_pose_range")
+    cpu = report["summary"]
+    ratio = report["candidate_over_baseline"]["server_cpu_us_per_frame"]
+    return (f"{100 * (ratio - 1):.0f}% more server CPU per frame delivered "
+            f"({cpu['baseline']['server_cpu_us_per_frame']:.0f} -> "
+            f"{cpu['candidate']['server_cpu_us_per_frame']:.0f} us, medians of "
+            f"{report['rounds']} interleaved rounds) at {report['clients']} real-time clients "
+            f"on the 2-core development machine")
+
+
 # ---------------------------------------------------------------- training and evaluation
 EVAL_ROWS = (("generator", "generator"), ("audio_shuffled", "audio-shuffled model"),
              ("other_audio", "other audio"), ("mean_pose", "mean pose"),
@@ -294,6 +306,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "bench_sliding": bench_sliding,
     "bench_streams": bench_streams,
     "cli_start": cli_start,
+    "serve_pose_range": serve_pose_range,
     "eval_table": eval_table,
     "eval_acceptance": eval_acceptance,
     "eval_posesync": eval_posesync,

@@ -57,6 +57,7 @@ SOURCES = {
     "lip_probe": RESULTS / "training" / "lip_probe" / "minutes_4.json",
     "lip_probe_before": RESULTS / "training" / "lip_probe" / "synthetic_voice.json",
     "resampler_quality": RESULTS / "step_gemm" / "resampler_quality.json",
+    "serve_pose_range": RESULTS / "serve_ab" / "serve_ab_pose_range.json",
 }
 
 

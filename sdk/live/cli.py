@@ -52,6 +52,9 @@ def register_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ign
                         help="bind with SO_REUSEPORT so several processes share the port")
     parser.add_argument("--drain-seconds", type=float, default=10.0,
                         help="on SIGTERM, how long running streams may finish (default 10)")
+    parser.add_argument("--pose-range", action="store_true",
+                        help="measure each stream's poses against the bundle's training pose "
+                             "range (in its end message and /stats; costs server CPU)")
     parser.add_argument("--workers", type=int, default=1,
                         help="run N server processes on the port (SO_REUSEPORT), each with its "
                              "own generator; a worker that dies is restarted (default 1)")
@@ -97,7 +100,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         config = ServerConfig(host=args.host, port=args.port, max_streams=args.max_streams,
-                              reuse_port=args.reuse_port, drain_seconds=args.drain_seconds)
+                              reuse_port=args.reuse_port, drain_seconds=args.drain_seconds,
+                              pose_range=args.pose_range)
         backend = BackendConfig(args.backend, intra_op_num_threads=args.threads,
                                 precision=args.precision)
         generator = StreamingGenerator(GeneratorConfig(args.bundle, backend))

@@ -26,6 +26,9 @@ class ServerConfig:
     drain_seconds: float = 10.0
     reuse_port: bool = False  # SO_REUSEPORT: several processes share one port
     socket_send_buffer_bytes: int | None = 1 << 16  # SO_SNDBUF per connection (None: OS's)
+    # measure every stream's frames against the bundle's training pose range (end message,
+    # /stats); off by default, it costs server CPU (docs/serving.md, measured)
+    pose_range: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_streams", "max_message_bytes", "max_outbound_frames"):

@@ -195,7 +195,8 @@ class LiveServer:
         peer = ws.remote_address
         session = Session(next(self._ids), f"{peer[0]}:{peer[1]}" if peer else "?",
                           fps=self.generator.fps, chunk_frames=self.generator.chunk_frames,
-                          pose_monitor=pose_monitor_for(self.generator.manifest))
+                          pose_monitor=pose_monitor_for(self.generator.manifest)
+                          if self.config.pose_range else None)
         self._sessions[session.id] = session
         session.websocket = ws
         sock = ws.transport.get_extra_info("socket")
