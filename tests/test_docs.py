@@ -131,12 +131,26 @@ def write_cli_reference() -> None:
 # ---------------------------------------------------------------- tests
 @pytest.fixture(scope="module")
 def docs_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny bundle with a training pose range in its manifest (from standard-normal
+    poses), so the docs' pose-range code runs its measuring branch."""
+    import dataclasses
+
+    import numpy as np
     from helpers_bundle import build_tiny_bundle
 
+    from sdk.bundle import load_bundle, write_bundle_manifest
+    from sdk.pose_range import PoseRange
+
     shared = tmp_path_factory.getbasetemp() / "tiny_bundle"  # the session's, if built
-    if (shared / "manifest.json").is_file():
-        return shared
-    return build_tiny_bundle(tmp_path_factory.mktemp("docs") / "tiny_bundle")
+    if not (shared / "manifest.json").is_file():
+        shared = build_tiny_bundle(tmp_path_factory.mktemp("docs") / "tiny_bundle")
+    ranged = tmp_path_factory.mktemp("docs") / "bundle"
+    shutil.copytree(shared, ranged)
+    manifest = load_bundle(ranged).manifest
+    poses = np.random.default_rng(0).normal(size=(2000, manifest.skeleton.num_joints, 2))
+    write_bundle_manifest(ranged, dataclasses.replace(
+        manifest, pose_range=PoseRange.from_poses([poses], manifest.skeleton)))
+    return ranged
 
 
 @pytest.fixture
