@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,16 +69,18 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_servers(bundle: Path, workers: int, tree: Path = REPO_ROOT
-                  ) -> tuple[list[subprocess.Popen[str]], int]:
+def start_servers(bundle: Path, workers: int, tree: Path = REPO_ROOT,
+                  extra_args: Sequence[str] = ()) -> tuple[list[subprocess.Popen[str]], int]:
     """``workers`` serve processes on one free port (SO_REUSEPORT when > 1), all listening;
-    ``tree``: the directory whose ``sdk`` they import (another commit's, for an A/B)."""
+    ``tree``: the directory whose ``sdk`` they import (another commit's, for an A/B);
+    ``extra_args``: more ``gesturert serve`` options (e.g. ``--pose-range``)."""
     port = _free_port()
     procs = []
     for _ in range(workers):
         command = [sys.executable, "-c", LAUNCH, "serve", str(bundle), "--port", str(port),
                    "--backend", "onnxruntime-cpu", "--max-streams", "1024",
-                   "--drain-seconds", "0"] + (["--reuse-port"] if workers > 1 else [])
+                   "--drain-seconds", "0", *extra_args] + (["--reuse-port"] if workers > 1
+                                                           else [])
         procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       text=True, cwd=tree))
     for proc in procs:

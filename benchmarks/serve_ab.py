@@ -1,6 +1,7 @@
 """A/B of ``gesturert serve``'s cost: a baseline commit against this tree, interleaved.
 
     python -m benchmarks.serve_ab --baseline REF [--clients 200] [--seconds 12] [--rounds 3]
+                                  [--candidate-args "--pose-range"]
                                   [--out benchmarks/results/serve_ab] [--name serve_ab]
 
 Absolute capacity (``gesturert bench --serve``) needs an idle machine. This benchmark is
@@ -15,6 +16,8 @@ is this checkout's ``sdk/`` (uncommitted changes included: the report says ``-di
 Both serve the same bundle (``--bundle``, default the shipped one) to the same load
 generator (:mod:`benchmarks.serve_load` of this checkout: N real-time clients, 20 ms
 pcm16 messages), one server process each, ``--threads 1`` as ``bench --serve``.
+``--candidate-args`` adds ``gesturert serve`` options to the candidate's server only: with
+``--baseline HEAD`` that measures what an option costs, the code being the same.
 Per round and variant: a fresh server, one load run of ``--seconds``, then the server is
 stopped. Reported per variant: medians over rounds; the load average before every run.
 """
@@ -23,11 +26,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +80,11 @@ def unpack_baseline(ref: str, into: Path) -> str:
 
 
 def measure(tree: Path, bundle: Path, clients: int, seconds: float, fps: int,
-            algorithmic_ms: float, rate: int = LOAD_RATE) -> dict[str, Any]:
-    """One server from ``tree``, one load run: run_point's row plus the thread split."""
-    procs, port = start_servers(bundle, 1, tree=tree)
+            algorithmic_ms: float, rate: int = LOAD_RATE, extra_args: Sequence[str] = ()
+            ) -> dict[str, Any]:
+    """One server from ``tree`` (with ``extra_args``), one load run: run_point's row plus
+    the thread split."""
+    procs, port = start_servers(bundle, 1, tree=tree, extra_args=extra_args)
     try:
         pid = procs[0].pid
         before = thread_cpu_seconds(pid)
@@ -114,7 +121,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 def run_ab(ref: str, bundle: Path, clients: int, seconds: float, rounds: int,
-           rate: int = LOAD_RATE) -> dict[str, Any]:
+           rate: int = LOAD_RATE, candidate_args: Sequence[str] = ()) -> dict[str, Any]:
     from sdk.streaming import StreamingGenerator
 
     machine = machine_info()  # at the start: its load average says how busy the machine was
@@ -131,7 +138,7 @@ def run_ab(ref: str, bundle: Path, clients: int, seconds: float, rounds: int,
                       f"{variant}, {clients} clients x {seconds:g} s", file=sys.stderr,
                       flush=True)
                 row = measure(trees[variant], bundle, clients, seconds, fps, algorithmic_ms,
-                              rate)
+                              rate, candidate_args if variant == "candidate" else ())
                 row["round"] = index
                 runs[variant].append(row)
     summary = {v: summarise(runs[v]) for v in VARIANTS}
@@ -141,6 +148,7 @@ def run_ab(ref: str, bundle: Path, clients: int, seconds: float, rounds: int,
         ratios[key] = None if not old or new is None else new / old
     return {"machine": machine, "baseline_commit": sha, "bundle": str(bundle),
             "clients": clients, "seconds": seconds, "rounds": rounds, "fps": fps,
+            "candidate_args": list(candidate_args),
             "sample_rate": rate,
             "algorithmic_latency_ms": algorithmic_ms,
             "goal_p99_ms": algorithmic_ms + GOAL_EXTRA_MS, "niceness": os.nice(0),
@@ -167,7 +175,10 @@ def markdown(result: dict[str, Any]) -> str:
         "are not the idle machine's (`gesturert bench --serve` measures those); compare the "
         "two columns, which ran interleaved under the same conditions.", "",
         f"Baseline: commit `{result['baseline_commit'][:12]}`; candidate: "
-        f"`{machine['git_sha']}`. {result['clients']} real-time clients x "
+        f"`{machine['git_sha']}`"
+        + (f" served with `{' '.join(result['candidate_args'])}`"
+           if result.get("candidate_args") else "")
+        + f". {result['clients']} real-time clients x "
         f"{result['seconds']:g} s per run (20 ms pcm16 messages at "
         f"{result.get('sample_rate', LOAD_RATE)} Hz, 15 frames/s back), "
         f"{result['rounds']} rounds alternating the order; medians over rounds. CPU = the "
@@ -248,11 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results"
                         / "serve_ab")
     parser.add_argument("--name", default="serve_ab", help="results file name (no suffix)")
+    parser.add_argument("--candidate-args", default="", metavar="OPTIONS",
+                        help="more `gesturert serve` options for the candidate only, e.g. "
+                             "\"--pose-range\" (with --baseline HEAD: the option's cost)")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.seconds <= 0 or args.rounds < 1:
         parser.error("--clients, --seconds and --rounds must be positive")
     result = run_ab(args.baseline, args.bundle.resolve(), args.clients, args.seconds,
-                    args.rounds, args.rate)
+                    args.rounds, args.rate, shlex.split(args.candidate_args))
     for path in write_results(args.out, args.name, result, markdown, plot):
         print(path)
     return 0
