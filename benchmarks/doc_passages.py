@@ -159,15 +159,23 @@ def cli_start() -> str:
 
 
 def serve_pose_range() -> str:
-    """The server CPU that ``serve --pose-range`` adds (an interleaved A/B of two commits)."""
+    """The server CPU that ``serve --pose-range`` adds: an interleaved A/B of the same code
+    served without and with the option (``serve_ab --baseline HEAD --candidate-args``)."""
     report = load("serve_pose_range")
+    if report.get("candidate_args") != ["--pose-range"] or \
+            not report["machine"]["git_sha"].startswith(report["baseline_commit"]):
+        raise ValueError("serve_pose_range: the A/B must serve one commit without and with "
+                         "--pose-range")
     cpu = report["summary"]
     ratio = report["candidate_over_baseline"]["server_cpu_us_per_frame"]
+    per_round = [c["server_cpu_us_per_frame"] / b["server_cpu_us_per_frame"] for b, c in zip(
+        report["runs"]["baseline"], report["runs"]["candidate"], strict=True)]
     return (f"{100 * (ratio - 1):.0f}% more server CPU per frame delivered "
             f"({cpu['baseline']['server_cpu_us_per_frame']:.0f} -> "
             f"{cpu['candidate']['server_cpu_us_per_frame']:.0f} us, medians of "
-            f"{report['rounds']} interleaved rounds) at {report['clients']} real-time clients "
-            f"on the 2-core development machine")
+            f"{report['rounds']} interleaved rounds; per round x{min(per_round):.2f} to "
+            f"x{max(per_round):.2f}) at {report['clients']} real-time clients on the 2-core "
+            f"development machine")
 
 
 # ---------------------------------------------------------------- training and evaluation
