@@ -14,6 +14,7 @@ from sdk.bundle import load_bundle, write_bundle_manifest
 from sdk.cli import main
 from sdk.pose_range import RangeLimits, range_joints
 from sdk.skeleton import MODEL_SKELETON
+from tests.helpers_bundle import tiny_bundle  # noqa: F401  (fixture)
 from tests.helpers_training import TinyRun, make_tiny_run
 from train.checkpoint import load_checkpoint
 from train.data.sdt import list_speakers, load_speaker
@@ -109,3 +110,16 @@ def test_a_range_narrower_than_the_output_is_reported_past_it(
                  "--out", str(tmp_path / "poses.npz")]) == 0
     (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("pose range:")]
     assert ": PAST the bundle's limits" in line and "SD past (" in line
+
+
+def test_serve_pose_range_refuses_a_bundle_without_the_range(
+        tiny_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    from sdk.live.config import ServerConfig
+    from sdk.live.server import LiveServer
+    from sdk.streaming import StreamingGenerator
+
+    assert main(["serve", str(tiny_bundle), "--port", "0", "--pose-range"]) == 2
+    assert "carries no training pose range" in capsys.readouterr().err
+    with StreamingGenerator(tiny_bundle, backend="onnxruntime-cpu") as generator, \
+            pytest.raises(ValueError, match="export it with `gesturert export --corpus`"):
+        LiveServer(generator, ServerConfig(port=0, pose_range=True))

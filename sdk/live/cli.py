@@ -108,6 +108,11 @@ def run_serve(args: argparse.Namespace) -> int:
     except (BundleError, BackendError, ValueError) as exc:
         print(f"gesturert serve: {exc}", file=sys.stderr)
         return 2
+    if args.pose_range and generator.manifest.pose_range is None:
+        generator.close()
+        print(f"gesturert serve: --pose-range: {args.bundle} carries no training pose range; "
+              "export it with `gesturert export --corpus`", file=sys.stderr)
+        return 2
 
     async def main() -> None:
         server = LiveServer(generator, config)

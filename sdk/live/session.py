@@ -84,7 +84,7 @@ class Session:
     # is handed over once it reaches this, so per-stream work runs once per pose frame
     feed_at: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-    # the frames against the bundle's training pose range (None: the bundle has none)
+    # the frames against the bundle's training pose range (serve --pose-range; else None)
     pose_monitor: PoseRangeMonitor | None = None
     _pending: list[bytes] = field(default_factory=list)  # checked audio messages
     _pending_samples: int = 0
