@@ -20,7 +20,7 @@ from typing import Any
 from benchmarks import voices_passages as voices
 from benchmarks.corpus_minutes import passage as corpus_minutes_passage
 from benchmarks.doc_sources import NO_GAIN, RESULTS, ROOT, SOURCES, load, markdown_table
-from benchmarks.front_end import RANDOM_LEVEL_RUNS
+from benchmarks.front_end import RANDOM_LEVEL_RUNS, RANDOM_LEVEL_SEED_1_RUNS
 from benchmarks.front_end import passage as front_end_passage
 from benchmarks.resampler_quality import passage as resampler_passage
 from benchmarks.voices_acceptance import split_engine_rows
@@ -342,6 +342,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "corpus_minutes": corpus_minutes_passage,
     "front_end": front_end_passage,
     "front_end_random_level": lambda: front_end_passage(RANDOM_LEVEL_RUNS),
+    "front_end_random_level_seed_1": lambda: front_end_passage(RANDOM_LEVEL_SEED_1_RUNS),
     "ablation_topk": _ablation("ablation_topk"),
     "ablation_modules": _ablation("ablation_modules"),
     "ablation_lookahead": _ablation("ablation_lookahead"),

@@ -77,6 +77,17 @@ RANDOM_LEVEL_RUNS: dict[str, FrontEndRun] = {
 }
 """The log-mel front end again on the shipped recipe, beside the shipped bundle."""
 
+RANDOM_LEVEL_SEED_1_RUNS: dict[str, FrontEndRun] = {
+    # both on generator seed 1, each reusing its seed-0 run's corpus, PoseSyncNet and FGD
+    # encoder (so each is judged as its seed-0 row is)
+    "13 MFCCs (shipped recipe), run.seed=1": FrontEndRun.in_directory(
+        TRAINING / "random_level_seed_1", "7 x 13", PROBE / "minutes_4.json", "mfcc"),
+    "40 log-mel bands, run.seed=1": FrontEndRun.in_directory(
+        FRONT_END / "logmel_40_random_level_seed_1", "7 x 40", PROBE / "minutes_4.json",
+        "logmel"),
+}
+"""The same two recipes on a second generator seed."""
+
 
 def voices_cells(voices: Path) -> list[str]:
     """Two cells from ``benchmarks.voices_acceptance``'s results: the audios (held-out voices
