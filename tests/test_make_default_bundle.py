@@ -37,6 +37,9 @@ def test_make_default_bundle_trains_exports_and_evaluates_with_the_baseline(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (tmp_path / "bundle" / "manifest.json").is_file()
     assert json.loads((tmp_path / "validation" / "validate.json").read_text())["passed"]
+    # export --corpus wrote the training pose range, and export-step's rewrite kept it
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert manifest["pose_range"]["frames"] > 0 and manifest["step_models"]
     timing = json.loads((tmp_path / "results" / "default_training.json").read_text())
     assert timing["compared_with_replaced"] is None  # --dest held no bundle
     assert shlex.split(timing["command"])[2:] == command[2:]  # the run, as a shell runs it
