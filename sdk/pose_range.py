@@ -25,6 +25,11 @@ A run of frames is *within* the range when ``mean_abs_z <= mean_abs_z_max`` and
 ``largest_excursion <= excursion_max_sd`` (:class:`RangeLimits`, recorded in the bundle
 with the range; ``benchmarks/voices_acceptance.py`` judges voices by the same limits).
 Undetected joints (NaN, in ground truth) are left out of every measure.
+
+Live: :class:`PoseRangeMonitor` keeps these measures for one stream as its frames are
+popped (equal to one :meth:`PoseRange.measure_pixels` over all of them, for any split);
+:func:`update_monitors` updates many streams' monitors in one call (``gesturert serve
+--pose-range``). ``gesturert stream`` and ``gesturert demo`` print :func:`describe_range`.
 """
 
 from __future__ import annotations
