@@ -64,8 +64,9 @@ MEAN_POSE_RATIO_MAX = 0.5
 OFFSET_MAX_FRAMES = 1
 CONFIDENCE_MIN = 0.3
 MOUTH_R_MIN = 0.6
-MEAN_ABS_Z_MAX = RangeLimits().mean_abs_z_max
-EXCURSION_MAX_SD = RangeLimits().excursion_max_sd
+LIMITS = RangeLimits()  # the training-range criterion, the limits a bundle records
+MEAN_ABS_Z_MAX = LIMITS.mean_abs_z_max
+EXCURSION_MAX_SD = LIMITS.excursion_max_sd
 # The limit before 2026-12-04, kept to name what older reports were judged by: at most
 # 0.1 % of values beyond 4 SD, on the premise that training poses put almost none there.
 # The voiced corpus's training poses put 2.1 % there (salient postures are large): it
@@ -92,8 +93,7 @@ def verdict(row: dict[str, Any]) -> dict[str, bool]:
         "offset": all(abs(o) <= OFFSET_MAX_FRAMES for o in row["best_offsets"]),
         "confidence": row["confidence"] >= CONFIDENCE_MIN,
         "mouth": row["mouth_energy_r"] >= MOUTH_R_MIN,
-        "training_range": (row["mean_abs_z"] <= MEAN_ABS_Z_MAX
-                           and row["largest_excursion"] <= EXCURSION_MAX_SD),
+        "training_range": LIMITS.allow(row["mean_abs_z"], row["largest_excursion"]),
     }
 
 

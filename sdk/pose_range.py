@@ -80,6 +80,10 @@ class RangeLimits:
                              f"excursion_max_sd >= 0, got {self.mean_abs_z_max}, "
                              f"{self.excursion_max_sd}")
 
+    def allow(self, mean_abs_z: float, largest_excursion: float) -> bool:
+        """Whether frames with this mean |z| and farthest excursion (SD) are within."""
+        return mean_abs_z <= self.mean_abs_z_max and largest_excursion <= self.excursion_max_sd
+
     def to_dict(self) -> dict[str, float]:
         return {"mean_abs_z_max": self.mean_abs_z_max, "excursion_max_sd": self.excursion_max_sd}
 
@@ -208,7 +212,7 @@ class PoseRange:
     def measure(self, z: np.ndarray) -> RangeMeasure:
         """The measures of the module docstring for standardised poses ``z`` (T, J, 2)."""
         body = _body_hand(z, None, self.joints)
-        past = np.maximum(self.low - body, body - self.high)
+        past = self.past(z)
         known = np.isfinite(past)
         if not known.any():
             raise ValueError("no body/hand value to compare with the training range")
@@ -223,8 +227,7 @@ class PoseRange:
             outside_share=float(np.mean(past[known] > 0)), largest_excursion=largest,
             worst_joint=worst, frames_outside=int(np.sum((np.where(known, past, 0) > 0)
                                                          .any(axis=(1, 2)))),
-            within=(mean_abs_z <= self.limits.mean_abs_z_max
-                    and largest <= self.limits.excursion_max_sd))
+            within=self.limits.allow(mean_abs_z, largest))
 
     def measure_pixels(self, keypoints: np.ndarray, normalization: PoseNormalization,
                        root: int = 0) -> RangeMeasure:
@@ -324,11 +327,9 @@ class PoseRangeMonitor:
         if not self._values:
             return None
         mean_abs_z = self._abs_z / self._values
-        limits = self.pose_range.limits
         return RangeMeasure(self._frames, mean_abs_z, self._outside / self._values,
                             self._largest, self._worst, self._frames_outside,
-                            mean_abs_z <= limits.mean_abs_z_max
-                            and self._largest <= limits.excursion_max_sd)
+                            self.pose_range.limits.allow(mean_abs_z, self._largest))
 
 
 def update_monitors(updates: Sequence[tuple[PoseRangeMonitor, np.ndarray]]
