@@ -108,14 +108,14 @@ def run_serve(args: argparse.Namespace) -> int:
     except (BundleError, BackendError, ValueError) as exc:
         print(f"gesturert serve: {exc}", file=sys.stderr)
         return 2
-    if args.pose_range and generator.manifest.pose_range is None:
+    try:
+        server = LiveServer(generator, config)
+    except ValueError as exc:  # a config the bundle cannot serve (e.g. --pose-range)
         generator.close()
-        print(f"gesturert serve: --pose-range: {args.bundle} carries no training pose range; "
-              "export it with `gesturert export --corpus`", file=sys.stderr)
+        print(f"gesturert serve: {args.bundle}: {exc}", file=sys.stderr)
         return 2
 
     async def main() -> None:
-        server = LiveServer(generator, config)
         try:
             await server.start()
         except OSError as exc:

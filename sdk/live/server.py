@@ -82,8 +82,8 @@ class LiveServer:
 
     def __init__(self, generator: StreamingGenerator, config: ServerConfig) -> None:
         if config.pose_range and generator.manifest.pose_range is None:
-            raise ValueError("pose_range (--pose-range) needs a bundle that carries its "
-                             "training pose range; export it with `gesturert export --corpus`")
+            raise ValueError("--pose-range (pose_range): the bundle carries no training pose "
+                             "range; export it with `gesturert export --corpus`")
         self.generator = generator
         self.config = config
         self.draining = False
