@@ -11,7 +11,7 @@ no GPU was lent to the session that wrote it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import pytest
 
 from sdk.features import DEFAULT_FEATURES
 from sdk.mfcc import MfccMatrices, extract_features
+from sdk.runners.base import StepOutputs
 from sdk.streaming import StreamingGenerator
 
 pytestmark = pytest.mark.gpu
@@ -43,9 +44,10 @@ def generators() -> Iterator[tuple[StreamingGenerator, StreamingGenerator, list[
             if isinstance(stepper, DeviceBufferStepper):
                 step = stepper.host.step
 
-                def spy(features: np.ndarray, noise: np.ndarray, slots: Any) -> Any:
-                    seen.append(features.copy())
-                    return step(features, noise, slots)
+                def spy(features: np.ndarray, noise: np.ndarray, slots: Sequence[int],
+                        styles: np.ndarray | None = None) -> StepOutputs:
+                    seen.append(features.copy())  # mypy holds spy to step's signature
+                    return step(features, noise, slots, styles)
                 stepper.host.step = spy  # type: ignore[method-assign]
             yield gpu, cpu, seen
     finally:
@@ -78,7 +80,10 @@ def test_many_streams_in_one_step_on_the_gpu(
         speech_16k: np.ndarray) -> None:
     gpu, cpu, _ = generators
     clips = [np.roll(speech_16k[:32000], 1999 * i) for i in range(100)]
-    streams = [gpu.create_stream(seed=i) for i in range(len(clips))]
+    styles = gpu.styles  # the streams mix every style of the bundle in each step
+    assert len(styles) > 1, "the shipped bundle has gesture styles"
+    streams = [gpu.create_stream(seed=i, style=styles[i % len(styles)])
+               for i in range(len(clips))]
     for i, stream in enumerate(streams):
         stream.accept_waveform(clips[i][:16000 + 160 * i], 16000)
     for i, stream in enumerate(streams):
@@ -86,8 +91,8 @@ def test_many_streams_in_one_step_on_the_gpu(
         stream.input_finished()
     while ready := [s for s in streams if gpu.is_ready(s)]:
         gpu.step(ready)
-    for i in (0, 37, 99):
-        want = cpu.generate(clips[i], 16000, seed=i)
+    for i in (0, 37, 98, 99):
+        want = cpu.generate(clips[i], 16000, seed=i, style=styles[i % len(styles)])
         got = streams[i].pop_frames()
         np.testing.assert_array_equal(got.index, want.index)
         assert float(np.abs(got.keypoints - want.keypoints).max()) <= POSE_ATOL_PX

@@ -37,12 +37,25 @@ def test_every_gpu_test_module_collects_with_only_the_image_and_carried_packages
 
 
 def test_the_image_blocks_what_it_lacks() -> None:
-    """The rehearsal can fail: librosa (installed here) is not importable there, and a
+    """The rehearsal can fail: websockets (installed here) is not importable there, and a
     module that needs it at import would not collect."""
-    done = on_the_image("-c", "import librosa")
-    assert done.returncode != 0 and "not on the lent GPU image" in done.stderr
+    done = on_the_image("-c", "import websockets")
+    assert done.returncode != 0 and "No module named 'websockets'" in done.stderr
     done = on_the_image("-c", "import sdk, soundfile, soxr, numpy, scipy; print('ok')")
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr
+
+
+def test_the_tiny_bundle_exports_with_only_the_image_and_carried_packages(
+        tmp_path: Path) -> None:
+    """tests/test_gpu_pipeline.py's gpu tests export the tiny bundle on the GPU machine;
+    export records its golden references with librosa (carried). The first lent run
+    failed there for want of librosa; this rehearses it (~15 s)."""
+    code = ("import sys; sys.path.insert(0, 'tests'); from pathlib import Path; "
+            "from test_torch_runner import export_tiny_checkpoints; "
+            f"e = export_tiny_checkpoints(Path({str(tmp_path)!r})); "
+            "print('exported', (e.bundle / 'manifest.json').is_file())")
+    done = on_the_image("-c", code)
+    assert done.returncode == 0 and "exported True" in done.stdout, done.stderr[-3000:]
 
 
 def test_carried_wheels_are_pinned_and_cover_what_the_image_lacks() -> None:
@@ -50,4 +63,19 @@ def test_carried_wheels_are_pinned_and_cover_what_the_image_lacks() -> None:
              (REPO / "scripts" / "gpu_wheels.txt").read_text().splitlines()]
     pins = dict(line.split("==") for line in lines if line)
     assert all(re.fullmatch(r"[\w.]+", v) for v in pins.values()), pins
-    assert {"soundfile", "soxr", "cffi", "pycparser", "pytest-timeout"} <= set(pins)
+    assert {"soundfile", "soxr", "cffi", "pycparser", "pytest-timeout", "librosa"} <= set(pins)
+
+
+def test_every_gpu_test_module_type_checks() -> None:
+    """CI cannot run the gpu/tensorrt tests, so a signature they rely on can drift unseen
+    (a lent GPU found a test's stand-in for the step missing the ``styles`` argument added
+    months before). mypy checks them here as it checks sdk/export/train/benchmarks."""
+    stubs = REPO / ".stubs"
+    assert stubs.is_dir(), "make setup writes the patched TensorRT stubs to .stubs/"
+    tests = REPO / "tests"
+    modules = [str(p.relative_to(tests)) for p in gpu_check.gpu_test_modules()]
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(REPO / "pyproject.toml"),
+         *modules], cwd=tests, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "MYPYPATH": os.pathsep.join([str(stubs), str(tests)])})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

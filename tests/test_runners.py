@@ -220,8 +220,9 @@ def trt_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     config.clear_flag(trt.BuilderFlag.TF32)
     profile = builder.create_optimization_profile()
     for name, last in (("features", (F,)), ("noise", (N,))):
-        profile.set_shape(name, (1, 1, *last), (16, 1, *last), (64, 8, *last))
-    profile.set_shape("state", (1, S), (16, S), (64, S))
+        profile.set_shape(name, trt.Dims([1, 1, *last]), trt.Dims([16, 1, *last]),
+                          trt.Dims([64, 8, *last]))
+    profile.set_shape("state", trt.Dims([1, S]), trt.Dims([16, S]), trt.Dims([64, S]))
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
     assert plan is not None

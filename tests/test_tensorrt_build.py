@@ -28,6 +28,7 @@ from export.tensorrt_build import (
 )
 from sdk.bundle import load_bundle
 from sdk.cli import main as gesturert
+from sdk.runners.tensorrt_graph import tensor_dims
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -143,7 +144,7 @@ def test_real_engines_are_built_saved_and_recorded(tiny_bundle: Path, tmp_path: 
     names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
     assert names == {"features", "noise", "state", "poses", "saliency", "state_out"}
     low, _, high = engine.get_tensor_profile_shape("state", 0)
-    assert tuple(low) == (1, gen.state_size) and tuple(high) == (8, gen.state_size)
+    assert tensor_dims(low) == (1, gen.state_size) and tensor_dims(high) == (8, gen.state_size)
     assert engine.get_tensor_dtype("features") == trt.DataType.FLOAT
 
 

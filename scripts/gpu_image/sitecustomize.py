@@ -1,6 +1,6 @@
 """Make this Python look like the lent GPU machine's image: only its packages, the
 carried wheels (scripts/gpu_wheels.txt) and the repository import; anything else that
-happens to be installed here (librosa, TensorRT stubs, torchaudio, ...) raises
+happens to be installed here (websockets, TensorRT stubs, polygraphy, ...) raises
 ImportError as it would there. Used by the CI rehearsal (tests/test_gpu_image.py):
 ``PYTHONPATH=scripts/gpu_image python -m pytest --collect-only -m "gpu or tensorrt"``.
 """
@@ -29,7 +29,10 @@ IMAGE = {
 }
 #: What scripts/gpu_wheels.txt carries (import names).
 CARRIED = {"soundfile", "_soundfile", "_soundfile_data", "cffi", "_cffi_backend",
-           "pycparser", "soxr", "pytest_timeout", "yaml", "_yaml", "tqdm"}
+           "pycparser", "soxr", "pytest_timeout", "yaml", "_yaml", "tqdm",
+           "librosa", "audioread", "decorator", "lazy_loader", "msgpack", "pooch",
+           "platformdirs", "requests", "idna", "urllib3", "certifi", "charset_normalizer",
+           "cloudpickle"}  # joblib >= 1.6 (scikit-learn's) imports it; the image's may not
 #: The repository and the test suite's own modules.
 REPOSITORY = {"sdk", "export", "train", "benchmarks", "scripts", "tests", "conftest", "reliability",
               "cuda_emu", "gesturert"}
@@ -43,12 +46,27 @@ def allowed(name: str) -> bool:
             or top in sys.builtin_module_names)
 
 
-class _NotOnTheImage(importlib.abc.MetaPathFinder):
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+class _OnTheImageOnly(importlib.abc.MetaPathFinder):
+    """One of this machine's finders, blind to what the image lacks: such a module is not
+    found, by ``import`` (ModuleNotFoundError) as by ``importlib.util.find_spec`` probes
+    (None; torch probes for optional packages such as tensorrt)."""
+
+    def __init__(self, finder: Any) -> None:
+        self.finder = finder
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if not allowed(name):
-            raise ModuleNotFoundError(f"No module named {name!r} (not on the lent GPU image "
-                                      "and not carried: scripts/gpu_wheels.txt)", name=name)
-        return None
+            return None
+        return self.finder.find_spec(name, path, target)
+
+    def find_distributions(self, *args: Any, **kwargs: Any) -> Any:  # importlib.metadata
+        find = getattr(self.finder, "find_distributions", None)
+        return find(*args, **kwargs) if find else iter(())
+
+    def invalidate_caches(self) -> None:
+        if hasattr(self.finder, "invalidate_caches"):
+            self.finder.invalidate_caches()
 
 
-sys.meta_path.insert(0, _NotOnTheImage())
+sys.meta_path[:] = [_OnTheImageOnly(f) if hasattr(f, "find_spec") else f
+                    for f in sys.meta_path]
