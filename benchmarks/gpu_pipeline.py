@@ -147,7 +147,7 @@ class _StageTimer:
 
 
 @contextmanager
-def _exact_fp32() -> Iterator[None]:
+def exact_fp32() -> Iterator[None]:
     """TF32 off for cuDNN convolutions and matmuls (parity with the fp32 reference)."""
     import torch
 
@@ -213,7 +213,7 @@ def run_gpu_pipeline(bundle_path: str | Path, generator_checkpoint: str | Path,
         kernels = kernel_runner
         if dev.type == "cuda":
             stack.enter_context(torch.cuda.device(dev))
-            stack.enter_context(_exact_fp32())
+            stack.enter_context(exact_fp32())
             if kernels is None:
                 from sdk.cuda.launch import CudaRunner
 

@@ -9,6 +9,7 @@ host) on the same audio; features <= 1e-3, poses <= 1e-3 px.
 
 from __future__ import annotations
 
+import ctypes
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,9 +73,8 @@ class FeatureSpy:
 
         def spy(noise: np.ndarray, slots: Any, styles: Any = None) -> Any:
             count = noise.shape[0] * noise.shape[1] * F
-            buffer = (np.ctypeslib.ctypes.c_float * count).from_address(
-                stepper.features_binding)
-            self.steps.append(np.frombuffer(buffer, np.float32).reshape(
+            buffer = (ctypes.c_float * count).from_address(stepper.features_binding)
+            self.steps.append(np.ctypeslib.as_array(buffer).reshape(
                 noise.shape[0], noise.shape[1], F).copy())
             return original(noise, slots, styles)
 

@@ -98,3 +98,40 @@ def test_gpu_pipeline_matches_the_cpu_reference(
                            chunk_frames=chunk_frames)
     print("stage seconds:", got.seconds)
     assert_matches_reference(got, reference, exported.bundle)
+
+
+@pytest.mark.gpu
+def test_the_torch_device_stepper_on_the_gpu_gives_the_cpu_frames(
+        exported: Exported, speech_16k: np.ndarray) -> None:
+    """export.torch_device_stepper on a real GPU: the CUDA MFCC writes the features into the
+    torch step's CUDA tensor; ragged chunks give the frames of ONNX Runtime on the CPU (the
+    emulator twin: tests/test_device_front_end_checks.py). TF32 off, as the TensorRT build
+    has it; what torch's default TF32 convolutions move is printed, not held."""
+    import itertools
+
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip(f"torch {torch.__version__} has no CUDA (a CPU-only build)")
+    from helpers_device_path import assert_same_frames
+
+    from benchmarks.gpu_pipeline import exact_fp32
+    from export.torch_device_stepper import TorchDeviceStepper
+    from export.torch_runner import TorchGeneratorRunner
+    from sdk.streaming import StreamingGenerator
+
+    audio = np.ascontiguousarray(speech_16k[:CLIP_SAMPLES])
+    chunks = [1, 700, 3000]
+    with StreamingGenerator(exported.bundle, backend="onnxruntime-cpu") as cpu:
+        want = cpu.generate(audio, 16000, seed=2)
+    runner = TorchGeneratorRunner(exported.generator_ckpt, bundle=exported.bundle,
+                                  device="cuda")
+    with StreamingGenerator(exported.bundle, backend=TorchDeviceStepper(runner)) as gpu:
+        assert gpu.device_front_end is not None
+        with exact_fp32():
+            got = gpu.generate(audio, 16000, seed=2, chunk_samples=itertools.cycle(chunks))
+        default = gpu.generate(audio, 16000, seed=2, chunk_samples=itertools.cycle(chunks))
+    print(f"{len(got)} frames; max keypoint difference to the CPU: TF32 off "
+          f"{np.abs(got.keypoints - want.keypoints).max():.3g} px, torch defaults (cuDNN "
+          f"TF32 {torch.backends.cudnn.allow_tf32}) "
+          f"{np.abs(default.keypoints - want.keypoints).max():.3g} px")
+    assert_same_frames(got, want)
