@@ -98,5 +98,6 @@ gpu-wheels: setup
 	  -r scripts/gpu_wheels.txt -d .gpu_wheels
 	@du -sh .gpu_wheels
 
+# There, name the commit: make gpu-check GESTURERT_GIT_SHA=<sha> (benchmarks/common.py).
 gpu-check:
-	$(PY) scripts/gpu_check.py --out $(GPU_CHECK_OUT)
+	GESTURERT_GIT_SHA=$(GESTURERT_GIT_SHA) $(PY) scripts/gpu_check.py --out $(GPU_CHECK_OUT)

@@ -118,8 +118,17 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
+GIT_SHA_ENV = "GESTURERT_GIT_SHA"
+"""Names the commit where the tree was copied without its history (a lent GPU machine gets
+the working tree with the git metadata of the session's start): ``make gpu-check
+GESTURERT_GIT_SHA=$(git rev-parse HEAD)``. Results record it with ``(stated)``."""
+
+
 def git_sha() -> str | None:
-    """The repository's HEAD commit (with ``-dirty`` if tracked files changed), or None."""
+    """The repository's HEAD commit (with ``-dirty`` if tracked files changed), or None;
+    ``$GESTURERT_GIT_SHA (stated)`` where that is set (:data:`GIT_SHA_ENV`)."""
+    if stated := os.environ.get(GIT_SHA_ENV, "").strip():
+        return f"{stated} (stated)"
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()

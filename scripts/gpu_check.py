@@ -6,7 +6,8 @@ soundfile or soxr, no network. Steps, each with its own time limit:
 
 1. install the carried wheels (``.gpu_wheels/``, listed in ``scripts/gpu_wheels.txt``)
    with ``pip --target .gpu_site`` (no index, no dependencies resolved);
-2. ``pytest -m "gpu or tensorrt"`` over every test module that has such tests;
+2. ``pytest -m "gpu or tensorrt"`` over every test module that has such tests (``-rsP``:
+   the log keeps what passed tests print: parity errors, stage times);
 3. ``benchmarks.gpu_preprocessing --quick`` (CUDA MFCC vs torchaudio / torch.stft on the
    GPU and librosa where installed; pose imaging; roofline efficiency);
 4. ``benchmarks.gpu_streams`` (the runtime's GPU front end for up to 8192 streams at
@@ -67,8 +68,9 @@ def run_step(name: str, command: list[str], out: Path, env: dict[str, str]) -> d
         rc, text = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired as exc:
         rc = 124
-        text = f"{exc.stdout or ''}{exc.stderr or ''}\n[timed out after {LIMITS[name]} s]"
-        text = text if isinstance(text, str) else text.decode(errors="replace")
+        parts = [b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+                 for b in (exc.stdout, exc.stderr)]  # bytes even with text=True
+        text = "".join(parts) + f"\n[timed out after {LIMITS[name]} s]"
     log.write_text(f"$ {' '.join(command)}\n{text}")
     return {"step": name, "command": command, "rc": rc,
             "seconds": round(time.monotonic() - begin, 1), "log": log.name,
@@ -104,6 +106,15 @@ def environment(python: str, env: dict[str, str]) -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(), **found}
 
 
+def git_sha() -> str | None:
+    """benchmarks.common.git_sha (``$GESTURERT_GIT_SHA (stated)`` where set: a lent machine's
+    copy of the tree carries the git metadata of the session's start)."""
+    sys.path.insert(0, str(REPO))
+    from benchmarks.common import git_sha as sha
+
+    return sha()
+
+
 def markdown(summary: dict[str, Any]) -> str:
     env = summary["environment"]
     lines = ["# make gpu-check", "",
@@ -111,7 +122,8 @@ def markdown(summary: dict[str, Any]) -> str:
              f"- Python {env.get('python')}; torch {env.get('torch')}, cupy {env.get('cupy')}, "
              f"cuda.bindings {env.get('cuda.bindings')}, onnxruntime {env.get('onnxruntime')},"
              f" tensorrt {env.get('tensorrt')}, librosa {env.get('librosa')}",
-             f"- total {summary['seconds']} s; passed: {summary['passed']}", "",
+             f"- git {summary.get('git_sha')}; total {summary['seconds']} s; "
+             f"passed: {summary['passed']}", "",
              "| step | rc | seconds | last line |", "|---|---|---|---|"]
     for step in summary["steps"]:
         last = (step["tail"] or [""])[-1].replace("|", "/")
@@ -141,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     modules = [str(p.relative_to(REPO)) for p in gpu_test_modules()]
     xml = out / "pytest_gpu.xml"
     steps.append(run_step("pytest", [
-        args.python, "-m", "pytest", "-m", "gpu or tensorrt", "-q", "-rs", "-p",
+        args.python, "-m", "pytest", "-m", "gpu or tensorrt", "-q", "-rsP", "-p",
         "no:cacheprovider", f"--junitxml={xml}", *modules], out, env))
     steps.append(run_step("gpu_preprocessing", [
         args.python, "-m", "benchmarks.gpu_preprocessing", "--quick", "--out", str(out)],
@@ -151,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         out, env))
     steps.append(run_step("gpu_runtime", [
         args.python, "-m", "benchmarks.gpu_runtime", "--out", str(out)], out, env))
-    summary: dict[str, Any] = {"environment": environment(args.python, env), "steps": steps,
+    summary: dict[str, Any] = {"environment": environment(args.python, env),
+                               "git_sha": git_sha(), "steps": steps,
                                "seconds": round(time.monotonic() - begin, 1),
                                "test_modules": modules}
     if xml.is_file():

@@ -4,6 +4,7 @@ stream count, and the sliding-window baseline (receptive field, same frames)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,14 @@ def test_machine_state_says_idle_or_loaded_from_the_load_average() -> None:
     assert machine_state((0.3, 1.0, 2.0)).startswith("idle (load average 0.30")
     assert machine_state((9.6, 9.0, 7.0)).startswith("shared and loaded (load average 9.60")
     assert "unknown" in machine_state(None)
+
+
+def test_a_stated_commit_is_recorded_as_stated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lent GPU machine's tree carries stale git metadata: the commit is stated instead."""
+    from benchmarks.common import GIT_SHA_ENV, git_sha
+
+    monkeypatch.delenv(GIT_SHA_ENV, raising=False)
+    found = git_sha()
+    assert found is not None and re.fullmatch(r"[0-9a-f]{40}(-dirty)?", found)
+    monkeypatch.setenv(GIT_SHA_ENV, "e3cdcd6")
+    assert git_sha() == "e3cdcd6 (stated)"
