@@ -26,8 +26,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -146,19 +145,6 @@ class _StageTimer:
         return {**dict(zip(names, spans, strict=True)), "wall": time.perf_counter() - self.begin}
 
 
-@contextmanager
-def exact_fp32() -> Iterator[None]:
-    """TF32 off for cuDNN convolutions and matmuls (parity with the fp32 reference)."""
-    import torch
-
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
 def run_gpu_pipeline(bundle_path: str | Path, generator_checkpoint: str | Path,
                      posesync_checkpoint: str | Path, audio: Any, *, chunk_samples: int = 320,
                      chunk_frames: int | None = None, seed: int = 0,
@@ -182,6 +168,7 @@ def run_gpu_pipeline(bundle_path: str | Path, generator_checkpoint: str | Path,
         TorchGeneratorRunner,
         TorchGeneratorStepper,
         TorchPoseSyncRunner,
+        exact_fp32,
         resolve_device,
     )
     from sdk.cuda.mfcc import CudaMfcc

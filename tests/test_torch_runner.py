@@ -9,7 +9,7 @@ by :class:`TorchGeneratorStepper` must give the ONNX Runtime backend's frames.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +154,38 @@ def test_posesync_runner_equals_onnxruntime(exported: Exported,
         audio_emb, pose_emb = torch_runner.embed(feed[MFCC_CLIPS], feed[POSE_IMAGES])
         np.testing.assert_array_equal(audio_emb, got["audio_emb"])
         np.testing.assert_array_equal(pose_emb, got["pose_emb"])
+
+
+def test_the_model_runs_with_tf32_off_unless_allowed(
+        exported: Exported, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch turns cuDNN TF32 on by default; a runner turns it off around its forward (an
+    H200 measured 1.25e-2 px off ONNX Runtime with it on, 1.2e-4 px off) and restores the
+    process-wide flags; ``allow_tf32`` leaves them as the caller set them."""
+    bundle = load_bundle(exported.bundle)
+    runner = TorchPoseSyncRunner(exported.posesync_ckpt, bundle=bundle, device="cpu")
+    seen: list[tuple[bool, bool]] = []
+    forward = runner._forward
+
+    def spy(inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return forward(inputs)
+
+    monkeypatch.setattr(runner, "_forward", spy)
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    h, w = bundle.manifest.imaging["height"], bundle.manifest.imaging["width"]
+    feed = {MFCC_CLIPS: (rng.standard_normal((2, 13, 60)) * 20).astype(np.float32),
+            POSE_IMAGES: rng.uniform(0, 1, (2, 9, h, w)).astype(np.float32)}
+    try:
+        with runner:
+            runner.infer(feed)
+            assert seen.pop() == (False, False)
+            assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+            runner.allow_tf32 = True
+            runner.infer(feed)
+            assert seen.pop() == (True, True)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def test_streaming_generator_with_the_torch_stepper_gives_the_onnxruntime_frames(
