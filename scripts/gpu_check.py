@@ -2,7 +2,8 @@
 
 For a lent GPU machine (docs/tensorrt.md, "A lent GPU"): Python 3.12 with torch, CuPy,
 cuda-bindings/NVRTC 13, ONNX Runtime (CPU), numpy, scipy, pytest; no TensorRT, librosa,
-soundfile or soxr, no network. Steps, each with its own time limit:
+soundfile or soxr (librosa, soundfile and soxr travel as wheels), no network. Steps, each
+with its own time limit:
 
 1. install the carried wheels (``.gpu_wheels/``, listed in ``scripts/gpu_wheels.txt``)
    with ``pip --target .gpu_site`` (no index, no dependencies resolved);
@@ -14,7 +15,10 @@ soundfile or soxr, no network. Steps, each with its own time limit:
    15 fps; the batched step where TensorRT is installed);
 5. ``benchmarks.gpu_runtime`` (the runtime's GPU path end to end: StreamingGenerator on
    the shipped bundle with the CUDA MFCC writing the step's device input, live streams
-   per tick, parity with the CPU path).
+   per tick, parity with the CPU path);
+6. ``benchmarks.gpu_torch_runtime`` (the runtime without TensorRT: CUDA MFCC into the
+   torch-CUDA step on the untrained default-config bundle; the step alone per batch, live
+   streams per tick, parity with ONNX Runtime on the CPU).
 
 Everything lands in one folder (``--out``, default ``benchmarks/results/gpu-check``):
 each step's log, ``pytest_gpu.xml``, the benchmarks' JSON/Markdown, and the summary
@@ -39,8 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 WHEELS = REPO / ".gpu_wheels"
 SITE = REPO / ".gpu_site"
 #: seconds per step; together under the 6 minutes a lent machine's command may take
-LIMITS = {"install": 25, "pytest": 180, "gpu_preprocessing": 75, "gpu_streams": 40,
-          "gpu_runtime": 35}
+LIMITS = {"install": 25, "pytest": 130, "gpu_preprocessing": 60, "gpu_streams": 40,
+          "gpu_runtime": 35, "gpu_torch_runtime": 70}
 TOTAL_LIMIT = 360  # seconds: what a lent machine's command may take
 GPU_MARK = re.compile(r"pytest\.mark\.(gpu|tensorrt)\b")
 
@@ -163,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         out, env))
     steps.append(run_step("gpu_runtime", [
         args.python, "-m", "benchmarks.gpu_runtime", "--out", str(out)], out, env))
+    steps.append(run_step("gpu_torch_runtime", [
+        args.python, "-m", "benchmarks.gpu_torch_runtime", "--out", str(out)], out, env))
     summary: dict[str, Any] = {"environment": environment(args.python, env),
                                "git_sha": git_sha(), "steps": steps,
                                "seconds": round(time.monotonic() - begin, 1),
