@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from statistics import median
 from typing import Any
 
@@ -22,41 +21,14 @@ from benchmarks.corpus_minutes import passage as corpus_minutes_passage
 from benchmarks.doc_sources import NO_GAIN, RESULTS, ROOT, SOURCES, load, markdown_table
 from benchmarks.front_end import RANDOM_LEVEL_RUNS, RANDOM_LEVEL_SEED_1_RUNS
 from benchmarks.front_end import passage as front_end_passage
+from benchmarks.gpu_passages import gpu_numbers, gpu_status
 from benchmarks.resampler_quality import passage as resampler_passage
 from benchmarks.voices_acceptance import split_engine_rows
 
-__all__ = ["REGIONS", "ROOT", "SOURCES", "gpu_result_dirs", "gpu_status", "load"]
+__all__ = ["REGIONS", "ROOT", "SOURCES", "gpu_status", "load"]
 
 
 # ---------------------------------------------------------------- benchmarks (bench.json)
-def gpu_result_dirs(results: Path = RESULTS) -> list[Path]:
-    """Result directories whose bench.json names at least one GPU of the machine."""
-    found = []
-    for path in sorted(results.glob("*/bench.json")):
-        machine = json.loads(path.read_text()).get("machine", {})
-        if machine.get("gpus"):
-            found.append(path.parent)
-    return found
-
-
-def gpu_status(results: Path = RESULTS) -> str:
-    """Which paths have run on a GPU: generated from the GPU results committed (if any)."""
-    dirs = gpu_result_dirs(results)
-    if dirs:
-        names = ", ".join(f"`benchmarks/results/{d.name}/`" for d in dirs)
-        return (f"GPU results are committed under {names}; paths not listed there have "
-                "still only run through the CPU emulator, NVRTC compiles and type checks.")
-    return ("**Nothing has run on a GPU yet.** No GPU results are committed (no "
-            "`benchmarks/results/<machine>/bench.json` names a GPU), and every measured "
-            "number in these docs is from a CPU. What the GPU paths have been through "
-            "instead: the CUDA preprocessing kernels (MFCC, pose images) compile with NVRTC "
-            "for every supported architecture and their logic runs in a CPU emulator "
-            "(`tests/cuda_emu`) against the numpy references; the TensorRT runner and "
-            "engine builds are type-checked against the TensorRT stubs and tested up to "
-            "the TensorRT calls; ONNX Runtime GPU has not run at all. The `gpu`/`tensorrt` "
-            "tests skip here.")
-
-
 def bench_run() -> str:
     bench = load("bench")
     machine = bench["machine"]
@@ -307,6 +279,7 @@ def _ablation(source: str) -> Callable[[], str]:
 
 REGIONS: dict[str, Callable[[], str]] = {
     "gpu_status": lambda: gpu_status(),
+    "gpu_numbers": lambda: gpu_numbers(),
     "bench_run": bench_run,
     "bench_goals": bench_goals,
     "bench_latency": bench_latency,

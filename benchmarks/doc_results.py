@@ -169,7 +169,6 @@ NOT_MEASURED: dict[str, str] = {
     "3600 s": "a tunnel timeout in the shipped HAProxy/nginx configurations (deploy/), a setting",
     "6 minutes": "the time limit make gpu-check keeps to (scripts/gpu_check.py), a goal",
     "3.12": "the Python version of the lent GPU machine's image",
-    "3 MB": "the size of the wheels scripts/gpu_wheels.txt lists (carried to a lent GPU)",
     "8192 streams": _INPUT + " (gpu_streams' largest stream count)",
     "6 dB": "the loudness of an emphasised word in the voiced corpus's SSML (a setting)",
     "20 dB": _TOL + " (vowels louder than pauses: the voiced corpus's timing check)",

@@ -4,8 +4,8 @@ StreamingGenerator on the shipped bundle with its CUDA front end: the streams' a
 the GPU, the CUDA MFCC writes the feature frames into the step's device input. The step is
 TensorRT where it is installed with an engine for the GPU, else ONNX Runtime on the CPU
 reading that device input back (:class:`benchmarks.gpu_runtime.DeviceBufferStepper`): the
-lent image has no TensorRT. Reference: the CPU path on the same audio. Has not run yet:
-no GPU was lent to the session that wrote it.
+lent image has no TensorRT. Reference: the CPU path on the same audio. Ran on an H200
+(benchmarks/results/nvidia-h200/gpu-check/); the TensorRT step has not run on a GPU.
 """
 
 from __future__ import annotations

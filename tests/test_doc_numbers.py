@@ -118,6 +118,49 @@ def test_what_ran_on_a_gpu_follows_the_committed_results(tmp_path: Path) -> None
     assert "`benchmarks/results/h200/`" in status and "Nothing has run" not in status
 
 
+def _gpu_check(folder: Path, gpu: str, cases: str) -> None:
+    folder.mkdir(parents=True)
+    env = {"gpu": gpu, "driver": 13000, "nvrtc": [13, 0], "torch": "t", "onnxruntime": "o",
+           "tensorrt": "absent (ModuleNotFoundError)"}
+    (folder / "gpu_check.json").write_text(json.dumps({
+        "environment": env, "git_sha": "abc (stated)",
+        "pytest": {"tests": 3, "failures": 1, "errors": 0, "skipped": 1}}))
+    (folder / "pytest_gpu.xml").write_text(f"<testsuites><testsuite>{cases}</testsuite>"
+                                           "</testsuites>")
+
+
+def test_a_gpu_check_folder_counts_only_when_it_ran_on_a_gpu(tmp_path: Path) -> None:
+    from benchmarks import gpu_passages
+
+    cases = ('<testcase classname="tests.test_cuda_gpu" name="a"/>'
+             '<testcase classname="tests.test_cuda_gpu" name="b"><failure/></testcase>'
+             '<testcase classname="tests.test_runners" name="c"><skipped/></testcase>')
+    _gpu_check(tmp_path / "cpu" / "gpu-check", "none (no CUDA driver)", cases)
+    assert gpu_passages.gpu_status(tmp_path).startswith("**Nothing has run on a GPU yet.**")
+    _gpu_check(tmp_path / "h200" / "gpu-check", "NVIDIA H200", cases)
+    status = gpu_passages.gpu_status(tmp_path)
+    assert "Nothing has run" not in status and "`benchmarks/results/h200/gpu-check/`" in status
+    assert "1 of 3 gpu/tensorrt tests passed, 1 failed, 1 skipped" in status
+    assert "(`test_cuda_gpu.py`, 1 passed)" in status and "`test_runners.py`" in status
+    assert "**Not run on a GPU:** TensorRT" in status
+
+
+def test_the_gpu_numbers_are_the_committed_gpu_check_s(tmp_path: Path) -> None:
+    from benchmarks import gpu_passages
+
+    [folder] = gpu_passages.gpu_check_dirs()
+    table = gpu_passages.gpu_numbers()
+    torch_rt = json.loads((folder / "gpu_torch_runtime.json").read_text())
+    largest = torch_rt["step"][-1]
+    assert (f"| torch-CUDA generator step alone, {largest['batch']} stream(s), one frame | "
+            f"{largest['step_p50_ms']:.3g} ms |") in table
+    assert f"| {torch_rt['max_streams_in_budget']} streams |" in table
+    streams = json.loads((folder / "gpu_streams.json").read_text())
+    assert f"| {streams['max_streams_front_end']} streams |" in table
+    assert "TF32 off" in table  # the pytest log's printed line was found
+    assert gpu_passages.gpu_numbers(tmp_path) == "No `make gpu-check` results are committed."
+
+
 def test_a_metric_at_its_chance_level_reads_not_informative_in_the_readme() -> None:
     table = doc_passages.eval_acceptance()
     evaluation = doc_passages.load("evaluation")
