@@ -14,6 +14,8 @@ trained model's), fp32 with TF32 off (the runner's default). Three measurements:
 * ``ticks``: :func:`benchmarks.gpu_runtime.bench_streams`, N live streams through
   ``StreamingGenerator`` (host ``accept_waveform`` per stream, device front end, step, poses
   to the host), wall time per tick against 1/fps;
+* ``batch_ticks``: N lockstep streams in one :class:`sdk.stream_batch.StreamBatch` (what a
+  server's tick or a batch job uses: one call per tick for all streams);
 * ``parity``: stream 0's frames against ONNX Runtime on the CPU (same bundle, same audio).
 
     python -m benchmarks.gpu_torch_runtime --out DIR   # gpu_torch_runtime.json / .md
@@ -38,6 +40,7 @@ from sdk.runners.base import FEATURES, NOISE
 
 STEP_BATCHES = (1, 64, 256, 1024, 4096)
 TICK_STREAMS = (1, 64, 256, 1024)
+BATCH_STREAMS = (64, 1024, 4096)
 STEP_REPEATS = 20
 
 
@@ -78,9 +81,37 @@ def step_times(stepper: Any, batch: int, repeats: int = STEP_REPEATS) -> dict[st
             "per_stream_us": p50 * 1e3 / batch}
 
 
+def batch_ticks(gen: Any, streams: int, audio: np.ndarray, rate: int, ticks: int = TICKS
+                ) -> dict[str, Any]:
+    """``ticks`` ticks of ``streams`` lockstep streams in one :class:`sdk.stream_batch.
+    StreamBatch` (one (N, chunk) block per tick: one resample, one upload, the CUDA MFCC
+    and one step call for all); wall seconds per tick, as :func:`bench_streams` reports."""
+    import time
+
+    from sdk.stream_batch import StreamBatch
+
+    chunk = -(-rate // gen.fps)
+    blocks = [np.repeat(audio[None, t * chunk:(t + 1) * chunk], streams, axis=0)
+              for t in range(ticks)]
+    times, frames = [], 0
+    with StreamBatch(gen, seeds=range(streams), sample_rate=rate) as batch:
+        for block in blocks:
+            begin = time.perf_counter()
+            out = batch.accept(block)
+            times.append(time.perf_counter() - begin)
+            frames += out.keypoints.shape[1]
+    wall = np.array(times[3:] or times)  # the first ticks fill the lookahead
+    budget = 1.0 / gen.fps
+    return {"streams": streams, "chunk_samples": chunk, "frames_per_stream": frames,
+            "tick_p50_ms": float(np.median(wall) * 1e3),
+            "tick_p90_ms": float(np.percentile(wall, 90) * 1e3), "budget_ms": budget * 1e3,
+            "fits_budget": bool(np.median(wall) <= budget)}
+
+
 def run(bundle_dir: Path, step_batches: Sequence[int] = STEP_BATCHES,
         tick_streams: Sequence[int] = TICK_STREAMS, device: str = "cuda:0",
-        kernel_runner: Any = None, ticks: int = TICKS) -> dict[str, Any]:
+        kernel_runner: Any = None, ticks: int = TICKS,
+        batch_streams: Sequence[int] = BATCH_STREAMS) -> dict[str, Any]:
     """Everything above on ``device``; ``kernel_runner`` None: a CudaRunner on torch's
     stream (the tests pass the CPU emulator with device="cpu")."""
     import torch
@@ -102,13 +133,14 @@ def run(bundle_dir: Path, step_batches: Sequence[int] = STEP_BATCHES,
         stepper.close()
     runner = TorchGeneratorRunner(model=model, bundle=bundle, device=device)
     with StreamingGenerator(bundle, backend=TorchDeviceStepper(
-            runner, kernel_runner, max_batch=max(tick_streams))) as gen:
+            runner, kernel_runner, max_batch=max(*tick_streams, *batch_streams))) as gen:
         fps = int(gen.fps)
         rate = gen.manifest.features.sample_rate
         sample = Path(__file__).resolve().parents[1] / "sdk/data/samples/speech_en.flac"
         audio = load_audio(sample, rate)[: 2 * rate].astype(np.float32)
         check = parity(gen, bundle, audio, rate)
         rows = [bench_streams(gen, n, audio, rate, ticks) for n in tick_streams]
+        batched = [batch_ticks(gen, n, audio, rate, ticks) for n in batch_streams]
         backend = gen.backend_name
     budget_ms = 1e3 / fps
     where = torch.device(device)
@@ -116,7 +148,9 @@ def run(bundle_dir: Path, step_batches: Sequence[int] = STEP_BATCHES,
             "gpu": torch.cuda.get_device_name(where) if where.type == "cuda" else "none (CPU)",
             "torch": torch.__version__, "tf32": runner.allow_tf32,
             "load_average": list(os.getloadavg()), "parity": check, "step": steps,
-            "ticks": rows,
+            "ticks": rows, "batch_ticks": batched,
+            "max_batch_streams_in_budget": max((t["streams"] for t in batched
+                                                if t["fits_budget"]), default=0),
             "max_step_batch_in_budget": max((s["batch"] for s in steps
                                              if s["step_p50_ms"] <= budget_ms), default=0),
             "max_streams_in_budget": max((t["streams"] for t in rows if t["fits_budget"]),
@@ -146,7 +180,14 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {t['streams']} | {t['tick_p50_ms']:.2f} | {t['tick_p90_ms']:.2f} | "
                      f"{t['budget_ms']:.1f} | {'yes' if t['fits_budget'] else 'no'} |")
     lines += ["", f"Largest measured stream count within the budget: "
-              f"{result['max_streams_in_budget']} (median tick)."]
+              f"{result['max_streams_in_budget']} (median tick).", "",
+              "## Lockstep streams in one StreamBatch (wall time per tick)", "",
+              "| streams | tick p50 ms | tick p90 ms | budget ms | fits |", "|---|---|---|---|---|"]
+    for t in result["batch_ticks"]:
+        lines.append(f"| {t['streams']} | {t['tick_p50_ms']:.2f} | {t['tick_p90_ms']:.2f} | "
+                     f"{t['budget_ms']:.1f} | {'yes' if t['fits_budget'] else 'no'} |")
+    lines += ["", f"Largest measured StreamBatch within the budget: "
+              f"{result['max_batch_streams_in_budget']} streams (median tick)."]
     return "\n".join(lines) + "\n"
 
 

@@ -44,9 +44,12 @@ from sdk.stream import StreamError
 from sdk.streaming import StreamingGenerator
 
 STEP_BATCH = 64
-"""Most streams per model call: the one-frame step's time per stream-frame is lowest near 64
-(its (B, S) state, 22 KB a stream, still fits the core's caches; at 512 streams it took
-1.7x longer per frame on the 2-core EPYC, benchmarks/results/step_gemm/)."""
+"""Most streams per model call on the CPU: the one-frame step's time per stream-frame is
+lowest near 64 (its (B, S) state, 22 KB a stream, still fits the core's caches; at 512
+streams it took 1.7x longer per frame on the 2-core EPYC, benchmarks/results/step_gemm/).
+With the device front end (a GPU step) a call takes as many streams as the step holds
+(``max_batch``): on an H200 the torch-CUDA step took about as long for 4096 streams as for
+64 (benchmarks/results/nvidia-h200/gpu-check/gpu_torch_runtime.md)."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,11 @@ class StreamBatch:
         steps = pending.shape[1] // chunk
         keypoints, saliency = [], []
         norm = gen.manifest.normalization
-        size = min(gen.max_batch or STEP_BATCH, STEP_BATCH)
+        # the CPU step is fastest per stream-frame near STEP_BATCH; a device step (CUDA MFCC
+        # into a GPU model) costs about the same for 1 stream as for thousands: one call
+        # for as many streams as it holds
+        size = min(gen.max_batch or STEP_BATCH, STEP_BATCH) if self._device is None \
+            else gen.max_batch or self.num_streams
         with gen._lock:
             gen._check_open()
             for s in range(steps):

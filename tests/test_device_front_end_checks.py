@@ -179,6 +179,22 @@ def test_stream_batch_on_the_device_path_equals_the_cpu_path(
                                       time=want.time, index=index), want, f"stream {i}")
 
 
+def test_stream_batch_gives_a_device_step_as_many_streams_as_it_holds(
+        gpu: StreamingGenerator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """STEP_BATCH is the CPU step's best batch; a device step (launch-bound on a GPU) takes
+    all it holds per call: with STEP_BATCH 16 and the engine's profile of 32, 40 streams
+    step as 32 + 8, not 16 + 16 + 8."""
+    import sdk.stream_batch as stream_batch
+
+    monkeypatch.setattr(stream_batch, "STEP_BATCH", 16)
+    assert gpu.max_batch == 32
+    audio = np.random.default_rng(1).uniform(-0.3, 0.3, (40, 16000)).astype(np.float32)
+    with stream_batch.StreamBatch(gpu, seeds=range(40), sample_rate=16000) as batch:
+        batch.accept(audio)
+    spy = gpu.spy  # type: ignore[attr-defined]
+    assert spy.steps and [s.shape[0] for s in spy.steps[:2]] == [32, 8]
+
+
 def test_the_torch_stepper_reads_the_cuda_mfcc_features_on_the_device(
         library: Path, tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path, speech_16k: np.ndarray) -> None:

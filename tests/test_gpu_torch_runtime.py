@@ -24,6 +24,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("gpu_torch_runtime")
     library = build_emulator(nvrtc.feature_defines(DEFAULT_FEATURES), tmp)
     return gpu_torch_runtime.run(tmp / "bundle", step_batches=(1, 4), tick_streams=(1, 3),
+                                 batch_streams=(2, 5),
                                  device="cpu", kernel_runner=EmulatedRunner(library), ticks=5)
 
 
@@ -35,10 +36,14 @@ def test_the_emulated_run_gives_the_cpu_frames_and_a_report(result: dict[str, An
     assert [s["batch"] for s in result["step"]] == [1, 4]
     assert all(s["step_p50_ms"] > 0 for s in result["step"])
     assert [t["streams"] for t in result["ticks"]] == [1, 3]
+    assert [t["streams"] for t in result["batch_ticks"]] == [2, 5]
+    # every stream got frames (5 ticks of 1/15 s, less the lookahead)
+    assert all(t["frames_per_stream"] > 0 for t in result["batch_ticks"])
     assert result["step_backend"] == "torch-cpu" and result["tf32"] is False
     assert "untrained" in result["bundle"]
     text = gpu_torch_runtime.markdown(result)
     assert "| 4 |" in text and "max keypoint difference" in text and "TF32 off" in text
+    assert "| 5 |" in text and "StreamBatch" in text
     json.dumps(result)  # the report is plain JSON
 
 
