@@ -164,6 +164,11 @@ def gpu_numbers(results: Path = RESULTS) -> str:
                      f"{result['max_streams_in_budget']} streams",
                      f"{tick['tick_p50_ms']:.1f} ms p50; parity {result['parity']['frames']} "
                      f"frames, max {result['parity']['max_keypoint_px']:.2g} px"])
+    for tick in torch_rt.get("batch_ticks", []):
+        rows.append([f"runtime without TensorRT, torch-CUDA step: {tick['streams']} lockstep "
+                     f"streams in one StreamBatch, per 15 fps tick",
+                     f"{tick['tick_p50_ms']:.1f} ms p50",
+                     f"of {tick['budget_ms']:.1f} ms: {'fits' if tick['fits_budget'] else 'over'}"])
     for step in torch_rt["step"]:
         rows.append([f"torch-CUDA generator step alone, {step['batch']} stream(s), one frame",
                      _ms(step["step_p50_ms"]), f"{step['per_stream_us']:.2f} us per stream"])
