@@ -319,6 +319,11 @@ class TorchGeneratorStepper(GeneratorStepper):
     def device(self) -> torch.device:
         return self._torch_runner.device
 
+    @property
+    def launch_bound(self) -> bool:
+        """On a CUDA device (GeneratorStepper.launch_bound)."""
+        return self.device.type == "cuda"
+
     def allocate_slot(self) -> int:
         slot = self._slots.allocate()
         if slot >= self._table.shape[0]:

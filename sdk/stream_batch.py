@@ -14,7 +14,7 @@ clips) -- a :class:`StreamBatch` does each part once for all of them::
     batch.close()                    # frees the N state slots (also: with StreamBatch(...) as b)
 
 Per call: one multichannel resample, one batched MFCC (:mod:`sdk.batched_features`), and
-per step one noise draw for all seeds, one model call per ``STEP_BATCH`` streams, one
+per step one noise draw for all seeds, one model call per ``streams_per_call`` streams, one
 pixel conversion. The frames are those of :meth:`StreamingGenerator.generate` on each
 stream's audio (same accounting, same noise, same model; tested).
 
@@ -47,9 +47,16 @@ STEP_BATCH = 64
 """Most streams per model call on the CPU: the one-frame step's time per stream-frame is
 lowest near 64 (its (B, S) state, 22 KB a stream, still fits the core's caches; at 512
 streams it took 1.7x longer per frame on the 2-core EPYC, benchmarks/results/step_gemm/).
-With the device front end (a GPU step) a call takes as many streams as the step holds
-(``max_batch``): on an H200 the torch-CUDA step took about as long for 4096 streams as for
-64 (benchmarks/results/nvidia-h200/gpu-check/gpu_torch_runtime.md)."""
+A GPU step takes as many streams per call as it holds (:func:`streams_per_call`)."""
+
+
+def streams_per_call(generator: StreamingGenerator) -> int | None:
+    """Streams per model call for a batching caller (StreamBatch, the server's
+    BatchedStreams): a CPU step's best batch (:data:`STEP_BATCH`, or ``max_batch`` if
+    lower); a GPU step (``launch_bound``) as many as it holds (``max_batch``; None: all)."""
+    if generator._stepper.launch_bound:
+        return generator.max_batch
+    return min(generator.max_batch or STEP_BATCH, STEP_BATCH)
 
 
 @dataclass(frozen=True)
@@ -154,11 +161,7 @@ class StreamBatch:
         steps = pending.shape[1] // chunk
         keypoints, saliency = [], []
         norm = gen.manifest.normalization
-        # the CPU step is fastest per stream-frame near STEP_BATCH; a device step (CUDA MFCC
-        # into a GPU model) costs about the same for 1 stream as for thousands: one call
-        # for as many streams as it holds
-        size = min(gen.max_batch or STEP_BATCH, STEP_BATCH) if self._device is None \
-            else gen.max_batch or self.num_streams
+        size = streams_per_call(gen) or self.num_streams
         with gen._lock:
             gen._check_open()
             for s in range(steps):

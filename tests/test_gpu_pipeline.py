@@ -128,7 +128,7 @@ def test_the_torch_device_stepper_on_the_gpu_gives_the_cpu_frames(
                                   device="cuda")
     assert torch.backends.cudnn.allow_tf32  # torch's default, which the runner overrides
     with StreamingGenerator(exported.bundle, backend=TorchDeviceStepper(runner)) as gpu:
-        assert gpu.device_front_end is not None
+        assert gpu.device_front_end is not None and gpu._stepper.launch_bound
         got = gpu.generate(audio, 16000, seed=2, chunk_samples=itertools.cycle(chunks))
         runner.allow_tf32 = True
         tf32 = gpu.generate(audio, 16000, seed=2, chunk_samples=itertools.cycle(chunks))

@@ -183,3 +183,32 @@ def test_samples_for_next_step_is_exactly_when_a_stream_can_step(
         assert stream.fed >= steps + generator.chunk_frames
     assert len(batch.pop_frames(stream)) == stream.fed - generator.lookahead_frames > 0
     assert batch.samples_for_next_step(batch.open(0, 44100)) is None
+
+
+@pytest.mark.parametrize(("launch_bound", "calls"), [(False, [64, 36]), (True, [100])],
+                         ids=["cpu-step", "gpu-step"])
+def test_a_gpu_step_gets_every_ready_stream_in_one_call(
+        generator: StreamingGenerator, monkeypatch: pytest.MonkeyPatch,
+        launch_bound: bool, calls: list[int]) -> None:
+    """The server's batching follows the step: a CPU step gets STEP_BATCH (64) streams per
+    call, a GPU step (``launch_bound``: about as costly for 1 stream as for thousands)
+    every ready stream at once."""
+    stepper = generator._stepper
+    monkeypatch.setattr(type(stepper), "launch_bound", property(lambda self: launch_bound))
+    sizes: list[int] = []
+    step = stepper.step
+
+    def spy(features: np.ndarray, *rest: object) -> object:
+        sizes.append(len(features))
+        return step(features, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stepper, "step", spy)
+    batch = BatchedStreams(generator)
+    streams = [batch.open(seed, 16000) for seed in range(100)]
+    speech = _speech(16000, 0.5)
+    for stream in streams:
+        batch.feed(stream, speech)
+    batch.advance()
+    assert sizes[:len(calls)] == calls and set(sizes) == set(calls)
+    for stream in streams:
+        batch.close(stream)

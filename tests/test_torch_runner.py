@@ -222,6 +222,7 @@ def test_streaming_generator_with_the_torch_stepper_gives_the_onnxruntime_frames
 def test_stepper_keeps_state_per_slot_and_resets_it(exported: Exported) -> None:
     stepper = TorchGeneratorStepper(TorchGeneratorRunner(exported.generator_ckpt, device="cpu"))
     try:
+        assert not stepper.launch_bound  # a CPU step: batching callers keep to STEP_BATCH
         a, b = stepper.allocate_slot(), stepper.allocate_slot()
         features = np.ones((1, 2, DEFAULT_FEATURES.feature_dim), np.float32)
         noise = np.zeros((1, 2, TINY_GENERATOR.noise_dim), np.float32)

@@ -13,7 +13,8 @@ does the arithmetic once for all of them:
   (F, n_fft) gather, then :class:`~sdk.batched_features.FrameMfcc` (one float32 rFFT,
   grouped mel products, one DCT product: StreamBatch's arithmetic);
 * feature stacking: one gather of ``mfcc_context`` MFCC rows per new feature frame;
-* the step: per ``STEP_BATCH`` ready streams one feature stack, one noise draw
+* the step: per :func:`~sdk.stream_batch.streams_per_call` ready streams (the CPU
+  step's best batch; all a GPU step holds) one feature stack, one noise draw
   (:func:`~sdk.noise.frame_noise_at`), one model call, one pixel conversion.
 
 The frame accounting is :class:`~sdk.stream.Stream`'s (see :mod:`sdk.streaming`): the
@@ -43,7 +44,7 @@ from sdk.frames import PoseFrames
 from sdk.noise import frame_noise_at
 from sdk.ragged_decimator import DecimatorInput, RaggedDecimator
 from sdk.stream import StreamError
-from sdk.stream_batch import STEP_BATCH
+from sdk.stream_batch import streams_per_call
 from sdk.streaming import StreamingGenerator
 
 
@@ -116,7 +117,7 @@ class BatchedStreams:
         self._norm = manifest.normalization
         self._frame_mfcc = FrameMfcc(c, generator._matrices)
         self._context_offsets = np.arange(c.mfcc_context)
-        self._batch = min(generator.max_batch or STEP_BATCH, STEP_BATCH)
+        self._batch = streams_per_call(generator)  # None: every ready stream in one call
         self.streams: dict[BatchedStream, None] = {}  # open streams, in order of opening
         self._decimators: dict[int, RaggedDecimator] = {}  # by factor
         self._undecimated: dict[BatchedStream, None] = {}  # fed since the last advance
@@ -367,8 +368,9 @@ class BatchedStreams:
         batches = []
         while ready:
             batches.append(len(ready))
-            for first in range(0, len(ready), self._batch):
-                self._step(ready[first:first + self._batch])
+            size = self._batch or len(ready)
+            for first in range(0, len(ready), size):
+                self._step(ready[first:first + size])
             ready = [s for s in ready if len(s.queue) >= chunk]
         return batches
 

@@ -64,6 +64,11 @@ class HostStateStepper(GeneratorStepper):
             )
         self.styled = STYLE in meta
 
+    @property
+    def launch_bound(self) -> bool:
+        """ONNX Runtime's CUDA provider steps on a GPU (GeneratorStepper.launch_bound)."""
+        return self.backend == "onnxruntime-gpu"
+
     def allocate_slot(self) -> int:
         slot = self._slots.allocate()  # never resident: released slots were written back
         if slot >= self._table.shape[0]:

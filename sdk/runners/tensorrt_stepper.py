@@ -59,6 +59,7 @@ class TensorRTStepper(GeneratorStepper):
     """
 
     backend = "tensorrt"
+    launch_bound = True  # a GPU step (GeneratorStepper.launch_bound)
     runner: TensorRTRunner
 
     def __init__(self, runner: TensorRTRunner, state_size: int,
