@@ -76,6 +76,7 @@ def test_every_gpu_test_module_type_checks() -> None:
     modules = [str(p.relative_to(tests)) for p in gpu_check.gpu_test_modules()]
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(REPO / "pyproject.toml"),
+         "--cache-dir", str(REPO / ".mypy_cache"),  # make typecheck's: sdk etc. are cached
          *modules], cwd=tests, capture_output=True, text=True, timeout=600,
         env={**os.environ, "MYPYPATH": os.pathsep.join([str(stubs), str(tests)])})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

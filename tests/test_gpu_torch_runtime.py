@@ -20,8 +20,14 @@ from sdk.features import DEFAULT_FEATURES
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("gpu_torch_runtime")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for the module: the benchmark bundle in it is exported once (~17 s)."""
+    return tmp_path_factory.mktemp("gpu_torch_runtime")
+
+
+@pytest.fixture(scope="module")
+def result(workdir: Path) -> dict[str, Any]:
+    tmp = workdir
     library = build_emulator(nvrtc.feature_defines(DEFAULT_FEATURES), tmp)
     return gpu_torch_runtime.run(tmp / "bundle", step_batches=(1, 4), tick_streams=(1, 3),
                                  batch_streams=(2, 5),
@@ -47,7 +53,7 @@ def test_the_emulated_run_gives_the_cpu_frames_and_a_report(result: dict[str, An
     json.dumps(result)  # the report is plain JSON
 
 
-def test_parity_catches_a_step_that_is_not_the_bundle_s_model(tmp_path: Path) -> None:
+def test_parity_catches_a_step_that_is_not_the_bundle_s_model(workdir: Path) -> None:
     """The parity measure can fail: the torch step on other weights (seed 1) than the
     exported ones (seed 0) is far from ONNX Runtime's frames."""
     from benchmarks.bundle import default_generator, make_benchmark_bundle
@@ -56,7 +62,7 @@ def test_parity_catches_a_step_that_is_not_the_bundle_s_model(tmp_path: Path) ->
     from sdk.audio import load_audio
     from sdk.streaming import StreamingGenerator
 
-    bundle = make_benchmark_bundle(tmp_path / "bundle")
+    bundle = make_benchmark_bundle(workdir / "bundle")  # the one run() exported, if it ran
     other = TorchGeneratorRunner(model=default_generator(seed=1), bundle=bundle, device="cpu")
     audio = load_audio(Path(gpu_torch_runtime.__file__).resolve().parents[1]
                        / "sdk/data/samples/speech_en.flac", 16000)[:16000].astype(np.float32)

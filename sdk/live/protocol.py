@@ -96,6 +96,19 @@ def error_message(code: str, message: str) -> str:
     return json.dumps({"type": "error", "code": code, "message": message})
 
 
+def refusal_for(status: str, max_streams: int) -> tuple[str, str] | None:
+    """The error (code, message) a new connection gets from a server whose
+    ``LiveServer.status()`` is ``status``; None when it is "ready"."""
+    if status == "draining":
+        return "shutting_down", "the server is draining; connect to another server"
+    if status == "full":
+        return "server_full", f"server at capacity ({max_streams} streams); " \
+            "try again later or another server"
+    if status == "overloaded":
+        return "server_full", "server overloaded (model steps fall behind); try again later"
+    return None
+
+
 @dataclass(frozen=True)
 class StartRequest:
     """A validated start message."""

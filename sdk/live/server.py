@@ -65,6 +65,7 @@ from sdk.live.protocol import (
     parse_json_message,
     parse_start,
     ready_fields,
+    refusal_for,
 )
 from sdk.live.session import (
     LATENCY_WINDOW,
@@ -171,22 +172,11 @@ class LiveServer:
         return server_stats(self)
 
     # ---- connections ----
-    def _refusal(self) -> tuple[str, str] | None:
-        status = self.status()
-        if status == "draining":
-            return "shutting_down", "the server is draining; connect to another server"
-        if status == "full":
-            return "server_full", f"server at capacity ({self.config.max_streams} streams); " \
-                "try again later or another server"
-        if status == "overloaded":
-            return "server_full", "server overloaded (model steps fall behind); try again later"
-        return None
-
     async def _handle(self, connection: ServerConnection) -> None:
         ws = cast(AudioConnection, connection)  # serve(create_connection=AudioConnection)
         self.counters["connections"] += 1
         cfg_close = self.config.close_timeout_seconds
-        refusal = self._refusal()
+        refusal = refusal_for(self.status(), self.config.max_streams)
         if refusal is not None:
             self.counters[f"refused_{refusal[0]}"] += 1
             try:
