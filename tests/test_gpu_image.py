@@ -69,7 +69,9 @@ def test_carried_wheels_are_pinned_and_cover_what_the_image_lacks() -> None:
 def test_every_gpu_test_module_type_checks() -> None:
     """CI cannot run the gpu/tensorrt tests, so a signature they rely on can drift unseen
     (a lent GPU found a test's stand-in for the step missing the ``styles`` argument added
-    months before). mypy checks them here as it checks sdk/export/train/benchmarks."""
+    months before). mypy checks them here as it checks sdk/export/train/benchmarks (the
+    repository on MYPYPATH: without it sdk and benchmarks were unresolved, every type Any,
+    and the check could not fail on them)."""
     stubs = REPO / ".stubs"
     assert stubs.is_dir(), "make setup writes the patched TensorRT stubs to .stubs/"
     tests = REPO / "tests"
@@ -78,5 +80,5 @@ def test_every_gpu_test_module_type_checks() -> None:
         [sys.executable, "-m", "mypy", "--config-file", str(REPO / "pyproject.toml"),
          "--cache-dir", str(REPO / ".mypy_cache"),  # make typecheck's: sdk etc. are cached
          *modules], cwd=tests, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "MYPYPATH": os.pathsep.join([str(stubs), str(tests)])})
+        env={**os.environ, "MYPYPATH": os.pathsep.join([str(stubs), str(tests), str(REPO)])})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
