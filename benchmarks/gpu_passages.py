@@ -42,11 +42,16 @@ def gpu_bench_dirs(results: Path = RESULTS) -> list[Path]:
     return found
 
 
+def _load(folder: Path, name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((folder / f"{name}.json").read_text())
+    return loaded
+
+
 def gpu_check_dirs(results: Path = RESULTS) -> list[Path]:
     """``make gpu-check`` folders that ran on a GPU (their environment names one)."""
     found = []
     for path in sorted(results.glob("*/gpu-check/gpu_check.json")):
-        gpu = str(json.loads(path.read_text())["environment"].get("gpu", "none"))
+        gpu = str(_load(path.parent, "gpu_check")["environment"].get("gpu", "none"))
         if not gpu.startswith("none"):
             found.append(path.parent)
     return found
@@ -72,7 +77,7 @@ def _relative(path: Path, results: Path = RESULTS) -> str:
 
 
 def _check_sentence(folder: Path, results: Path) -> str:
-    summary = json.loads((folder / "gpu_check.json").read_text())
+    summary = _load(folder, "gpu_check")
     env, tests = summary["environment"], summary["pytest"]
     nvrtc = ".".join(str(v) for v in env.get("nvrtc") or [])
     counts = module_counts(folder / "pytest_gpu.xml")
@@ -109,8 +114,8 @@ def gpu_status(results: Path = RESULTS) -> str:
     if benches:
         parts.append("`gesturert bench` GPU results: "
                      + ", ".join(f"`benchmarks/results/{d.name}/`" for d in benches) + ".")
-    tensorrt_ran = any(not str(json.loads((f / "gpu_check.json").read_text())["environment"]
-                               .get("tensorrt", "absent")).startswith("absent") for f in checks)
+    tensorrt_ran = any(not str(_load(f, "gpu_check")["environment"].get("tensorrt", "absent"))
+                       .startswith("absent") for f in checks)
     if not tensorrt_ran:
         parts.append("**Not run on a GPU:** TensorRT (engine builds, the TensorRT runner and "
                      "step, trtexec) and ONNX Runtime's GPU providers; those paths are "
@@ -118,11 +123,6 @@ def gpu_status(results: Path = RESULTS) -> str:
                      "calls with the CPU emulator. Numbers that do not name a GPU are from "
                      "a CPU.")
     return " ".join(parts)
-
-
-def _load(folder: Path, name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((folder / f"{name}.json").read_text())
-    return loaded
 
 
 def _ms(value: float) -> str:
@@ -135,7 +135,7 @@ def gpu_numbers(results: Path = RESULTS) -> str:
     if not checks:
         return "No `make gpu-check` results are committed."
     folder = checks[-1]
-    gpu = json.loads((folder / "gpu_check.json").read_text())["environment"]["gpu"]
+    gpu = _load(folder, "gpu_check")["environment"]["gpu"]
     pre, streams = _load(folder, "gpu_preprocessing"), _load(folder, "gpu_streams")
     runtime, torch_rt = _load(folder, "gpu_runtime"), _load(folder, "gpu_torch_runtime")
     rows = []

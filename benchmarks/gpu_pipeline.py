@@ -168,7 +168,6 @@ def run_gpu_pipeline(bundle_path: str | Path, generator_checkpoint: str | Path,
         TorchGeneratorRunner,
         TorchGeneratorStepper,
         TorchPoseSyncRunner,
-        exact_fp32,
         resolve_device,
     )
     from sdk.cuda.mfcc import CudaMfcc
@@ -200,7 +199,6 @@ def run_gpu_pipeline(bundle_path: str | Path, generator_checkpoint: str | Path,
         kernels = kernel_runner
         if dev.type == "cuda":
             stack.enter_context(torch.cuda.device(dev))
-            stack.enter_context(exact_fp32())
             if kernels is None:
                 from sdk.cuda.launch import CudaRunner
 

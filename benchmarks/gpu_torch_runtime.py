@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.bundle import UNTRAINED_NOTE
-from benchmarks.gpu_runtime import TICKS
+from benchmarks.gpu_runtime import TICKS, tick_summary
 from sdk.runners.base import FEATURES, NOISE
 
 STEP_BATCHES = (1, 64, 256, 1024, 4096)
@@ -100,12 +100,7 @@ def batch_ticks(gen: Any, streams: int, audio: np.ndarray, rate: int, ticks: int
             out = batch.accept(block)
             times.append(time.perf_counter() - begin)
             frames += out.keypoints.shape[1]
-    wall = np.array(times[3:] or times)  # the first ticks fill the lookahead
-    budget = 1.0 / gen.fps
-    return {"streams": streams, "chunk_samples": chunk, "frames_per_stream": frames,
-            "tick_p50_ms": float(np.median(wall) * 1e3),
-            "tick_p90_ms": float(np.percentile(wall, 90) * 1e3), "budget_ms": budget * 1e3,
-            "fits_budget": bool(np.median(wall) <= budget)}
+    return {**tick_summary(streams, chunk, times, gen.fps), "frames_per_stream": frames}
 
 
 def run(bundle_dir: Path, step_batches: Sequence[int] = STEP_BATCHES,
@@ -157,6 +152,13 @@ def run(bundle_dir: Path, step_batches: Sequence[int] = STEP_BATCHES,
                                          default=0)}
 
 
+def _tick_table(ticks: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows of :func:`benchmarks.gpu_runtime.tick_summary` results."""
+    return ["| streams | tick p50 ms | tick p90 ms | budget ms | fits |", "|---|---|---|---|---|",
+            *(f"| {t['streams']} | {t['tick_p50_ms']:.2f} | {t['tick_p90_ms']:.2f} | "
+              f"{t['budget_ms']:.1f} | {'yes' if t['fits_budget'] else 'no'} |" for t in ticks)]
+
+
 def markdown(result: dict[str, Any]) -> str:
     check = result["parity"]
     lines = [f"# The runtime on {result['gpu']} without TensorRT ({result['fps']} fps)", "",
@@ -175,18 +177,12 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", f"Largest measured batch whose step fits 1/fps: "
               f"{result['max_step_batch_in_budget']}.", "",
               "## Live streams through StreamingGenerator (wall time per tick)", "",
-              "| streams | tick p50 ms | tick p90 ms | budget ms | fits |", "|---|---|---|---|---|"]
-    for t in result["ticks"]:
-        lines.append(f"| {t['streams']} | {t['tick_p50_ms']:.2f} | {t['tick_p90_ms']:.2f} | "
-                     f"{t['budget_ms']:.1f} | {'yes' if t['fits_budget'] else 'no'} |")
-    lines += ["", f"Largest measured stream count within the budget: "
+              *_tick_table(result["ticks"]), "",
+              f"Largest measured stream count within the budget: "
               f"{result['max_streams_in_budget']} (median tick).", "",
               "## Lockstep streams in one StreamBatch (wall time per tick)", "",
-              "| streams | tick p50 ms | tick p90 ms | budget ms | fits |", "|---|---|---|---|---|"]
-    for t in result["batch_ticks"]:
-        lines.append(f"| {t['streams']} | {t['tick_p50_ms']:.2f} | {t['tick_p90_ms']:.2f} | "
-                     f"{t['budget_ms']:.1f} | {'yes' if t['fits_budget'] else 'no'} |")
-    lines += ["", f"Largest measured StreamBatch within the budget: "
+              *_tick_table(result["batch_ticks"]), "",
+              f"Largest measured StreamBatch within the budget: "
               f"{result['max_batch_streams_in_budget']} streams (median tick)."]
     return "\n".join(lines) + "\n"
 
