@@ -61,10 +61,12 @@ clean:
 # page's browser test (headless, fake microphone), haproxy and nginx-light for the fleet
 # tests (the shipped balancer configurations on loopback), espeak-ng and flite for the
 # voiced corpus (`gesturert data synth --voices`), festival and two of its voices for the
-# engine no model heard (benchmarks.voices_acceptance). `make voices` installs only these.
+# engine no model heard (benchmarks.voices_acceptance), alsa-utils for its recorded speech
+# prompts, the one recording of a person speaking here (benchmarks.recorded_voice).
+# `make voices` installs only these.
 # MBROLA would need contrib + non-free in the apt sources (not enabled here) and its voices
 # are non-commercial, so it is not used.
-VOICE_DEBS := espeak-ng flite festival festvox-kdlpc16k festvox-us-slt-hts
+VOICE_DEBS := espeak-ng flite festival festvox-kdlpc16k festvox-us-slt-hts alsa-utils
 TEST_DEBS := chromium haproxy nginx-light $(VOICE_DEBS)
 define install_debs
 	@missing=""; for p in $(1); do \

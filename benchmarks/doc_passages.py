@@ -304,6 +304,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "manifest_psd": manifest_psd,
     "voices_acceptance": lambda: voices.voices_acceptance("voices_acceptance"),
     "voices_acceptance_before": lambda: voices.voices_acceptance("voices_acceptance_before"),
+    "voices_recorded": voices.recorded_voice,
     "voices_conditions": voices_conditions,
     "voices_level": voices.voices_level,
     "training_voices": voices.training_voices,

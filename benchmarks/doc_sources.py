@@ -36,6 +36,7 @@ SOURCES = {
     "cli_start": RESULTS / "2core-amd-epyc" / "cli_start.json",
     "voices_acceptance": RESULTS / "voices" / "acceptance.json",
     "voices_acceptance_before": RESULTS / "voices" / "acceptance_synthetic_voice_bundle.json",
+    "voices_recorded": RESULTS / "voices" / "recorded_voice.json",
     "voices_acceptance_quieter": RESULTS / "voices" / "acceptance_gain_-6db.json",
     "voices_acceptance_louder": RESULTS / "voices" / "acceptance_gain_+6db.json",
     "voices_no_gain_quieter": NO_GAIN / "acceptance_gain_-6db.json",

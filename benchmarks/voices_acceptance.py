@@ -98,9 +98,16 @@ def verdict(row: dict[str, Any]) -> dict[str, bool]:
 
 
 def score_sequences(generator: Any, audios: list[np.ndarray], style: str | None,
-                    training_range: PoseRange, seed: int = 0) -> dict[str, Any]:
+                    training_range: PoseRange, seed: int = 0,
+                    motion_audios: list[np.ndarray] | None = None) -> dict[str, Any]:
     """Stream each (N,) float32 audio at the bundle's rate; the row's measures (means over
-    the sequences, ``largest_excursion`` the largest; offsets listed)."""
+    the sequences, ``largest_excursion`` the largest; offsets listed).
+
+    ``motion_audios`` (a control, one per audio, each as long as its audio): generate the
+    motion from these instead and judge it against ``audios``: motion that belongs to other
+    speech, or to the same speech at another time, which the criteria must refuse."""
+    if motion_audios is not None and [len(a) for a in motion_audios] != [len(a) for a in audios]:
+        raise ValueError("motion_audios: one per audio, each as long as its audio")
     from benchmarks.voices_experiment import mouth_energy_r
     from sdk.bundle_psd import frames_psd, mean_pose_psd, posesync_embed_fn
     from sdk.mfcc import MfccMatrices
@@ -117,8 +124,9 @@ def score_sequences(generator: Any, audios: list[np.ndarray], style: str | None,
         "beyond_4sd", "outside_training_range", "largest_excursion", "seconds")}
     kwargs = {} if style is None else {"style": style}
     try:
-        for audio in audios:
-            frames = generator.generate(audio, rate, seed=seed, **kwargs)
+        for index, audio in enumerate(audios):
+            source = audio if motion_audios is None else motion_audios[index]
+            frames = generator.generate(source, rate, seed=seed, **kwargs)
             canonical = norm.pixels_to_canonical(frames.keypoints)
             z = norm.standardize(canonical)
             sweep = frames_psd(manifest, matrices, embed, audio, canonical).sweep
@@ -317,9 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"voices_acceptance: {exc}", file=sys.stderr)
         return 2
-    report = {"bundle": _shown(args.bundle), "corpus": _shown(args.corpus),
-              "training_corpus": _shown(args.training_corpus or args.corpus),
-              "sample": _shown(args.sample), "seed": args.seed,
+    report = {"bundle": shown(args.bundle), "corpus": shown(args.corpus),
+              "training_corpus": shown(args.training_corpus or args.corpus),
+              "sample": shown(args.sample), "seed": args.seed,
               "engine_never_heard": args.engine_never_heard, "gain_db": args.gain_db,
               "condition": args.condition, "rows": rows,
               **references,
@@ -336,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if report["all_passed"] else 1
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
     """``path`` relative to the repository when inside it, else its last two parts."""
     try:
         return str(path.resolve().relative_to(REPO))

@@ -48,6 +48,40 @@ def voices_acceptance(source: str) -> str:
                            "farthest past the training range (SD)", "criteria"], rows)
 
 
+def recorded_voice() -> str:
+    """The acceptance on alsa-utils' recorded prompts (:mod:`benchmarks.recorded_voice`), one
+    row per condition and level (its styles together): styles meeting every criterion, the
+    largest PSD and PSD / mean pose's, the smallest confidence and mouth r, the farthest
+    past the training range; then one row per control, what it missed."""
+    report = load("voices_recorded")
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in report["rows"]:
+        groups.setdefault((r["condition"], r["gain_db"]), []).append(r)
+    rows = []
+    for (condition, gain_db), group in groups.items():
+        missed = missed_criteria({r["style"] or "default": r for r in group})
+        rows.append([condition, f"{gain_db:+g} dB",
+                     f"{len(group) - len(missed)} of {len(group)}",
+                     f"{max(r['psd'] for r in group):.3f}",
+                     f"{max(r['psd'] / r['mean_pose_psd'] for r in group):.2f}",
+                     ", ".join(sorted({f"{o:+d}" for r in group for o in r["best_offsets"]})),
+                     f"{min(r['confidence'] for r in group):.2f}",
+                     f"{min(r['mouth_energy_r'] for r in group):.2f}",
+                     f"{max(r['largest_excursion'] for r in group):.2f}",
+                     "; ".join(missed) or "-"])
+    for name, c in report["controls"].items():
+        refused = ", ".join(k for k, ok in c["passed"].items() if not ok)
+        rows.append([f"control: {name}", "+0 dB", "caught" if c["caught"] else "NOT caught",
+                     f"{c['psd']:.3f}", f"{c['psd'] / c['mean_pose_psd']:.2f}",
+                     ", ".join(f"{o:+d}" for o in c["best_offsets"]),
+                     f"{c['confidence']:.2f}", f"{c['mouth_energy_r']:.2f}",
+                     f"{c['largest_excursion']:.2f}", refused or "-"])
+    return markdown_table(["condition", "level", "styles meeting every criterion", "largest PSD ↓",
+                           "largest PSD / mean pose's", "best offsets", "smallest confidence",
+                           "smallest mouth r", "farthest past the training range (SD)",
+                           "missed"], rows)
+
+
 def training_poses(source: str) -> str:
     """The corpus's own poses, the references of the training-range criterion."""
     report = load(source)
