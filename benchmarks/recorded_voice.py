@@ -15,9 +15,11 @@ pauses, and in another order with long pauses.
 Measured on the bundle alone (SDK, ONNX Runtime; :func:`benchmarks.voices_acceptance.
 score_sequences`): its own PoseSyncNet judges, and the training range is the one the bundle
 carries (``manifest.pose_range``), so no corpus is needed. Rows: every recording condition
-of :mod:`benchmarks.recording_conditions` x every gesture style of the bundle (the default
-alone when it has none), and the clean audio 6 dB quieter and louder (:data:`GAINS_DB`,
-default style). Each row is judged by issue 17's criteria (:func:`voices_acceptance.verdict`).
+of :mod:`benchmarks.recording_conditions` and a narrowband call (``telephone_8khz``: through
+8 kHz and back, :func:`~benchmarks.recording_conditions.telephone`) x every gesture style of
+the bundle (the default alone when it has none), and the clean audio 6 dB quieter and louder
+(:data:`GAINS_DB`, default style). Each row is judged by issue 17's criteria
+(:func:`benchmarks.voices_acceptance.verdict`).
 
 Controls (clean, default style), each of which must miss a criterion, or the measure
 could not tell sync from its absence on this voice:
@@ -43,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import load_average, machine_info, machine_state
-from benchmarks.recording_conditions import CONDITIONS, apply_condition
+from benchmarks.recording_conditions import CONDITIONS, apply_condition, telephone
 from benchmarks.voices_acceptance import score_sequences, shown
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +61,14 @@ SEQUENCES = ((tuple(range(len(PROMPTS))), 0.25), ((3, 6, 0, 7, 1, 5, 2, 4), 0.6)
 """(order of :data:`PROMPTS`, seconds of silence after each prompt) per sequence."""
 GAINS_DB = (-6.0, 6.0)
 LATE_FRAMES = 3  # the delayed-audio control's delay, pose frames
+TELEPHONE = "telephone_8khz"  # the narrowband row's condition name
+
+
+def heard_as(audio: np.ndarray, condition: str, rate: int, index: int) -> np.ndarray:
+    """float32 (N,) ``audio`` under a recording condition or :data:`TELEPHONE`."""
+    if condition == TELEPHONE:
+        return telephone(audio, rate)
+    return apply_condition(audio, condition, rate, index)
 
 
 def missing(sounds_dir: Path = SOUNDS_DIR) -> str | None:
@@ -111,12 +121,12 @@ def run(bundle_dir: Path, sounds_dir: Path = SOUNDS_DIR, seed: int = 0) -> dict[
         rate, fps = manifest.features.sample_rate, manifest.features.fps
         audios = recorded_speech(rate, sounds_dir)
         styles: tuple[str | None, ...] = generator.styles or (None,)
-        cases = [(condition, 0.0, style) for condition in sorted(CONDITIONS)
+        cases = [(condition, 0.0, style) for condition in [*sorted(CONDITIONS), TELEPHONE]
                  for style in styles] + [("clean", gain, styles[0]) for gain in GAINS_DB]
         rows = []
         for condition, gain_db, style in cases:
             scale = np.float32(10.0 ** (gain_db / 20.0))
-            heard = [np.clip(apply_condition(a, condition, rate, i) * scale, -1.0, 1.0)
+            heard = [np.clip(heard_as(a, condition, rate, i) * scale, -1.0, 1.0)
                      .astype(np.float32) for i, a in enumerate(audios)]
             row = score_sequences(generator, heard, style, manifest.pose_range, seed)
             rows.append({"condition": condition, "gain_db": gain_db, **row})

@@ -68,6 +68,22 @@ CONDITIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarra
 }
 
 
+TELEPHONE_RATE = 8000  # a narrowband call's sample rate (G.711 and most VoIP at 8 kHz)
+
+
+def telephone(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """float32 (N,) ``audio`` as a narrowband call delivers it: resampled to
+    :data:`TELEPHONE_RATE` and back with soxr (nothing above 4 kHz left; what the SDK does
+    with 8 kHz input), cut or padded to N samples. Not one of :data:`CONDITIONS`, the set
+    every committed voices report shares; :mod:`benchmarks.recorded_voice` scores it."""
+    import soxr
+
+    x = np.asarray(audio, dtype=np.float32)
+    down = soxr.resample(x, sample_rate, TELEPHONE_RATE)
+    back = np.asarray(soxr.resample(down, TELEPHONE_RATE, sample_rate), dtype=np.float32)
+    return np.pad(back[:x.size], (0, max(0, x.size - back.size)))
+
+
 def apply_condition(audio: np.ndarray, condition: str, sample_rate: int,
                     seed: int) -> np.ndarray:
     """float32 (N,) ``audio`` (float (N,) at ``sample_rate`` Hz) under ``condition``."""

@@ -119,3 +119,15 @@ def test_the_shipped_bundle_keeps_sync_on_the_recorded_voice() -> None:
             then["condition"], then["gain_db"], then["style"])
         for key in ("psd", "mean_pose_psd", "confidence", "mouth_energy_r"):
             assert now[key] == pytest.approx(then[key], abs=2e-3), (now["condition"], key)
+
+
+def test_the_telephone_row_keeps_the_voice_band_and_drops_what_lies_above_4_khz() -> None:
+    from benchmarks.recording_conditions import telephone
+
+    t = np.arange(16000) / 16000
+    low, high = (np.sin(2 * np.pi * f * t).astype(np.float32) for f in (1000.0, 6000.0))
+    kept, dropped = telephone(low, 16000), telephone(high, 16000)
+    assert kept.dtype == np.float32 and len(kept) == len(dropped) == 16000
+    middle = slice(1000, 15000)  # away from the resampler's edges
+    assert np.sqrt(np.mean(kept[middle] ** 2)) == pytest.approx(np.sqrt(0.5), rel=0.02)
+    assert np.sqrt(np.mean(dropped[middle] ** 2)) < 1e-3
