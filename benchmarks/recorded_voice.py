@@ -21,6 +21,10 @@ the bundle (the default alone when it has none), and the clean audio 6 dB quiete
 (:data:`GAINS_DB`, default style). Each row is judged by issue 17's criteria
 (:func:`benchmarks.voices_acceptance.verdict`).
 
+Faults of real recordings (:data:`benchmarks.recording_faults.FAULTS`: a noise floor, DC
+offset and mains hum with and without it, quiet and clipped levels, lossy codecs; default
+style) are measured as well and reported with what they miss: measured, not required.
+
 Controls (clean, default style), each of which must miss a criterion, or the measure
 could not tell sync from its absence on this voice:
 
@@ -46,6 +50,7 @@ import numpy as np
 
 from benchmarks.common import load_average, machine_info, machine_state
 from benchmarks.recording_conditions import CONDITIONS, apply_condition, telephone
+from benchmarks.recording_faults import FAULTS, apply_fault, unavailable
 from benchmarks.voices_acceptance import score_sequences, shown
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,13 +135,22 @@ def run(bundle_dir: Path, sounds_dir: Path = SOUNDS_DIR, seed: int = 0) -> dict[
                      .astype(np.float32) for i, a in enumerate(audios)]
             row = score_sequences(generator, heard, style, manifest.pose_range, seed)
             rows.append({"condition": condition, "gain_db": gain_db, **row})
+        faults = []
+        for fault in FAULTS:
+            if unavailable(fault):
+                faults.append({"fault": fault, "unavailable": unavailable(fault)})
+                continue
+            row = score_sequences(generator, [apply_fault(a, fault, rate, i)
+                                              for i, a in enumerate(audios)],
+                                  styles[0], manifest.pose_range, seed)
+            faults.append({"fault": fault, **row})
         checks = {}
         for name, (judged, motion) in controls(audios, rate, fps).items():
             row = score_sequences(generator, [judged], styles[0], manifest.pose_range, seed,
                                   motion_audios=[motion])
             row["caught"] = not all(row["passed"].values())
             checks[name] = row
-    return {"rows": rows, "controls": checks,
+    return {"rows": rows, "faults": faults, "controls": checks,
             "sequences": [{"prompts": [PROMPTS[i] for i in order], "pause_s": pause_s,
                            "seconds": len(a) / rate}
                           for (order, pause_s), a in zip(SEQUENCES, audios, strict=True)]}
@@ -170,6 +184,21 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['condition']} | {r['gain_db']:+g} dB | {r['style'] or 'default'} | "
             f"{r['psd']:.3f} | {r['mean_pose_psd']:.3f} | {r['psd'] / r['mean_pose_psd']:.2f} "
             f"| {', '.join(f'{o:+d}' for o in r['best_offsets'])} | {r['confidence']:.3f} | "
+            f"{r['mouth_energy_r']:.2f} | {r['mean_abs_z']:.2f} | "
+            f"{r['largest_excursion']:.2f} | {_missed(r)} |")
+    lines += ["", "Faults of real recordings (benchmarks/recording_faults.py; default style; "
+              "measured, not required):", "",
+              "| fault | PSD | mean pose PSD | ratio | offsets | conf. | mouth r | mean abs z | "
+              "farthest past the training range (SD) | missed |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["faults"]:
+        if "unavailable" in r:
+            lines.append(f"| {r['fault']} | not run: {r['unavailable']} |" + " |" * 8)
+            continue
+        lines.append(
+            f"| {r['fault']} | {r['psd']:.3f} | {r['mean_pose_psd']:.3f} | "
+            f"{r['psd'] / r['mean_pose_psd']:.2f} | "
+            f"{', '.join(f'{o:+d}' for o in r['best_offsets'])} | {r['confidence']:.3f} | "
             f"{r['mouth_energy_r']:.2f} | {r['mean_abs_z']:.2f} | "
             f"{r['largest_excursion']:.2f} | {_missed(r)} |")
     lines += ["", "Controls (clean, default style; each must miss a criterion):", "",

@@ -82,6 +82,23 @@ def recorded_voice() -> str:
                            "missed"], rows)
 
 
+def recorded_faults() -> str:
+    """The faults of :mod:`benchmarks.recording_faults` on the recorded voice: per fault its
+    PSD, PSD / mean pose's, confidence, mouth r, farthest past the training range and what
+    it misses (or why it did not run)."""
+    rows = []
+    for r in load("voices_recorded")["faults"]:
+        if "unavailable" in r:
+            rows.append([r["fault"], *["-"] * 5, f"not run: {r['unavailable']}"])
+            continue
+        rows.append([r["fault"], f"{r['psd']:.3f}", f"{r['psd'] / r['mean_pose_psd']:.2f}",
+                     f"{r['confidence']:.2f}", f"{r['mouth_energy_r']:.2f}",
+                     f"{r['largest_excursion']:.2f}",
+                     ", ".join(k for k, ok in r["passed"].items() if not ok) or "-"])
+    return markdown_table(["fault", "PSD ↓", "PSD / mean pose's", "confidence", "mouth r",
+                           "farthest past the training range (SD)", "missed"], rows)
+
+
 def training_poses(source: str) -> str:
     """The corpus's own poses, the references of the training-range criterion."""
     report = load(source)
