@@ -306,6 +306,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "voices_acceptance_before": lambda: voices.voices_acceptance("voices_acceptance_before"),
     "voices_recorded": voices.recorded_voice,
     "voices_recorded_faults": voices.recorded_faults,
+    "voices_languages": voices.languages_never_heard,
     "voices_conditions": voices_conditions,
     "voices_level": voices.voices_level,
     "training_voices": voices.training_voices,

@@ -99,6 +99,20 @@ def recorded_faults() -> str:
                            "farthest past the training range (SD)", "missed"], rows)
 
 
+def languages_never_heard() -> str:
+    """The acceptance per language outside the corpus (:mod:`benchmarks.languages_never_heard`)."""
+    rows = []
+    for code, r in load("voices_languages")["rows"].items():
+        missed = [k for k, ok in r["passed"].items() if not ok]
+        rows.append([f"{r['language']} ({code})", f"{r['psd']:.3f}", f"{r['mean_pose_psd']:.3f}",
+                     ", ".join(f"{o:+d}" for o in r["best_offsets"]), f"{r['confidence']:.2f}",
+                     f"{r['mouth_energy_r']:.2f}", f"{r['largest_excursion']:.2f}",
+                     "all met" if not missed else "missed: " + ", ".join(missed)])
+    return markdown_table(["language", "PSD ↓", "mean pose PSD", "best offset", "confidence",
+                           "mouth r", "farthest past the training range (SD)", "criteria"],
+                          rows)
+
+
 def training_poses(source: str) -> str:
     """The corpus's own poses, the references of the training-range criterion."""
     report = load(source)

@@ -15,6 +15,8 @@ runs, in this order (each from this checkout, so a git worktree regenerates its 
   skipped without it, saying so)
 * ``recorded-voice``: ``python -m benchmarks.recorded_voice`` (alsa-utils' recorded speech
   prompts, needs no corpus) -> benchmarks/results/voices/recorded_voice.*
+* ``languages``: ``python -m benchmarks.languages_never_heard`` (espeak-ng in languages the
+  corpus does not speak) -> benchmarks/results/voices/languages_never_heard.*
 * ``validate``: ``gesturert validate`` -> benchmarks/results/validation/validate.*
 * ``tamper``: ``python -m export.tamper`` -> benchmarks/results/validation/tamper.*
 * ``validation-doc``: ``python tests/test_validation_doc.py --write``
@@ -48,8 +50,8 @@ README = REPO / "README.md"
 DEMO_MARK = "<!-- output-checked-by: tests/test_demo.py -->\n```text\n"
 DEMO_OUT = REPO / "out" / "demo"
 FRAME_SECONDS = 4  # the video frame shown in the README
-STEPS = ("robustness", "voices", "recorded-voice", "validate", "tamper", "validation-doc", "demo",
-         "resampler-quality", "doc-results")
+STEPS = ("robustness", "voices", "recorded-voice", "languages", "validate", "tamper",
+         "validation-doc", "demo", "resampler-quality", "doc-results")
 
 ROBUSTNESS_HEAD = """# The shipped default bundle on out-of-corpus speech
 
@@ -132,6 +134,8 @@ def refresh(corpus: Path | None, skip: Sequence[str]) -> None:
                       *extra], ok=frozenset({0, 1}))
     if "recorded-voice" not in skip:  # exit 1 is a result to record, as for voices
         _run(["-m", "benchmarks.recorded_voice", BUNDLE], ok=frozenset({0, 1}))
+    if "languages" not in skip:
+        _run(["-m", "benchmarks.languages_never_heard", BUNDLE], ok=frozenset({0, 1}))
     if "validate" not in skip:
         _run(["-m", "sdk.cli", "validate", BUNDLE, "--out", "benchmarks/results/validation"])
     if "tamper" not in skip:
