@@ -307,6 +307,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "voices_recorded": voices.recorded_voice,
     "voices_recorded_faults": voices.recorded_faults,
     "voices_languages": voices.languages_never_heard,
+    "voices_long_stream": voices.long_stream,
     "voices_conditions": voices_conditions,
     "voices_level": voices.voices_level,
     "training_voices": voices.training_voices,

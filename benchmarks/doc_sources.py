@@ -38,6 +38,7 @@ SOURCES = {
     "voices_acceptance_before": RESULTS / "voices" / "acceptance_synthetic_voice_bundle.json",
     "voices_recorded": RESULTS / "voices" / "recorded_voice.json",
     "voices_languages": RESULTS / "voices" / "languages_never_heard.json",
+    "voices_long_stream": RESULTS / "voices" / "long_stream.json",
     "voices_acceptance_quieter": RESULTS / "voices" / "acceptance_gain_-6db.json",
     "voices_acceptance_louder": RESULTS / "voices" / "acceptance_gain_+6db.json",
     "voices_no_gain_quieter": NO_GAIN / "acceptance_gain_-6db.json",

@@ -53,6 +53,7 @@ import numpy as np
 
 from benchmarks.common import load_average, machine_info, machine_state
 from benchmarks.recording_conditions import CONDITIONS
+from sdk.frames import PoseFrames
 from sdk.pose_range import PoseRange, RangeLimits
 from train.robustness import corpus_training_range
 
@@ -99,15 +100,20 @@ def verdict(row: dict[str, Any]) -> dict[str, bool]:
 
 def score_sequences(generator: Any, audios: list[np.ndarray], style: str | None,
                     training_range: PoseRange, seed: int = 0,
-                    motion_audios: list[np.ndarray] | None = None) -> dict[str, Any]:
+                    motion_audios: list[np.ndarray] | None = None,
+                    frames: list[PoseFrames] | None = None) -> dict[str, Any]:
     """Stream each (N,) float32 audio at the bundle's rate; the row's measures (means over
     the sequences, ``largest_excursion`` the largest; offsets listed).
 
     ``motion_audios`` (a control, one per audio, each as long as its audio): generate the
     motion from these instead and judge it against ``audios``: motion that belongs to other
-    speech, or to the same speech at another time, which the criteria must refuse."""
+    speech, or to the same speech at another time, which the criteria must refuse.
+    ``frames`` (one per audio): judge these, generated elsewhere (e.g. streamed chunk by
+    chunk), instead of generating."""
     if motion_audios is not None and [len(a) for a in motion_audios] != [len(a) for a in audios]:
         raise ValueError("motion_audios: one per audio, each as long as its audio")
+    if frames is not None and (motion_audios is not None or len(frames) != len(audios)):
+        raise ValueError("frames: one per audio, and not with motion_audios")
     from benchmarks.voices_experiment import mouth_energy_r
     from sdk.bundle_psd import frames_psd, mean_pose_psd, posesync_embed_fn
     from sdk.mfcc import MfccMatrices
@@ -125,13 +131,16 @@ def score_sequences(generator: Any, audios: list[np.ndarray], style: str | None,
     kwargs = {} if style is None else {"style": style}
     try:
         for index, audio in enumerate(audios):
-            source = audio if motion_audios is None else motion_audios[index]
-            frames = generator.generate(source, rate, seed=seed, **kwargs)
-            canonical = norm.pixels_to_canonical(frames.keypoints)
+            if frames is not None:
+                judged = frames[index]
+            else:
+                source = audio if motion_audios is None else motion_audios[index]
+                judged = generator.generate(source, rate, seed=seed, **kwargs)
+            canonical = norm.pixels_to_canonical(judged.keypoints)
             z = norm.standardize(canonical)
             sweep = frames_psd(manifest, matrices, embed, audio, canonical).sweep
             still = mean_pose_psd(manifest, matrices, embed, audio, len(z)).sweep
-            robust = pose_robustness(z, frames.saliency, norm, manifest.features.fps,
+            robust = pose_robustness(z, judged.saliency, norm, manifest.features.fps,
                                      training_range)
             measured["psd"].append(sweep.psd)
             measured["mean_pose_psd"].append(still.psd)

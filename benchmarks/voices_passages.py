@@ -113,6 +113,26 @@ def languages_never_heard() -> str:
                           rows)
 
 
+def long_stream() -> str:
+    """Ten minutes through one stream (:mod:`benchmarks.long_stream`): the minutes meeting
+    every criterion, the range of PSD, PSD / mean pose's and confidence over the minutes,
+    the body's speed in the silence against while talking, streamed against offline."""
+    report = load("voices_long_stream")
+    minutes, rest = report["minutes"], report["at_rest"]
+    met = sum(all(r["passed"].values()) for r in minutes)
+
+    def spread(values: list[float], fmt: str) -> str:
+        return f"{min(values):{fmt}}-{max(values):{fmt}}"
+
+    return markdown_table(
+        ["minutes meeting every criterion", "PSD ↓", "PSD / mean pose's", "confidence",
+         "body speed in the silence / while talking", "streamed vs offline (px)"],
+        [[f"{met} of {len(minutes)}", spread([r["psd"] for r in minutes], ".3f"),
+          spread([r["psd"] / r["mean_pose_psd"] for r in minutes], ".2f"),
+          spread([r["confidence"] for r in minutes], ".2f"), f"{rest['ratio']:.3f}",
+          f"{report['max_px_vs_offline']:.2g}"]])
+
+
 def training_poses(source: str) -> str:
     """The corpus's own poses, the references of the training-range criterion."""
     report = load(source)

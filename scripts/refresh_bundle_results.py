@@ -17,6 +17,8 @@ runs, in this order (each from this checkout, so a git worktree regenerates its 
   prompts, needs no corpus) -> benchmarks/results/voices/recorded_voice.*
 * ``languages``: ``python -m benchmarks.languages_never_heard`` (espeak-ng in languages the
   corpus does not speak) -> benchmarks/results/voices/languages_never_heard.*
+* ``long-stream``: ``python -m benchmarks.long_stream`` (ten minutes of them through one
+  stream) -> benchmarks/results/voices/long_stream.*
 * ``validate``: ``gesturert validate`` -> benchmarks/results/validation/validate.*
 * ``tamper``: ``python -m export.tamper`` -> benchmarks/results/validation/tamper.*
 * ``validation-doc``: ``python tests/test_validation_doc.py --write``
@@ -50,8 +52,8 @@ README = REPO / "README.md"
 DEMO_MARK = "<!-- output-checked-by: tests/test_demo.py -->\n```text\n"
 DEMO_OUT = REPO / "out" / "demo"
 FRAME_SECONDS = 4  # the video frame shown in the README
-STEPS = ("robustness", "voices", "recorded-voice", "languages", "validate", "tamper",
-         "validation-doc", "demo", "resampler-quality", "doc-results")
+STEPS = ("robustness", "voices", "recorded-voice", "languages", "long-stream", "validate",
+         "tamper", "validation-doc", "demo", "resampler-quality", "doc-results")
 
 ROBUSTNESS_HEAD = """# The shipped default bundle on out-of-corpus speech
 
@@ -136,6 +138,8 @@ def refresh(corpus: Path | None, skip: Sequence[str]) -> None:
         _run(["-m", "benchmarks.recorded_voice", BUNDLE], ok=frozenset({0, 1}))
     if "languages" not in skip:
         _run(["-m", "benchmarks.languages_never_heard", BUNDLE], ok=frozenset({0, 1}))
+    if "long-stream" not in skip:
+        _run(["-m", "benchmarks.long_stream", BUNDLE], ok=frozenset({0, 1}))
     if "validate" not in skip:
         _run(["-m", "sdk.cli", "validate", BUNDLE, "--out", "benchmarks/results/validation"])
     if "tamper" not in skip:
