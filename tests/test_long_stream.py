@@ -4,6 +4,7 @@ in 20 ms chunks, is the committed one and equals one offline pass."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def test_the_talk_has_its_length_its_silence_and_its_pauses() -> None:
     assert not audio[first:end].any() and audio[end:end + 60 * RATE].any()
     starts = [start for _, start in said]
     assert starts == sorted(starts) and {name for name, _ in said} == {"a", "b", "c"}
-    for (name, start), (_, following) in zip(said, said[1:], strict=False):
+    for (name, start), (_, following) in itertools.pairwise(said):
         if start * RATE < first <= following * RATE:
             continue  # cut by the silence
         gap = following - start - len(_speech()[name]) / RATE
