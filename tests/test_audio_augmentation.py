@@ -66,3 +66,27 @@ def test_reverb_augmentation_smears_a_click_and_draws_nothing_when_off() -> None
     for draw in (other.random, other.uniform, other.random, other.uniform, other.random):
         draw()  # what apply draws without reverb: no draw more
     assert rng.bit_generator.state == other.bit_generator.state
+
+
+def test_hum_and_dc_fill_the_silence_at_their_level_and_draw_nothing_when_off() -> None:
+    from train.data.audio_augmentation import mains_hum
+
+    silence = np.zeros(CFG.sample_rate, dtype=np.float32)
+    plain = AudioAugmentation(gain_db=0.0, tilt=(0.0, 0.0), peak_probability=0.0,
+                              noise_probability=0.0)
+    hum = dataclasses.replace(plain, hum_probability=1.0, hum_db=(-20.0, -20.0)).apply(
+        silence, 1.0, CFG.sample_rate, np.random.default_rng(0))
+    assert np.sqrt(np.mean(hum ** 2)) == pytest.approx(0.1, rel=1e-3)  # -20 dB of RMS 1
+    peak_hz = np.argmax(np.abs(np.fft.rfft(hum))) * CFG.sample_rate / hum.size
+    assert peak_hz in (50.0, 60.0)  # the fundamental is the loudest harmonic
+    dc = dataclasses.replace(plain, dc_probability=1.0, dc_db=(-6.0, -6.0)).apply(
+        silence, 1.0, CFG.sample_rate, np.random.default_rng(0))
+    assert np.ptp(dc) == 0 and abs(dc[0]) == pytest.approx(10 ** (-6 / 20), rel=1e-5)
+    assert np.sqrt(np.mean(mains_hum(8000, 16000, np.random.default_rng(3)) ** 2)) == (
+        pytest.approx(1.0))
+    rng = np.random.default_rng(1)
+    plain.apply(silence, 1.0, CFG.sample_rate, rng)
+    other = np.random.default_rng(1)
+    for draw in (other.random, other.uniform, other.random, other.uniform, other.random):
+        draw()  # what apply draws with hum and DC off: no draw more
+    assert rng.bit_generator.state == other.bit_generator.state

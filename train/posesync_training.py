@@ -56,6 +56,8 @@ class PoseSyncDataConfig:
             ``augment_snr_db``); each anchor's audio clip is clean or one of the copies,
             uniformly (C = 1: half corrupted, as the generator's default). 0 = off.
         augment_snr_db: SNR range of the copies' noise, dB.
+        augment_hum_probability, augment_dc_probability: share of the copies that also get
+            mains hum / a DC offset (train.data.audio_augmentation; 0 = off).
     """
 
     min_shift: int = 3
@@ -65,6 +67,8 @@ class PoseSyncDataConfig:
     eval_seed: int = 1234
     audio_augmentation_copies: int = 0
     augment_snr_db: tuple[float, float] = (20.0, 45.0)
+    augment_hum_probability: float = 0.0
+    augment_dc_probability: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_shift <= self.max_shift:
@@ -81,7 +85,9 @@ class PoseSyncDataConfig:
         if self.audio_augmentation_copies == 0:
             return None
         return AudioAugmentation(probability=1.0, gain_db=0.0,
-                                 snr_db=tuple(self.augment_snr_db))  # type: ignore[arg-type]
+                                 snr_db=tuple(self.augment_snr_db),  # type: ignore[arg-type]
+                                 hum_probability=self.augment_hum_probability,
+                                 dc_probability=self.augment_dc_probability)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,12 @@ class AudioAugmentation:
     * warp: a vocal-tract-length factor uniform in ``warp`` (default (1, 1): off, nothing
       drawn), applied to the MFCC's mel filterbank (:func:`warped_filterbank`), as another
       speaker's formants: the corrupted audio's features are computed with it.
+    * hum: with probability ``hum_probability`` (default 0: off, nothing drawn), mains hum
+      after the noise (an amplifier's or a converter's, on the pauses too, digitally silent
+      or not; :func:`mains_hum`) at a level uniform in ``hum_db`` dB against the
+      sequence's RMS;
+    * DC: with probability ``dc_probability`` (default 0: off, nothing drawn), a constant
+      offset of either sign at a level uniform in ``dc_db`` dB against the sequence's RMS.
     """
 
     probability: float = 1.0
@@ -53,6 +59,10 @@ class AudioAugmentation:
     reverb_probability: float = 0.0
     reverb_rt60_s: tuple[float, float] = (0.2, 0.9)
     reverb_drr_db: tuple[float, float] = (-3.0, 12.0)
+    hum_probability: float = 0.0
+    hum_db: tuple[float, float] = (-40.0, -10.0)
+    dc_probability: float = 0.0
+    dc_db: tuple[float, float] = (-40.0, -6.0)
 
     def apply(self, audio: np.ndarray, sequence_rms: float, sample_rate: int,
               rng: np.random.Generator) -> np.ndarray:
@@ -74,6 +84,12 @@ class AudioAugmentation:
             noise = lfilter([1.0, -rng.uniform(-0.5, 0.99)], [1.0], rng.standard_normal(x.size))
             noise *= sequence_rms / max(float(np.sqrt(np.mean(noise ** 2))), 1e-12)
             x = x + noise * 10.0 ** (-rng.uniform(*self.snr_db) / 20.0)
+        if self.hum_probability > 0 and rng.random() < self.hum_probability:
+            x = x + mains_hum(x.size, sample_rate, rng) * sequence_rms * 10.0 ** (
+                rng.uniform(*self.hum_db) / 20.0)
+        if self.dc_probability > 0 and rng.random() < self.dc_probability:
+            x = x + rng.choice((-1.0, 1.0)) * sequence_rms * 10.0 ** (
+                rng.uniform(*self.dc_db) / 20.0)
         return x.astype(np.float32)
 
     def __post_init__(self) -> None:
@@ -86,6 +102,17 @@ class AudioAugmentation:
         when the range is (1, 1) (so configs without a warp keep their random stream)."""
         low, high = self.warp
         return 1.0 if low == high == 1.0 else float(rng.uniform(low, high))
+
+
+def mains_hum(n: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """float64 (n,) hum of unit RMS: 50 or 60 Hz (even odds) and its 2nd and 3rd harmonics,
+    each harmonic's amplitude uniform in [0, 1] of the fundamental's, random phases."""
+    t = np.arange(n) / sample_rate
+    f0 = 50.0 if rng.random() < 0.5 else 60.0
+    weights = np.concatenate([[1.0], rng.uniform(0.0, 1.0, 2)])
+    hum = sum(w * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi))
+              for k, w in enumerate(weights, start=1))
+    return np.asarray(hum) / max(float(np.sqrt(np.mean(np.asarray(hum) ** 2))), 1e-30)
 
 
 def room_impulse(rt60_s: float, sample_rate: int, rng: np.random.Generator,

@@ -376,7 +376,11 @@ def generator_data(data_dir: Path, config: Any) -> Any:
                                     snr_db=tuple(config.data.augment_snr_db),
                                     warp=tuple(getattr(config.data, "augment_warp", (1.0, 1.0))),
                                     reverb_probability=getattr(
-                                        config.data, "augment_reverb_probability", 0.0))
+                                        config.data, "augment_reverb_probability", 0.0),
+                                    hum_probability=getattr(
+                                        config.data, "augment_hum_probability", 0.0),
+                                    dc_probability=getattr(
+                                        config.data, "augment_dc_probability", 0.0))
     train_set = WindowDataset(train_clips, normalization, augmentation=augment, **kwargs)
     if len(train_set) == 0:
         raise ValueError(
