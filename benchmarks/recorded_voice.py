@@ -135,15 +135,26 @@ def run(bundle_dir: Path, sounds_dir: Path = SOUNDS_DIR, seed: int = 0) -> dict[
                      .astype(np.float32) for i, a in enumerate(audios)]
             row = score_sequences(generator, heard, style, manifest.pose_range, seed)
             rows.append({"condition": condition, "gain_db": gain_db, **row})
+        def poses(audio: np.ndarray) -> np.ndarray:
+            """(T, J, 2) standardised poses of ``audio`` (default style, ``seed``)."""
+            frames = generator.generate(audio, rate, seed=seed, style=styles[0])
+            return manifest.normalization.standardize(
+                manifest.normalization.pixels_to_canonical(frames.keypoints))
+
+        clean = [poses(a) for a in audios]
         faults = []
         for fault in FAULTS:
             if unavailable(fault):
                 faults.append({"fault": fault, "unavailable": unavailable(fault)})
                 continue
-            row = score_sequences(generator, [apply_fault(a, fault, rate, i)
-                                              for i, a in enumerate(audios)],
-                                  styles[0], manifest.pose_range, seed)
+            faulty = [apply_fault(a, fault, rate, i) for i, a in enumerate(audios)]
+            row = score_sequences(generator, faulty, styles[0], manifest.pose_range, seed)
+            row["deviation_z"] = float(np.mean([np.abs(poses(f) - c).mean()
+                                                for f, c in zip(faulty, clean, strict=True)]))
             faults.append({"fault": fault, **row})
+        other = poses(audios[1])
+        n = min(len(other), len(clean[0]))
+        other_speech_z = float(np.abs(other[:n] - clean[0][:n]).mean())
         checks = {}
         for name, (judged, motion) in controls(audios, rate, fps).items():
             row = score_sequences(generator, [judged], styles[0], manifest.pose_range, seed,
@@ -151,6 +162,7 @@ def run(bundle_dir: Path, sounds_dir: Path = SOUNDS_DIR, seed: int = 0) -> dict[
             row["caught"] = not all(row["passed"].values())
             checks[name] = row
     return {"rows": rows, "faults": faults, "controls": checks,
+            "other_speech_deviation_z": other_speech_z,
             "sequences": [{"prompts": [PROMPTS[i] for i in order], "pause_s": pause_s,
                            "seconds": len(a) / rate}
                           for (order, pause_s), a in zip(SEQUENCES, audios, strict=True)]}
@@ -189,19 +201,23 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "Faults of real recordings (benchmarks/recording_faults.py; default style; "
               "measured, not required):", "",
               "| fault | PSD | mean pose PSD | ratio | offsets | conf. | mouth r | mean abs z | "
-              "farthest past the training range (SD) | missed |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "farthest past the training range (SD) | poses moved (z) | missed |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["faults"]:
         if "unavailable" in r:
-            lines.append(f"| {r['fault']} | not run: {r['unavailable']} |" + " |" * 8)
+            lines.append(f"| {r['fault']} | not run: {r['unavailable']} |" + " |" * 9)
             continue
         lines.append(
             f"| {r['fault']} | {r['psd']:.3f} | {r['mean_pose_psd']:.3f} | "
             f"{r['psd'] / r['mean_pose_psd']:.2f} | "
             f"{', '.join(f'{o:+d}' for o in r['best_offsets'])} | {r['confidence']:.3f} | "
             f"{r['mouth_energy_r']:.2f} | {r['mean_abs_z']:.2f} | "
-            f"{r['largest_excursion']:.2f} | {_missed(r)} |")
-    lines += ["", "Controls (clean, default style; each must miss a criterion):", "",
+            f"{r['largest_excursion']:.2f} | {r['deviation_z']:.3f} | {_missed(r)} |")
+    lines += ["", "Poses moved: mean |z| difference (every joint, standardised units) between "
+              "the poses generated from the faulty audio and from the clean audio (same seed "
+              "and style), the generator alone, no judge; for scale, the poses of other "
+              f"speech differ from the clean ones by {report['other_speech_deviation_z']:.3f}.",
+              "", "Controls (clean, default style; each must miss a criterion):", "",
               "| control | PSD | mean pose PSD | offsets | conf. | mouth r | missed | caught |",
               "|---|---|---|---|---|---|---|---|"]
     for name, c in report["controls"].items():

@@ -86,17 +86,20 @@ def recorded_faults() -> str:
     """The faults of :mod:`benchmarks.recording_faults` on the recorded voice: per fault its
     PSD, PSD / mean pose's, confidence, mouth r, farthest past the training range and what
     it misses (or why it did not run)."""
+    report = load("voices_recorded")
+    other = report["other_speech_deviation_z"]
     rows = []
-    for r in load("voices_recorded")["faults"]:
+    for r in report["faults"]:
         if "unavailable" in r:
-            rows.append([r["fault"], *["-"] * 5, f"not run: {r['unavailable']}"])
+            rows.append([r["fault"], *["-"] * 6, f"not run: {r['unavailable']}"])
             continue
         rows.append([r["fault"], f"{r['psd']:.3f}", f"{r['psd'] / r['mean_pose_psd']:.2f}",
                      f"{r['confidence']:.2f}", f"{r['mouth_energy_r']:.2f}",
-                     f"{r['largest_excursion']:.2f}",
+                     f"{r['largest_excursion']:.2f}", f"{r['deviation_z'] / other:.2f}",
                      ", ".join(k for k, ok in r["passed"].items() if not ok) or "-"])
     return markdown_table(["fault", "PSD ↓", "PSD / mean pose's", "confidence", "mouth r",
-                           "farthest past the training range (SD)", "missed"], rows)
+                           "farthest past the training range (SD)",
+                           "poses moved / by other speech", "missed"], rows)
 
 
 def languages_never_heard() -> str:

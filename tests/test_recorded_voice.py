@@ -83,8 +83,10 @@ def _report(row_ok: bool = True, caught: bool = True) -> dict[str, Any]:
            "mouth_energy_r": 0.9, "mean_abs_z": 0.3, "largest_excursion": 0.1, "passed": ok}
     control = row | {"psd": 1.1, "best_offsets": [-3], "passed": {"psd": False},
                      "caught": caught}
-    fault = row | {"fault": "mains_hum", "psd": 0.7, "passed": {"psd": False}}
+    fault = row | {"fault": "mains_hum", "psd": 0.7, "passed": {"psd": False},
+                   "deviation_z": 0.6}
     return {"rows": [row], "faults": [fault, {"fault": "mp3", "unavailable": "no MP3"}],
+            "other_speech_deviation_z": 0.4,
             "controls": {"audio 3 frames late": control},
             "sequences": [{"prompts": list(PROMPTS), "pause_s": 0.25, "seconds": 13.4}],
             "bundle": "b", "sounds_dir": "/x", "machine": {"cpu_model": "cpu", "cpu_cores": 2},
@@ -143,9 +145,10 @@ def test_the_telephone_row_keeps_the_voice_band_and_drops_what_lies_above_4_khz(
 
 def test_the_readmes_fault_claims_hold_in_the_committed_report() -> None:
     """README, below the faults table: codecs, the noise floor, -20 dB and +12 dB keep sync;
-    DC offset and hum miss the PSD on gated audio, not over the noise floor, and move the
-    judge too (the mean pose's PSD falls); -30 dB misses the confidence alone, its PSD
-    within the limit; +18 dB misses the training range alone."""
+    DC offset and hum miss the PSD on gated audio, not over the noise floor, and move both
+    models (the poses further than other speech moves them, the judge's mean-pose PSD
+    falls); -30 dB misses the confidence alone, its PSD within the limit; +18 dB misses the
+    training range alone."""
     from benchmarks.voices_acceptance import PSD_MAX
 
     report = json.loads(COMMITTED.read_text())
@@ -156,9 +159,12 @@ def test_the_readmes_fault_claims_hold_in_the_committed_report() -> None:
     for name in ("opus", "vorbis", "mp3", "noise_floor", "quiet_-20db", "clipped_+12db",
                  "dc_offset_over_floor", "mains_hum_over_floor"):
         assert missed.get(name, set()) == set(), name
+    other = report["other_speech_deviation_z"]
     for name in ("dc_offset", "mains_hum"):
         assert "psd" in missed[name] and "training_range" not in missed[name], name
         assert faults[name]["mean_pose_psd"] < 0.9 * clean["mean_pose_psd"], name
+        assert faults[name]["deviation_z"] > other, name  # further than other speech
+        assert faults[name + "_over_floor"]["deviation_z"] < other, name
     assert missed["quiet_-30db"] == {"confidence"}
     assert faults["quiet_-30db"]["psd"] <= PSD_MAX
     assert missed["clipped_+18db"] == {"training_range"}
