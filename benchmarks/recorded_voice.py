@@ -114,58 +114,87 @@ def controls(audios: list[np.ndarray], rate: int, fps: float
             f"audio {LATE_FRAMES} frames late": (late, first)}
 
 
+def condition_rows(generator: Any, audios: list[np.ndarray], seed: int) -> list[dict[str, Any]]:
+    """A row per recording condition (and :data:`TELEPHONE`) x style, then per level of
+    :data:`GAINS_DB` (clean, default style)."""
+    manifest = generator.manifest
+    rate = manifest.features.sample_rate
+    styles: tuple[str | None, ...] = generator.styles or (None,)
+    cases = [(condition, 0.0, style) for condition in [*sorted(CONDITIONS), TELEPHONE]
+             for style in styles] + [("clean", gain, styles[0]) for gain in GAINS_DB]
+    rows = []
+    for condition, gain_db, style in cases:
+        scale = np.float32(10.0 ** (gain_db / 20.0))
+        heard = [np.clip(heard_as(a, condition, rate, i) * scale, -1.0, 1.0)
+                 .astype(np.float32) for i, a in enumerate(audios)]
+        row = score_sequences(generator, heard, style, manifest.pose_range, seed)
+        rows.append({"condition": condition, "gain_db": gain_db, **row})
+    return rows
+
+
+def fault_rows(generator: Any, audios: list[np.ndarray], seed: int
+               ) -> tuple[list[dict[str, Any]], float]:
+    """A row per fault (default style), with ``deviation_z``: mean |z| between the poses
+    from the faulty and from the clean audio; and, for scale, that of the second
+    sequence's poses from the first's (other speech), over their common length."""
+    manifest = generator.manifest
+    rate, norm = manifest.features.sample_rate, manifest.normalization
+    style = generator.styles[0] if generator.styles else None
+
+    def poses(audio: np.ndarray) -> np.ndarray:
+        """(T, J, 2) standardised poses of ``audio``."""
+        frames = generator.generate(audio, rate, seed=seed, style=style)
+        return norm.standardize(norm.pixels_to_canonical(frames.keypoints))
+
+    clean = [poses(a) for a in audios]
+    rows: list[dict[str, Any]] = []
+    for fault in FAULTS:
+        if unavailable(fault):
+            rows.append({"fault": fault, "unavailable": unavailable(fault)})
+            continue
+        faulty = [apply_fault(a, fault, rate, i) for i, a in enumerate(audios)]
+        row = score_sequences(generator, faulty, style, manifest.pose_range, seed)
+        row["deviation_z"] = float(np.mean([np.abs(poses(f) - c).mean()
+                                            for f, c in zip(faulty, clean, strict=True)]))
+        rows.append({"fault": fault, **row})
+    other = clean[1]
+    n = min(len(other), len(clean[0]))
+    return rows, float(np.abs(other[:n] - clean[0][:n]).mean())
+
+
+def control_rows(generator: Any, audios: list[np.ndarray], seed: int
+                 ) -> dict[str, dict[str, Any]]:
+    """The controls' rows (default style), each with ``caught``: a criterion missed."""
+    manifest = generator.manifest
+    style = generator.styles[0] if generator.styles else None
+    checks = {}
+    for name, (judged, motion) in controls(audios, manifest.features.sample_rate,
+                                           manifest.features.fps).items():
+        row = score_sequences(generator, [judged], style, manifest.pose_range, seed,
+                              motion_audios=[motion])
+        row["caught"] = not all(row["passed"].values())
+        checks[name] = row
+    return checks
+
+
 def run(bundle_dir: Path, sounds_dir: Path = SOUNDS_DIR, seed: int = 0) -> dict[str, Any]:
-    """The report's rows and controls (see the module docstring), with what they scored."""
+    """The report's rows, faults and controls (see the module docstring), with what they
+    scored."""
     from sdk.streaming import StreamingGenerator
 
     with StreamingGenerator(str(bundle_dir)) as generator:
-        manifest = generator.manifest
-        if manifest.pose_range is None:
+        if generator.manifest.pose_range is None:
             raise ValueError(f"{bundle_dir}: the bundle carries no training pose range "
                              "(exported without --corpus)")
-        rate, fps = manifest.features.sample_rate, manifest.features.fps
+        rate = generator.manifest.features.sample_rate
         audios = recorded_speech(rate, sounds_dir)
-        styles: tuple[str | None, ...] = generator.styles or (None,)
-        cases = [(condition, 0.0, style) for condition in [*sorted(CONDITIONS), TELEPHONE]
-                 for style in styles] + [("clean", gain, styles[0]) for gain in GAINS_DB]
-        rows = []
-        for condition, gain_db, style in cases:
-            scale = np.float32(10.0 ** (gain_db / 20.0))
-            heard = [np.clip(heard_as(a, condition, rate, i) * scale, -1.0, 1.0)
-                     .astype(np.float32) for i, a in enumerate(audios)]
-            row = score_sequences(generator, heard, style, manifest.pose_range, seed)
-            rows.append({"condition": condition, "gain_db": gain_db, **row})
-        def poses(audio: np.ndarray) -> np.ndarray:
-            """(T, J, 2) standardised poses of ``audio`` (default style, ``seed``)."""
-            frames = generator.generate(audio, rate, seed=seed, style=styles[0])
-            return manifest.normalization.standardize(
-                manifest.normalization.pixels_to_canonical(frames.keypoints))
-
-        clean = [poses(a) for a in audios]
-        faults = []
-        for fault in FAULTS:
-            if unavailable(fault):
-                faults.append({"fault": fault, "unavailable": unavailable(fault)})
-                continue
-            faulty = [apply_fault(a, fault, rate, i) for i, a in enumerate(audios)]
-            row = score_sequences(generator, faulty, styles[0], manifest.pose_range, seed)
-            row["deviation_z"] = float(np.mean([np.abs(poses(f) - c).mean()
-                                                for f, c in zip(faulty, clean, strict=True)]))
-            faults.append({"fault": fault, **row})
-        other = poses(audios[1])
-        n = min(len(other), len(clean[0]))
-        other_speech_z = float(np.abs(other[:n] - clean[0][:n]).mean())
-        checks = {}
-        for name, (judged, motion) in controls(audios, rate, fps).items():
-            row = score_sequences(generator, [judged], styles[0], manifest.pose_range, seed,
-                                  motion_audios=[motion])
-            row["caught"] = not all(row["passed"].values())
-            checks[name] = row
-    return {"rows": rows, "faults": faults, "controls": checks,
-            "other_speech_deviation_z": other_speech_z,
-            "sequences": [{"prompts": [PROMPTS[i] for i in order], "pause_s": pause_s,
-                           "seconds": len(a) / rate}
-                          for (order, pause_s), a in zip(SEQUENCES, audios, strict=True)]}
+        faults, other_speech_z = fault_rows(generator, audios, seed)
+        return {"rows": condition_rows(generator, audios, seed), "faults": faults,
+                "other_speech_deviation_z": other_speech_z,
+                "controls": control_rows(generator, audios, seed),
+                "sequences": [{"prompts": [PROMPTS[i] for i in order], "pause_s": pause_s,
+                               "seconds": len(a) / rate}
+                              for (order, pause_s), a in zip(SEQUENCES, audios, strict=True)]}
 
 
 def passed(report: dict[str, Any]) -> bool:
