@@ -308,6 +308,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "voices_recorded_faults": voices.recorded_faults,
     "voices_languages": voices.languages_never_heard,
     "voices_long_stream": voices.long_stream,
+    "line_noise": voices.line_noise,
     "voices_conditions": voices_conditions,
     "voices_level": voices.voices_level,
     "training_voices": voices.training_voices,

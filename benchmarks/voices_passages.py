@@ -136,6 +136,41 @@ def long_stream() -> str:
           f"{report['max_px_vs_offline']:.2g}"]])
 
 
+LINE_NOISE_ROWS = (("shipped", "evaluation", "voices_recorded", "voices_acceptance",
+                    "voices_languages"),
+                   ("hum and DC in the augmentation (candidate)", "line_noise_evaluation",
+                    "line_noise_recorded", "line_noise_acceptance", "line_noise_languages"))
+"""The line-noise table's bundles and their results (:data:`SOURCES` keys): evaluation,
+recorded voice, acceptance on the corpus's held-out voices, languages never heard."""
+
+
+def line_noise() -> str:
+    """Per bundle of :data:`LINE_NOISE_ROWS`: how far DC offset and hum on gated audio move
+    the poses (against other speech), the audios meeting every criterion (recorded voice
+    rows, its faults, held-out voices and the sample, languages), and the test split's
+    ratios (:func:`_judged_ratios`)."""
+    rows = []
+    for label, evaluation, recorded, acceptance, languages in LINE_NOISE_ROWS:
+        rec = load(recorded)
+        faults = {f["fault"]: f for f in rec["faults"] if "unavailable" not in f}
+        other = rec["other_speech_deviation_z"]
+
+        def met(items: list[dict[str, Any]]) -> str:
+            return f"{sum(all(r['passed'].values()) for r in items)} of {len(items)}"
+
+        rows.append([label, *(f"{faults[k]['deviation_z'] / other:.2f}"
+                              for k in ("dc_offset", "mains_hum")),
+                     met(list(faults.values())), met(rec["rows"]),
+                     met(list(load(acceptance)["rows"].values())),
+                     met(list(load(languages)["rows"].values())),
+                     *_judged_ratios(load(evaluation))])
+    return markdown_table(["bundle", "DC offset: poses moved / by other speech",
+                           "hum: poses moved / by other speech", "faults meeting every criterion",
+                           "recorded voice rows", "held-out voices and sample", "languages",
+                           "FGD / mean pose's ↓", "PSD / ground truth's", "lip-sync r ↑",
+                           "detector AUC ↑", "diversity / ground truth's"], rows)
+
+
 def training_poses(source: str) -> str:
     """The corpus's own poses, the references of the training-range criterion."""
     report = load(source)
