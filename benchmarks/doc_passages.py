@@ -18,7 +18,15 @@ from typing import Any
 
 from benchmarks import voices_passages as voices
 from benchmarks.corpus_minutes import passage as corpus_minutes_passage
-from benchmarks.doc_sources import NO_GAIN, RESULTS, ROOT, SOURCES, load, markdown_table
+from benchmarks.doc_sources import (
+    NO_GAIN,
+    RANDOM_LEVEL,
+    RESULTS,
+    ROOT,
+    SOURCES,
+    load,
+    markdown_table,
+)
 from benchmarks.front_end import RANDOM_LEVEL_RUNS, RANDOM_LEVEL_SEED_1_RUNS
 from benchmarks.front_end import passage as front_end_passage
 from benchmarks.gpu_passages import gpu_numbers, gpu_status
@@ -227,9 +235,10 @@ def voices_conditions() -> str:
     rows = []
     plain = voices.STEPS_SWEEP / "steps_4000_audio_augmentation_false"
     for condition, label in CONDITION_LABELS.items():
-        for training, path in (("shipped (augmented, random level; judge heard corrupted "
-                                 "speech)", RESULTS / "voices"),
-                               ("before: augmented, no random level", NO_GAIN),
+        for training, path in (("shipped (augmented, random level, hum and DC; judge heard "
+                                 "corrupted speech)", RESULTS / "voices"),
+                               ("before: augmented, random level", RANDOM_LEVEL / "voices"),
+                               ("before that: augmented, no random level", NO_GAIN),
                                ("no audio augmentation (clean-trained judge)", plain)):
             report, engine = split_engine_rows(
                 json.loads((path / f"acceptance_{condition}.json").read_text())["rows"])

@@ -23,9 +23,9 @@ SEED_1 = RESULTS / "training" / "random_level_seed_1" / "voices"
 CROSS = RESULTS / "training" / "cross_test_sets"
 """The generators of the synthetic-voice recipe, of the shipped one and of the shipped
 recipe on both corpora, on both test sets."""
-LINE_NOISE = RESULTS / "training" / "line_noise_augmentation"
-"""The shipped recipe with mains hum and DC offsets in its training augmentation (a
-candidate, not shipped)."""
+RANDOM_LEVEL = RESULTS / "training" / "random_level"
+"""The bundle shipped before mains hum and DC offsets joined the training augmentation
+(random input level in training, the recipe of the seed-1 and front-end runs)."""
 SOURCES = {
     "bench": RESULTS / "2core-intel-xeon" / "bench.json",
     "evaluation": RESULTS / "training" / "evaluation.json",
@@ -42,10 +42,12 @@ SOURCES = {
     "voices_recorded": RESULTS / "voices" / "recorded_voice.json",
     "voices_languages": RESULTS / "voices" / "languages_never_heard.json",
     "voices_long_stream": RESULTS / "voices" / "long_stream.json",
-    "line_noise_evaluation": LINE_NOISE / "evaluation.json",
-    "line_noise_recorded": LINE_NOISE / "voices" / "recorded_voice.json",
-    "line_noise_acceptance": LINE_NOISE / "voices" / "acceptance.json",
-    "line_noise_languages": LINE_NOISE / "voices" / "languages_never_heard.json",
+    "evaluation_random_level": RANDOM_LEVEL / "evaluation.json",
+    "voices_random_level_quieter": RANDOM_LEVEL / "voices" / "acceptance_gain_-6db.json",
+    "voices_random_level": RANDOM_LEVEL / "voices" / "acceptance.json",
+    "voices_random_level_louder": RANDOM_LEVEL / "voices" / "acceptance_gain_+6db.json",
+    "recorded_random_level": RANDOM_LEVEL / "voices" / "recorded_voice.json",
+    "languages_random_level": RANDOM_LEVEL / "voices" / "languages_never_heard.json",
     "voices_acceptance_quieter": RESULTS / "voices" / "acceptance_gain_-6db.json",
     "voices_acceptance_louder": RESULTS / "voices" / "acceptance_gain_+6db.json",
     "voices_no_gain_quieter": NO_GAIN / "acceptance_gain_-6db.json",

@@ -136,10 +136,10 @@ def long_stream() -> str:
           f"{report['max_px_vs_offline']:.2g}"]])
 
 
-LINE_NOISE_ROWS = (("shipped", "evaluation", "voices_recorded", "voices_acceptance",
-                    "voices_languages"),
-                   ("hum and DC in the augmentation (candidate)", "line_noise_evaluation",
-                    "line_noise_recorded", "line_noise_acceptance", "line_noise_languages"))
+LINE_NOISE_ROWS = (("random level only (shipped before)", "evaluation_random_level",
+                    "recorded_random_level", "voices_random_level", "languages_random_level"),
+                   ("shipped: hum and DC in the augmentation too", "evaluation",
+                    "voices_recorded", "voices_acceptance", "voices_languages"))
 """The line-noise table's bundles and their results (:data:`SOURCES` keys): evaluation,
 recorded voice, acceptance on the corpus's held-out voices, languages never heard."""
 
@@ -180,11 +180,14 @@ def training_poses(source: str) -> str:
             f"{held['largest_excursion']:.2f} SD past the training range")
 
 
-LEVEL_ROWS = (("shipped (random level in training)", ("voices_acceptance_quieter",
-                                                     "voices_acceptance",
-                                                     "voices_acceptance_louder")),
-              ("shipped recipe, generator seed 1", ("voices_seed_1_quieter", "voices_seed_1",
-                                                    "voices_seed_1_louder")),
+LEVEL_ROWS = (("shipped (random level, hum and DC in training)", (
+    "voices_acceptance_quieter", "voices_acceptance", "voices_acceptance_louder")),
+              ("random level only (shipped before)", ("voices_random_level_quieter",
+                                                      "voices_random_level",
+                                                      "voices_random_level_louder")),
+              ("random level only, generator seed 1", ("voices_seed_1_quieter",
+                                                       "voices_seed_1",
+                                                       "voices_seed_1_louder")),
               ("before (no random level)", ("voices_no_gain_quieter", "voices_no_gain",
                                             "voices_no_gain_louder")))
 """The level table's bundles and their acceptance reports (:data:`SOURCES` keys), 6 dB
@@ -253,6 +256,8 @@ def eval_before_after() -> str:
              "lip_probe_before"),
             ("voiced corpus, no random level in training (shipped before)",
              "evaluation_no_gain", "lip_ceiling", "lip_probe"),
+            ("voiced corpus, random level only (shipped before)", "evaluation_random_level",
+             "lip_ceiling", "lip_probe"),
             ("voiced corpus (shipped)", "evaluation", "lip_ceiling", "lip_probe")):
         ev, ceiling = load(source), load(ceiling_source)
         if ceiling["sequences"] != ev["sequences"]:
@@ -274,13 +279,14 @@ def eval_before_after() -> str:
 
 CROSS_ROWS = (("synthetic-voice corpus", (
     ("synthetic-voice recipe (trained on it)", "cross_synthetic_recipe_on_synthetic"),
-    ("shipped (never heard its voice)", "cross_shipped_on_synthetic"),
-    ("shipped recipe on both corpora", "cross_both_on_synthetic"))),
+    ("random level only, shipped before (never heard its voice)",
+     "cross_shipped_on_synthetic"),
+    ("its recipe on both corpora", "cross_both_on_synthetic"))),
     ("voiced corpus", (
         ("synthetic-voice recipe (never heard these voices)",
          "cross_synthetic_recipe_on_voiced"),
-        ("shipped (trained on it)", "evaluation"),
-        ("shipped recipe on both corpora", "cross_both_on_voiced"))))
+        ("random level only, shipped before (trained on it)", "evaluation_random_level"),
+        ("its recipe on both corpora", "cross_both_on_voiced"))))
 """The cross table: per test set, its two generators' evaluations (:data:`SOURCES` keys)."""
 
 
