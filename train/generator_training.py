@@ -60,7 +60,8 @@ class GeneratorDataConfig:
         augment_reverb_probability: share of corrupted windows also put through a random
             room (RT60 0.2-0.9 s, DRR -3..12 dB; train.data.audio_augmentation; 0 = off).
         augment_hum_probability, augment_dc_probability: share of corrupted windows that
-            also get mains hum / a DC offset (train.data.audio_augmentation; 0 = off).
+            also get mains hum / a DC offset (train.data.audio_augmentation; 0 = off, as
+            every bundle before the one shipped on 2026-12-04 fifth session trained).
         clean_detector: the detector loss counts only windows left clean (the bundles
             before issue 17's fix; on the voiced corpus, training it on the corrupted
             windows too halved its false alarms: detector_window_labels/README.md).
@@ -89,8 +90,8 @@ class GeneratorDataConfig:
     augment_snr_db: tuple[float, ...] = (20.0, 45.0)
     augment_warp: tuple[float, ...] = (1.0, 1.0)
     augment_reverb_probability: float = 0.0
-    augment_hum_probability: float = 0.0
-    augment_dc_probability: float = 0.0
+    augment_hum_probability: float = 0.3
+    augment_dc_probability: float = 0.3
     shuffle_audio_pairs: bool = False
     max_missing_fraction: float = 0.5
     detector_label: str = "complete"
