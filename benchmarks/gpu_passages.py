@@ -155,8 +155,8 @@ def gpu_numbers(results: Path = RESULTS) -> str:
                  "largest measured stream count within 1/fps",
                  f"{streams['max_streams_front_end']} streams", f"{top['wall_p50_ms']:.1f} ms "
                  f"of {top['budget_ms']:.1f} ms"])
-    for result, what in ((runtime, "runtime's GPU path, ONNX Runtime CPU step, shipped "
-                                   "bundle"),
+    for result, what in ((runtime, "runtime's GPU path, ONNX Runtime CPU step, the bundle "
+                                   "shipped at the run's commit"),
                          (torch_rt, "runtime without TensorRT, torch-CUDA step, untrained "
                                     "default-config bundle")):
         tick = max(result["ticks"], key=lambda t: t["streams"] if t["fits_budget"] else 0)
