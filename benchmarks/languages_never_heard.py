@@ -20,7 +20,6 @@ meets every criterion, else 1 (2: espeak-ng or the bundle missing).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.acceptance_report import all_met, carried_range, missed, sync_cells, write_report
 from benchmarks.common import load_average, machine_info, machine_state
 from benchmarks.recorded_voice import DEFAULT_BUNDLE, DEFAULT_OUT
 from benchmarks.voices_acceptance import score_sequences, shown
@@ -132,14 +132,11 @@ def run(bundle_dir: Path, seed: int = 0) -> dict[str, Any]:
         raise ValueError(f"the corpus speaks {sorted(heard)}: not languages never heard")
     rows = {}
     with StreamingGenerator(str(bundle_dir)) as generator:
-        manifest = generator.manifest
-        if manifest.pose_range is None:
-            raise ValueError(f"{bundle_dir}: the bundle carries no training pose range "
-                             "(exported without --corpus)")
-        style = generator.styles[0] if generator.styles else None
+        pose_range = carried_range(generator, bundle_dir)
         for language in LANGUAGES:
-            audio = speak(language, manifest.features.sample_rate)
-            row = score_sequences(generator, [audio], style, manifest.pose_range, seed)
+            audio = speak(language, generator.manifest.features.sample_rate)
+            row = score_sequences(generator, [audio], generator.default_style, pose_range,
+                                  seed)
             rows[language.code] = {"language": language.name, "voice": language.voice,
                                    **row}
     return {"rows": rows, "trained_languages": sorted(trained_languages())}
@@ -158,13 +155,8 @@ def markdown(report: dict[str, Any]) -> str:
              "| mouth r | mean abs z | farthest past the training range (SD) | missed |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for code, r in report["rows"].items():
-        missed = ", ".join(k for k, ok in r["passed"].items() if not ok) or "-"
-        lines.append(
-            f"| {r['language']} ({code}) | {r['voice']} | {r['seconds']:.1f} | {r['psd']:.3f} "
-            f"| {r['mean_pose_psd']:.3f} | {r['psd'] / r['mean_pose_psd']:.2f} | "
-            f"{', '.join(f'{o:+d}' for o in r['best_offsets'])} | {r['confidence']:.3f} | "
-            f"{r['mouth_energy_r']:.2f} | {r['mean_abs_z']:.2f} | "
-            f"{r['largest_excursion']:.2f} | {missed} |")
+        lines.append(f"| {r['language']} ({code}) | {r['voice']} | {r['seconds']:.1f} | "
+                     f"{sync_cells(r)} | {', '.join(missed(r)) or '-'} |")
     lines += ["", "Every language meets every criterion." if report["all_passed"]
               else "NOT every language meets every criterion."]
     return "\n".join(lines) + "\n"
@@ -184,15 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"languages_never_heard: {exc}", file=sys.stderr)
         return 2
     report |= {"bundle": shown(args.bundle), "seed": args.seed,
-               "all_passed": all(all(r["passed"].values()) for r in report["rows"].values()),
+               "all_passed": all_met(report["rows"].values()),
                "seconds": time.perf_counter() - started, "machine": machine_info(),
                "load": load}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "languages_never_heard.json").write_text(
-        json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    text = markdown(report)
-    (args.out / "languages_never_heard.md").write_text(text)
-    print(text)
+    write_report(args.out, "languages_never_heard", report, markdown(report))
     return 0 if report["all_passed"] else 1
 
 

@@ -12,8 +12,9 @@ at :data:`SILENCE_AT_S` the talker stops for :data:`SILENCE_S` of digital silenc
 draw goes on until the talk is ``--minutes`` long (then cut), so a shorter talk is the
 longer one's beginning.
 
-It runs through one stream as an app runs it: ``create_stream``, ``accept_waveform`` of
-``--chunk-ms`` chunks, ``step`` while ready, ``pop_frames``; ``input_finished`` at the end.
+It runs through one stream as an app runs it (``StreamingGenerator.generate`` with
+``chunk_samples``: ``create_stream``, ``accept_waveform`` of ``--chunk-ms`` chunks, ``step``
+while ready, ``pop_frames``; ``input_finished`` at the end).
 Measured (the bundle's own PoseSyncNet and training range, default gesture style):
 
 * per whole minute (900 pose frames at 15 fps, the audio of exactly those frames): issue
@@ -31,14 +32,15 @@ Exit status 0 when every minute meets every criterion, else 1 (2: audio missing)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.acceptance_report import all_met, carried_range, missed, sync_cells, write_report
 from benchmarks.common import load_average, machine_info, machine_state
 from benchmarks.recorded_voice import DEFAULT_BUNDLE, DEFAULT_OUT, recorded_speech
 from benchmarks.voices_acceptance import DEFAULT_SAMPLE, score_sequences, shown
@@ -90,25 +92,6 @@ def assemble(speech: dict[str, np.ndarray], rate: int, seconds: float
     return np.concatenate(parts)[:total], said, silence
 
 
-def stream(generator: Any, audio: np.ndarray, rate: int, chunk: int, style: str | None
-           ) -> Any:
-    """All frames of ``audio`` streamed through one stream in ``chunk``-sample chunks."""
-    from sdk.frames import PoseFrames
-
-    s = generator.create_stream(seed=0, style=style)
-    out = []
-    for first in range(0, len(audio), chunk):
-        s.accept_waveform(audio[first:first + chunk], rate)
-        while generator.is_ready(s):
-            generator.step([s])
-        out.append(s.pop_frames())
-    s.input_finished()
-    while generator.is_ready(s):
-        generator.step([s])
-    out.append(s.pop_frames())
-    return PoseFrames.concatenate(out, generator.num_joints)
-
-
 def body_speed(canonical: np.ndarray, joints: np.ndarray) -> np.ndarray:
     """(T-1,) mean speed of ``joints`` between consecutive frames, canonical units/frame."""
     return np.linalg.norm(np.diff(canonical[:, joints], axis=0), axis=-1).mean(axis=1)
@@ -121,13 +104,14 @@ def run(bundle_dir: Path, minutes: int, chunk_ms: float) -> dict[str, Any]:
     with StreamingGenerator(str(bundle_dir)) as generator:
         manifest = generator.manifest
         rate, fps = manifest.features.sample_rate, manifest.features.fps
-        if fps * 60 != MINUTE_FRAMES or manifest.pose_range is None:
-            raise ValueError(f"{bundle_dir}: needs {MINUTE_FRAMES // 60} fps and a training "
-                             "pose range (exported with --corpus)")
+        pose_range = carried_range(generator, bundle_dir)
+        if fps * 60 != MINUTE_FRAMES:
+            raise ValueError(f"{bundle_dir}: needs {MINUTE_FRAMES // 60} fps, not {fps}")
         audio, said, silence = assemble(sources(rate), rate, minutes * 60.0)
-        style = generator.styles[0] if generator.styles else None
-        started = time.perf_counter()
-        frames = stream(generator, audio, rate, round(chunk_ms * rate / 1000), style)
+        style = generator.default_style
+        started = time.perf_counter()  # generate with chunk sizes: one stream, step when ready
+        frames = generator.generate(audio, rate, seed=0, style=style,
+                                    chunk_samples=repeat(round(chunk_ms * rate / 1000)))
         streaming_s = time.perf_counter() - started
         offline = generator.generate(audio, rate, seed=0, style=style)
         per_minute = MINUTE_FRAMES * rate // fps
@@ -137,11 +121,11 @@ def run(bundle_dir: Path, minutes: int, chunk_ms: float) -> dict[str, Any]:
             pieces.append(PoseFrames(frames.keypoints[part], frames.saliency[part],
                                      frames.time[part], frames.index[part]))
             clips.append(audio[m * per_minute:(m + 1) * per_minute])
-        rows = [score_sequences(generator, [c], style, manifest.pose_range, frames=[p])
+        rows = [score_sequences(generator, [c], style, pose_range, frames=[p])
                 for c, p in zip(clips, pieces, strict=True)]
         norm = manifest.normalization
         canonical = norm.pixels_to_canonical(frames.keypoints)
-        speed = body_speed(canonical, np.asarray(manifest.pose_range.joints))
+        speed = body_speed(canonical, np.asarray(pose_range.joints))
         first, end = (round((silence[0] / rate + SETTLE_S) * fps), silence[1] * fps // rate)
         quiet = np.zeros(len(speed), bool)
         quiet[first:min(end, len(speed))] = True
@@ -174,12 +158,7 @@ def markdown(report: dict[str, Any]) -> str:
              "farthest past the training range (SD) | missed |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["minutes"]:
-        missed = ", ".join(k for k, ok in r["passed"].items() if not ok) or "-"
-        lines.append(
-            f"| {r['minute']} | {r['psd']:.3f} | {r['mean_pose_psd']:.3f} | "
-            f"{r['psd'] / r['mean_pose_psd']:.2f} | {r['best_offsets'][0]:+d} | "
-            f"{r['confidence']:.3f} | {r['mouth_energy_r']:.2f} | {r['mean_abs_z']:.2f} | "
-            f"{r['largest_excursion']:.2f} | {missed} |")
+        lines.append(f"| {r['minute']} | {sync_cells(r)} | {', '.join(missed(r)) or '-'} |")
     if rest["speed_in_silence"] is not None:
         lines += ["", f"At rest: body and hands move {rest['speed_in_silence']:.4f} canonical "
                   f"units per frame in the silence (from {SETTLE_S:g} s after it starts), "
@@ -209,15 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"long_stream: {exc}", file=sys.stderr)
         return 2
-    report |= {"bundle": shown(args.bundle),
-               "all_passed": all(all(r["passed"].values()) for r in report["minutes"]),
+    report |= {"bundle": shown(args.bundle), "all_passed": all_met(report["minutes"]),
                "machine": machine_info(), "load": load}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "long_stream.json").write_text(json.dumps(report, indent=2, sort_keys=True)
-                                               + "\n")
-    text = markdown(report)
-    (args.out / "long_stream.md").write_text(text)
-    print(text)
+    write_report(args.out, "long_stream", report, markdown(report))
     return 0 if report["all_passed"] else 1
 
 

@@ -40,7 +40,6 @@ Exit status 0 when every row meets every criterion and every control misses one,
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -48,10 +47,18 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.acceptance_report import (
+    all_met,
+    carried_range,
+    missed,
+    sync_cells,
+    write_report,
+)
 from benchmarks.common import load_average, machine_info, machine_state
 from benchmarks.recording_conditions import CONDITIONS, apply_condition, telephone
 from benchmarks.recording_faults import FAULTS, apply_fault, unavailable
 from benchmarks.voices_acceptance import score_sequences, shown
+from sdk.frames import PoseFrames
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = REPO / "sdk" / "data" / "default_bundle"
@@ -119,9 +126,9 @@ def condition_rows(generator: Any, audios: list[np.ndarray], seed: int) -> list[
     :data:`GAINS_DB` (clean, default style)."""
     manifest = generator.manifest
     rate = manifest.features.sample_rate
-    styles: tuple[str | None, ...] = generator.styles or (None,)
     cases = [(condition, 0.0, style) for condition in [*sorted(CONDITIONS), TELEPHONE]
-             for style in styles] + [("clean", gain, styles[0]) for gain in GAINS_DB]
+             for style in generator.styles]
+    cases += [("clean", gain, generator.default_style) for gain in GAINS_DB]
     rows = []
     for condition, gain_db, style in cases:
         scale = np.float32(10.0 ** (gain_db / 20.0))
@@ -138,24 +145,25 @@ def fault_rows(generator: Any, audios: list[np.ndarray], seed: int
     from the faulty and from the clean audio; and, for scale, that of the second
     sequence's poses from the first's (other speech), over their common length."""
     manifest = generator.manifest
-    rate, norm = manifest.features.sample_rate, manifest.normalization
-    style = generator.styles[0] if generator.styles else None
+    rate, norm, style = manifest.features.sample_rate, manifest.normalization, \
+        generator.default_style
 
-    def poses(audio: np.ndarray) -> np.ndarray:
-        """(T, J, 2) standardised poses of ``audio``."""
-        frames = generator.generate(audio, rate, seed=seed, style=style)
+    def standardised(frames: PoseFrames) -> np.ndarray:
+        """(T, J, 2) standardised poses of ``frames``."""
         return norm.standardize(norm.pixels_to_canonical(frames.keypoints))
 
-    clean = [poses(a) for a in audios]
+    clean = [standardised(generator.generate(a, rate, seed=seed, style=style)) for a in audios]
     rows: list[dict[str, Any]] = []
     for fault in FAULTS:
         if unavailable(fault):
             rows.append({"fault": fault, "unavailable": unavailable(fault)})
             continue
         faulty = [apply_fault(a, fault, rate, i) for i, a in enumerate(audios)]
-        row = score_sequences(generator, faulty, style, manifest.pose_range, seed)
-        row["deviation_z"] = float(np.mean([np.abs(poses(f) - c).mean()
-                                            for f, c in zip(faulty, clean, strict=True)]))
+        frames = [generator.generate(f, rate, seed=seed, style=style) for f in faulty]
+        row = score_sequences(generator, faulty, style, manifest.pose_range, seed,
+                              frames=frames)
+        row["deviation_z"] = float(np.mean([np.abs(standardised(f) - c).mean()
+                                            for f, c in zip(frames, clean, strict=True)]))
         rows.append({"fault": fault, **row})
     other = clean[1]
     n = min(len(other), len(clean[0]))
@@ -166,13 +174,13 @@ def control_rows(generator: Any, audios: list[np.ndarray], seed: int
                  ) -> dict[str, dict[str, Any]]:
     """The controls' rows (default style), each with ``caught``: a criterion missed."""
     manifest = generator.manifest
-    style = generator.styles[0] if generator.styles else None
+    rate, style = manifest.features.sample_rate, generator.default_style
     checks = {}
-    for name, (judged, motion) in controls(audios, manifest.features.sample_rate,
-                                           manifest.features.fps).items():
+    for name, (judged, motion) in controls(audios, rate, manifest.features.fps).items():
+        frames = [generator.generate(motion, rate, seed=seed, style=style)]
         row = score_sequences(generator, [judged], style, manifest.pose_range, seed,
-                              motion_audios=[motion])
-        row["caught"] = not all(row["passed"].values())
+                              frames=frames)
+        row["caught"] = bool(missed(row))
         checks[name] = row
     return checks
 
@@ -183,9 +191,7 @@ def run(bundle_dir: Path, sounds_dir: Path = SOUNDS_DIR, seed: int = 0) -> dict[
     from sdk.streaming import StreamingGenerator
 
     with StreamingGenerator(str(bundle_dir)) as generator:
-        if generator.manifest.pose_range is None:
-            raise ValueError(f"{bundle_dir}: the bundle carries no training pose range "
-                             "(exported without --corpus)")
+        carried_range(generator, bundle_dir)
         rate = generator.manifest.features.sample_rate
         audios = recorded_speech(rate, sounds_dir)
         faults, other_speech_z = fault_rows(generator, audios, seed)
@@ -199,12 +205,11 @@ def run(bundle_dir: Path, sounds_dir: Path = SOUNDS_DIR, seed: int = 0) -> dict[
 
 def passed(report: dict[str, Any]) -> bool:
     """Every row meets every criterion and every control misses one."""
-    return (all(all(r["passed"].values()) for r in report["rows"])
-            and all(c["caught"] for c in report["controls"].values()))
+    return all_met(report["rows"]) and all(c["caught"] for c in report["controls"].values())
 
 
 def _missed(row: dict[str, Any]) -> str:
-    return ", ".join(k for k, ok in row["passed"].items() if not ok) or "-"
+    return ", ".join(missed(row)) or "-"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -223,10 +228,7 @@ def markdown(report: dict[str, Any]) -> str:
     for r in report["rows"]:
         lines.append(
             f"| {r['condition']} | {r['gain_db']:+g} dB | {r['style'] or 'default'} | "
-            f"{r['psd']:.3f} | {r['mean_pose_psd']:.3f} | {r['psd'] / r['mean_pose_psd']:.2f} "
-            f"| {', '.join(f'{o:+d}' for o in r['best_offsets'])} | {r['confidence']:.3f} | "
-            f"{r['mouth_energy_r']:.2f} | {r['mean_abs_z']:.2f} | "
-            f"{r['largest_excursion']:.2f} | {_missed(r)} |")
+            f"{sync_cells(r)} | {_missed(r)} |")
     lines += ["", "Faults of real recordings (benchmarks/recording_faults.py; default style; "
               "measured, not required):", "",
               "| fault | PSD | mean pose PSD | ratio | offsets | conf. | mouth r | mean abs z | "
@@ -237,11 +239,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {r['fault']} | not run: {r['unavailable']} |" + " |" * 9)
             continue
         lines.append(
-            f"| {r['fault']} | {r['psd']:.3f} | {r['mean_pose_psd']:.3f} | "
-            f"{r['psd'] / r['mean_pose_psd']:.2f} | "
-            f"{', '.join(f'{o:+d}' for o in r['best_offsets'])} | {r['confidence']:.3f} | "
-            f"{r['mouth_energy_r']:.2f} | {r['mean_abs_z']:.2f} | "
-            f"{r['largest_excursion']:.2f} | {r['deviation_z']:.3f} | {_missed(r)} |")
+            f"| {r['fault']} | {sync_cells(r)} | {r['deviation_z']:.3f} | {_missed(r)} |")
     lines += ["", "Poses moved: mean |z| difference (every joint, standardised units) between "
               "the poses generated from the faulty audio and from the clean audio (same seed "
               "and style), the generator alone, no judge; for scale, the poses of other "
@@ -278,12 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                "licence": LICENCE, "seed": args.seed, "all_passed": passed(report),
                "seconds": time.perf_counter() - started, "machine": machine_info(),
                "load": load}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "recorded_voice.json").write_text(
-        json.dumps(report, indent=2, sort_keys=True) + "\n")
-    text = markdown(report)
-    (args.out / "recorded_voice.md").write_text(text)
-    print(text)
+    write_report(args.out, "recorded_voice", report, markdown(report))
     return 0 if report["all_passed"] else 1
 
 

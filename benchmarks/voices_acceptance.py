@@ -100,20 +100,15 @@ def verdict(row: dict[str, Any]) -> dict[str, bool]:
 
 def score_sequences(generator: Any, audios: list[np.ndarray], style: str | None,
                     training_range: PoseRange, seed: int = 0,
-                    motion_audios: list[np.ndarray] | None = None,
                     frames: list[PoseFrames] | None = None) -> dict[str, Any]:
     """Stream each (N,) float32 audio at the bundle's rate; the row's measures (means over
     the sequences, ``largest_excursion`` the largest; offsets listed).
 
-    ``motion_audios`` (a control, one per audio, each as long as its audio): generate the
-    motion from these instead and judge it against ``audios``: motion that belongs to other
-    speech, or to the same speech at another time, which the criteria must refuse.
-    ``frames`` (one per audio): judge these, generated elsewhere (e.g. streamed chunk by
-    chunk), instead of generating."""
-    if motion_audios is not None and [len(a) for a in motion_audios] != [len(a) for a in audios]:
-        raise ValueError("motion_audios: one per audio, each as long as its audio")
-    if frames is not None and (motion_audios is not None or len(frames) != len(audios)):
-        raise ValueError("frames: one per audio, and not with motion_audios")
+    ``frames`` (one per audio): judge these against ``audios`` instead of generating: frames
+    streamed chunk by chunk, or a control's motion of other speech, or of the same speech at
+    another time, which the criteria must refuse."""
+    if frames is not None and len(frames) != len(audios):
+        raise ValueError("frames: one per audio")
     from benchmarks.voices_experiment import mouth_energy_r
     from sdk.bundle_psd import frames_psd, mean_pose_psd, posesync_embed_fn
     from sdk.mfcc import MfccMatrices
@@ -131,11 +126,8 @@ def score_sequences(generator: Any, audios: list[np.ndarray], style: str | None,
     kwargs = {} if style is None else {"style": style}
     try:
         for index, audio in enumerate(audios):
-            if frames is not None:
-                judged = frames[index]
-            else:
-                source = audio if motion_audios is None else motion_audios[index]
-                judged = generator.generate(source, rate, seed=seed, **kwargs)
+            judged = (frames[index] if frames is not None
+                      else generator.generate(audio, rate, seed=seed, **kwargs))
             canonical = norm.pixels_to_canonical(judged.keypoints)
             z = norm.standardize(canonical)
             sweep = frames_psd(manifest, matrices, embed, audio, canonical).sweep
