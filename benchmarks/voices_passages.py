@@ -12,6 +12,7 @@ import shlex
 from itertools import pairwise
 from typing import Any
 
+from benchmarks.acceptance_report import missed
 from benchmarks.corpus_minutes import probe_row
 from benchmarks.doc_sources import RESULTS, SOURCES, load, markdown_table
 
@@ -59,18 +60,18 @@ def recorded_voice() -> str:
         groups.setdefault((r["condition"], r["gain_db"]), []).append(r)
     rows = []
     for (condition, gain_db), group in groups.items():
-        missed = missed_criteria({r["style"] or "default": r for r in group})
+        failing = missed_criteria({r["style"] or "default": r for r in group})
         rows.append([condition, f"{gain_db:+g} dB",
-                     f"{len(group) - len(missed)} of {len(group)}",
+                     f"{len(group) - len(failing)} of {len(group)}",
                      f"{max(r['psd'] for r in group):.3f}",
                      f"{max(r['psd'] / r['mean_pose_psd'] for r in group):.2f}",
                      ", ".join(sorted({f"{o:+d}" for r in group for o in r["best_offsets"]})),
                      f"{min(r['confidence'] for r in group):.2f}",
                      f"{min(r['mouth_energy_r'] for r in group):.2f}",
                      f"{max(r['largest_excursion'] for r in group):.2f}",
-                     "; ".join(missed) or "-"])
+                     "; ".join(failing) or "-"])
     for name, c in report["controls"].items():
-        refused = ", ".join(k for k, ok in c["passed"].items() if not ok)
+        refused = ", ".join(missed(c))
         rows.append([f"control: {name}", "+0 dB", "caught" if c["caught"] else "NOT caught",
                      f"{c['psd']:.3f}", f"{c['psd'] / c['mean_pose_psd']:.2f}",
                      ", ".join(f"{o:+d}" for o in c["best_offsets"]),
@@ -96,7 +97,7 @@ def recorded_faults() -> str:
         rows.append([r["fault"], f"{r['psd']:.3f}", f"{r['psd'] / r['mean_pose_psd']:.2f}",
                      f"{r['confidence']:.2f}", f"{r['mouth_energy_r']:.2f}",
                      f"{r['largest_excursion']:.2f}", f"{r['deviation_z'] / other:.2f}",
-                     ", ".join(k for k, ok in r["passed"].items() if not ok) or "-"])
+                     ", ".join(missed(r)) or "-"])
     return markdown_table(["fault", "PSD ↓", "PSD / mean pose's", "confidence", "mouth r",
                            "farthest past the training range (SD)",
                            "poses moved / by other speech", "missed"], rows)
@@ -106,11 +107,11 @@ def languages_never_heard() -> str:
     """The acceptance per language outside the corpus (:mod:`benchmarks.languages_never_heard`)."""
     rows = []
     for code, r in load("voices_languages")["rows"].items():
-        missed = [k for k, ok in r["passed"].items() if not ok]
+        refused = missed(r)
         rows.append([f"{r['language']} ({code})", f"{r['psd']:.3f}", f"{r['mean_pose_psd']:.3f}",
                      ", ".join(f"{o:+d}" for o in r["best_offsets"]), f"{r['confidence']:.2f}",
                      f"{r['mouth_energy_r']:.2f}", f"{r['largest_excursion']:.2f}",
-                     "all met" if not missed else "missed: " + ", ".join(missed)])
+                     "all met" if not refused else "missed: " + ", ".join(refused)])
     return markdown_table(["language", "PSD ↓", "mean pose PSD", "best offset", "confidence",
                            "mouth r", "farthest past the training range (SD)", "criteria"],
                           rows)
@@ -122,7 +123,7 @@ def long_stream() -> str:
     the body's speed in the silence against while talking, streamed against offline."""
     report = load("voices_long_stream")
     minutes, rest = report["minutes"], report["at_rest"]
-    met = sum(all(r["passed"].values()) for r in minutes)
+    met = sum(not missed(r) for r in minutes)
 
     def spread(values: list[float], fmt: str) -> str:
         return f"{min(values):{fmt}}-{max(values):{fmt}}"
@@ -156,7 +157,7 @@ def line_noise() -> str:
         other = rec["other_speech_deviation_z"]
 
         def met(items: list[dict[str, Any]]) -> str:
-            return f"{sum(all(r['passed'].values()) for r in items)} of {len(items)}"
+            return f"{sum(not missed(r) for r in items)} of {len(items)}"
 
         rows.append([label, *(f"{faults[k]['deviation_z'] / other:.2f}"
                               for k in ("dc_offset", "mains_hum")),
